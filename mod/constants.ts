@@ -1,0 +1,82 @@
+/**
+ * Every limit of dm-remap in one place, with load-time checks of how they relate.
+ *
+ * Units are in the names: `_BYTES`, `_SECTORS`, `_MS`, `_MAX`, `_COUNT`.
+ *
+ * @module
+ */
+
+import { assert } from "./assert.ts";
+
+/** The unit of metadata placement and of torn-write atomicity we assume: none larger. */
+export const SECTOR_BYTES = 512;
+
+/** Sectors of a spare where the five metadata copies start (product definition). */
+export const COPY_SECTORS: readonly number[] = [0, 1024, 2048, 4096, 8192];
+
+/** Bytes reserved for one metadata copy: one header sector plus the payload. */
+export const COPY_BYTES = 64 * 1024;
+
+/** The largest payload one copy can carry. */
+export const COPY_PAYLOAD_BYTES_MAX = COPY_BYTES - SECTOR_BYTES;
+
+/** Where the remap log starts on a spare: past the last copy, aligned to 1 MiB. */
+export const LOG_OFFSET_BYTES = 8 * 1024 * 1024;
+
+/** Size of the remap log region on each spare. */
+export const LOG_BYTES = 4 * 1024 * 1024;
+
+/** Smallest allowed block size (the unit that is remapped). */
+export const BLOCK_BYTES_MIN = 512;
+/** Largest allowed block size. */
+export const BLOCK_BYTES_MAX = 64 * 1024;
+/** Block size used when `create` is not told otherwise. */
+export const BLOCK_BYTES_DEFAULT = 4096;
+
+/** Data slots start on this boundary so they never share a sector with metadata. */
+export const DATA_ALIGN_BYTES = 1024 * 1024;
+
+/** A spare must hold at least this many data slots to be worth adding. */
+export const SPARE_SLOTS_MIN = 16;
+
+/** Spares per setup (product definition: 1 to 8). */
+export const SPARES_MAX = 8;
+
+/** Pending (unreadable, not yet rewritten) blocks remembered in the metadata. */
+export const PENDING_MAX = 1024;
+
+/** Extra attempts at a failed main-disk read before it is EIO and pending. */
+export const READ_RETRIES_DEFAULT = 2;
+/** Upper bound for the configurable read retries. */
+export const READ_RETRIES_MAX = 16;
+
+/** Remaps committed together in one group commit (one data flush, one log flush). */
+export const REMAP_BATCH_MAX = 256;
+
+/** NBD: the largest request payload the server accepts (as nbdkit's MAX_REQUEST_SIZE). */
+export const NBD_REQUEST_BYTES_MAX = 32 * 1024 * 1024;
+/** NBD: options a client may send before it must pick an export. */
+export const NBD_OPTIONS_MAX = 64;
+/** NBD: the longest option payload accepted during the handshake. */
+export const NBD_OPTION_BYTES_MAX = 64 * 1024;
+/** NBD: the longest string (export name, meta context) accepted. */
+export const NBD_STRING_BYTES_MAX = 4096;
+/** NBD: requests in flight per connection before the reader waits. */
+export const NBD_INFLIGHT_MAX = 128;
+/** NBD: connections served at once. */
+export const NBD_CONNECTIONS_MAX = 64;
+
+assert(COPY_SECTORS.length === 5, "five metadata copies");
+for (let i = 1; i < COPY_SECTORS.length; i++) {
+  const gapBytes = (COPY_SECTORS[i]! - COPY_SECTORS[i - 1]!) * SECTOR_BYTES;
+  assert(gapBytes >= COPY_BYTES, "metadata copies do not overlap");
+}
+assert(
+  COPY_SECTORS[COPY_SECTORS.length - 1]! * SECTOR_BYTES + COPY_BYTES <= LOG_OFFSET_BYTES,
+  "the log starts after the last copy",
+);
+assert(LOG_OFFSET_BYTES % DATA_ALIGN_BYTES === 0, "the log is aligned");
+assert(LOG_BYTES % DATA_ALIGN_BYTES === 0, "the log ends aligned");
+assert(BLOCK_BYTES_MAX <= DATA_ALIGN_BYTES, "data slots stay aligned for every block size");
+assert(PENDING_MAX * 24 < COPY_PAYLOAD_BYTES_MAX / 2, "pending list fits in a copy with room to spare");
+assert(NBD_REQUEST_BYTES_MAX % BLOCK_BYTES_MAX === 0, "requests split into whole blocks");

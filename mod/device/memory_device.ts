@@ -1,0 +1,103 @@
+/**
+ * An in-memory `Device`, for tests and simulation.
+ *
+ * It keeps a second image of what was flushed, so a simulated crash
+ * ({@link MemoryDevice.crash}) drops every write since the last flush, the way
+ * a disk cache loses unflushed data at power loss.
+ *
+ * @example
+ * ```ts
+ * import { MemoryDevice } from "./memory_device.ts";
+ * const device = new MemoryDevice("mem0", 1 << 20);
+ * await device.write(new Uint8Array(512).fill(1), 4096);
+ * await device.flush();
+ * ```
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import type { ByteRange, Device } from "./device.ts";
+import { isRangeInside } from "./device.ts";
+
+/** A RAM-backed device with crash simulation. */
+export class MemoryDevice implements Device {
+  readonly name: string;
+  readonly sizeBytes: number;
+  #volatile: Uint8Array;
+  #durable: Uint8Array;
+  #closed = false;
+  /** Counts of operations, for tests that check what the layers above did. */
+  readonly counts = { reads: 0, writes: 0, flushes: 0, discards: 0, zeroes: 0 };
+
+  constructor(name: string, sizeBytes: number) {
+    assert(sizeBytes % 512 === 0, "memory device size is a multiple of 512");
+    this.name = name;
+    this.sizeBytes = sizeBytes;
+    this.#volatile = new Uint8Array(sizeBytes);
+    this.#durable = new Uint8Array(sizeBytes);
+  }
+
+  read(buffer: Uint8Array, offsetBytes: number): Promise<void> {
+    this.#check({ offsetBytes, lengthBytes: buffer.length });
+    this.counts.reads++;
+    buffer.set(this.#volatile.subarray(offsetBytes, offsetBytes + buffer.length));
+    return Promise.resolve();
+  }
+
+  write(data: Uint8Array, offsetBytes: number): Promise<void> {
+    this.#check({ offsetBytes, lengthBytes: data.length });
+    this.counts.writes++;
+    this.#volatile.set(data, offsetBytes);
+    return Promise.resolve();
+  }
+
+  flush(): Promise<void> {
+    assert(!this.#closed, `memory device "${this.name}" is open`);
+    this.counts.flushes++;
+    this.#durable.set(this.#volatile);
+    return Promise.resolve();
+  }
+
+  discard(range: ByteRange): Promise<void> {
+    this.#check(range);
+    this.counts.discards++;
+    this.#volatile.fill(0, range.offsetBytes, range.offsetBytes + range.lengthBytes);
+    return Promise.resolve();
+  }
+
+  writeZeroes(range: ByteRange): Promise<void> {
+    this.#check(range);
+    this.counts.zeroes++;
+    this.#volatile.fill(0, range.offsetBytes, range.offsetBytes + range.lengthBytes);
+    return Promise.resolve();
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    return Promise.resolve();
+  }
+
+  /**
+   * Simulates power loss: everything written since the last flush is lost.
+   * Returns a new open device holding the durable image.
+   */
+  crash(): MemoryDevice {
+    const survivor = new MemoryDevice(this.name, this.sizeBytes);
+    survivor.#volatile.set(this.#durable);
+    survivor.#durable.set(this.#durable);
+    this.#closed = true;
+    return survivor;
+  }
+
+  /** The bytes as they are now, for tests (not a copy). */
+  peek(range: ByteRange): Uint8Array {
+    this.#check(range);
+    return this.#volatile.subarray(range.offsetBytes, range.offsetBytes + range.lengthBytes);
+  }
+
+  #check(range: ByteRange): void {
+    assert(!this.#closed, `memory device "${this.name}" is open`);
+    assert(isRangeInside(this, range), `range inside memory device "${this.name}"`);
+  }
+}
