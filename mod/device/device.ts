@@ -7,7 +7,8 @@
  *
  * Contract for every implementation:
  * - `read` fills the whole buffer or throws; it never returns short or invented data.
- * - `write` stores the whole buffer or throws `DeviceIoError`.
+ * - `write` stores the whole buffer or throws `DeviceIoError`; with `fua` it is
+ *   durable when the promise resolves.
  * - `flush` makes every completed write durable.
  * - `writeZeroes` makes the range read back as zeros; `discard` makes its
  *   contents unspecified (but never data from another range or device).
@@ -22,8 +23,14 @@ export interface ByteRange {
   lengthBytes: number;
 }
 
+/** Options for {@link Device.write}. */
+export interface WriteOptions {
+  /** Force unit access: the write is durable when the promise resolves. @default false */
+  fua?: boolean;
+}
+
 /** Options for {@link Device.writeZeroes}. */
-export interface WriteZeroesOptions {
+export interface WriteZeroesOptions extends WriteOptions {
   /** Whether the range may be deallocated (punched) instead of written. @default false */
   mayPunch?: boolean;
 }
@@ -37,7 +44,7 @@ export interface Device {
   /** Reads `buffer.length` bytes at `offsetBytes`. @throws {DeviceIoError} */
   read(buffer: Uint8Array, offsetBytes: number): Promise<void>;
   /** Writes all of `data` at `offsetBytes`. @throws {DeviceIoError} */
-  write(data: Uint8Array, offsetBytes: number): Promise<void>;
+  write(data: Uint8Array, offsetBytes: number, options?: WriteOptions): Promise<void>;
   /** Makes completed writes durable (fdatasync). @throws {DeviceIoError} */
   flush(): Promise<void>;
   /** Hints that a range is unused. @throws {DeviceIoError} */

@@ -17,7 +17,7 @@
  */
 
 import { assert } from "../assert.ts";
-import type { ByteRange, Device } from "./device.ts";
+import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "./device.ts";
 import { isRangeInside } from "./device.ts";
 
 /** A RAM-backed device with crash simulation. */
@@ -45,10 +45,11 @@ export class MemoryDevice implements Device {
     return Promise.resolve();
   }
 
-  write(data: Uint8Array, offsetBytes: number): Promise<void> {
+  write(data: Uint8Array, offsetBytes: number, options: WriteOptions = {}): Promise<void> {
     this.#check({ offsetBytes, lengthBytes: data.length });
     this.counts.writes++;
     this.#volatile.set(data, offsetBytes);
+    if (options.fua) this.#durable.set(data, offsetBytes);
     return Promise.resolve();
   }
 
@@ -66,10 +67,12 @@ export class MemoryDevice implements Device {
     return Promise.resolve();
   }
 
-  writeZeroes(range: ByteRange): Promise<void> {
+  writeZeroes(range: ByteRange, options: WriteZeroesOptions = {}): Promise<void> {
     this.#check(range);
     this.counts.zeroes++;
-    this.#volatile.fill(0, range.offsetBytes, range.offsetBytes + range.lengthBytes);
+    const end = range.offsetBytes + range.lengthBytes;
+    this.#volatile.fill(0, range.offsetBytes, end);
+    if (options.fua) this.#durable.fill(0, range.offsetBytes, end);
     return Promise.resolve();
   }
 

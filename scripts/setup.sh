@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything dm-remap's demo and tests need on a fresh Debian machine:
+# the pinned Deno runtime (npm) and the third-party NBD clients and fault injectors (apt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(qemu-utils libnbd-bin python3-libnbd nbdkit fio fuse3 nbd-client)
+missing=()
+for package in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x node_modules/.bin/deno ]; then
+  echo "setup: installing Deno from npm" >&2
+  npm install --no-audit --no-fund --silent
+fi
+node_modules/.bin/deno --version | head -1 >&2
