@@ -1,0 +1,118 @@
+/**
+ * Where everything lives on a spare: metadata copies, remap log, two
+ * checkpoint regions, then the data slots.
+ *
+ * The layout is computed once at `create` and stored in every copy, so a
+ * later version may compute it differently without moving existing data.
+ *
+ * Invariants (asserted by {@link checkLayout}):
+ * - the five copies, the log, both checkpoint regions and the data slots are disjoint;
+ * - data slots start on a {@link DATA_ALIGN_BYTES} boundary, after all metadata;
+ * - each checkpoint region holds one 8-byte entry per slot.
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import {
+  BLOCK_BYTES_MAX,
+  BLOCK_BYTES_MIN,
+  COPY_BYTES,
+  COPY_SECTORS,
+  DATA_ALIGN_BYTES,
+  LOG_BYTES,
+  LOG_OFFSET_BYTES,
+  SECTOR_BYTES,
+  SPARE_SLOTS_MIN,
+} from "../constants.ts";
+
+/** Bytes of one checkpoint entry: the main-disk block index held by a slot. */
+export const CHECKPOINT_ENTRY_BYTES = 8;
+
+/** Byte positions of the regions of one spare. */
+export interface SpareLayout {
+  blockBytes: number;
+  logOffsetBytes: number;
+  logBytes: number;
+  /** Start of checkpoint region A and B. */
+  checkpointOffsetBytes: [number, number];
+  checkpointBytes: number;
+  dataOffsetBytes: number;
+  slotCount: number;
+}
+
+function alignUp(value: number, alignment: number): number {
+  return Math.ceil(value / alignment) * alignment;
+}
+
+function layoutForSlots(slotCount: number, blockBytes: number): SpareLayout {
+  const checkpointBytes = alignUp(slotCount * CHECKPOINT_ENTRY_BYTES, DATA_ALIGN_BYTES);
+  const checkpointA = LOG_OFFSET_BYTES + LOG_BYTES;
+  const checkpointB = checkpointA + checkpointBytes;
+  return {
+    blockBytes,
+    logOffsetBytes: LOG_OFFSET_BYTES,
+    logBytes: LOG_BYTES,
+    checkpointOffsetBytes: [checkpointA, checkpointB],
+    checkpointBytes,
+    dataOffsetBytes: checkpointB + checkpointBytes,
+    slotCount,
+  };
+}
+
+function layoutEndBytes(layout: SpareLayout): number {
+  return layout.dataOffsetBytes + layout.slotCount * layout.blockBytes;
+}
+
+/**
+ * Computes the layout that gives a spare of `sizeBytes` the most data slots.
+ *
+ * @returns The layout, or `undefined` when fewer than {@link SPARE_SLOTS_MIN} slots fit.
+ */
+export function computeLayout(sizeBytes: number, blockBytes: number): SpareLayout | undefined {
+  assert(blockBytes >= BLOCK_BYTES_MIN && blockBytes <= BLOCK_BYTES_MAX, "block size in range");
+  // Each slot costs its block plus two checkpoint entries; start from that
+  // estimate and step down until the aligned regions fit.
+  const fixedBytes = LOG_OFFSET_BYTES + LOG_BYTES + 2 * DATA_ALIGN_BYTES;
+  let slotCount = Math.max(
+    0,
+    Math.floor((sizeBytes - fixedBytes) / (blockBytes + 2 * CHECKPOINT_ENTRY_BYTES)),
+  );
+  while (slotCount >= SPARE_SLOTS_MIN) {
+    const layout = layoutForSlots(slotCount, blockBytes);
+    if (layoutEndBytes(layout) <= sizeBytes) return checkLayout(layout, sizeBytes);
+    slotCount -= Math.max(1, Math.ceil((layoutEndBytes(layout) - sizeBytes) / blockBytes));
+  }
+  return undefined;
+}
+
+/** The smallest spare size that {@link computeLayout} accepts for `blockBytes`. */
+export function minimumSpareBytes(blockBytes: number): number {
+  return layoutEndBytes(layoutForSlots(SPARE_SLOTS_MIN, blockBytes));
+}
+
+/**
+ * Checks a layout read from disk or computed here against its invariants.
+ *
+ * @returns The same layout.
+ * @throws {AssertionError} When regions overlap or lie outside the spare.
+ */
+export function checkLayout(layout: SpareLayout, sizeBytes: number): SpareLayout {
+  const lastCopyEnd = COPY_SECTORS[COPY_SECTORS.length - 1]! * SECTOR_BYTES + COPY_BYTES;
+  const [checkpointA, checkpointB] = layout.checkpointOffsetBytes;
+  assert(layout.logOffsetBytes >= lastCopyEnd, "the log starts after the metadata copies");
+  assert(checkpointA >= layout.logOffsetBytes + layout.logBytes, "checkpoint A after the log");
+  assert(checkpointB >= checkpointA + layout.checkpointBytes, "checkpoint B after checkpoint A");
+  assert(layout.dataOffsetBytes >= checkpointB + layout.checkpointBytes, "data after checkpoints");
+  assert(layout.dataOffsetBytes % DATA_ALIGN_BYTES === 0, "data slots aligned");
+  assert(layout.checkpointBytes >= layout.slotCount * CHECKPOINT_ENTRY_BYTES, "checkpoint holds every slot");
+  assert(layoutEndBytes(layout) <= sizeBytes, "slots end inside the spare");
+  assert(layout.logBytes % SECTOR_BYTES === 0, "the log is whole sectors");
+  return layout;
+}
+
+/** Byte offset of a data slot on its spare. */
+export function slotOffsetBytes(layout: SpareLayout, slotIndex: number): number {
+  assert(Number.isSafeInteger(slotIndex) && slotIndex >= 0 && slotIndex < layout.slotCount, "slot index in range");
+  return layout.dataOffsetBytes + slotIndex * layout.blockBytes;
+}

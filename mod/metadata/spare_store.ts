@@ -1,0 +1,311 @@
+/**
+ * The metadata engine of one spare: five copies, the remap log and the
+ * checkpoints, read and written with the ordering that makes them crash-safe.
+ *
+ * Write ordering (each step flushed before the next starts):
+ * 1. `format`: copy 0, copy 1, … copy 4.
+ * 2. `appendRemaps`: the caller has written and flushed the slots' data; then
+ *    the log sectors are written and flushed. Only then may the caller
+ *    acknowledge the client write.
+ * 3. checkpoint (when the log region is full): entries to the region not in
+ *    use, flush; then every copy with the new table state, one at a time.
+ *    The log restarts at its first sector with the next sequence number, so
+ *    its old sectors no longer count.
+ *
+ * A crash between any two sector writes leaves at least one copy that is
+ * either the old or the new state, and a log that replays to a prefix of the
+ * appended records of which every acknowledged one is included.
+ *
+ * Recovery on open: newest valid copy wins (sequence, timestamp, copy index);
+ * stale or invalid copies are rewritten from it when repair is allowed.
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import { COPY_BYTES, COPY_SECTORS, SECTOR_BYTES } from "../constants.ts";
+import type { Device } from "../device/device.ts";
+import { NoValidCopyError, UnsupportedVersionError } from "../errors.ts";
+import { decodeCheckpoint, encodeCheckpoint } from "./checkpoint.ts";
+import { encodeLogSectors, logSectorsFor, replayLog } from "./remap_log.ts";
+import { checkLayout } from "./spare_layout.ts";
+import {
+  compareCopies,
+  type CopyHeader,
+  decodeCopy,
+  encodeCopy,
+  FORMAT_VERSION,
+  MIGRATIONS,
+  type Migration,
+  type SuperblockPayload,
+  type ValidCopy,
+} from "./superblock.ts";
+
+/** What was found at one copy position. */
+export interface CopyReport {
+  copyIndex: number;
+  sector: number;
+  valid: boolean;
+  reason?: string;
+  sequence?: number;
+  timestampMs?: number;
+  formatVersion?: number;
+  /** The copy that won the rule. */
+  winner: boolean;
+  /** Older than the winner, or invalid: rewritten on open when repair is allowed. */
+  stale: boolean;
+  repaired: boolean;
+}
+
+/** Options for {@link SpareStore.open}. */
+export interface OpenOptions {
+  /** Rewrite stale or invalid copies from the winner. @default true */
+  repair?: boolean;
+  /** Upgrades for older format versions. @default MIGRATIONS */
+  migrations?: ReadonlyMap<number, Migration>;
+}
+
+/** The state of a spare's metadata after open. */
+export interface SpareReport {
+  device: string;
+  copies: CopyReport[];
+  validCopies: number;
+  logSectorsUsed: number;
+  logStopReason: string;
+  checkpointEntries: number;
+  slotsUsed: number;
+  upgradedFrom?: number;
+}
+
+/** Reads the five copy regions of a spare and decodes each. */
+export async function readCopies(
+  device: Device,
+  migrations: ReadonlyMap<number, Migration> = MIGRATIONS,
+): Promise<ReturnType<typeof decodeCopy>[]> {
+  const decoded = [];
+  for (const [copyIndex, sector] of COPY_SECTORS.entries()) {
+    const bytes = new Uint8Array(COPY_BYTES);
+    try {
+      await device.read(bytes, sector * SECTOR_BYTES);
+      decoded.push(decodeCopy(bytes, copyIndex, migrations));
+    } catch (error) {
+      decoded.push({ valid: false as const, reason: `unreadable: ${(error as Error).message}` });
+    }
+  }
+  return decoded;
+}
+
+/** The metadata of one open spare. */
+export class SpareStore {
+  readonly device: Device;
+  #payload: SuperblockPayload;
+  #header: CopyHeader;
+  /** Slot i holds main block `#slotBlocks[i]`. */
+  #slotBlocks: number[];
+  #logSectorsUsed: number;
+
+  private constructor(device: Device, winner: ValidCopy, slotBlocks: number[], logSectorsUsed: number) {
+    this.device = device;
+    this.#payload = winner.payload;
+    this.#header = winner.header;
+    this.#slotBlocks = slotBlocks;
+    this.#logSectorsUsed = logSectorsUsed;
+  }
+
+  /** The current payload; change it only through {@link writeMetadata}. */
+  get payload(): Readonly<SuperblockPayload> {
+    return this.#payload;
+  }
+
+  /** Sequence number of the copies on disk. */
+  get sequence(): number {
+    return this.#header.sequence;
+  }
+
+  /** Slots handed out so far. */
+  get slotsUsed(): number {
+    return this.#slotBlocks.length;
+  }
+
+  /** Main blocks held by slots, in slot order (read-only view). */
+  get slotBlocks(): readonly number[] {
+    return this.#slotBlocks;
+  }
+
+  /**
+   * Writes fresh metadata to a spare: five copies at sequence 1, empty table.
+   * The caller has checked that the device may be overwritten.
+   */
+  static async format(device: Device, payload: SuperblockPayload): Promise<SpareStore> {
+    checkLayout(payload.layout, device.sizeBytes);
+    assert(payload.table.checkpointEntries === 0, "a new spare has an empty table");
+    const header: CopyHeader = {
+      formatVersion: FORMAT_VERSION,
+      sequence: 1,
+      timestampMs: Date.now(),
+      copyIndex: 0,
+      setupUuid: payload.setup.uuid,
+      spareIndex: payload.spareIndex,
+    };
+    await writeAllCopies(device, header, payload);
+    return new SpareStore(device, { valid: true, header, payload }, [], 0);
+  }
+
+  /**
+   * Opens a spare: picks the winning copy, loads checkpoint and log, and
+   * repairs stale copies unless told not to.
+   *
+   * @throws {NoValidCopyError} When no copy is valid; nothing is written.
+   * @throws {UnsupportedVersionError} When a newer format wrote any copy; nothing is written.
+   */
+  static async open(device: Device, options: OpenOptions = {}): Promise<{ store: SpareStore; report: SpareReport }> {
+    const repair = options.repair ?? true;
+    const decoded = await readCopies(device, options.migrations);
+    const newer = decoded.find((copy) => !copy.valid && copy.newerVersion !== undefined);
+    if (newer && !newer.valid) throw new UnsupportedVersionError(device.name, newer.newerVersion!, FORMAT_VERSION);
+    const valid = decoded.filter((copy): copy is ValidCopy => copy.valid);
+    if (valid.length === 0) {
+      const reasons = decoded.map((copy, i) => `copy ${i}: ${copy.valid ? "valid" : copy.reason}`).join("; ");
+      throw new NoValidCopyError(device.name, reasons);
+    }
+    const winner = valid.reduce((best, copy) => compareCopies(copy.header, best.header) < 0 ? copy : best);
+    const upgradedFrom = winner.header.formatVersion < FORMAT_VERSION ? winner.header.formatVersion : undefined;
+    const { layout, table } = winner.payload;
+    checkLayout(layout, device.sizeBytes);
+
+    const checkpointBytes = new Uint8Array(Math.ceil(table.checkpointEntries * 8 / SECTOR_BYTES) * SECTOR_BYTES);
+    await device.read(checkpointBytes, layout.checkpointOffsetBytes[table.checkpointRegion]);
+    const slotBlocks = decodeCheckpoint(checkpointBytes, table.checkpointEntries, table.checkpointCrc32c);
+    if (!slotBlocks) {
+      throw new NoValidCopyError(device.name, `checkpoint ${"AB"[table.checkpointRegion]} fails its checksum`);
+    }
+    const logRegion = new Uint8Array(layout.logBytes);
+    await device.read(logRegion, layout.logOffsetBytes);
+    const replay = replayLog(logRegion, {
+      setupUuid: winner.payload.setup.uuid,
+      spareIndex: winner.payload.spareIndex,
+      startSequence: table.logStartSequence,
+      firstSlot: table.checkpointEntries,
+    });
+    for (const blockIndex of replay.blockIndexes) slotBlocks.push(blockIndex);
+    assert(slotBlocks.length <= layout.slotCount, "no more slots used than exist");
+
+    const store = new SpareStore(device, winner, slotBlocks, replay.sectorsUsed);
+    const copies = decoded.map((copy, copyIndex): CopyReport => ({
+      copyIndex,
+      sector: COPY_SECTORS[copyIndex]!,
+      valid: copy.valid,
+      reason: copy.valid ? undefined : copy.reason,
+      sequence: copy.valid ? copy.header.sequence : undefined,
+      timestampMs: copy.valid ? copy.header.timestampMs : undefined,
+      formatVersion: copy.valid ? copy.header.formatVersion : undefined,
+      winner: copy === winner,
+      stale: !copy.valid || copy.header.sequence !== winner.header.sequence ||
+        copy.header.timestampMs !== winner.header.timestampMs,
+      repaired: false,
+    }));
+    if (repair && upgradedFrom !== undefined) {
+      await store.writeMetadata(() => {});
+      for (const copy of copies) copy.repaired = true;
+    } else if (repair) {
+      for (const copy of copies.filter((report) => report.stale)) {
+        await writeCopy(device, { ...store.#header, copyIndex: copy.copyIndex }, store.#payload);
+        copy.repaired = true;
+      }
+    }
+    const report: SpareReport = {
+      device: device.name,
+      copies,
+      validCopies: valid.length,
+      logSectorsUsed: replay.sectorsUsed,
+      logStopReason: replay.stopReason,
+      checkpointEntries: table.checkpointEntries,
+      slotsUsed: slotBlocks.length,
+      upgradedFrom,
+    };
+    return { store, report };
+  }
+
+  /**
+   * Makes remaps durable: logs that the next slots hold `blockIndexes`, in
+   * order, and flushes. The caller wrote and flushed the slots' data first.
+   *
+   * @returns The first slot index used.
+   * @throws {DeviceIoError} When the spare cannot store the log; nothing is acknowledged then.
+   */
+  async appendRemaps(blockIndexes: readonly number[]): Promise<number> {
+    const { layout } = this.#payload;
+    assert(blockIndexes.length > 0, "remaps to append");
+    assert(this.slotsUsed + blockIndexes.length <= layout.slotCount, "slots were reserved before use");
+    const sectorsNeeded = logSectorsFor(blockIndexes.length);
+    const logSectors = layout.logBytes / SECTOR_BYTES;
+    assert(sectorsNeeded <= logSectors, "one batch fits in the log");
+    if (this.#logSectorsUsed + sectorsNeeded > logSectors) await this.#checkpoint();
+    const firstSlot = this.slotsUsed;
+    const sectors = encodeLogSectors(
+      { setupUuid: this.#payload.setup.uuid, spareIndex: this.#payload.spareIndex },
+      this.#payload.table.logStartSequence + this.#logSectorsUsed,
+      blockIndexes.map((blockIndex, i) => ({ slotIndex: firstSlot + i, blockIndex })),
+    );
+    await this.device.write(sectors, layout.logOffsetBytes + this.#logSectorsUsed * SECTOR_BYTES);
+    await this.device.flush();
+    this.#logSectorsUsed += sectorsNeeded;
+    for (const blockIndex of blockIndexes) this.#slotBlocks.push(blockIndex);
+    return firstSlot;
+  }
+
+  /** Folds the log into a checkpoint now (also done on demand when the log is full). */
+  async checkpoint(): Promise<void> {
+    await this.#checkpoint();
+  }
+
+  async #checkpoint(): Promise<void> {
+    const { layout, table } = this.#payload;
+    const region = table.checkpointRegion === 0 ? 1 : 0;
+    const encoded = encodeCheckpoint(this.#slotBlocks, this.slotsUsed);
+    assert(encoded.bytes.length <= layout.checkpointBytes, "checkpoint fits its region");
+    await this.device.write(encoded.bytes, layout.checkpointOffsetBytes[region]);
+    await this.device.flush();
+    const logStartSequence = table.logStartSequence + this.#logSectorsUsed;
+    await this.writeMetadata((payload) => {
+      payload.table = {
+        checkpointRegion: region,
+        checkpointEntries: this.slotsUsed,
+        checkpointCrc32c: encoded.crc32c,
+        logStartSequence,
+      };
+    });
+    this.#logSectorsUsed = 0;
+  }
+
+  /**
+   * Changes the payload and writes all five copies with the next sequence
+   * number, one at a time, each flushed before the next.
+   */
+  async writeMetadata(change: (payload: SuperblockPayload) => void): Promise<void> {
+    const payload = structuredClone(this.#payload);
+    change(payload);
+    assert(payload.spareIndex === this.#payload.spareIndex, "a spare keeps its index");
+    assert(payload.setup.uuid === this.#payload.setup.uuid, "a spare keeps its setup");
+    const header: CopyHeader = {
+      ...this.#header,
+      formatVersion: FORMAT_VERSION,
+      sequence: this.#header.sequence + 1,
+      timestampMs: Math.max(Date.now(), this.#header.timestampMs),
+    };
+    await writeAllCopies(this.device, header, payload);
+    this.#payload = payload;
+    this.#header = header;
+  }
+}
+
+async function writeCopy(device: Device, header: CopyHeader, payload: SuperblockPayload): Promise<void> {
+  await device.write(encodeCopy(header, payload), COPY_SECTORS[header.copyIndex]! * SECTOR_BYTES);
+  await device.flush();
+}
+
+async function writeAllCopies(device: Device, header: CopyHeader, payload: SuperblockPayload): Promise<void> {
+  for (let copyIndex = 0; copyIndex < COPY_SECTORS.length; copyIndex++) {
+    await writeCopy(device, { ...header, copyIndex }, payload);
+  }
+}

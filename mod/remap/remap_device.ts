@@ -1,0 +1,653 @@
+/**
+ * The remap layer: a `Device` over a main disk and its spares that redirects
+ * failed blocks to spare slots. It only translates; it never invents data.
+ *
+ * Rules (the product's data rules, enforced here):
+ * - A main-disk read that still fails after the bounded retries is EIO for
+ *   that request, and the blocks that failed are recorded as pending.
+ * - A write that fails on the main disk (EIO), or that targets a pending
+ *   block, is remapped: the whole block is composed (read-modify-write for
+ *   partial writes; EIO if the rest of the block is unreadable), written to a
+ *   spare slot, flushed, logged and flushed again before the write resolves.
+ * - Remaps are committed in groups (one data flush and one log flush per spare
+ *   per group) under the exclusive side of an {@link IoGate}, so a
+ *   read-modify-write sees every write that completed before it.
+ * - A spare whose write or flush fails takes no new slots; the remap moves to
+ *   the next spare. With none left the request fails (EIO) and the setup is
+ *   degraded; nothing acknowledged is lost.
+ * - Zeroing or trimming a remapped block zeroes its slot, so stale data
+ *   never resurfaces from the spare.
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import { PENDING_MAX, READ_RETRIES_DEFAULT, READ_RETRIES_MAX, REMAP_BATCH_MAX, SECTOR_BYTES } from "../constants.ts";
+import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "../device/device.ts";
+import { isRangeInside } from "../device/device.ts";
+import { DeviceIoError } from "../errors.ts";
+import { slotOffsetBytes } from "../metadata/spare_layout.ts";
+import type { SpareStore } from "../metadata/spare_store.ts";
+import { IoGate } from "./io_gate.ts";
+import { RemapTable, type SlotLocation } from "./remap_table.ts";
+
+/** A spare as the engine uses it. */
+export interface SpareMember {
+  index: number;
+  device: Device;
+  store: SpareStore;
+  /** False once a write or flush failed: it takes no new slots. */
+  active: boolean;
+}
+
+/** What the engine reports as it works. */
+export type RemapEvent =
+  | { type: "remap"; blockIndex: number; spareIndex: number; slotIndex: number }
+  | { type: "pending"; blockIndex: number }
+  | { type: "read-error"; offsetBytes: number; lengthBytes: number }
+  | { type: "remap-failed"; blockIndex: number; reason: string }
+  | { type: "spare-failed"; spareIndex: number; reason: string }
+  | { type: "degraded"; reason: string };
+
+/** Options for {@link RemapDevice}. */
+export interface RemapDeviceOptions {
+  /** Extra attempts at a failing main-disk read. @default READ_RETRIES_DEFAULT */
+  readRetries?: number;
+  /** Called for every event, synchronously. @default ignore */
+  onEvent?: (event: RemapEvent) => void;
+  /** Pending blocks known from the metadata. @default [] */
+  pending?: readonly number[];
+  /** Whether the metadata already says degraded. @default false */
+  degraded?: boolean;
+  /** Delay before pending-list changes are written to the copies. @default 1000 */
+  metadataDelayMs?: number;
+}
+
+/** Request and error counters for the status API. */
+export interface RemapCounters {
+  reads: number;
+  writes: number;
+  bytesRead: number;
+  bytesWritten: number;
+  flushes: number;
+  readErrors: number;
+  writeErrors: number;
+  remapsCreated: number;
+  remapBatches: number;
+}
+
+type Run =
+  | { kind: "main"; offsetBytes: number; lengthBytes: number; bufferOffset: number }
+  | {
+    kind: "slot";
+    blockIndex: number;
+    location: SlotLocation;
+    offsetBytes: number;
+    lengthBytes: number;
+    bufferOffset: number;
+  }
+  | { kind: "pending"; blockIndex: number; offsetBytes: number; lengthBytes: number; bufferOffset: number };
+
+/** Part of one client write that must go to a new or existing slot. */
+interface BlockWrite {
+  blockIndex: number;
+  startInBlock: number;
+  data: Uint8Array;
+}
+
+interface RemapRequest extends BlockWrite {
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/** The remapped block device. */
+export class RemapDevice implements Device {
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly blockBytes: number;
+  readonly counters: RemapCounters = {
+    reads: 0,
+    writes: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    flushes: 0,
+    readErrors: 0,
+    writeErrors: 0,
+    remapsCreated: 0,
+    remapBatches: 0,
+  };
+  readonly #main: Device;
+  readonly #spares: SpareMember[];
+  readonly #table: RemapTable;
+  readonly #pending: Set<number>;
+  readonly #gate = new IoGate();
+  readonly #readRetries: number;
+  readonly #onEvent: (event: RemapEvent) => void;
+  readonly #metadataDelayMs: number;
+  #degraded: boolean;
+  #queue: RemapRequest[] = [];
+  #draining: Promise<void> | undefined;
+  #metadataTail: Promise<void> = Promise.resolve();
+  #metadataTimer: ReturnType<typeof setTimeout> | undefined;
+  #metadataDirty = false;
+  #closed = false;
+
+  /**
+   * Builds the engine from an opened main disk and opened spares.
+   * The table is rebuilt from every spare's slots.
+   */
+  constructor(name: string, main: Device, spares: SpareMember[], options: RemapDeviceOptions = {}) {
+    assert(spares.length > 0, "a setup has at least one spare");
+    const blockBytes = spares[0]!.store.payload.setup.blockBytes;
+    assert(spares.every((spare) => spare.store.payload.setup.blockBytes === blockBytes), "one block size");
+    this.name = name;
+    this.sizeBytes = main.sizeBytes;
+    this.blockBytes = blockBytes;
+    this.#main = main;
+    this.#spares = spares;
+    this.#readRetries = options.readRetries ?? READ_RETRIES_DEFAULT;
+    assert(this.#readRetries >= 0 && this.#readRetries <= READ_RETRIES_MAX, "read retries in range");
+    this.#onEvent = options.onEvent ?? (() => {});
+    this.#metadataDelayMs = options.metadataDelayMs ?? 1000;
+    this.#degraded = options.degraded ?? false;
+    const entries = spares.reduce((sum, spare) => sum + spare.store.slotsUsed, 0);
+    this.#table = new RemapTable(entries);
+    for (const spare of spares) {
+      spare.store.slotBlocks.forEach((blockIndex, slotIndex) => {
+        assert(blockIndex * blockBytes < main.sizeBytes, `slot ${slotIndex} maps a block inside the main disk`);
+        this.#table.insert(blockIndex, { spareIndex: spare.index, slotIndex });
+      });
+    }
+    this.#pending = new Set((options.pending ?? []).filter((blockIndex) => !this.#table.has(blockIndex)));
+  }
+
+  /** Remapped blocks. */
+  get remapCount(): number {
+    return this.#table.size;
+  }
+
+  /** Bytes the remap table holds in memory. */
+  get tableMemoryBytes(): number {
+    return this.#table.memoryBytes;
+  }
+
+  /** Blocks whose reads failed and that were not rewritten since. */
+  get pendingBlocks(): number[] {
+    return [...this.#pending].sort((a, b) => a - b);
+  }
+
+  /** Whether a remap could not be made (spares full or failed). */
+  get degraded(): boolean {
+    return this.#degraded;
+  }
+
+  /** The spares with their state. */
+  get spares(): readonly Readonly<SpareMember>[] {
+    return this.#spares;
+  }
+
+  /** Where a block is remapped to, if it is. */
+  lookup(blockIndex: number): SlotLocation | undefined {
+    return this.#table.lookup(blockIndex);
+  }
+
+  /** Every remap, sorted by block. */
+  remaps(): { blockIndex: number; spareIndex: number; slotIndex: number }[] {
+    const list: { blockIndex: number; spareIndex: number; slotIndex: number }[] = [];
+    this.#table.forEach((blockIndex, location) => list.push({ blockIndex, ...location }));
+    return list.sort((a, b) => a.blockIndex - b.blockIndex);
+  }
+
+  read(buffer: Uint8Array, offsetBytes: number): Promise<void> {
+    this.#checkRequest({ offsetBytes, lengthBytes: buffer.length });
+    this.counters.reads++;
+    return this.#gate.shared(async () => {
+      await Promise.all(this.#plan(offsetBytes, buffer.length, false).map((run) => this.#readRun(buffer, run)));
+      this.counters.bytesRead += buffer.length;
+    });
+  }
+
+  async write(data: Uint8Array, offsetBytes: number, options: WriteOptions = {}): Promise<void> {
+    this.#checkRequest({ offsetBytes, lengthBytes: data.length });
+    this.counters.writes++;
+    const touched = await this.#gate.shared(() => this.#writeRuns(data, offsetBytes));
+    if (touched.failed.length > 0) await this.#remap(touched.failed);
+    if (options.fua) await this.#flushTouched(touched);
+    this.counters.bytesWritten += data.length;
+  }
+
+  async writeZeroes(range: ByteRange, options: WriteZeroesOptions = {}): Promise<void> {
+    this.#checkRequest(range);
+    const touched = await this.#gate.shared(() => this.#zeroRuns(range, options.mayPunch ?? false));
+    if (touched.failed.length > 0) await this.#remap(touched.failed);
+    if (options.fua) await this.#flushTouched(touched);
+  }
+
+  /** Trims the main disk and zeroes the slots of remapped blocks in the range. */
+  discard(range: ByteRange): Promise<void> {
+    this.#checkRequest(range);
+    return this.#gate.shared(async () => {
+      await Promise.all(this.#plan(range.offsetBytes, range.lengthBytes, false).map(async (run) => {
+        if (run.kind === "slot") {
+          await this.#spareOf(run).device.writeZeroes(this.#slotRange(run), { mayPunch: true });
+        } else {
+          // Discard is a hint and promises no contents, so a failing main
+          // disk may refuse it without the client having lost anything.
+          await this.#main.discard(run).catch((error) => ignoreIoError(error));
+        }
+      }));
+    });
+  }
+
+  async flush(): Promise<void> {
+    this.counters.flushes++;
+    await Promise.all([this.#main, ...this.#spares.map((spare) => spare.device)].map((device) => device.flush()));
+  }
+
+  /** Waits for remaps in progress, writes pending metadata, and closes every device. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#draining;
+    await this.persistState();
+    this.#closed = true;
+    await Promise.all([this.#main, ...this.#spares.map((spare) => spare.device)].map((device) => device.close()));
+  }
+
+  /** Writes the setup-wide state (pending list, spare states, degraded) to every active spare now. */
+  persistState(): Promise<void> {
+    if (this.#metadataTimer !== undefined) clearTimeout(this.#metadataTimer);
+    this.#metadataTimer = undefined;
+    return this.#serializeMetadata(() => this.#writeSetupState());
+  }
+
+  #checkRequest(range: ByteRange): void {
+    assert(!this.#closed, `setup "${this.name}" is open`);
+    assert(isRangeInside(this, range), "request inside the device");
+    assert(range.offsetBytes % SECTOR_BYTES === 0 && range.lengthBytes % SECTOR_BYTES === 0, "sector aligned");
+  }
+
+  /** Splits a request into main-disk runs and per-block slot (and pending) pieces. */
+  #plan(offsetBytes: number, lengthBytes: number, splitPending: boolean): Run[] {
+    if (this.#table.size === 0 && (!splitPending || this.#pending.size === 0)) {
+      return [{ kind: "main", offsetBytes, lengthBytes, bufferOffset: 0 }];
+    }
+    const runs: Run[] = [];
+    const end = offsetBytes + lengthBytes;
+    for (let position = offsetBytes; position < end;) {
+      const blockIndex = Math.floor(position / this.blockBytes);
+      const pieceEnd = Math.min(end, (blockIndex + 1) * this.blockBytes);
+      const piece = { offsetBytes: position, lengthBytes: pieceEnd - position, bufferOffset: position - offsetBytes };
+      const location = this.#table.lookup(blockIndex);
+      const last = runs[runs.length - 1];
+      if (location) runs.push({ kind: "slot", blockIndex, location, ...piece });
+      else if (splitPending && this.#pending.has(blockIndex)) runs.push({ kind: "pending", blockIndex, ...piece });
+      else if (last?.kind === "main") last.lengthBytes += piece.lengthBytes;
+      else runs.push({ kind: "main", ...piece });
+      position = pieceEnd;
+    }
+    return runs;
+  }
+
+  #spareOf(run: { location: SlotLocation }): SpareMember {
+    const spare = this.#spares[run.location.spareIndex];
+    assert(spare !== undefined, "a slot lives on a known spare");
+    return spare;
+  }
+
+  #slotRange(run: Extract<Run, { kind: "slot" }>): ByteRange {
+    const layout = this.#spareOf(run).store.payload.layout;
+    const inBlock = run.offsetBytes - run.blockIndex * this.blockBytes;
+    return { offsetBytes: slotOffsetBytes(layout, run.location.slotIndex) + inBlock, lengthBytes: run.lengthBytes };
+  }
+
+  async #readRun(buffer: Uint8Array, run: Run): Promise<void> {
+    const target = buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
+    if (run.kind === "slot") {
+      await this.#spareOf(run).device.read(target, this.#slotRange(run).offsetBytes);
+      return;
+    }
+    try {
+      await this.#readMain(target, run.offsetBytes);
+    } catch (error) {
+      if (!isIoError(error)) throw error;
+      this.counters.readErrors++;
+      this.#onEvent({ type: "read-error", offsetBytes: run.offsetBytes, lengthBytes: run.lengthBytes });
+      await this.#markUnreadableBlocks(run);
+      throw error;
+    }
+  }
+
+  /** Reads the main disk with the bounded retries. */
+  async #readMain(target: Uint8Array, offsetBytes: number): Promise<void> {
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await this.#main.read(target, offsetBytes);
+      } catch (error) {
+        if (!isIoError(error) || attempt >= this.#readRetries) throw error;
+      }
+    }
+  }
+
+  /** After a run failed, finds which of its blocks cannot be read and records them as pending. */
+  async #markUnreadableBlocks(run: ByteRange): Promise<void> {
+    const end = run.offsetBytes + run.lengthBytes;
+    for (let position = run.offsetBytes; position < end;) {
+      const blockIndex = Math.floor(position / this.blockBytes);
+      const pieceEnd = Math.min(end, (blockIndex + 1) * this.blockBytes);
+      const failed = await this.#main.read(new Uint8Array(pieceEnd - position), position).then(
+        () => false,
+        (error) => isIoError(error) ? true : Promise.reject(error),
+      );
+      if (failed && !this.#pending.has(blockIndex)) {
+        this.#pending.add(blockIndex);
+        this.#onEvent({ type: "pending", blockIndex });
+        this.#scheduleMetadata();
+      }
+      position = pieceEnd;
+    }
+  }
+
+  async #writeRuns(data: Uint8Array, offsetBytes: number): Promise<Touched> {
+    const touched: Touched = { main: false, spares: new Set(), failed: [] };
+    await Promise.all(this.#plan(offsetBytes, data.length, true).map(async (run) => {
+      const piece = data.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
+      if (run.kind === "slot") {
+        touched.spares.add(run.location.spareIndex);
+        await this.#spareOf(run).device.write(piece, this.#slotRange(run).offsetBytes);
+      } else if (run.kind === "pending") {
+        touched.failed.push(this.#blockWrite(run.offsetBytes, piece));
+      } else {
+        touched.main = true;
+        touched.failed.push(...await this.#writeMain(piece, run.offsetBytes));
+      }
+    }));
+    return touched;
+  }
+
+  /** Writes a run to the main disk; on EIO, block by block, returning the blocks that failed. */
+  async #writeMain(piece: Uint8Array, offsetBytes: number): Promise<BlockWrite[]> {
+    try {
+      await this.#main.write(piece, offsetBytes);
+      return [];
+    } catch (error) {
+      if (!isIoError(error)) throw error;
+    }
+    this.counters.writeErrors++;
+    const failed: BlockWrite[] = [];
+    for (const block of this.#splitByBlock(piece, offsetBytes)) {
+      await this.#main.write(block.data, offsetBytes + (block.data.byteOffset - piece.byteOffset)).catch(
+        (error) => isIoError(error) ? failed.push(block) : Promise.reject(error),
+      );
+    }
+    return failed;
+  }
+
+  async #zeroRuns(range: ByteRange, mayPunch: boolean): Promise<Touched> {
+    const touched: Touched = { main: false, spares: new Set(), failed: [] };
+    await Promise.all(this.#plan(range.offsetBytes, range.lengthBytes, true).map(async (run) => {
+      if (run.kind === "slot") {
+        touched.spares.add(run.location.spareIndex);
+        await this.#spareOf(run).device.writeZeroes(this.#slotRange(run), { mayPunch });
+        return;
+      }
+      const zeros = new Uint8Array(run.lengthBytes);
+      if (run.kind === "pending") {
+        touched.failed.push(this.#blockWrite(run.offsetBytes, zeros));
+        return;
+      }
+      touched.main = true;
+      try {
+        await this.#main.writeZeroes(run, { mayPunch });
+      } catch (error) {
+        if (!isIoError(error)) throw error;
+        touched.failed.push(...await this.#writeMain(zeros, run.offsetBytes));
+      }
+    }));
+    return touched;
+  }
+
+  #blockWrite(offsetBytes: number, data: Uint8Array): BlockWrite {
+    const blockIndex = Math.floor(offsetBytes / this.blockBytes);
+    const startInBlock = offsetBytes - blockIndex * this.blockBytes;
+    assert(startInBlock + data.length <= this.blockBytes, "a block write stays in its block");
+    return { blockIndex, startInBlock, data };
+  }
+
+  #splitByBlock(piece: Uint8Array, offsetBytes: number): BlockWrite[] {
+    const blocks: BlockWrite[] = [];
+    const end = offsetBytes + piece.length;
+    for (let position = offsetBytes; position < end;) {
+      const pieceEnd = Math.min(end, (Math.floor(position / this.blockBytes) + 1) * this.blockBytes);
+      blocks.push(this.#blockWrite(position, piece.subarray(position - offsetBytes, pieceEnd - offsetBytes)));
+      position = pieceEnd;
+    }
+    return blocks;
+  }
+
+  async #flushTouched(touched: Touched): Promise<void> {
+    const devices = [...touched.spares].map((index) => this.#spares[index]!.device);
+    if (touched.main) devices.push(this.#main);
+    await Promise.all(devices.map((device) => device.flush()));
+  }
+
+  /** Queues block writes for the group commit; resolves when all are durable on spares. */
+  #remap(blockWrites: BlockWrite[]): Promise<void> {
+    const done = blockWrites.map((blockWrite) =>
+      new Promise<void>((resolve, reject) => this.#queue.push({ ...blockWrite, resolve, reject }))
+    );
+    this.#draining ??= this.#drainQueue().finally(() => this.#draining = undefined);
+    return Promise.all(done).then(() => {});
+  }
+
+  async #drainQueue(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, REMAP_BATCH_MAX);
+      await this.#gate.exclusive(() => this.#serializeMetadata(() => this.#commitBatch(batch)));
+    }
+  }
+
+  /** Serialises every change to the spares' metadata. */
+  #serializeMetadata(work: () => Promise<void>): Promise<void> {
+    const result = this.#metadataTail.then(work);
+    this.#metadataTail = result.catch(() => {});
+    return result;
+  }
+
+  /** One group commit: compose blocks, write slots, flush, log, flush, then resolve. */
+  async #commitBatch(batch: RemapRequest[]): Promise<void> {
+    this.counters.remapBatches++;
+    const byBlock = new Map<number, RemapRequest[]>();
+    for (const request of batch) {
+      const list = byBlock.get(request.blockIndex);
+      if (list) list.push(request);
+      else byBlock.set(request.blockIndex, [request]);
+    }
+    const images = new Map<number, Uint8Array>();
+    for (const [blockIndex, requests] of byBlock) {
+      if (this.#table.has(blockIndex)) {
+        await this.#writeIntoSlot(blockIndex, requests);
+        byBlock.delete(blockIndex);
+        continue;
+      }
+      const image = await this.#composeBlock(blockIndex, requests);
+      if (image) images.set(blockIndex, image);
+      else byBlock.delete(blockIndex);
+    }
+    const failures = await this.#placeOnSpares(images);
+    for (const [blockIndex, requests] of byBlock) {
+      const failure = failures.get(blockIndex);
+      for (const request of requests) failure ? request.reject(failure) : request.resolve();
+    }
+    if (this.#metadataDirty) await this.#writeSetupState();
+  }
+
+  /** A write that raced with the remap of its block: the slot exists now. */
+  async #writeIntoSlot(blockIndex: number, requests: RemapRequest[]): Promise<void> {
+    const location = this.#table.lookup(blockIndex)!;
+    const spare = this.#spareOf({ location });
+    const slotStart = slotOffsetBytes(spare.store.payload.layout, location.slotIndex);
+    try {
+      for (const request of requests) await spare.device.write(request.data, slotStart + request.startInBlock);
+      await spare.device.flush();
+      requests.forEach((request) => request.resolve());
+    } catch (error) {
+      requests.forEach((request) => request.reject(error));
+    }
+  }
+
+  /**
+   * The full new contents of a block: the writes laid over what the main disk
+   * holds for the bytes they do not cover. Undefined (and the writes rejected
+   * with EIO) when those bytes cannot be read: inventing them is not allowed.
+   */
+  async #composeBlock(blockIndex: number, requests: RemapRequest[]): Promise<Uint8Array | undefined> {
+    const blockStart = blockIndex * this.blockBytes;
+    const blockLength = Math.min(this.blockBytes, this.sizeBytes - blockStart);
+    const image = new Uint8Array(this.blockBytes);
+    const covered = new Uint8Array(blockLength / SECTOR_BYTES);
+    for (const request of requests) {
+      covered.fill(1, request.startInBlock / SECTOR_BYTES, (request.startInBlock + request.data.length) / SECTOR_BYTES);
+    }
+    try {
+      for (let sector = 0; sector < covered.length;) {
+        if (covered[sector]) {
+          sector++;
+          continue;
+        }
+        let runEnd = sector;
+        while (runEnd < covered.length && !covered[runEnd]) runEnd++;
+        const target = image.subarray(sector * SECTOR_BYTES, runEnd * SECTOR_BYTES);
+        await this.#readMain(target, blockStart + sector * SECTOR_BYTES);
+        sector = runEnd;
+      }
+    } catch (error) {
+      if (!isIoError(error)) throw error;
+      const failure = new DeviceIoError("read the rest of a block being remapped on", {
+        device: this.#main.name,
+        offsetBytes: blockStart,
+        lengthBytes: blockLength,
+        code: "EIO",
+        cause: error,
+      });
+      if (!this.#pending.has(blockIndex)) {
+        this.#pending.add(blockIndex);
+        this.#onEvent({ type: "pending", blockIndex });
+        this.#metadataDirty = true;
+      }
+      this.#onEvent({ type: "remap-failed", blockIndex, reason: failure.message });
+      requests.forEach((request) => request.reject(failure));
+      return undefined;
+    }
+    for (const request of requests) image.set(request.data, request.startInBlock);
+    return image;
+  }
+
+  /**
+   * Puts block images in new slots, trying spares in order. Returns the
+   * blocks that found no place, with the error for their requests.
+   */
+  async #placeOnSpares(images: Map<number, Uint8Array>): Promise<Map<number, Error>> {
+    let remaining = [...images.keys()];
+    while (remaining.length > 0) {
+      const spare = this.#spares.find((member) =>
+        member.active && member.store.slotsUsed < member.store.payload.layout.slotCount
+      );
+      if (!spare) break;
+      const layout = spare.store.payload.layout;
+      const taking = remaining.slice(0, layout.slotCount - spare.store.slotsUsed);
+      const firstSlot = spare.store.slotsUsed;
+      try {
+        await Promise.all(taking.map((blockIndex, i) =>
+          spare.device.write(images.get(blockIndex)!, slotOffsetBytes(layout, firstSlot + i))
+        ));
+        await spare.device.flush();
+        const loggedFirst = await spare.store.appendRemaps(taking);
+        assert(loggedFirst === firstSlot, "slots are logged where their data was written");
+      } catch (error) {
+        if (!isIoError(error)) throw error;
+        this.#failSpare(spare, (error as Error).message);
+        continue;
+      }
+      taking.forEach((blockIndex, i) => {
+        const location = { spareIndex: spare.index, slotIndex: firstSlot + i };
+        this.#table.insert(blockIndex, location);
+        if (this.#pending.delete(blockIndex)) this.#metadataDirty = true;
+        this.counters.remapsCreated++;
+        this.#onEvent({ type: "remap", blockIndex, ...location });
+      });
+      remaining = remaining.slice(taking.length);
+    }
+    if (remaining.length === 0) return new Map();
+    const reason = "no spare has a free slot that can be written";
+    if (!this.#degraded) {
+      this.#degraded = true;
+      this.#metadataDirty = true;
+      this.#onEvent({ type: "degraded", reason });
+    }
+    const failures = new Map<number, Error>();
+    for (const blockIndex of remaining) {
+      this.#onEvent({ type: "remap-failed", blockIndex, reason });
+      failures.set(
+        blockIndex,
+        new DeviceIoError(`remap a failed block of setup "${this.name}": ${reason}; add a spare to`, {
+          device: this.name,
+          offsetBytes: blockIndex * this.blockBytes,
+          lengthBytes: this.blockBytes,
+          code: "EIO",
+        }),
+      );
+    }
+    return failures;
+  }
+
+  #failSpare(spare: SpareMember, reason: string): void {
+    spare.active = false;
+    this.#metadataDirty = true;
+    this.#onEvent({ type: "spare-failed", spareIndex: spare.index, reason });
+  }
+
+  #scheduleMetadata(): void {
+    this.#metadataDirty = true;
+    if (this.#metadataTimer !== undefined || this.#closed) return;
+    this.#metadataTimer = setTimeout(() => {
+      this.#metadataTimer = undefined;
+      this.#serializeMetadata(() => this.#writeSetupState()).catch(ignoreIoError);
+    }, this.#metadataDelayMs);
+  }
+
+  /** Writes pending list, spare states and degraded flag to every active spare. */
+  async #writeSetupState(): Promise<void> {
+    if (!this.#metadataDirty) return;
+    this.#metadataDirty = false;
+    const pending = this.pendingBlocks.slice(0, PENDING_MAX);
+    const generation = Math.max(...this.#spares.map((spare) => spare.store.payload.setup.generation)) + 1;
+    for (const spare of this.#spares.filter((member) => member.active)) {
+      try {
+        await spare.store.writeMetadata((payload) => {
+          payload.setup.generation = generation;
+          payload.setup.state = this.#degraded ? "degraded" : "clean";
+          payload.pending = pending;
+          for (const member of this.#spares) payload.spares[member.index]!.state = member.active ? "active" : "failed";
+        });
+      } catch (error) {
+        if (!isIoError(error)) throw error;
+        this.#failSpare(spare, (error as Error).message);
+      }
+    }
+  }
+}
+
+/** What a write touched, so FUA flushes only those devices. */
+interface Touched {
+  main: boolean;
+  spares: Set<number>;
+  failed: BlockWrite[];
+}
+
+function isIoError(error: unknown): error is DeviceIoError {
+  return error instanceof DeviceIoError && error.code === "EIO";
+}
+
+function ignoreIoError(error: unknown): void {
+  if (!isIoError(error)) throw error;
+}

@@ -1,0 +1,137 @@
+/**
+ * The in-memory remap table: main-disk block → (spare, slot), O(1) per lookup.
+ *
+ * Open addressing with linear probing over typed arrays, so one million
+ * entries cost about 26 bytes each at the worst load factor instead of the
+ * ~80 a `Map` costs, and a lookup touches one or two cache lines. Entries are
+ * never removed: a remapped block stays remapped, as in drive firmware.
+ *
+ * @example
+ * ```ts
+ * import { RemapTable } from "./remap_table.ts";
+ * const table = new RemapTable();
+ * table.insert(1234, { spareIndex: 0, slotIndex: 7 });
+ * table.lookup(1234); // { spareIndex: 0, slotIndex: 7 }
+ * ```
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import { SPARES_MAX } from "../constants.ts";
+
+/** Where a remapped block lives. */
+export interface SlotLocation {
+  spareIndex: number;
+  slotIndex: number;
+}
+
+const CAPACITY_MIN = 1024;
+/** Grow when more than half full: probes stay short. */
+const LOAD_FACTOR_MAX = 0.5;
+/** Keys are stored plus one so that zero marks an empty bucket. */
+const EMPTY = 0;
+
+/** Block index → slot location. */
+export class RemapTable {
+  #keys: Float64Array;
+  #slots: Uint32Array;
+  #spares: Uint8Array;
+  #size = 0;
+  #mask: number;
+
+  constructor(expectedEntries = 0) {
+    let capacity = CAPACITY_MIN;
+    while (expectedEntries > capacity * LOAD_FACTOR_MAX) capacity *= 2;
+    this.#keys = new Float64Array(capacity);
+    this.#slots = new Uint32Array(capacity);
+    this.#spares = new Uint8Array(capacity);
+    this.#mask = capacity - 1;
+  }
+
+  /** Remapped blocks. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Bytes held by the table's arrays. */
+  get memoryBytes(): number {
+    return this.#keys.byteLength + this.#slots.byteLength + this.#spares.byteLength;
+  }
+
+  /** The slot of a block, or `undefined` when the block is not remapped. */
+  lookup(blockIndex: number): SlotLocation | undefined {
+    const bucket = this.#find(blockIndex);
+    if (this.#keys[bucket] === EMPTY) return undefined;
+    return { spareIndex: this.#spares[bucket]!, slotIndex: this.#slots[bucket]! };
+  }
+
+  /** Whether a block is remapped, without allocating. */
+  has(blockIndex: number): boolean {
+    return this.#keys[this.#find(blockIndex)] !== EMPTY;
+  }
+
+  /** Records a remap; a block is remapped at most once. */
+  insert(blockIndex: number, location: SlotLocation): void {
+    assert(Number.isSafeInteger(blockIndex) && blockIndex >= 0, "block index is a safe integer");
+    assert(location.spareIndex >= 0 && location.spareIndex < SPARES_MAX, "spare index in range");
+    assert(location.slotIndex >= 0 && location.slotIndex <= 0xffff_ffff, "slot index fits 32 bits");
+    if ((this.#size + 1) > this.#keys.length * LOAD_FACTOR_MAX) this.#grow();
+    const bucket = this.#find(blockIndex);
+    assert(this.#keys[bucket] === EMPTY, `block ${blockIndex} is remapped only once`);
+    this.#keys[bucket] = blockIndex + 1;
+    this.#slots[bucket] = location.slotIndex;
+    this.#spares[bucket] = location.spareIndex;
+    this.#size++;
+  }
+
+  /** Calls `visit` for every entry, in no particular order. */
+  forEach(visit: (blockIndex: number, location: SlotLocation) => void): void {
+    for (let bucket = 0; bucket < this.#keys.length; bucket++) {
+      const key = this.#keys[bucket]!;
+      if (key !== EMPTY) visit(key - 1, { spareIndex: this.#spares[bucket]!, slotIndex: this.#slots[bucket]! });
+    }
+  }
+
+  #find(blockIndex: number): number {
+    const key = blockIndex + 1;
+    let bucket = hashBlock(blockIndex) & this.#mask;
+    for (let probes = 0; probes <= this.#mask; probes++) {
+      const found = this.#keys[bucket];
+      if (found === EMPTY || found === key) return bucket;
+      bucket = (bucket + 1) & this.#mask;
+    }
+    return assertNeverFull();
+  }
+
+  #grow(): void {
+    const keys = this.#keys;
+    const slots = this.#slots;
+    const spares = this.#spares;
+    const capacity = keys.length * 2;
+    this.#keys = new Float64Array(capacity);
+    this.#slots = new Uint32Array(capacity);
+    this.#spares = new Uint8Array(capacity);
+    this.#mask = capacity - 1;
+    for (let bucket = 0; bucket < keys.length; bucket++) {
+      const key = keys[bucket]!;
+      if (key === EMPTY) continue;
+      const target = this.#find(key - 1);
+      this.#keys[target] = key;
+      this.#slots[target] = slots[bucket]!;
+      this.#spares[target] = spares[bucket]!;
+    }
+  }
+}
+
+function assertNeverFull(): never {
+  throw new Error("remap table has no empty bucket: the load factor invariant is broken");
+}
+
+/** Mixes both 32-bit halves of a block index (a murmur3-style finaliser). */
+function hashBlock(blockIndex: number): number {
+  let hash = (blockIndex >>> 0) ^ Math.imul(Math.floor(blockIndex / 0x1_0000_0000), 0x9e3779b1);
+  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
+  return (hash ^ (hash >>> 16)) >>> 0;
+}
