@@ -1,0 +1,76 @@
+/**
+ * The read-only view of a running setup that the HTTP API serves.
+ *
+ * The API never sees devices: `serve` builds a {@link StatusSource} from the
+ * remap engine and the NBD server, and the API only reads it.
+ *
+ * @module
+ */
+
+/** Health of one spare's five metadata copies. */
+export interface CopyHealth {
+  copyIndex: number;
+  sector: number;
+  valid: boolean;
+  reason?: string;
+  sequence?: number;
+  winner: boolean;
+  repaired: boolean;
+}
+
+/** One spare of the running setup. */
+export interface SpareStatus {
+  index: number;
+  uuid: string;
+  path: string;
+  sizeBytes: number;
+  state: "active" | "failed";
+  slotCount: number;
+  slotsUsed: number;
+  /** Copies that were valid when the spare was opened, e.g. 5 of 5. */
+  validCopies: number;
+  copies: CopyHealth[];
+}
+
+/** Everything `dm-remap status` shows. */
+export interface SetupStatus {
+  setup: {
+    uuid: string;
+    name: string;
+    blockBytes: number;
+    sizeBytes: number;
+    state: "clean" | "degraded";
+    formatVersion: number;
+  };
+  main: { path: string; kind: "file" | "block"; sizeBytes: number; fingerprint: string };
+  spares: SpareStatus[];
+  counters: {
+    reads: number;
+    writes: number;
+    bytesRead: number;
+    bytesWritten: number;
+    flushes: number;
+    readErrors: number;
+    writeErrors: number;
+    remaps: number;
+    remapsCreated: number;
+    pending: number;
+  };
+  pendingBlocks: number[];
+  nbd: { exportName: string; unixPath?: string; tcp?: string; connections: number };
+  uptimeSeconds: number;
+}
+
+/** One remap, for the remaps listing. */
+export interface RemapEntry {
+  blockIndex: number;
+  spareIndex: number;
+  slotIndex: number;
+}
+
+/** What the API reads; implemented by `serve`. */
+export interface StatusSource {
+  status(): SetupStatus;
+  /** Remaps sorted by block, from `offset`, at most `limit`. */
+  remaps(offset: number, limit: number): { total: number; entries: RemapEntry[] };
+}
