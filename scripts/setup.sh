@@ -16,8 +16,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -x node_modules/.bin/deno ]; then
+if [ ! -x node_modules/.bin/deno ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing Deno from npm" >&2
-  npm install --no-audit --no-fund --silent
+  npm ci --no-audit --no-fund --silent
 fi
 node_modules/.bin/deno --version | head -1 >&2

@@ -26,6 +26,8 @@ export class MemoryDevice implements Device {
   readonly sizeBytes: number;
   #volatile: Uint8Array;
   #durable: Uint8Array;
+  /** Ranges changed since the last flush, so a flush costs what was written, not the device size. */
+  #dirty: ByteRange[] = [];
   #closed = false;
   /** Counts of operations, for tests that check what the layers above did. */
   readonly counts = { reads: 0, writes: 0, flushes: 0, discards: 0, zeroes: 0 };
@@ -50,13 +52,17 @@ export class MemoryDevice implements Device {
     this.counts.writes++;
     this.#volatile.set(data, offsetBytes);
     if (options.fua) this.#durable.set(data, offsetBytes);
+    else this.#dirty.push({ offsetBytes, lengthBytes: data.length });
     return Promise.resolve();
   }
 
   flush(): Promise<void> {
     assert(!this.#closed, `memory device "${this.name}" is open`);
     this.counts.flushes++;
-    this.#durable.set(this.#volatile);
+    for (const { offsetBytes, lengthBytes } of this.#dirty) {
+      this.#durable.set(this.#volatile.subarray(offsetBytes, offsetBytes + lengthBytes), offsetBytes);
+    }
+    this.#dirty = [];
     return Promise.resolve();
   }
 
@@ -64,6 +70,7 @@ export class MemoryDevice implements Device {
     this.#check(range);
     this.counts.discards++;
     this.#volatile.fill(0, range.offsetBytes, range.offsetBytes + range.lengthBytes);
+    this.#dirty.push(range);
     return Promise.resolve();
   }
 
@@ -73,6 +80,7 @@ export class MemoryDevice implements Device {
     const end = range.offsetBytes + range.lengthBytes;
     this.#volatile.fill(0, range.offsetBytes, end);
     if (options.fua) this.#durable.fill(0, range.offsetBytes, end);
+    else this.#dirty.push(range);
     return Promise.resolve();
   }
 

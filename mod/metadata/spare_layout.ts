@@ -71,19 +71,17 @@ function layoutEndBytes(layout: SpareLayout): number {
  */
 export function computeLayout(sizeBytes: number, blockBytes: number): SpareLayout | undefined {
   assert(blockBytes >= BLOCK_BYTES_MIN && blockBytes <= BLOCK_BYTES_MAX, "block size in range");
-  // Each slot costs its block plus two checkpoint entries; start from that
-  // estimate and step down until the aligned regions fit.
-  const fixedBytes = LOG_OFFSET_BYTES + LOG_BYTES + 2 * DATA_ALIGN_BYTES;
-  let slotCount = Math.max(
-    0,
-    Math.floor((sizeBytes - fixedBytes) / (blockBytes + 2 * CHECKPOINT_ENTRY_BYTES)),
-  );
-  while (slotCount >= SPARE_SLOTS_MIN) {
-    const layout = layoutForSlots(slotCount, blockBytes);
-    if (layoutEndBytes(layout) <= sizeBytes) return checkLayout(layout, sizeBytes);
-    slotCount -= Math.max(1, Math.ceil((layoutEndBytes(layout) - sizeBytes) / blockBytes));
+  // The end of the layout grows with the slot count, so the largest count
+  // that fits is found by bisection.
+  let fits = SPARE_SLOTS_MIN - 1;
+  let tooMany = Math.floor(sizeBytes / blockBytes) + 1;
+  while (tooMany - fits > 1) {
+    const middle = Math.floor((fits + tooMany) / 2);
+    if (layoutEndBytes(layoutForSlots(middle, blockBytes)) <= sizeBytes) fits = middle;
+    else tooMany = middle;
   }
-  return undefined;
+  if (fits < SPARE_SLOTS_MIN) return undefined;
+  return checkLayout(layoutForSlots(fits, blockBytes), sizeBytes);
 }
 
 /** The smallest spare size that {@link computeLayout} accepts for `blockBytes`. */

@@ -248,7 +248,8 @@ export function decodeCopy(
   const payload = raw as unknown as SuperblockPayload;
   if (payload.setup.uuid !== header.setupUuid) return { valid: false, reason: "payload names another setup" };
   if (payload.spareIndex !== header.spareIndex) return { valid: false, reason: "payload names another spare" };
-  return { valid: true, header: { ...header, formatVersion: FORMAT_VERSION }, payload };
+  const { payloadBytes: _length, payloadCrc: _crc, ...copyHeader } = header;
+  return { valid: true, header: copyHeader, payload };
 }
 
 function isCount(value: unknown): value is number {
