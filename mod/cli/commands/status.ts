@@ -1,0 +1,72 @@
+/**
+ * `dm-remap status [<name>] [--api-socket <path> | --api-url <url>] [--json]`:
+ * asks a running `serve` through its status API.
+ *
+ * @module
+ */
+
+import type { SetupStatus } from "../../api/status.ts";
+import { fetchStatus } from "../../api/client.ts";
+import { UsageError } from "../../errors.ts";
+import type { CommandInput } from "../mod.ts";
+import { onePositional, RUN_DIR, stringOption } from "../options.ts";
+
+/** Prints the status of one running setup. */
+export async function statusCommand({ values, positionals, output }: CommandInput): Promise<number> {
+  const name = onePositional(positionals, "setup name", false);
+  const url = stringOption(values["api-url"]);
+  const unixPath = stringOption(values["api-socket"]) ?? (url ? undefined : await defaultApiSocket(name));
+  const status = await fetchStatus(url ? { url } : { unixPath: unixPath! });
+  if (values.json) {
+    output.out(JSON.stringify(status, null, 2));
+    return 0;
+  }
+  output.out(formatStatus(status));
+  return 0;
+}
+
+async function defaultApiSocket(name: string | undefined): Promise<string> {
+  if (name) return `${RUN_DIR}/${name}.api.sock`;
+  const sockets: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(RUN_DIR)) {
+      if (entry.name.endsWith(".api.sock")) sockets.push(`${RUN_DIR}/${entry.name}`);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  if (sockets.length === 1) return sockets[0]!;
+  throw new UsageError(
+    sockets.length === 0
+      ? `No running setup found in ${RUN_DIR}: start one with "dm-remap serve <name>", or pass --api-socket or --api-url`
+      : `${sockets.length} setups are running (${sockets.join(", ")}): name one`,
+  );
+}
+
+/** The human-readable status report. */
+export function formatStatus(status: SetupStatus): string {
+  const { setup, main, counters } = status;
+  const lines = [
+    `Setup "${setup.name}" (${setup.uuid}): ${setup.state.toUpperCase()}`,
+    `  size ${setup.sizeBytes} bytes, block size ${setup.blockBytes}, format version ${setup.formatVersion}`,
+    `  main   ${main.path} (${main.kind}, ${main.sizeBytes} bytes)`,
+  ];
+  for (const spare of status.spares) {
+    lines.push(
+      `  spare  ${spare.index} ${spare.path}: ${spare.state}, ${spare.slotsUsed}/${spare.slotCount} slots used, ` +
+        `${spare.validCopies}/5 copies valid`,
+    );
+  }
+  lines.push(
+    `  remaps ${counters.remaps} (${counters.remapsCreated} since start), pending ${counters.pending}`,
+    `  I/O    ${counters.reads} reads, ${counters.writes} writes, ${counters.flushes} flushes; ` +
+      `${counters.readErrors} read errors, ${counters.writeErrors} write errors`,
+    `  NBD    export "${status.nbd.exportName}"` +
+      (status.nbd.unixPath ? `, unix ${status.nbd.unixPath}` : "") +
+      (status.nbd.tcp ? `, tcp ${status.nbd.tcp}` : "") + `, ${status.nbd.connections} connections`,
+  );
+  if (status.pendingBlocks.length > 0) {
+    lines.push(`  pending blocks: ${status.pendingBlocks.slice(0, 32).join(", ")}${status.pendingBlocks.length > 32 ? ", …" : ""}`);
+  }
+  return lines.join("\n");
+}

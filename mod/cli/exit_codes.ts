@@ -1,0 +1,48 @@
+/**
+ * Process exit codes: one table for the boundary between errors and the shell.
+ *
+ * | code | meaning |
+ * |---|---|
+ * | 0 | success |
+ * | 1 | the command ran and found a problem (e.g. `check` found invalid copies) |
+ * | 2 | usage: the command line or input is wrong; nothing was touched |
+ * | 3 | device I/O: a device could not be opened, read or written |
+ * | 4 | data-integrity refusal: no valid metadata, wrong setup or disk, data that `--force` would destroy, newer format |
+ * | 5 | spares exhausted |
+ * | 70 | internal error (an assertion failed): a bug, please report it |
+ *
+ * @module
+ */
+
+import { AssertionError } from "../assert.ts";
+import {
+  DeviceIoError,
+  DeviceOpenError,
+  NoValidCopyError,
+  RefusedError,
+  SetupMismatchError,
+  SparesExhaustedError,
+  UnsupportedVersionError,
+  UsageError,
+} from "../errors.ts";
+
+export const EXIT_OK = 0;
+export const EXIT_PROBLEM_FOUND = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_DEVICE = 3;
+export const EXIT_INTEGRITY = 4;
+export const EXIT_SPARES_EXHAUSTED = 5;
+export const EXIT_INTERNAL = 70;
+
+/** The exit code for an error that ended a command. */
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof AssertionError) return EXIT_INTERNAL;
+  if (error instanceof UsageError) return EXIT_USAGE;
+  if (error instanceof DeviceIoError || error instanceof DeviceOpenError) return EXIT_DEVICE;
+  if (
+    error instanceof NoValidCopyError || error instanceof SetupMismatchError || error instanceof RefusedError ||
+    error instanceof UnsupportedVersionError
+  ) return EXIT_INTEGRITY;
+  if (error instanceof SparesExhaustedError) return EXIT_SPARES_EXHAUSTED;
+  return EXIT_INTERNAL;
+}

@@ -1,0 +1,153 @@
+/**
+ * The `dm-remap` command line: parses arguments, runs one command, and turns
+ * its outcome into an exit code. The only layer that prints or exits.
+ *
+ * @example
+ * ```ts ignore
+ * import { runCli } from "./mod.ts";
+ * Deno.exit(await runCli(["status", "--json"]));
+ * ```
+ *
+ * @module
+ */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { UsageError } from "../errors.ts";
+import { EXIT_USAGE, exitCodeFor } from "./exit_codes.ts";
+import { checkCommand } from "./commands/check.ts";
+import { createCommand } from "./commands/create.ts";
+import { demoCommand } from "./commands/demo.ts";
+import { remapsCommand } from "./commands/remaps.ts";
+import { serveCommand } from "./commands/serve.ts";
+import { statusCommand } from "./commands/status.ts";
+
+/** Where a command writes. */
+export interface CliOutput {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+/** Parsed flags and positionals of one command. */
+export interface CommandInput {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+  output: CliOutput;
+}
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig["options"]>;
+  run: (input: CommandInput) => Promise<number>;
+}
+
+const STATE_DIR_HELP = "directories searched for image-file spares (default /var/lib/dm-remap)";
+
+const COMMANDS: Record<string, Command> = {
+  create: {
+    summary: "create a setup: a main disk and 1-8 spares",
+    usage: "create <name> --main <dev> --spare <dev> [--spare <dev>...] [--block-size N] [--force]",
+    options: {
+      main: { type: "string" },
+      spare: { type: "string", multiple: true },
+      "block-size": { type: "string" },
+      force: { type: "boolean" },
+      json: { type: "boolean" },
+    },
+    run: createCommand,
+  },
+  serve: {
+    summary: "assemble a setup and serve it over NBD, with the status API",
+    usage: "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
+      "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...]",
+    options: {
+      main: { type: "string" },
+      spare: { type: "string", multiple: true },
+      socket: { type: "string" },
+      tcp: { type: "string" },
+      "api-socket": { type: "string" },
+      "api-tcp": { type: "string" },
+      "export-name": { type: "string" },
+      "read-retries": { type: "string" },
+      "scan-dir": { type: "string", multiple: true },
+    },
+    run: serveCommand,
+  },
+  status: {
+    summary: "show a running setup's state (from its status API)",
+    usage: "status [<name>] [--api-socket <path> | --api-url <url>] [--json]",
+    options: { "api-socket": { type: "string" }, "api-url": { type: "string" }, json: { type: "boolean" } },
+    run: statusCommand,
+  },
+  check: {
+    summary: "check a spare's metadata copies and remap log, like fsck -n",
+    usage: "check <spare> [--json] [--repair]",
+    options: { json: { type: "boolean" }, repair: { type: "boolean" } },
+    run: checkCommand,
+  },
+  remaps: {
+    summary: "list a setup's remapped blocks, read from its spares",
+    usage: "remaps (<name> | --spare <dev>...) [--json] [--scan-dir <dir>...]",
+    options: { spare: { type: "string", multiple: true }, json: { type: "boolean" }, "scan-dir": { type: "string", multiple: true } },
+    run: remapsCommand,
+  },
+  demo: {
+    summary: "create image files with a few failing sectors, then serve them (the embedded demo)",
+    usage: "demo [--state-dir <dir>] [--socket <path>] [--tcp [host:]port] [--api-tcp [host:]port] [--once]",
+    options: {
+      "state-dir": { type: "string" },
+      socket: { type: "string" },
+      tcp: { type: "string" },
+      "api-tcp": { type: "string" },
+      once: { type: "boolean" },
+    },
+    run: demoCommand,
+  },
+};
+
+function help(): string {
+  const lines = ["Usage: dm-remap <command> [options]", "", "Commands:"];
+  for (const [name, command] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(8)} ${command.summary}`);
+  lines.push("", "Run `dm-remap <command> --help` for a command's options.", `Image-file spares: ${STATE_DIR_HELP}.`);
+  return lines.join("\n");
+}
+
+/**
+ * Runs one command line.
+ *
+ * @returns The process exit code (see `exit_codes.ts`).
+ */
+export async function runCli(args: string[], output: CliOutput = defaultOutput()): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    output.out(help());
+    return name === undefined ? EXIT_USAGE : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    output.err(`dm-remap: unknown command "${name}"\n\n${help()}`);
+    return EXIT_USAGE;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    output.out(`Usage: dm-remap ${command.usage}\n\n${command.summary}`);
+    return 0;
+  }
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+    } catch (error) {
+      throw new UsageError(`${(error as Error).message}\nUsage: dm-remap ${command.usage}`);
+    }
+    return await command.run({ values: parsed.values, positionals: parsed.positionals, output });
+  } catch (error) {
+    const code = exitCodeFor(error);
+    output.err(`dm-remap ${name}: ${error instanceof Error ? error.message : String(error)}`);
+    if (code === 70) output.err((error as Error).stack ?? "");
+    return code;
+  }
+}
+
+function defaultOutput(): CliOutput {
+  return { out: (line) => console.log(line), err: (line) => console.error(line) };
+}

@@ -1,0 +1,57 @@
+/**
+ * Turning command-line strings into checked values, with messages that say
+ * which option was wrong and what it takes.
+ *
+ * @module
+ */
+
+import { UsageError } from "../errors.ts";
+
+/** A TCP endpoint. */
+export interface TcpAddress {
+  hostname: string;
+  port: number;
+}
+
+/** Parses `--name` as a whole number in [min, max]. */
+export function integerOption(name: string, text: string | undefined, range: { min: number; max: number }): number | undefined {
+  if (text === undefined) return undefined;
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < range.min || value > range.max) {
+    throw new UsageError(`--${name} takes a whole number from ${range.min} to ${range.max}, not "${text}"`);
+  }
+  return value;
+}
+
+/** Parses `[host:]port`; the host defaults to 127.0.0.1 so nothing is exposed by accident. */
+export function tcpOption(name: string, text: string | undefined): TcpAddress | undefined {
+  if (text === undefined) return undefined;
+  const match = /^(?:(\[[0-9a-fA-F:]+\]|[^:]+):)?(\d+)$/.exec(text);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || port > 65535) throw new UsageError(`--${name} takes [host:]port, e.g. 127.0.0.1:10809, not "${text}"`);
+  const hostname = (match[1] ?? "127.0.0.1").replace(/^\[|\]$/g, "");
+  return { hostname, port };
+}
+
+/** A list option given zero or more times. */
+export function listOption(value: string | boolean | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return Array.isArray(value) ? value : [String(value)];
+}
+
+/** A string option, or undefined. */
+export function stringOption(value: string | boolean | string[] | undefined): string | undefined {
+  return typeof value === "string" ? value : undefined;
+}
+
+/** The one positional a command takes, or a usage error naming it. */
+export function onePositional(positionals: string[], what: string, required: boolean): string | undefined {
+  if (positionals.length > 1) throw new UsageError(`Expected one ${what}, got ${positionals.length}: ${positionals.join(" ")}`);
+  if (required && positionals.length === 0) throw new UsageError(`Name the ${what}`);
+  return positionals[0];
+}
+
+/** Where a setup's sockets live by default. */
+export const RUN_DIR = "/run/dm-remap";
+/** Where image-file spares are looked for by default. */
+export const STATE_DIR = "/var/lib/dm-remap";

@@ -1,0 +1,118 @@
+/**
+ * Running a setup: assemble the engine, export it over NBD, serve the status
+ * API, and shut down gracefully on SIGTERM/SIGINT (finish in-flight requests,
+ * flush every device, write the metadata, close).
+ *
+ * @module
+ */
+
+import { createApp } from "../api/app.ts";
+import { serveApi } from "../api/http_server.ts";
+import { assembleSetup, type OpenedSpares } from "../assembly/assemble.ts";
+import type { ProbedIdentity } from "../assembly/identity.ts";
+import type { Device } from "../device/device.ts";
+import { serveNbd } from "../nbd/server.ts";
+import type { RemapDevice, RemapEvent } from "../remap/remap_device.ts";
+import type { CliOutput } from "./mod.ts";
+import type { TcpAddress } from "./options.ts";
+import { statusSourceOf } from "./status_source.ts";
+
+/** Where and how to serve. */
+export interface ServingOptions {
+  main: { device: Device; identity: ProbedIdentity };
+  spares: OpenedSpares;
+  exportName: string;
+  nbdUnixPath?: string;
+  nbdTcp?: TcpAddress;
+  apiUnixPath?: string;
+  apiTcp?: TcpAddress;
+  readRetries?: number;
+  output: CliOutput;
+}
+
+/** A running setup. */
+export interface Serving {
+  engine: RemapDevice;
+  nbdAddresses: string[];
+  apiAddresses: string[];
+  /** Stops accepting, drains, flushes, persists and closes everything. */
+  stop(): Promise<void>;
+}
+
+/** Describes an engine event as one log line (journald keeps them). */
+export function describeEvent(event: RemapEvent): string {
+  switch (event.type) {
+    case "remap":
+      return `remapped block ${event.blockIndex} to spare ${event.spareIndex} slot ${event.slotIndex}`;
+    case "pending":
+      return `block ${event.blockIndex} is unreadable: pending until it is rewritten`;
+    case "read-error":
+      return `read error on the main disk: offset ${event.offsetBytes}, length ${event.lengthBytes}`;
+    case "remap-failed":
+      return `could not remap block ${event.blockIndex}: ${event.reason}`;
+    case "spare-failed":
+      return `spare ${event.spareIndex} failed and takes no new remaps: ${event.reason}`;
+    case "degraded":
+      return `setup degraded: ${event.reason}`;
+  }
+}
+
+/** Assembles and serves a setup until {@link Serving.stop}. */
+export async function startServing(options: ServingOptions): Promise<Serving> {
+  const { output } = options;
+  const name = options.spares.description.setup.name;
+  const engine = await assembleSetup(options.main, options.spares, {
+    readRetries: options.readRetries,
+    onEvent: (event) => output.err(`dm-remap[${name}]: ${describeEvent(event)}`),
+  });
+  const nbd = await serveNbd({
+    device: engine,
+    exportName: options.exportName,
+    description: `dm-remap setup ${name}`,
+    preferredBlockBytes: engine.blockBytes,
+    unixPath: options.nbdUnixPath,
+    tcp: options.nbdTcp,
+    log: (line) => output.err(`dm-remap[${name}] nbd: ${line}`),
+  });
+  const nbdAddresses = [
+    ...(options.nbdUnixPath ? [`nbd+unix:///${options.exportName}?socket=${options.nbdUnixPath}`] : []),
+    ...(nbd.tcpPort !== undefined ? [`nbd://${options.nbdTcp!.hostname}:${nbd.tcpPort}/${options.exportName}`] : []),
+  ];
+  const source = statusSourceOf(engine, options.spares, {
+    exportName: options.exportName,
+    unixPath: options.nbdUnixPath,
+    tcp: nbd.tcpPort !== undefined ? `${options.nbdTcp!.hostname}:${nbd.tcpPort}` : undefined,
+    connections: () => nbd.connectionCount,
+  });
+  const api = await serveApi(createApp(source), { unixPath: options.apiUnixPath, tcp: options.apiTcp });
+  let stopping: Promise<void> | undefined;
+  return {
+    engine,
+    nbdAddresses,
+    apiAddresses: api.addresses,
+    stop() {
+      stopping ??= (async () => {
+        await nbd.close();
+        await engine.flush();
+        await engine.close();
+        await api.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+export function untilSignal(): Promise<Deno.Signal> {
+  return new Promise((resolve) => {
+    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+    const handlers = signals.map((signal) => {
+      const handler = () => {
+        signals.forEach((each, i) => Deno.removeSignalListener(each, handlers[i]!));
+        resolve(signal);
+      };
+      Deno.addSignalListener(signal, handler);
+      return handler;
+    });
+  });
+}

@@ -1,0 +1,89 @@
+/**
+ * Builds the API's read-only {@link StatusSource} from a running engine.
+ *
+ * @module
+ */
+
+import type { SetupStatus, StatusSource } from "../api/status.ts";
+import type { OpenedSpares } from "../assembly/assemble.ts";
+import { FORMAT_VERSION } from "../metadata/superblock.ts";
+import type { RemapDevice } from "../remap/remap_device.ts";
+
+/** What the NBD side reports. */
+export interface NbdView {
+  exportName: string;
+  unixPath?: string;
+  tcp?: string;
+  connections(): number;
+}
+
+/** A StatusSource over a live engine; every call reads current values. */
+export function statusSourceOf(engine: RemapDevice, opened: OpenedSpares, nbd: NbdView): StatusSource {
+  const startedMs = Date.now();
+  const { description } = opened;
+  // Sorting a million remaps costs a second: redo it only when one was added.
+  let sorted: ReturnType<RemapDevice["remaps"]> = [];
+  return {
+    status(): SetupStatus {
+      const pendingBlocks = engine.pendingBlocks;
+      return {
+        setup: {
+          uuid: description.setup.uuid,
+          name: description.setup.name,
+          blockBytes: engine.blockBytes,
+          sizeBytes: engine.sizeBytes,
+          state: engine.degraded ? "degraded" : "clean",
+          formatVersion: FORMAT_VERSION,
+        },
+        main: {
+          path: description.main.path,
+          kind: description.main.kind,
+          sizeBytes: description.main.sizeBytes,
+          fingerprint: description.main.fingerprint,
+        },
+        spares: engine.spares.map((spare) => {
+          const report = opened.reports[spare.index]!;
+          const record = description.spares[spare.index]!;
+          return {
+            index: spare.index,
+            uuid: record.uuid,
+            path: spare.device.name,
+            sizeBytes: spare.device.sizeBytes,
+            state: spare.active ? "active" : "failed",
+            slotCount: spare.store.payload.layout.slotCount,
+            slotsUsed: spare.store.slotsUsed,
+            validCopies: report.validCopies,
+            copies: report.copies.map((copy) => ({
+              copyIndex: copy.copyIndex,
+              sector: copy.sector,
+              valid: copy.valid,
+              reason: copy.reason,
+              sequence: copy.sequence,
+              winner: copy.winner,
+              repaired: copy.repaired,
+            })),
+          };
+        }),
+        counters: {
+          reads: engine.counters.reads,
+          writes: engine.counters.writes,
+          bytesRead: engine.counters.bytesRead,
+          bytesWritten: engine.counters.bytesWritten,
+          flushes: engine.counters.flushes,
+          readErrors: engine.counters.readErrors,
+          writeErrors: engine.counters.writeErrors,
+          remaps: engine.remapCount,
+          remapsCreated: engine.counters.remapsCreated,
+          pending: pendingBlocks.length,
+        },
+        pendingBlocks,
+        nbd: { exportName: nbd.exportName, unixPath: nbd.unixPath, tcp: nbd.tcp, connections: nbd.connections() },
+        uptimeSeconds: Math.floor((Date.now() - startedMs) / 1000),
+      };
+    },
+    remaps(offset: number, limit: number) {
+      if (sorted.length !== engine.remapCount) sorted = engine.remaps();
+      return { total: sorted.length, entries: sorted.slice(offset, offset + limit) };
+    },
+  };
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need, type-checks,
+# lints, then runs every test (unit, simulation, and third-party NBD clients).
+# Extra arguments go to `deno test` (e.g. a path or --filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+deno=node_modules/.bin/deno
+"$deno" fmt --check
+"$deno" lint
+exec "$deno" test --allow-all --parallel "${@:-tests/}"
