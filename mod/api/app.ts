@@ -1,0 +1,112 @@
+/**
+ * The local status API as a Hono app: routes, the status middleware, and the
+ * one table that turns errors into HTTP statuses.
+ *
+ * Routes:
+ * - `GET /` — the HTML dashboard;
+ * - `GET /api/v1/status` — the `SetupStatus` as JSON;
+ * - `GET /api/v1/remaps?offset=&limit=` — one page of remaps;
+ * - `GET /api/v1/health` — 200 when ok, 503 when degraded;
+ * - `GET /metrics` — Prometheus text format 0.0.4.
+ *
+ * The app never sees devices: it reads the injected {@link StatusSource}
+ * through `c.var.status`, and never writes.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { Context, MiddlewareHandler, Next } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { UsageError } from "../errors.ts";
+import type { ApiEnv } from "./_env.ts";
+import { getDashboard } from "./routes/dashboard.ts";
+import { getHealth } from "./routes/health.ts";
+import { getMetrics } from "./routes/metrics.ts";
+import { getRemaps } from "./routes/remaps.ts";
+import { getStatus } from "./routes/status.ts";
+import type { StatusSource } from "./status.ts";
+
+/** The body of every error answer. */
+export interface ApiErrorBody {
+  error: string;
+}
+
+/** The paths the API serves, for the 404 answer and for clients. */
+export const API_PATHS = [
+  "/",
+  "/api/v1/status",
+  "/api/v1/remaps",
+  "/api/v1/health",
+  "/metrics",
+] as const;
+
+/**
+ * Builds the status API over a status source.
+ *
+ * @param source What the handlers read; it is called on every request, so answers are live.
+ * @returns The app; serve it with `serveApi()` or call `app.request()` directly.
+ *
+ * @example Asking for remaps without a socket
+ * ```ts
+ * import { createApp } from "./app.ts";
+ * import type { StatusSource } from "./status.ts";
+ *
+ * const source: StatusSource = {
+ *   status() {
+ *     throw new Error("this example only lists remaps");
+ *   },
+ *   remaps(offset, limit) {
+ *     const entries = [{ blockIndex: 7, spareIndex: 0, slotIndex: 0 }];
+ *     return { total: entries.length, entries: entries.slice(offset, offset + limit) };
+ *   },
+ * };
+ * const app = createApp(source);
+ * const page = await app.request("/api/v1/remaps?limit=10");
+ * console.log(page.status, await page.json()); // 200 { total: 1, entries: [ ... ] }
+ * const refused = await app.request("/api/v1/remaps?limit=-1");
+ * console.log(refused.status); // 400
+ * ```
+ */
+export function createApp(source: StatusSource): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+  app.use(provideStatus(source));
+  app.get("/", getDashboard);
+  app.get("/api/v1/status", getStatus);
+  app.get("/api/v1/remaps", getRemaps);
+  app.get("/api/v1/health", getHealth);
+  app.get("/metrics", getMetrics);
+  app.notFound(answerNotFound);
+  app.onError(answerError);
+  return app;
+}
+
+/** Makes the status source available to every handler as `c.var.status`. */
+function provideStatus(source: StatusSource): MiddlewareHandler<ApiEnv> {
+  return async function setStatus(c: Context<ApiEnv>, next: Next): Promise<void> {
+    c.set("status", source);
+    // Every answer is a snapshot of a live setup; a cached one would mislead.
+    c.header("Cache-Control", "no-store");
+    await next();
+  };
+}
+
+function answerNotFound(c: Context<ApiEnv>): Response {
+  const body: ApiErrorBody = {
+    error: `Cannot find "${c.req.method} ${c.req.path}": the API serves GET ${
+      API_PATHS.join(", ")
+    }`,
+  };
+  return c.json(body, 404);
+}
+
+/**
+ * The one translation from errors to HTTP statuses: refused client input is
+ * 400, Hono's own HTTP errors keep their status, everything else is 500.
+ */
+function answerError(error: Error, c: Context<ApiEnv>): Response {
+  const body: ApiErrorBody = { error: error.message };
+  if (error instanceof UsageError) return c.json(body, 400);
+  if (error instanceof HTTPException) return c.json(body, error.status);
+  return c.json(body, 500);
+}

@@ -1,0 +1,97 @@
+/**
+ * The local status API of a running setup: a read-only Hono app with a JSON
+ * status, a paged remap listing, a health check for monitoring, Prometheus
+ * metrics and a small HTML dashboard; a server for a Unix socket and/or TCP;
+ * and the client that `dm-remap status` uses.
+ *
+ * The API reads a {@link StatusSource} and nothing else: it never sees
+ * devices and never changes the setup.
+ *
+ * | Route                             | Answer                                      |
+ * | --------------------------------- | ------------------------------------------- |
+ * | `GET /`                           | HTML dashboard, polls the status every 2 s  |
+ * | `GET /api/v1/status`              | {@link SetupStatus}                         |
+ * | `GET /api/v1/remaps?offset=&limit=` | `{ total, entries }`; 400 on a bad query  |
+ * | `GET /api/v1/health`              | {@link Health}; 200 ok, 503 degraded        |
+ * | `GET /metrics`                    | Prometheus text format 0.0.4                |
+ *
+ * @example Serving a setup on a Unix socket and reading it back
+ * ```ts
+ * import { createApp, fetchStatus, serveApi } from "./mod.ts";
+ * import type { SetupStatus, StatusSource } from "./mod.ts";
+ *
+ * const status: SetupStatus = {
+ *   setup: {
+ *     uuid: "0b5e7c2a-1d3f-4e6a-9b8c-7d6e5f4a3b2c", name: "vault", blockBytes: 4096,
+ *     sizeBytes: 1 << 30, state: "clean", formatVersion: 1,
+ *   },
+ *   main: { path: "/dev/sda", kind: "block", sizeBytes: 1 << 30, fingerprint: "00" },
+ *   spares: [],
+ *   counters: {
+ *     reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0, flushes: 0,
+ *     readErrors: 0, writeErrors: 0, remaps: 0, remapsCreated: 0, pending: 0,
+ *   },
+ *   pendingBlocks: [],
+ *   nbd: { exportName: "vault", connections: 0 },
+ *   uptimeSeconds: 1,
+ * };
+ * const source: StatusSource = {
+ *   status() {
+ *     return status;
+ *   },
+ *   remaps() {
+ *     return { total: 0, entries: [] };
+ *   },
+ * };
+ *
+ * const dir = await Deno.makeTempDir();
+ * const server = await serveApi(createApp(source), { unixPath: `${dir}/api.sock` });
+ * try {
+ *   const read = await fetchStatus(`${dir}/api.sock`);
+ *   console.log(read.setup.name); // "vault"
+ * } finally {
+ *   await server.close();
+ *   await Deno.remove(dir);
+ * }
+ * ```
+ *
+ * @module
+ */
+
+export type { ApiEnv } from "./_env.ts";
+export { API_PATHS, type ApiErrorBody, createApp } from "./app.ts";
+export {
+  fetchStatus,
+  type FetchStatusOptions,
+  STATUS_TIMEOUT_MS_DEFAULT,
+  StatusRequestError,
+} from "./client.ts";
+export {
+  API_TCP_HOSTNAME_DEFAULT,
+  type ApiAddress,
+  ApiListenError,
+  type ApiServer,
+  serveApi,
+  type ServeApiOptions,
+} from "./http_server.ts";
+export {
+  encodePrometheus,
+  escapeHelp,
+  escapeLabelValue,
+  formatSampleValue,
+  type MetricFamily,
+  type MetricSample,
+  type MetricType,
+  PROMETHEUS_CONTENT_TYPE,
+} from "./prometheus.ts";
+export { DASHBOARD_POLL_INTERVAL_MS } from "./routes/dashboard.ts";
+export { type Health, healthOf } from "./routes/health.ts";
+export { metricFamiliesOf } from "./routes/metrics.ts";
+export {
+  parseRemapsQuery,
+  REMAPS_PAGE_ENTRIES_DEFAULT,
+  REMAPS_PAGE_ENTRIES_MAX,
+  type RemapsPage,
+  type RemapsQuery,
+} from "./routes/remaps.ts";
+export type { CopyHealth, RemapEntry, SetupStatus, SpareStatus, StatusSource } from "./status.ts";
