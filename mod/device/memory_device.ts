@@ -19,6 +19,7 @@
 import { assert } from "../assert.ts";
 import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "./device.ts";
 import { isRangeInside } from "./device.ts";
+import { DeviceIoError } from "../errors.ts";
 
 /** A RAM-backed device with crash simulation. */
 export class MemoryDevice implements Device {
@@ -29,6 +30,8 @@ export class MemoryDevice implements Device {
   /** Ranges changed since the last flush, so a flush costs what was written, not the device size. */
   #dirty: ByteRange[] = [];
   #closed = false;
+  /** After {@link crash}: every request fails as a disk without power would. */
+  #poweredOff = false;
   /** Counts of operations, for tests that check what the layers above did. */
   readonly counts = { reads: 0, writes: 0, flushes: 0, discards: 0, zeroes: 0 };
 
@@ -57,7 +60,7 @@ export class MemoryDevice implements Device {
   }
 
   flush(): Promise<void> {
-    assert(!this.#closed, `memory device "${this.name}" is open`);
+    this.#check({ offsetBytes: 0, lengthBytes: 0 });
     this.counts.flushes++;
     for (const { offsetBytes, lengthBytes } of this.#dirty) {
       this.#durable.set(this.#volatile.subarray(offsetBytes, offsetBytes + lengthBytes), offsetBytes);
@@ -91,13 +94,14 @@ export class MemoryDevice implements Device {
 
   /**
    * Simulates power loss: everything written since the last flush is lost.
-   * Returns a new open device holding the durable image.
+   * Returns a new open device holding the durable image; this one fails every
+   * later request with EIO, so work still running above it cannot reach the survivor.
    */
   crash(): MemoryDevice {
     const survivor = new MemoryDevice(this.name, this.sizeBytes);
     survivor.#volatile.set(this.#durable);
     survivor.#durable.set(this.#durable);
-    this.#closed = true;
+    this.#poweredOff = true;
     return survivor;
   }
 
@@ -108,6 +112,9 @@ export class MemoryDevice implements Device {
   }
 
   #check(range: ByteRange): void {
+    if (this.#poweredOff) {
+      throw new DeviceIoError("reach", { device: this.name, ...range, code: "EIO", cause: "powered off by crash()" });
+    }
     assert(!this.#closed, `memory device "${this.name}" is open`);
     assert(isRangeInside(this, range), `range inside memory device "${this.name}"`);
   }

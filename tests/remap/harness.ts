@@ -30,6 +30,8 @@ export interface Harness {
   main: MemoryDevice;
   faulty: FaultyDevice;
   spares: MemoryDevice[];
+  /** Each spare behind its own fault layer (no faults until a test adds them). */
+  faultySpares: FaultyDevice[];
   blockBytes: number;
   /** Opens the same devices again, as after a restart (faults kept). */
   reopen(options?: RemapDeviceOptions): Promise<RemapDevice>;
@@ -47,21 +49,22 @@ export async function makeHarness(options: HarnessOptions = {}): Promise<Harness
   const spareBytes = minimumSpareBytes(blockBytes) + Math.max(0, (options.spareSlots ?? 64) - 16) * blockBytes;
   const spares = Array.from({ length: options.spareCount ?? 1 }, (_, i) => new MemoryDevice(`spare${i}`, spareBytes));
   const faulty = new FaultyDevice(main, { blockBytes: 512 });
+  const faultySpares = spares.map((spare) => new FaultyDevice(spare, { blockBytes: 512 }));
   await createSetup({
     name: "test",
     main: { device: main, identity: memoryIdentity(main) },
-    spares: spares.map((device) => ({ device, path: device.name })),
+    spares: faultySpares.map((device) => ({ device, path: device.name })),
     blockBytes,
   });
   const events: RemapEvent[] = [];
   const assemble = async (extra: RemapDeviceOptions = {}) =>
-    assembleSetup({ device: faulty, identity: memoryIdentity(main) }, await openSpares(spares), {
+    assembleSetup({ device: faulty, identity: memoryIdentity(main) }, await openSpares(faultySpares), {
       readRetries: options.readRetries ?? 1,
       metadataDelayMs: 0,
       onEvent: (event) => events.push(event),
       ...extra,
     });
-  return { engine: await assemble(), events, main, faulty, spares, blockBytes, reopen: assemble };
+  return { engine: await assemble(), events, main, faulty, spares, faultySpares, blockBytes, reopen: assemble };
 }
 
 /** A buffer of `length` bytes filled from `seed`, so every write is recognisable. */

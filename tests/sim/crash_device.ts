@@ -15,6 +15,7 @@
 import { MemoryDevice } from "../../mod/device/memory_device.ts";
 import type { ByteRange, Device, WriteOptions } from "../../mod/device/device.ts";
 import { SECTOR_BYTES } from "../../mod/constants.ts";
+import { seededRandom } from "../../mod/fault/fault_model.ts";
 
 /** Thrown by every call after the simulated power cut. */
 export class PowerCut extends Error {
@@ -23,18 +24,6 @@ export class PowerCut extends Error {
 
 /** Which unflushed sectors survive the cut. */
 export type SurvivalPolicy = "none" | "all" | { seed: number };
-
-/** A small deterministic PRNG (mulberry32), so a seed replays a failure. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A device with a sector-write budget and a durable image. */
 export class CrashDevice implements Device {
