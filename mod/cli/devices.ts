@@ -5,7 +5,8 @@
  */
 
 import type { Device } from "../device/device.ts";
-import { openFileDevice, probeDeviceIdentity } from "../device/file_device.ts";
+import { openFileDevice } from "../device/file_device.ts";
+import { probeDeviceIdentity } from "../device/probe_device_identity.ts";
 import type { ProbedIdentity } from "../assembly/identity.ts";
 import { type FoundSetup, discoverSetups, listCandidates } from "../assembly/discover.ts";
 import { SetupMismatchError, UsageError } from "../errors.ts";
@@ -17,10 +18,21 @@ export interface OpenedDevice {
   identity: ProbedIdentity;
 }
 
-/** Opens a path as a device, probing its identity first. */
-export async function openPath(path: string, options: { readOnly: boolean }): Promise<OpenedDevice> {
+/**
+ * Opens a path as a device, probing its identity first.
+ *
+ * Devices that serve data are opened with O_DIRECT (`direct`): through the
+ * page cache a write to a failing sector "succeeds" into the cache and its
+ * error only surfaces at the next fsync, when nobody knows which block
+ * failed, and a cached read hides a sector that went bad.
+ */
+export async function openPath(path: string, options: { readOnly: boolean; direct?: boolean }): Promise<OpenedDevice> {
   const probed = await probeDeviceIdentity(path);
-  const device = await openFileDevice(path, { readOnly: options.readOnly, exclusive: !options.readOnly });
+  const device = await openFileDevice(path, {
+    readOnly: options.readOnly,
+    exclusive: !options.readOnly,
+    direct: options.direct ?? false,
+  });
   return { device, identity: { path, ...probed } };
 }
 

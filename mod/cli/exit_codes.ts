@@ -9,12 +9,15 @@
  * | 3 | device I/O: a device could not be opened, read or written |
  * | 4 | data-integrity refusal: no valid metadata, wrong setup or disk, data that `--force` would destroy, newer format |
  * | 5 | spares exhausted |
+ * | 69 | a service is unavailable: no `serve` answers, or a socket or port is taken |
  * | 70 | internal error (an assertion failed): a bug, please report it |
  *
  * @module
  */
 
 import { AssertionError } from "../assert.ts";
+import { StatusRequestError } from "../api/client.ts";
+import { ApiListenError } from "../api/http_server.ts";
 import {
   DeviceIoError,
   DeviceOpenError,
@@ -32,6 +35,7 @@ export const EXIT_USAGE = 2;
 export const EXIT_DEVICE = 3;
 export const EXIT_INTEGRITY = 4;
 export const EXIT_SPARES_EXHAUSTED = 5;
+export const EXIT_UNAVAILABLE = 69;
 export const EXIT_INTERNAL = 70;
 
 /** The exit code for an error that ended a command. */
@@ -44,5 +48,6 @@ export function exitCodeFor(error: unknown): number {
     error instanceof UnsupportedVersionError
   ) return EXIT_INTEGRITY;
   if (error instanceof SparesExhaustedError) return EXIT_SPARES_EXHAUSTED;
+  if (error instanceof StatusRequestError || error instanceof ApiListenError) return EXIT_UNAVAILABLE;
   return EXIT_INTERNAL;
 }

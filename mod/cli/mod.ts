@@ -27,9 +27,12 @@ export interface CliOutput {
   err: (line: string) => void;
 }
 
+/** One parsed option: a flag, a string, or a repeated option's list. */
+export type OptionValue = string | boolean | (string | boolean)[] | undefined;
+
 /** Parsed flags and positionals of one command. */
 export interface CommandInput {
-  values: Record<string, string | boolean | string[] | undefined>;
+  values: Record<string, OptionValue>;
   positionals: string[];
   output: CliOutput;
 }
@@ -59,7 +62,8 @@ const COMMANDS: Record<string, Command> = {
   serve: {
     summary: "assemble a setup and serve it over NBD, with the status API",
     usage: "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
-      "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...]",
+      "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
+      "[--buffered]",
     options: {
       main: { type: "string" },
       spare: { type: "string", multiple: true },
@@ -70,6 +74,7 @@ const COMMANDS: Record<string, Command> = {
       "export-name": { type: "string" },
       "read-retries": { type: "string" },
       "scan-dir": { type: "string", multiple: true },
+      buffered: { type: "boolean" },
     },
     run: serveCommand,
   },

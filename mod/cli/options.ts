@@ -6,6 +6,7 @@
  */
 
 import { UsageError } from "../errors.ts";
+import type { OptionValue } from "./mod.ts";
 
 /** A TCP endpoint. */
 export interface TcpAddress {
@@ -34,13 +35,13 @@ export function tcpOption(name: string, text: string | undefined): TcpAddress | 
 }
 
 /** A list option given zero or more times. */
-export function listOption(value: string | boolean | string[] | undefined): string[] {
+export function listOption(value: OptionValue): string[] {
   if (value === undefined) return [];
-  return Array.isArray(value) ? value : [String(value)];
+  return (Array.isArray(value) ? value : [value]).map(String);
 }
 
 /** A string option, or undefined. */
-export function stringOption(value: string | boolean | string[] | undefined): string | undefined {
+export function stringOption(value: OptionValue): string | undefined {
   return typeof value === "string" ? value : undefined;
 }
 

@@ -10,6 +10,7 @@ import { createApp } from "../api/app.ts";
 import { serveApi } from "../api/http_server.ts";
 import { assembleSetup, type OpenedSpares } from "../assembly/assemble.ts";
 import type { ProbedIdentity } from "../assembly/identity.ts";
+import type { SetupStatus } from "../api/status.ts";
 import type { Device } from "../device/device.ts";
 import { serveNbd } from "../nbd/server.ts";
 import type { RemapDevice, RemapEvent } from "../remap/remap_device.ts";
@@ -33,6 +34,8 @@ export interface ServingOptions {
 /** A running setup. */
 export interface Serving {
   engine: RemapDevice;
+  /** The same view the status API serves. */
+  status(): SetupStatus;
   nbdAddresses: string[];
   apiAddresses: string[];
   /** Stops accepting, drains, flushes, persists and closes everything. */
@@ -88,8 +91,9 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
   let stopping: Promise<void> | undefined;
   return {
     engine,
+    status: () => source.status(),
     nbdAddresses,
-    apiAddresses: api.addresses,
+    apiAddresses: api.addresses.map((address) => address.transport === "unix" ? address.path : address.url),
     stop() {
       stopping ??= (async () => {
         await nbd.close();

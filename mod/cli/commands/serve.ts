@@ -25,7 +25,8 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   const apiTcp = tcpOption("api-tcp", stringOption(values["api-tcp"]));
   const devices: Device[] = [];
   try {
-    for (const path of resolved.sparePaths) devices.push((await openPath(path, { readOnly: false })).device);
+    const direct = values.buffered !== true;
+    for (const path of resolved.sparePaths) devices.push((await openPath(path, { readOnly: false, direct })).device);
     const spares = await openSpares(devices);
     const setupName = spares.description.setup.name;
     for (const report of spares.reports) {
@@ -34,7 +35,7 @@ export async function serveCommand({ values, positionals, output }: CommandInput
         (repaired > 0 ? `, ${repaired} repaired` : ""));
     }
     const mainPath = stringOption(values.main) ?? spares.description.main.path;
-    const main = await openPath(mainPath, { readOnly: false });
+    const main = await openPath(mainPath, { readOnly: false, direct });
     devices.push(main.device);
     const nbdUnixPath = stringOption(values.socket) ?? (nbdTcp ? undefined : `${RUN_DIR}/${setupName}.nbd.sock`);
     const apiUnixPath = stringOption(values["api-socket"]) ?? (apiTcp ? undefined : `${RUN_DIR}/${setupName}.api.sock`);

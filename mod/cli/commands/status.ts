@@ -16,7 +16,7 @@ export async function statusCommand({ values, positionals, output }: CommandInpu
   const name = onePositional(positionals, "setup name", false);
   const url = stringOption(values["api-url"]);
   const unixPath = stringOption(values["api-socket"]) ?? (url ? undefined : await defaultApiSocket(name));
-  const status = await fetchStatus(url ? { url } : { unixPath: unixPath! });
+  const status = await fetchStatus(url ?? unixPath!);
   if (values.json) {
     output.out(JSON.stringify(status, null, 2));
     return 0;

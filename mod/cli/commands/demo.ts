@@ -1,0 +1,129 @@
+/**
+ * `dm-remap demo`: the embedded default. Creates sparse image files for a
+ * 1 GiB main disk and two 64 MiB spares, marks a few main-disk blocks as
+ * failing through the fault layer, writes to them so that remapping happens,
+ * then serves the setup over NBD and the status API until Ctrl-C.
+ *
+ * Running it again reuses the images: the remaps made last time are still there.
+ *
+ * @module
+ */
+
+import { openSpares } from "../../assembly/assemble.ts";
+import { createSetup } from "../../assembly/create.ts";
+import { FaultyDevice } from "../../fault/faulty_device.ts";
+import { readCopies } from "../../metadata/spare_store.ts";
+import { DeviceIoError } from "../../errors.ts";
+import type { Device } from "../../device/device.ts";
+import { closeAll, openPath } from "../devices.ts";
+import type { CommandInput } from "../mod.ts";
+import { stringOption, tcpOption } from "../options.ts";
+import { startServing, untilSignal } from "../serving.ts";
+import { formatStatus } from "./status.ts";
+
+const MAIN_BYTES = 1024 * 1024 * 1024;
+const SPARE_BYTES = 64 * 1024 * 1024;
+const BLOCK_BYTES = 4096;
+/** Blocks whose writes (and reads) fail: spread over the disk, one at each end. */
+const FAILING_BLOCKS = [0, 1000, 1001, 4096, 65_536, 131_072, 200_000, 262_143];
+/** A block that can no longer be read: its read is EIO and it becomes pending. */
+const UNREADABLE_BLOCK = 300;
+const EXPORT_NAME = "demo";
+
+/** Runs the demo; with `--once` it stops after the remapping instead of serving. */
+export async function demoCommand({ values, output }: CommandInput): Promise<number> {
+  const stateDir = stringOption(values["state-dir"]) ?? "state";
+  await Deno.mkdir(stateDir, { recursive: true });
+  const paths = { main: `${stateDir}/main.img`, spares: [`${stateDir}/spare0.img`, `${stateDir}/spare1.img`] };
+  await ensureSparseFile(paths.main, MAIN_BYTES);
+  for (const path of paths.spares) await ensureSparseFile(path, SPARE_BYTES);
+
+  const devices: Device[] = [];
+  try {
+    const main = await openPath(paths.main, { readOnly: false, direct: true });
+    devices.push(main.device);
+    const spareDevices = [];
+    for (const path of paths.spares) {
+      const spare = await openPath(path, { readOnly: false, direct: true });
+      devices.push(spare.device);
+      spareDevices.push(spare.device);
+    }
+    if (!(await readCopies(spareDevices[0]!)).some((copy) => copy.valid)) {
+      await createSetup({
+        name: "demo",
+        main,
+        spares: spareDevices.map((device, i) => ({ device, path: paths.spares[i]! })),
+        blockBytes: BLOCK_BYTES,
+      });
+      output.out(`Created setup "demo": ${paths.main} (1 GiB) with spares ${paths.spares.join(", ")}`);
+    }
+    const faultyMain = new FaultyDevice(main.device, { blockBytes: BLOCK_BYTES, badBlocks: FAILING_BLOCKS });
+    faultyMain.addBadBlocks([UNREADABLE_BLOCK], "read");
+    output.out(
+      `Fault layer: blocks ${FAILING_BLOCKS.join(", ")} fail reads and writes; block ${UNREADABLE_BLOCK} fails reads`,
+    );
+    const serving = await startServing({
+      main: { device: faultyMain, identity: main.identity },
+      spares: await openSpares(spareDevices),
+      exportName: EXPORT_NAME,
+      nbdUnixPath: `${stateDir}/demo.nbd.sock`,
+      nbdTcp: tcpOption("tcp", stringOption(values.tcp) ?? "127.0.0.1:10809"),
+      apiUnixPath: `${stateDir}/demo.api.sock`,
+      apiTcp: tcpOption("api-tcp", stringOption(values["api-tcp"]) ?? "127.0.0.1:8080"),
+      output,
+    });
+    devices.length = 0;
+    await exerciseFailingBlocks(serving.engine, output);
+    output.out("");
+    output.out(formatStatus(serving.status()));
+    output.out("");
+    output.out("Connect with:");
+    for (const address of serving.nbdAddresses) {
+      output.out(`  nbdinfo '${address}'`);
+      output.out(`  qemu-io -f raw '${address}' -c 'read -v 0 512'`);
+    }
+    output.out(`  nbd-client -unix ${stateDir}/demo.nbd.sock /dev/nbd0 -N ${EXPORT_NAME} -b 4096   (kernel with nbd.ko)`);
+    for (const address of serving.apiAddresses) output.out(`  status API: ${address}`);
+    output.out(`  node_modules/.bin/deno run -A main.ts status --api-socket ${stateDir}/demo.api.sock`);
+    if (values.once !== true) {
+      output.out("Serving; press Ctrl-C to stop.");
+      await untilSignal();
+    }
+    await serving.stop();
+    output.out("Stopped cleanly: requests finished, disks flushed, metadata written.");
+    return 0;
+  } finally {
+    await closeAll(devices);
+  }
+}
+
+async function ensureSparseFile(path: string, sizeBytes: number): Promise<void> {
+  try {
+    await Deno.stat(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    const file = await Deno.open(path, { create: true, write: true });
+    await file.truncate(sizeBytes);
+    file.close();
+  }
+}
+
+/** Writes each failing block as a client would (so it is remapped), and reads the unreadable one. */
+async function exerciseFailingBlocks(
+  engine: Device & { remapCount: number },
+  output: { out: (line: string) => void },
+): Promise<void> {
+  const before = engine.remapCount;
+  for (const block of FAILING_BLOCKS) {
+    const data = new TextEncoder().encode(`dm-remap demo: block ${block} lives on a spare now\n`.padEnd(BLOCK_BYTES));
+    await engine.write(data, block * BLOCK_BYTES, { fua: true });
+  }
+  output.out(`Wrote the ${FAILING_BLOCKS.length} failing blocks: ${engine.remapCount - before} new remaps`);
+  try {
+    await engine.read(new Uint8Array(BLOCK_BYTES), UNREADABLE_BLOCK * BLOCK_BYTES);
+    output.out(`Block ${UNREADABLE_BLOCK} was readable (it was rewritten in an earlier run)`);
+  } catch (error) {
+    if (!(error instanceof DeviceIoError)) throw error;
+    output.out(`Reading block ${UNREADABLE_BLOCK} gave EIO, as it must: it is pending until it is rewritten`);
+  }
+}

@@ -1,0 +1,333 @@
+/**
+ * The NBD server: listens on a Unix socket and/or TCP and serves one export.
+ *
+ * Every connection runs {@link serveConnection} (handshake, then transmission)
+ * over a {@link ConnByteStream}; all of them share one `Device`, whose flush
+ * covers every completed write, which is what NBD_FLAG_CAN_MULTI_CONN promises.
+ * A client that breaks the protocol, stalls in the handshake or goes away ends
+ * only its own connection, with one log line. A programmer error (anything
+ * that is not a client or connection failure) is rethrown from the connection
+ * task, so it surfaces as an unhandled rejection and the process dies, to be
+ * restarted by systemd from durable state.
+ *
+ * Shutdown ({@link NbdServer.close}) stops accepting, closes connections still
+ * in the handshake, lets requests in flight finish and their replies be sent,
+ * then closes the rest. Flushing and closing the device is the caller's job.
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import { NBD_CONNECTIONS_MAX } from "../constants.ts";
+import type { Device } from "../device/device.ts";
+import { UsageError } from "../errors.ts";
+import { ConnByteStream } from "./byte_stream.ts";
+import { serveConnection } from "./connection.ts";
+import { exportProblem, type NbdExport } from "./handshake.ts";
+
+/** Options for {@link serveNbd}. */
+export interface NbdServerOptions {
+  /** The device to export; shared by every connection. The server never closes it. */
+  device: Device;
+  /** The export name; clients may also use the empty (default) name. */
+  exportName: string;
+  /** Shown by clients (NBD_INFO_DESCRIPTION, NBD_OPT_LIST). @default none */
+  description?: string;
+  /** Advertised preferred block size: a power of two from 512 to NBD_REQUEST_BYTES_MAX. */
+  preferredBlockBytes: number;
+  /** Unix socket path to listen on. A stale socket file is replaced; a live one is an error. @default none */
+  unixPath?: string;
+  /** TCP address to listen on; port 0 picks a free port (see {@link NbdServer.tcpPort}). @default none */
+  tcp?: { hostname?: string; port: number };
+  /** Receives one line per notable event (a connection refused or ended by an error). @default ignore */
+  log?: (line: string) => void;
+  /** A connection that has not finished its handshake after this long is closed. @default 30000 */
+  handshakeTimeoutMs?: number;
+  /** At {@link NbdServer.close}, connections whose replies are still unsent after this long are closed. @default 10000 */
+  closeTimeoutMs?: number;
+}
+
+/** A running server. */
+export interface NbdServer {
+  /** The Unix socket path, if listening on one. */
+  readonly unixPath: string | undefined;
+  /** The bound TCP hostname, if listening on TCP. */
+  readonly tcpHostname: string | undefined;
+  /** The bound TCP port (the real one when port 0 was asked), if listening on TCP. */
+  readonly tcpPort: number | undefined;
+  /** Connections open now. */
+  readonly connectionCount: number;
+  /** Requests answered since start, over all connections. */
+  readonly requestCount: number;
+  /**
+   * Stops accepting, lets requests in flight finish and be answered (within
+   * `closeTimeoutMs`), closes every connection and removes the Unix socket.
+   * Idempotent. The device is left open for the caller to flush and close.
+   */
+  close(): Promise<void>;
+}
+
+/** Default for {@link NbdServerOptions.handshakeTimeoutMs}. */
+export const NBD_HANDSHAKE_TIMEOUT_MS_DEFAULT = 30_000;
+/** Default for {@link NbdServerOptions.closeTimeoutMs}. */
+export const NBD_CLOSE_TIMEOUT_MS_DEFAULT = 10_000;
+/** Pause before accepting again after accept failed (e.g. out of file descriptors). */
+const ACCEPT_RETRY_MS = 100;
+/** Default TCP hostname: loopback only, since the protocol has no authentication here. */
+export const NBD_TCP_HOSTNAME_DEFAULT = "127.0.0.1";
+
+/**
+ * Starts serving a device over NBD.
+ *
+ * @param options Device, export, addresses and log.
+ * @returns The running server.
+ * @throws {UsageError} When no address is given or the export is not servable.
+ * @throws {Deno.errors.AddrInUse} When a live server already owns the Unix socket or the TCP port.
+ *
+ * @example Serving a memory device on a Unix socket
+ * ```ts
+ * import { MemoryDevice } from "../device/memory_device.ts";
+ * import { serveNbd } from "./server.ts";
+ * const unixPath = `${await Deno.makeTempDir()}/nbd.sock`;
+ * const server = await serveNbd({
+ *   device: new MemoryDevice("mem0", 1 << 20),
+ *   exportName: "mem0",
+ *   preferredBlockBytes: 4096,
+ *   unixPath,
+ * });
+ * // qemu-io -f raw "nbd+unix:///mem0?socket=$unixPath" -c "read 0 4k"
+ * await server.close();
+ * ```
+ */
+export async function serveNbd(options: NbdServerOptions): Promise<NbdServer> {
+  const exported: NbdExport = {
+    name: options.exportName,
+    description: options.description,
+    sizeBytes: options.device.sizeBytes,
+    preferredBlockBytes: options.preferredBlockBytes,
+  };
+  const problem = exportProblem(exported);
+  if (problem !== undefined) {
+    throw new UsageError(`Cannot serve "${options.device.name}" over NBD: ${problem}`);
+  }
+  if (options.unixPath === undefined && options.tcp === undefined) {
+    throw new UsageError("Cannot serve over NBD: give a Unix socket path, a TCP address, or both");
+  }
+  const listeners: Deno.Listener[] = [];
+  try {
+    if (options.unixPath !== undefined) {
+      await removeStaleSocket(options.unixPath);
+      listeners.push(Deno.listen({ transport: "unix", path: options.unixPath }));
+    }
+    if (options.tcp !== undefined) {
+      const hostname = options.tcp.hostname ?? NBD_TCP_HOSTNAME_DEFAULT;
+      listeners.push(Deno.listen({ transport: "tcp", hostname, port: options.tcp.port }));
+    }
+  } catch (error) {
+    for (const listener of listeners) listener.close();
+    if (listeners.length > 0 && options.unixPath !== undefined) await removeFile(options.unixPath);
+    throw error;
+  }
+  return new Server(listeners, exported, options);
+}
+
+/** Removes a Unix socket file nobody listens on; refuses to touch anything else. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  if (!info.isSocket) {
+    throw new UsageError(`Cannot listen on "${path}": it exists and is not a socket`);
+  }
+  try {
+    const probe = await Deno.connect({ transport: "unix", path });
+    probe.close();
+  } catch (error) {
+    // Refused (or gone): nothing listens, so the file is left over from a crash.
+    if (error instanceof Deno.errors.ConnectionRefused || error instanceof Deno.errors.NotFound) {
+      await removeFile(path);
+      return;
+    }
+    throw error;
+  }
+  throw new Deno.errors.AddrInUse(`Cannot listen on "${path}": another server is listening there`);
+}
+
+async function removeFile(path: string): Promise<void> {
+  await Deno.remove(path).catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+}
+
+interface Connection {
+  conn: Deno.Conn;
+  label: string;
+  /** True until the handshake is over: such connections are closed at shutdown. */
+  negotiating: boolean;
+}
+
+class Server implements NbdServer {
+  readonly unixPath: string | undefined;
+  readonly tcpHostname: string | undefined;
+  readonly tcpPort: number | undefined;
+  #listeners: Deno.Listener[];
+  #export: NbdExport;
+  #device: Device;
+  #log: (line: string) => void;
+  #handshakeTimeoutMs: number;
+  #closeTimeoutMs: number;
+  #connections = new Set<Connection>();
+  #tasks = new Set<Promise<void>>();
+  #acceptLoops: Promise<void>[];
+  #stop = new AbortController();
+  #closing: Promise<void> | undefined;
+  #requestCount = 0;
+  #connectionSerial = 0;
+
+  constructor(listeners: Deno.Listener[], exported: NbdExport, options: NbdServerOptions) {
+    this.#listeners = listeners;
+    this.#export = exported;
+    this.#device = options.device;
+    this.#log = options.log ?? (() => {});
+    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? NBD_HANDSHAKE_TIMEOUT_MS_DEFAULT;
+    this.#closeTimeoutMs = options.closeTimeoutMs ?? NBD_CLOSE_TIMEOUT_MS_DEFAULT;
+    this.unixPath = options.unixPath;
+    const tcp = listeners.map((listener) => listener.addr).find((addr): addr is Deno.NetAddr =>
+      addr.transport === "tcp"
+    );
+    this.tcpHostname = tcp?.hostname;
+    this.tcpPort = tcp?.port;
+    this.#acceptLoops = listeners.map((listener) => this.#accept(listener));
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  get requestCount(): number {
+    return this.#requestCount;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    this.#stop.abort();
+    for (const listener of this.#listeners) listener.close();
+    await Promise.all(this.#acceptLoops);
+    if (this.unixPath !== undefined) await removeFile(this.unixPath);
+    // Nothing is in flight during a handshake: those connections just close.
+    for (const connection of this.#connections) {
+      if (connection.negotiating) closeQuietly(connection.conn);
+    }
+    // A client that stops reading its replies would hold shutdown forever:
+    // after the grace period its connection is closed, and the replies dropped.
+    const deadline = setTimeout(() => {
+      for (const connection of this.#connections) {
+        this.#log(`${connection.label}: replies not taken within ${this.#closeTimeoutMs} ms of shutdown, closing`);
+        closeQuietly(connection.conn);
+      }
+    }, this.#closeTimeoutMs);
+    try {
+      await Promise.all(this.#tasks);
+    } finally {
+      clearTimeout(deadline);
+    }
+    assert(this.#connections.size === 0, "every connection closed at shutdown");
+  }
+
+  async #accept(listener: Deno.Listener): Promise<void> {
+    while (!this.#stop.signal.aborted) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (this.#stop.signal.aborted) return;
+        if (error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted) return;
+        // Out of file descriptors and the like: an operating condition, not a
+        // reason to stop serving the connections we have. Retry shortly.
+        this.#log(`cannot accept a connection: ${(error as Error).message}`);
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
+      }
+      if (this.#stop.signal.aborted) {
+        closeQuietly(conn);
+        return;
+      }
+      if (this.#connections.size >= NBD_CONNECTIONS_MAX) {
+        this.#log(`refused a connection: already serving ${NBD_CONNECTIONS_MAX}`);
+        closeQuietly(conn);
+        continue;
+      }
+      this.#track(conn);
+    }
+  }
+
+  #track(conn: Deno.Conn): void {
+    if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+    const connection: Connection = { conn, label: this.#labelOf(conn), negotiating: true };
+    this.#connections.add(connection);
+    const task = this.#serve(connection).finally(() => {
+      closeQuietly(conn);
+      this.#connections.delete(connection);
+      this.#tasks.delete(task);
+    });
+    this.#tasks.add(task);
+  }
+
+  /** Serves one connection; rejects only on programmer errors, which then crash the process. */
+  async #serve(connection: Connection): Promise<void> {
+    const deadline = setTimeout(() => {
+      if (!connection.negotiating) return;
+      this.#log(
+        `${connection.label}: no export chosen within ${this.#handshakeTimeoutMs} ms, closing`,
+      );
+      closeQuietly(connection.conn);
+    }, this.#handshakeTimeoutMs);
+    try {
+      const outcome = await serveConnection(new ConnByteStream(connection.conn), {
+        export: this.#export,
+        device: this.#device,
+        stopSignal: this.#stop.signal,
+        onTransmission: () => {
+          connection.negotiating = false;
+          clearTimeout(deadline);
+        },
+        onReply: () => this.#requestCount++,
+      });
+      // Connections we closed ourselves (shutdown, deadline) fail with one of these: not worth a line.
+      const closedByUs = outcome.end === "failed" &&
+        (outcome.error instanceof Deno.errors.BadResource ||
+          outcome.error instanceof Deno.errors.Interrupted);
+      if (outcome.end === "failed" && !closedByUs) {
+        this.#log(
+          `${connection.label}: connection ended: ${outcome.error.name}: ${outcome.error.message}`,
+        );
+      }
+    } finally {
+      clearTimeout(deadline);
+    }
+  }
+
+  #labelOf(conn: Deno.Conn): string {
+    const serial = ++this.#connectionSerial;
+    const addr = conn.remoteAddr;
+    return addr.transport === "tcp"
+      ? `connection ${serial} from ${addr.hostname}:${addr.port}`
+      : `connection ${serial}`;
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.BadResource)) throw error;
+  }
+}
