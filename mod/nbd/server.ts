@@ -230,7 +230,9 @@ class Server implements NbdServer {
     // after the grace period its connection is closed, and the replies dropped.
     const deadline = setTimeout(() => {
       for (const connection of this.#connections) {
-        this.#log(`${connection.label}: replies not taken within ${this.#closeTimeoutMs} ms of shutdown, closing`);
+        this.#log(
+          `${connection.label}: replies not taken within ${this.#closeTimeoutMs} ms of shutdown, closing`,
+        );
         closeQuietly(connection.conn);
       }
     }, this.#closeTimeoutMs);
@@ -249,7 +251,9 @@ class Server implements NbdServer {
         conn = await listener.accept();
       } catch (error) {
         if (this.#stop.signal.aborted) return;
-        if (error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted) return;
+        if (error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted) {
+          return;
+        }
         // Out of file descriptors and the like: an operating condition, not a
         // reason to stop serving the connections we have. Retry shortly.
         this.#log(`cannot accept a connection: ${(error as Error).message}`);

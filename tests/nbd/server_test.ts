@@ -283,7 +283,7 @@ Deno.test("serveNbd closes a connection that does not finish the handshake in ti
 });
 
 Deno.test("serveNbd refuses connections beyond NBD_CONNECTIONS_MAX and serves again when one closes", async () => {
-  await withServer(async ({ connect, log, conns }) => {
+  await withServer(async ({ server, connect, log, conns }) => {
     const clients: WireClient[] = [];
     for (let index = 0; index < NBD_CONNECTIONS_MAX; index++) {
       const client = await connect();
@@ -294,7 +294,14 @@ Deno.test("serveNbd refuses connections beyond NBD_CONNECTIONS_MAX and serves ag
     await expectClosed(refused);
     assert.ok(log.some((line) => /refused a connection/.test(line)));
     conns[0]!.close();
-    for (let turn = 0; turn < 50; turn++) await settle();
+    for (let turn = 0; turn < 1000 && server.connectionCount >= NBD_CONNECTIONS_MAX; turn++) {
+      await settle();
+    }
+    assert.equal(
+      server.connectionCount,
+      NBD_CONNECTIONS_MAX - 1,
+      "the closed connection was noticed",
+    );
     const accepted = await connect();
     await negotiate(accepted);
   });
@@ -337,7 +344,9 @@ Deno.test("serveNbd close() gives up on a client that stops reading replies afte
     await negotiate(client);
     // 64 MiB of read replies that the client never reads: the socket fills up.
     for (let cookie = 0; cookie < 64; cookie++) {
-      client.write(encodeRequest({ type: 0, cookie, offset: (cookie % 4) * 1024 * 1024, length: 1024 * 1024 }));
+      client.write(
+        encodeRequest({ type: 0, cookie, offset: (cookie % 4) * 1024 * 1024, length: 1024 * 1024 }),
+      );
     }
     for (let turn = 0; turn < 20; turn++) await settle();
     const startedMs = performance.now();

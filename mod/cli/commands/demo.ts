@@ -38,6 +38,7 @@ export async function demoCommand({ values, output }: CommandInput): Promise<num
   await ensureSparseFile(paths.main, MAIN_BYTES);
   for (const path of paths.spares) await ensureSparseFile(path, SPARE_BYTES);
 
+  const stopRequested = values.once === true ? Promise.resolve() : untilSignal();
   const devices: Device[] = [];
   try {
     const main = await openPath(paths.main, { readOnly: false, direct: true });
@@ -87,7 +88,7 @@ export async function demoCommand({ values, output }: CommandInput): Promise<num
     output.out(`  node_modules/.bin/deno run -A main.ts status --api-socket ${stateDir}/demo.api.sock`);
     if (values.once !== true) {
       output.out("Serving; press Ctrl-C to stop.");
-      await untilSignal();
+      await stopRequested;
     }
     await serving.stop();
     output.out("Stopped cleanly: requests finished, disks flushed, metadata written.");

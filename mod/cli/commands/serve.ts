@@ -23,6 +23,8 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   });
   const nbdTcp = tcpOption("tcp", stringOption(values.tcp));
   const apiTcp = tcpOption("api-tcp", stringOption(values["api-tcp"]));
+  // Listen before anything starts, so a stop request during startup is not lost.
+  const stopRequested = untilSignal();
   const devices: Device[] = [];
   try {
     const direct = values.buffered !== true;
@@ -56,7 +58,7 @@ export async function serveCommand({ values, positionals, output }: CommandInput
     output.out(`dm-remap[${setupName}]: serving ${serving.engine.sizeBytes} bytes, ${serving.engine.remapCount} remaps`);
     for (const address of serving.nbdAddresses) output.out(`  NBD  ${address}`);
     for (const address of serving.apiAddresses) output.out(`  API  ${address}`);
-    const signal = await untilSignal();
+    const signal = await stopRequested;
     output.err(`dm-remap[${setupName}]: ${signal}: finishing in-flight requests, flushing, writing metadata`);
     await serving.stop();
     output.err(`dm-remap[${setupName}]: stopped cleanly`);

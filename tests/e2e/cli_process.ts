@@ -1,0 +1,99 @@
+/**
+ * Runs the dm-remap CLI as a separate process, as users and systemd do.
+ *
+ * @module
+ */
+
+const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
+const DENO = Deno.execPath();
+const READY_MS_MAX = 30_000;
+
+/** The outcome of a finished CLI run. */
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `dm-remap args...` to completion. */
+export async function runCli(args: string[]): Promise<CliRun> {
+  const output = await new Deno.Command(DENO, {
+    args: ["run", "--allow-all", MAIN_TS, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+}
+
+/** A `dm-remap serve` running in the background. */
+export interface ServeProcess {
+  /** Sends a signal: SIGTERM for a clean stop, SIGKILL for a crash. */
+  kill(signal: Deno.Signal): void;
+  /** Waits for the exit; returns the code and everything it printed. */
+  finished(): Promise<CliRun>;
+}
+
+/** Starts `dm-remap serve args...` and resolves once it prints that it is serving. */
+export async function startServe(args: string[]): Promise<ServeProcess> {
+  const child = new Deno.Command(DENO, {
+    args: ["run", "--allow-all", MAIN_TS, "serve", ...args],
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  let stdout = "";
+  let stderr = "";
+  const decoder = new TextDecoder();
+  const stderrDone = (async () => {
+    for await (const chunk of child.stderr) stderr += decoder.decode(chunk, { stream: true });
+  })();
+  let markReady = () => {};
+  const ready = new Promise<void>((resolve) => markReady = resolve);
+  const stdoutDone = (async () => {
+    for await (const chunk of child.stdout) {
+      stdout += decoder.decode(chunk, { stream: true });
+      if (/serving \d+ bytes/.test(stdout)) markReady();
+    }
+  })();
+  const exited = child.status.then(async (status) => {
+    await Promise.all([stdoutDone, stderrDone]);
+    return { code: status.code, stdout, stderr };
+  });
+  const timeout = new Promise<never>((_, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start in time:\n${stdout}\n${stderr}`)), READY_MS_MAX);
+    ready.then(() => clearTimeout(timer), () => clearTimeout(timer));
+    exited.then(() => clearTimeout(timer));
+  });
+  const early = exited.then((run) => {
+    throw new Error(`serve exited with ${run.code} before serving:\n${run.stdout}\n${run.stderr}`);
+  });
+  await Promise.race([ready, timeout, early]);
+  early.catch(() => {});
+  return {
+    kill(signal) {
+      try {
+        child.kill(signal);
+      } catch (error) {
+        if (!(error instanceof TypeError)) throw error;
+      }
+    },
+    finished: () => exited,
+  };
+}
+
+/** A temporary directory with sparse image files, removed by `cleanup`. */
+export async function imageDirectory(images: Record<string, number>): Promise<{
+  path: string;
+  file: (name: string) => string;
+  cleanup: () => Promise<void>;
+}> {
+  const path = await Deno.makeTempDir({ prefix: "dm-remap-e2e-" });
+  for (const [name, sizeBytes] of Object.entries(images)) {
+    const file = await Deno.open(`${path}/${name}`, { create: true, write: true });
+    await file.truncate(sizeBytes);
+    file.close();
+  }
+  return { path, file: (name) => `${path}/${name}`, cleanup: () => Deno.remove(path, { recursive: true }) };
+}
