@@ -32,9 +32,16 @@ export interface ByteStream extends ByteReader, ByteWriter {}
 
 /** The stream ended before a read was satisfied. */
 export class StreamEndedError extends Error {
+  /** Always "StreamEndedError". */
   override name = "StreamEndedError";
   /** Bytes of the failed read that did arrive: 0 means the stream ended between messages. */
   readonly receivedBytes: number;
+  /**
+   * Describes a read cut short.
+   *
+   * @param wantedBytes The length of the read that failed.
+   * @param receivedBytes How much of it arrived.
+   */
   constructor(wantedBytes: number, receivedBytes: number) {
     super(`Cannot read ${wantedBytes} bytes: the stream ended after ${receivedBytes}`);
     this.receivedBytes = receivedBytes;
@@ -67,7 +74,11 @@ export class ConnByteStream implements ByteStream {
   #start = 0;
   #end = 0;
 
-  /** @param conn The connection; the caller keeps ownership and closes it. */
+  /**
+   * Wraps a connection.
+   *
+   * @param conn The connection; the caller keeps ownership and closes it.
+   */
   constructor(conn: ConnLike) {
     this.#conn = conn;
   }

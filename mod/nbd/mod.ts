@@ -62,4 +62,6 @@ export {
   ConnByteStream,
   StreamEndedError,
 } from "./byte_stream.ts";
-export { nbdErrnoOf, NbdProtocolError } from "./protocol.ts";
+export { nbdErrnoOf, NbdProtocolError, type RequestHeader } from "./protocol.ts";
+// The interface every export is served from, so the types above are complete for readers of this module.
+export type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "../device/device.ts";

@@ -245,6 +245,7 @@ assert(NBD_STRING_BYTES_MAX <= 0xffff, "error message lengths fit 16 bits");
  * connection ends; the server goes on.
  */
 export class NbdProtocolError extends Error {
+  /** Always "NbdProtocolError". */
   override name = "NbdProtocolError";
 }
 
@@ -365,10 +366,15 @@ export function encodeExportInfo(sizeBytes: number, transmissionFlags: number): 
 
 /** A decoded request header; `offset` stays 64-bit until it is checked against the export. */
 export interface RequestHeader {
+  /** Command flags (`NBD_CMD_FLAG_*`). */
   flags: number;
+  /** Command (`NBD_CMD_*`). */
   type: number;
+  /** The client's opaque cookie (handle), echoed in the reply. */
   cookie: bigint;
+  /** Byte offset, unchecked. */
   offset: bigint;
+  /** Length in bytes, unchecked. */
   lengthBytes: number;
 }
 

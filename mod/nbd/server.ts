@@ -88,7 +88,8 @@ export const NBD_TCP_HOSTNAME_DEFAULT = "127.0.0.1";
  * ```ts
  * import { MemoryDevice } from "../device/memory_device.ts";
  * import { serveNbd } from "./server.ts";
- * const unixPath = `${await Deno.makeTempDir()}/nbd.sock`;
+ * const dir = await Deno.makeTempDir();
+ * const unixPath = `${dir}/nbd.sock`;
  * const server = await serveNbd({
  *   device: new MemoryDevice("mem0", 1 << 20),
  *   exportName: "mem0",
@@ -96,7 +97,8 @@ export const NBD_TCP_HOSTNAME_DEFAULT = "127.0.0.1";
  *   unixPath,
  * });
  * // qemu-io -f raw "nbd+unix:///mem0?socket=$unixPath" -c "read 0 4k"
- * await server.close();
+ * await server.close(); // The socket file is gone again.
+ * await Deno.remove(dir);
  * ```
  */
 export async function serveNbd(options: NbdServerOptions): Promise<NbdServer> {

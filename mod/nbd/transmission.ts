@@ -97,13 +97,17 @@ export type TransmissionEnd =
 
 /** Why a request is refused before it reaches the device. */
 export interface RequestProblem {
+  /** The `NBD_E*` value to answer with. */
   errno: number;
+  /** Why, for the structured error chunk's message. */
   message: string;
 }
 
 /** What request validation needs to know. */
 export interface RequestContext {
+  /** Export size in bytes. */
   sizeBytes: number;
+  /** What the handshake agreed on (structured replies, metadata context). */
   session: NbdSession;
 }
 
