@@ -78,5 +78,8 @@ assert(
 assert(LOG_OFFSET_BYTES % DATA_ALIGN_BYTES === 0, "the log is aligned");
 assert(LOG_BYTES % DATA_ALIGN_BYTES === 0, "the log ends aligned");
 assert(BLOCK_BYTES_MAX <= DATA_ALIGN_BYTES, "data slots stay aligned for every block size");
-assert(PENDING_MAX * 24 < COPY_PAYLOAD_BYTES_MAX / 2, "pending list fits in a copy with room to spare");
+assert(
+  PENDING_MAX * 24 < COPY_PAYLOAD_BYTES_MAX / 2,
+  "pending list fits in a copy with room to spare",
+);
 assert(NBD_REQUEST_BYTES_MAX % BLOCK_BYTES_MAX === 0, "requests split into whole blocks");

@@ -37,12 +37,18 @@ export interface OpenSparesOptions {
  * @throws {NoValidCopyError} When a spare has no valid copy.
  * @throws {SetupMismatchError} When spares belong to different setups, repeat, or one is missing.
  */
-export async function openSpares(devices: Device[], options: OpenSparesOptions = {}): Promise<OpenedSpares> {
+export async function openSpares(
+  devices: Device[],
+  options: OpenSparesOptions = {},
+): Promise<OpenedSpares> {
   const opened = [];
-  for (const device of devices) opened.push(await SpareStore.open(device, { repair: options.repair ?? true }));
+  for (const device of devices) {
+    opened.push(await SpareStore.open(device, { repair: options.repair ?? true }));
+  }
   const first = opened[0]!.store.payload;
   const description = opened.reduce(
-    (newest, { store }) => store.payload.setup.generation > newest.setup.generation ? store.payload : newest,
+    (newest, { store }) =>
+      store.payload.setup.generation > newest.setup.generation ? store.payload : newest,
     first,
   );
   const bySpareIndex = new Map<number, (typeof opened)[number]>();
@@ -57,26 +63,37 @@ export async function openSpares(devices: Device[], options: OpenSparesOptions =
     }
     const recorded = description.spares[payload.spareIndex];
     if (!recorded || recorded.uuid !== payload.spares[payload.spareIndex]!.uuid) {
-      throw new SetupMismatchError(entry.store.device.name, `spare ${payload.spareIndex} is not in the setup's list`);
+      throw new SetupMismatchError(
+        entry.store.device.name,
+        `spare ${payload.spareIndex} is not in the setup's list`,
+      );
     }
     if (bySpareIndex.has(payload.spareIndex)) {
       throw new SetupMismatchError(
         entry.store.device.name,
-        `it is spare ${payload.spareIndex}, which "${bySpareIndex.get(payload.spareIndex)!.store.device.name}" is too`,
+        `it is spare ${payload.spareIndex}, which "${
+          bySpareIndex.get(payload.spareIndex)!.store.device.name
+        }" is too`,
       );
     }
     bySpareIndex.set(payload.spareIndex, entry);
   }
   const missing = description.spares.filter((spare) => !bySpareIndex.has(spare.index));
   if (missing.length > 0) {
-    const list = missing.map((spare) => `spare ${spare.index} (${spare.uuid}, last seen at "${spare.path}")`).join(", ");
+    const list = missing.map((spare) =>
+      `spare ${spare.index} (${spare.uuid}, last seen at "${spare.path}")`
+    ).join(", ");
     throw new SetupMismatchError(
       description.setup.name,
       `missing ${list}; the data remapped to it would be unreadable. Attach it and name it with --spare`,
     );
   }
   const ordered = description.spares.map((spare) => bySpareIndex.get(spare.index)!);
-  return { description, stores: ordered.map((entry) => entry.store), reports: ordered.map((entry) => entry.report) };
+  return {
+    description,
+    stores: ordered.map((entry) => entry.store),
+    reports: ordered.map((entry) => entry.report),
+  };
 }
 
 /**

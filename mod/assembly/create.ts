@@ -50,13 +50,17 @@ export async function createSetup(options: CreateSetupOptions): Promise<SpareSto
     );
   }
   if (spares.length < 1 || spares.length > SPARES_MAX) {
-    throw new UsageError(`Cannot create setup "${name}": give 1 to ${SPARES_MAX} spares with --spare, not ${spares.length}`);
+    throw new UsageError(
+      `Cannot create setup "${name}": give 1 to ${SPARES_MAX} spares with --spare, not ${spares.length}`,
+    );
   }
   const paths = [main.identity.path, ...spares.map((spare) => spare.path)];
   const repeated = paths.find((path, i) => paths.indexOf(path) !== i);
   if (repeated) throw new UsageError(`Cannot create setup "${name}": "${repeated}" is named twice`);
   if (main.device.sizeBytes < blockBytes) {
-    throw new UsageError(`Cannot create setup "${name}": main disk "${main.identity.path}" is smaller than one block`);
+    throw new UsageError(
+      `Cannot create setup "${name}": main disk "${main.identity.path}" is smaller than one block`,
+    );
   }
 
   const layouts = spares.map((spare) => {
@@ -101,7 +105,12 @@ export async function createSetup(options: CreateSetupOptions): Promise<SpareSto
       spares: records,
       spareIndex: index,
       layout: layouts[index]!,
-      table: { checkpointRegion: 0, checkpointEntries: 0, checkpointCrc32c: 0, logStartSequence: 1 },
+      table: {
+        checkpointRegion: 0,
+        checkpointEntries: 0,
+        checkpointCrc32c: 0,
+        logStartSequence: 1,
+      },
       pending: [],
       health: {},
       scan: {},

@@ -37,7 +37,9 @@ export async function listCandidates(directories: readonly string[]): Promise<st
     const partitions = await Deno.readTextFile("/proc/partitions");
     for (const line of partitions.split("\n").slice(2)) {
       const name = line.trim().split(/\s+/)[3];
-      if (name && !name.startsWith("ram") && !name.startsWith("nbd")) candidates.push(`/dev/${name}`);
+      if (name && !name.startsWith("ram") && !name.startsWith("nbd")) {
+        candidates.push(`/dev/${name}`);
+      }
     }
   } catch {
     // Not Linux or no procfs: only the directories are searched.
@@ -45,7 +47,9 @@ export async function listCandidates(directories: readonly string[]): Promise<st
   for (const directory of directories) {
     try {
       for await (const entry of Deno.readDir(directory)) {
-        if (entry.isFile && entry.name.endsWith(".img")) candidates.push(`${directory}/${entry.name}`);
+        if (entry.isFile && entry.name.endsWith(".img")) {
+          candidates.push(`${directory}/${entry.name}`);
+        }
       }
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
@@ -79,8 +83,19 @@ export async function discoverSetups(
       if (!winner) continue;
       const { setup, spareIndex, spares, main } = winner.payload;
       const found = setups.get(setup.uuid) ??
-        { uuid: setup.uuid, name: setup.name, mainPath: main.path, spareCount: spares.length, spares: [] };
-      found.spares.push({ path, spareIndex, generation: setup.generation, sequence: winner.header.sequence });
+        {
+          uuid: setup.uuid,
+          name: setup.name,
+          mainPath: main.path,
+          spareCount: spares.length,
+          spares: [],
+        };
+      found.spares.push({
+        path,
+        spareIndex,
+        generation: setup.generation,
+        sequence: winner.header.sequence,
+      });
       setups.set(setup.uuid, found);
     } finally {
       await device.close();

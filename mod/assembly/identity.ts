@@ -22,7 +22,13 @@ export interface ProbedIdentity {
  * changes between boots (`/dev/sdb` becomes `/dev/sdc`), the serial does not.
  */
 export async function fingerprintOf(identity: ProbedIdentity): Promise<string> {
-  const material = JSON.stringify([identity.kind, identity.sizeBytes, identity.serial ?? "", identity.wwn ?? "", identity.model ?? ""]);
+  const material = JSON.stringify([
+    identity.kind,
+    identity.sizeBytes,
+    identity.serial ?? "",
+    identity.wwn ?? "",
+    identity.model ?? "",
+  ]);
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(material));
   return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
@@ -36,7 +42,10 @@ export async function mainIdentityOf(identity: ProbedIdentity): Promise<MainIden
  * Why a probed device is not the recorded main disk, or `undefined` when it is.
  * Size always counts; serial and WWN count when the setup recorded them.
  */
-export async function identityMismatch(recorded: MainIdentity, probed: ProbedIdentity): Promise<string | undefined> {
+export async function identityMismatch(
+  recorded: MainIdentity,
+  probed: ProbedIdentity,
+): Promise<string | undefined> {
   if (recorded.sizeBytes !== probed.sizeBytes) {
     return `size is ${probed.sizeBytes} bytes, the setup's main disk has ${recorded.sizeBytes}`;
   }

@@ -52,7 +52,10 @@ export async function detectContents(device: Device): Promise<string | undefined
   await device.read(probe, 0);
   for (const signature of SIGNATURES) {
     const end = signature.offsetBytes + signature.bytes.length;
-    if (end <= probe.length && signature.bytes.every((byte, i) => probe[signature.offsetBytes + i] === byte)) {
+    if (
+      end <= probe.length &&
+      signature.bytes.every((byte, i) => probe[signature.offsetBytes + i] === byte)
+    ) {
       return signature.what;
     }
   }

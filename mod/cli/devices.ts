@@ -8,7 +8,7 @@ import type { Device } from "../device/device.ts";
 import { openFileDevice } from "../device/file_device.ts";
 import { probeDeviceIdentity } from "../device/probe_device_identity.ts";
 import type { ProbedIdentity } from "../assembly/identity.ts";
-import { type FoundSetup, discoverSetups, listCandidates } from "../assembly/discover.ts";
+import { discoverSetups, type FoundSetup, listCandidates } from "../assembly/discover.ts";
 import { SetupMismatchError, UsageError } from "../errors.ts";
 import { STATE_DIR } from "./options.ts";
 
@@ -26,7 +26,10 @@ export interface OpenedDevice {
  * error only surfaces at the next fsync, when nobody knows which block
  * failed, and a cached read hides a sector that went bad.
  */
-export async function openPath(path: string, options: { readOnly: boolean; direct?: boolean }): Promise<OpenedDevice> {
+export async function openPath(
+  path: string,
+  options: { readOnly: boolean; direct?: boolean },
+): Promise<OpenedDevice> {
   const probed = await probeDeviceIdentity(path);
   const device = await openFileDevice(path, {
     readOnly: options.readOnly,
@@ -62,7 +65,9 @@ export async function findSetupByName(name: string, scanDirs: string[]): Promise
   if (found.length > 1) {
     throw new SetupMismatchError(
       name,
-      `${found.length} setups have this name (${found.map((setup) => setup.uuid).join(", ")}); name the spares with --spare`,
+      `${found.length} setups have this name (${
+        found.map((setup) => setup.uuid).join(", ")
+      }); name the spares with --spare`,
     );
   }
   return found[0]!;

@@ -44,10 +44,13 @@ export function exitCodeFor(error: unknown): number {
   if (error instanceof UsageError) return EXIT_USAGE;
   if (error instanceof DeviceIoError || error instanceof DeviceOpenError) return EXIT_DEVICE;
   if (
-    error instanceof NoValidCopyError || error instanceof SetupMismatchError || error instanceof RefusedError ||
+    error instanceof NoValidCopyError || error instanceof SetupMismatchError ||
+    error instanceof RefusedError ||
     error instanceof UnsupportedVersionError
   ) return EXIT_INTEGRITY;
   if (error instanceof SparesExhaustedError) return EXIT_SPARES_EXHAUSTED;
-  if (error instanceof StatusRequestError || error instanceof ApiListenError) return EXIT_UNAVAILABLE;
+  if (error instanceof StatusRequestError || error instanceof ApiListenError) {
+    return EXIT_UNAVAILABLE;
+  }
   return EXIT_INTERNAL;
 }

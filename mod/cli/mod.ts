@@ -61,7 +61,8 @@ const COMMANDS: Record<string, Command> = {
   },
   serve: {
     summary: "assemble a setup and serve it over NBD, with the status API",
-    usage: "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
+    usage:
+      "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
       "[--buffered]",
     options: {
@@ -81,7 +82,11 @@ const COMMANDS: Record<string, Command> = {
   status: {
     summary: "show a running setup's state (from its status API)",
     usage: "status [<name>] [--api-socket <path> | --api-url <url>] [--json]",
-    options: { "api-socket": { type: "string" }, "api-url": { type: "string" }, json: { type: "boolean" } },
+    options: {
+      "api-socket": { type: "string" },
+      "api-url": { type: "string" },
+      json: { type: "boolean" },
+    },
     run: statusCommand,
   },
   check: {
@@ -93,12 +98,17 @@ const COMMANDS: Record<string, Command> = {
   remaps: {
     summary: "list a setup's remapped blocks, read from its spares",
     usage: "remaps (<name> | --spare <dev>...) [--json] [--scan-dir <dir>...]",
-    options: { spare: { type: "string", multiple: true }, json: { type: "boolean" }, "scan-dir": { type: "string", multiple: true } },
+    options: {
+      spare: { type: "string", multiple: true },
+      json: { type: "boolean" },
+      "scan-dir": { type: "string", multiple: true },
+    },
     run: remapsCommand,
   },
   demo: {
     summary: "create image files with a few failing sectors, then serve them (the embedded demo)",
-    usage: "demo [--state-dir <dir>] [--socket <path>] [--tcp [host:]port] [--api-tcp [host:]port] [--once]",
+    usage:
+      "demo [--state-dir <dir>] [--socket <path>] [--tcp [host:]port] [--api-tcp [host:]port] [--once]",
     options: {
       "state-dir": { type: "string" },
       socket: { type: "string" },
@@ -112,8 +122,14 @@ const COMMANDS: Record<string, Command> = {
 
 function help(): string {
   const lines = ["Usage: dm-remap <command> [options]", "", "Commands:"];
-  for (const [name, command] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(8)} ${command.summary}`);
-  lines.push("", "Run `dm-remap <command> --help` for a command's options.", `Image-file spares: ${STATE_DIR_HELP}.`);
+  for (const [name, command] of Object.entries(COMMANDS)) {
+    lines.push(`  ${name.padEnd(8)} ${command.summary}`);
+  }
+  lines.push(
+    "",
+    "Run `dm-remap <command> --help` for a command's options.",
+    `Image-file spares: ${STATE_DIR_HELP}.`,
+  );
   return lines.join("\n");
 }
 
@@ -140,7 +156,12 @@ export async function runCli(args: string[], output: CliOutput = defaultOutput()
   try {
     let parsed;
     try {
-      parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+      parsed = parseArgs({
+        args: rest,
+        options: command.options,
+        allowPositionals: true,
+        strict: true,
+      });
     } catch (error) {
       throw new UsageError(`${(error as Error).message}\nUsage: dm-remap ${command.usage}`);
     }

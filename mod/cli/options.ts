@@ -15,11 +15,17 @@ export interface TcpAddress {
 }
 
 /** Parses `--name` as a whole number in [min, max]. */
-export function integerOption(name: string, text: string | undefined, range: { min: number; max: number }): number | undefined {
+export function integerOption(
+  name: string,
+  text: string | undefined,
+  range: { min: number; max: number },
+): number | undefined {
   if (text === undefined) return undefined;
   const value = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!Number.isSafeInteger(value) || value < range.min || value > range.max) {
-    throw new UsageError(`--${name} takes a whole number from ${range.min} to ${range.max}, not "${text}"`);
+    throw new UsageError(
+      `--${name} takes a whole number from ${range.min} to ${range.max}, not "${text}"`,
+    );
   }
   return value;
 }
@@ -29,7 +35,9 @@ export function tcpOption(name: string, text: string | undefined): TcpAddress | 
   if (text === undefined) return undefined;
   const match = /^(?:(\[[0-9a-fA-F:]+\]|[^:]+):)?(\d+)$/.exec(text);
   const port = match ? Number(match[2]) : NaN;
-  if (!match || port > 65535) throw new UsageError(`--${name} takes [host:]port, e.g. 127.0.0.1:10809, not "${text}"`);
+  if (!match || port > 65535) {
+    throw new UsageError(`--${name} takes [host:]port, e.g. 127.0.0.1:10809, not "${text}"`);
+  }
   const hostname = (match[1] ?? "127.0.0.1").replace(/^\[|\]$/g, "");
   return { hostname, port };
 }
@@ -46,8 +54,16 @@ export function stringOption(value: OptionValue): string | undefined {
 }
 
 /** The one positional a command takes, or a usage error naming it. */
-export function onePositional(positionals: string[], what: string, required: boolean): string | undefined {
-  if (positionals.length > 1) throw new UsageError(`Expected one ${what}, got ${positionals.length}: ${positionals.join(" ")}`);
+export function onePositional(
+  positionals: string[],
+  what: string,
+  required: boolean,
+): string | undefined {
+  if (positionals.length > 1) {
+    throw new UsageError(
+      `Expected one ${what}, got ${positionals.length}: ${positionals.join(" ")}`,
+    );
+  }
   if (required && positionals.length === 0) throw new UsageError(`Name the ${what}`);
   return positionals[0];
 }

@@ -78,8 +78,12 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
     log: (line) => output.err(`dm-remap[${name}] nbd: ${line}`),
   });
   const nbdAddresses = [
-    ...(options.nbdUnixPath ? [`nbd+unix:///${options.exportName}?socket=${options.nbdUnixPath}`] : []),
-    ...(nbd.tcpPort !== undefined ? [`nbd://${options.nbdTcp!.hostname}:${nbd.tcpPort}/${options.exportName}`] : []),
+    ...(options.nbdUnixPath
+      ? [`nbd+unix:///${options.exportName}?socket=${options.nbdUnixPath}`]
+      : []),
+    ...(nbd.tcpPort !== undefined
+      ? [`nbd://${options.nbdTcp!.hostname}:${nbd.tcpPort}/${options.exportName}`]
+      : []),
   ];
   const source = statusSourceOf(engine, options.spares, {
     exportName: options.exportName,
@@ -87,13 +91,18 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
     tcp: nbd.tcpPort !== undefined ? `${options.nbdTcp!.hostname}:${nbd.tcpPort}` : undefined,
     connections: () => nbd.connectionCount,
   });
-  const api = await serveApi(createApp(source), { unixPath: options.apiUnixPath, tcp: options.apiTcp });
+  const api = await serveApi(createApp(source), {
+    unixPath: options.apiUnixPath,
+    tcp: options.apiTcp,
+  });
   let stopping: Promise<void> | undefined;
   return {
     engine,
     status: () => source.status(),
     nbdAddresses,
-    apiAddresses: api.addresses.map((address) => address.transport === "unix" ? address.path : address.url),
+    apiAddresses: api.addresses.map((address) =>
+      address.transport === "unix" ? address.path : address.url
+    ),
     stop() {
       stopping ??= (async () => {
         await nbd.close();

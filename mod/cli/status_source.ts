@@ -18,7 +18,11 @@ export interface NbdView {
 }
 
 /** A StatusSource over a live engine; every call reads current values. */
-export function statusSourceOf(engine: RemapDevice, opened: OpenedSpares, nbd: NbdView): StatusSource {
+export function statusSourceOf(
+  engine: RemapDevice,
+  opened: OpenedSpares,
+  nbd: NbdView,
+): StatusSource {
   const startedMs = Date.now();
   const { description } = opened;
   // Sorting a million remaps costs a second: redo it only when one was added.
@@ -77,7 +81,12 @@ export function statusSourceOf(engine: RemapDevice, opened: OpenedSpares, nbd: N
           pending: pendingBlocks.length,
         },
         pendingBlocks,
-        nbd: { exportName: nbd.exportName, unixPath: nbd.unixPath, tcp: nbd.tcp, connections: nbd.connections() },
+        nbd: {
+          exportName: nbd.exportName,
+          unixPath: nbd.unixPath,
+          tcp: nbd.tcp,
+          connections: nbd.connections(),
+        },
         uptimeSeconds: Math.floor((Date.now() - startedMs) / 1000),
       };
     },

@@ -63,7 +63,10 @@ export class MemoryDevice implements Device {
     this.#check({ offsetBytes: 0, lengthBytes: 0 });
     this.counts.flushes++;
     for (const { offsetBytes, lengthBytes } of this.#dirty) {
-      this.#durable.set(this.#volatile.subarray(offsetBytes, offsetBytes + lengthBytes), offsetBytes);
+      this.#durable.set(
+        this.#volatile.subarray(offsetBytes, offsetBytes + lengthBytes),
+        offsetBytes,
+      );
     }
     this.#dirty = [];
     return Promise.resolve();
@@ -113,7 +116,12 @@ export class MemoryDevice implements Device {
 
   #check(range: ByteRange): void {
     if (this.#poweredOff) {
-      throw new DeviceIoError("reach", { device: this.name, ...range, code: "EIO", cause: "powered off by crash()" });
+      throw new DeviceIoError("reach", {
+        device: this.name,
+        ...range,
+        code: "EIO",
+        cause: "powered off by crash()",
+      });
     }
     assert(!this.#closed, `memory device "${this.name}" is open`);
     assert(isRangeInside(this, range), `range inside memory device "${this.name}"`);

@@ -22,7 +22,10 @@ export interface EncodedCheckpoint {
 }
 
 /** Encodes `entryCount` entries of `blockIndexes` (slot order). */
-export function encodeCheckpoint(blockIndexes: ArrayLike<number>, entryCount: number): EncodedCheckpoint {
+export function encodeCheckpoint(
+  blockIndexes: ArrayLike<number>,
+  entryCount: number,
+): EncodedCheckpoint {
   assert(entryCount <= blockIndexes.length, "checkpoint entries exist");
   const entryBytes = entryCount * CHECKPOINT_ENTRY_BYTES;
   const bytes = new Uint8Array(Math.ceil(entryBytes / SECTOR_BYTES) * SECTOR_BYTES);
@@ -40,7 +43,11 @@ export function encodeCheckpoint(blockIndexes: ArrayLike<number>, entryCount: nu
  *
  * @returns The block indexes, or `undefined` when the CRC does not match.
  */
-export function decodeCheckpoint(bytes: Uint8Array, entryCount: number, expectedCrc: number): number[] | undefined {
+export function decodeCheckpoint(
+  bytes: Uint8Array,
+  entryCount: number,
+  expectedCrc: number,
+): number[] | undefined {
   const entryBytes = entryCount * CHECKPOINT_ENTRY_BYTES;
   assert(bytes.length >= entryBytes, "checkpoint read covers its entries");
   if (crc32c(bytes.subarray(0, entryBytes)) !== expectedCrc) return undefined;

@@ -79,7 +79,10 @@ export function encodeLogSectors(
   for (let sector = 0; sector < sectorCount; sector++) {
     const base = sector * SECTOR_BYTES;
     const view = new DataView(bytes.buffer, base, SECTOR_BYTES);
-    const sectorRecords = records.slice(sector * LOG_RECORDS_PER_SECTOR, (sector + 1) * LOG_RECORDS_PER_SECTOR);
+    const sectorRecords = records.slice(
+      sector * LOG_RECORDS_PER_SECTOR,
+      (sector + 1) * LOG_RECORDS_PER_SECTOR,
+    );
     view.setUint32(0, LOG_MAGIC, true);
     view.setUint16(4, sectorRecords.length, true);
     view.setBigUint64(8, BigInt(firstSequence + sector), true);
@@ -129,18 +132,28 @@ export function replayLog(
     if (view.getUint32(CRC_OFFSET, true) !== crc32c(bytes.subarray(0, CRC_OFFSET))) {
       return stop(`torn or corrupt sector ${sector}`);
     }
-    if (uuidFromBytes(bytes.subarray(16, 32)) !== options.setupUuid) return stop(`sector ${sector} of another setup`);
-    if (view.getUint32(32, true) !== options.spareIndex) return stop(`sector ${sector} of another spare`);
+    if (uuidFromBytes(bytes.subarray(16, 32)) !== options.setupUuid) {
+      return stop(`sector ${sector} of another setup`);
+    }
+    if (view.getUint32(32, true) !== options.spareIndex) {
+      return stop(`sector ${sector} of another spare`);
+    }
     const recordCount = view.getUint16(4, true);
-    if (recordCount < 1 || recordCount > LOG_RECORDS_PER_SECTOR) return stop(`sector ${sector} has a bad count`);
+    if (recordCount < 1 || recordCount > LOG_RECORDS_PER_SECTOR) {
+      return stop(`sector ${sector} has a bad count`);
+    }
     const sectorBlocks: number[] = [];
     for (let i = 0; i < recordCount; i++) {
       const at = HEADER_BYTES + i * RECORD_BYTES;
       const blockIndex = view.getBigUint64(at + 8, true);
-      if (view.getUint32(at, true) !== nextSlot + i || view.getUint8(at + 4) !== RECORD_TYPE_REMAP) {
+      if (
+        view.getUint32(at, true) !== nextSlot + i || view.getUint8(at + 4) !== RECORD_TYPE_REMAP
+      ) {
         return stop(`sector ${sector} record ${i} breaks slot order`);
       }
-      if (blockIndex > BigInt(Number.MAX_SAFE_INTEGER)) return stop(`sector ${sector} record ${i} out of range`);
+      if (blockIndex > BigInt(Number.MAX_SAFE_INTEGER)) {
+        return stop(`sector ${sector} record ${i} out of range`);
+      }
       sectorBlocks.push(Number(blockIndex));
     }
     blockIndexes.push(...sectorBlocks);

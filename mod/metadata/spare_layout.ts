@@ -103,7 +103,10 @@ export function checkLayout(layout: SpareLayout, sizeBytes: number): SpareLayout
   assert(checkpointB >= checkpointA + layout.checkpointBytes, "checkpoint B after checkpoint A");
   assert(layout.dataOffsetBytes >= checkpointB + layout.checkpointBytes, "data after checkpoints");
   assert(layout.dataOffsetBytes % DATA_ALIGN_BYTES === 0, "data slots aligned");
-  assert(layout.checkpointBytes >= layout.slotCount * CHECKPOINT_ENTRY_BYTES, "checkpoint holds every slot");
+  assert(
+    layout.checkpointBytes >= layout.slotCount * CHECKPOINT_ENTRY_BYTES,
+    "checkpoint holds every slot",
+  );
   assert(layoutEndBytes(layout) <= sizeBytes, "slots end inside the spare");
   assert(layout.logBytes % SECTOR_BYTES === 0, "the log is whole sectors");
   return layout;
@@ -111,6 +114,9 @@ export function checkLayout(layout: SpareLayout, sizeBytes: number): SpareLayout
 
 /** Byte offset of a data slot on its spare. */
 export function slotOffsetBytes(layout: SpareLayout, slotIndex: number): number {
-  assert(Number.isSafeInteger(slotIndex) && slotIndex >= 0 && slotIndex < layout.slotCount, "slot index in range");
+  assert(
+    Number.isSafeInteger(slotIndex) && slotIndex >= 0 && slotIndex < layout.slotCount,
+    "slot index in range",
+  );
   return layout.dataOffsetBytes + slotIndex * layout.blockBytes;
 }

@@ -35,8 +35,8 @@ import {
   decodeCopy,
   encodeCopy,
   FORMAT_VERSION,
-  MIGRATIONS,
   type Migration,
+  MIGRATIONS,
   type SuperblockPayload,
   type ValidCopy,
 } from "./superblock.ts";
@@ -104,7 +104,12 @@ export class SpareStore {
   #slotBlocks: number[];
   #logSectorsUsed: number;
 
-  private constructor(device: Device, winner: ValidCopy, slotBlocks: number[], logSectorsUsed: number) {
+  private constructor(
+    device: Device,
+    winner: ValidCopy,
+    slotBlocks: number[],
+    logSectorsUsed: number,
+  ) {
     this.device = device;
     this.#payload = winner.payload;
     this.#header = winner.header;
@@ -158,26 +163,45 @@ export class SpareStore {
    * @throws {NoValidCopyError} When no copy is valid; nothing is written.
    * @throws {UnsupportedVersionError} When a newer format wrote any copy; nothing is written.
    */
-  static async open(device: Device, options: OpenOptions = {}): Promise<{ store: SpareStore; report: SpareReport }> {
+  static async open(
+    device: Device,
+    options: OpenOptions = {},
+  ): Promise<{ store: SpareStore; report: SpareReport }> {
     const repair = options.repair ?? true;
     const decoded = await readCopies(device, options.migrations);
     const newer = decoded.find((copy) => !copy.valid && copy.newerVersion !== undefined);
-    if (newer && !newer.valid) throw new UnsupportedVersionError(device.name, newer.newerVersion!, FORMAT_VERSION);
+    if (newer && !newer.valid) {
+      throw new UnsupportedVersionError(device.name, newer.newerVersion!, FORMAT_VERSION);
+    }
     const valid = decoded.filter((copy): copy is ValidCopy => copy.valid);
     if (valid.length === 0) {
-      const reasons = decoded.map((copy, i) => `copy ${i}: ${copy.valid ? "valid" : copy.reason}`).join("; ");
+      const reasons = decoded.map((copy, i) => `copy ${i}: ${copy.valid ? "valid" : copy.reason}`)
+        .join("; ");
       throw new NoValidCopyError(device.name, reasons);
     }
-    const winner = valid.reduce((best, copy) => compareCopies(copy.header, best.header) < 0 ? copy : best);
-    const upgradedFrom = winner.header.formatVersion < FORMAT_VERSION ? winner.header.formatVersion : undefined;
+    const winner = valid.reduce((best, copy) =>
+      compareCopies(copy.header, best.header) < 0 ? copy : best
+    );
+    const upgradedFrom = winner.header.formatVersion < FORMAT_VERSION
+      ? winner.header.formatVersion
+      : undefined;
     const { layout, table } = winner.payload;
     checkLayout(layout, device.sizeBytes);
 
-    const checkpointBytes = new Uint8Array(Math.ceil(table.checkpointEntries * 8 / SECTOR_BYTES) * SECTOR_BYTES);
+    const checkpointBytes = new Uint8Array(
+      Math.ceil(table.checkpointEntries * 8 / SECTOR_BYTES) * SECTOR_BYTES,
+    );
     await device.read(checkpointBytes, layout.checkpointOffsetBytes[table.checkpointRegion]);
-    const slotBlocks = decodeCheckpoint(checkpointBytes, table.checkpointEntries, table.checkpointCrc32c);
+    const slotBlocks = decodeCheckpoint(
+      checkpointBytes,
+      table.checkpointEntries,
+      table.checkpointCrc32c,
+    );
     if (!slotBlocks) {
-      throw new NoValidCopyError(device.name, `checkpoint ${"AB"[table.checkpointRegion]} fails its checksum`);
+      throw new NoValidCopyError(
+        device.name,
+        `checkpoint ${"AB"[table.checkpointRegion]} fails its checksum`,
+      );
     }
     const logRegion = new Uint8Array(layout.logBytes);
     await device.read(logRegion, layout.logOffsetBytes);
@@ -236,7 +260,10 @@ export class SpareStore {
   async appendRemaps(blockIndexes: readonly number[]): Promise<number> {
     const { layout } = this.#payload;
     assert(blockIndexes.length > 0, "remaps to append");
-    assert(this.slotsUsed + blockIndexes.length <= layout.slotCount, "slots were reserved before use");
+    assert(
+      this.slotsUsed + blockIndexes.length <= layout.slotCount,
+      "slots were reserved before use",
+    );
     const sectorsNeeded = logSectorsFor(blockIndexes.length);
     const logSectors = layout.logBytes / SECTOR_BYTES;
     assert(sectorsNeeded <= logSectors, "one batch fits in the log");
@@ -299,12 +326,20 @@ export class SpareStore {
   }
 }
 
-async function writeCopy(device: Device, header: CopyHeader, payload: SuperblockPayload): Promise<void> {
+async function writeCopy(
+  device: Device,
+  header: CopyHeader,
+  payload: SuperblockPayload,
+): Promise<void> {
   await device.write(encodeCopy(header, payload), COPY_SECTORS[header.copyIndex]! * SECTOR_BYTES);
   await device.flush();
 }
 
-async function writeAllCopies(device: Device, header: CopyHeader, payload: SuperblockPayload): Promise<void> {
+async function writeAllCopies(
+  device: Device,
+  header: CopyHeader,
+  payload: SuperblockPayload,
+): Promise<void> {
   for (let copyIndex = 0; copyIndex < COPY_SECTORS.length; copyIndex++) {
     await writeCopy(device, { ...header, copyIndex }, payload);
   }

@@ -225,13 +225,21 @@ export function decodeCopy(
     };
   }
   if (header.copyIndex !== expectedCopyIndex) {
-    return { valid: false, reason: `copy index ${header.copyIndex} found at position ${expectedCopyIndex}` };
+    return {
+      valid: false,
+      reason: `copy index ${header.copyIndex} found at position ${expectedCopyIndex}`,
+    };
   }
-  if (header.payloadBytes > COPY_PAYLOAD_BYTES_MAX || SECTOR_BYTES + header.payloadBytes > bytes.length) {
+  if (
+    header.payloadBytes > COPY_PAYLOAD_BYTES_MAX ||
+    SECTOR_BYTES + header.payloadBytes > bytes.length
+  ) {
     return { valid: false, reason: "payload length out of range" };
   }
   const payloadBytes = bytes.subarray(SECTOR_BYTES, SECTOR_BYTES + header.payloadBytes);
-  if (crc32c(payloadBytes) !== header.payloadCrc) return { valid: false, reason: "payload checksum mismatch" };
+  if (crc32c(payloadBytes) !== header.payloadCrc) {
+    return { valid: false, reason: "payload checksum mismatch" };
+  }
   let raw: Record<string, unknown>;
   try {
     raw = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payloadBytes));
@@ -246,8 +254,12 @@ export function decodeCopy(
   const problem = payloadProblem(raw);
   if (problem) return { valid: false, reason: `payload ${problem}` };
   const payload = raw as unknown as SuperblockPayload;
-  if (payload.setup.uuid !== header.setupUuid) return { valid: false, reason: "payload names another setup" };
-  if (payload.spareIndex !== header.spareIndex) return { valid: false, reason: "payload names another spare" };
+  if (payload.setup.uuid !== header.setupUuid) {
+    return { valid: false, reason: "payload names another setup" };
+  }
+  if (payload.spareIndex !== header.spareIndex) {
+    return { valid: false, reason: "payload names another spare" };
+  }
   const { payloadBytes: _length, payloadCrc: _crc, ...copyHeader } = header;
   return { valid: true, header: copyHeader, payload };
 }
@@ -260,25 +272,43 @@ function isCount(value: unknown): value is number {
 function payloadProblem(raw: Record<string, unknown>): string | undefined {
   const payload = raw as unknown as Partial<SuperblockPayload>;
   const setup = payload.setup;
-  if (!setup || typeof setup.uuid !== "string" || typeof setup.name !== "string") return "lacks setup identity";
-  if (!isCount(setup.blockBytes) || setup.blockBytes % SECTOR_BYTES !== 0) return "has a bad block size";
+  if (!setup || typeof setup.uuid !== "string" || typeof setup.name !== "string") {
+    return "lacks setup identity";
+  }
+  if (!isCount(setup.blockBytes) || setup.blockBytes % SECTOR_BYTES !== 0) {
+    return "has a bad block size";
+  }
   if (!isCount(setup.generation)) return "has a bad generation";
   const main = payload.main;
-  if (!main || !isCount(main.sizeBytes) || typeof main.fingerprint !== "string") return "lacks main identity";
+  if (!main || !isCount(main.sizeBytes) || typeof main.fingerprint !== "string") {
+    return "lacks main identity";
+  }
   const spares = payload.spares;
-  if (!Array.isArray(spares) || spares.length < 1 || spares.length > SPARES_MAX) return "has a bad spare list";
+  if (!Array.isArray(spares) || spares.length < 1 || spares.length > SPARES_MAX) {
+    return "has a bad spare list";
+  }
   if (spares.some((spare, index) => spare.index !== index || typeof spare.uuid !== "string")) {
     return "has a bad spare record";
   }
-  if (!isCount(payload.spareIndex) || payload.spareIndex >= spares.length) return "has a bad spare index";
+  if (!isCount(payload.spareIndex) || payload.spareIndex >= spares.length) {
+    return "has a bad spare index";
+  }
   const layout = payload.layout;
-  if (!layout || !isCount(layout.slotCount) || !isCount(layout.dataOffsetBytes)) return "lacks a layout";
+  if (!layout || !isCount(layout.slotCount) || !isCount(layout.dataOffsetBytes)) {
+    return "lacks a layout";
+  }
   if (layout.blockBytes !== setup.blockBytes) return "has a layout for another block size";
   const table = payload.table;
-  if (!table || !isCount(table.checkpointEntries) || !isCount(table.logStartSequence)) return "lacks table state";
-  if (table.checkpointRegion !== 0 && table.checkpointRegion !== 1) return "has a bad checkpoint region";
+  if (!table || !isCount(table.checkpointEntries) || !isCount(table.logStartSequence)) {
+    return "lacks table state";
+  }
+  if (table.checkpointRegion !== 0 && table.checkpointRegion !== 1) {
+    return "has a bad checkpoint region";
+  }
   if (table.checkpointEntries > layout.slotCount) return "has more entries than slots";
-  if (!Array.isArray(payload.pending) || payload.pending.length > PENDING_MAX) return "has a bad pending list";
+  if (!Array.isArray(payload.pending) || payload.pending.length > PENDING_MAX) {
+    return "has a bad pending list";
+  }
   if (!payload.pending.every(isCount)) return "has a bad pending entry";
   return undefined;
 }
@@ -289,5 +319,6 @@ function payloadProblem(raw: Record<string, unknown>): string | undefined {
  * @returns A negative number when `a` wins, positive when `b` wins.
  */
 export function compareCopies(a: CopyHeader, b: CopyHeader): number {
-  return (b.sequence - a.sequence) || (b.timestampMs - a.timestampMs) || (b.copyIndex - a.copyIndex);
+  return (b.sequence - a.sequence) || (b.timestampMs - a.timestampMs) ||
+    (b.copyIndex - a.copyIndex);
 }

@@ -26,5 +26,7 @@ export function uuidToBytes(uuid: string): Uint8Array {
 export function uuidFromBytes(bytes: Uint8Array): string {
   assert(bytes.length === 16, "a UUID is 16 bytes");
   const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${
+    hex.slice(20)
+  }`;
 }

@@ -22,7 +22,13 @@
  */
 
 import { assert } from "../assert.ts";
-import { PENDING_MAX, READ_RETRIES_DEFAULT, READ_RETRIES_MAX, REMAP_BATCH_MAX, SECTOR_BYTES } from "../constants.ts";
+import {
+  PENDING_MAX,
+  READ_RETRIES_DEFAULT,
+  READ_RETRIES_MAX,
+  REMAP_BATCH_MAX,
+  SECTOR_BYTES,
+} from "../constants.ts";
 import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "../device/device.ts";
 import { isRangeInside } from "../device/device.ts";
 import { DeviceIoError } from "../errors.ts";
@@ -86,7 +92,13 @@ type Run =
     lengthBytes: number;
     bufferOffset: number;
   }
-  | { kind: "pending"; blockIndex: number; offsetBytes: number; lengthBytes: number; bufferOffset: number };
+  | {
+    kind: "pending";
+    blockIndex: number;
+    offsetBytes: number;
+    lengthBytes: number;
+    bufferOffset: number;
+  };
 
 /** Part of one client write that must go to a new or existing slot. */
 interface BlockWrite {
@@ -139,14 +151,20 @@ export class RemapDevice implements Device {
   constructor(name: string, main: Device, spares: SpareMember[], options: RemapDeviceOptions = {}) {
     assert(spares.length > 0, "a setup has at least one spare");
     const blockBytes = spares[0]!.store.payload.setup.blockBytes;
-    assert(spares.every((spare) => spare.store.payload.setup.blockBytes === blockBytes), "one block size");
+    assert(
+      spares.every((spare) => spare.store.payload.setup.blockBytes === blockBytes),
+      "one block size",
+    );
     this.name = name;
     this.sizeBytes = main.sizeBytes;
     this.blockBytes = blockBytes;
     this.#main = main;
     this.#spares = spares;
     this.#readRetries = options.readRetries ?? READ_RETRIES_DEFAULT;
-    assert(this.#readRetries >= 0 && this.#readRetries <= READ_RETRIES_MAX, "read retries in range");
+    assert(
+      this.#readRetries >= 0 && this.#readRetries <= READ_RETRIES_MAX,
+      "read retries in range",
+    );
     this.#onEvent = options.onEvent ?? (() => {});
     this.#metadataDelayMs = options.metadataDelayMs ?? 1000;
     this.#degraded = options.degraded ?? false;
@@ -154,11 +172,16 @@ export class RemapDevice implements Device {
     this.#table = new RemapTable(entries);
     for (const spare of spares) {
       spare.store.slotBlocks.forEach((blockIndex, slotIndex) => {
-        assert(blockIndex * blockBytes < main.sizeBytes, `slot ${slotIndex} maps a block inside the main disk`);
+        assert(
+          blockIndex * blockBytes < main.sizeBytes,
+          `slot ${slotIndex} maps a block inside the main disk`,
+        );
         this.#table.insert(blockIndex, { spareIndex: spare.index, slotIndex });
       });
     }
-    this.#pending = new Set((options.pending ?? []).filter((blockIndex) => !this.#table.has(blockIndex)));
+    this.#pending = new Set(
+      (options.pending ?? []).filter((blockIndex) => !this.#table.has(blockIndex)),
+    );
   }
 
   /** Remapped blocks. */
@@ -202,7 +225,9 @@ export class RemapDevice implements Device {
     this.#checkRequest({ offsetBytes, lengthBytes: buffer.length });
     this.counters.reads++;
     return this.#gate.shared(async () => {
-      await Promise.all(this.#plan(offsetBytes, buffer.length, false).map((run) => this.#readRun(buffer, run)));
+      await Promise.all(
+        this.#plan(offsetBytes, buffer.length, false).map((run) => this.#readRun(buffer, run)),
+      );
       this.counters.bytesRead += buffer.length;
     });
   }
@@ -227,21 +252,25 @@ export class RemapDevice implements Device {
   discard(range: ByteRange): Promise<void> {
     this.#checkRequest(range);
     return this.#gate.shared(async () => {
-      await Promise.all(this.#plan(range.offsetBytes, range.lengthBytes, false).map(async (run) => {
-        if (run.kind === "slot") {
-          await this.#spareOf(run).device.writeZeroes(this.#slotRange(run), { mayPunch: true });
-        } else {
-          // Discard is a hint and promises no contents, so a failing main
-          // disk may refuse it without the client having lost anything.
-          await this.#main.discard(run).catch((error) => ignoreIoError(error));
-        }
-      }));
+      await Promise.all(
+        this.#plan(range.offsetBytes, range.lengthBytes, false).map(async (run) => {
+          if (run.kind === "slot") {
+            await this.#spareOf(run).device.writeZeroes(this.#slotRange(run), { mayPunch: true });
+          } else {
+            // Discard is a hint and promises no contents, so a failing main
+            // disk may refuse it without the client having lost anything.
+            await this.#main.discard(run).catch((error) => ignoreIoError(error));
+          }
+        }),
+      );
     });
   }
 
   async flush(): Promise<void> {
     this.counters.flushes++;
-    await Promise.all([this.#main, ...this.#spares.map((spare) => spare.device)].map((device) => device.flush()));
+    await Promise.all(
+      [this.#main, ...this.#spares.map((spare) => spare.device)].map((device) => device.flush()),
+    );
   }
 
   /** Waits for remaps in progress, writes pending metadata, and closes every device. */
@@ -250,7 +279,9 @@ export class RemapDevice implements Device {
     await this.#draining;
     await this.persistState();
     this.#closed = true;
-    await Promise.all([this.#main, ...this.#spares.map((spare) => spare.device)].map((device) => device.close()));
+    await Promise.all(
+      [this.#main, ...this.#spares.map((spare) => spare.device)].map((device) => device.close()),
+    );
   }
 
   /** Writes the setup-wide state (pending list, spare states, degraded) to every active spare now. */
@@ -263,7 +294,10 @@ export class RemapDevice implements Device {
   #checkRequest(range: ByteRange): void {
     assert(!this.#closed, `setup "${this.name}" is open`);
     assert(isRangeInside(this, range), "request inside the device");
-    assert(range.offsetBytes % SECTOR_BYTES === 0 && range.lengthBytes % SECTOR_BYTES === 0, "sector aligned");
+    assert(
+      range.offsetBytes % SECTOR_BYTES === 0 && range.lengthBytes % SECTOR_BYTES === 0,
+      "sector aligned",
+    );
   }
 
   /** Splits a request into main-disk runs and per-block slot (and pending) pieces. */
@@ -276,12 +310,17 @@ export class RemapDevice implements Device {
     for (let position = offsetBytes; position < end;) {
       const blockIndex = Math.floor(position / this.blockBytes);
       const pieceEnd = Math.min(end, (blockIndex + 1) * this.blockBytes);
-      const piece = { offsetBytes: position, lengthBytes: pieceEnd - position, bufferOffset: position - offsetBytes };
+      const piece = {
+        offsetBytes: position,
+        lengthBytes: pieceEnd - position,
+        bufferOffset: position - offsetBytes,
+      };
       const location = this.#table.lookup(blockIndex);
       const last = runs[runs.length - 1];
       if (location) runs.push({ kind: "slot", blockIndex, location, ...piece });
-      else if (splitPending && this.#pending.has(blockIndex)) runs.push({ kind: "pending", blockIndex, ...piece });
-      else if (last?.kind === "main") last.lengthBytes += piece.lengthBytes;
+      else if (splitPending && this.#pending.has(blockIndex)) {
+        runs.push({ kind: "pending", blockIndex, ...piece });
+      } else if (last?.kind === "main") last.lengthBytes += piece.lengthBytes;
       else runs.push({ kind: "main", ...piece });
       position = pieceEnd;
     }
@@ -297,7 +336,10 @@ export class RemapDevice implements Device {
   #slotRange(run: Extract<Run, { kind: "slot" }>): ByteRange {
     const layout = this.#spareOf(run).store.payload.layout;
     const inBlock = run.offsetBytes - run.blockIndex * this.blockBytes;
-    return { offsetBytes: slotOffsetBytes(layout, run.location.slotIndex) + inBlock, lengthBytes: run.lengthBytes };
+    return {
+      offsetBytes: slotOffsetBytes(layout, run.location.slotIndex) + inBlock,
+      lengthBytes: run.lengthBytes,
+    };
   }
 
   async #readRun(buffer: Uint8Array, run: Run): Promise<void> {
@@ -311,7 +353,11 @@ export class RemapDevice implements Device {
     } catch (error) {
       if (!isIoError(error)) throw error;
       this.counters.readErrors++;
-      this.#onEvent({ type: "read-error", offsetBytes: run.offsetBytes, lengthBytes: run.lengthBytes });
+      this.#onEvent({
+        type: "read-error",
+        offsetBytes: run.offsetBytes,
+        lengthBytes: run.lengthBytes,
+      });
       await this.#markUnreadableBlocks(run);
       throw error;
     }
@@ -349,18 +395,20 @@ export class RemapDevice implements Device {
 
   async #writeRuns(data: Uint8Array, offsetBytes: number): Promise<Touched> {
     const touched: Touched = { main: false, spares: new Set(), failed: [] };
-    await Promise.all(this.#plan(offsetBytes, data.length, true).map(async (run) => {
-      const piece = data.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
-      if (run.kind === "slot") {
-        touched.spares.add(run.location.spareIndex);
-        await this.#spareOf(run).device.write(piece, this.#slotRange(run).offsetBytes);
-      } else if (run.kind === "pending") {
-        touched.failed.push(this.#blockWrite(run.offsetBytes, piece));
-      } else {
-        touched.main = true;
-        touched.failed.push(...await this.#writeMain(piece, run.offsetBytes));
-      }
-    }));
+    await Promise.all(
+      this.#plan(offsetBytes, data.length, true).map(async (run) => {
+        const piece = data.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
+        if (run.kind === "slot") {
+          touched.spares.add(run.location.spareIndex);
+          await this.#spareOf(run).device.write(piece, this.#slotRange(run).offsetBytes);
+        } else if (run.kind === "pending") {
+          touched.failed.push(this.#blockWrite(run.offsetBytes, piece));
+        } else {
+          touched.main = true;
+          touched.failed.push(...await this.#writeMain(piece, run.offsetBytes));
+        }
+      }),
+    );
     return touched;
   }
 
@@ -375,34 +423,37 @@ export class RemapDevice implements Device {
     this.counters.writeErrors++;
     const failed: BlockWrite[] = [];
     for (const block of this.#splitByBlock(piece, offsetBytes)) {
-      await this.#main.write(block.data, offsetBytes + (block.data.byteOffset - piece.byteOffset)).catch(
-        (error) => isIoError(error) ? failed.push(block) : Promise.reject(error),
-      );
+      await this.#main.write(block.data, offsetBytes + (block.data.byteOffset - piece.byteOffset))
+        .catch(
+          (error) => isIoError(error) ? failed.push(block) : Promise.reject(error),
+        );
     }
     return failed;
   }
 
   async #zeroRuns(range: ByteRange, mayPunch: boolean): Promise<Touched> {
     const touched: Touched = { main: false, spares: new Set(), failed: [] };
-    await Promise.all(this.#plan(range.offsetBytes, range.lengthBytes, true).map(async (run) => {
-      if (run.kind === "slot") {
-        touched.spares.add(run.location.spareIndex);
-        await this.#spareOf(run).device.writeZeroes(this.#slotRange(run), { mayPunch });
-        return;
-      }
-      const zeros = new Uint8Array(run.lengthBytes);
-      if (run.kind === "pending") {
-        touched.failed.push(this.#blockWrite(run.offsetBytes, zeros));
-        return;
-      }
-      touched.main = true;
-      try {
-        await this.#main.writeZeroes(run, { mayPunch });
-      } catch (error) {
-        if (!isIoError(error)) throw error;
-        touched.failed.push(...await this.#writeMain(zeros, run.offsetBytes));
-      }
-    }));
+    await Promise.all(
+      this.#plan(range.offsetBytes, range.lengthBytes, true).map(async (run) => {
+        if (run.kind === "slot") {
+          touched.spares.add(run.location.spareIndex);
+          await this.#spareOf(run).device.writeZeroes(this.#slotRange(run), { mayPunch });
+          return;
+        }
+        const zeros = new Uint8Array(run.lengthBytes);
+        if (run.kind === "pending") {
+          touched.failed.push(this.#blockWrite(run.offsetBytes, zeros));
+          return;
+        }
+        touched.main = true;
+        try {
+          await this.#main.writeZeroes(run, { mayPunch });
+        } catch (error) {
+          if (!isIoError(error)) throw error;
+          touched.failed.push(...await this.#writeMain(zeros, run.offsetBytes));
+        }
+      }),
+    );
     return touched;
   }
 
@@ -417,8 +468,13 @@ export class RemapDevice implements Device {
     const blocks: BlockWrite[] = [];
     const end = offsetBytes + piece.length;
     for (let position = offsetBytes; position < end;) {
-      const pieceEnd = Math.min(end, (Math.floor(position / this.blockBytes) + 1) * this.blockBytes);
-      blocks.push(this.#blockWrite(position, piece.subarray(position - offsetBytes, pieceEnd - offsetBytes)));
+      const pieceEnd = Math.min(
+        end,
+        (Math.floor(position / this.blockBytes) + 1) * this.blockBytes,
+      );
+      blocks.push(
+        this.#blockWrite(position, piece.subarray(position - offsetBytes, pieceEnd - offsetBytes)),
+      );
       position = pieceEnd;
     }
     return blocks;
@@ -487,7 +543,9 @@ export class RemapDevice implements Device {
     const spare = this.#spareOf({ location });
     const slotStart = slotOffsetBytes(spare.store.payload.layout, location.slotIndex);
     try {
-      for (const request of requests) await spare.device.write(request.data, slotStart + request.startInBlock);
+      for (const request of requests) {
+        await spare.device.write(request.data, slotStart + request.startInBlock);
+      }
       await spare.device.flush();
       requests.forEach((request) => request.resolve());
     } catch (error) {
@@ -500,13 +558,20 @@ export class RemapDevice implements Device {
    * holds for the bytes they do not cover. Undefined (and the writes rejected
    * with EIO) when those bytes cannot be read: inventing them is not allowed.
    */
-  async #composeBlock(blockIndex: number, requests: RemapRequest[]): Promise<Uint8Array | undefined> {
+  async #composeBlock(
+    blockIndex: number,
+    requests: RemapRequest[],
+  ): Promise<Uint8Array | undefined> {
     const blockStart = blockIndex * this.blockBytes;
     const blockLength = Math.min(this.blockBytes, this.sizeBytes - blockStart);
     const image = new Uint8Array(this.blockBytes);
     const covered = new Uint8Array(blockLength / SECTOR_BYTES);
     for (const request of requests) {
-      covered.fill(1, request.startInBlock / SECTOR_BYTES, (request.startInBlock + request.data.length) / SECTOR_BYTES);
+      covered.fill(
+        1,
+        request.startInBlock / SECTOR_BYTES,
+        (request.startInBlock + request.data.length) / SECTOR_BYTES,
+      );
     }
     try {
       for (let sector = 0; sector < covered.length;) {
@@ -557,9 +622,11 @@ export class RemapDevice implements Device {
       const taking = remaining.slice(0, layout.slotCount - spare.store.slotsUsed);
       const firstSlot = spare.store.slotsUsed;
       try {
-        await Promise.all(taking.map((blockIndex, i) =>
-          spare.device.write(images.get(blockIndex)!, slotOffsetBytes(layout, firstSlot + i))
-        ));
+        await Promise.all(
+          taking.map((blockIndex, i) =>
+            spare.device.write(images.get(blockIndex)!, slotOffsetBytes(layout, firstSlot + i))
+          ),
+        );
         await spare.device.flush();
         const loggedFirst = await spare.store.appendRemaps(taking);
         assert(loggedFirst === firstSlot, "slots are logged where their data was written");
@@ -589,12 +656,15 @@ export class RemapDevice implements Device {
       this.#onEvent({ type: "remap-failed", blockIndex, reason });
       failures.set(
         blockIndex,
-        new DeviceIoError(`remap a failed block of setup "${this.name}": ${reason}; add a spare to`, {
-          device: this.name,
-          offsetBytes: blockIndex * this.blockBytes,
-          lengthBytes: this.blockBytes,
-          code: "EIO",
-        }),
+        new DeviceIoError(
+          `remap a failed block of setup "${this.name}": ${reason}; add a spare to`,
+          {
+            device: this.name,
+            offsetBytes: blockIndex * this.blockBytes,
+            lengthBytes: this.blockBytes,
+            code: "EIO",
+          },
+        ),
       );
     }
     return failures;
@@ -620,14 +690,17 @@ export class RemapDevice implements Device {
     if (!this.#metadataDirty) return;
     this.#metadataDirty = false;
     const pending = this.pendingBlocks.slice(0, PENDING_MAX);
-    const generation = Math.max(...this.#spares.map((spare) => spare.store.payload.setup.generation)) + 1;
+    const generation =
+      Math.max(...this.#spares.map((spare) => spare.store.payload.setup.generation)) + 1;
     for (const spare of this.#spares.filter((member) => member.active)) {
       try {
         await spare.store.writeMetadata((payload) => {
           payload.setup.generation = generation;
           payload.setup.state = this.#degraded ? "degraded" : "clean";
           payload.pending = pending;
-          for (const member of this.#spares) payload.spares[member.index]!.state = member.active ? "active" : "failed";
+          for (const member of this.#spares) {
+            payload.spares[member.index]!.state = member.active ? "active" : "failed";
+          }
         });
       } catch (error) {
         if (!isIoError(error)) throw error;

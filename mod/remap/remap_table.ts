@@ -89,7 +89,9 @@ export class RemapTable {
   forEach(visit: (blockIndex: number, location: SlotLocation) => void): void {
     for (let bucket = 0; bucket < this.#keys.length; bucket++) {
       const key = this.#keys[bucket]!;
-      if (key !== EMPTY) visit(key - 1, { spareIndex: this.#spares[bucket]!, slotIndex: this.#slots[bucket]! });
+      if (key !== EMPTY) {
+        visit(key - 1, { spareIndex: this.#spares[bucket]!, slotIndex: this.#slots[bucket]! });
+      }
     }
   }
 

@@ -24,7 +24,11 @@ export async function runCli(args: string[]): Promise<CliRun> {
     stdin: "null",
   }).output();
   const decoder = new TextDecoder();
-  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
 }
 
 /** A `dm-remap serve` running in the background. */
@@ -62,7 +66,10 @@ export async function startServe(args: string[]): Promise<ServeProcess> {
     return { code: status.code, stdout, stderr };
   });
   const timeout = new Promise<never>((_, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not start in time:\n${stdout}\n${stderr}`)), READY_MS_MAX);
+    const timer = setTimeout(
+      () => reject(new Error(`serve did not start in time:\n${stdout}\n${stderr}`)),
+      READY_MS_MAX,
+    );
     ready.then(() => clearTimeout(timer), () => clearTimeout(timer));
     exited.then(() => clearTimeout(timer));
   });
@@ -95,5 +102,9 @@ export async function imageDirectory(images: Record<string, number>): Promise<{
     await file.truncate(sizeBytes);
     file.close();
   }
-  return { path, file: (name) => `${path}/${name}`, cleanup: () => Deno.remove(path, { recursive: true }) };
+  return {
+    path,
+    file: (name) => `${path}/${name}`,
+    cleanup: () => Deno.remove(path, { recursive: true }),
+  };
 }

@@ -31,18 +31,32 @@ async function corruptCopies(path: string, copyIndexes: number[]): Promise<void>
   }
 }
 
-async function createTwoSpareSetup(images: Awaited<ReturnType<typeof imageDirectory>>): Promise<void> {
+async function createTwoSpareSetup(
+  images: Awaited<ReturnType<typeof imageDirectory>>,
+): Promise<void> {
   const created = await runCli([
-    "create", "e2e", "--main", images.file("main.img"),
-    "--spare", images.file("spare0.img"), "--spare", images.file("spare1.img"),
+    "create",
+    "e2e",
+    "--main",
+    images.file("main.img"),
+    "--spare",
+    images.file("spare0.img"),
+    "--spare",
+    images.file("spare1.img"),
   ]);
   assert.equal(created.code, 0, created.stderr);
 }
 
 async function serveAndStop(images: Awaited<ReturnType<typeof imageDirectory>>): Promise<string> {
   const serve = await startServe([
-    "--spare", images.file("spare0.img"), "--spare", images.file("spare1.img"),
-    "--socket", images.file("nbd.sock"), "--api-socket", images.file("api.sock"),
+    "--spare",
+    images.file("spare0.img"),
+    "--spare",
+    images.file("spare1.img"),
+    "--socket",
+    images.file("nbd.sock"),
+    "--api-socket",
+    images.file("api.sock"),
   ]);
   serve.kill("SIGTERM");
   const run = await serve.finished();
@@ -53,15 +67,30 @@ async function serveAndStop(images: Awaited<ReturnType<typeof imageDirectory>>):
 Deno.test("create refuses a spare holding an ext4 filesystem, names it and --force, and writes nothing", async () => {
   const images = await imageDirectory({ "main.img": 64 * MIB, "spare0.img": 32 * MIB });
   try {
-    const mkfs = await new Deno.Command("mkfs.ext4", { args: ["-q", "-F", images.file("spare0.img")] }).output();
+    const mkfs = await new Deno.Command("mkfs.ext4", {
+      args: ["-q", "-F", images.file("spare0.img")],
+    }).output();
     assert.equal(mkfs.code, 0, new TextDecoder().decode(mkfs.stderr));
     const before = await sha256(images.file("spare0.img"));
-    const refused = await runCli(["create", "e2e", "--main", images.file("main.img"), "--spare", images.file("spare0.img")]);
+    const refused = await runCli([
+      "create",
+      "e2e",
+      "--main",
+      images.file("main.img"),
+      "--spare",
+      images.file("spare0.img"),
+    ]);
     assert.equal(refused.code, 4);
     assert.match(refused.stderr, /spare0\.img" holds an ext2\/3\/4 filesystem.*--force/);
     assert.equal(await sha256(images.file("spare0.img")), before);
     const forced = await runCli([
-      "create", "e2e", "--main", images.file("main.img"), "--spare", images.file("spare0.img"), "--force",
+      "create",
+      "e2e",
+      "--main",
+      images.file("main.img"),
+      "--spare",
+      images.file("spare0.img"),
+      "--force",
     ]);
     assert.equal(forced.code, 0, forced.stderr);
   } finally {
@@ -72,9 +101,19 @@ Deno.test("create refuses a spare holding an ext4 filesystem, names it and --for
 Deno.test("create refuses an undersized spare and gives the minimum size", async () => {
   const images = await imageDirectory({ "main.img": 64 * MIB, "spare0.img": 8 * MIB });
   try {
-    const refused = await runCli(["create", "e2e", "--main", images.file("main.img"), "--spare", images.file("spare0.img")]);
+    const refused = await runCli([
+      "create",
+      "e2e",
+      "--main",
+      images.file("main.img"),
+      "--spare",
+      images.file("spare0.img"),
+    ]);
     assert.equal(refused.code, 2);
-    assert.match(refused.stderr, /spare0\.img" is too small: 8388608 bytes; a spare needs at least 14745600 bytes/);
+    assert.match(
+      refused.stderr,
+      /spare0\.img" is too small: 8388608 bytes; a spare needs at least 14745600 bytes/,
+    );
   } finally {
     await images.cleanup();
   }
@@ -82,13 +121,20 @@ Deno.test("create refuses an undersized spare and gives the minimum size", async
 
 for (const [onFirst, onSecond] of [[1, 0], [2, 1], [3, 2], [4, 4]] as const) {
   Deno.test(`serve opens with ${onFirst} and ${onSecond} of 5 copies corrupt on two spares and repairs them`, async () => {
-    const images = await imageDirectory({ "main.img": 64 * MIB, "spare0.img": 32 * MIB, "spare1.img": 32 * MIB });
+    const images = await imageDirectory({
+      "main.img": 64 * MIB,
+      "spare0.img": 32 * MIB,
+      "spare1.img": 32 * MIB,
+    });
     try {
       await createTwoSpareSetup(images);
       await corruptCopies(images.file("spare0.img"), [0, 1, 2, 3].slice(0, onFirst));
       await corruptCopies(images.file("spare1.img"), [4, 3, 2, 1].slice(0, onSecond));
       const log = await serveAndStop(images);
-      assert.match(log, new RegExp(`spare0\\.img: ${5 - onFirst}/5 copies valid, ${onFirst} repaired`));
+      assert.match(
+        log,
+        new RegExp(`spare0\\.img: ${5 - onFirst}/5 copies valid, ${onFirst} repaired`),
+      );
       for (const spare of ["spare0.img", "spare1.img"]) {
         const check = await runCli(["check", images.file(spare), "--json"]);
         assert.equal(check.code, 0, check.stdout + check.stderr);
@@ -101,19 +147,37 @@ for (const [onFirst, onSecond] of [[1, 0], [2, 1], [3, 2], [4, 4]] as const) {
 }
 
 Deno.test("serve refuses a spare with all 5 copies corrupt, names it, and writes nothing", async () => {
-  const images = await imageDirectory({ "main.img": 64 * MIB, "spare0.img": 32 * MIB, "spare1.img": 32 * MIB });
+  const images = await imageDirectory({
+    "main.img": 64 * MIB,
+    "spare0.img": 32 * MIB,
+    "spare1.img": 32 * MIB,
+  });
   try {
     await createTwoSpareSetup(images);
     await corruptCopies(images.file("spare1.img"), [0, 1, 2, 3, 4]);
-    const before = await Promise.all(["spare0.img", "spare1.img"].map((name) => sha256(images.file(name))));
+    const before = await Promise.all(
+      ["spare0.img", "spare1.img"].map((name) => sha256(images.file(name))),
+    );
     const refused = await runCli([
-      "serve", "--spare", images.file("spare0.img"), "--spare", images.file("spare1.img"),
-      "--socket", images.file("nbd.sock"), "--api-socket", images.file("api.sock"),
+      "serve",
+      "--spare",
+      images.file("spare0.img"),
+      "--spare",
+      images.file("spare1.img"),
+      "--socket",
+      images.file("nbd.sock"),
+      "--api-socket",
+      images.file("api.sock"),
     ]);
     assert.equal(refused.code, 4, refused.stderr);
-    assert.match(refused.stderr, /No valid dm-remap metadata copy on ".*spare1\.img".*nothing was written/);
+    assert.match(
+      refused.stderr,
+      /No valid dm-remap metadata copy on ".*spare1\.img".*nothing was written/,
+    );
     // spare0 is opened first and is healthy: nothing of it needed repair, so nothing changed.
-    const after = await Promise.all(["spare0.img", "spare1.img"].map((name) => sha256(images.file(name))));
+    const after = await Promise.all(
+      ["spare0.img", "spare1.img"].map((name) => sha256(images.file(name))),
+    );
     assert.deepEqual(after, before);
   } finally {
     await images.cleanup();
@@ -123,14 +187,28 @@ Deno.test("serve refuses a spare with all 5 copies corrupt, names it, and writes
 Deno.test("check reports invalid copies with exit 1, --repair rewrites them, then exit 0", async () => {
   const images = await imageDirectory({ "main.img": 64 * MIB, "spare0.img": 32 * MIB });
   try {
-    assert.equal((await runCli(["create", "e2e", "--main", images.file("main.img"), "--spare", images.file("spare0.img")])).code, 0);
+    assert.equal(
+      (await runCli([
+        "create",
+        "e2e",
+        "--main",
+        images.file("main.img"),
+        "--spare",
+        images.file("spare0.img"),
+      ])).code,
+      0,
+    );
     await corruptCopies(images.file("spare0.img"), [1, 3]);
     const before = await sha256(images.file("spare0.img"));
     const report = await runCli(["check", images.file("spare0.img")]);
     assert.equal(report.code, 1);
     assert.match(report.stdout, /copy 1 at sector 1024 +INVALID: no dm-remap magic/);
     assert.match(report.stdout, /3\/5 copies valid/);
-    assert.equal(await sha256(images.file("spare0.img")), before, "check without --repair writes nothing");
+    assert.equal(
+      await sha256(images.file("spare0.img")),
+      before,
+      "check without --repair writes nothing",
+    );
     assert.equal((await runCli(["check", images.file("spare0.img"), "--repair"])).code, 1);
     assert.equal((await runCli(["check", images.file("spare0.img")])).code, 0);
   } finally {
@@ -149,19 +227,48 @@ Deno.test("serve refuses a main disk that is not the recorded one, and a spare o
   try {
     await createTwoSpareSetup(images);
     const wrongMain = await runCli([
-      "serve", "--spare", images.file("spare0.img"), "--spare", images.file("spare1.img"),
-      "--main", images.file("other.img"), "--socket", images.file("nbd.sock"), "--api-socket", images.file("api.sock"),
+      "serve",
+      "--spare",
+      images.file("spare0.img"),
+      "--spare",
+      images.file("spare1.img"),
+      "--main",
+      images.file("other.img"),
+      "--socket",
+      images.file("nbd.sock"),
+      "--api-socket",
+      images.file("api.sock"),
     ]);
     assert.equal(wrongMain.code, 4);
-    assert.match(wrongMain.stderr, /other\.img" does not match the setup: it is not the main disk of setup "e2e".*--main/);
-    const foreign = await runCli(["create", "other", "--main", images.file("other.img"), "--spare", images.file("foreign.img")]);
+    assert.match(
+      wrongMain.stderr,
+      /other\.img" does not match the setup: it is not the main disk of setup "e2e".*--main/,
+    );
+    const foreign = await runCli([
+      "create",
+      "other",
+      "--main",
+      images.file("other.img"),
+      "--spare",
+      images.file("foreign.img"),
+    ]);
     assert.equal(foreign.code, 0);
     const mixed = await runCli([
-      "serve", "--spare", images.file("spare0.img"), "--spare", images.file("foreign.img"),
-      "--socket", images.file("nbd.sock"), "--api-socket", images.file("api.sock"),
+      "serve",
+      "--spare",
+      images.file("spare0.img"),
+      "--spare",
+      images.file("foreign.img"),
+      "--socket",
+      images.file("nbd.sock"),
+      "--api-socket",
+      images.file("api.sock"),
     ]);
     assert.equal(mixed.code, 4);
-    assert.match(mixed.stderr, /foreign\.img" does not match the setup: it is a spare of setup "other"/);
+    assert.match(
+      mixed.stderr,
+      /foreign\.img" does not match the setup: it is a spare of setup "other"/,
+    );
   } finally {
     await images.cleanup();
   }

@@ -18,6 +18,8 @@ import { imageDirectory, runCli, type ServeProcess, startServe } from "./cli_pro
 const MIB = 1024 * 1024;
 const KIB = 1024;
 const WRITER = new URL("./fua_writer.py", import.meta.url).pathname;
+/** Debian's python3, which has the libnbd bindings (python3-libnbd), whatever else is in PATH. */
+const PYTHON = "/usr/bin/python3";
 
 interface Rig {
   uri: string;
@@ -32,7 +34,14 @@ async function withRig(test: (rig: Rig) => Promise<void>): Promise<void> {
   const disk = await startFailingDisk({ sizeBytes: 64 * MIB });
   try {
     const created = await runCli([
-      "create", "eio", "--main", disk.path, "--spare", files.file("spare0.img"), "--spare", files.file("spare1.img"),
+      "create",
+      "eio",
+      "--main",
+      disk.path,
+      "--spare",
+      files.file("spare0.img"),
+      "--spare",
+      files.file("spare1.img"),
     ]);
     assert.equal(created.code, 0, created.stderr);
     const socket = files.file("nbd.sock");
@@ -40,8 +49,18 @@ async function withRig(test: (rig: Rig) => Promise<void>): Promise<void> {
       uri: `nbd+unix:///eio?socket=${socket}`,
       apiSocket: files.file("api.sock"),
       serveArgs: [
-        "--spare", files.file("spare0.img"), "--spare", files.file("spare1.img"), "--main", disk.path,
-        "--socket", socket, "--api-socket", files.file("api.sock"), "--read-retries", "1",
+        "--spare",
+        files.file("spare0.img"),
+        "--spare",
+        files.file("spare1.img"),
+        "--main",
+        disk.path,
+        "--socket",
+        socket,
+        "--api-socket",
+        files.file("api.sock"),
+        "--read-retries",
+        "1",
       ],
       files,
       disk,
@@ -77,12 +96,24 @@ Deno.test("qemu-io writes across failing sectors without an error, and reads its
       assertClientOk(info);
       const exported = JSON.parse(info.stdout).exports[0];
       assert.equal(exported["export-size"], 64 * MIB);
-      assert.equal(exported["block-size-preferred"], 4096);
+      assert.equal(exported["block_size_preferred"], 4096);
       for (const [offset, length] of [[1 * MIB - 16 * KIB, 40 * KIB], [3 * MIB, 4 * KIB]]) {
-        const write = await runClient("qemu-io", ["-f", "raw", rig.uri, "-c", `write -P 0xa7 ${offset} ${length}`]);
+        const write = await runClient("qemu-io", [
+          "-f",
+          "raw",
+          rig.uri,
+          "-c",
+          `write -P 0xa7 ${offset} ${length}`,
+        ]);
         assertClientOk(write);
         assert.doesNotMatch(write.stdout + write.stderr, /error|failed/i);
-        const read = await runClient("qemu-io", ["-f", "raw", rig.uri, "-c", `read -P 0xa7 ${offset} ${length}`]);
+        const read = await runClient("qemu-io", [
+          "-f",
+          "raw",
+          rig.uri,
+          "-c",
+          `read -P 0xa7 ${offset} ${length}`,
+        ]);
         assertClientOk(read);
         assert.doesNotMatch(read.stdout + read.stderr, /error|failed|mismatch/i);
       }
@@ -92,8 +123,18 @@ Deno.test("qemu-io writes across failing sectors without an error, and reads its
     } finally {
       await stopCleanly(serve);
     }
-    const remaps = await runCli(["remaps", "--spare", rig.files.file("spare0.img"), "--spare", rig.files.file("spare1.img"), "--json"]);
-    assert.deepEqual(JSON.parse(remaps.stdout).remaps.map((remap: { blockIndex: number }) => remap.blockIndex), [256, 257, 768]);
+    const remaps = await runCli([
+      "remaps",
+      "--spare",
+      rig.files.file("spare0.img"),
+      "--spare",
+      rig.files.file("spare1.img"),
+      "--json",
+    ]);
+    assert.deepEqual(
+      JSON.parse(remaps.stdout).remaps.map((remap: { blockIndex: number }) => remap.blockIndex),
+      [256, 257, 768],
+    );
   });
 });
 
@@ -102,19 +143,43 @@ Deno.test("a block that goes bad after it was written reads as EIO, becomes pend
     const serve = await startServe(rig.serveArgs);
     try {
       const block = 5 * MIB;
-      assertClientOk(await runClient("qemu-io", ["-f", "raw", rig.uri, "-c", `write -P 0x3c ${block} 4096`]));
+      assertClientOk(
+        await runClient("qemu-io", ["-f", "raw", rig.uri, "-c", `write -P 0x3c ${block} 4096`]),
+      );
       await rig.disk.setBadRanges([{ offsetBytes: block + 1024, lengthBytes: 512, fail: "both" }]);
-      const read = await runClient("qemu-io", ["-f", "raw", rig.uri, "-c", `read -P 0x3c ${block} 4096`]);
+      const read = await runClient("qemu-io", [
+        "-f",
+        "raw",
+        rig.uri,
+        "-c",
+        `read -P 0x3c ${block} 4096`,
+      ]);
       assert.match(read.stdout + read.stderr, /Input\/output error/);
       assert.doesNotMatch(read.stdout, /read 4096\/4096 bytes/);
       const pending = await status(rig);
       assert.deepEqual(pending.pendingBlocks, [block / 4096]);
       assert.equal(pending.counters.remaps, 0);
       // Reading the bytes around it still works; only the unreadable request fails.
-      assertClientOk(await runClient("qemu-io", ["-f", "raw", rig.uri, "-c", `read -P 0x3c ${block - 4096 + 4096} 1024`]));
-      const heal = await runClient("qemu-io", ["-f", "raw", rig.uri, "-c", `write -P 0x4d ${block} 4096`]);
+      assertClientOk(
+        await runClient("qemu-io", [
+          "-f",
+          "raw",
+          rig.uri,
+          "-c",
+          `read -P 0x3c ${block - 4096 + 4096} 1024`,
+        ]),
+      );
+      const heal = await runClient("qemu-io", [
+        "-f",
+        "raw",
+        rig.uri,
+        "-c",
+        `write -P 0x4d ${block} 4096`,
+      ]);
       assertClientOk(heal);
-      assertClientOk(await runClient("qemu-io", ["-f", "raw", rig.uri, "-c", `read -P 0x4d ${block} 4096`]));
+      assertClientOk(
+        await runClient("qemu-io", ["-f", "raw", rig.uri, "-c", `read -P 0x4d ${block} 4096`]),
+      );
       const healed = await status(rig);
       assert.deepEqual(healed.pendingBlocks, []);
       assert.equal(healed.counters.remaps, 1);
@@ -128,14 +193,19 @@ Deno.test("every write acknowledged before kill -9 reads back after restart, rem
   await withRig(async (rig) => {
     // Bad sectors scattered through the area the writer covers.
     await rig.disk.setBadRanges(
-      [2, 9, 10, 31, 64, 65, 66, 120].map((block) => ({ offsetBytes: (4096 + block) * 4096, lengthBytes: 512, fail: "write" as const })),
+      [2, 9, 10, 31, 64, 65, 66, 120].map((block) => ({
+        offsetBytes: (4096 + block) * 4096,
+        lengthBytes: 512,
+        fail: "write" as const,
+      })),
     );
     const first = await startServe(rig.serveArgs);
-    const writer = new Deno.Command("python3", {
+    const writer = new Deno.Command(PYTHON, {
       args: [WRITER, "write", rig.uri, "4096", "4096", "400", "1", "1"],
       stdout: "piped",
       stderr: "piped",
     }).spawn();
+    const writerErrors = new Response(writer.stderr).text();
     let acked = -1;
     const decoder = new TextDecoder();
     let pending = "";
@@ -149,20 +219,35 @@ Deno.test("every write acknowledged before kill -9 reads back after restart, rem
         break;
       }
     }
-    await writer.stdout.cancel().catch(() => {});
-    await writer.stderr.cancel().catch(() => {});
     await writer.status;
+    if (acked < 150) {
+      first.kill("SIGTERM");
+      await first.finished();
+      assert.fail(`the writer stopped after ${acked + 1} acknowledgements: ${await writerErrors}`);
+    }
+    await writerErrors;
     assert.equal((await first.finished()).code, 137, "killed by SIGKILL");
-    assert.ok(acked >= 150);
 
     const second = await startServe(rig.serveArgs);
     try {
-      const verify = await runClient("python3", [WRITER, "verify", rig.uri, "4096", "4096", String(acked + 1), "1", "1"]);
+      const verify = await runClient(PYTHON, [
+        WRITER,
+        "verify",
+        rig.uri,
+        "4096",
+        "4096",
+        String(acked + 1),
+        "1",
+        "1",
+      ]);
       assertClientOk(verify);
       const bad = verify.stdout.split("\n").filter((line) => line.startsWith("bad"));
       assert.deepEqual(bad, [], `acknowledged blocks lost: ${bad.join(", ")}`);
       const after = await status(rig);
-      assert.ok(after.counters.remaps >= 6, `the bad blocks among the first ${acked + 1} were remapped: ${after.counters.remaps}`);
+      assert.ok(
+        after.counters.remaps >= 6,
+        `the bad blocks among the first ${acked + 1} were remapped: ${after.counters.remaps}`,
+      );
     } finally {
       await stopCleanly(second);
     }

@@ -20,7 +20,14 @@ export function payloadFor(
   const layout = computeLayout(spareBytes, blockBytes);
   if (!layout) throw new Error(`spare of ${spareBytes} bytes is too small for the fixture`);
   return {
-    setup: { uuid: SETUP_UUID, name: "fixture", blockBytes, createdMs: 1_700_000_000_000, generation: 1, state: "clean" },
+    setup: {
+      uuid: SETUP_UUID,
+      name: "fixture",
+      blockBytes,
+      createdMs: 1_700_000_000_000,
+      generation: 1,
+      state: "clean",
+    },
     main: { path: "/dev/main", kind: "file", sizeBytes: 1 << 30, fingerprint: "00".repeat(32) },
     spares: Array.from({ length: spareCount }, (_, index) => ({
       index,

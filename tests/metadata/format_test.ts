@@ -16,9 +16,17 @@ import {
   encodeCopy,
   FORMAT_VERSION,
 } from "../../mod/metadata/superblock.ts";
-import { encodeLogSectors, LOG_RECORDS_PER_SECTOR, replayLog } from "../../mod/metadata/remap_log.ts";
+import {
+  encodeLogSectors,
+  LOG_RECORDS_PER_SECTOR,
+  replayLog,
+} from "../../mod/metadata/remap_log.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "../../mod/metadata/checkpoint.ts";
-import { computeLayout, minimumSpareBytes, slotOffsetBytes } from "../../mod/metadata/spare_layout.ts";
+import {
+  computeLayout,
+  minimumSpareBytes,
+  slotOffsetBytes,
+} from "../../mod/metadata/spare_layout.ts";
 import { COPY_BYTES, COPY_SECTORS, SECTOR_BYTES, SPARE_SLOTS_MIN } from "../../mod/constants.ts";
 import { payloadFor, SETUP_UUID } from "./fixtures.ts";
 
@@ -96,13 +104,20 @@ Deno.test("decodeCopy() names the check that failed for each header field", () =
     ["spare index", 60, /header checksum/],
     ["header CRC", 508, /header checksum/],
     ["first payload byte", 512, /payload checksum/],
-    ["last payload byte", 512 + new DataView(bytes.buffer).getUint32(36, true) - 1, /payload checksum/],
+    [
+      "last payload byte",
+      512 + new DataView(bytes.buffer).getUint32(36, true) - 1,
+      /payload checksum/,
+    ],
   ];
   for (const [field, offset, reason] of rows) {
     const damaged = bytes.slice();
     damaged[offset]! ^= 0x01;
     const decoded = decodeCopy(damaged, 2);
-    assert.ok(!decoded.valid && reason.test(decoded.reason), `${field}: ${JSON.stringify(decoded)}`);
+    assert.ok(
+      !decoded.valid && reason.test(decoded.reason),
+      `${field}: ${JSON.stringify(decoded)}`,
+    );
   }
 });
 
@@ -126,8 +141,16 @@ Deno.test("compareCopies() picks the highest sequence, then timestamp, then copy
     [{ sequence: 5 }, { sequence: 4 }, "a"],
     [{ sequence: 4, timestampMs: 9 }, { sequence: 5, timestampMs: 1 }, "b"],
     [{ sequence: 5, timestampMs: 2 }, { sequence: 5, timestampMs: 1 }, "a"],
-    [{ sequence: 5, timestampMs: 1, copyIndex: 0 }, { sequence: 5, timestampMs: 1, copyIndex: 4 }, "b"],
-    [{ sequence: 5, timestampMs: 1, copyIndex: 3 }, { sequence: 5, timestampMs: 1, copyIndex: 1 }, "a"],
+    [
+      { sequence: 5, timestampMs: 1, copyIndex: 0 },
+      { sequence: 5, timestampMs: 1, copyIndex: 4 },
+      "b",
+    ],
+    [
+      { sequence: 5, timestampMs: 1, copyIndex: 3 },
+      { sequence: 5, timestampMs: 1, copyIndex: 1 },
+      "a",
+    ],
   ];
   for (const [a, b, winner] of rows) {
     const order = compareCopies(header(a), header(b));
@@ -142,7 +165,12 @@ Deno.test("replayLog() returns the records encodeLogSectors() wrote, across sect
   }));
   const region = new Uint8Array(64 * SECTOR_BYTES);
   region.set(encodeLogSectors({ setupUuid: SETUP_UUID, spareIndex: 1 }, 100, records), 0);
-  const replay = replayLog(region, { setupUuid: SETUP_UUID, spareIndex: 1, startSequence: 100, firstSlot: 10 });
+  const replay = replayLog(region, {
+    setupUuid: SETUP_UUID,
+    spareIndex: 1,
+    startSequence: 100,
+    firstSlot: 10,
+  });
   assert.deepEqual(replay.blockIndexes, records.map((record) => record.blockIndex));
   assert.equal(replay.sectorsUsed, 4);
   assert.equal(replay.stopReason, "end");
@@ -153,13 +181,21 @@ Deno.test("replayLog() stops at a torn sector, a stale sequence, another setup o
   const sector = (sequence: number, slotIndex: number, setupUuid = SETUP_UUID) =>
     encodeLogSectors({ ...identity, setupUuid }, sequence, [{ slotIndex, blockIndex: 99 }]);
   const rows: [string, Uint8Array, string | RegExp][] = [
-    ["torn second sector", (() => {
-      const torn = sector(2, 1);
-      torn.fill(0, 200);
-      return torn;
-    })(), /torn or corrupt sector 1/],
+    [
+      "torn second sector",
+      (() => {
+        const torn = sector(2, 1);
+        torn.fill(0, 200);
+        return torn;
+      })(),
+      /torn or corrupt sector 1/,
+    ],
     ["stale sequence from before a checkpoint", sector(0, 1), "end"],
-    ["sector of another setup", sector(2, 1, "11111111-2222-4333-8444-555555555555"), /another setup/],
+    [
+      "sector of another setup",
+      sector(2, 1, "11111111-2222-4333-8444-555555555555"),
+      /another setup/,
+    ],
     ["slot gap", sector(2, 5), /breaks slot order/],
   ];
   for (const [scenario, second, reason] of rows) {

@@ -18,7 +18,6 @@ import type { Device } from "../../mod/device/device.ts";
 import { CrashDevice, PowerCut, type SurvivalPolicy } from "../sim/crash_device.ts";
 import { payloadFor } from "./fixtures.ts";
 
-
 /** A freshly formatted spare; the smallest allowed size keeps crash simulation quick. */
 async function formatted(
   options: { sizeBytes?: number; blockBytes?: number } = {},
@@ -31,7 +30,10 @@ async function formatted(
 }
 
 async function corruptCopy(device: Device, copyIndex: number): Promise<void> {
-  await device.write(new Uint8Array(SECTOR_BYTES).fill(0xa5), COPY_SECTORS[copyIndex]! * SECTOR_BYTES);
+  await device.write(
+    new Uint8Array(SECTOR_BYTES).fill(0xa5),
+    COPY_SECTORS[copyIndex]! * SECTOR_BYTES,
+  );
 }
 
 Deno.test("SpareStore.format() writes five valid copies at the product's sectors", async () => {
@@ -47,7 +49,9 @@ for (const corruptCount of [1, 2, 3, 4]) {
     const { device, store } = await formatted();
     await store.appendRemaps([5, 6, 7]);
     // Corrupt the newest-looking copies first, so the survivor is the lowest index.
-    for (let copyIndex = 4; copyIndex > 4 - corruptCount; copyIndex--) await corruptCopy(device, copyIndex);
+    for (let copyIndex = 4; copyIndex > 4 - corruptCount; copyIndex--) {
+      await corruptCopy(device, copyIndex);
+    }
     const { store: reopened, report } = await SpareStore.open(device);
     assert.equal(report.validCopies, 5 - corruptCount);
     assert.equal(report.copies.filter((copy) => copy.repaired).length, corruptCount);
@@ -73,7 +77,8 @@ Deno.test("SpareStore.open() refuses a spare with all 5 copies corrupt and write
 
 Deno.test("SpareStore.open() picks the newest valid copy and rewrites the stale ones", async () => {
   const { device, store } = await formatted();
-  const oldCopy = device.peek({ offsetBytes: COPY_SECTORS[3]! * SECTOR_BYTES, lengthBytes: 4096 }).slice();
+  const oldCopy = device.peek({ offsetBytes: COPY_SECTORS[3]! * SECTOR_BYTES, lengthBytes: 4096 })
+    .slice();
   await store.writeMetadata((payload) => payload.pending = [42]);
   await device.write(oldCopy, COPY_SECTORS[3]! * SECTOR_BYTES);
   const { store: reopened, report } = await SpareStore.open(device);
@@ -91,7 +96,8 @@ Deno.test("SpareStore.open() upgrades an older format through the migration chai
   // migration adds it. Version 1 is the first real version, so this exercises
   // the mechanism that the first real migration will use.
   for (const [copyIndex, sector] of COPY_SECTORS.entries()) {
-    const bytes = device.peek({ offsetBytes: sector * SECTOR_BYTES, lengthBytes: 64 * 1024 }).slice();
+    const bytes = device.peek({ offsetBytes: sector * SECTOR_BYTES, lengthBytes: 64 * 1024 })
+      .slice();
     const view = new DataView(bytes.buffer);
     const payloadLength = view.getUint32(36, true);
     const payload = JSON.parse(new TextDecoder().decode(bytes.subarray(512, 512 + payloadLength)));
@@ -107,7 +113,10 @@ Deno.test("SpareStore.open() upgrades an older format through the migration chai
     assert.equal(copyIndex, view.getUint32(32, true));
   }
   await assert.rejects(SpareStore.open(device, { repair: false }), NoValidCopyError);
-  const migrations = new Map([[0, (payload: Record<string, unknown>) => ({ ...payload, scan: { migrated: true } })]]);
+  const migrations = new Map([[
+    0,
+    (payload: Record<string, unknown>) => ({ ...payload, scan: { migrated: true } }),
+  ]]);
   const { store, report } = await SpareStore.open(device, { migrations });
   assert.equal(report.upgradedFrom, 0);
   assert.deepEqual(store.payload.scan, { migrated: true });
@@ -175,12 +184,16 @@ Deno.test("a crash after any sector write of a metadata update opens to the old 
   const { device, store } = await formatted();
   await store.appendRemaps([10, 11]);
   const image = await imageOf(store, device);
-  const update = (spare: SpareStore) => spare.writeMetadata((payload) => payload.pending = [1, 2, 3]);
+  const update = (spare: SpareStore) =>
+    spare.writeMetadata((payload) => payload.pending = [1, 2, 3]);
   for (let budget = 0;; budget++) {
     for (const policy of POLICIES) {
       const { completed, survivor } = await crashDuring(image, budget, update, policy);
       const { store: reopened } = await SpareStore.open(survivor);
-      assert.ok([0, 3].includes(reopened.payload.pending.length), `budget ${budget} ${JSON.stringify(policy)}`);
+      assert.ok(
+        [0, 3].includes(reopened.payload.pending.length),
+        `budget ${budget} ${JSON.stringify(policy)}`,
+      );
       assert.deepEqual(reopened.slotBlocks, [10, 11]);
       if (completed && policy === "all") assert.deepEqual(reopened.payload.pending, [1, 2, 3]);
     }
@@ -204,7 +217,9 @@ Deno.test("a crash after any sector write of a remap append keeps every acknowle
       assert.equal(blocks[0], 100, "the acknowledged remap survives");
       // Whatever else survived is a prefix of the batch, never garbage.
       assert.deepEqual(blocks.slice(1), newBlocks.slice(0, blocks.length - 1));
-      if (completed) assert.deepEqual(blocks.slice(1), newBlocks, "an acknowledged append is complete");
+      if (completed) {
+        assert.deepEqual(blocks.slice(1), newBlocks, "an acknowledged append is complete");
+      }
     }
     if ((await crashDuring(image, budget, update, "all")).completed) break;
   }

@@ -46,8 +46,12 @@ export function memoryIdentity(device: Device) {
 export async function makeHarness(options: HarnessOptions = {}): Promise<Harness> {
   const blockBytes = options.blockBytes ?? 4096;
   const main = new MemoryDevice("main", options.mainBytes ?? 4 * 1024 * 1024);
-  const spareBytes = minimumSpareBytes(blockBytes) + Math.max(0, (options.spareSlots ?? 64) - 16) * blockBytes;
-  const spares = Array.from({ length: options.spareCount ?? 1 }, (_, i) => new MemoryDevice(`spare${i}`, spareBytes));
+  const spareBytes = minimumSpareBytes(blockBytes) +
+    Math.max(0, (options.spareSlots ?? 64) - 16) * blockBytes;
+  const spares = Array.from(
+    { length: options.spareCount ?? 1 },
+    (_, i) => new MemoryDevice(`spare${i}`, spareBytes),
+  );
   const faulty = new FaultyDevice(main, { blockBytes: 512 });
   const faultySpares = spares.map((spare) => new FaultyDevice(spare, { blockBytes: 512 }));
   await createSetup({
@@ -58,13 +62,26 @@ export async function makeHarness(options: HarnessOptions = {}): Promise<Harness
   });
   const events: RemapEvent[] = [];
   const assemble = async (extra: RemapDeviceOptions = {}) =>
-    assembleSetup({ device: faulty, identity: memoryIdentity(main) }, await openSpares(faultySpares), {
-      readRetries: options.readRetries ?? 1,
-      metadataDelayMs: 0,
-      onEvent: (event) => events.push(event),
-      ...extra,
-    });
-  return { engine: await assemble(), events, main, faulty, spares, faultySpares, blockBytes, reopen: assemble };
+    assembleSetup(
+      { device: faulty, identity: memoryIdentity(main) },
+      await openSpares(faultySpares),
+      {
+        readRetries: options.readRetries ?? 1,
+        metadataDelayMs: 0,
+        onEvent: (event) => events.push(event),
+        ...extra,
+      },
+    );
+  return {
+    engine: await assemble(),
+    events,
+    main,
+    faulty,
+    spares,
+    faultySpares,
+    blockBytes,
+    reopen: assemble,
+  };
 }
 
 /** A buffer of `length` bytes filled from `seed`, so every write is recognisable. */
@@ -81,7 +98,11 @@ export function pattern(length: number, seed: number): Uint8Array {
 }
 
 /** Reads `length` bytes at `offset` from a device. */
-export async function readBack(device: Device, offsetBytes: number, lengthBytes: number): Promise<Uint8Array> {
+export async function readBack(
+  device: Device,
+  offsetBytes: number,
+  lengthBytes: number,
+): Promise<Uint8Array> {
   const buffer = new Uint8Array(lengthBytes);
   await device.read(buffer, offsetBytes);
   return buffer;

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DeviceIoError } from "../../mod/errors.ts";
+import type { DeviceIoError } from "../../mod/errors.ts";
 import { makeHarness, pattern, readBack } from "./harness.ts";
 
 const KIB = 1024;
@@ -31,7 +31,10 @@ Deno.test("RemapDevice.write() remaps a block whose write fails and reads it bac
   assert.deepEqual(engine.lookup(3), { spareIndex: 0, slotIndex: 0 });
   assert.deepEqual(await readBack(engine, 8 * KIB, 16 * KIB), data);
   // The block's data lives on the spare; the main disk never got it.
-  assert.notDeepEqual(main.peek({ offsetBytes: 12 * KIB, lengthBytes: 4 * KIB }), data.subarray(4 * KIB, 8 * KIB));
+  assert.notDeepEqual(
+    main.peek({ offsetBytes: 12 * KIB, lengthBytes: 4 * KIB }),
+    data.subarray(4 * KIB, 8 * KIB),
+  );
   assert.deepEqual(events.filter((event) => event.type === "remap"), [
     { type: "remap", blockIndex: 3, spareIndex: 0, slotIndex: 0 },
   ]);
@@ -55,7 +58,10 @@ Deno.test("RemapDevice.write() of part of a failing block keeps the rest of the 
 Deno.test("RemapDevice.write() of part of a block whose rest is unreadable fails with EIO and invents nothing", async () => {
   const { engine, faulty } = await makeHarness();
   faulty.setBad({ offsetBytes: 28 * KIB, lengthBytes: 4 * KIB }, "both");
-  await assert.rejects(engine.write(pattern(512, 5), 29 * KIB), (error: DeviceIoError) => error.code === "EIO");
+  await assert.rejects(
+    engine.write(pattern(512, 5), 29 * KIB),
+    (error: DeviceIoError) => error.code === "EIO",
+  );
   assert.equal(engine.remapCount, 0);
   assert.deepEqual(engine.pendingBlocks, [7]);
   // A whole-block write needs nothing from the bad sectors: it is remapped.
@@ -71,11 +77,17 @@ Deno.test("RemapDevice.read() of an unreadable block is EIO, never zeros, and th
   const { engine, faulty, events } = await makeHarness({ readRetries: 2 });
   await engine.write(pattern(8 * KIB, 7), 32 * KIB);
   faulty.setBad({ offsetBytes: 36 * KIB + 512, lengthBytes: 512 }, "read");
-  await assert.rejects(readBack(engine, 32 * KIB, 8 * KIB), (error: DeviceIoError) => error.code === "EIO");
+  await assert.rejects(
+    readBack(engine, 32 * KIB, 8 * KIB),
+    (error: DeviceIoError) => error.code === "EIO",
+  );
   assert.deepEqual(engine.pendingBlocks, [9]);
   assert.ok(events.some((event) => event.type === "pending" && event.blockIndex === 9));
   // The readable block next to it still reads.
-  assert.deepEqual(await readBack(engine, 32 * KIB, 4 * KIB), pattern(8 * KIB, 7).subarray(0, 4 * KIB));
+  assert.deepEqual(
+    await readBack(engine, 32 * KIB, 4 * KIB),
+    pattern(8 * KIB, 7).subarray(0, 4 * KIB),
+  );
   // The next write to the pending block is remapped even though the main disk would accept it.
   const fresh = pattern(4 * KIB, 8);
   await engine.write(fresh, 36 * KIB);
@@ -106,7 +118,10 @@ Deno.test("RemapDevice moves to the next spare when a spare's write fails, and m
   const { engine, faulty, faultySpares, events } = await makeHarness({ spareCount: 2 });
   faulty.setBad({ offsetBytes: 0, lengthBytes: 512 }, "write");
   const layout = engine.spares[0]!.store.payload.layout;
-  faultySpares[0]!.setBad({ offsetBytes: layout.dataOffsetBytes, lengthBytes: layout.blockBytes }, "write");
+  faultySpares[0]!.setBad(
+    { offsetBytes: layout.dataOffsetBytes, lengthBytes: layout.blockBytes },
+    "write",
+  );
   const data = pattern(4 * KIB, 11);
   await engine.write(data, 0);
   assert.deepEqual(engine.lookup(0), { spareIndex: 1, slotIndex: 0 });

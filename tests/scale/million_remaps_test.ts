@@ -62,13 +62,18 @@ Deno.test("one million remaps persist, reopen quickly and look up in O(1)", asyn
     const lookupStart = performance.now();
     for (let slot = 0; slot < REMAPS; slot++) {
       const location = engine.lookup(blockOf(slot));
-      if (location?.slotIndex !== slot) assert.fail(`block ${blockOf(slot)} maps to ${JSON.stringify(location)}`);
+      if (location?.slotIndex !== slot) {
+        assert.fail(`block ${blockOf(slot)} maps to ${JSON.stringify(location)}`);
+      }
       // 4k + 3 is never a remapped block under blockOf().
-      if (engine.lookup(slot * 4 + 3) !== undefined) assert.fail(`block ${slot * 4 + 3} is not remapped`);
+      if (engine.lookup(slot * 4 + 3) !== undefined) {
+        assert.fail(`block ${slot * 4 + 3} is not remapped`);
+      }
     }
     const lookupNs = (performance.now() - lookupStart) * 1e6 / (2 * REMAPS);
     const bytesPerRemap = engine.tableMemoryBytes / REMAPS;
-    const heapPerRemap = (Deno.memoryUsage().heapUsed + Deno.memoryUsage().external - memoryBefore) / REMAPS;
+    const heapPerRemap =
+      (Deno.memoryUsage().heapUsed + Deno.memoryUsage().external - memoryBefore) / REMAPS;
     console.log(
       `1M remaps: open ${openMs.toFixed(0)} ms, table ${bytesPerRemap.toFixed(1)} B/remap ` +
         `(process growth ${heapPerRemap.toFixed(1)} B/remap), lookup ${lookupNs.toFixed(0)} ns`,

@@ -85,11 +85,19 @@ interface World {
   engine: RemapDevice;
 }
 
-async function assemble(main: MemoryDevice, spares: MemoryDevice[], faulty: FaultyDevice): Promise<RemapDevice> {
-  return await assembleSetup({ device: faulty, identity: memoryIdentity(main) }, await openSpares(spares), {
-    readRetries: 0,
-    metadataDelayMs: 0,
-  });
+async function assemble(
+  main: MemoryDevice,
+  spares: MemoryDevice[],
+  faulty: FaultyDevice,
+): Promise<RemapDevice> {
+  return await assembleSetup(
+    { device: faulty, identity: memoryIdentity(main) },
+    await openSpares(spares),
+    {
+      readRetries: 0,
+      metadataDelayMs: 0,
+    },
+  );
 }
 
 /** Power cut: unflushed writes vanish, bad sectors stay bad, the engine restarts from the disks. */
@@ -97,13 +105,16 @@ async function crash(world: World): Promise<World> {
   const main = world.main.crash();
   const spares = world.spares.map((spare) => spare.crash());
   const faulty = new FaultyDevice(main, { blockBytes: SECTOR_BYTES });
-  for (const block of world.faulty.listBadBlocks()) faulty.addBadBlocks([block], world.faulty.failureOf(block)!);
+  for (const block of world.faulty.listBadBlocks()) {
+    faulty.addBadBlocks([block], world.faulty.failureOf(block)!);
+  }
   return { main, spares, faulty, engine: await assemble(main, spares, faulty) };
 }
 
 function readFailureAllowed(world: World, firstSector: number, sectorCount: number): boolean {
   for (let sector = firstSector; sector < firstSector + sectorCount; sector++) {
-    const remapped = world.engine.lookup(Math.floor(sector * SECTOR_BYTES / BLOCK_BYTES)) !== undefined;
+    const remapped =
+      world.engine.lookup(Math.floor(sector * SECTOR_BYTES / BLOCK_BYTES)) !== undefined;
     const failure = world.faulty.failureOf(sector);
     if (!remapped && (failure === "read" || failure === "both")) return true;
   }
@@ -152,22 +163,34 @@ async function simulate(seed: number): Promise<{ remaps: number; crashes: number
         (): "fua" | "acked" => fua ? "fua" : "acked",
         (error) => {
           if (!(error instanceof DeviceIoError)) throw error;
-          assert.ok(writeFailureAllowed(world, firstSector, sectorCount), `${where}: write failed: ${error.message}`);
+          assert.ok(
+            writeFailureAllowed(world, firstSector, sectorCount),
+            `${where}: write failed: ${error.message}`,
+          );
           return "failed" as const;
         },
       );
       values.forEach((value, i) => model.wrote(firstSector + i, value, outcome));
     } else if (roll < 0.8) {
       const buffer = new Uint8Array(sectorCount * SECTOR_BYTES);
-      const ok = await world.engine.read(buffer, firstSector * SECTOR_BYTES).then(() => true, (error) => {
-        if (!(error instanceof DeviceIoError)) throw error;
-        assert.ok(readFailureAllowed(world, firstSector, sectorCount), `${where}: read failed: ${error.message}`);
-        return false;
-      });
+      const ok = await world.engine.read(buffer, firstSector * SECTOR_BYTES).then(
+        () => true,
+        (error) => {
+          if (!(error instanceof DeviceIoError)) throw error;
+          assert.ok(
+            readFailureAllowed(world, firstSector, sectorCount),
+            `${where}: read failed: ${error.message}`,
+          );
+          return false;
+        },
+      );
       for (let i = 0; ok && i < sectorCount; i++) {
         const value = valueOf(buffer, i);
         const allowed = model.current[firstSector + i]!;
-        assert.ok(allowed.has(value), `${where}: sector ${firstSector + i} read ${value}, may be ${[...allowed]}`);
+        assert.ok(
+          allowed.has(value),
+          `${where}: sector ${firstSector + i} read ${value}, may be ${[...allowed]}`,
+        );
         model.observed(firstSector + i, value);
       }
     } else if (roll < 0.88) {
@@ -175,7 +198,10 @@ async function simulate(seed: number): Promise<{ remaps: number; crashes: number
       model.flushed();
     } else if (roll < 0.96) {
       const failOn = (["write", "write", "both", "read"] as const)[pick(4)]!;
-      world.faulty.setBad({ offsetBytes: firstSector * SECTOR_BYTES, lengthBytes: SECTOR_BYTES * (1 + pick(3)) }, failOn);
+      world.faulty.setBad({
+        offsetBytes: firstSector * SECTOR_BYTES,
+        lengthBytes: SECTOR_BYTES * (1 + pick(3)),
+      }, failOn);
     } else {
       world = await crash(world);
       model.crashed();
@@ -187,13 +213,22 @@ async function simulate(seed: number): Promise<{ remaps: number; crashes: number
   model.crashed();
   for (let sector = 0; sector < SECTORS; sector++) {
     const buffer = new Uint8Array(SECTOR_BYTES);
-    const readable = await world.engine.read(buffer, sector * SECTOR_BYTES).then(() => true, () => false);
+    const readable = await world.engine.read(buffer, sector * SECTOR_BYTES).then(
+      () => true,
+      () => false,
+    );
     if (!readable) {
-      assert.ok(readFailureAllowed(world, sector, 1), `seed ${seed}: final read of sector ${sector} failed`);
+      assert.ok(
+        readFailureAllowed(world, sector, 1),
+        `seed ${seed}: final read of sector ${sector} failed`,
+      );
       continue;
     }
     const allowed = model.current[sector]!;
-    assert.ok(allowed.has(valueOf(buffer, 0)), `seed ${seed}: sector ${sector} holds ${valueOf(buffer, 0)}, may be ${[...allowed]}`);
+    assert.ok(
+      allowed.has(valueOf(buffer, 0)),
+      `seed ${seed}: sector ${sector} holds ${valueOf(buffer, 0)}, may be ${[...allowed]}`,
+    );
   }
   const remaps = world.engine.remapCount;
   await world.engine.close();
@@ -211,5 +246,9 @@ Deno.test("simulation: random writes, reads, bad sectors and power cuts never lo
   // The simulation must actually exercise remapping and recovery to prove anything.
   assert.ok(remaps > SEEDS * 5, `only ${remaps} remaps over ${SEEDS} seeds`);
   assert.ok(crashes > SEEDS, `only ${crashes} crashes over ${SEEDS} seeds`);
-  console.log(`${SEEDS} seeds × ${OPERATIONS} steps: ${remaps} remaps, ${crashes + SEEDS} crashes, all consistent`);
+  console.log(
+    `${SEEDS} seeds × ${OPERATIONS} steps: ${remaps} remaps, ${
+      crashes + SEEDS
+    } crashes, all consistent`,
+  );
 });

@@ -26,7 +26,12 @@ export async function checkCommand({ values, positionals, output }: CommandInput
     if (values.json) {
       output.out(JSON.stringify({
         device: path,
-        setup: { uuid: setup.uuid, name: setup.name, generation: setup.generation, state: setup.state },
+        setup: {
+          uuid: setup.uuid,
+          name: setup.name,
+          generation: setup.generation,
+          state: setup.state,
+        },
         spareIndex,
         sequence: store.sequence,
         copies: report.copies,
@@ -37,19 +42,33 @@ export async function checkCommand({ values, positionals, output }: CommandInput
         repaired: report.copies.filter((copy) => copy.repaired).length,
       }));
     } else {
-      output.out(`${path}: spare ${spareIndex} of setup "${setup.name}" (${setup.uuid}), ${setup.state}`);
+      output.out(
+        `${path}: spare ${spareIndex} of setup "${setup.name}" (${setup.uuid}), ${setup.state}`,
+      );
       for (const copy of report.copies) {
         const state = copy.valid ? `valid, sequence ${copy.sequence}` : `INVALID: ${copy.reason}`;
-        const notes = [copy.winner ? "winner" : "", copy.stale && copy.valid ? "stale" : "", copy.repaired ? "repaired" : ""]
+        const notes = [
+          copy.winner ? "winner" : "",
+          copy.stale && copy.valid ? "stale" : "",
+          copy.repaired ? "repaired" : "",
+        ]
           .filter(Boolean).join(", ");
-        output.out(`  copy ${copy.copyIndex} at sector ${String(copy.sector).padEnd(5)} ${state}${notes ? ` (${notes})` : ""}`);
+        output.out(
+          `  copy ${copy.copyIndex} at sector ${String(copy.sector).padEnd(5)} ${state}${
+            notes ? ` (${notes})` : ""
+          }`,
+        );
       }
       output.out(`  ${report.validCopies}/5 copies valid`);
       output.out(
-        `  table: checkpoint ${"AB"[table.checkpointRegion]} with ${table.checkpointEntries} entries, ` +
+        `  table: checkpoint ${
+          "AB"[table.checkpointRegion]
+        } with ${table.checkpointEntries} entries, ` +
           `log ${report.logSectorsUsed} sectors (${report.logStopReason}); ${store.slotsUsed}/${layout.slotCount} slots used`,
       );
-      if (problems > 0 && !repair) output.out(`  ${problems} copies need repair: run with --repair`);
+      if (problems > 0 && !repair) {
+        output.out(`  ${problems} copies need repair: run with --repair`);
+      }
     }
     return problems > 0 ? EXIT_PROBLEM_FOUND : EXIT_OK;
   } finally {

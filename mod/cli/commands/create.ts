@@ -13,7 +13,9 @@ import type { CommandInput } from "../mod.ts";
 import { integerOption, listOption, onePositional, stringOption } from "../options.ts";
 
 /** Creates a setup and prints what was written. */
-export async function createCommand({ values, positionals, output }: CommandInput): Promise<number> {
+export async function createCommand(
+  { values, positionals, output }: CommandInput,
+): Promise<number> {
   const name = onePositional(positionals, "setup name", true)!;
   const mainPath = stringOption(values.main);
   if (!mainPath) throw new UsageError("Name the main disk with --main <dev>");
@@ -32,7 +34,13 @@ export async function createCommand({ values, positionals, output }: CommandInpu
       opened.push(spare.device);
       spares.push({ device: spare.device, path });
     }
-    const stores = await createSetup({ name, main, spares, blockBytes, force: values.force === true });
+    const stores = await createSetup({
+      name,
+      main,
+      spares,
+      blockBytes,
+      force: values.force === true,
+    });
     const setup = stores[0]!.payload.setup;
     if (values.json) {
       output.out(JSON.stringify({
@@ -40,15 +48,22 @@ export async function createCommand({ values, positionals, output }: CommandInpu
         name,
         blockBytes,
         main: mainPath,
-        spares: stores.map((store) => ({ path: store.device.name, slotCount: store.payload.layout.slotCount })),
+        spares: stores.map((store) => ({
+          path: store.device.name,
+          slotCount: store.payload.layout.slotCount,
+        })),
       }));
     } else {
       output.out(`Created setup "${name}" (${setup.uuid}), block size ${blockBytes}`);
       output.out(`  main   ${mainPath} (${main.device.sizeBytes} bytes, not written)`);
       for (const store of stores) {
-        output.out(`  spare  ${store.device.name}: ${store.payload.layout.slotCount} slots, 5 metadata copies`);
+        output.out(
+          `  spare  ${store.device.name}: ${store.payload.layout.slotCount} slots, 5 metadata copies`,
+        );
       }
-      output.out(`Serve it with: dm-remap serve ${name}  (or --spare ${sparePaths.join(" --spare ")})`);
+      output.out(
+        `Serve it with: dm-remap serve ${name}  (or --spare ${sparePaths.join(" --spare ")})`,
+      );
     }
     return 0;
   } finally {

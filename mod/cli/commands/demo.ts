@@ -34,7 +34,10 @@ const EXPORT_NAME = "demo";
 export async function demoCommand({ values, output }: CommandInput): Promise<number> {
   const stateDir = stringOption(values["state-dir"]) ?? "state";
   await Deno.mkdir(stateDir, { recursive: true });
-  const paths = { main: `${stateDir}/main.img`, spares: [`${stateDir}/spare0.img`, `${stateDir}/spare1.img`] };
+  const paths = {
+    main: `${stateDir}/main.img`,
+    spares: [`${stateDir}/spare0.img`, `${stateDir}/spare1.img`],
+  };
   await ensureSparseFile(paths.main, MAIN_BYTES);
   for (const path of paths.spares) await ensureSparseFile(path, SPARE_BYTES);
 
@@ -56,12 +59,19 @@ export async function demoCommand({ values, output }: CommandInput): Promise<num
         spares: spareDevices.map((device, i) => ({ device, path: paths.spares[i]! })),
         blockBytes: BLOCK_BYTES,
       });
-      output.out(`Created setup "demo": ${paths.main} (1 GiB) with spares ${paths.spares.join(", ")}`);
+      output.out(
+        `Created setup "demo": ${paths.main} (1 GiB) with spares ${paths.spares.join(", ")}`,
+      );
     }
-    const faultyMain = new FaultyDevice(main.device, { blockBytes: BLOCK_BYTES, badBlocks: FAILING_BLOCKS });
+    const faultyMain = new FaultyDevice(main.device, {
+      blockBytes: BLOCK_BYTES,
+      badBlocks: FAILING_BLOCKS,
+    });
     faultyMain.addBadBlocks([UNREADABLE_BLOCK], "read");
     output.out(
-      `Fault layer: blocks ${FAILING_BLOCKS.join(", ")} fail reads and writes; block ${UNREADABLE_BLOCK} fails reads`,
+      `Fault layer: blocks ${
+        FAILING_BLOCKS.join(", ")
+      } fail reads and writes; block ${UNREADABLE_BLOCK} fails reads`,
     );
     const serving = await startServing({
       main: { device: faultyMain, identity: main.identity },
@@ -83,9 +93,13 @@ export async function demoCommand({ values, output }: CommandInput): Promise<num
       output.out(`  nbdinfo '${address}'`);
       output.out(`  qemu-io -f raw '${address}' -c 'read -v 0 512'`);
     }
-    output.out(`  nbd-client -unix ${stateDir}/demo.nbd.sock /dev/nbd0 -N ${EXPORT_NAME} -b 4096   (kernel with nbd.ko)`);
+    output.out(
+      `  nbd-client -unix ${stateDir}/demo.nbd.sock /dev/nbd0 -N ${EXPORT_NAME} -b 4096   (kernel with nbd.ko)`,
+    );
     for (const address of serving.apiAddresses) output.out(`  status API: ${address}`);
-    output.out(`  node_modules/.bin/deno run -A main.ts status --api-socket ${stateDir}/demo.api.sock`);
+    output.out(
+      `  node_modules/.bin/deno run -A main.ts status --api-socket ${stateDir}/demo.api.sock`,
+    );
     if (values.once !== true) {
       output.out("Serving; press Ctrl-C to stop.");
       await stopRequested;
@@ -116,15 +130,21 @@ async function exerciseFailingBlocks(
 ): Promise<void> {
   const before = engine.remapCount;
   for (const block of FAILING_BLOCKS) {
-    const data = new TextEncoder().encode(`dm-remap demo: block ${block} lives on a spare now\n`.padEnd(BLOCK_BYTES));
+    const data = new TextEncoder().encode(
+      `dm-remap demo: block ${block} lives on a spare now\n`.padEnd(BLOCK_BYTES),
+    );
     await engine.write(data, block * BLOCK_BYTES, { fua: true });
   }
-  output.out(`Wrote the ${FAILING_BLOCKS.length} failing blocks: ${engine.remapCount - before} new remaps`);
+  output.out(
+    `Wrote the ${FAILING_BLOCKS.length} failing blocks: ${engine.remapCount - before} new remaps`,
+  );
   try {
     await engine.read(new Uint8Array(BLOCK_BYTES), UNREADABLE_BLOCK * BLOCK_BYTES);
     output.out(`Block ${UNREADABLE_BLOCK} was readable (it was rewritten in an earlier run)`);
   } catch (error) {
     if (!(error instanceof DeviceIoError)) throw error;
-    output.out(`Reading block ${UNREADABLE_BLOCK} gave EIO, as it must: it is pending until it is rewritten`);
+    output.out(
+      `Reading block ${UNREADABLE_BLOCK} gave EIO, as it must: it is pending until it is rewritten`,
+    );
   }
 }

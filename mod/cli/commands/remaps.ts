@@ -12,9 +12,15 @@ import type { CommandInput } from "../mod.ts";
 import { listOption, onePositional } from "../options.ts";
 
 /** Prints every remap: block, byte offset on the main disk, spare and slot. */
-export async function remapsCommand({ values, positionals, output }: CommandInput): Promise<number> {
+export async function remapsCommand(
+  { values, positionals, output }: CommandInput,
+): Promise<number> {
   const name = onePositional(positionals, "setup name", false);
-  const { sparePaths } = await resolveSparePaths(name, listOption(values.spare), listOption(values["scan-dir"]));
+  const { sparePaths } = await resolveSparePaths(
+    name,
+    listOption(values.spare),
+    listOption(values["scan-dir"]),
+  );
   const devices: Device[] = [];
   try {
     for (const path of sparePaths) devices.push((await openPath(path, { readOnly: true })).device);
@@ -27,10 +33,14 @@ export async function remapsCommand({ values, positionals, output }: CommandInpu
       output.out(JSON.stringify({ setup: opened.description.setup.name, blockBytes, remaps }));
       return 0;
     }
-    output.out(`${remaps.length} remapped blocks in setup "${opened.description.setup.name}" (block size ${blockBytes})`);
+    output.out(
+      `${remaps.length} remapped blocks in setup "${opened.description.setup.name}" (block size ${blockBytes})`,
+    );
     for (const remap of remaps) {
       output.out(
-        `  block ${remap.blockIndex} (byte ${remap.blockIndex * blockBytes}) -> spare ${remap.spareIndex} slot ${remap.slotIndex}`,
+        `  block ${remap.blockIndex} (byte ${
+          remap.blockIndex * blockBytes
+        }) -> spare ${remap.spareIndex} slot ${remap.slotIndex}`,
       );
     }
     return 0;

@@ -10,13 +10,24 @@ import { READ_RETRIES_MAX } from "../../constants.ts";
 import type { Device } from "../../device/device.ts";
 import { closeAll, openPath, resolveSparePaths } from "../devices.ts";
 import type { CommandInput } from "../mod.ts";
-import { integerOption, listOption, onePositional, RUN_DIR, stringOption, tcpOption } from "../options.ts";
+import {
+  integerOption,
+  listOption,
+  onePositional,
+  RUN_DIR,
+  stringOption,
+  tcpOption,
+} from "../options.ts";
 import { startServing, untilSignal } from "../serving.ts";
 
 /** Serves a setup in the foreground; systemd runs it as a simple service. */
 export async function serveCommand({ values, positionals, output }: CommandInput): Promise<number> {
   const name = onePositional(positionals, "setup name", false);
-  const resolved = await resolveSparePaths(name, listOption(values.spare), listOption(values["scan-dir"]));
+  const resolved = await resolveSparePaths(
+    name,
+    listOption(values.spare),
+    listOption(values["scan-dir"]),
+  );
   const readRetries = integerOption("read-retries", stringOption(values["read-retries"]), {
     min: 0,
     max: READ_RETRIES_MAX,
@@ -28,19 +39,25 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   const devices: Device[] = [];
   try {
     const direct = values.buffered !== true;
-    for (const path of resolved.sparePaths) devices.push((await openPath(path, { readOnly: false, direct })).device);
+    for (const path of resolved.sparePaths) {
+      devices.push((await openPath(path, { readOnly: false, direct })).device);
+    }
     const spares = await openSpares(devices);
     const setupName = spares.description.setup.name;
     for (const report of spares.reports) {
       const repaired = report.copies.filter((copy) => copy.repaired).length;
-      output.err(`dm-remap[${setupName}]: ${report.device}: ${report.validCopies}/5 copies valid` +
-        (repaired > 0 ? `, ${repaired} repaired` : ""));
+      output.err(
+        `dm-remap[${setupName}]: ${report.device}: ${report.validCopies}/5 copies valid` +
+          (repaired > 0 ? `, ${repaired} repaired` : ""),
+      );
     }
     const mainPath = stringOption(values.main) ?? spares.description.main.path;
     const main = await openPath(mainPath, { readOnly: false, direct });
     devices.push(main.device);
-    const nbdUnixPath = stringOption(values.socket) ?? (nbdTcp ? undefined : `${RUN_DIR}/${setupName}.nbd.sock`);
-    const apiUnixPath = stringOption(values["api-socket"]) ?? (apiTcp ? undefined : `${RUN_DIR}/${setupName}.api.sock`);
+    const nbdUnixPath = stringOption(values.socket) ??
+      (nbdTcp ? undefined : `${RUN_DIR}/${setupName}.nbd.sock`);
+    const apiUnixPath = stringOption(values["api-socket"]) ??
+      (apiTcp ? undefined : `${RUN_DIR}/${setupName}.api.sock`);
     for (const path of [nbdUnixPath, apiUnixPath]) {
       if (path) await Deno.mkdir(path.slice(0, path.lastIndexOf("/")) || "/", { recursive: true });
     }
@@ -55,11 +72,15 @@ export async function serveCommand({ values, positionals, output }: CommandInput
       readRetries,
       output,
     });
-    output.out(`dm-remap[${setupName}]: serving ${serving.engine.sizeBytes} bytes, ${serving.engine.remapCount} remaps`);
+    output.out(
+      `dm-remap[${setupName}]: serving ${serving.engine.sizeBytes} bytes, ${serving.engine.remapCount} remaps`,
+    );
     for (const address of serving.nbdAddresses) output.out(`  NBD  ${address}`);
     for (const address of serving.apiAddresses) output.out(`  API  ${address}`);
     const signal = await stopRequested;
-    output.err(`dm-remap[${setupName}]: ${signal}: finishing in-flight requests, flushing, writing metadata`);
+    output.err(
+      `dm-remap[${setupName}]: ${signal}: finishing in-flight requests, flushing, writing metadata`,
+    );
     await serving.stop();
     output.err(`dm-remap[${setupName}]: stopped cleanly`);
     return 0;

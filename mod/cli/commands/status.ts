@@ -12,10 +12,13 @@ import type { CommandInput } from "../mod.ts";
 import { onePositional, RUN_DIR, stringOption } from "../options.ts";
 
 /** Prints the status of one running setup. */
-export async function statusCommand({ values, positionals, output }: CommandInput): Promise<number> {
+export async function statusCommand(
+  { values, positionals, output }: CommandInput,
+): Promise<number> {
   const name = onePositional(positionals, "setup name", false);
   const url = stringOption(values["api-url"]);
-  const unixPath = stringOption(values["api-socket"]) ?? (url ? undefined : await defaultApiSocket(name));
+  const unixPath = stringOption(values["api-socket"]) ??
+    (url ? undefined : await defaultApiSocket(name));
   const status = await fetchStatus(url ?? unixPath!);
   if (values.json) {
     output.out(JSON.stringify(status, null, 2));
@@ -66,7 +69,11 @@ export function formatStatus(status: SetupStatus): string {
       (status.nbd.tcp ? `, tcp ${status.nbd.tcp}` : "") + `, ${status.nbd.connections} connections`,
   );
   if (status.pendingBlocks.length > 0) {
-    lines.push(`  pending blocks: ${status.pendingBlocks.slice(0, 32).join(", ")}${status.pendingBlocks.length > 32 ? ", …" : ""}`);
+    lines.push(
+      `  pending blocks: ${status.pendingBlocks.slice(0, 32).join(", ")}${
+        status.pendingBlocks.length > 32 ? ", …" : ""
+      }`,
+    );
   }
   return lines.join("\n");
 }
