@@ -253,3 +253,63 @@ Deno.test("every write acknowledged before kill -9 reads back after restart, rem
     }
   });
 });
+
+Deno.test("fio with crc32c verification and nbdcopy over 4 connections run clean across failing sectors", async () => {
+  await withRig(async (rig) => {
+    // Write-failing sectors inside both the fio region (first 8 MiB) and the nbdcopy image.
+    await rig.disk.setBadRanges(
+      [1 * MIB, 2 * MIB + 4096, 5 * MIB + 512, 7 * MIB + 8192].map((offsetBytes) => ({
+        offsetBytes,
+        lengthBytes: 512,
+        fail: "write" as const,
+      })),
+    );
+    const serve = await startServe(rig.serveArgs);
+    try {
+      const fio = await runClient("fio", [
+        "--name=verify",
+        "--ioengine=nbd",
+        `--uri=${rig.uri}`,
+        "--rw=randwrite",
+        "--bs=16k",
+        "--iodepth=8",
+        "--size=8M",
+        "--verify=crc32c",
+        "--verify_fatal=1",
+        "--output-format=json",
+      ], { cwd: rig.files.path, timeoutMs: 120_000 });
+      assertClientOk(fio);
+      const job = JSON.parse(fio.stdout.slice(fio.stdout.indexOf("{"))).jobs[0];
+      assert.equal(job.error, 0);
+      assert.equal(job.write.io_bytes, 8 * MIB);
+      assert.ok(job.read.io_bytes >= 8 * MIB, "fio read back and verified everything it wrote");
+      assert.ok((await status(rig)).counters.remaps >= 4);
+
+      const image = rig.files.file("random.img");
+      await Deno.writeFile(image, randomBytes(8 * MIB));
+      assertClientOk(
+        await runClient("nbdcopy", ["--flush", "--connections=4", image, rig.uri], {
+          timeoutMs: 120_000,
+        }),
+      );
+      const copy = rig.files.file("copy.img");
+      assertClientOk(
+        await runClient("nbdcopy", ["--connections=4", rig.uri, copy], { timeoutMs: 120_000 }),
+      );
+      const original = await Deno.readFile(image);
+      const roundTrip = (await Deno.readFile(copy)).subarray(0, original.length);
+      assert.ok(original.every((byte, i) => byte === roundTrip[i]), "nbdcopy round trip matches");
+    } finally {
+      await stopCleanly(serve);
+    }
+  });
+});
+
+/** Random bytes; getRandomValues fills at most 64 KiB at a time. */
+function randomBytes(length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let offset = 0; offset < length; offset += 65536) {
+    crypto.getRandomValues(bytes.subarray(offset, Math.min(length, offset + 65536)));
+  }
+  return bytes;
+}
