@@ -66,6 +66,42 @@ export const NBD_INFLIGHT_MAX = 128;
 /** NBD: connections served at once. */
 export const NBD_CONNECTIONS_MAX = 64;
 
+/** The largest zero buffer written at once when the kernel cannot zero a range itself. */
+export const ZERO_CHUNK_BYTES = 1024 * 1024;
+
+/** The largest bounce buffer a direct-I/O request uses at a time. */
+export const BOUNCE_BYTES_MAX = 1024 * 1024;
+
+/** Memory alignment for direct I/O: at least any logical sector size Linux uses. */
+export const DIRECT_ALIGN_BYTES = 4096;
+
+/** A call interrupted by a signal (EINTR) is retried at most this many times. */
+export const EINTR_RETRIES_MAX = 8;
+
+/** Socket reads are buffered in this much memory, so a 28-byte request header costs no syscall of its own. */
+export const CONN_READ_BUFFER_BYTES = 256 * 1024;
+
+/** Replies smaller than this are copied into a batch; larger ones are written alone. */
+export const REPLY_COPY_BYTES_MAX = 64 * 1024;
+
+/** The largest batch of small replies written at once. */
+export const REPLY_BATCH_BYTES_MAX = 256 * 1024;
+
+/** Default for {@link NbdServerOptions.handshakeTimeoutMs}. */
+export const NBD_HANDSHAKE_TIMEOUT_MS_DEFAULT = 30_000;
+
+/** Default for {@link NbdServerOptions.closeTimeoutMs}. */
+export const NBD_CLOSE_TIMEOUT_MS_DEFAULT = 10_000;
+
+/** Payload bytes (write data, read buffers) in flight per connection before the reader waits. */
+export const NBD_INFLIGHT_BYTES_MAX = 2 * NBD_REQUEST_BYTES_MAX;
+
+/** An oversized write's payload is skipped in pieces of this size, so it never needs a big buffer. */
+export const SKIP_CHUNK_BYTES = 1024 * 1024;
+
+/** How long `dm-remap status` waits for the server by default. */
+export const STATUS_TIMEOUT_MS_DEFAULT = 5_000;
+
 assert(COPY_SECTORS.length === 5, "five metadata copies");
 for (let i = 1; i < COPY_SECTORS.length; i++) {
   const gapBytes = (COPY_SECTORS[i]! - COPY_SECTORS[i - 1]!) * SECTOR_BYTES;

@@ -13,15 +13,14 @@
  */
 
 import type { SetupStatus } from "./status.ts";
+import { STATUS_TIMEOUT_MS_DEFAULT } from "../constants.ts";
+export { STATUS_TIMEOUT_MS_DEFAULT };
 
 /** Options of {@link fetchStatus}. */
 export interface FetchStatusOptions {
   /** Give up when no answer arrived in this time. @default 5000 */
   timeoutMs?: number;
 }
-
-/** How long `dm-remap status` waits for the server by default. */
-export const STATUS_TIMEOUT_MS_DEFAULT = 5_000;
 
 /** Reading the status failed: no server, wrong address, timeout or a bad answer. */
 export class StatusRequestError extends Error {

@@ -15,6 +15,7 @@
 
 import type { Hono } from "hono";
 import { UsageError } from "../errors.ts";
+import { removeStaleSocket, socketProblemOf } from "../unix_socket.ts";
 import type { ApiEnv } from "./_env.ts";
 
 /** Where to listen; at least one of the two. */
@@ -104,7 +105,9 @@ export async function serveApi(app: Hono<ApiEnv>, options: ServeApiOptions): Pro
   try {
     if (options.unixPath !== undefined) {
       const path = options.unixPath;
-      await removeStaleSocket(path);
+      await removeStaleSocket(path).catch((error) => {
+        throw new ApiListenError(path, socketProblemOf(error as Error), error);
+      });
       servers.push(
         listen(path, () => Deno.serve({ transport: "unix", path, onListen: quiet }, app.fetch)),
       );
@@ -164,42 +167,6 @@ function tcpAddress(addr: Deno.NetAddr): ApiAddress {
     port: addr.port,
     url: `http://${host}:${addr.port}`,
   };
-}
-
-/**
- * Removes a socket file left by a server that died; refuses a live socket or a
- * path that is not a socket.
- */
-async function removeStaleSocket(path: string): Promise<void> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.lstat(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return;
-    throw new ApiListenError(path, "cannot inspect the existing path", error);
-  }
-  if (!info.isSocket) {
-    throw new ApiListenError(
-      path,
-      "the path exists and is not a socket; move it away or choose another path",
-    );
-  }
-  let live: Deno.UnixConn | undefined;
-  try {
-    live = await Deno.connect({ transport: "unix", path });
-  } catch (error) {
-    if (!(error instanceof Deno.errors.ConnectionRefused)) {
-      throw new ApiListenError(path, "cannot tell whether the existing socket is in use", error);
-    }
-  }
-  if (live !== undefined) {
-    live.close();
-    throw new ApiListenError(
-      path,
-      "another process answers on it; is `dm-remap serve` already running?",
-    );
-  }
-  await Deno.remove(path);
 }
 
 async function closeAll(

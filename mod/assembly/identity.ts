@@ -5,16 +5,12 @@
  * @module
  */
 
+import type { DeviceIdentity } from "../device/probe_device_identity.ts";
 import type { MainIdentity } from "../metadata/superblock.ts";
 
-/** What a probe of the main device found. */
-export interface ProbedIdentity {
+/** What a probe of the main device found, and where. */
+export interface ProbedIdentity extends DeviceIdentity {
   path: string;
-  kind: "file" | "block";
-  sizeBytes: number;
-  serial?: string;
-  wwn?: string;
-  model?: string;
 }
 
 /**

@@ -25,6 +25,8 @@
 import { assert } from "../assert.ts";
 import type { IoErrorCode } from "../errors.ts";
 import type { ByteRange } from "./device.ts";
+import { EINTR_RETRIES_MAX } from "../constants.ts";
+export { EINTR_RETRIES_MAX };
 
 /** Linux `errno` values the device layer names (asm-generic/errno-base.h, errno.h). */
 export const ERRNO = {
@@ -71,9 +73,6 @@ export const RWF_DSYNC = 0x02;
 
 /** `flock()` operations (sys/file.h). */
 export const LOCK_EX_NB = 0x02 | 0x04;
-
-/** A call interrupted by a signal (EINTR) is retried at most this many times. */
-export const EINTR_RETRIES_MAX = 8;
 
 /** Translates an errno into the error names of `errors.ts`; the rest are `"EOTHER"`. */
 export function ioErrorCodeOf(errno: number): IoErrorCode {

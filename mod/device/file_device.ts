@@ -61,13 +61,8 @@ import {
   OPEN_FLAGS,
   openPath,
 } from "./_libc.ts";
-
-/** The largest zero buffer written at once when the kernel cannot zero a range itself. */
-export const ZERO_CHUNK_BYTES = 1024 * 1024;
-/** The largest bounce buffer a direct-I/O request uses at a time. */
-export const BOUNCE_BYTES_MAX = 1024 * 1024;
-/** Memory alignment for direct I/O: at least any logical sector size Linux uses. */
-export const DIRECT_ALIGN_BYTES = 4096;
+import { BOUNCE_BYTES_MAX, DIRECT_ALIGN_BYTES, ZERO_CHUNK_BYTES } from "../constants.ts";
+export { BOUNCE_BYTES_MAX, DIRECT_ALIGN_BYTES, ZERO_CHUNK_BYTES };
 
 assert(ZERO_CHUNK_BYTES % DIRECT_ALIGN_BYTES === 0, "zero chunks keep direct I/O aligned");
 assert(BOUNCE_BYTES_MAX % DIRECT_ALIGN_BYTES === 0, "bounce chunks keep direct I/O aligned");

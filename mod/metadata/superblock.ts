@@ -30,6 +30,7 @@ import { assert } from "../assert.ts";
 import { COPY_PAYLOAD_BYTES_MAX, PENDING_MAX, SECTOR_BYTES, SPARES_MAX } from "../constants.ts";
 import { crc32c } from "./crc32c.ts";
 import type { SpareLayout } from "./spare_layout.ts";
+import type { DeviceIdentity } from "../device/probe_device_identity.ts";
 import { uuidFromBytes, uuidToBytes } from "./uuid.ts";
 
 /** ASCII `DM-REMAP`. */
@@ -39,15 +40,10 @@ export const FORMAT_VERSION = 1;
 const HEADER_CRC_OFFSET = SECTOR_BYTES - 4;
 
 /** How the main disk is recognised when a setup is assembled. */
-export interface MainIdentity {
+export interface MainIdentity extends DeviceIdentity {
   /** Path at the time of the last metadata write; a hint, not proof. */
   path: string;
-  kind: "file" | "block";
-  sizeBytes: number;
-  serial?: string;
-  wwn?: string;
-  model?: string;
-  /** SHA-256 (hex) of the stable identity material: size, serial, WWN, model. */
+  /** SHA-256 (hex) of the stable identity material: kind, size, serial, WWN, model. */
   fingerprint: string;
 }
 

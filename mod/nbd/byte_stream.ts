@@ -10,6 +10,8 @@
  */
 
 import { assert } from "../assert.ts";
+import { CONN_READ_BUFFER_BYTES } from "../constants.ts";
+export { CONN_READ_BUFFER_BYTES };
 
 /** Reads exact amounts from a byte stream. */
 export interface ByteReader {
@@ -47,9 +49,6 @@ export class StreamEndedError extends Error {
     this.receivedBytes = receivedBytes;
   }
 }
-
-/** Socket reads are buffered in this much memory, so a 28-byte request header costs no syscall of its own. */
-export const CONN_READ_BUFFER_BYTES = 256 * 1024;
 
 /** The part of `Deno.Conn` the adapter uses, so tests can hand in anything that reads and writes. */
 export interface ConnLike {

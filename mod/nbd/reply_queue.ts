@@ -20,11 +20,8 @@ import { setImmediate } from "node:timers";
 import { assert } from "../assert.ts";
 import type { ByteWriter } from "./byte_stream.ts";
 import { concatBytes } from "./protocol.ts";
-
-/** Replies smaller than this are copied into a batch; larger ones are written alone. */
-export const REPLY_COPY_BYTES_MAX = 64 * 1024;
-/** The largest batch of small replies written at once. */
-export const REPLY_BATCH_BYTES_MAX = 256 * 1024;
+import { REPLY_BATCH_BYTES_MAX, REPLY_COPY_BYTES_MAX } from "../constants.ts";
+export { REPLY_BATCH_BYTES_MAX, REPLY_COPY_BYTES_MAX };
 
 assert(REPLY_COPY_BYTES_MAX <= REPLY_BATCH_BYTES_MAX, "a small reply fits a batch");
 

@@ -23,7 +23,10 @@ import type { Device } from "../device/device.ts";
 import { UsageError } from "../errors.ts";
 import { ConnByteStream } from "./byte_stream.ts";
 import { serveConnection } from "./connection.ts";
+import { removeSocketFile, removeStaleSocket } from "../unix_socket.ts";
 import { exportProblem, type NbdExport } from "./handshake.ts";
+import { NBD_CLOSE_TIMEOUT_MS_DEFAULT, NBD_HANDSHAKE_TIMEOUT_MS_DEFAULT } from "../constants.ts";
+export { NBD_CLOSE_TIMEOUT_MS_DEFAULT, NBD_HANDSHAKE_TIMEOUT_MS_DEFAULT };
 
 /** Options for {@link serveNbd}. */
 export interface NbdServerOptions {
@@ -67,10 +70,6 @@ export interface NbdServer {
   close(): Promise<void>;
 }
 
-/** Default for {@link NbdServerOptions.handshakeTimeoutMs}. */
-export const NBD_HANDSHAKE_TIMEOUT_MS_DEFAULT = 30_000;
-/** Default for {@link NbdServerOptions.closeTimeoutMs}. */
-export const NBD_CLOSE_TIMEOUT_MS_DEFAULT = 10_000;
 /** Pause before accepting again after accept failed (e.g. out of file descriptors). */
 const ACCEPT_RETRY_MS = 100;
 /** Default TCP hostname: loopback only, since the protocol has no authentication here. */
@@ -127,42 +126,12 @@ export async function serveNbd(options: NbdServerOptions): Promise<NbdServer> {
     }
   } catch (error) {
     for (const listener of listeners) listener.close();
-    if (listeners.length > 0 && options.unixPath !== undefined) await removeFile(options.unixPath);
-    throw error;
-  }
-  return new Server(listeners, exported, options);
-}
-
-/** Removes a Unix socket file nobody listens on; refuses to touch anything else. */
-async function removeStaleSocket(path: string): Promise<void> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.lstat(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return;
-    throw error;
-  }
-  if (!info.isSocket) {
-    throw new UsageError(`Cannot listen on "${path}": it exists and is not a socket`);
-  }
-  try {
-    const probe = await Deno.connect({ transport: "unix", path });
-    probe.close();
-  } catch (error) {
-    // Refused (or gone): nothing listens, so the file is left over from a crash.
-    if (error instanceof Deno.errors.ConnectionRefused || error instanceof Deno.errors.NotFound) {
-      await removeFile(path);
-      return;
+    if (listeners.length > 0 && options.unixPath !== undefined) {
+      await removeSocketFile(options.unixPath);
     }
     throw error;
   }
-  throw new Deno.errors.AddrInUse(`Cannot listen on "${path}": another server is listening there`);
-}
-
-async function removeFile(path: string): Promise<void> {
-  await Deno.remove(path).catch((error) => {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  });
+  return new Server(listeners, exported, options);
 }
 
 interface Connection {
@@ -223,7 +192,7 @@ class Server implements NbdServer {
     this.#stop.abort();
     for (const listener of this.#listeners) listener.close();
     await Promise.all(this.#acceptLoops);
-    if (this.unixPath !== undefined) await removeFile(this.unixPath);
+    if (this.unixPath !== undefined) await removeSocketFile(this.unixPath);
     // Nothing is in flight during a handshake: those connections just close.
     for (const connection of this.#connections) {
       if (connection.negotiating) closeQuietly(connection.conn);

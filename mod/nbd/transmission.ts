@@ -62,11 +62,8 @@ import {
   writeReadReplyPrefix,
 } from "./protocol.ts";
 import { ReplyQueue } from "./reply_queue.ts";
-
-/** Payload bytes (write data, read buffers) in flight per connection before the reader waits. */
-export const NBD_INFLIGHT_BYTES_MAX = 2 * NBD_REQUEST_BYTES_MAX;
-/** An oversized write's payload is skipped in pieces of this size, so it never needs a big buffer. */
-export const SKIP_CHUNK_BYTES = 1024 * 1024;
+import { NBD_INFLIGHT_BYTES_MAX, SKIP_CHUNK_BYTES } from "../constants.ts";
+export { NBD_INFLIGHT_BYTES_MAX, SKIP_CHUNK_BYTES };
 
 assert(
   NBD_INFLIGHT_BYTES_MAX >= NBD_REQUEST_BYTES_MAX,

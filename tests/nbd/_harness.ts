@@ -469,17 +469,7 @@ export function settle(): Promise<void> {
 // ---------------------------------------------------------------------------
 // Seeded randomness.
 
-/** A small deterministic PRNG (mulberry32): the same seed replays the same run. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from "../../mod/fault/fault_model.ts";
 
 /** Random bytes from a seeded PRNG. */
 export function randomBytes(random: () => number, lengthBytes: number): Uint8Array {
