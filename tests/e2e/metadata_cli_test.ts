@@ -273,3 +273,38 @@ Deno.test("serve refuses a main disk that is not the recorded one, and a spare o
     await images.cleanup();
   }
 });
+
+Deno.test("serve and remaps find a setup's spares by name in a scan directory", async () => {
+  const images = await imageDirectory({
+    "main.img": 64 * MIB,
+    "spare0.img": 32 * MIB,
+    "spare1.img": 32 * MIB,
+  });
+  try {
+    await createTwoSpareSetup(images);
+    const serve = await startServe([
+      "e2e",
+      "--scan-dir",
+      images.path,
+      "--main",
+      images.file("main.img"),
+      "--socket",
+      images.file("nbd.sock"),
+      "--api-socket",
+      images.file("api.sock"),
+    ]);
+    serve.kill("SIGTERM");
+    const run = await serve.finished();
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /spare0\.img: 5\/5 copies valid/);
+    assert.match(run.stderr, /spare1\.img: 5\/5 copies valid/);
+    const listed = await runCli(["remaps", "e2e", "--scan-dir", images.path, "--json"]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.deepEqual(JSON.parse(listed.stdout).remaps, []);
+    const unknown = await runCli(["remaps", "nosuch", "--scan-dir", images.path]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /No setup named "nosuch" .* name its spares with --spare/);
+  } finally {
+    await images.cleanup();
+  }
+});
