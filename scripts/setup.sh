@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(qemu-utils libnbd-bin python3-libnbd nbdkit fio fuse3 nbd-client)
+apt_packages=(qemu-utils libnbd-bin python3-libnbd nbdkit fio fuse3 nbd-client e2fsprogs)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
