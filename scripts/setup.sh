@@ -18,6 +18,8 @@ fi
 
 if [ ! -x node_modules/.bin/deno ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing Deno from npm" >&2
-  npm ci --no-audit --no-fund --silent
+  # npm ci rejects the lock file npm 11 writes (it records only this platform's optional
+  # Deno binary), so install from the lock with npm install.
+  npm install --no-audit --no-fund --silent
 fi
 node_modules/.bin/deno --version | head -1 >&2

@@ -12,6 +12,8 @@ import assert from "node:assert/strict";
 import { COPY_SECTORS, SECTOR_BYTES } from "../../mod/constants.ts";
 import { imageDirectory, runCli, startServe } from "./cli_process.ts";
 
+type Images = Awaited<ReturnType<typeof imageDirectory>>;
+
 const MIB = 1024 * 1024;
 
 async function sha256(path: string): Promise<string> {
@@ -31,8 +33,19 @@ async function corruptCopies(path: string, copyIndexes: number[]): Promise<void>
   }
 }
 
+/** `--spare` for each named image, then private NBD and API sockets in the directory. */
+function servingArgs(images: Images, spares: string[]): string[] {
+  return [
+    ...spares.flatMap((spare) => ["--spare", images.file(spare)]),
+    "--socket",
+    images.file("nbd.sock"),
+    "--api-socket",
+    images.file("api.sock"),
+  ];
+}
+
 async function createTwoSpareSetup(
-  images: Awaited<ReturnType<typeof imageDirectory>>,
+  images: Images,
 ): Promise<void> {
   const created = await runCli([
     "create",
@@ -47,16 +60,9 @@ async function createTwoSpareSetup(
   assert.equal(created.code, 0, created.stderr);
 }
 
-async function serveAndStop(images: Awaited<ReturnType<typeof imageDirectory>>): Promise<string> {
+async function serveAndStop(images: Images): Promise<string> {
   const serve = await startServe([
-    "--spare",
-    images.file("spare0.img"),
-    "--spare",
-    images.file("spare1.img"),
-    "--socket",
-    images.file("nbd.sock"),
-    "--api-socket",
-    images.file("api.sock"),
+    ...servingArgs(images, ["spare0.img", "spare1.img"]),
   ]);
   serve.kill("SIGTERM");
   const run = await serve.finished();
@@ -160,14 +166,7 @@ Deno.test("serve refuses a spare with all 5 copies corrupt, names it, and writes
     );
     const refused = await runCli([
       "serve",
-      "--spare",
-      images.file("spare0.img"),
-      "--spare",
-      images.file("spare1.img"),
-      "--socket",
-      images.file("nbd.sock"),
-      "--api-socket",
-      images.file("api.sock"),
+      ...servingArgs(images, ["spare0.img", "spare1.img"]),
     ]);
     assert.equal(refused.code, 4, refused.stderr);
     assert.match(
@@ -228,16 +227,9 @@ Deno.test("serve refuses a main disk that is not the recorded one, and a spare o
     await createTwoSpareSetup(images);
     const wrongMain = await runCli([
       "serve",
-      "--spare",
-      images.file("spare0.img"),
-      "--spare",
-      images.file("spare1.img"),
+      ...servingArgs(images, ["spare0.img", "spare1.img"]),
       "--main",
       images.file("other.img"),
-      "--socket",
-      images.file("nbd.sock"),
-      "--api-socket",
-      images.file("api.sock"),
     ]);
     assert.equal(wrongMain.code, 4);
     assert.match(
@@ -255,14 +247,7 @@ Deno.test("serve refuses a main disk that is not the recorded one, and a spare o
     assert.equal(foreign.code, 0);
     const mixed = await runCli([
       "serve",
-      "--spare",
-      images.file("spare0.img"),
-      "--spare",
-      images.file("foreign.img"),
-      "--socket",
-      images.file("nbd.sock"),
-      "--api-socket",
-      images.file("api.sock"),
+      ...servingArgs(images, ["spare0.img", "foreign.img"]),
     ]);
     assert.equal(mixed.code, 4);
     assert.match(
