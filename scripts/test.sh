@@ -8,4 +8,6 @@ scripts/setup.sh
 deno=node_modules/.bin/deno
 "$deno" fmt --check
 "$deno" lint
-exec "$deno" test --allow-all --parallel "${@:-tests/}"
+# With no arguments: every test file, and every JSDoc example in the library (--doc).
+[ $# -gt 0 ] || set -- tests/ mod/
+exec "$deno" test --allow-all --parallel --doc "$@"
