@@ -39,11 +39,7 @@ export interface CreateSetupOptions {
  */
 export async function createSetup(options: CreateSetupOptions): Promise<SpareStore[]> {
   const { name, blockBytes, main, spares } = options;
-  if (!NAME_PATTERN.test(name)) {
-    throw new UsageError(
-      `Cannot create setup "${name}": a name is 1-64 letters, digits, "_", "." or "-", starting with a letter or digit`,
-    );
-  }
+  checkSetupName(name);
   if (!isPowerOfTwo(blockBytes) || blockBytes < BLOCK_BYTES_MIN || blockBytes > BLOCK_BYTES_MAX) {
     throw new UsageError(
       `Cannot create setup "${name}": block size ${blockBytes} is not a power of two from ${BLOCK_BYTES_MIN} to ${BLOCK_BYTES_MAX}`,
@@ -118,6 +114,19 @@ export async function createSetup(options: CreateSetupOptions): Promise<SpareSto
     stores.push(await SpareStore.format(spare.device, payload));
   }
   return stores;
+}
+
+/**
+ * Checks a setup name before any device is opened.
+ *
+ * @throws {UsageError} When the name cannot be used in file and unit names.
+ */
+export function checkSetupName(name: string): void {
+  if (!NAME_PATTERN.test(name)) {
+    throw new UsageError(
+      `Cannot create setup "${name}": a name is 1-64 letters, digits, "_", "." or "-", starting with a letter or digit`,
+    );
+  }
 }
 
 function isPowerOfTwo(value: number): boolean {

@@ -44,7 +44,7 @@ interface Command {
   run: (input: CommandInput) => Promise<number>;
 }
 
-const STATE_DIR_HELP = "directories searched for image-file spares (default /var/lib/dm-remap)";
+const STATE_DIR_HELP = "the *.img files of --scan-dir (default /var/lib/dm-remap)";
 
 const COMMANDS: Record<string, Command> = {
   create: {
@@ -128,7 +128,7 @@ function help(): string {
   lines.push(
     "",
     "Run `dm-remap <command> --help` for a command's options.",
-    `Image-file spares: ${STATE_DIR_HELP}.`,
+    `Setups are found by name on the block devices in /proc/partitions and in ${STATE_DIR_HELP}.`,
   );
   return lines.join("\n");
 }

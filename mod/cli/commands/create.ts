@@ -4,7 +4,7 @@
  * @module
  */
 
-import { createSetup } from "../../assembly/create.ts";
+import { checkSetupName, createSetup } from "../../assembly/create.ts";
 import { BLOCK_BYTES_DEFAULT, BLOCK_BYTES_MAX, BLOCK_BYTES_MIN } from "../../constants.ts";
 import { UsageError } from "../../errors.ts";
 import type { Device } from "../../device/device.ts";
@@ -17,6 +17,7 @@ export async function createCommand(
   { values, positionals, output }: CommandInput,
 ): Promise<number> {
   const name = onePositional(positionals, "setup name", true)!;
+  checkSetupName(name);
   const mainPath = stringOption(values.main);
   if (!mainPath) throw new UsageError("Name the main disk with --main <dev>");
   const sparePaths = listOption(values.spare);
