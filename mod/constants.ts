@@ -53,6 +53,9 @@ export const READ_RETRIES_MAX = 16;
 /** Remaps committed together in one group commit (one data flush, one log flush). */
 export const REMAP_BATCH_MAX = 256;
 
+/** Events kept in a setup's history database; the oldest are dropped past this. */
+export const EVENTS_MAX = 100_000;
+
 /** NBD: the largest request payload the server accepts (as nbdkit's MAX_REQUEST_SIZE). */
 export const NBD_REQUEST_BYTES_MAX = 32 * 1024 * 1024;
 /** NBD: options a client may send before it must pick an export. */

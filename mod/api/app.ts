@@ -24,6 +24,7 @@ import { getDashboard } from "./routes/dashboard.ts";
 import { getHealth } from "./routes/health.ts";
 import { getMetrics } from "./routes/metrics.ts";
 import { getRemaps } from "./routes/remaps.ts";
+import { getEvents } from "./routes/events.ts";
 import { getStatus } from "./routes/status.ts";
 import type { StatusSource } from "./status.ts";
 
@@ -74,6 +75,7 @@ export function createApp(source: StatusSource): Hono<ApiEnv> {
   app.get("/", getDashboard);
   app.get("/api/v1/status", getStatus);
   app.get("/api/v1/remaps", getRemaps);
+  app.get("/api/v1/events", getEvents);
   app.get("/api/v1/health", getHealth);
   app.get("/metrics", getMetrics);
   app.notFound(answerNotFound);

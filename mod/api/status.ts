@@ -7,6 +7,8 @@
  * @module
  */
 
+import type { StoredEvent } from "../events/event_history.ts";
+
 /** Health of one spare's five metadata copies. */
 export interface CopyHealth {
   copyIndex: number;
@@ -73,4 +75,6 @@ export interface StatusSource {
   status(): SetupStatus;
   /** Remaps sorted by block, from `offset`, at most `limit`. */
   remaps(offset: number, limit: number): { total: number; entries: RemapEntry[] };
+  /** The newest events of the setup's history, at most `limit`. */
+  events(limit: number): StoredEvent[];
 }

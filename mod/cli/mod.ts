@@ -64,7 +64,7 @@ const COMMANDS: Record<string, Command> = {
     usage:
       "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
-      "[--buffered]",
+      "[--buffered] [--events-db <path>]",
     options: {
       main: { type: "string" },
       spare: { type: "string", multiple: true },
@@ -76,6 +76,7 @@ const COMMANDS: Record<string, Command> = {
       "read-retries": { type: "string" },
       "scan-dir": { type: "string", multiple: true },
       buffered: { type: "boolean" },
+      "events-db": { type: "string" },
     },
     run: serveCommand,
   },

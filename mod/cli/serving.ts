@@ -17,6 +17,7 @@ import type { RemapDevice, RemapEvent } from "../remap/remap_device.ts";
 import type { CliOutput } from "./mod.ts";
 import type { TcpAddress } from "./options.ts";
 import { statusSourceOf } from "./status_source.ts";
+import { EventHistory } from "../events/event_history.ts";
 
 /** Where and how to serve. */
 export interface ServingOptions {
@@ -28,6 +29,8 @@ export interface ServingOptions {
   apiUnixPath?: string;
   apiTcp?: TcpAddress;
   readRetries?: number;
+  /** The setup's event history database (SQLite). */
+  eventsPath: string;
   output: CliOutput;
 }
 
@@ -64,9 +67,23 @@ export function describeEvent(event: RemapEvent): string {
 export async function startServing(options: ServingOptions): Promise<Serving> {
   const { output } = options;
   const name = options.spares.description.setup.name;
+  const history = EventHistory.open(options.eventsPath);
   const engine = await assembleSetup(options.main, options.spares, {
     readRetries: options.readRetries,
-    onEvent: (event) => output.err(`dm-remap[${name}]: ${describeEvent(event)}`),
+    onEvent: (event) => {
+      const message = describeEvent(event);
+      output.err(`dm-remap[${name}]: ${message}`);
+      history.record({
+        type: event.type,
+        message,
+        blockIndex: "blockIndex" in event ? event.blockIndex : undefined,
+        spareIndex: "spareIndex" in event ? event.spareIndex : undefined,
+        slotIndex: "slotIndex" in event ? event.slotIndex : undefined,
+      });
+    },
+  }).catch((error) => {
+    history.close();
+    throw error;
   });
   const nbd = await serveNbd({
     device: engine,
@@ -85,15 +102,24 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
       ? [`nbd://${options.nbdTcp!.hostname}:${nbd.tcpPort}/${options.exportName}`]
       : []),
   ];
-  const source = statusSourceOf(engine, options.spares, {
-    exportName: options.exportName,
-    unixPath: options.nbdUnixPath,
-    tcp: nbd.tcpPort !== undefined ? `${options.nbdTcp!.hostname}:${nbd.tcpPort}` : undefined,
-    connections: () => nbd.connectionCount,
+  const source = statusSourceOf(engine, {
+    spares: options.spares,
+    history,
+    nbd: {
+      exportName: options.exportName,
+      unixPath: options.nbdUnixPath,
+      tcp: nbd.tcpPort !== undefined ? `${options.nbdTcp!.hostname}:${nbd.tcpPort}` : undefined,
+      connections: () => nbd.connectionCount,
+    },
   });
   const api = await serveApi(createApp(source), {
     unixPath: options.apiUnixPath,
     tcp: options.apiTcp,
+  });
+  history.record({
+    type: "started",
+    message:
+      `serving ${engine.sizeBytes} bytes with ${engine.remapCount} remaps, ${engine.pendingBlocks.length} pending`,
   });
   let stopping: Promise<void> | undefined;
   return {
@@ -109,6 +135,11 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
         await engine.flush();
         await engine.close();
         await api.close();
+        history.record({
+          type: "stopped",
+          message: `stopped cleanly with ${engine.remapCount} remaps`,
+        });
+        history.close();
       })();
       return stopping;
     },

@@ -8,6 +8,7 @@ import type { SetupStatus, StatusSource } from "../api/status.ts";
 import type { OpenedSpares } from "../assembly/assemble.ts";
 import { FORMAT_VERSION } from "../metadata/superblock.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
+import type { EventHistory } from "../events/event_history.ts";
 
 /** What the NBD side reports. */
 export interface NbdView {
@@ -17,12 +18,16 @@ export interface NbdView {
   connections(): number;
 }
 
+/** What a status is read from besides the engine. */
+export interface StatusSources {
+  spares: OpenedSpares;
+  nbd: NbdView;
+  history: EventHistory;
+}
+
 /** A StatusSource over a live engine; every call reads current values. */
-export function statusSourceOf(
-  engine: RemapDevice,
-  opened: OpenedSpares,
-  nbd: NbdView,
-): StatusSource {
+export function statusSourceOf(engine: RemapDevice, sources: StatusSources): StatusSource {
+  const { spares: opened, nbd, history } = sources;
   const startedMs = Date.now();
   const { description } = opened;
   // Sorting a million remaps costs a second: redo it only when one was added.
@@ -89,6 +94,9 @@ export function statusSourceOf(
         },
         uptimeSeconds: Math.floor((Date.now() - startedMs) / 1000),
       };
+    },
+    events(limit: number) {
+      return history.recent(limit);
     },
     remaps(offset: number, limit: number) {
       if (sorted.length !== engine.remapCount) sorted = engine.remaps();

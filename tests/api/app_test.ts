@@ -14,7 +14,13 @@ import {
   REMAPS_PAGE_ENTRIES_MAX,
 } from "../../mod/api/routes/remaps.ts";
 import type { SetupStatus, StatusSource } from "../../mod/api/status.ts";
-import { fakeSource, remapsFixture, spareFixture, statusFixture } from "./fixtures.ts";
+import {
+  EVENTS_FIXTURE,
+  fakeSource,
+  remapsFixture,
+  spareFixture,
+  statusFixture,
+} from "./fixtures.ts";
 import { parseExposition, SAMPLE_LINE } from "./exposition.ts";
 
 function appOver(status: SetupStatus = statusFixture()) {
@@ -40,6 +46,7 @@ Deno.test("createApp() reads the source on every request, so answers are live", 
     remaps() {
       return { total: 0, entries: [] };
     },
+    events: () => [],
   };
   const app = createApp(source);
   assert.equal((await (await app.request("/api/v1/status")).json()).uptimeSeconds, 1);
@@ -284,6 +291,9 @@ Deno.test("createApp() answers a failing source with 500 and the error message a
     remaps() {
       throw new TypeError("remap table is closed");
     },
+    events() {
+      throw new TypeError("event history is closed");
+    },
   };
   const app = createApp(source);
   const rows: [path: string, error: string][] = [
@@ -291,6 +301,7 @@ Deno.test("createApp() answers a failing source with 500 and the error message a
     ["/api/v1/health", 'Cannot read "/dev/sdb": offset 4096, length 512: EIO'],
     ["/metrics", 'Cannot read "/dev/sdb": offset 4096, length 512: EIO'],
     ["/api/v1/remaps", "remap table is closed"],
+    ["/api/v1/events", "event history is closed"],
   ];
   for (const [path, error] of rows) {
     const response = await app.request(path);
@@ -305,8 +316,24 @@ Deno.test("createApp() answers 500 when the source breaks its contract by return
     remaps() {
       return { total: 3, entries: remapsFixture(3) };
     },
+    events: () => [],
   };
   const response = await createApp(source).request("/api/v1/remaps?limit=2");
   assert.equal(response.status, 500);
   assert.deepEqual(await response.json(), { error: "the source returns at most `limit` remaps" });
+});
+
+Deno.test("createApp() GET /api/v1/events returns the newest events, at most `limit`, and refuses a bad limit", async () => {
+  const app = createApp(fakeSource());
+  const all = await app.request("/api/v1/events");
+  assert.equal(all.status, 200);
+  assert.deepEqual(await all.json(), { events: EVENTS_FIXTURE });
+  const one = await app.request("/api/v1/events?limit=1");
+  assert.deepEqual((await one.json()).events.map((event: { id: number }) => event.id), [2]);
+  const refused = await app.request("/api/v1/events?limit=5000");
+  assert.equal(refused.status, 400);
+  assert.match(
+    (await refused.json()).error,
+    /Cannot list events: "limit" must be an integer from 0 to 1000/,
+  );
 });

@@ -12,6 +12,7 @@ import type {
   SpareStatus,
   StatusSource,
 } from "../../mod/api/status.ts";
+import type { StoredEvent } from "../../mod/events/event_history.ts";
 
 /** Five valid copies; copy 0 is the winner. */
 export function copiesFixture(validCopies = 5): CopyHealth[] {
@@ -85,6 +86,20 @@ export function remapsFixture(count: number): RemapEntry[] {
   );
 }
 
+/** Two events, newest first. */
+export const EVENTS_FIXTURE: StoredEvent[] = [
+  {
+    id: 2,
+    timeMs: 1_700_000_001_000,
+    type: "remap",
+    message: "remapped block 7",
+    blockIndex: 7,
+    spareIndex: 0,
+    slotIndex: 0,
+  },
+  { id: 1, timeMs: 1_700_000_000_000, type: "started", message: "serving" },
+];
+
 /** A source that answers with `status` and pages through `remaps`; it records each remaps call. */
 export function fakeSource(
   status: SetupStatus = statusFixture(),
@@ -99,6 +114,9 @@ export function fakeSource(
     remaps(offset, limit) {
       remapsCalls.push({ offset, limit });
       return { total: remaps.length, entries: remaps.slice(offset, offset + limit) };
+    },
+    events(limit) {
+      return EVENTS_FIXTURE.slice(0, limit);
     },
   };
 }

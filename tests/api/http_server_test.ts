@@ -253,6 +253,7 @@ Deno.test("fetchStatus() reports the API's error answer with its HTTP status", a
       remaps() {
         return { total: 0, entries: [] };
       },
+      events: () => [],
     };
     const server = await serveApi(createApp(source), { unixPath });
     try {

@@ -41,6 +41,8 @@ function servingArgs(images: Images, spares: string[]): string[] {
     images.file("nbd.sock"),
     "--api-socket",
     images.file("api.sock"),
+    "--events-db",
+    images.file("events.sqlite"),
   ];
 }
 

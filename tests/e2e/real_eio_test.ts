@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { startFailingDisk } from "../clients/failing_disk.ts";
 import { assertClientOk, runClient } from "../clients/run_client.ts";
 import type { SetupStatus } from "../../mod/api/status.ts";
+import { EventHistory } from "../../mod/events/event_history.ts";
 import { imageDirectory, runCli, type ServeProcess, startServe } from "./cli_process.ts";
 
 const MIB = 1024 * 1024;
@@ -61,6 +62,8 @@ async function withRig(test: (rig: Rig) => Promise<void>): Promise<void> {
         files.file("api.sock"),
         "--read-retries",
         "1",
+        "--events-db",
+        files.file("events.sqlite"),
       ],
       files,
       disk,
@@ -135,6 +138,19 @@ Deno.test("qemu-io writes across failing sectors without an error, and reads its
       JSON.parse(remaps.stdout).remaps.map((remap: { blockIndex: number }) => remap.blockIndex),
       [256, 257, 768],
     );
+    // The event history outlives the process.
+    const history = EventHistory.open(rig.files.file("events.sqlite"));
+    try {
+      const events = history.recent(100).reverse();
+      assert.equal(events[0]!.type, "started");
+      assert.equal(events[events.length - 1]!.type, "stopped");
+      assert.deepEqual(
+        events.filter((event) => event.type === "remap").map((event) => event.blockIndex),
+        [256, 257, 768],
+      );
+    } finally {
+      history.close();
+    }
   });
 });
 

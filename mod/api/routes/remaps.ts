@@ -10,9 +10,9 @@
 
 import type { Context } from "hono";
 import { assert } from "../../assert.ts";
-import { UsageError } from "../../errors.ts";
 import type { ApiEnv } from "../_env.ts";
 import type { RemapEntry } from "../status.ts";
+import { parseCount } from "./_query.ts";
 
 /** The most remaps one page may hold; a million remaps take 100 requests. */
 export const REMAPS_PAGE_ENTRIES_MAX = 10_000;
@@ -56,8 +56,13 @@ export function parseRemapsQuery(
   queries: Readonly<Record<string, readonly string[]>>,
 ): RemapsQuery {
   return {
-    offset: parseCount(queries, "offset", { fallback: 0, max: Number.MAX_SAFE_INTEGER }),
+    offset: parseCount(queries, "offset", {
+      action: "list remaps",
+      fallback: 0,
+      max: Number.MAX_SAFE_INTEGER,
+    }),
     limit: parseCount(queries, "limit", {
+      action: "list remaps",
       fallback: REMAPS_PAGE_ENTRIES_DEFAULT,
       max: REMAPS_PAGE_ENTRIES_MAX,
     }),
@@ -77,33 +82,4 @@ export function getRemaps(c: Context<ApiEnv>): Response {
   assert(page.entries.length <= query.limit, "the source returns at most `limit` remaps");
   assert(Number.isSafeInteger(page.total) && page.total >= 0, "the remap total is a count");
   return c.json(page);
-}
-
-/** The longest slice of a bad value that an error message quotes. */
-const QUOTED_VALUE_CHARS_MAX = 32;
-
-function parseCount(
-  queries: Readonly<Record<string, readonly string[]>>,
-  name: string,
-  options: { fallback: number; max: number },
-): number {
-  const values = queries[name] ?? [];
-  if (values.length === 0) return options.fallback;
-  if (values.length > 1) {
-    throw new UsageError(
-      `Cannot list remaps: "${name}" must be given once, got ${values.length} values`,
-    );
-  }
-  const text = values[0]!;
-  // Sixteen digits are more than MAX_SAFE_INTEGER has; the range check below does the rest.
-  const value = /^[0-9]{1,16}$/.test(text) ? Number(text) : NaN;
-  if (!(Number.isSafeInteger(value) && value <= options.max)) {
-    const quoted = text.length > QUOTED_VALUE_CHARS_MAX
-      ? `${text.slice(0, QUOTED_VALUE_CHARS_MAX)}...`
-      : text;
-    throw new UsageError(
-      `Cannot list remaps: "${name}" must be an integer from 0 to ${options.max}, got "${quoted}"`,
-    );
-  }
-  return value;
 }

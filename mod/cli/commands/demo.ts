@@ -81,6 +81,7 @@ export async function demoCommand({ values, output }: CommandInput): Promise<num
       nbdTcp: tcpOption("tcp", stringOption(values.tcp) ?? "127.0.0.1:10809"),
       apiUnixPath: `${stateDir}/demo.api.sock`,
       apiTcp: tcpOption("api-tcp", stringOption(values["api-tcp"]) ?? "127.0.0.1:8080"),
+      eventsPath: `${stateDir}/demo.events.sqlite`,
       output,
     });
     devices.length = 0;

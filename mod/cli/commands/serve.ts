@@ -19,6 +19,13 @@ import {
   tcpOption,
 } from "../options.ts";
 import { startServing, untilSignal } from "../serving.ts";
+import { STATE_DIR } from "../options.ts";
+
+/** The event history lives with the setup's state, where it survives reboots. */
+async function defaultEventsPath(setupName: string): Promise<string> {
+  await Deno.mkdir(STATE_DIR, { recursive: true });
+  return `${STATE_DIR}/${setupName}.events.sqlite`;
+}
 
 /** Serves a setup in the foreground; systemd runs it as a simple service. */
 export async function serveCommand({ values, positionals, output }: CommandInput): Promise<number> {
@@ -70,6 +77,7 @@ export async function serveCommand({ values, positionals, output }: CommandInput
       apiUnixPath,
       apiTcp,
       readRetries,
+      eventsPath: stringOption(values["events-db"]) ?? await defaultEventsPath(setupName),
       output,
     });
     output.out(

@@ -1,0 +1,120 @@
+/**
+ * The event history of a setup: remaps, pending blocks, failed spares, starts
+ * and stops, kept in SQLite so they outlive the process and its logs.
+ *
+ * Bounded: at most {@link EVENTS_MAX} rows are kept; the oldest go first.
+ * Writes are synchronous (node:sqlite) and happen only on events, which are
+ * rare next to I/O, never per request.
+ *
+ * @example
+ * ```ts
+ * import { EventHistory } from "./event_history.ts";
+ * const history = EventHistory.open(":memory:");
+ * history.record({ type: "remap", message: "remapped block 7", blockIndex: 7 });
+ * history.recent(10); // [{ id: 1, type: "remap", ... }]
+ * history.close();
+ * ```
+ *
+ * @module
+ */
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { assert } from "../assert.ts";
+import { EVENTS_MAX } from "../constants.ts";
+
+/** One event as recorded. */
+export interface HistoryEvent {
+  type: string;
+  message: string;
+  blockIndex?: number;
+  spareIndex?: number;
+  slotIndex?: number;
+}
+
+/** One event as stored. */
+export interface StoredEvent extends HistoryEvent {
+  id: number;
+  timeMs: number;
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ms INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    message TEXT NOT NULL,
+    block_index INTEGER,
+    spare_index INTEGER,
+    slot_index INTEGER
+  )`;
+
+/** Rows deleted at once when the table is over its bound, so pruning is rare. */
+const PRUNE_BATCH = 1024;
+
+/** An open event database. */
+export class EventHistory {
+  readonly #database: DatabaseSync;
+  readonly #insert: StatementSync;
+  readonly #recent: StatementSync;
+  readonly #prune: StatementSync;
+  #insertsSincePrune = 0;
+
+  private constructor(database: DatabaseSync) {
+    this.#database = database;
+    this.#database.exec("PRAGMA journal_mode = WAL");
+    this.#database.exec(SCHEMA);
+    this.#insert = database.prepare(
+      "INSERT INTO events (time_ms, type, message, block_index, spare_index, slot_index) VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    this.#recent = database.prepare(
+      "SELECT id, time_ms, type, message, block_index, spare_index, slot_index FROM events " +
+        "WHERE id > ? ORDER BY id DESC LIMIT ?",
+    );
+    this.#prune = database.prepare(
+      "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?",
+    );
+  }
+
+  /** Opens (creating if needed) the history at `path`; `:memory:` for tests. */
+  static open(path: string): EventHistory {
+    return new EventHistory(new DatabaseSync(path));
+  }
+
+  /** Appends an event with the current time. */
+  record(event: HistoryEvent): void {
+    this.#insert.run(
+      Date.now(),
+      event.type,
+      event.message,
+      event.blockIndex ?? null,
+      event.spareIndex ?? null,
+      event.slotIndex ?? null,
+    );
+    if (++this.#insertsSincePrune >= PRUNE_BATCH) {
+      this.#prune.run(EVENTS_MAX);
+      this.#insertsSincePrune = 0;
+    }
+  }
+
+  /** The newest events first, at most `limit`, only those after `afterId`. */
+  recent(limit: number, afterId = 0): StoredEvent[] {
+    assert(Number.isSafeInteger(limit) && limit >= 0, "limit is a count");
+    const rows = this.#recent.all(afterId, limit) as Record<string, number | string | null>[];
+    return rows.map((row) => {
+      const stored: StoredEvent = {
+        id: Number(row.id),
+        timeMs: Number(row.time_ms),
+        type: String(row.type),
+        message: String(row.message),
+      };
+      if (row.block_index !== null) stored.blockIndex = Number(row.block_index);
+      if (row.spare_index !== null) stored.spareIndex = Number(row.spare_index);
+      if (row.slot_index !== null) stored.slotIndex = Number(row.slot_index);
+      return stored;
+    });
+  }
+
+  close(): void {
+    this.#database.close();
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * EventHistory: events outlive the process, newest first, bounded.
+ */
+
+import assert from "node:assert/strict";
+import { EventHistory } from "../../mod/events/event_history.ts";
+import { EVENTS_MAX } from "../../mod/constants.ts";
+
+Deno.test("EventHistory.recent() returns recorded events newest first, with their fields", () => {
+  const history = EventHistory.open(":memory:");
+  history.record({ type: "started", message: "serving" });
+  history.record({
+    type: "remap",
+    message: "remapped block 7",
+    blockIndex: 7,
+    spareIndex: 1,
+    slotIndex: 3,
+  });
+  const [newest, oldest] = history.recent(10);
+  assert.deepEqual(
+    { ...newest, timeMs: 0 },
+    {
+      id: 2,
+      timeMs: 0,
+      type: "remap",
+      message: "remapped block 7",
+      blockIndex: 7,
+      spareIndex: 1,
+      slotIndex: 3,
+    },
+  );
+  assert.equal(oldest!.type, "started");
+  assert.equal(oldest!.blockIndex, undefined);
+  assert.deepEqual(history.recent(10, 1).map((event) => event.id), [2]);
+  history.close();
+});
+
+Deno.test("EventHistory keeps its events across reopening the database file", async () => {
+  const directory = await Deno.makeTempDir();
+  try {
+    const path = `${directory}/events.sqlite`;
+    const first = EventHistory.open(path);
+    first.record({ type: "pending", message: "block 9 is unreadable", blockIndex: 9 });
+    first.close();
+    const second = EventHistory.open(path);
+    assert.deepEqual(second.recent(5).map((event) => event.blockIndex), [9]);
+    second.close();
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
+
+Deno.test("EventHistory drops the oldest events beyond EVENTS_MAX", () => {
+  const history = EventHistory.open(":memory:");
+  const total = EVENTS_MAX + 3000;
+  for (let i = 0; i < total; i++) history.record({ type: "remap", message: `event ${i}` });
+  const kept = history.recent(EVENTS_MAX + 5000);
+  assert.ok(kept.length <= EVENTS_MAX + 1024, `${kept.length} events kept`);
+  assert.ok(kept.length >= EVENTS_MAX, `${kept.length} events kept`);
+  assert.equal(kept[0]!.message, `event ${total - 1}`);
+  history.close();
+});

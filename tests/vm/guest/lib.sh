@@ -1,0 +1,208 @@
+# Helpers the scenario scripts share (sourced by /init before scenario_<name>.sh; busybox sh).
+# Environment from /init: DISK_MAIN, DISK_SPARE (virtio disks named by serial).
+
+SETUP=vmtest
+NBD_SOCKET=/run/dmr.nbd.sock
+API_SOCKET=/run/dmr.api.sock
+MAIN=/dev/mapper/main
+
+# json_string TEXT: TEXT as a JSON string literal.
+json_string() {
+  printf '"'
+  printf '%s' "$1" | tr -d '\r' | tr '\t' ' ' | sed 's/\\/\\\\/g; s/"/\\"/g' |
+    awk '{ printf "%s%s", (NR > 1 ? "\\n" : ""), $0 }'
+  printf '"'
+}
+
+# result CHECK true|false DETAIL: one machine-readable line on the console.
+result() {
+  echo "DMREMAP-RESULT {\"check\":\"$1\",\"ok\":$2,\"detail\":$(json_string "$3")}"
+}
+
+# check CHECK COMMAND...: runs COMMAND; ok when it exits 0; detail is the tail of its output.
+check() {
+  name=$1
+  shift
+  out=$("$@" 2>&1)
+  code=$?
+  if [ $code -eq 0 ]; then result "$name" true "$(printf '%s' "$out" | tail -c 1500)"; else
+    result "$name" false "exit $code: $(printf '%s' "$out" | tail -c 1500)"
+  fi
+  return $code
+}
+
+# note TEXT: a progress line with the guest uptime, for the log and for timings.
+note() { echo "guest[$(cut -d' ' -f1 /proc/uptime)]: $*"; }
+
+dmremap() { deno run -A /guest/dm-remap.js "$@"; }
+
+# main_table [BAD_START_SECTOR:BAD_SECTOR_COUNT ...] (sorted, not overlapping): prints a
+# dm table for $MAIN: linear over $DISK_MAIN, with error targets over the bad ranges.
+main_table() {
+  total=$(blockdev --getsz "$DISK_MAIN")
+  at=0
+  for range in "$@"; do
+    start=${range%:*}
+    count=${range#*:}
+    [ "$start" -gt "$at" ] && echo "$at $((start - at)) linear $DISK_MAIN $at"
+    echo "$start $count error"
+    at=$((start + count))
+  done
+  [ "$total" -gt "$at" ] && echo "$at $((total - at)) linear $DISK_MAIN $at"
+}
+
+main_create() { main_table | dmsetup create main; }
+
+# main_set_bad [RANGES...]: swaps $MAIN's table live (suspend, reload, resume).
+main_set_bad() {
+  main_table "$@" >/tmp/table
+  dmsetup suspend main && dmsetup reload main /tmp/table && dmsetup resume main
+}
+
+# serve_start [ARGS...]: starts `dm-remap serve` in the background; waits until it serves.
+serve_start() {
+  deno run -A /guest/dm-remap.js serve "$SETUP" --main "$MAIN" --spare "$DISK_SPARE" --socket "$NBD_SOCKET" \
+    --api-socket "$API_SOCKET" "$@" >>/tmp/serve.log 2>&1 &
+  SERVE_PID=$!
+  tries=0
+  until grep -q "serving [0-9]* bytes" /tmp/serve.log 2>/dev/null; do
+    tries=$((tries + 1))
+    if [ $tries -gt 600 ] || ! kill -0 $SERVE_PID 2>/dev/null; then
+      cat /tmp/serve.log
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# serve_stop: SIGTERM, wait for the clean stop (not inside `check`: wait needs this shell).
+serve_stop() {
+  kill -TERM "$SERVE_PID"
+  wait "$SERVE_PID"
+  code=$?
+  result serve_stop "$([ $code -eq 0 ] && echo true || echo false)" "exit $code: $(tail -c 1000 /tmp/serve.log)"
+}
+
+# status_json: the status API's answer.
+status_json() { dmremap status --api-socket "$API_SOCKET" --json; }
+
+# json_number KEY: the first numeric value of "KEY" in the JSON on stdin.
+json_number() { grep -o "\"$1\": *[0-9]*" | head -1 | grep -o '[0-9]*$'; }
+
+# write_tree DIR COUNT: COUNT random files of 4 KiB to 300 KiB in DIR/a..d; appends their
+# checksums to /tmp/sums (paths relative to the mount point in $MNT).
+write_tree() {
+  dir=$1
+  count=$2
+  i=0
+  while [ $i -lt "$count" ]; do
+    sub="$dir/$(echo abcd | cut -c$((i % 4 + 1)))"
+    mkdir -p "$sub"
+    kib=$(((i * 37) % 300 + 4))
+    dd if=/dev/urandom of="$sub/f$i" bs=1024 count=$kib 2>/dev/null || return 1
+    i=$((i + 1))
+  done
+  (cd "$MNT" && find "${dir#"$MNT"/}" -type f | sort | xargs sha256sum) >>/tmp/sums
+}
+
+# verify_sums FILE: sha256sum -c relative to $MNT; prints only failures.
+verify_sums() { (cd "$MNT" && sha256sum -c "$1" 2>&1 | grep -v ': OK$'; exit 0) && (cd "$MNT" && sha256sum -c -s "$1"); }
+
+NBD=/dev/nbd0
+MNT=/mnt
+
+# nbd_attach [ARGS...]: nbd-client on the unix socket, block size 4096, two connections
+# (the server offers multi-conn), netlink; extra ARGS go to nbd-client.
+nbd_attach() { nbd-client -unix "$NBD_SOCKET" "$NBD" -N "$SETUP" -b 4096 -C 2 "$@"; }
+
+# setup_serve_attach [--fresh] [BAD_RANGES...]: the dm device over the main disk (with
+# BAD_RANGES as error segments), `dm-remap create` when --fresh, serve, nbd-client.
+setup_serve_attach() {
+  fresh=false
+  [ "$1" = --fresh ] && fresh=true && shift
+  check dm_main sh -c "$(declare_functions) main_table $* | dmsetup create main" || return 1
+  if $fresh; then check create dmremap create "$SETUP" --main "$MAIN" --spare "$DISK_SPARE" || return 1; fi
+  if serve_start; then result serve true "$(cat /tmp/serve.log)"; else
+    result serve false "$(cat /tmp/serve.log)"
+    return 1
+  fi
+  check nbd_attach nbd_attach
+}
+
+# The helper functions as text, for `sh -c`.
+declare_functions() { echo ". /guest/lib.sh;"; }
+
+# free_bad_ranges MAX_BLOCKS: sector ranges START:COUNT (for main_table) covering the free
+# extents of the ext4 on $NBD, longest-first order not needed: ascending, at most MAX_BLOCKS.
+# The main disk maps 1:1 onto the exported device, so block b is main sector 8b.
+free_bad_ranges() {
+  dumpe2fs "$NBD" 2>/dev/null | awk -v max="$1" '
+    /^  Free blocks: [0-9]/ {
+      sub(/^  Free blocks: /, "")
+      n = split($0, parts, ", ")
+      for (i = 1; i <= n; i++) {
+        k = split(parts[i], ab, "-")
+        a = ab[1] + 0; b = (k > 1 ? ab[2] + 0 : a)
+        len = b - a + 1
+        if (len < 16 || total >= max) continue
+        if (total + len > max) len = max - total
+        printf "%d:%d\n", a * 8, len * 8
+        total += len
+      }
+    }'
+}
+
+# writer DIR STOPFILE: writes files of 16-256 KiB with fsync (file and directory) until
+# STOPFILE exists; "sum  path" lines go to DIR.sums after each fsync; exits 1 on any error.
+writer() {
+  dir=$1
+  mkdir -p "$MNT/$dir" || return 1
+  i=0
+  while [ ! -e "$2" ]; do
+    kib=$(((i * 53) % 240 + 16))
+    dd if=/dev/urandom of="$MNT/$dir/w$i" bs=1024 count=$kib conv=fsync 2>/tmp/dd.err ||
+      { cat /tmp/dd.err; return 1; }
+    sync "$MNT/$dir" || return 1
+    (cd "$MNT" && sha256sum "$dir/w$i") >>"/tmp/$dir.sums" || return 1
+    i=$((i + 1))
+  done
+}
+
+# wait_lines FILE N: waits until FILE has at least N lines (at most 120 s).
+wait_lines() {
+  tries=0
+  while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt "$2" ]; do
+    tries=$((tries + 1))
+    [ $tries -gt 1200 ] && return 1
+    sleep 0.1
+  done
+}
+
+# nbd_errors: kernel log lines about I/O errors on $NBD or the filesystem on it.
+nbd_errors() { dmesg | grep -iE "nbd0|EXT4-fs (error|warning)|I/O error" | grep -ivE "detected capacity change|nbd0: p|mounted filesystem|unmounting filesystem|recovery complete"; }
+
+# check_no_nbd_errors CHECK: ok when the kernel logged no I/O error on $NBD.
+check_no_nbd_errors() {
+  errors=$(nbd_errors)
+  if [ -z "$errors" ]; then result "$1" true ""; else result "$1" false "$errors"; fi
+}
+
+# check_no_write_errors CHECK: ok when the kernel logged no failed WRITE or flush on $NBD and
+# no ext4 error; failed reads (readahead into never-written bad blocks) go in the detail.
+check_no_write_errors() {
+  errors=$(nbd_errors)
+  bad=$(echo "$errors" | grep -E "op 0x[1-9].*\((WRITE|FLUSH)|EXT4-fs (error|warning)|Buffer I/O error|lost (async )?page write")
+  reads=$(echo "$errors" | grep -c "(READ)")
+  if [ -z "$bad" ]; then result "$1" true "$reads failed reads (readahead): $(echo "$errors" | head -4)"; else
+    result "$1" false "$errors"
+  fi
+}
+
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+# observe CHECK DETAIL: a finding reported for the record (always ok).
+observe() { result "observe:$1" true "$2"; }
+
+# mark TEXT: a line in the kernel log, to cut dmesg later (dmesg_since TEXT).
+mark() { echo "dmremap-mark $1" >/dev/kmsg; }
+dmesg_since() { dmesg | sed -n "/dmremap-mark $1/,\$p" | grep -v "dmremap-mark"; }

@@ -1,0 +1,49 @@
+# Scenario 4: the server restarts under a mounted fs. Two client modes are tried:
+# netlink (nbd-client's default, -C 2) and ioctl with -persist (-L -p). Assertions are on
+# what must hold either way (clean stop and restart, fsynced data intact, fs consistent);
+# the kernel's behaviour during the gap is reported as observe:* lines.
+note start
+setup_serve_attach --fresh || return 1
+check mkfs mkfs.ext4 -q -F -E nodiscard "$NBD"
+
+# restart_under_writer MODE: mount, writer, SIGTERM serve, restart it, let the writer go on.
+restart_under_writer() {
+  mode=$1
+  check "$mode:mount" mount -t ext4 "$NBD" "$MNT" || return 1
+  rm -f /tmp/stop /tmp/$mode.sums
+  writer $mode /tmp/stop >/tmp/writer.log 2>&1 &
+  writer_pid=$!
+  wait_lines /tmp/$mode.sums 3
+  mark "$mode-stop"
+  serve_stop
+  cp /tmp/$mode.sums /tmp/$mode.before
+  note "$mode: server stopped, $(wc -l </tmp/$mode.sums) files fsynced"
+  sleep 2
+  serve_start && result "$mode:restart" true "" || result "$mode:restart" false "$(tail -c 1000 /tmp/serve.log)"
+  note "$mode: server restarted"
+  before=$(wc -l </tmp/$mode.sums)
+  resumed=false
+  wait_lines /tmp/$mode.sums $((before + 3)) && resumed=true
+  touch /tmp/stop
+  wait $writer_pid
+  observe "$mode:writer" "writer exit $?, resumed=$resumed, files before stop $(wc -l </tmp/$mode.before), after $(wc -l </tmp/$mode.sums); $(tail -c 600 /tmp/writer.log)"
+  observe "$mode:dmesg" "$(dmesg_since "$mode-stop" | head -30)"
+  observe "$mode:nbd_state" "pid=$(cat /sys/block/nbd0/pid 2>&1) size=$(cat /sys/block/nbd0/size) check=$(nbd-client -c $NBD 2>&1; echo $?); $(grep nbd0 /proc/mounts); $(ps | grep nbd-clien[t])"
+  umount "$MNT" 2>/dev/null || umount -l "$MNT"
+}
+
+restart_under_writer netlink
+nbd-client -d "$NBD"
+note "netlink done"
+check ioctl:attach nbd-client -unix "$NBD_SOCKET" "$NBD" -N "$SETUP" -b 4096 -L -p
+restart_under_writer ioctl
+nbd-client -d "$NBD"
+sleep 1
+check reattach nbd_attach
+check e2fsck e2fsck -fn "$NBD"
+check mount_final mount -t ext4 -o ro "$NBD" "$MNT"
+cat /tmp/netlink.before /tmp/ioctl.before >/tmp/sums
+check verify_fsynced_before_stop verify_sums /tmp/sums
+umount "$MNT"
+serve_stop
+note end

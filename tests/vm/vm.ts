@@ -1,0 +1,258 @@
+/**
+ * The host side of the VM harness: builds the artefacts (scripts/vm_setup.sh), packs the
+ * bundle and the guest scripts into a second cpio, boots Debian's kernel under
+ * qemu-system-x86_64 (TCG) with virtio disks backed by image files, and parses the
+ * `DMREMAP-RESULT {json}` lines the guest prints on its serial console.
+ *
+ * @module
+ */
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const CACHE = `${ROOT}tests/vm/.cache`;
+const GUEST = `${ROOT}tests/vm/guest`;
+const RESULT_MARK = "DMREMAP-RESULT ";
+const DONE_MARK = "DMREMAP-DONE";
+
+/** One check the guest reported. */
+export interface GuestCheck {
+  check: string;
+  ok: boolean;
+  detail: unknown;
+}
+
+/** A finished boot. */
+export interface VmRun {
+  checks: GuestCheck[];
+  /** The guest printed DMREMAP-DONE (the scenario ran to its end). */
+  done: boolean;
+  /** Everything the serial console printed. */
+  log: string;
+  /** The host killed the VM (from `onLine` or on timeout). */
+  killed: boolean;
+  timedOut: boolean;
+  durationMs: number;
+}
+
+/** A disk given to the guest as virtio-blk, found there by its serial. */
+export interface VmDisk {
+  path: string;
+  serial: string;
+  readOnly?: boolean;
+}
+
+/** How to boot. */
+export interface BootOptions {
+  /** Runs /guest/scenario_<scenario>.sh in the guest. */
+  scenario: string;
+  disks: VmDisk[];
+  /** @default 120_000 */
+  timeoutMs?: number;
+  /** Sees every console line; returning "kill" kills qemu with SIGKILL at once. */
+  onLine?: (line: string) => "kill" | void;
+  /** @default 1536 */
+  memoryMiB?: number;
+  /** Text the guest reads as $PARAMS (a small disk with serial "params"). */
+  params?: string;
+}
+
+let prepared: Promise<string> | undefined;
+
+/** Builds (once per process) the initrd with this work tree's bundle and guest scripts. */
+export function prepareVm(): Promise<string> {
+  prepared ??= buildInitrd();
+  return prepared;
+}
+
+async function run(command: string, args: string[], options: { cwd?: string } = {}) {
+  const output = await new Deno.Command(command, {
+    args,
+    cwd: options.cwd ?? ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  const text = decoder.decode(output.stdout) + decoder.decode(output.stderr);
+  if (output.code !== 0) {
+    throw new Error(`${command} ${args.join(" ")} failed (${output.code}):\n${text}`);
+  }
+  return text;
+}
+
+async function buildInitrd(): Promise<string> {
+  await run(`${ROOT}scripts/vm_setup.sh`, []);
+  const staging = await Deno.makeTempDir({ prefix: "dm-remap-vm-" });
+  try {
+    await Deno.mkdir(`${staging}/guest`);
+    await run(Deno.execPath(), ["bundle", "--output", `${staging}/guest/dm-remap.js`, "main.ts"]);
+    for await (const entry of Deno.readDir(GUEST)) {
+      if (entry.isFile && entry.name !== "init") {
+        await Deno.copyFile(`${GUEST}/${entry.name}`, `${staging}/guest/${entry.name}`);
+      }
+    }
+    await run("sh", [
+      "-c",
+      "find guest -print0 | sort -z | cpio --null -o -H newc --quiet --owner 0:0 > overlay.cpio",
+    ], { cwd: staging });
+    const base = await Deno.readFile(`${CACHE}/initrd.cpio`);
+    const overlay = await Deno.readFile(`${staging}/overlay.cpio`);
+    const initrd = new Uint8Array(base.length + overlay.length);
+    initrd.set(base, 0);
+    initrd.set(overlay, base.length);
+    const path = `${CACHE}/initrd-run-${Deno.pid}.cpio`;
+    await Deno.writeFile(path, initrd);
+    globalThis.addEventListener("unload", () => {
+      try {
+        Deno.removeSync(path);
+      } catch { /* already gone */ }
+    });
+    return path;
+  } finally {
+    await Deno.remove(staging, { recursive: true });
+  }
+}
+
+/** Creates a sparse image file of `sizeMiB`. */
+export async function createImage(path: string, sizeMiB: number): Promise<void> {
+  const file = await Deno.open(path, { create: true, write: true, truncate: true });
+  try {
+    await file.truncate(sizeMiB * 1024 * 1024);
+  } finally {
+    file.close();
+  }
+}
+
+/** The tools disk every boot gets (read-only). */
+export function toolsDisk(): VmDisk {
+  return { path: `${CACHE}/tools.img`, serial: "tools", readOnly: true };
+}
+
+/** Boots the VM once and collects what the scenario reported. */
+export async function bootVm(options: BootOptions): Promise<VmRun> {
+  const initrd = await prepareVm();
+  const drives: string[] = [];
+  const disks = [...options.disks];
+  let paramsPath: string | undefined;
+  if (options.params !== undefined) {
+    paramsPath = await Deno.makeTempFile({ prefix: "dm-remap-vm-params-" });
+    const text = new TextEncoder().encode(options.params);
+    const padded = new Uint8Array(Math.ceil((text.length + 1) / 4096) * 4096);
+    padded.set(text);
+    await Deno.writeFile(paramsPath, padded);
+    disks.push({ path: paramsPath, serial: "params", readOnly: true });
+  }
+  disks.forEach((disk, index) => {
+    // cache=unsafe: the host outlives every "power cut" (we kill qemu, not the host), so
+    // whatever qemu has written to the image file survives, as on a disk with a volatile
+    // cache whose flushes all completed; guest flushes cost nothing under TCG.
+    drives.push(
+      "-drive",
+      `file=${disk.path},if=none,id=d${index},format=raw,cache=unsafe,aio=threads` +
+        (disk.readOnly ? ",readonly=on" : ""),
+      "-device",
+      `virtio-blk-pci,drive=d${index},serial=${disk.serial}`,
+    );
+  });
+  const started = performance.now();
+  const child = new Deno.Command("qemu-system-x86_64", {
+    args: [
+      "-accel",
+      "tcg,thread=multi",
+      "-cpu",
+      "max",
+      "-smp",
+      "2",
+      "-m",
+      String(options.memoryMiB ?? 1536),
+      "-nodefaults",
+      "-no-user-config",
+      "-display",
+      "none",
+      "-serial",
+      "stdio",
+      "-no-reboot",
+      "-kernel",
+      `${CACHE}/vmlinuz`,
+      "-initrd",
+      initrd,
+      "-append",
+      `console=ttyS0 loglevel=1 panic=-1 dmremap.scenario=${options.scenario}`,
+      ...drives,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let log = "";
+  let killed = false;
+  let timedOut = false;
+  const kill = () => {
+    if (killed) return;
+    killed = true;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already exited */ }
+  };
+  const timer = setTimeout(() => {
+    timedOut = true;
+    kill();
+  }, options.timeoutMs ?? 120_000);
+  const checks: GuestCheck[] = [];
+  let done = false;
+  const decoder = new TextDecoder();
+  const stderrText = new Response(child.stderr).text();
+  let pending = "";
+  for await (const chunk of child.stdout) {
+    pending += decoder.decode(chunk, { stream: true });
+    let newline: number;
+    while ((newline = pending.indexOf("\n")) >= 0) {
+      const line = pending.slice(0, newline).replace(/\r$/, "");
+      pending = pending.slice(newline + 1);
+      log += line + "\n";
+      const mark = line.indexOf(RESULT_MARK);
+      if (mark >= 0) checks.push(parseCheck(line.slice(mark + RESULT_MARK.length)));
+      if (line.includes(DONE_MARK)) done = true;
+      if (!killed && options.onLine?.(line) === "kill") kill();
+    }
+  }
+  log += pending;
+  await child.status;
+  clearTimeout(timer);
+  if (paramsPath) await Deno.remove(paramsPath);
+  const stderr = await stderrText;
+  if (stderr.trim()) log += `\n[qemu stderr]\n${stderr}`;
+  return { checks, done, log, killed, timedOut, durationMs: performance.now() - started };
+}
+
+function parseCheck(text: string): GuestCheck {
+  try {
+    const value = JSON.parse(text) as GuestCheck;
+    if (typeof value.check === "string" && typeof value.ok === "boolean") return value;
+  } catch { /* reported below */ }
+  return { check: "unparsable-result-line", ok: false, detail: text };
+}
+
+/**
+ * Throws unless the boot finished and reported every check in `expected`, all ok; the
+ * message carries the whole guest log.
+ */
+export function assertChecks(run: VmRun, expected: string[], options: { done?: boolean } = {}) {
+  const problems: string[] = [];
+  if ((options.done ?? true) && !run.done) {
+    problems.push(run.timedOut ? "the VM timed out" : "the guest did not print DMREMAP-DONE");
+  }
+  for (const check of run.checks) {
+    if (!check.ok) problems.push(`check "${check.check}" failed: ${JSON.stringify(check.detail)}`);
+  }
+  const seen = new Set(run.checks.map((check) => check.check));
+  for (const name of expected) {
+    if (!seen.has(name)) problems.push(`check "${name}" was never reported`);
+  }
+  if (problems.length > 0) {
+    throw new Error(
+      `${problems.join("\n")}\n----- guest log (${
+        (run.durationMs / 1000).toFixed(1)
+      } s) -----\n${run.log}`,
+    );
+  }
+}
