@@ -53,6 +53,9 @@ export const READ_RETRIES_MAX = 16;
 /** Remaps committed together in one group commit (one data flush, one log flush). */
 export const REMAP_BATCH_MAX = 256;
 
+/** Requests in flight per O_DIRECT device through Linux AIO (its io_setup size). */
+export const AIO_SLOTS_MAX = 256;
+
 /** Events kept in a setup's history database; the oldest are dropped past this. */
 export const EVENTS_MAX = 100_000;
 

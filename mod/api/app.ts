@@ -61,6 +61,7 @@ export const API_PATHS = [
  *     const entries = [{ blockIndex: 7, spareIndex: 0, slotIndex: 0 }];
  *     return { total: entries.length, entries: entries.slice(offset, offset + limit) };
  *   },
+ *   events: () => [],
  * };
  * const app = createApp(source);
  * const page = await app.request("/api/v1/remaps?limit=10");

@@ -79,6 +79,7 @@ export const API_TCP_HOSTNAME_DEFAULT = "127.0.0.1";
  *   remaps() {
  *     return { total: 0, entries: [] };
  *   },
+ *   events: () => [],
  * };
  * const server = await serveApi(createApp(source), { tcp: { port: 0 } });
  * try {

@@ -42,6 +42,7 @@
  *   remaps() {
  *     return { total: 0, entries: [] };
  *   },
+ *   events: () => [],
  * };
  *
  * const dir = await Deno.makeTempDir();

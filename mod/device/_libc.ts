@@ -104,6 +104,7 @@ const IO_PREAD = ["i32", "buffer", "usize", "i64"] as const;
 const IO_PWRITEV2 = ["i32", "buffer", "i32", "i64", "i32"] as const;
 const IO_FALLOCATE = ["i32", "i32", "i64", "i64"] as const;
 const IO_IOCTL = ["i32", "u64", "buffer"] as const;
+const SYSCALL_ARGS = ["i64", "i64", "i64", "i64", "i64", "i64"] as const;
 
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
@@ -122,9 +123,15 @@ const SYMBOLS = {
   fallocateSync: { name: "fallocate", parameters: IO_FALLOCATE, result: "i32" },
   ioctl: { parameters: IO_IOCTL, result: "i32", nonblocking: true },
   ioctlSync: { name: "ioctl", parameters: IO_IOCTL, result: "i32" },
+  // syscall(2) for the Linux AIO calls, which glibc does not wrap. glibc's
+  // syscall() is a register shuffle, so declaring six fixed i64 arguments is
+  // safe for this variadic function on x86_64 and aarch64.
+  syscall: { parameters: SYSCALL_ARGS, result: "i64", nonblocking: true },
+  syscallSync: { name: "syscall", parameters: SYSCALL_ARGS, result: "i64" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+/** The libc functions dm-remap calls. */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 let libc: Libc | undefined;
 
 /**
@@ -172,7 +179,7 @@ async function callNonblocking(
 }
 
 /** Runs a call on this thread; returns the result or `-errno`. */
-function callSync(call: () => number | bigint): number {
+export function callSync(call: () => number | bigint): number {
   for (let attempt = 0;; attempt++) {
     const result = Number(call());
     if (result !== -1) return result;
@@ -188,11 +195,19 @@ export function openPath(path: string, flags: number): number {
   return callSync(() => loadLibc().open(pathZ, flags | OPEN_FLAGS.O_CLOEXEC, 0));
 }
 
+/** Positional data calls: each returns the bytes done or `-errno`. */
+export interface PositionalIo {
+  pread(buffer: Uint8Array, offsetBytes: number): Promise<number>;
+  pwrite(data: Uint8Array, offsetBytes: number): Promise<number>;
+  /** Writes with RWF_DSYNC: durable when it resolves. */
+  pwriteDsync(data: Uint8Array, offsetBytes: number): Promise<number>;
+}
+
 /**
  * The calls on one open file descriptor. Each returns its result or `-errno`;
  * none checks whether the descriptor is still open: its owner does.
  */
-export class FileDescriptor {
+export class FileDescriptor implements PositionalIo {
   readonly fd: number;
   readonly #libc: Libc;
 

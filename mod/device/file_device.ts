@@ -46,7 +46,6 @@
  */
 
 import { assert } from "../assert.ts";
-import { SECTOR_BYTES } from "../constants.ts";
 import { DeviceIoError, DeviceOpenError, type IoErrorCode } from "../errors.ts";
 import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "./device.ts";
 import { isRangeInside } from "./device.ts";
@@ -60,8 +59,15 @@ import {
   loadLibc,
   OPEN_FLAGS,
   openPath,
+  type PositionalIo,
 } from "./_libc.ts";
-import { BOUNCE_BYTES_MAX, DIRECT_ALIGN_BYTES, ZERO_CHUNK_BYTES } from "../constants.ts";
+import { AioRing } from "./_aio.ts";
+import {
+  BOUNCE_BYTES_MAX,
+  DIRECT_ALIGN_BYTES,
+  SECTOR_BYTES,
+  ZERO_CHUNK_BYTES,
+} from "../constants.ts";
 export { BOUNCE_BYTES_MAX, DIRECT_ALIGN_BYTES, ZERO_CHUNK_BYTES };
 
 assert(ZERO_CHUNK_BYTES % DIRECT_ALIGN_BYTES === 0, "zero chunks keep direct I/O aligned");
@@ -111,6 +117,11 @@ export class FileDevice implements Device {
   readonly readOnly: boolean;
   readonly direct: boolean;
   readonly #descriptor: FileDescriptor;
+  /** Where reads and writes go: Linux AIO for O_DIRECT, else the descriptor's pread/pwrite. */
+  readonly #io: PositionalIo;
+  readonly #aio: AioRing | undefined;
+  /** How data moves: Linux AIO (O_DIRECT) or pread/pwrite on a worker thread. */
+  readonly ioEngine: "aio" | "thread";
   /** Requests running now: `close` waits for them so their fd number is never reused under them. */
   readonly #inflight = new Set<Promise<unknown>>();
   /** Zeroing methods that answered EOPNOTSUPP on this device. */
@@ -127,6 +138,10 @@ export class FileDevice implements Device {
     this.readOnly = handle.readOnly;
     this.direct = handle.direct;
     this.#descriptor = handle.descriptor;
+    const ring = handle.direct ? AioRing.open(handle.descriptor.fd) : undefined;
+    this.#aio = typeof ring === "object" ? ring : undefined;
+    this.#io = this.#aio ?? handle.descriptor;
+    this.ioEngine = this.#aio ? "aio" : "thread";
   }
 
   /** Reads `buffer.length` bytes at `offsetBytes`. @throws {DeviceIoError} */
@@ -210,6 +225,7 @@ export class FileDevice implements Device {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await Promise.allSettled(this.#inflight);
+      this.#aio?.close();
       const result = this.#descriptor.close();
       if (result < 0) throw this.#ioError("close", { offsetBytes: 0, lengthBytes: 0 }, -result);
     })();
@@ -245,7 +261,7 @@ export class FileDevice implements Device {
   /** Loops pread until `buffer` is full; the end of the file before that is an error. */
   async #readAll(buffer: Uint8Array, offsetBytes: number, request: ByteRange): Promise<void> {
     for (let done = 0; done < buffer.length;) {
-      const result = await this.#descriptor.pread(buffer.subarray(done), offsetBytes + done);
+      const result = await this.#io.pread(buffer.subarray(done), offsetBytes + done);
       if (result < 0) throw this.#ioError("read", request, -result);
       if (result === 0) {
         const cause = new Error(`Unexpected end of file: at offset ${offsetBytes + done}`);
@@ -267,8 +283,8 @@ export class FileDevice implements Device {
       const piece = data.subarray(done);
       const dsync = how.fua && this.#dsyncWrites;
       const result = dsync
-        ? await this.#descriptor.pwriteDsync(piece, offsetBytes + done)
-        : await this.#descriptor.pwrite(piece, offsetBytes + done);
+        ? await this.#io.pwriteDsync(piece, offsetBytes + done)
+        : await this.#io.pwrite(piece, offsetBytes + done);
       if (dsync && result === -ERRNO.EOPNOTSUPP) {
         this.#dsyncWrites = false;
         continue;

@@ -168,12 +168,12 @@ writer() {
   done
 }
 
-# wait_lines FILE N: waits until FILE has at least N lines (at most 120 s).
+# wait_lines FILE N [SECONDS]: waits until FILE has at least N lines (default at most 120 s).
 wait_lines() {
   tries=0
   while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt "$2" ]; do
     tries=$((tries + 1))
-    [ $tries -gt 1200 ] && return 1
+    [ $tries -gt $((${3:-120} * 10)) ] && return 1
     sleep 0.1
   done
 }

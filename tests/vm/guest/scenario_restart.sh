@@ -23,13 +23,22 @@ restart_under_writer() {
   note "$mode: server restarted"
   before=$(wc -l </tmp/$mode.sums)
   resumed=false
-  wait_lines /tmp/$mode.sums $((before + 3)) && resumed=true
+  wait_lines /tmp/$mode.sums $((before + 3)) 15 && resumed=true
   touch /tmp/stop
-  wait $writer_pid
-  observe "$mode:writer" "writer exit $?, resumed=$resumed, files before stop $(wc -l </tmp/$mode.before), after $(wc -l </tmp/$mode.sums); $(tail -c 600 /tmp/writer.log)"
+  sleep 5
+  if kill -0 $writer_pid 2>/dev/null; then
+    stuck="writer still running 5 s after stop: state $(cut -d' ' -f3 /proc/$writer_pid/stat) $(for p in $(pgrep -P $writer_pid) $writer_pid; do echo "$p:$(cat /proc/$p/wchan 2>/dev/null)/$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null)"; done)"
+    observe "$mode:stuck" "$stuck; inflight $(cat /sys/block/nbd0/inflight)"
+    note "$mode: nbd-client -d to release the writer"
+    nbd-client -d "$NBD"
+    sleep 3
+  fi
+  kill -0 $writer_pid 2>/dev/null && observe "$mode:still_stuck" "after nbd-client -d: $(cut -d' ' -f3 /proc/$writer_pid/stat)"
+  observe "$mode:writer" "resumed=$resumed, files before stop $(wc -l </tmp/$mode.before), after $(wc -l </tmp/$mode.sums); $(tail -c 600 /tmp/writer.log)"
   observe "$mode:dmesg" "$(dmesg_since "$mode-stop" | head -30)"
   observe "$mode:nbd_state" "pid=$(cat /sys/block/nbd0/pid 2>&1) size=$(cat /sys/block/nbd0/size) check=$(nbd-client -c $NBD 2>&1; echo $?); $(grep nbd0 /proc/mounts); $(ps | grep nbd-clien[t])"
   umount "$MNT" 2>/dev/null || umount -l "$MNT"
+  observe "$mode:umount" "$(grep nbd0 /proc/mounts)"
 }
 
 restart_under_writer netlink

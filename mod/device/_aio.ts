@@ -1,0 +1,212 @@
+/**
+ * Linux native AIO (io_submit/io_getevents) for O_DIRECT file devices.
+ *
+ * Why: a non-blocking FFI call costs a hop to a worker thread per request,
+ * which was 47 % of the server's busy time under 4 KiB random reads. With AIO
+ * the main thread submits each request with one short synchronous syscall,
+ * and completions are reaped in batches: synchronously when they are already
+ * done (tmpfs completes O_DIRECT inside io_submit), otherwise by ONE blocking
+ * io_getevents on a worker thread for however many requests are in flight.
+ * Results carry `-errno` in the completion, so no thread-local errno is read.
+ *
+ * Invariants:
+ * - a slot's iocb, buffer and resolver belong to one request from submit to completion;
+ * - the blocking reaper runs only while requests are in flight, and while it
+ *   runs nothing else reaps, so it always has a completion to return.
+ *
+ * Only for O_DIRECT: on buffered files Linux runs AIO synchronously inside
+ * io_submit, which would block the event loop on a slow disk.
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import { AIO_SLOTS_MAX } from "../constants.ts";
+import { addressOf, callSync, type Libc, loadLibc, type PositionalIo, RWF_DSYNC } from "./_libc.ts";
+
+/** Linux AIO syscall numbers (x86_64: arch/x86/entry/syscalls; aarch64: asm-generic/unistd.h). */
+const SYSCALLS = Deno.build.arch === "x86_64"
+  ? { ioSetup: 206n, ioDestroy: 207n, ioGetevents: 208n, ioSubmit: 209n }
+  : { ioSetup: 0n, ioDestroy: 1n, ioGetevents: 4n, ioSubmit: 2n };
+
+const IOCB_BYTES = 64;
+const EVENT_BYTES = 32;
+const OPCODE_PREAD = 0;
+const OPCODE_PWRITE = 1;
+
+interface Pending {
+  resolve: (result: number) => void;
+  /** Held so the buffer stays alive while the kernel uses it. */
+  buffer: Uint8Array;
+}
+
+/** One AIO context serving one file descriptor. */
+export class AioRing implements PositionalIo {
+  readonly #libc: Libc;
+  readonly #fd: number;
+  readonly #context: bigint;
+  readonly #iocbs = new Uint8Array(AIO_SLOTS_MAX * IOCB_BYTES);
+  readonly #iocbView = new DataView(this.#iocbs.buffer);
+  readonly #iocbPointers = new BigUint64Array(AIO_SLOTS_MAX);
+  readonly #pending: (Pending | undefined)[] = new Array(AIO_SLOTS_MAX);
+  readonly #freeSlots: number[] = [];
+  /** Requests waiting for a free slot, in arrival order. */
+  readonly #waitingForSlot: (() => void)[] = [];
+  readonly #syncEvents = new BigInt64Array(AIO_SLOTS_MAX * (EVENT_BYTES / 8));
+  readonly #reaperEvents = new BigInt64Array(AIO_SLOTS_MAX * (EVENT_BYTES / 8));
+  #inflight = 0;
+  #reaping = false;
+  #reapScheduled = false;
+
+  private constructor(libc: Libc, fd: number, context: bigint) {
+    this.#libc = libc;
+    this.#fd = fd;
+    this.#context = context;
+    const base = addressOf(this.#iocbs);
+    for (let slot = AIO_SLOTS_MAX - 1; slot >= 0; slot--) {
+      this.#iocbPointers[slot] = base + BigInt(slot * IOCB_BYTES);
+      this.#freeSlots.push(slot);
+    }
+  }
+
+  /**
+   * Sets up a context for `fd`.
+   *
+   * @returns The ring, or `-errno` when the kernel refuses (e.g. fs.aio-max-nr reached).
+   */
+  static open(fd: number): AioRing | number {
+    const libc = loadLibc();
+    const contextCell = new BigUint64Array(1);
+    const result = callSync(() =>
+      libc.syscallSync(
+        SYSCALLS.ioSetup,
+        BigInt(AIO_SLOTS_MAX),
+        addressOf(new Uint8Array(contextCell.buffer)),
+        0n,
+        0n,
+        0n,
+      )
+    );
+    if (result < 0) return result;
+    return new AioRing(libc, fd, contextCell[0]!);
+  }
+
+  pread(buffer: Uint8Array, offsetBytes: number): Promise<number> {
+    return this.#submit(OPCODE_PREAD, buffer, offsetBytes, 0);
+  }
+
+  pwrite(data: Uint8Array, offsetBytes: number): Promise<number> {
+    return this.#submit(OPCODE_PWRITE, data, offsetBytes, 0);
+  }
+
+  pwriteDsync(data: Uint8Array, offsetBytes: number): Promise<number> {
+    return this.#submit(OPCODE_PWRITE, data, offsetBytes, RWF_DSYNC);
+  }
+
+  /** Releases the context; every request must have completed. */
+  close(): void {
+    assert(this.#inflight === 0 && !this.#reaping, "no AIO request is in flight at close");
+    this.#libc.syscallSync(SYSCALLS.ioDestroy, this.#context, 0n, 0n, 0n, 0n);
+  }
+
+  async #submit(
+    opcode: number,
+    buffer: Uint8Array,
+    offsetBytes: number,
+    rwFlags: number,
+  ): Promise<number> {
+    if (buffer.length === 0) return 0;
+    // V8 keeps typed arrays of up to 64 bytes inside its moving heap; the
+    // kernel writes into this buffer after submit, so it must live off-heap.
+    assert(buffer.buffer.byteLength > 64, "AIO buffers are off the V8 heap");
+    let slot = this.#freeSlots.pop();
+    while (slot === undefined) {
+      await new Promise<void>((resolve) => this.#waitingForSlot.push(resolve));
+      slot = this.#freeSlots.pop();
+    }
+    const at = slot * IOCB_BYTES;
+    const iocb = this.#iocbView;
+    this.#iocbs.fill(0, at, at + IOCB_BYTES);
+    iocb.setBigUint64(at, BigInt(slot), true); // aio_data: which slot completed
+    iocb.setUint32(at + 12, rwFlags, true); // aio_rw_flags
+    iocb.setUint16(at + 16, opcode, true); // aio_lio_opcode
+    iocb.setUint32(at + 20, this.#fd, true); // aio_fildes
+    iocb.setBigUint64(at + 24, addressOf(buffer), true); // aio_buf
+    iocb.setBigUint64(at + 32, BigInt(buffer.length), true); // aio_nbytes
+    iocb.setBigInt64(at + 40, BigInt(offsetBytes), true); // aio_offset
+    const completion = new Promise<number>((resolve) => this.#pending[slot] = { resolve, buffer });
+    const pointerAddress = addressOf(new Uint8Array(this.#iocbPointers.buffer, slot * 8, 8));
+    const submitted = callSync(() =>
+      this.#libc.syscallSync(SYSCALLS.ioSubmit, this.#context, 1n, pointerAddress, 0n, 0n)
+    );
+    if (submitted !== 1) {
+      this.#complete(slot, submitted < 0 ? submitted : -5);
+      return await completion;
+    }
+    this.#inflight++;
+    this.#scheduleReap();
+    return await completion;
+  }
+
+  /** Reaps once per macrotask turn, so requests submitted together are reaped together. */
+  #scheduleReap(): void {
+    if (this.#reapScheduled || this.#reaping) return;
+    this.#reapScheduled = true;
+    queueMicrotask(() => {
+      this.#reapScheduled = false;
+      if (!this.#reaping) this.#reapNow();
+    });
+  }
+
+  /** Takes what has completed; if requests remain, one blocking reaper waits for the next. */
+  #reapNow(): void {
+    assert(!this.#reaping, "nothing reaps while the blocking reaper runs");
+    const count = Number(this.#libc.syscallSync(
+      SYSCALLS.ioGetevents,
+      this.#context,
+      0n,
+      BigInt(AIO_SLOTS_MAX),
+      addressOf(new Uint8Array(this.#syncEvents.buffer)),
+      0n,
+    ));
+    if (count > 0) this.#deliver(this.#syncEvents, count);
+    if (this.#inflight > 0) this.#startReaper();
+  }
+
+  #startReaper(): void {
+    this.#reaping = true;
+    const events = this.#reaperEvents;
+    this.#libc.syscall(
+      SYSCALLS.ioGetevents,
+      this.#context,
+      1n,
+      BigInt(AIO_SLOTS_MAX),
+      addressOf(new Uint8Array(events.buffer)),
+      0n,
+    ).then((result) => {
+      this.#reaping = false;
+      // -1 is EINTR here (the context is valid and requests are in flight): wait again.
+      const count = Number(result);
+      if (count > 0) this.#deliver(events, count);
+      if (this.#inflight > 0) this.#reapNow();
+    });
+  }
+
+  #deliver(events: BigInt64Array, count: number): void {
+    for (let i = 0; i < count; i++) {
+      const slot = Number(events[i * 4]!);
+      const result = Number(events[i * 4 + 2]!);
+      this.#inflight--;
+      this.#complete(slot, result);
+    }
+  }
+
+  #complete(slot: number, result: number): void {
+    const pending = this.#pending[slot];
+    assert(pending !== undefined, "a completion belongs to a submitted request");
+    this.#pending[slot] = undefined;
+    this.#freeSlots.push(slot);
+    this.#waitingForSlot.shift()?.();
+    pending.resolve(result);
+  }
+}
