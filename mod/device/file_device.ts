@@ -50,7 +50,6 @@ import { DeviceIoError, DeviceOpenError, type IoErrorCode } from "../errors.ts";
 import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "./device.ts";
 import { isRangeInside } from "./device.ts";
 import {
-  addressOf,
   ERRNO,
   FALLOC_FL,
   FileDescriptor,
@@ -62,6 +61,7 @@ import {
   type PositionalIo,
 } from "./_libc.ts";
 import { AioRing } from "./_aio.ts";
+import { alignedBytes, isAligned } from "../aligned_bytes.ts";
 import {
   BOUNCE_BYTES_MAX,
   DIRECT_ALIGN_BYTES,
@@ -150,7 +150,7 @@ export class FileDevice implements Device {
     this.#check(request);
     return this.#track(async () => {
       if (!this.#needsBounce(buffer)) return await this.#readAll(buffer, offsetBytes, request);
-      const bounce = alignedBuffer(Math.min(buffer.length, BOUNCE_BYTES_MAX));
+      const bounce = alignedBytes(Math.min(buffer.length, BOUNCE_BYTES_MAX));
       for (let done = 0; done < buffer.length;) {
         const piece = bounce.subarray(0, Math.min(bounce.length, buffer.length - done));
         await this.#readAll(piece, offsetBytes + done, request);
@@ -170,7 +170,7 @@ export class FileDevice implements Device {
       if (!this.#needsBounce(data)) {
         return await this.#writeAll(data, offsetBytes, { request, fua });
       }
-      const bounce = alignedBuffer(Math.min(data.length, BOUNCE_BYTES_MAX));
+      const bounce = alignedBytes(Math.min(data.length, BOUNCE_BYTES_MAX));
       for (let done = 0; done < data.length;) {
         const piece = bounce.subarray(0, Math.min(bounce.length, data.length - done));
         piece.set(data.subarray(done, done + piece.length));
@@ -249,7 +249,7 @@ export class FileDevice implements Device {
 
   /** The last resort for zeroing: plain writes from one shared, aligned, all-zero buffer. */
   async #writeZeroBuffers(range: ByteRange): Promise<void> {
-    this.#zeroChunk ??= alignedBuffer(ZERO_CHUNK_BYTES);
+    this.#zeroChunk ??= alignedBytes(ZERO_CHUNK_BYTES);
     const end = range.offsetBytes + range.lengthBytes;
     for (let position = range.offsetBytes; position < end;) {
       const piece = this.#zeroChunk.subarray(0, Math.min(ZERO_CHUNK_BYTES, end - position));
@@ -306,8 +306,7 @@ export class FileDevice implements Device {
   }
 
   #needsBounce(buffer: Uint8Array): boolean {
-    return this.direct && buffer.length > 0 &&
-      addressOf(buffer) % BigInt(DIRECT_ALIGN_BYTES) !== 0n;
+    return this.direct && buffer.length > 0 && !isAligned(buffer);
   }
 
   async #track(operation: () => Promise<void>): Promise<void> {
@@ -488,16 +487,4 @@ function openError(path: string, errno: number, context: { direct: boolean }): D
 
 function rangeOf(range: ByteRange): ByteRange {
   return { offsetBytes: range.offsetBytes, lengthBytes: range.lengthBytes };
-}
-
-/** A zeroed buffer whose first byte is aligned to {@link DIRECT_ALIGN_BYTES}. */
-function alignedBuffer(lengthBytes: number): Uint8Array {
-  assert(
-    lengthBytes > 0 && lengthBytes <= Math.max(BOUNCE_BYTES_MAX, ZERO_CHUNK_BYTES),
-    "aligned buffer size is bounded",
-  );
-  const raw = new Uint8Array(lengthBytes + DIRECT_ALIGN_BYTES);
-  const misalignment = Number(addressOf(raw) % BigInt(DIRECT_ALIGN_BYTES));
-  const start = misalignment === 0 ? 0 : DIRECT_ALIGN_BYTES - misalignment;
-  return raw.subarray(start, start + lengthBytes);
 }

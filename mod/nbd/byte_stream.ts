@@ -11,16 +11,19 @@
 
 import { assert } from "../assert.ts";
 import { CONN_READ_BUFFER_BYTES } from "../constants.ts";
+import { alignedBytes } from "../aligned_bytes.ts";
 export { CONN_READ_BUFFER_BYTES };
 
 /** Reads exact amounts from a byte stream. */
 export interface ByteReader {
   /**
    * Reads exactly `lengthBytes` bytes into a new array owned by the caller.
+   * With `aligned`, the array starts on an O_DIRECT boundary, so write
+   * payloads reach the disk without a bounce copy.
    *
    * @throws {StreamEndedError} When the stream ends first.
    */
-  readExact(lengthBytes: number): Promise<Uint8Array>;
+  readExact(lengthBytes: number, options?: { aligned?: boolean }): Promise<Uint8Array>;
 }
 
 /** Writes whole buffers to a byte stream. */
@@ -89,9 +92,9 @@ export class ConnByteStream implements ByteStream {
    * @returns A new array of that length.
    * @throws {StreamEndedError} When the peer closes first.
    */
-  async readExact(lengthBytes: number): Promise<Uint8Array> {
+  async readExact(lengthBytes: number, options: { aligned?: boolean } = {}): Promise<Uint8Array> {
     assert(Number.isSafeInteger(lengthBytes) && lengthBytes >= 0, "read length is a whole number");
-    const out = new Uint8Array(lengthBytes);
+    const out = options.aligned ? alignedBytes(lengthBytes) : new Uint8Array(lengthBytes);
     let filled = this.#take(out, 0);
     while (filled < lengthBytes) {
       const missing = lengthBytes - filled;

@@ -1,0 +1,49 @@
+/**
+ * Byte buffers aligned for O_DIRECT, so data can go between the socket and the
+ * disk without a bounce copy.
+ *
+ * @example
+ * ```ts
+ * import { alignedBytes } from "./aligned_bytes.ts";
+ * // A read reply: a 16-byte header, then 4096 bytes of data starting on a 4 KiB boundary.
+ * const reply = alignedBytes(16 + 4096, { alignedOffset: 16 });
+ * const data = reply.subarray(16);
+ * ```
+ *
+ * @module
+ */
+
+import { assert } from "./assert.ts";
+import { DIRECT_ALIGN_BYTES } from "./constants.ts";
+
+/** Options for {@link alignedBytes}. */
+export interface AlignedBytesOptions {
+  /** The byte of the result that must fall on the boundary. @default 0 */
+  alignedOffset?: number;
+}
+
+/** Whether a buffer's first byte falls on a {@link DIRECT_ALIGN_BYTES} boundary. */
+export function isAligned(buffer: Uint8Array): boolean {
+  return addressOf(buffer) % DIRECT_ALIGN_BYTES === 0;
+}
+
+/**
+ * A zeroed buffer of `lengthBytes` whose byte `alignedOffset` lies on a
+ * {@link DIRECT_ALIGN_BYTES} boundary.
+ */
+export function alignedBytes(lengthBytes: number, options: AlignedBytesOptions = {}): Uint8Array {
+  const alignedOffset = options.alignedOffset ?? 0;
+  assert(
+    alignedOffset >= 0 && alignedOffset <= lengthBytes,
+    "the aligned byte is inside the buffer",
+  );
+  const raw = new Uint8Array(lengthBytes + DIRECT_ALIGN_BYTES);
+  const misalignment = (addressOf(raw) + alignedOffset) % DIRECT_ALIGN_BYTES;
+  const start = misalignment === 0 ? 0 : DIRECT_ALIGN_BYTES - misalignment;
+  return raw.subarray(start, start + lengthBytes);
+}
+
+/** A buffer's address; exact below 2^53, which every user-space address is. */
+function addressOf(buffer: Uint8Array): number {
+  return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+}
