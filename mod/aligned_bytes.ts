@@ -47,3 +47,48 @@ export function alignedBytes(lengthBytes: number, options: AlignedBytesOptions =
 function addressOf(buffer: Uint8Array): number {
   return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
 }
+
+/**
+ * A bounded free list of aligned buffers of one shape, so the request path
+ * reuses memory instead of handing the garbage collector one buffer per
+ * request. Buffers come back dirty: callers overwrite them whole.
+ *
+ * @example
+ * ```ts
+ * import { AlignedBufferPool } from "./aligned_bytes.ts";
+ * const pool = new AlignedBufferPool({ lengthBytes: 16 + 4096, alignedOffset: 16, capacity: 64 });
+ * const reply = pool.take();
+ * pool.give(reply);
+ * ```
+ */
+export class AlignedBufferPool {
+  readonly lengthBytes: number;
+  readonly #alignedOffset: number;
+  readonly #capacity: number;
+  readonly #free: Uint8Array[] = [];
+  /** Buffers this pool made, so a foreign buffer is never taken in. */
+  readonly #own = new WeakSet<Uint8Array>();
+
+  constructor(options: { lengthBytes: number; alignedOffset: number; capacity: number }) {
+    assert(options.capacity > 0, "a pool holds at least one buffer");
+    this.lengthBytes = options.lengthBytes;
+    this.#alignedOffset = options.alignedOffset;
+    this.#capacity = options.capacity;
+  }
+
+  /** A buffer of the pool's shape, reused when one is free. */
+  take(): Uint8Array {
+    const reused = this.#free.pop();
+    if (reused) return reused;
+    const fresh = alignedBytes(this.lengthBytes, { alignedOffset: this.#alignedOffset });
+    this.#own.add(fresh);
+    return fresh;
+  }
+
+  /** Returns a buffer the caller no longer uses; kept if the pool has room. */
+  give(buffer: Uint8Array): void {
+    if (!this.#own.has(buffer) || this.#free.length >= this.#capacity) return;
+    assert(!this.#free.includes(buffer), "a buffer is given back once");
+    this.#free.push(buffer);
+  }
+}

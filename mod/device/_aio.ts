@@ -48,6 +48,8 @@ export class AioRing implements PositionalIo {
   readonly #iocbs = new Uint8Array(AIO_SLOTS_MAX * IOCB_BYTES);
   readonly #iocbView = new DataView(this.#iocbs.buffer);
   readonly #iocbPointers = new BigUint64Array(AIO_SLOTS_MAX);
+  /** Address of each slot's entry in `#iocbPointers`: io_submit takes a pointer to it. */
+  readonly #iocbPointerAddresses: bigint[] = [];
   readonly #pending: (Pending | undefined)[] = new Array(AIO_SLOTS_MAX);
   readonly #freeSlots: number[] = [];
   /** Requests waiting for a free slot, in arrival order. */
@@ -63,10 +65,12 @@ export class AioRing implements PositionalIo {
     this.#fd = fd;
     this.#context = context;
     const base = addressOf(this.#iocbs);
-    for (let slot = AIO_SLOTS_MAX - 1; slot >= 0; slot--) {
+    const pointersBase = addressOf(new Uint8Array(this.#iocbPointers.buffer));
+    for (let slot = 0; slot < AIO_SLOTS_MAX; slot++) {
       this.#iocbPointers[slot] = base + BigInt(slot * IOCB_BYTES);
-      this.#freeSlots.push(slot);
+      this.#iocbPointerAddresses.push(pointersBase + BigInt(slot * 8));
     }
+    for (let slot = AIO_SLOTS_MAX - 1; slot >= 0; slot--) this.#freeSlots.push(slot);
   }
 
   /**
@@ -135,7 +139,7 @@ export class AioRing implements PositionalIo {
     iocb.setBigUint64(at + 32, BigInt(buffer.length), true); // aio_nbytes
     iocb.setBigInt64(at + 40, BigInt(offsetBytes), true); // aio_offset
     const completion = new Promise<number>((resolve) => this.#pending[slot] = { resolve, buffer });
-    const pointerAddress = addressOf(new Uint8Array(this.#iocbPointers.buffer, slot * 8, 8));
+    const pointerAddress = this.#iocbPointerAddresses[slot]!;
     const submitted = callSync(() =>
       this.#libc.syscallSync(SYSCALLS.ioSubmit, this.#context, 1n, pointerAddress, 0n, 0n)
     );

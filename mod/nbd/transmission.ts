@@ -62,8 +62,13 @@ import {
   writeReadReplyPrefix,
 } from "./protocol.ts";
 import { ReplyQueue } from "./reply_queue.ts";
-import { NBD_INFLIGHT_BYTES_MAX, SKIP_CHUNK_BYTES } from "../constants.ts";
-import { alignedBytes } from "../aligned_bytes.ts";
+import {
+  NBD_INFLIGHT_BYTES_MAX,
+  REPLY_POOL_SHAPES_MAX,
+  REPLY_POOLED_BYTES_MAX,
+  SKIP_CHUNK_BYTES,
+} from "../constants.ts";
+import { AlignedBufferPool, alignedBytes } from "../aligned_bytes.ts";
 export { NBD_INFLIGHT_BYTES_MAX, SKIP_CHUNK_BYTES };
 
 assert(
@@ -231,6 +236,8 @@ class TransmissionLoop {
   #fatal: { error: unknown } | undefined;
   #inflight = new Set<Promise<void>>();
   #inflightBytes = 0;
+  /** Read-reply buffers by total length, reused once their reply is written. */
+  #replyPools = new Map<number, AlignedBufferPool>();
   #wakeReader: (() => void) | undefined;
 
   constructor(stream: ByteStream, options: TransmissionOptions) {
@@ -315,6 +322,8 @@ class TransmissionLoop {
     try {
       const reply = await this.#execute(header, payload);
       const written = await this.#replies.send(reply);
+      // Written means copied to the socket: the buffer is free for the next read.
+      this.#replyPools.get(reply.length)?.give(reply);
       if (written) this.#onReply?.();
       else this.#halt.abort();
     } catch (error) {
@@ -377,13 +386,34 @@ class TransmissionLoop {
     }
   }
 
+  /** A reply buffer; small ones come from a per-shape pool (a few shapes per connection). */
+  #replyBuffer(prefixBytes: number, dataBytes: number): Uint8Array {
+    const lengthBytes = prefixBytes + dataBytes;
+    if (dataBytes > REPLY_POOLED_BYTES_MAX) {
+      return alignedBytes(lengthBytes, { alignedOffset: prefixBytes });
+    }
+    let pool = this.#replyPools.get(lengthBytes);
+    if (!pool) {
+      if (this.#replyPools.size >= REPLY_POOL_SHAPES_MAX) {
+        return alignedBytes(lengthBytes, { alignedOffset: prefixBytes });
+      }
+      pool = new AlignedBufferPool({
+        lengthBytes,
+        alignedOffset: prefixBytes,
+        capacity: NBD_INFLIGHT_MAX,
+      });
+      this.#replyPools.set(lengthBytes, pool);
+    }
+    return pool.take();
+  }
+
   async #readReply(header: RequestHeader, range: ByteRange): Promise<Uint8Array> {
     if (range.lengthBytes === 0) return this.#okReply(header);
     const structuredReplies = this.#session.structuredReplies;
     const prefixBytes = readReplyPrefixBytes(structuredReplies);
     // Read straight into the reply buffer behind room for its header: no copy,
     // and the data starts on an O_DIRECT boundary, so the disk needs no bounce copy.
-    const reply = alignedBytes(prefixBytes + range.lengthBytes, { alignedOffset: prefixBytes });
+    const reply = this.#replyBuffer(prefixBytes, range.lengthBytes);
     await this.#device.read(reply.subarray(prefixBytes), range.offsetBytes);
     writeReadReplyPrefix(reply, {
       cookie: header.cookie,
