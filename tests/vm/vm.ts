@@ -45,10 +45,10 @@ export interface BootOptions {
   /** Runs /guest/scenario_<scenario>.sh in the guest. */
   scenario: string;
   disks: VmDisk[];
-  /** @default 120_000 */
+  /** @default 240_000 */
   timeoutMs?: number;
   /** Sees every console line; returning "kill" kills qemu with SIGKILL at once. */
-  onLine?: (line: string) => "kill" | void;
+  onLine?: (line: string) => "kill" | undefined;
   /** @default 1536 */
   memoryMiB?: number;
   /** Text the guest reads as $PARAMS (a small disk with serial "params"). */
@@ -196,7 +196,7 @@ export async function bootVm(options: BootOptions): Promise<VmRun> {
   const timer = setTimeout(() => {
     timedOut = true;
     kill();
-  }, options.timeoutMs ?? 120_000);
+  }, options.timeoutMs ?? 240_000);
   const checks: GuestCheck[] = [];
   let done = false;
   const decoder = new TextDecoder();

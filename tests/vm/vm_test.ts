@@ -1,0 +1,211 @@
+/**
+ * The Linux kernel as a client: each test boots Debian's kernel under qemu (TCG) with the
+ * main disk and a spare as virtio disks, serves the setup in the guest with the bundle built
+ * from this work tree, and attaches /dev/nbd0 with nbd-client. Bad sectors come from
+ * dm-error segments in a dm-linear table over the main disk, swapped live. The guest side of
+ * each scenario is tests/vm/guest/scenario_<name>.sh; docs/vm.md describes the harness.
+ *
+ * Needs root, qemu-system-x86_64 and the artefacts scripts/vm_setup.sh builds (it is run
+ * here, once; it does nothing when its cache is current).
+ */
+
+import assert from "node:assert/strict";
+import { assertChecks, bootVm, createImage, toolsDisk, type VmDisk, type VmRun } from "./vm.ts";
+
+const MAIN_MIB = 256;
+const SPARE_MIB = 64;
+const FSYNCED_MARK = /DMREMAP-FSYNCED ([0-9a-f]{64} {2}\S+)/;
+const SYNCED_FILES_BEFORE_CUT = 8;
+
+interface Images {
+  directory: string;
+  disks: VmDisk[];
+}
+
+async function freshImages(): Promise<Images> {
+  const directory = await Deno.makeTempDir({ prefix: "dm-remap-vm-" });
+  await createImage(`${directory}/main.img`, MAIN_MIB);
+  await createImage(`${directory}/spare.img`, SPARE_MIB);
+  return {
+    directory,
+    disks: [
+      { path: `${directory}/main.img`, serial: "main" },
+      { path: `${directory}/spare.img`, serial: "spare" },
+      toolsDisk(),
+    ],
+  };
+}
+
+async function withImages(body: (images: Images) => Promise<void>): Promise<void> {
+  const images = await freshImages();
+  try {
+    await body(images);
+  } finally {
+    await Deno.remove(images.directory, { recursive: true });
+  }
+}
+
+function report(name: string, run: VmRun): void {
+  console.log(`vm ${name}: ${(run.durationMs / 1000).toFixed(1)} s, ${run.checks.length} checks`);
+  for (const check of run.checks) {
+    if (check.check.startsWith("observe:") || check.check.startsWith("perf:")) {
+      console.log(`  ${check.check}: ${JSON.stringify(check.detail)}`);
+    }
+  }
+}
+
+const SERVE_CHECKS = ["dm_main", "serve", "nbd_attach", "serve_stop"];
+
+Deno.test("vm 1: ext4 on /dev/nbd0 (unix socket, -b 4096, -C 2): a tree of files verifies after umount", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({ scenario: "basic", disks });
+    report("basic", run);
+    assertChecks(run, [
+      ...SERVE_CHECKS,
+      "create",
+      "mkfs",
+      "write_tree",
+      "verify_after_remount",
+      "negative_control",
+      "connections",
+      "e2fsck",
+      "dmesg_clean",
+    ]);
+  });
+});
+
+Deno.test("vm 2: the main disk goes bad under a mounted fs being written: no error reaches it", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({ scenario: "faults", disks });
+    report("faults", run);
+    assertChecks(run, [
+      ...SERVE_CHECKS,
+      "set_bad",
+      "written_after_fault",
+      "writer_no_errors",
+      "status_shows_remaps",
+      "after_fault_files",
+      "verify_after_fault",
+      "before_fault_files_eio_or_intact",
+      "verify_after_remount",
+      "e2fsck",
+      "dmesg_no_write_errors",
+    ]);
+  });
+});
+
+Deno.test("vm 3: power cut (qemu killed) mid-write: e2fsck is clean, every fsynced file verifies", async () => {
+  await withImages(async ({ disks }) => {
+    const fsynced: string[] = [];
+    let syncedCount = 0;
+    const first = await bootVm({
+      scenario: "powercut1",
+      disks,
+      onLine(line) {
+        const match = FSYNCED_MARK.exec(line);
+        if (!match) return undefined;
+        fsynced.push(match[1]!);
+        if (match[1]!.includes("synced/")) syncedCount += 1;
+        return syncedCount >= SYNCED_FILES_BEFORE_CUT ? "kill" : undefined;
+      },
+    });
+    report("powercut1", first);
+    assert.ok(first.killed && !first.timedOut, `the first boot was not cut:\n${first.log}`);
+    assertChecks(first, ["serve", "nbd_attach", "write_base", "bad_ranges", "set_bad"], {
+      done: false,
+    });
+    const ranges = first.checks.find((check) => check.check === "bad_ranges")!.detail;
+    const second = await bootVm({
+      scenario: "powercut2",
+      disks,
+      params: [`RANGES ${ranges}`, ...fsynced].join("\n") + "\n",
+    });
+    report("powercut2", second);
+    assertChecks(second, [
+      "fsynced_files",
+      "spare_check_after_cut",
+      ...SERVE_CHECKS,
+      "replay",
+      "e2fsck",
+      "verify_fsynced",
+      "remaps_survived",
+      "dmesg_no_write_errors",
+    ]);
+  });
+});
+
+Deno.test("vm 4: serve restarts under a mounted fs: fsynced data and the fs survive; kernel behaviour reported", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({ scenario: "restart", disks });
+    report("restart", run);
+    assertChecks(run, [
+      ...SERVE_CHECKS,
+      "netlink:restart",
+      "ioctl:attach",
+      "ioctl:restart",
+      "reattach",
+      "replay",
+      "e2fsck",
+      "verify_fsynced_before_stop",
+    ]);
+  });
+});
+
+Deno.test("vm 5: a block written before it went bad reads as EIO, is pending, and a write heals it", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({ scenario: "readerr", disks });
+    report("readerr", run);
+    assertChecks(run, [
+      ...SERVE_CHECKS,
+      "write_old",
+      "set_bad",
+      "read_bad_is_eio",
+      "read_span_is_eio",
+      "read_neighbours",
+      "status_pending",
+      "heal_write",
+      "read_healed",
+      "status_healed",
+      "dmesg_shows_eio",
+    ]);
+  });
+});
+
+Deno.test("vm perf: fio on /dev/nbd0 against the raw virtio disk (reported, not asserted)", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({ scenario: "perf", disks });
+    report("perf", run);
+    assertChecks(run, SERVE_CHECKS);
+    const iops = new Map<string, number>();
+    for (const check of run.checks) {
+      const detail = check.detail as { iops?: number; kibPerSecond?: number };
+      if (check.check.startsWith("perf:")) iops.set(check.check.slice(5), detail.kibPerSecond ?? 0);
+    }
+    for (const job of ["randread4k", "randwrite4k", "read1m", "write1m"]) {
+      const raw = iops.get(`${job}:vda`) ?? 0;
+      const nbd = iops.get(`${job}:nbd0`) ?? 0;
+      console.log(
+        `  ${job}: nbd0 ${nbd} KiB/s, raw virtio ${raw} KiB/s, nbd/raw ${(nbd / raw).toFixed(3)}`,
+      );
+    }
+  });
+});
+
+Deno.test("vm harness: a failed, missing or unfinished check fails the test and shows the guest log", () => {
+  const base: VmRun = {
+    checks: [{ check: "a", ok: true, detail: "" }],
+    done: true,
+    log: "GUEST-LOG-TEXT",
+    killed: false,
+    timedOut: false,
+    durationMs: 1,
+  };
+  assertChecks(base, ["a"]);
+  assert.throws(
+    () =>
+      assertChecks({ ...base, checks: [{ check: "a", ok: false, detail: "wrong sum" }] }, ["a"]),
+    /check "a" failed: "wrong sum"[\s\S]*GUEST-LOG-TEXT/,
+  );
+  assert.throws(() => assertChecks(base, ["a", "b"]), /check "b" was never reported/);
+  assert.throws(() => assertChecks({ ...base, done: false }, ["a"]), /did not print DMREMAP-DONE/);
+});
