@@ -15,16 +15,7 @@ cache=tests/vm/.cache
 mkdir -p "$cache"
 
 apt_packages=(qemu-system-x86 busybox-static nbd-client dmsetup e2fsprogs fio cpio kmod)
-missing=()
-for package in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "vm_setup: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/apt_ensure.sh "${apt_packages[@]}"
 
 deno_elf=$(readlink -f node_modules/.bin/deno)
 if ! file -L "$deno_elf" 2>/dev/null | grep -q ELF && ! head -c4 "$deno_elf" | grep -q ELF; then
