@@ -1,0 +1,97 @@
+/**
+ * Builds a setup with many remaps offline, for the benchmark's "remapped" target.
+ *
+ * Goal: a spare whose remap log holds `--remaps` entries spread over the main
+ * disk, made fast (no data-path I/O), exactly as tests/scale does: the slots are
+ * never written (they read back as zeros on tmpfs), only the metadata is.
+ * Method: createSetup over the main disk and a sparse spare sized for the
+ * slots, then SpareStore.appendRemaps in group-commit batches. Afterwards the
+ * spare is reopened and assembled in-process to time the open path and the
+ * table's memory. Prints one JSON line with the measurements.
+ *
+ * Usage: deno run -A bench/make_remaps.ts --name N --main M --spare S
+ *          [--remaps 1000000] [--block-size 4096] [--stride 4]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { openFileDevice } from "../mod/device/file_device.ts";
+import { createSetup } from "../mod/assembly/create.ts";
+import { assembleSetup, openSpares } from "../mod/assembly/assemble.ts";
+import { REMAP_BATCH_MAX } from "../mod/constants.ts";
+import { minimumSpareBytes } from "../mod/metadata/spare_layout.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    name: { type: "string" },
+    main: { type: "string" },
+    spare: { type: "string" },
+    remaps: { type: "string", default: "1000000" },
+    "block-size": { type: "string", default: "4096" },
+    stride: { type: "string", default: "4" },
+  },
+});
+const remaps = Number(values.remaps);
+const blockBytes = Number(values["block-size"]);
+const stride = Number(values.stride);
+const mainPath = values.main!;
+const sparePath = values.spare!;
+
+const mainBytes = (await Deno.stat(mainPath)).size;
+const blockCount = Math.floor(mainBytes / blockBytes);
+if (remaps * stride > blockCount) {
+  throw new Error(`Cannot spread ${remaps} remaps with stride ${stride} over ${blockCount} blocks`);
+}
+// Same spread as tests/scale: every stride-th block, jittered inside its stride.
+const blockOf = (slot: number) => slot * stride + (slot % Math.min(3, stride));
+
+const spareBytes = Math.ceil(
+  (minimumSpareBytes(blockBytes) + (remaps + 1024) * (blockBytes + 16)) / 4096,
+) * 4096;
+await Deno.writeFile(sparePath, new Uint8Array(0));
+await Deno.truncate(sparePath, spareBytes);
+
+const main = await openFileDevice(mainPath, { exclusive: true });
+const spare = await openFileDevice(sparePath, { exclusive: true });
+const identity = { path: mainPath, kind: "file" as const, sizeBytes: mainBytes };
+const [store] = await createSetup({
+  name: values.name!,
+  main: { device: main, identity },
+  spares: [{ device: spare, path: sparePath }],
+  blockBytes,
+});
+const appendStart = performance.now();
+for (let first = 0; first < remaps; first += REMAP_BATCH_MAX) {
+  const count = Math.min(REMAP_BATCH_MAX, remaps - first);
+  await store!.appendRemaps(Array.from({ length: count }, (_, i) => blockOf(first + i)));
+}
+const appendMs = performance.now() - appendStart;
+await spare.close();
+
+// Time the open path in-process: spare metadata read and the table rebuilt.
+const memoryBefore = Deno.memoryUsage();
+const openStart = performance.now();
+const reopened = await openFileDevice(sparePath, { exclusive: true });
+const opened = await openSpares([reopened]);
+const openSparesMs = performance.now() - openStart;
+const engine = await assembleSetup({ device: main, identity }, opened);
+const openMs = performance.now() - openStart;
+const memoryAfter = Deno.memoryUsage();
+const result = {
+  remaps: engine.remapCount,
+  blockBytes,
+  stride,
+  mainBytes,
+  spareBytes,
+  appendMs,
+  openSparesMs,
+  assembleMs: openMs,
+  tableBytesPerRemap: engine.tableMemoryBytes / remaps,
+  heapGrowthBytesPerRemap: (memoryAfter.heapUsed + memoryAfter.external -
+    memoryBefore.heapUsed - memoryBefore.external) / remaps,
+  rssGrowthBytesPerRemap: (memoryAfter.rss - memoryBefore.rss) / remaps,
+};
+await engine.close();
+console.log(JSON.stringify(result));

@@ -1,0 +1,81 @@
+/**
+ * Serves a setup whose main disk fails writes to chosen blocks, for the
+ * benchmark's "remaps being created" target and the remap-commit latency.
+ *
+ * It assembles exactly like `dm-remap serve` (mod/cli/serving.ts startServing)
+ * but wraps the main device in the fault layer's FaultyDevice first. The CLI
+ * has no fault flag on purpose; this script is bench-only.
+ *
+ * Usage: deno run -A bench/serve_faulty.ts --main M --spare S --socket P --api-socket A
+ *          [--bad-every N]            every N-th block (jittered) fails writes
+ *          [--bad-range OFF:LEN]      every block in the byte range fails writes
+ *          [--events-db PATH]         the event history (default: beside the spare)
+ *          [--buffered]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { openSpares } from "../mod/assembly/assemble.ts";
+import { openPath } from "../mod/cli/devices.ts";
+import { startServing, untilSignal } from "../mod/cli/serving.ts";
+import { FaultyDevice } from "../mod/fault/faulty_device.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    main: { type: "string" },
+    spare: { type: "string" },
+    socket: { type: "string" },
+    "api-socket": { type: "string" },
+    "bad-every": { type: "string" },
+    "bad-range": { type: "string" },
+    "events-db": { type: "string" },
+    buffered: { type: "boolean", default: false },
+  },
+});
+const output = {
+  out: (line: string) => console.log(line),
+  err: (line: string) => console.error(line),
+};
+const stopRequested = untilSignal();
+const direct = !values.buffered;
+const spareDevice = (await openPath(values.spare!, { readOnly: false, direct })).device;
+const spares = await openSpares([spareDevice]);
+const blockBytes = spares.description.setup.blockBytes;
+const main = await openPath(values.main!, { readOnly: false, direct });
+const faulty = new FaultyDevice(main.device, { blockBytes, writeMode: "fail" });
+let badBlocks = 0;
+if (values["bad-every"]) {
+  const every = Number(values["bad-every"]);
+  const indexes: number[] = [];
+  // One block per stride of `every`, at a pseudo-random place inside it.
+  for (let first = 0; first + every <= faulty.blockCount; first += every) {
+    indexes.push(first + ((first / every) * 2654435761 >>> 0) % every);
+  }
+  faulty.addBadBlocks(indexes, "write");
+  badBlocks += indexes.length;
+}
+if (values["bad-range"]) {
+  const [offsetBytes, lengthBytes] = values["bad-range"].split(":").map(Number);
+  faulty.setBad({ offsetBytes: offsetBytes!, lengthBytes: lengthBytes! }, "write");
+  badBlocks += Math.ceil(lengthBytes! / blockBytes);
+}
+const serving = await startServing({
+  main: { device: faulty, identity: main.identity },
+  spares,
+  exportName: spares.description.setup.name,
+  nbdUnixPath: values.socket,
+  apiUnixPath: values["api-socket"],
+  eventsPath: values["events-db"] ?? `${values.spare}.events.sqlite`,
+  output,
+});
+output.out(
+  `dm-remap[faulty]: serving ${serving.engine.sizeBytes} bytes, ${serving.engine.remapCount} remaps, ${badBlocks} bad blocks`,
+);
+await stopRequested;
+await serving.stop();
+output.err(
+  `dm-remap[faulty]: stopped cleanly: ${serving.engine.counters.remapsCreated} remaps in ${serving.engine.counters.remapBatches} batches`,
+);
+Deno.exit(0);
