@@ -48,8 +48,6 @@ export class AioRing implements PositionalIo {
   readonly #iocbs = new Uint8Array(AIO_SLOTS_MAX * IOCB_BYTES);
   readonly #iocbView = new DataView(this.#iocbs.buffer);
   readonly #iocbPointers = new BigUint64Array(AIO_SLOTS_MAX);
-  /** Address of each slot's entry in `#iocbPointers`: io_submit takes a pointer to it. */
-  readonly #iocbPointerAddresses: bigint[] = [];
   readonly #pending: (Pending | undefined)[] = new Array(AIO_SLOTS_MAX);
   readonly #freeSlots: number[] = [];
   /** Requests waiting for a free slot, in arrival order. */
@@ -58,17 +56,19 @@ export class AioRing implements PositionalIo {
   readonly #reaperEvents = new BigInt64Array(AIO_SLOTS_MAX * (EVENT_BYTES / 8));
   #inflight = 0;
   #reaping = false;
-  #reapScheduled = false;
+  #pumpScheduled = false;
+  /** Slots prepared in this turn, submitted together. */
+  #toSubmit: number[] = [];
+  readonly #submitList = new BigUint64Array(AIO_SLOTS_MAX);
+  readonly #submitListAddress = addressOf(new Uint8Array(this.#submitList.buffer));
 
   private constructor(libc: Libc, fd: number, context: bigint) {
     this.#libc = libc;
     this.#fd = fd;
     this.#context = context;
     const base = addressOf(this.#iocbs);
-    const pointersBase = addressOf(new Uint8Array(this.#iocbPointers.buffer));
     for (let slot = 0; slot < AIO_SLOTS_MAX; slot++) {
       this.#iocbPointers[slot] = base + BigInt(slot * IOCB_BYTES);
-      this.#iocbPointerAddresses.push(pointersBase + BigInt(slot * 8));
     }
     for (let slot = AIO_SLOTS_MAX - 1; slot >= 0; slot--) this.#freeSlots.push(slot);
   }
@@ -139,27 +139,49 @@ export class AioRing implements PositionalIo {
     iocb.setBigUint64(at + 32, BigInt(buffer.length), true); // aio_nbytes
     iocb.setBigInt64(at + 40, BigInt(offsetBytes), true); // aio_offset
     const completion = new Promise<number>((resolve) => this.#pending[slot] = { resolve, buffer });
-    const pointerAddress = this.#iocbPointerAddresses[slot]!;
-    const submitted = callSync(() =>
-      this.#libc.syscallSync(SYSCALLS.ioSubmit, this.#context, 1n, pointerAddress, 0n, 0n)
-    );
-    if (submitted !== 1) {
-      this.#complete(slot, submitted < 0 ? submitted : -5);
-      return await completion;
-    }
-    this.#inflight++;
-    this.#scheduleReap();
+    this.#toSubmit.push(slot);
+    this.#schedulePump();
     return await completion;
   }
 
-  /** Reaps once per macrotask turn, so requests submitted together are reaped together. */
-  #scheduleReap(): void {
-    if (this.#reapScheduled || this.#reaping) return;
-    this.#reapScheduled = true;
+  /**
+   * Once per turn of the event loop: submits every request prepared in it
+   * with one io_submit, then reaps what has completed.
+   */
+  #schedulePump(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
     queueMicrotask(() => {
-      this.#reapScheduled = false;
-      if (!this.#reaping) this.#reapNow();
+      this.#pumpScheduled = false;
+      this.#submitPrepared();
+      if (!this.#reaping && this.#inflight > 0) this.#reapNow();
     });
+  }
+
+  #submitPrepared(): void {
+    const slots = this.#toSubmit;
+    for (let i = 0; i < slots.length; i++) this.#submitList[i] = this.#iocbPointers[slots[i]!]!;
+    for (let next = 0; next < slots.length;) {
+      const submitted = callSync(() =>
+        this.#libc.syscallSync(
+          SYSCALLS.ioSubmit,
+          this.#context,
+          BigInt(slots.length - next),
+          this.#submitListAddress + BigInt(next * 8),
+          0n,
+          0n,
+        )
+      );
+      if (submitted > 0) {
+        this.#inflight += submitted;
+        next += submitted;
+      } else {
+        // The request at `next` was refused: it completes with the error, the rest go on.
+        this.#complete(slots[next]!, submitted < 0 ? submitted : -5);
+        next++;
+      }
+    }
+    this.#toSubmit = [];
   }
 
   /** Takes what has completed; if requests remain, one blocking reaper waits for the next. */

@@ -128,6 +128,12 @@ export class FileDevice implements Device {
   readonly #unsupported = new Set<ZeroMethod>();
   #dsyncWrites = true;
   #zeroChunk: Uint8Array | undefined;
+  /**
+   * Set when a change completes, cleared when a flush starts: a write that
+   * completes after a flush began is not covered by it, so it sets this again.
+   */
+  #unflushed = false;
+  #flushing: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(handle: FileDeviceHandle) {
@@ -165,7 +171,7 @@ export class FileDevice implements Device {
     const request = { offsetBytes, lengthBytes: data.length };
     this.#check(request);
     const fua = options.fua ?? false;
-    return this.#track(async () => {
+    return this.#change(async () => {
       this.#checkWritable("write", request);
       if (!this.#needsBounce(data)) {
         return await this.#writeAll(data, offsetBytes, { request, fua });
@@ -180,16 +186,35 @@ export class FileDevice implements Device {
     });
   }
 
-  /** Makes completed writes durable (fdatasync). @throws {DeviceIoError} */
+  /**
+   * Makes completed writes durable (fdatasync). Nothing written since the last
+   * flush began means nothing to sync, but a flush still running may be the
+   * one that covers the caller's writes, so it is waited for.
+   *
+   * @throws {DeviceIoError}
+   */
   flush(): Promise<void> {
     this.#check({ offsetBytes: 0, lengthBytes: 0 });
-    return this.#track(() => this.#sync("flush", { offsetBytes: 0, lengthBytes: this.sizeBytes }));
+    if (!this.#unflushed) return this.#flushing ?? Promise.resolve();
+    this.#unflushed = false;
+    const flushing = this.#track(() =>
+      this.#sync("flush", { offsetBytes: 0, lengthBytes: this.sizeBytes })
+    )
+      .catch((error) => {
+        this.#unflushed = true;
+        throw error;
+      })
+      .finally(() => {
+        if (this.#flushing === flushing) this.#flushing = undefined;
+      });
+    this.#flushing = flushing;
+    return flushing;
   }
 
   /** Hints that a range is unused; a device that cannot discard ignores it. @throws {DeviceIoError} */
   discard(range: ByteRange): Promise<void> {
     this.#check(range);
-    return this.#track(async () => {
+    return this.#change(async () => {
       this.#checkWritable("discard", range);
       if (range.lengthBytes === 0) return;
       const result = this.kind === "file"
@@ -206,7 +231,7 @@ export class FileDevice implements Device {
   writeZeroes(range: ByteRange, options: WriteZeroesOptions = {}): Promise<void> {
     this.#check(range);
     const methods = ZERO_METHODS[this.kind][options.mayPunch ? "punch" : "keep"];
-    return this.#track(async () => {
+    return this.#change(async () => {
       this.#checkWritable("write zeroes to", range);
       if (range.lengthBytes === 0) return;
       for (const method of methods) {
@@ -307,6 +332,15 @@ export class FileDevice implements Device {
 
   #needsBounce(buffer: Uint8Array): boolean {
     return this.direct && buffer.length > 0 && !isAligned(buffer);
+  }
+
+  /** Runs a change; once it ends, the next flush has something to sync. */
+  async #change(operation: () => Promise<void>): Promise<void> {
+    try {
+      await this.#track(operation);
+    } finally {
+      this.#unflushed = true;
+    }
   }
 
   async #track(operation: () => Promise<void>): Promise<void> {

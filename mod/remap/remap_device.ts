@@ -21,6 +21,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { assert } from "../assert.ts";
 import {
   PENDING_MAX,
@@ -491,7 +492,11 @@ export class RemapDevice implements Device {
     const done = blockWrites.map((blockWrite) =>
       new Promise<void>((resolve, reject) => this.#queue.push({ ...blockWrite, resolve, reject }))
     );
-    this.#draining ??= this.#drainQueue().finally(() => this.#draining = undefined);
+    // Start after the requests already read from the sockets have run, so the
+    // failures of one burst share one group commit instead of one each.
+    this.#draining ??= new Promise((resolve) => setImmediate(resolve))
+      .then(() => this.#drainQueue())
+      .finally(() => this.#draining = undefined);
     return Promise.all(done).then(() => {});
   }
 
