@@ -120,11 +120,6 @@ export class RefusedError extends Error {
   }
 }
 
-/** Every spare is full or failed: the remap could not be made. */
-export class SparesExhaustedError extends Error {
-  override name = "SparesExhaustedError";
-}
-
 /** The metadata was written by a newer format version than this program reads. */
 export class UnsupportedVersionError extends Error {
   override name = "UnsupportedVersionError";

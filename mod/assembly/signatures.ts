@@ -6,7 +6,6 @@
  * @module
  */
 
-import { COPY_SECTORS, SECTOR_BYTES } from "../constants.ts";
 import type { Device } from "../device/device.ts";
 import { readCopies } from "../metadata/spare_store.ts";
 
@@ -61,6 +60,3 @@ export async function detectContents(device: Device): Promise<string | undefined
   }
   return undefined;
 }
-
-/** Sectors `create` writes before data slots, for messages. */
-export const METADATA_SECTORS = COPY_SECTORS.map((sector) => sector * SECTOR_BYTES);

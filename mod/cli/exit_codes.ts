@@ -8,7 +8,6 @@
  * | 2 | usage: the command line or input is wrong; nothing was touched |
  * | 3 | device I/O: a device could not be opened, read or written |
  * | 4 | data-integrity refusal: no valid metadata, wrong setup or disk, data that `--force` would destroy, newer format |
- * | 5 | spares exhausted |
  * | 69 | a service is unavailable: no `serve` answers, or a socket or port is taken |
  * | 70 | internal error (an assertion failed): a bug, please report it |
  *
@@ -24,7 +23,6 @@ import {
   NoValidCopyError,
   RefusedError,
   SetupMismatchError,
-  SparesExhaustedError,
   UnsupportedVersionError,
   UsageError,
 } from "../errors.ts";
@@ -34,7 +32,6 @@ export const EXIT_PROBLEM_FOUND = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_DEVICE = 3;
 export const EXIT_INTEGRITY = 4;
-export const EXIT_SPARES_EXHAUSTED = 5;
 export const EXIT_UNAVAILABLE = 69;
 export const EXIT_INTERNAL = 70;
 
@@ -48,7 +45,6 @@ export function exitCodeFor(error: unknown): number {
     error instanceof RefusedError ||
     error instanceof UnsupportedVersionError
   ) return EXIT_INTEGRITY;
-  if (error instanceof SparesExhaustedError) return EXIT_SPARES_EXHAUSTED;
   if (error instanceof StatusRequestError || error instanceof ApiListenError) {
     return EXIT_UNAVAILABLE;
   }

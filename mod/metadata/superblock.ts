@@ -161,12 +161,6 @@ export function encodeCopy(header: CopyHeader, payload: SuperblockPayload): Uint
   return bytes;
 }
 
-/** Reads the payload length from a header sector that passed its CRC, to size the read. */
-export function payloadBytesOf(headerSector: Uint8Array): number | undefined {
-  const decoded = decodeHeader(headerSector);
-  return "reason" in decoded ? undefined : Math.min(decoded.payloadBytes, COPY_PAYLOAD_BYTES_MAX);
-}
-
 interface DecodedHeader extends CopyHeader {
   payloadBytes: number;
   payloadCrc: number;
