@@ -6,5 +6,9 @@
  */
 
 import { runCli } from "./mod/cli/mod.ts";
+import { inWorker, runConnectionWorker } from "./mod/dataplane/worker_main.ts";
 
-if (import.meta.main) Deno.exit(await runCli(Deno.args));
+// The NBD data plane starts its connection workers from this same module, so
+// the single-file bundle needs no second file.
+if (inWorker()) runConnectionWorker();
+else if (import.meta.main) Deno.exit(await runCli(Deno.args));

@@ -14,7 +14,12 @@
  */
 
 import { assert } from "./assert.ts";
-import { DIRECT_ALIGN_BYTES } from "./constants.ts";
+import {
+  BUFFER_POOL_SHAPE_BYTES_MAX,
+  BUFFER_POOL_SHAPES_MAX,
+  DIRECT_ALIGN_BYTES,
+  NBD_INFLIGHT_MAX,
+} from "./constants.ts";
 
 /** Options for {@link alignedBytes}. */
 export interface AlignedBytesOptions {
@@ -91,4 +96,52 @@ export class AlignedBufferPool {
     assert(!this.#free.includes(buffer), "a buffer is given back once");
     this.#free.push(buffer);
   }
+}
+
+/**
+ * Aligned buffers by shape, for a connection's read replies and write
+ * payloads: a connection sees few shapes (fio's 4 KiB, the kernel's 128 KiB,
+ * 1 MiB copies), so steady traffic allocates nothing. Each shape keeps at most
+ * {@link BUFFER_POOL_SHAPE_BYTES_MAX} bytes; shapes beyond the first
+ * {@link BUFFER_POOL_SHAPES_MAX} are allocated per request.
+ *
+ * @example
+ * ```ts
+ * import { ShapedBufferPools } from "./aligned_bytes.ts";
+ * const pools = new ShapedBufferPools();
+ * const reply = pools.take(16, 4096); // 16 header bytes, then 4096 aligned data bytes
+ * pools.give(reply, 16); // once the socket has taken it
+ * ```
+ */
+export class ShapedBufferPools {
+  #pools = new Map<number, AlignedBufferPool>();
+
+  /** A buffer of `prefixBytes + dataBytes` whose byte `prefixBytes` is aligned. */
+  take(prefixBytes: number, dataBytes: number): Uint8Array {
+    const lengthBytes = prefixBytes + dataBytes;
+    const key = shapeKey(lengthBytes, prefixBytes);
+    let pool = this.#pools.get(key);
+    if (!pool) {
+      const capacity = Math.min(
+        NBD_INFLIGHT_MAX,
+        Math.floor(BUFFER_POOL_SHAPE_BYTES_MAX / Math.max(1, lengthBytes)),
+      );
+      if (this.#pools.size >= BUFFER_POOL_SHAPES_MAX || capacity === 0) {
+        return alignedBytes(lengthBytes, { alignedOffset: prefixBytes });
+      }
+      pool = new AlignedBufferPool({ lengthBytes, alignedOffset: prefixBytes, capacity });
+      this.#pools.set(key, pool);
+    }
+    return pool.take();
+  }
+
+  /** Takes back a buffer of this shape once used; buffers not from a pool are left to the collector. */
+  give(buffer: Uint8Array, prefixBytes: number): void {
+    this.#pools.get(shapeKey(buffer.length, prefixBytes))?.give(buffer);
+  }
+}
+
+/** Prefixes are reply headers (under 64 bytes), so this key is unique per shape. */
+function shapeKey(lengthBytes: number, prefixBytes: number): number {
+  return lengthBytes * 64 + prefixBytes;
 }

@@ -69,10 +69,10 @@ export const NBD_OPTION_BYTES_MAX = 64 * 1024;
 export const NBD_STRING_BYTES_MAX = 4096;
 /** NBD: requests in flight per connection before the reader waits. */
 export const NBD_INFLIGHT_MAX = 128;
-/** NBD: read replies up to this much data reuse pooled buffers. */
-export const REPLY_POOLED_BYTES_MAX = 64 * 1024;
-/** NBD: reply sizes pooled per connection (clients use one or two request sizes). */
-export const REPLY_POOL_SHAPES_MAX = 4;
+/** Memory one buffer shape may keep in its pool (1 MiB replies keep 16, 4 KiB ones the in-flight maximum). */
+export const BUFFER_POOL_SHAPE_BYTES_MAX = 16 * 1024 * 1024;
+/** Buffer shapes pooled per connection; others are allocated per request. */
+export const BUFFER_POOL_SHAPES_MAX = 4;
 /** NBD: connections served at once. */
 export const NBD_CONNECTIONS_MAX = 64;
 

@@ -18,6 +18,8 @@ import type { CliOutput } from "./mod.ts";
 import type { TcpAddress } from "./options.ts";
 import { statusSourceOf } from "./status_source.ts";
 import { EventHistory } from "../events/event_history.ts";
+import { DataPlane } from "../dataplane/data_plane.ts";
+import { FileDevice } from "../device/file_device.ts";
 
 /** Where and how to serve. */
 export interface ServingOptions {
@@ -32,6 +34,11 @@ export interface ServingOptions {
   /** The setup's event history database (SQLite). */
   eventsPath: string;
   output: CliOutput;
+  /**
+   * The module NBD connection workers start (it must call `runConnectionWorker()`
+   * when loaded in a worker, as main.ts and the bundle do). @default Deno.mainModule
+   */
+  workerUrl?: URL;
 }
 
 /** A running setup. */
@@ -85,7 +92,9 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
     history.close();
     throw error;
   });
+  const dataPlane = dataPlaneFor(engine, options);
   const nbd = await serveNbd({
+    dataPlane,
     device: engine,
     exportName: options.exportName,
     description: `dm-remap setup ${name}`,
@@ -144,6 +153,32 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
       return stopping;
     },
   };
+}
+
+/**
+ * Worker threads serve the Unix socket when every disk is a file or block
+ * device this process opened (a worker does I/O on the descriptors itself);
+ * a fault-injection layer keeps the setup on the event loop.
+ */
+function dataPlaneFor(engine: RemapDevice, options: ServingOptions): DataPlane | undefined {
+  const main = options.main.device;
+  if (options.nbdUnixPath === undefined || !(main instanceof FileDevice)) return undefined;
+  const spares = [];
+  for (const spare of engine.spares) {
+    if (!(spare.device instanceof FileDevice)) return undefined;
+    spares[spare.index] = {
+      index: spare.index,
+      fd: spare.device.fd,
+      direct: spare.device.direct,
+      dataOffsetBytes: spare.store.payload.layout.dataOffsetBytes,
+    };
+  }
+  return new DataPlane({
+    engine,
+    main: { fd: main.fd, direct: main.direct },
+    spares,
+    workerUrl: options.workerUrl ?? new URL(Deno.mainModule),
+  });
 }
 
 /** Resolves on the first SIGINT or SIGTERM. */

@@ -25,14 +25,50 @@ import { AIO_SLOTS_MAX } from "../constants.ts";
 import { addressOf, callSync, type Libc, loadLibc, type PositionalIo, RWF_DSYNC } from "./_libc.ts";
 
 /** Linux AIO syscall numbers (x86_64: arch/x86/entry/syscalls; aarch64: asm-generic/unistd.h). */
-const SYSCALLS = Deno.build.arch === "x86_64"
+export const AIO_SYSCALLS = Deno.build.arch === "x86_64"
   ? { ioSetup: 206n, ioDestroy: 207n, ioGetevents: 208n, ioSubmit: 209n }
   : { ioSetup: 0n, ioDestroy: 1n, ioGetevents: 4n, ioSubmit: 2n };
 
-const IOCB_BYTES = 64;
-const EVENT_BYTES = 32;
-const OPCODE_PREAD = 0;
-const OPCODE_PWRITE = 1;
+/** `struct iocb` and `struct io_event` sizes (linux/aio_abi.h). */
+export const IOCB_BYTES = 64;
+export const EVENT_BYTES = 32;
+/** `aio_lio_opcode` values (linux/aio_abi.h). */
+export const AIO_OPCODE = { PREAD: 0, PWRITE: 1, FDSYNC: 3 } as const;
+const OPCODE_PREAD = AIO_OPCODE.PREAD;
+const OPCODE_PWRITE = AIO_OPCODE.PWRITE;
+/** `aio_flags`: signal completions on the eventfd in `aio_resfd`. */
+const IOCB_FLAG_RESFD = 1;
+
+/** One `struct iocb`. */
+export interface IocbFields {
+  /** Returned in the completion: which request it was. */
+  token: number;
+  opcode: number;
+  fd: number;
+  /** Buffer address and length; 0 for FDSYNC. */
+  address: bigint;
+  lengthBytes: number;
+  offsetBytes: number;
+  rwFlags: number;
+  /** An eventfd to count completions on, or -1. */
+  eventFd: number;
+}
+
+/** Writes a `struct iocb` at byte `at` of `iocbs`. */
+export function writeIocb(iocbs: Uint8Array, view: DataView, at: number, fields: IocbFields): void {
+  iocbs.fill(0, at, at + IOCB_BYTES);
+  view.setBigUint64(at, BigInt(fields.token), true); // aio_data
+  view.setUint32(at + 12, fields.rwFlags, true); // aio_rw_flags
+  view.setUint16(at + 16, fields.opcode, true); // aio_lio_opcode
+  view.setUint32(at + 20, fields.fd, true); // aio_fildes
+  view.setBigUint64(at + 24, fields.address, true); // aio_buf
+  view.setBigUint64(at + 32, BigInt(fields.lengthBytes), true); // aio_nbytes
+  view.setBigInt64(at + 40, BigInt(fields.offsetBytes), true); // aio_offset
+  if (fields.eventFd >= 0) {
+    view.setUint32(at + 56, IOCB_FLAG_RESFD, true); // aio_flags
+    view.setUint32(at + 60, fields.eventFd, true); // aio_resfd
+  }
+}
 
 interface Pending {
   resolve: (result: number) => void;
@@ -83,7 +119,7 @@ export class AioRing implements PositionalIo {
     const contextCell = new BigUint64Array(1);
     const result = callSync(() =>
       libc.syscallSync(
-        SYSCALLS.ioSetup,
+        AIO_SYSCALLS.ioSetup,
         BigInt(AIO_SLOTS_MAX),
         addressOf(new Uint8Array(contextCell.buffer)),
         0n,
@@ -110,7 +146,7 @@ export class AioRing implements PositionalIo {
   /** Releases the context; every request must have completed. */
   close(): void {
     assert(this.#inflight === 0 && !this.#reaping, "no AIO request is in flight at close");
-    this.#libc.syscallSync(SYSCALLS.ioDestroy, this.#context, 0n, 0n, 0n, 0n);
+    this.#libc.syscallSync(AIO_SYSCALLS.ioDestroy, this.#context, 0n, 0n, 0n, 0n);
   }
 
   async #submit(
@@ -128,16 +164,16 @@ export class AioRing implements PositionalIo {
       await new Promise<void>((resolve) => this.#waitingForSlot.push(resolve));
       slot = this.#freeSlots.pop();
     }
-    const at = slot * IOCB_BYTES;
-    const iocb = this.#iocbView;
-    this.#iocbs.fill(0, at, at + IOCB_BYTES);
-    iocb.setBigUint64(at, BigInt(slot), true); // aio_data: which slot completed
-    iocb.setUint32(at + 12, rwFlags, true); // aio_rw_flags
-    iocb.setUint16(at + 16, opcode, true); // aio_lio_opcode
-    iocb.setUint32(at + 20, this.#fd, true); // aio_fildes
-    iocb.setBigUint64(at + 24, addressOf(buffer), true); // aio_buf
-    iocb.setBigUint64(at + 32, BigInt(buffer.length), true); // aio_nbytes
-    iocb.setBigInt64(at + 40, BigInt(offsetBytes), true); // aio_offset
+    writeIocb(this.#iocbs, this.#iocbView, slot * IOCB_BYTES, {
+      token: slot,
+      opcode,
+      fd: this.#fd,
+      address: addressOf(buffer),
+      lengthBytes: buffer.length,
+      offsetBytes,
+      rwFlags,
+      eventFd: -1,
+    });
     const completion = new Promise<number>((resolve) => this.#pending[slot] = { resolve, buffer });
     this.#toSubmit.push(slot);
     this.#schedulePump();
@@ -164,7 +200,7 @@ export class AioRing implements PositionalIo {
     for (let next = 0; next < slots.length;) {
       const submitted = callSync(() =>
         this.#libc.syscallSync(
-          SYSCALLS.ioSubmit,
+          AIO_SYSCALLS.ioSubmit,
           this.#context,
           BigInt(slots.length - next),
           this.#submitListAddress + BigInt(next * 8),
@@ -188,7 +224,7 @@ export class AioRing implements PositionalIo {
   #reapNow(): void {
     assert(!this.#reaping, "nothing reaps while the blocking reaper runs");
     const count = Number(this.#libc.syscallSync(
-      SYSCALLS.ioGetevents,
+      AIO_SYSCALLS.ioGetevents,
       this.#context,
       0n,
       BigInt(AIO_SLOTS_MAX),
@@ -203,7 +239,7 @@ export class AioRing implements PositionalIo {
     this.#reaping = true;
     const events = this.#reaperEvents;
     this.#libc.syscall(
-      SYSCALLS.ioGetevents,
+      AIO_SYSCALLS.ioGetevents,
       this.#context,
       1n,
       BigInt(AIO_SLOTS_MAX),

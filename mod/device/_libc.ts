@@ -1,6 +1,7 @@
 /**
  * The few libc calls a file or block device needs, through Deno FFI, with
- * correct `errno`. Private to `device/`.
+ * correct `errno`. Private to `device/` and the NBD data plane (`dataplane/`),
+ * which shares its errno handling.
  *
  * Why FFI: positional I/O through FFI measured about 108K IOPS on tmpfs against
  * about 37K for `node:fs` callbacks, and the data-path calls are declared

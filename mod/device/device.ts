@@ -53,6 +53,12 @@ export interface Device {
   writeZeroes(range: ByteRange, options?: WriteZeroesOptions): Promise<void>;
   /** Releases the device; later calls fail. */
   close(): Promise<void>;
+  /**
+   * Writes reached the storage other than through this object (the NBD data
+   * plane's workers): a device that skips flushes when it wrote nothing must
+   * not skip the next one. @default no such skipping
+   */
+  noteOutsideWrites?(): void;
 }
 
 /** Asserts that a range lies inside a device: for implementations, after the edge checked it. */

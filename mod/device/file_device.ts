@@ -150,6 +150,19 @@ export class FileDevice implements Device {
     this.ioEngine = this.#aio ? "aio" : "thread";
   }
 
+  /**
+   * The open descriptor, for the NBD data plane's workers, which do their own
+   * I/O on it; they must report their writes through {@link noteOutsideWrites}.
+   */
+  get fd(): number {
+    return this.#descriptor.fd;
+  }
+
+  /** Writes reached this file other than through this object: the next flush must not be skipped. */
+  noteOutsideWrites(): void {
+    this.#unflushed = true;
+  }
+
   /** Reads `buffer.length` bytes at `offsetBytes`. @throws {DeviceIoError} */
   read(buffer: Uint8Array, offsetBytes: number): Promise<void> {
     const request = { offsetBytes, lengthBytes: buffer.length };

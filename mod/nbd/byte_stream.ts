@@ -131,6 +131,13 @@ export class ConnByteStream implements ByteStream {
     }
   }
 
+  /** Hands over the bytes read ahead and not yet taken (a new owner of the connection goes on from them). */
+  takeBuffered(): Uint8Array {
+    const rest = this.#buffer.slice(this.#start, this.#end);
+    this.#start = this.#end = 0;
+    return rest;
+  }
+
   /** Copies buffered bytes into `out` from `at`; returns the new fill level. */
   #take(out: Uint8Array, at: number): number {
     const count = Math.min(out.length - at, this.#end - this.#start);

@@ -387,19 +387,29 @@ export interface RequestHeader {
  */
 export function decodeRequestHeader(bytes: Uint8Array): RequestHeader {
   assert(bytes.length === REQUEST_HEADER_BYTES, "a whole request header");
-  const view = viewOf(bytes);
-  const magic = view.getUint32(0);
+  return decodeRequestHeaderAt(viewOf(bytes), 0);
+}
+
+/**
+ * Decodes the request header at byte `at` of a view, for readers that keep
+ * one view over their input buffer.
+ *
+ * @throws {NbdProtocolError} When the magic is wrong.
+ */
+export function decodeRequestHeaderAt(view: DataView, at: number): RequestHeader {
+  assert(at + REQUEST_HEADER_BYTES <= view.byteLength, "a whole request header");
+  const magic = view.getUint32(at);
   if (magic !== NBD_REQUEST_MAGIC) {
     throw new NbdProtocolError(
       `Cannot read request: bad magic 0x${magic.toString(16).padStart(8, "0")}`,
     );
   }
   return {
-    flags: view.getUint16(4),
-    type: view.getUint16(6),
-    cookie: view.getBigUint64(8),
-    offset: view.getBigUint64(16),
-    lengthBytes: view.getUint32(24),
+    flags: view.getUint16(at + 4),
+    type: view.getUint16(at + 6),
+    cookie: view.getBigUint64(at + 8),
+    offset: view.getBigUint64(at + 16),
+    lengthBytes: view.getUint32(at + 24),
   };
 }
 

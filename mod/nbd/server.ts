@@ -10,6 +10,11 @@
  * task, so it surfaces as an unhandled rejection and the process dies, to be
  * restarted by systemd from durable state.
  *
+ * With a {@link DataPlane}, connections on the Unix socket are served on
+ * worker threads instead (see `dataplane/`): the socket is then made with
+ * libc, since a `Deno.Conn` cannot move to a worker. TCP connections are
+ * always served on the event loop.
+ *
  * Shutdown ({@link NbdServer.close}) stops accepting, closes connections still
  * in the handshake, lets requests in flight finish and their replies be sent,
  * then closes the rest. Flushing and closing the device is the caller's job.
@@ -25,6 +30,14 @@ import { ConnByteStream } from "./byte_stream.ts";
 import { serveConnection } from "./connection.ts";
 import { removeSocketFile, removeStaleSocket } from "../unix_socket.ts";
 import { exportProblem, type NbdExport } from "./handshake.ts";
+import type { DataPlane } from "../dataplane/data_plane.ts";
+import {
+  acceptConnection,
+  closeDescriptor,
+  listenUnix,
+  SHUT_RDWR,
+  shutdownSocket,
+} from "../dataplane/_syscalls.ts";
 import { NBD_CLOSE_TIMEOUT_MS_DEFAULT, NBD_HANDSHAKE_TIMEOUT_MS_DEFAULT } from "../constants.ts";
 export { NBD_CLOSE_TIMEOUT_MS_DEFAULT, NBD_HANDSHAKE_TIMEOUT_MS_DEFAULT };
 
@@ -48,6 +61,8 @@ export interface NbdServerOptions {
   handshakeTimeoutMs?: number;
   /** At {@link NbdServer.close}, connections whose replies are still unsent after this long are closed. @default 10000 */
   closeTimeoutMs?: number;
+  /** Serves Unix-socket connections on worker threads; `device` must be its engine. @default event loop */
+  dataPlane?: DataPlane;
 }
 
 /** A running server. */
@@ -115,10 +130,12 @@ export async function serveNbd(options: NbdServerOptions): Promise<NbdServer> {
     throw new UsageError("Cannot serve over NBD: give a Unix socket path, a TCP address, or both");
   }
   const listeners: Deno.Listener[] = [];
+  let unixFd: number | undefined;
   try {
     if (options.unixPath !== undefined) {
       await removeStaleSocket(options.unixPath);
-      listeners.push(Deno.listen({ transport: "unix", path: options.unixPath }));
+      if (options.dataPlane) unixFd = listenDataPlane(options.unixPath);
+      else listeners.push(Deno.listen({ transport: "unix", path: options.unixPath }));
     }
     if (options.tcp !== undefined) {
       const hostname = options.tcp.hostname ?? NBD_TCP_HOSTNAME_DEFAULT;
@@ -126,18 +143,37 @@ export async function serveNbd(options: NbdServerOptions): Promise<NbdServer> {
     }
   } catch (error) {
     for (const listener of listeners) listener.close();
-    if (listeners.length > 0 && options.unixPath !== undefined) {
+    if (unixFd !== undefined) closeDescriptor(unixFd);
+    if ((listeners.length > 0 || unixFd !== undefined) && options.unixPath !== undefined) {
       await removeSocketFile(options.unixPath);
     }
     throw error;
   }
-  return new Server(listeners, exported, options);
+  return new Server(listeners, unixFd, exported, options);
+}
+
+/** Backlog of the data plane's listening socket. */
+const LISTEN_BACKLOG = 64;
+
+function listenDataPlane(path: string): number {
+  const fd = listenUnix(path, LISTEN_BACKLOG);
+  if (fd === -98) throw new Deno.errors.AddrInUse(`Cannot listen on ${path}: address in use`);
+  if (fd < 0) throw new Error(`Cannot listen on ${path}: errno ${-fd}`);
+  return fd;
 }
 
 interface Connection {
-  conn: Deno.Conn;
   label: string;
   /** True until the handshake is over: such connections are closed at shutdown. */
+  readonly negotiating: boolean;
+  /** Cuts the connection. */
+  close(): void;
+  /** Ends it after the requests in flight (the event-loop ones follow the server's stop signal). */
+  stop?(): void;
+}
+
+interface EventLoopConnection extends Connection {
+  conn: Deno.Conn;
   negotiating: boolean;
 }
 
@@ -146,6 +182,8 @@ class Server implements NbdServer {
   readonly tcpHostname: string | undefined;
   readonly tcpPort: number | undefined;
   #listeners: Deno.Listener[];
+  #unixFd: number | undefined;
+  #dataPlane: DataPlane | undefined;
   #export: NbdExport;
   #device: Device;
   #log: (line: string) => void;
@@ -159,8 +197,15 @@ class Server implements NbdServer {
   #requestCount = 0;
   #connectionSerial = 0;
 
-  constructor(listeners: Deno.Listener[], exported: NbdExport, options: NbdServerOptions) {
+  constructor(
+    listeners: Deno.Listener[],
+    unixFd: number | undefined,
+    exported: NbdExport,
+    options: NbdServerOptions,
+  ) {
     this.#listeners = listeners;
+    this.#unixFd = unixFd;
+    this.#dataPlane = options.dataPlane;
     this.#export = exported;
     this.#device = options.device;
     this.#log = options.log ?? (() => {});
@@ -173,6 +218,7 @@ class Server implements NbdServer {
     this.tcpHostname = tcp?.hostname;
     this.tcpPort = tcp?.port;
     this.#acceptLoops = listeners.map((listener) => this.#accept(listener));
+    if (unixFd !== undefined) this.#acceptLoops.push(this.#acceptDataPlane(unixFd));
   }
 
   get connectionCount(): number {
@@ -180,7 +226,7 @@ class Server implements NbdServer {
   }
 
   get requestCount(): number {
-    return this.#requestCount;
+    return this.#requestCount + (this.#dataPlane?.answered ?? 0);
   }
 
   close(): Promise<void> {
@@ -191,11 +237,15 @@ class Server implements NbdServer {
   async #shutdown(): Promise<void> {
     this.#stop.abort();
     for (const listener of this.#listeners) listener.close();
+    // Wakes the accept blocked on a pool thread; the descriptor closes once it returned.
+    if (this.#unixFd !== undefined) shutdownSocket(this.#unixFd, SHUT_RDWR);
     await Promise.all(this.#acceptLoops);
+    if (this.#unixFd !== undefined) closeDescriptor(this.#unixFd);
     if (this.unixPath !== undefined) await removeSocketFile(this.unixPath);
     // Nothing is in flight during a handshake: those connections just close.
     for (const connection of this.#connections) {
-      if (connection.negotiating) closeQuietly(connection.conn);
+      if (connection.negotiating) connection.close();
+      else connection.stop?.();
     }
     // A client that stops reading its replies would hold shutdown forever:
     // after the grace period its connection is closed, and the replies dropped.
@@ -204,7 +254,7 @@ class Server implements NbdServer {
         this.#log(
           `${connection.label}: replies not taken within ${this.#closeTimeoutMs} ms of shutdown, closing`,
         );
-        closeQuietly(connection.conn);
+        connection.close();
       }
     }, this.#closeTimeoutMs);
     try {
@@ -213,6 +263,60 @@ class Server implements NbdServer {
       clearTimeout(deadline);
     }
     assert(this.#connections.size === 0, "every connection closed at shutdown");
+    this.#dataPlane?.close();
+  }
+
+  /** Accepts on the data plane's socket; each connection goes to a worker. */
+  async #acceptDataPlane(listenFd: number): Promise<void> {
+    while (!this.#stop.signal.aborted) {
+      const fd = await acceptConnection(listenFd);
+      if (this.#stop.signal.aborted) {
+        if (fd >= 0) closeDescriptor(fd);
+        return;
+      }
+      if (fd < 0) {
+        this.#log("cannot accept a connection");
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
+      }
+      if (this.#connections.size >= NBD_CONNECTIONS_MAX) {
+        this.#log(`refused a connection: already serving ${NBD_CONNECTIONS_MAX}`);
+        closeDescriptor(fd);
+        continue;
+      }
+      this.#trackWorker(fd);
+    }
+  }
+
+  #trackWorker(fd: number): void {
+    const label = `connection ${++this.#connectionSerial}`;
+    let deadline: ReturnType<typeof setTimeout> | undefined;
+    const served = this.#dataPlane!.serve(fd, this.#export, () => clearTimeout(deadline));
+    const connection: Connection = {
+      label,
+      get negotiating() {
+        return served.negotiating;
+      },
+      close: () => served.abort(),
+      stop: () => served.stop(),
+    };
+    deadline = setTimeout(() => {
+      if (!served.negotiating) return;
+      this.#log(`${label}: no export chosen within ${this.#handshakeTimeoutMs} ms, closing`);
+      served.abort();
+    }, this.#handshakeTimeoutMs);
+    if (this.#stop.signal.aborted) served.stop();
+    this.#connections.add(connection);
+    const task = served.done.then((outcome) => {
+      if (outcome.end === "failed") {
+        this.#log(`${label}: connection ended: ${outcome.error.name}: ${outcome.error.message}`);
+      }
+    }).finally(() => {
+      clearTimeout(deadline);
+      this.#connections.delete(connection);
+      this.#tasks.delete(task);
+    });
+    this.#tasks.add(task);
   }
 
   async #accept(listener: Deno.Listener): Promise<void> {
@@ -246,7 +350,12 @@ class Server implements NbdServer {
 
   #track(conn: Deno.Conn): void {
     if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
-    const connection: Connection = { conn, label: this.#labelOf(conn), negotiating: true };
+    const connection: EventLoopConnection = {
+      conn,
+      label: this.#labelOf(conn),
+      negotiating: true,
+      close: () => closeQuietly(conn),
+    };
     this.#connections.add(connection);
     const task = this.#serve(connection).finally(() => {
       closeQuietly(conn);
@@ -257,7 +366,7 @@ class Server implements NbdServer {
   }
 
   /** Serves one connection; rejects only on programmer errors, which then crash the process. */
-  async #serve(connection: Connection): Promise<void> {
+  async #serve(connection: EventLoopConnection): Promise<void> {
     const deadline = setTimeout(() => {
       if (!connection.negotiating) return;
       this.#log(

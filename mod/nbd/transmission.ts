@@ -62,13 +62,8 @@ import {
   writeReadReplyPrefix,
 } from "./protocol.ts";
 import { ReplyQueue } from "./reply_queue.ts";
-import {
-  NBD_INFLIGHT_BYTES_MAX,
-  REPLY_POOL_SHAPES_MAX,
-  REPLY_POOLED_BYTES_MAX,
-  SKIP_CHUNK_BYTES,
-} from "../constants.ts";
-import { AlignedBufferPool, alignedBytes } from "../aligned_bytes.ts";
+import { NBD_INFLIGHT_BYTES_MAX, SKIP_CHUNK_BYTES } from "../constants.ts";
+import { ShapedBufferPools } from "../aligned_bytes.ts";
 export { NBD_INFLIGHT_BYTES_MAX, SKIP_CHUNK_BYTES };
 
 assert(
@@ -236,8 +231,8 @@ class TransmissionLoop {
   #fatal: { error: unknown } | undefined;
   #inflight = new Set<Promise<void>>();
   #inflightBytes = 0;
-  /** Read-reply buffers by total length, reused once their reply is written. */
-  #replyPools = new Map<number, AlignedBufferPool>();
+  #replyBuffers = new ShapedBufferPools();
+  #executor: RequestExecutor;
   #wakeReader: (() => void) | undefined;
 
   constructor(stream: ByteStream, options: TransmissionOptions) {
@@ -247,6 +242,7 @@ class TransmissionLoop {
     this.#stopSignal = options.stopSignal;
     this.#onReply = options.onReply;
     this.#replies = new ReplyQueue(stream);
+    this.#executor = new RequestExecutor(options.device, options.session, this.#replyBuffers);
     this.#halt.signal.addEventListener("abort", () => this.#wake(), { once: true });
   }
 
@@ -320,10 +316,10 @@ class TransmissionLoop {
   /** Runs one request and writes its reply; never rejects (failures stop the loop instead). */
   async #serve(header: RequestHeader, payload: Uint8Array | undefined): Promise<void> {
     try {
-      const reply = await this.#execute(header, payload);
+      const reply = await this.#executor.execute(header, payload);
       const written = await this.#replies.send(reply);
       // Written means copied to the socket: the buffer is free for the next read.
-      this.#replyPools.get(reply.length)?.give(reply);
+      this.#replyBuffers.give(reply, readReplyPrefixBytes(this.#session.structuredReplies));
       if (written) this.#onReply?.();
       else this.#halt.abort();
     } catch (error) {
@@ -333,7 +329,75 @@ class TransmissionLoop {
     }
   }
 
-  async #execute(header: RequestHeader, payload: Uint8Array | undefined): Promise<Uint8Array> {
+  /** Reads from the stream unless the loop is halted; a halt abandons the read. */
+  #read(lengthBytes: number, options: { aligned?: boolean } = {}): Promise<Uint8Array> {
+    const signal = this.#halt.signal;
+    if (signal.aborted) return Promise.reject(new HaltedError());
+    return new Promise((resolve, reject) => {
+      const onHalt = () => reject(new HaltedError());
+      signal.addEventListener("abort", onHalt, { once: true });
+      this.#stream.readExact(lengthBytes, options).then(
+        (bytes) => {
+          signal.removeEventListener("abort", onHalt);
+          resolve(bytes);
+        },
+        (error) => {
+          signal.removeEventListener("abort", onHalt);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  async #waitUntil(ready: () => boolean): Promise<void> {
+    while (!ready()) {
+      if (this.#halt.signal.aborted) throw new HaltedError();
+      await new Promise<void>((resolve) => this.#wakeReader = resolve);
+    }
+    if (this.#halt.signal.aborted) throw new HaltedError();
+  }
+
+  #wake(): void {
+    const wake = this.#wakeReader;
+    this.#wakeReader = undefined;
+    wake?.();
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.all(this.#inflight);
+    assert(this.#inflightBytes === 0, "nothing in flight after draining");
+  }
+}
+
+/**
+ * Carries out one validated-or-not request against a device and encodes its
+ * reply; the part of a connection that is neither reading nor writing the
+ * socket, so the event-loop connections and the data-plane workers' forwarded
+ * requests answer alike.
+ */
+export class RequestExecutor {
+  #device: Device;
+  #session: NbdSession;
+  #replyBuffers: ShapedBufferPools;
+
+  /**
+   * @param device Where requests go.
+   * @param session What the handshake agreed on (reply style, metadata context).
+   * @param replyBuffers Where read replies get their buffers.
+   */
+  constructor(device: Device, session: NbdSession, replyBuffers: ShapedBufferPools) {
+    this.#device = device;
+    this.#session = session;
+    this.#replyBuffers = replyBuffers;
+  }
+
+  /**
+   * The reply to one request: validated here, then run; device I/O errors
+   * become NBD error replies.
+   *
+   * @throws {unknown} Anything that is not a `DeviceIoError` (a programmer error).
+   */
+  async execute(header: RequestHeader, payload: Uint8Array | undefined): Promise<Uint8Array> {
     const problem = validateRequest(header, {
       sizeBytes: this.#device.sizeBytes,
       session: this.#session,
@@ -386,34 +450,13 @@ class TransmissionLoop {
     }
   }
 
-  /** A reply buffer; small ones come from a per-shape pool (a few shapes per connection). */
-  #replyBuffer(prefixBytes: number, dataBytes: number): Uint8Array {
-    const lengthBytes = prefixBytes + dataBytes;
-    if (dataBytes > REPLY_POOLED_BYTES_MAX) {
-      return alignedBytes(lengthBytes, { alignedOffset: prefixBytes });
-    }
-    let pool = this.#replyPools.get(lengthBytes);
-    if (!pool) {
-      if (this.#replyPools.size >= REPLY_POOL_SHAPES_MAX) {
-        return alignedBytes(lengthBytes, { alignedOffset: prefixBytes });
-      }
-      pool = new AlignedBufferPool({
-        lengthBytes,
-        alignedOffset: prefixBytes,
-        capacity: NBD_INFLIGHT_MAX,
-      });
-      this.#replyPools.set(lengthBytes, pool);
-    }
-    return pool.take();
-  }
-
   async #readReply(header: RequestHeader, range: ByteRange): Promise<Uint8Array> {
     if (range.lengthBytes === 0) return this.#okReply(header);
     const structuredReplies = this.#session.structuredReplies;
     const prefixBytes = readReplyPrefixBytes(structuredReplies);
     // Read straight into the reply buffer behind room for its header: no copy,
     // and the data starts on an O_DIRECT boundary, so the disk needs no bounce copy.
-    const reply = this.#replyBuffer(prefixBytes, range.lengthBytes);
+    const reply = this.#replyBuffers.take(prefixBytes, range.lengthBytes);
     await this.#device.read(reply.subarray(prefixBytes), range.offsetBytes);
     writeReadReplyPrefix(reply, {
       cookie: header.cookie,
@@ -447,45 +490,6 @@ class TransmissionLoop {
     return this.#session.structuredReplies
       ? encodeErrorChunk(header.cookie, problem.errno, problem.message)
       : encodeSimpleReply(header.cookie, problem.errno);
-  }
-
-  /** Reads from the stream unless the loop is halted; a halt abandons the read. */
-  #read(lengthBytes: number, options: { aligned?: boolean } = {}): Promise<Uint8Array> {
-    const signal = this.#halt.signal;
-    if (signal.aborted) return Promise.reject(new HaltedError());
-    return new Promise((resolve, reject) => {
-      const onHalt = () => reject(new HaltedError());
-      signal.addEventListener("abort", onHalt, { once: true });
-      this.#stream.readExact(lengthBytes, options).then(
-        (bytes) => {
-          signal.removeEventListener("abort", onHalt);
-          resolve(bytes);
-        },
-        (error) => {
-          signal.removeEventListener("abort", onHalt);
-          reject(error);
-        },
-      );
-    });
-  }
-
-  async #waitUntil(ready: () => boolean): Promise<void> {
-    while (!ready()) {
-      if (this.#halt.signal.aborted) throw new HaltedError();
-      await new Promise<void>((resolve) => this.#wakeReader = resolve);
-    }
-    if (this.#halt.signal.aborted) throw new HaltedError();
-  }
-
-  #wake(): void {
-    const wake = this.#wakeReader;
-    this.#wakeReader = undefined;
-    wake?.();
-  }
-
-  async #drain(): Promise<void> {
-    while (this.#inflight.size > 0) await Promise.all(this.#inflight);
-    assert(this.#inflightBytes === 0, "nothing in flight after draining");
   }
 }
 

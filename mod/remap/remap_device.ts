@@ -17,6 +17,10 @@
  *   degraded; nothing acknowledged is lost.
  * - Zeroing or trimming a remapped block zeroes its slot, so stale data
  *   never resurfaces from the spare.
+ * - Table and pending list are published to shared memory
+ *   ({@link EngineStatePublisher}) for the NBD data plane's workers, and a
+ *   group commit also closes the cross-thread gate, so no worker I/O is
+ *   inside while a mapping changes.
  *
  * @module
  */
@@ -37,6 +41,7 @@ import { slotOffsetBytes } from "../metadata/spare_layout.ts";
 import type { SpareStore } from "../metadata/spare_store.ts";
 import { IoGate } from "./io_gate.ts";
 import { RemapTable, type SlotLocation } from "./remap_table.ts";
+import { EngineStatePublisher } from "./shared_state.ts";
 
 /** A spare as the engine uses it. */
 export interface SpareMember {
@@ -134,6 +139,7 @@ export class RemapDevice implements Device {
   readonly #table: RemapTable;
   readonly #pending: Set<number>;
   readonly #gate = new IoGate();
+  readonly #shared: EngineStatePublisher;
   readonly #readRetries: number;
   readonly #onEvent: (event: RemapEvent) => void;
   readonly #metadataDelayMs: number;
@@ -183,6 +189,13 @@ export class RemapDevice implements Device {
     this.#pending = new Set(
       (options.pending ?? []).filter((blockIndex) => !this.#table.has(blockIndex)),
     );
+    this.#shared = new EngineStatePublisher(this.#table);
+    this.#shared.publishPending(this.#pending);
+  }
+
+  /** The table, pending list and gate as other threads see them. */
+  get sharedState(): EngineStatePublisher {
+    return this.#shared;
   }
 
   /** Remapped blocks. */
@@ -269,9 +282,9 @@ export class RemapDevice implements Device {
 
   async flush(): Promise<void> {
     this.counters.flushes++;
-    await Promise.all(
-      [this.#main, ...this.#spares.map((spare) => spare.device)].map((device) => device.flush()),
-    );
+    const devices = [this.#main, ...this.#spares.map((spare) => spare.device)];
+    if (this.#shared.takeWorkerWrites()) devices.forEach((device) => device.noteOutsideWrites?.());
+    await Promise.all(devices.map((device) => device.flush()));
   }
 
   /** Waits for remaps in progress, writes pending metadata, and closes every device. */
@@ -387,6 +400,7 @@ export class RemapDevice implements Device {
       );
       if (failed && !this.#pending.has(blockIndex)) {
         this.#pending.add(blockIndex);
+        this.#shared.publishPending(this.#pending);
         this.#onEvent({ type: "pending", blockIndex });
         this.#scheduleMetadata();
       }
@@ -503,7 +517,14 @@ export class RemapDevice implements Device {
   async #drainQueue(): Promise<void> {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, REMAP_BATCH_MAX);
-      await this.#gate.exclusive(() => this.#serializeMetadata(() => this.#commitBatch(batch)));
+      await this.#gate.exclusive(async () => {
+        await this.#shared.close();
+        try {
+          await this.#serializeMetadata(() => this.#commitBatch(batch));
+        } finally {
+          this.#shared.open();
+        }
+      });
     }
   }
 
@@ -601,6 +622,7 @@ export class RemapDevice implements Device {
       });
       if (!this.#pending.has(blockIndex)) {
         this.#pending.add(blockIndex);
+        this.#shared.publishPending(this.#pending);
         this.#onEvent({ type: "pending", blockIndex });
         this.#metadataDirty = true;
       }
@@ -643,7 +665,10 @@ export class RemapDevice implements Device {
       taking.forEach((blockIndex, i) => {
         const location = { spareIndex: spare.index, slotIndex: firstSlot + i };
         this.#table.insert(blockIndex, location);
-        if (this.#pending.delete(blockIndex)) this.#metadataDirty = true;
+        if (this.#pending.delete(blockIndex)) {
+          this.#shared.publishPending(this.#pending);
+          this.#metadataDirty = true;
+        }
         this.counters.remapsCreated++;
         this.#onEvent({ type: "remap", blockIndex, ...location });
       });

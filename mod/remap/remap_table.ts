@@ -6,6 +6,12 @@
  * ~80 a `Map` costs, and a lookup touches one or two cache lines. Entries are
  * never removed: a remapped block stays remapped, as in drive firmware.
  *
+ * The arrays live in `SharedArrayBuffer`s so connection workers can look
+ * blocks up without a message ({@link RemapTableReader}). Only the owning
+ * thread inserts, and only while no reader is inside (the cross-thread gate of
+ * the engine); a grow replaces the arrays and bumps {@link RemapTable.generation},
+ * so readers know to take the new ones.
+ *
  * @example
  * ```ts
  * import { RemapTable } from "./remap_table.ts";
@@ -32,6 +38,13 @@ const LOAD_FACTOR_MAX = 0.5;
 /** Keys are stored plus one so that zero marks an empty bucket. */
 const EMPTY = 0;
 
+/** The table's arrays, as handed to a {@link RemapTableReader} on another thread. */
+export interface RemapTableArrays {
+  keys: Float64Array;
+  slots: Uint32Array;
+  spares: Uint8Array;
+}
+
 /** Block index → slot location. */
 export class RemapTable {
   #keys: Float64Array;
@@ -39,14 +52,25 @@ export class RemapTable {
   #spares: Uint8Array;
   #size = 0;
   #mask: number;
+  #generation = 0;
 
   constructor(expectedEntries = 0) {
     let capacity = CAPACITY_MIN;
     while (expectedEntries > capacity * LOAD_FACTOR_MAX) capacity *= 2;
-    this.#keys = new Float64Array(capacity);
-    this.#slots = new Uint32Array(capacity);
-    this.#spares = new Uint8Array(capacity);
+    this.#keys = sharedArray(Float64Array, capacity);
+    this.#slots = sharedArray(Uint32Array, capacity);
+    this.#spares = sharedArray(Uint8Array, capacity);
     this.#mask = capacity - 1;
+  }
+
+  /** Bumped each time the arrays are replaced by bigger ones. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** The current arrays, for a reader on another thread. */
+  get arrays(): RemapTableArrays {
+    return { keys: this.#keys, slots: this.#slots, spares: this.#spares };
   }
 
   /** Remapped blocks. */
@@ -96,14 +120,7 @@ export class RemapTable {
   }
 
   #find(blockIndex: number): number {
-    const key = blockIndex + 1;
-    let bucket = hashBlock(blockIndex) & this.#mask;
-    for (let probes = 0; probes <= this.#mask; probes++) {
-      const found = this.#keys[bucket];
-      if (found === EMPTY || found === key) return bucket;
-      bucket = (bucket + 1) & this.#mask;
-    }
-    return assertNeverFull();
+    return findBucket(this.#keys, this.#mask, blockIndex);
   }
 
   #grow(): void {
@@ -111,10 +128,11 @@ export class RemapTable {
     const slots = this.#slots;
     const spares = this.#spares;
     const capacity = keys.length * 2;
-    this.#keys = new Float64Array(capacity);
-    this.#slots = new Uint32Array(capacity);
-    this.#spares = new Uint8Array(capacity);
+    this.#keys = sharedArray(Float64Array, capacity);
+    this.#slots = sharedArray(Uint32Array, capacity);
+    this.#spares = sharedArray(Uint8Array, capacity);
     this.#mask = capacity - 1;
+    this.#generation++;
     for (let bucket = 0; bucket < keys.length; bucket++) {
       const key = keys[bucket]!;
       if (key === EMPTY) continue;
@@ -124,6 +142,66 @@ export class RemapTable {
       this.#spares[target] = spares[bucket]!;
     }
   }
+}
+
+/**
+ * Lookups over a {@link RemapTable}'s arrays from another thread. The owner
+ * inserts only while no reader is inside its gate, so a lookup never sees a
+ * half-written entry.
+ */
+export class RemapTableReader {
+  #keys: Float64Array;
+  #slots: Uint32Array;
+  #spares: Uint8Array;
+  #mask: number;
+
+  constructor(arrays: RemapTableArrays) {
+    assert(
+      arrays.keys.length > 0 && (arrays.keys.length & (arrays.keys.length - 1)) === 0,
+      "power-of-two capacity",
+    );
+    this.#keys = arrays.keys;
+    this.#slots = arrays.slots;
+    this.#spares = arrays.spares;
+    this.#mask = arrays.keys.length - 1;
+  }
+
+  /**
+   * The bucket holding `blockIndex`, or -1 when it is not remapped; read the
+   * location with {@link spareAt} and {@link slotAt} (no allocation per lookup).
+   */
+  bucketOf(blockIndex: number): number {
+    const bucket = findBucket(this.#keys, this.#mask, blockIndex);
+    return this.#keys[bucket] === EMPTY ? -1 : bucket;
+  }
+
+  /** The spare index of an occupied bucket. */
+  spareAt(bucket: number): number {
+    return this.#spares[bucket]!;
+  }
+
+  /** The slot index of an occupied bucket. */
+  slotAt(bucket: number): number {
+    return this.#slots[bucket]!;
+  }
+}
+
+function sharedArray<T>(
+  type: { new (buffer: SharedArrayBuffer): T; BYTES_PER_ELEMENT: number },
+  length: number,
+): T {
+  return new type(new SharedArrayBuffer(length * type.BYTES_PER_ELEMENT));
+}
+
+function findBucket(keys: Float64Array, mask: number, blockIndex: number): number {
+  const key = blockIndex + 1;
+  let bucket = hashBlock(blockIndex) & mask;
+  for (let probes = 0; probes <= mask; probes++) {
+    const found = keys[bucket];
+    if (found === EMPTY || found === key) return bucket;
+    bucket = (bucket + 1) & mask;
+  }
+  return assertNeverFull();
 }
 
 function assertNeverFull(): never {

@@ -1,0 +1,793 @@
+/**
+ * One NBD connection served on a worker thread: the handshake, then a
+ * transmission loop that does its own socket and disk I/O.
+ *
+ * Why a thread per connection: on the event loop every request paid for
+ * promises, a runtime op per socket read and write and a thread hop or a
+ * synchronous copy per disk request, all on one thread. Here the worker
+ * blocks in poll() (or in recv() when nothing else can happen), reads every
+ * request the socket holds, submits all their disk I/O with one io_submit,
+ * and sends every reply with one sendmsg, like an nbdkit connection thread.
+ *
+ * What the worker serves itself: READ and WRITE (FUA too) of blocks that are
+ * on the main disk or already remapped (slot I/O on the spare), and FLUSH.
+ * Everything else goes to the engine's thread as is ({@link FromWorker}
+ * "forward"): every I/O error, writes touching pending blocks, TRIM,
+ * WRITE_ZEROES, CACHE, BLOCK_STATUS, and requests whose pieces would break
+ * O_DIRECT alignment. The engine then applies the data rules exactly as for
+ * any other request, so there is one implementation of them.
+ *
+ * Consistency with remaps: a request enters the engine's cross-thread gate
+ * before its lookups and leaves once its I/O completed; the engine changes
+ * the table only while nobody is inside (see `remap/shared_state.ts`).
+ * Requests that find the gate closed wait here and are retried when the
+ * engine reopens it.
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import {
+  CONN_READ_BUFFER_BYTES,
+  NBD_INFLIGHT_BYTES_MAX,
+  NBD_INFLIGHT_MAX,
+  NBD_REQUEST_BYTES_MAX,
+} from "../constants.ts";
+import { isAligned, ShapedBufferPools } from "../aligned_bytes.ts";
+import { AIO_OPCODE } from "../device/_aio.ts";
+import { RWF_DSYNC } from "../device/_libc.ts";
+import { ConnByteStream } from "../nbd/byte_stream.ts";
+import { type NbdSession, runHandshake } from "../nbd/handshake.ts";
+import {
+  decodeRequestHeaderAt,
+  encodeErrorChunk,
+  encodeNoneChunk,
+  encodeSimpleReply,
+  NBD_CMD_DISC,
+  NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLUSH,
+  NBD_CMD_READ,
+  NBD_CMD_WRITE,
+  NbdProtocolError,
+  readReplyPrefixBytes,
+  REQUEST_HEADER_BYTES,
+  type RequestHeader,
+  writeReadReplyPrefix,
+} from "../nbd/protocol.ts";
+import { validateRequest } from "../nbd/transmission.ts";
+import { EngineStateReader } from "../remap/shared_state.ts";
+import { AioBatch } from "./aio_batch.ts";
+import {
+  closeDescriptor,
+  createEventFd,
+  drainEventFd,
+  EAGAIN,
+  MSG_DONTWAIT,
+  MSG_NOSIGNAL,
+  MSG_WAITALL,
+  pollDescriptors,
+  POLLIN,
+  POLLOUT,
+  receive,
+  sendBytes,
+  syncData,
+} from "./_syscalls.ts";
+import { COUNTERS, type FromWorker, MAILBOX, type ToWorker, type WorkerSetup } from "./messages.ts";
+
+/**
+ * Replies up to this size are copied together into one send buffer: a copy
+ * of a few KiB costs less than asking the runtime for each buffer's address
+ * for a sendmsg iovec. Larger ones are sent from their own buffer.
+ */
+const SEND_COPY_BYTES_MAX = 64 * 1024;
+const SEND_BUFFER_BYTES = 256 * 1024;
+/**
+ * How long an idle worker keeps polling its socket before it sleeps in recv.
+ * At queue depth 1 the next request comes back within tens of microseconds;
+ * sleeping costs a context switch here and a cross-CPU wakeup on both sides,
+ * which the profile showed as half of the worker's time and which halved
+ * QD1 throughput. The poll stops as soon as one wait was longer than this
+ * and resumes when requests arrive close together again.
+ */
+const IDLE_POLL_MICROS = 100;
+const EINVAL = 22;
+
+/** Takes the messages the engine's thread posts, in order. */
+export class MessageQueue {
+  #queued: ToWorker[] = [];
+  #waiting: ((message: ToWorker) => void) | undefined;
+
+  /** Hands over a message that arrived. */
+  push(message: ToWorker): void {
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    if (waiting) waiting(message);
+    else this.#queued.push(message);
+  }
+
+  /** The next message; waits in the event loop until it arrives. */
+  next(): Promise<ToWorker> {
+    const queued = this.#queued.shift();
+    if (queued) return Promise.resolve(queued);
+    assert(this.#waiting === undefined, "one reader takes messages");
+    return new Promise((resolve) => this.#waiting = resolve);
+  }
+}
+
+/**
+ * Serves the connection in `setup` until it ends; posts "transmission" after
+ * the handshake and "ended" at the end. The caller closes nothing: the socket
+ * belongs to the engine's thread, which closes it after "ended".
+ */
+export async function serveWorkerConnection(
+  setup: WorkerSetup,
+  messages: MessageQueue,
+  post: (message: FromWorker) => void,
+): Promise<void> {
+  const socket = new BlockingSocket(setup.connectionFd);
+  const stream = new ConnByteStream(socket);
+  let result;
+  try {
+    result = await runHandshake(stream, { export: setup.export });
+  } catch (error) {
+    post(endedWith(error));
+    return;
+  }
+  if (result.kind === "aborted") return post({ type: "ended", end: "aborted" });
+  post({ type: "transmission", session: result.session });
+  const loop = new DirectTransmission(setup, result.session, stream.takeBuffered(), messages, post);
+  let ended: FromWorker;
+  try {
+    ended = { type: "ended", end: await loop.run() };
+  } catch (error) {
+    ended = endedWith(error);
+  }
+  loop.close();
+  post(ended);
+}
+
+function endedWith(error: unknown): FromWorker {
+  if (!(error instanceof Error) || error instanceof Deno.errors.NotCapable) throw error;
+  if (error.name === "AssertionError") throw error;
+  return { type: "ended", end: "failed", error: { name: error.name, message: error.message } };
+}
+
+/** Blocking recv/send on the worker's own thread, for the handshake. */
+class BlockingSocket {
+  readonly #fd: number;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  read(buffer: Uint8Array): Promise<number | null> {
+    const count = receive(this.#fd, buffer, 0);
+    if (count < 0) return Promise.reject(connectionError("receive", -count));
+    return Promise.resolve(count === 0 ? null : count);
+  }
+
+  write(data: Uint8Array): Promise<number> {
+    const count = sendBytes(this.#fd, data, MSG_NOSIGNAL);
+    if (count < 0) return Promise.reject(connectionError("send", -count));
+    return Promise.resolve(count);
+  }
+}
+
+function connectionError(what: string, errno: number): Error {
+  return new Deno.errors.ConnectionReset(`Cannot ${what} on the connection: errno ${errno}`);
+}
+
+/** A request from the time it is read until its reply is queued. */
+interface Request {
+  header: RequestHeader;
+  /** Write data, aligned. */
+  payload: Uint8Array | undefined;
+  /** Read reply: prefix, then the data the disk reads into. */
+  reply: Uint8Array | undefined;
+  costBytes: number;
+  piecesLeft: number;
+  failed: boolean;
+  /** Whether it counted itself into the engine's gate. */
+  entered: boolean;
+}
+
+/** One disk I/O of a request. */
+interface Piece {
+  request: Request;
+  lengthBytes: number;
+  /** For flush pieces: the descriptor, to repeat the sync without AIO if AIO refuses it. */
+  syncFd: number;
+}
+
+/** One queued reply. */
+interface Outgoing {
+  bytes: Uint8Array;
+  /** Whether the buffer goes back to the reply pool once sent. */
+  pooled: boolean;
+}
+
+/** A planned piece of a read or write. */
+interface Run {
+  fd: number;
+  direct: boolean;
+  deviceOffset: number;
+  bufferOffset: number;
+  lengthBytes: number;
+}
+
+class DirectTransmission {
+  readonly #setup: WorkerSetup;
+  readonly #fd: number;
+  readonly #session: NbdSession;
+  readonly #messages: MessageQueue;
+  readonly #post: (message: FromWorker) => void;
+  readonly #state: EngineStateReader;
+  readonly #aioEventFd: number;
+  readonly #aio: AioBatch<Piece>;
+  readonly #replyBuffers = new ShapedBufferPools();
+  readonly #payloads = new ShapedBufferPools();
+  readonly #prefixBytes: number;
+  readonly #blockBytes: number;
+  readonly #in = new Uint8Array(CONN_READ_BUFFER_BYTES);
+  readonly #inView = new DataView(this.#in.buffer);
+  #inStart = 0;
+  #inEnd = 0;
+  #reading = true;
+  #end: "disconnect" | "eof" | "stopped" = "eof";
+  #failure: Error | undefined;
+  /** Requests read and not yet answered. */
+  #inflight = 0;
+  #inflightBytes = 0;
+  /** Waiting for the gate to reopen or for free AIO slots. */
+  #waiting: Request[] = [];
+  #forwarded = new Map<number, Request>();
+  #nextId = 1;
+  #messagesTaken = 0;
+  #out: Outgoing[] = [];
+  #outSent = 0;
+  #wroteSinceNote = false;
+  readonly #runs: Run[] = [];
+  readonly #sendBuffer = new Uint8Array(SEND_BUFFER_BYTES);
+  /** Whether polling before sleeping found the next request last time (see IDLE_POLL_MICROS). */
+  #idlePollPays = true;
+  readonly #pollFds = new Uint8Array(3 * 8);
+  readonly #pollView = new DataView(this.#pollFds.buffer);
+
+  constructor(
+    setup: WorkerSetup,
+    session: NbdSession,
+    leftover: Uint8Array,
+    messages: MessageQueue,
+    post: (message: FromWorker) => void,
+  ) {
+    this.#setup = setup;
+    this.#fd = setup.connectionFd;
+    this.#session = session;
+    this.#messages = messages;
+    this.#post = post;
+    this.#state = new EngineStateReader(setup.state);
+    this.#prefixBytes = readReplyPrefixBytes(session.structuredReplies);
+    this.#blockBytes = setup.blockBytes;
+    this.#in.set(leftover);
+    this.#inEnd = leftover.length;
+    const eventFd = createEventFd();
+    if (eventFd < 0) throw new Error(`Cannot create an eventfd: errno ${-eventFd}`);
+    this.#aioEventFd = eventFd;
+    const aio = AioBatch.open<Piece>(eventFd);
+    if (typeof aio === "number") {
+      closeDescriptor(eventFd);
+      throw new Error(`Cannot set up Linux AIO (fs.aio-max-nr?): errno ${-aio}`);
+    }
+    this.#aio = aio;
+  }
+
+  async run(): Promise<"disconnect" | "eof" | "stopped"> {
+    for (;;) {
+      await this.#takeMessages();
+      this.#retryWaiting();
+      if (this.#reading) this.#parseRequests();
+      this.#aio.submit();
+      this.#aio.reap(this.#complete);
+      if (this.#wroteSinceNote) {
+        this.#state.noteWrites();
+        this.#wroteSinceNote = false;
+      }
+      this.#send();
+      if (this.#failure && this.#aio.inflight === 0) throw this.#failure;
+      if (!this.#reading && this.#inflight === 0 && this.#out.length === 0) return this.#end;
+      this.#wait();
+    }
+  }
+
+  close(): void {
+    assert(this.#aio.inflight === 0, "no disk I/O outlives the connection");
+    this.#aio.close();
+    closeDescriptor(this.#aioEventFd);
+  }
+
+  // ------------------------------------------------------------ reading
+
+  #parseRequests(): void {
+    while (this.#reading && this.#inflight < NBD_INFLIGHT_MAX) {
+      if (this.#inEnd - this.#inStart < REQUEST_HEADER_BYTES) break;
+      const type = this.#inView.getUint16(this.#inStart + 6);
+      const lengthBytes = this.#inView.getUint32(this.#inStart + 24);
+      const carriesPayload = type === NBD_CMD_WRITE && lengthBytes <= NBD_REQUEST_BYTES_MAX;
+      const costBytes = (carriesPayload || type === NBD_CMD_READ) &&
+          lengthBytes <= NBD_REQUEST_BYTES_MAX
+        ? lengthBytes
+        : 0;
+      if (this.#inflightBytes > 0 && this.#inflightBytes + costBytes > NBD_INFLIGHT_BYTES_MAX) {
+        break;
+      }
+      let header: RequestHeader;
+      try {
+        header = decodeRequestHeaderAt(this.#inView, this.#inStart);
+      } catch (error) {
+        // A bad magic cannot be resynchronised: answer what is in flight, then end.
+        if (!(error instanceof NbdProtocolError)) throw error;
+        this.#failure ??= error;
+        this.#stopReading("eof");
+        break;
+      }
+      this.#inStart += REQUEST_HEADER_BYTES;
+      if (header.type === NBD_CMD_DISC) {
+        this.#stopReading("disconnect");
+        break;
+      }
+      let payload: Uint8Array | undefined;
+      if (header.type === NBD_CMD_WRITE) {
+        payload = this.#takePayload(lengthBytes);
+        if (payload === undefined && lengthBytes <= NBD_REQUEST_BYTES_MAX) break; // stream ended
+      }
+      this.#dispatch({
+        header,
+        payload,
+        reply: undefined,
+        costBytes,
+        piecesLeft: 0,
+        failed: false,
+        entered: false,
+      });
+    }
+    if (this.#inStart === this.#inEnd) this.#inStart = this.#inEnd = 0;
+  }
+
+  /**
+   * The payload of a write, copied out of the input buffer and the rest
+   * received straight into it. An oversized one is skipped (the request is
+   * refused) to stay in step with the stream. Undefined when the stream ended.
+   */
+  #takePayload(lengthBytes: number): Uint8Array | undefined {
+    if (lengthBytes > NBD_REQUEST_BYTES_MAX) {
+      for (let skipped = 0; skipped < lengthBytes;) {
+        if (this.#inStart === this.#inEnd && !this.#receiveBlocking()) return undefined;
+        const count = Math.min(lengthBytes - skipped, this.#inEnd - this.#inStart);
+        this.#inStart += count;
+        skipped += count;
+      }
+      return undefined;
+    }
+    const payload = this.#payloadBuffer(lengthBytes);
+    const buffered = Math.min(lengthBytes, this.#inEnd - this.#inStart);
+    payload.set(this.#in.subarray(this.#inStart, this.#inStart + buffered));
+    this.#inStart += buffered;
+    for (let filled = buffered; filled < lengthBytes;) {
+      const count = receive(this.#fd, payload.subarray(filled), MSG_WAITALL);
+      if (count <= 0) {
+        this.#giveBackPayload(payload);
+        this.#stopReading(this.#stopRequested() ? "stopped" : "eof");
+        if (count < 0) this.#failure ??= connectionError("receive", -count);
+        else this.#failure ??= new Deno.errors.UnexpectedEof("The stream ended inside a write");
+        return undefined;
+      }
+      filled += count;
+    }
+    return payload;
+  }
+
+  /** Blocks until more bytes arrive; false when the stream ended. */
+  #receiveBlocking(): boolean {
+    this.#compactInput();
+    const count = receive(this.#fd, this.#in.subarray(this.#inEnd), 0);
+    return this.#received(count);
+  }
+
+  /** Takes bytes already there without blocking. */
+  #receiveAvailable(): void {
+    this.#compactInput();
+    const count = receive(this.#fd, this.#in.subarray(this.#inEnd), MSG_DONTWAIT);
+    if (count !== -EAGAIN) this.#received(count);
+  }
+
+  #received(count: number): boolean {
+    if (count > 0) {
+      this.#inEnd += count;
+      return true;
+    }
+    if (count < 0) this.#failure ??= connectionError("receive", -count);
+    else if (this.#inEnd > this.#inStart && !this.#stopRequested()) {
+      this.#failure ??= new Deno.errors.UnexpectedEof("The stream ended inside a request");
+    }
+    this.#stopReading(this.#stopRequested() ? "stopped" : "eof");
+    return false;
+  }
+
+  #compactInput(): void {
+    if (this.#inStart === 0) return;
+    this.#in.copyWithin(0, this.#inStart, this.#inEnd);
+    this.#inEnd -= this.#inStart;
+    this.#inStart = 0;
+  }
+
+  #stopReading(end: "disconnect" | "eof" | "stopped"): void {
+    if (!this.#reading) return;
+    this.#reading = false;
+    this.#end = end;
+  }
+
+  #stopRequested(): boolean {
+    return Atomics.load(this.#setup.mailbox, MAILBOX.STOP) !== 0;
+  }
+
+  // ------------------------------------------------------------ requests
+
+  #dispatch(request: Request): void {
+    this.#inflight++;
+    this.#inflightBytes += request.costBytes;
+    const { header } = request;
+    const problem = validateRequest(header, {
+      sizeBytes: this.#setup.export.sizeBytes,
+      session: this.#session,
+    });
+    if (problem) {
+      this.#answer(
+        request,
+        this.#session.structuredReplies
+          ? encodeErrorChunk(header.cookie, problem.errno, problem.message)
+          : encodeSimpleReply(header.cookie, problem.errno),
+        false,
+      );
+      return;
+    }
+    const dataCommand = header.type === NBD_CMD_READ || header.type === NBD_CMD_WRITE;
+    if (dataCommand && header.lengthBytes > 0) this.#startData(request);
+    else if (header.type === NBD_CMD_FLUSH) this.#startFlush(request);
+    else this.#forward(request);
+  }
+
+  #retryWaiting(): void {
+    if (this.#waiting.length === 0) return;
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const request of waiting) this.#startData(request);
+  }
+
+  /** Plans a read or write into runs on the main disk and on slots, and prepares their I/O. */
+  #startData(request: Request): void {
+    if (this.#waiting.length > 0 || !this.#state.tryEnter()) {
+      this.#waiting.push(request);
+      return;
+    }
+    const { header } = request;
+    const isWrite = header.type === NBD_CMD_WRITE;
+    const offsetBytes = Number(header.offset);
+    const lengthBytes = header.lengthBytes;
+    const blockBytes = this.#blockBytes;
+    const firstBlock = Math.floor(offsetBytes / blockBytes);
+    const lastBlock = Math.floor((offsetBytes + lengthBytes - 1) / blockBytes);
+    if (isWrite && this.#state.anyPending(firstBlock, lastBlock)) {
+      this.#state.leave();
+      return this.#forward(request);
+    }
+    const runs = this.#plan(offsetBytes, lengthBytes, firstBlock, lastBlock);
+    if (runs.length > this.#aio.free) {
+      this.#state.leave();
+      if (this.#aio.inflight === 0) return this.#forward(request); // can never fit
+      this.#waiting.push(request);
+      return;
+    }
+    let buffer: Uint8Array;
+    if (isWrite) buffer = request.payload!;
+    else {
+      const reply = request.reply ?? this.#replyBuffers.take(this.#prefixBytes, lengthBytes);
+      request.reply = reply;
+      buffer = reply.subarray(this.#prefixBytes);
+    }
+    for (const run of runs) {
+      const piece = buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
+      if (run.direct && !isAligned(piece)) {
+        // O_DIRECT needs aligned memory; the engine's device layer bounces it.
+        this.#state.leave();
+        return this.#forward(request);
+      }
+    }
+    request.entered = true;
+    request.piecesLeft = runs.length;
+    const rwFlags = isWrite && (header.flags & NBD_CMD_FLAG_FUA) !== 0 ? RWF_DSYNC : 0;
+    for (const run of runs) {
+      this.#aio.prepare({
+        opcode: isWrite ? AIO_OPCODE.PWRITE : AIO_OPCODE.PREAD,
+        fd: run.fd,
+        buffer: buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes),
+        offsetBytes: run.deviceOffset,
+        rwFlags,
+      }, { request, lengthBytes: run.lengthBytes, syncFd: -1 });
+    }
+  }
+
+  /** Splits a request at remapped blocks; consecutive main-disk blocks stay one run. */
+  #plan(offsetBytes: number, lengthBytes: number, firstBlock: number, lastBlock: number): Run[] {
+    const runs = this.#runs;
+    runs.length = 0;
+    const main = this.#setup.main;
+    if (this.#state.remapCount === 0) {
+      runs.push({
+        fd: main.fd,
+        direct: main.direct,
+        deviceOffset: offsetBytes,
+        bufferOffset: 0,
+        lengthBytes,
+      });
+      return runs;
+    }
+    const table = this.#state.table;
+    const blockBytes = this.#blockBytes;
+    const end = offsetBytes + lengthBytes;
+    let last: Run | undefined;
+    for (let block = firstBlock; block <= lastBlock; block++) {
+      const start = Math.max(offsetBytes, block * blockBytes);
+      const pieceEnd = Math.min(end, (block + 1) * blockBytes);
+      const bucket = table.bucketOf(block);
+      if (bucket < 0) {
+        if (
+          last !== undefined && last.fd === main.fd &&
+          last.deviceOffset + last.lengthBytes === start
+        ) {
+          last.lengthBytes += pieceEnd - start;
+          continue;
+        }
+        last = {
+          fd: main.fd,
+          direct: main.direct,
+          deviceOffset: start,
+          bufferOffset: start - offsetBytes,
+          lengthBytes: pieceEnd - start,
+        };
+      } else {
+        const spare = this.#setup.spares[table.spareAt(bucket)];
+        assert(spare !== undefined, "a slot lives on a known spare");
+        last = {
+          fd: spare.fd,
+          direct: spare.direct,
+          deviceOffset: spare.dataOffsetBytes + table.slotAt(bucket) * blockBytes +
+            (start - block * blockBytes),
+          bufferOffset: start - offsetBytes,
+          lengthBytes: pieceEnd - start,
+        };
+      }
+      runs.push(last);
+    }
+    return runs;
+  }
+
+  /** FLUSH: fdatasync of the main disk and every spare, through AIO. */
+  #startFlush(request: Request): void {
+    const fds = [this.#setup.main.fd, ...this.#setup.spares.map((spare) => spare.fd)];
+    if (fds.length > this.#aio.free) return this.#forward(request);
+    request.piecesLeft = fds.length;
+    for (const fd of fds) {
+      this.#aio.prepare(
+        { opcode: AIO_OPCODE.FDSYNC, fd, buffer: new Uint8Array(0), offsetBytes: 0, rwFlags: 0 },
+        { request, lengthBytes: 0, syncFd: fd },
+      );
+    }
+  }
+
+  /** One disk I/O finished: `result` is bytes done or `-errno`. */
+  #complete = (piece: Piece, result: number): void => {
+    let outcome = result;
+    if (outcome === -EINVAL && piece.syncFd >= 0) outcome = syncData(piece.syncFd);
+    const request = piece.request;
+    if (outcome !== piece.lengthBytes) request.failed = true;
+    if (--request.piecesLeft > 0) return;
+    if (request.entered) {
+      request.entered = false;
+      this.#state.leave();
+    }
+    if (request.failed) {
+      request.failed = false;
+      return this.#forward(request);
+    }
+    const { header } = request;
+    const counters = this.#setup.counters;
+    if (header.type === NBD_CMD_READ) {
+      const reply = request.reply!;
+      request.reply = undefined;
+      writeReadReplyPrefix(reply, {
+        cookie: header.cookie,
+        offsetBytes: Number(header.offset),
+        structuredReplies: this.#session.structuredReplies,
+      });
+      counters[COUNTERS.READS]!++;
+      counters[COUNTERS.BYTES_READ]! += header.lengthBytes;
+      return this.#answer(request, reply, true);
+    }
+    if (header.type === NBD_CMD_WRITE) {
+      this.#wroteSinceNote = true;
+      counters[COUNTERS.WRITES]!++;
+      counters[COUNTERS.BYTES_WRITTEN]! += header.lengthBytes;
+    } else counters[COUNTERS.FLUSHES]!++;
+    this.#answer(request, this.#okReply(header), false);
+  };
+
+  /** Hands a request to the engine's thread, which answers with the reply bytes. */
+  #forward(request: Request): void {
+    if (request.reply) {
+      this.#replyBuffers.give(request.reply, this.#prefixBytes);
+      request.reply = undefined;
+    }
+    const id = this.#nextId++;
+    this.#forwarded.set(id, request);
+    this.#post({ type: "forward", id, header: request.header, payload: request.payload });
+  }
+
+  #answer(request: Request, reply: Uint8Array, pooled: boolean): void {
+    if (request.payload) {
+      this.#giveBackPayload(request.payload);
+      request.payload = undefined;
+    }
+    this.#inflight--;
+    this.#inflightBytes -= request.costBytes;
+    assert(this.#inflight >= 0 && this.#inflightBytes >= 0, "in-flight counts never go negative");
+    this.#out.push({ bytes: reply, pooled });
+  }
+
+  #okReply(header: RequestHeader): Uint8Array {
+    return this.#session.structuredReplies
+      ? encodeNoneChunk(header.cookie)
+      : encodeSimpleReply(header.cookie, 0);
+  }
+
+  #payloadBuffer(lengthBytes: number): Uint8Array {
+    return this.#payloads.take(0, lengthBytes);
+  }
+
+  #giveBackPayload(payload: Uint8Array): void {
+    this.#payloads.give(payload, 0);
+  }
+
+  // ------------------------------------------------------------ engine messages
+
+  /** Takes every message posted so far (the mailbox counts them). */
+  async #takeMessages(): Promise<void> {
+    const posted = Atomics.load(this.#setup.mailbox, MAILBOX.POSTED);
+    while (this.#messagesTaken < posted) {
+      const message = await this.#messages.next();
+      this.#messagesTaken++;
+      switch (message.type) {
+        case "reply": {
+          const request = this.#forwarded.get(message.id);
+          assert(request !== undefined, "a reply answers a forwarded request");
+          this.#forwarded.delete(message.id);
+          this.#answer(request, message.reply, false);
+          break;
+        }
+        case "gate-open":
+          this.#state.adopt(message.state);
+          break;
+        case "setup":
+          assert(false, "a worker is set up once");
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ replies and waiting
+
+  /** Sends queued replies with as few send calls as the socket allows, without blocking. */
+  #send(): void {
+    while (this.#out.length > 0 && this.#failure === undefined) {
+      const head = this.#out[0]!.bytes;
+      let chunk: Uint8Array;
+      if (head.length - this.#outSent > SEND_COPY_BYTES_MAX) chunk = head.subarray(this.#outSent);
+      else chunk = this.#gatherSmallReplies();
+      const sent = sendBytes(this.#fd, chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (sent === -EAGAIN) return;
+      if (sent < 0) {
+        // The client is gone: nothing more can be answered.
+        this.#failure = connectionError("send", -sent);
+        this.#stopReading("eof");
+        return;
+      }
+      this.#consumeSent(sent);
+      if (sent < chunk.length) return;
+    }
+  }
+
+  /** Copies the unsent head and the small replies after it into the send buffer. */
+  #gatherSmallReplies(): Uint8Array {
+    let filled = 0;
+    for (let i = 0; i < this.#out.length; i++) {
+      const bytes = i === 0 ? this.#out[0]!.bytes.subarray(this.#outSent) : this.#out[i]!.bytes;
+      if (bytes.length > SEND_COPY_BYTES_MAX || filled + bytes.length > SEND_BUFFER_BYTES) break;
+      this.#sendBuffer.set(bytes, filled);
+      filled += bytes.length;
+    }
+    return this.#sendBuffer.subarray(0, filled);
+  }
+
+  #consumeSent(sentBytes: number): void {
+    let left = sentBytes;
+    let answered = 0;
+    while (left > 0) {
+      const head = this.#out[0]!;
+      const rest = head.bytes.length - this.#outSent;
+      if (left < rest) {
+        this.#outSent += left;
+        break;
+      }
+      left -= rest;
+      this.#outSent = 0;
+      this.#out.shift();
+      if (head.pooled) this.#replyBuffers.give(head.bytes, this.#prefixBytes);
+      answered++;
+    }
+    if (answered > 0) Atomics.add(this.#setup.mailbox, MAILBOX.ANSWERED, answered);
+  }
+
+  /** Blocks until something can happen: bytes to read, room to send, disk I/O done, a message. */
+  #wait(): void {
+    const canRead = this.#reading && this.#inflight < NBD_INFLIGHT_MAX;
+    const idle = this.#aio.inflight === 0 && this.#out.length === 0 &&
+      this.#forwarded.size === 0 && this.#waiting.length === 0;
+    if (canRead && idle) {
+      if (this.#idlePollPays && this.#pollBeforeSleeping()) return;
+      // Only the client can start anything: wait in recv itself (shutdown() ends it at stop).
+      const sleptAt = performance.now();
+      this.#receiveBlocking();
+      this.#idlePollPays = (performance.now() - sleptAt) * 1000 < IDLE_POLL_MICROS;
+      return;
+    }
+    if (canRead) {
+      const before = this.#inEnd - this.#inStart;
+      this.#receiveAvailable();
+      if (this.#inEnd - this.#inStart > before || !this.#reading) return;
+    }
+    const view = this.#pollView;
+    let count = 0;
+    const canSend = this.#out.length > 0 && this.#failure === undefined;
+    const socketEvents = (canRead ? POLLIN : 0) | (canSend ? POLLOUT : 0);
+    count = this.#pollEntry(view, count, this.#fd, socketEvents);
+    if (this.#aio.inflight > 0) count = this.#pollEntry(view, count, this.#aioEventFd, POLLIN);
+    count = this.#pollEntry(view, count, this.#setup.wakeFd, POLLIN);
+    const ready = pollDescriptors(this.#pollFds, count, -1);
+    if (ready <= 0) return;
+    for (let i = 0; i < count; i++) {
+      const fd = view.getInt32(i * 8, true);
+      const revents = view.getInt16(i * 8 + 6, true);
+      if (revents === 0) continue;
+      if (fd === this.#fd) {
+        if (canRead && (revents & ~POLLOUT) !== 0) this.#receiveAvailable();
+      } else drainEventFd(fd);
+    }
+  }
+
+  /** Polls the socket without sleeping for up to IDLE_POLL_MICROS; true when bytes came (or it ended). */
+  #pollBeforeSleeping(): boolean {
+    const until = performance.now() + IDLE_POLL_MICROS / 1000;
+    do {
+      const before = this.#inEnd;
+      this.#receiveAvailable();
+      if (this.#inEnd > before || !this.#reading) return true;
+    } while (performance.now() < until);
+    this.#idlePollPays = false;
+    return false;
+  }
+
+  #pollEntry(view: DataView, index: number, fd: number, events: number): number {
+    view.setInt32(index * 8, fd, true);
+    view.setInt16(index * 8 + 4, events, true);
+    view.setInt16(index * 8 + 6, 0, true);
+    return index + 1;
+  }
+}

@@ -1,0 +1,264 @@
+/**
+ * The NBD data plane, engine side: serves each accepted Unix-socket
+ * connection on a worker thread of its own ({@link serveWorkerConnection}),
+ * answers the requests workers forward with the same {@link RequestExecutor}
+ * as the event-loop server, and tells workers when the remap gate reopens.
+ *
+ * It applies only to setups whose disks are plain files or block devices
+ * ({@link DiskHandle}): a worker does I/O on their descriptors itself. Setups
+ * with a fault-injection layer are served on the event loop instead.
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import type { Device } from "../device/device.ts";
+import type { NbdExport } from "../nbd/handshake.ts";
+import { ShapedBufferPools } from "../aligned_bytes.ts";
+import { RequestExecutor } from "../nbd/transmission.ts";
+import type { EngineStatePublisher } from "../remap/shared_state.ts";
+import {
+  closeDescriptor,
+  createEventFd,
+  SHUT_RD,
+  SHUT_RDWR,
+  shutdownSocket,
+  signalEventFd,
+} from "./_syscalls.ts";
+import {
+  COUNTERS,
+  type DiskHandle,
+  type FromWorker,
+  MAILBOX,
+  type SpareHandle,
+  type ToWorker,
+  type WorkerSetup,
+} from "./messages.ts";
+import type { ConnectionOutcome } from "../nbd/connection.ts";
+export type { DiskHandle, SpareHandle };
+
+/** What the data plane serves. */
+export interface DataPlaneOptions {
+  /** The engine: forwarded requests go to it; its shared state routes the workers. */
+  engine: Device & { readonly sharedState: EngineStatePublisher; readonly blockBytes: number };
+  main: DiskHandle;
+  /** By spare index. */
+  spares: SpareHandle[];
+  /** The module a worker starts: one that calls `runConnectionWorker()`. */
+  workerUrl: URL;
+}
+
+/** Request counters over all workers, for the status API. */
+export interface DataPlaneCounters {
+  reads: number;
+  writes: number;
+  bytesRead: number;
+  bytesWritten: number;
+  flushes: number;
+}
+
+/** One connection on its worker. */
+export interface DataPlaneConnection {
+  /** Resolves when the connection is over and its worker gone. */
+  readonly done: Promise<ConnectionOutcome>;
+  /** True until the handshake is over. */
+  readonly negotiating: boolean;
+  /** Ends reading requests; those in flight are answered, then the connection ends. */
+  stop(): void;
+  /** Cuts the connection now (handshake timeout, shutdown grace period over). */
+  abort(): void;
+}
+
+/** Serves connections on workers for one engine. */
+export class DataPlane {
+  readonly #options: DataPlaneOptions;
+  readonly #connections = new Set<WorkerConnection>();
+  /** Counters of connections that ended, so totals never go down. */
+  readonly #retired: DataPlaneCounters = {
+    reads: 0,
+    writes: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    flushes: 0,
+  };
+  #retiredAnswered = 0;
+  readonly #stopListening: () => void;
+
+  constructor(options: DataPlaneOptions) {
+    this.#options = options;
+    this.#stopListening = options.engine.sharedState.onOpen(() => {
+      for (const connection of this.#connections) connection.gateOpened();
+    });
+  }
+
+  /** Requests answered by workers, ended connections included. */
+  get answered(): number {
+    let total = this.#retiredAnswered;
+    for (const connection of this.#connections) total += connection.answered;
+    return total;
+  }
+
+  /** Request counters over all workers, ended connections included. */
+  counters(): DataPlaneCounters {
+    const total = { ...this.#retired };
+    for (const connection of this.#connections) addCounters(total, connection.counters);
+    return total;
+  }
+
+  /**
+   * Serves an accepted socket on a new worker. The socket is closed when the
+   * connection is over.
+   */
+  serve(fd: number, exported: NbdExport, onTransmission: () => void): DataPlaneConnection {
+    const connection = new WorkerConnection(fd, exported, this.#options, onTransmission);
+    this.#connections.add(connection);
+    void connection.done.finally(() => {
+      this.#connections.delete(connection);
+      addCounters(this.#retired, connection.counters);
+      this.#retiredAnswered += connection.answered;
+    });
+    return connection;
+  }
+
+  /** Stops following the engine's gate; every connection must be over. */
+  close(): void {
+    assert(this.#connections.size === 0, "the data plane closes after its connections");
+    this.#stopListening();
+  }
+}
+
+function addCounters(total: DataPlaneCounters, counters: Float64Array): void {
+  total.reads += counters[COUNTERS.READS]!;
+  total.writes += counters[COUNTERS.WRITES]!;
+  total.bytesRead += counters[COUNTERS.BYTES_READ]!;
+  total.bytesWritten += counters[COUNTERS.BYTES_WRITTEN]!;
+  total.flushes += counters[COUNTERS.FLUSHES]!;
+}
+
+class WorkerConnection implements DataPlaneConnection {
+  readonly done: Promise<ConnectionOutcome>;
+  negotiating = true;
+  readonly counters = new Float64Array(new SharedArrayBuffer(COUNTERS.WORDS * 8));
+  readonly #fd: number;
+  readonly #wakeFd: number;
+  readonly #mailbox = new Int32Array(new SharedArrayBuffer(MAILBOX.WORDS * 4));
+  readonly #worker: Worker;
+  readonly #options: DataPlaneOptions;
+  #executor: RequestExecutor | undefined;
+  #ended = false;
+  #finish!: (outcome: ConnectionOutcome) => void;
+  #crash!: (error: Error) => void;
+
+  constructor(
+    fd: number,
+    exported: NbdExport,
+    options: DataPlaneOptions,
+    onTransmission: () => void,
+  ) {
+    this.#fd = fd;
+    this.#options = options;
+    const wakeFd = createEventFd();
+    if (wakeFd < 0) throw new Error(`Cannot create an eventfd: errno ${-wakeFd}`);
+    this.#wakeFd = wakeFd;
+    this.done = new Promise<ConnectionOutcome>((resolve, reject) => {
+      this.#finish = resolve;
+      this.#crash = reject;
+    }).finally(() => this.#release());
+    this.#worker = new Worker(options.workerUrl, { type: "module" });
+    this.#worker.onmessage = (event: MessageEvent<FromWorker>) => {
+      const message = event.data;
+      switch (message.type) {
+        case "transmission":
+          this.negotiating = false;
+          this.#executor = new RequestExecutor(
+            options.engine,
+            message.session,
+            new ShapedBufferPools(),
+          );
+          onTransmission();
+          return;
+        case "forward":
+          return void this.#answerForwarded(message.id, message.header, message.payload);
+        case "ended":
+          this.#ended = true;
+          return this.#finish(outcomeOf(message));
+        case "crashed": {
+          this.#ended = true;
+          const error = new Error(`A connection worker failed: ${message.message}`);
+          error.stack = message.stack;
+          return this.#crash(error);
+        }
+      }
+    };
+    this.#worker.onerror = (event) => {
+      event.preventDefault();
+      this.#ended = true;
+      this.#crash(new Error(`A connection worker failed: ${event.message}`));
+    };
+    const setup: WorkerSetup = {
+      connectionFd: fd,
+      wakeFd,
+      mailbox: this.#mailbox,
+      counters: this.counters,
+      export: exported,
+      blockBytes: options.engine.blockBytes,
+      main: options.main,
+      spares: options.spares,
+      state: options.engine.sharedState.buffers,
+    };
+    this.#worker.postMessage({ type: "setup", setup } satisfies ToWorker);
+  }
+
+  get answered(): number {
+    return Atomics.load(this.#mailbox, MAILBOX.ANSWERED);
+  }
+
+  stop(): void {
+    Atomics.store(this.#mailbox, MAILBOX.STOP, 1);
+    shutdownSocket(this.#fd, SHUT_RD);
+  }
+
+  abort(): void {
+    shutdownSocket(this.#fd, SHUT_RDWR);
+  }
+
+  gateOpened(): void {
+    this.#send({ type: "gate-open", state: this.#options.engine.sharedState.buffers });
+  }
+
+  async #answerForwarded(
+    id: number,
+    header: Parameters<RequestExecutor["execute"]>[0],
+    payload: Uint8Array | undefined,
+  ): Promise<void> {
+    assert(this.#executor !== undefined, "requests are forwarded after the handshake");
+    const reply = await this.#executor.execute(header, payload).catch((error) => {
+      this.#crash(error);
+      return undefined;
+    });
+    if (reply) this.#send({ type: "reply", id, reply });
+  }
+
+  #send(message: ToWorker): void {
+    if (this.#ended) return;
+    this.#worker.postMessage(message);
+    Atomics.add(this.#mailbox, MAILBOX.POSTED, 1);
+    signalEventFd(this.#wakeFd);
+  }
+
+  #release(): void {
+    this.#ended = true;
+    this.#worker.terminate();
+    closeDescriptor(this.#wakeFd);
+    closeDescriptor(this.#fd);
+  }
+}
+
+function outcomeOf(message: Extract<FromWorker, { type: "ended" }>): ConnectionOutcome {
+  if (message.error) {
+    const error = new Error(message.error.message);
+    error.name = message.error.name;
+    return { end: "failed", error };
+  }
+  return { end: message.end } as ConnectionOutcome;
+}

@@ -1,0 +1,83 @@
+/**
+ * What the engine's thread and a connection worker say to each other.
+ *
+ * Every message to a worker is followed by a count in its mailbox and a
+ * signal on its eventfd: the worker waits in poll(), not in its event loop,
+ * so the count tells it how many messages to take before going on.
+ *
+ * @module
+ */
+
+import type { NbdExport, NbdSession } from "../nbd/handshake.ts";
+import type { RequestHeader } from "../nbd/protocol.ts";
+import type { SharedEngineBuffers } from "../remap/shared_state.ts";
+
+/** A disk as the worker reaches it: an open descriptor of this process. */
+export interface DiskHandle {
+  fd: number;
+  /** Opened with O_DIRECT: buffers must be aligned (else the request goes to the engine). */
+  direct: boolean;
+}
+
+/** A spare's descriptor and where its data slots start. */
+export interface SpareHandle extends DiskHandle {
+  /** The spare's index in the setup. */
+  index: number;
+  dataOffsetBytes: number;
+}
+
+/** Words of a worker's mailbox (an `Int32Array` over shared memory). */
+export const MAILBOX = {
+  /** Messages posted to the worker so far. */
+  POSTED: 0,
+  /** Set when the server shuts down: end after the requests in flight. */
+  STOP: 1,
+  /** Replies the worker has sent (for the status counters). */
+  ANSWERED: 2,
+  WORDS: 4,
+} as const;
+
+/** Words of a worker's counters (a `Float64Array` over shared memory, written only by the worker). */
+export const COUNTERS = {
+  READS: 0,
+  WRITES: 1,
+  BYTES_READ: 2,
+  BYTES_WRITTEN: 3,
+  FLUSHES: 4,
+  WORDS: 5,
+} as const;
+
+/** Everything a worker needs to serve one connection. */
+export interface WorkerSetup {
+  /** The accepted socket. */
+  connectionFd: number;
+  /** Signalled after each message to the worker. */
+  wakeFd: number;
+  mailbox: Int32Array;
+  counters: Float64Array;
+  export: NbdExport;
+  blockBytes: number;
+  main: DiskHandle;
+  /** By spare index. */
+  spares: SpareHandle[];
+  state: SharedEngineBuffers;
+}
+
+/** From the engine's thread to a worker. */
+export type ToWorker =
+  | { type: "setup"; setup: WorkerSetup }
+  /** The reply to a forwarded request, ready to send. */
+  | { type: "reply"; id: number; reply: Uint8Array }
+  /** The gate reopened; the table arrays may be new. */
+  | { type: "gate-open"; state: SharedEngineBuffers };
+
+/** From a worker to the engine's thread. */
+export type FromWorker =
+  /** The handshake is over; forwarded requests are answered in this session's reply style. */
+  | { type: "transmission"; session: NbdSession }
+  /** A request the worker does not serve itself (an error, a pending block, a trim, ...). */
+  | { type: "forward"; id: number; header: RequestHeader; payload: Uint8Array | undefined }
+  /** The connection is over; `error` when it failed. */
+  | { type: "ended"; end: string; error?: { name: string; message: string } }
+  /** A programmer error: the process must die. */
+  | { type: "crashed"; message: string; stack: string };

@@ -1,0 +1,194 @@
+/**
+ * The remap engine's state as other threads see it: the table, the pending
+ * blocks and a gate, in shared memory, so the connection workers of the NBD
+ * data plane route reads and writes without asking the engine's thread.
+ *
+ * The engine's thread is the only writer. Rules:
+ * - The table changes only while the gate is closed and no worker is inside
+ *   it, so a worker's lookup and the I/O it starts never overlap a remap (a
+ *   read-modify-write on the engine's side then sees every write that
+ *   completed before it). Closing is Dekker-style on seq-cst atomics: a
+ *   worker counts itself in, then checks the gate; the engine closes the
+ *   gate, then waits for the count to reach zero.
+ * - The pending list changes at any time, behind a sequence lock: a worker
+ *   retries its check while the sequence is odd or moved.
+ * - A grown table means new arrays: the generation moves, and a worker whose
+ *   arrays are older stays out until it has been handed the new ones.
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import { PENDING_MAX } from "../constants.ts";
+import { type RemapTable, type RemapTableArrays, RemapTableReader } from "./remap_table.ts";
+
+/** Words of the control array. */
+const GATE_CLOSED = 0;
+const INSIDE = 1;
+const TABLE_GENERATION = 2;
+const PENDING_SEQUENCE = 3;
+const PENDING_COUNT = 4;
+const TABLE_SIZE = 5;
+/** Bumped by workers when writes of theirs completed; the engine's flush checks it. */
+const WORKER_WRITES = 6;
+const CONTROL_WORDS = 8;
+
+/** Everything a worker needs to build an {@link EngineStateReader}; structured-cloneable. */
+export interface SharedEngineBuffers {
+  control: Int32Array;
+  pending: Float64Array;
+  table: RemapTableArrays;
+}
+
+/** The engine's side: publishes state and closes the gate around remaps. */
+export class EngineStatePublisher {
+  readonly #control = new Int32Array(new SharedArrayBuffer(CONTROL_WORDS * 4));
+  readonly #pending = new Float64Array(new SharedArrayBuffer(PENDING_MAX * 8));
+  readonly #table: RemapTable;
+  readonly #onOpen = new Set<() => void>();
+  #workerWritesSeen = 0;
+
+  /** @param table The engine's table; its arrays are what readers look into. */
+  constructor(table: RemapTable) {
+    this.#table = table;
+    this.#publishTable();
+  }
+
+  /** What to hand a new worker. */
+  get buffers(): SharedEngineBuffers {
+    return { control: this.#control, pending: this.#pending, table: this.#table.arrays };
+  }
+
+  /** Closes the gate and resolves once no worker is inside. */
+  async close(): Promise<void> {
+    assert(Atomics.load(this.#control, GATE_CLOSED) === 0, "the gate is closed by one owner");
+    Atomics.store(this.#control, GATE_CLOSED, 1);
+    for (;;) {
+      const inside = Atomics.load(this.#control, INSIDE);
+      if (inside === 0) return;
+      assert(inside > 0, "workers inside never go negative");
+      const waiting = Atomics.waitAsync(this.#control, INSIDE, inside);
+      if (waiting.async) await waiting.value;
+    }
+  }
+
+  /** Publishes the table (new arrays after a grow) and reopens the gate. */
+  open(): void {
+    this.#publishTable();
+    Atomics.store(this.#control, GATE_CLOSED, 0);
+    for (const listener of this.#onOpen) listener();
+  }
+
+  /** Calls `listener` each time the gate reopens, so workers that stayed out can go on. */
+  onOpen(listener: () => void): () => void {
+    this.#onOpen.add(listener);
+    return () => this.#onOpen.delete(listener);
+  }
+
+  /** Replaces the published pending list. */
+  publishPending(blocks: Iterable<number>): void {
+    const sorted = [...blocks].sort((a, b) => a - b).slice(0, PENDING_MAX);
+    Atomics.add(this.#control, PENDING_SEQUENCE, 1);
+    this.#pending.set(sorted);
+    Atomics.store(this.#control, PENDING_COUNT, sorted.length);
+    Atomics.add(this.#control, PENDING_SEQUENCE, 1);
+  }
+
+  /** Whether workers completed writes since the last call: the devices' flush must not skip them. */
+  takeWorkerWrites(): boolean {
+    const writes = Atomics.load(this.#control, WORKER_WRITES);
+    const changed = writes !== this.#workerWritesSeen;
+    this.#workerWritesSeen = writes;
+    return changed;
+  }
+
+  #publishTable(): void {
+    Atomics.store(this.#control, TABLE_GENERATION, this.#table.generation);
+    Atomics.store(this.#control, TABLE_SIZE, this.#table.size);
+  }
+}
+
+/** A worker's side: enters the gate, looks blocks up, checks the pending list. */
+export class EngineStateReader {
+  readonly #control: Int32Array;
+  readonly #pending: Float64Array;
+  #table: RemapTableReader;
+  #generation: number;
+
+  /** @param buffers From {@link EngineStatePublisher.buffers}, as posted to the worker. */
+  constructor(buffers: SharedEngineBuffers) {
+    this.#control = buffers.control;
+    this.#pending = buffers.pending;
+    this.#table = new RemapTableReader(buffers.table);
+    this.#generation = Atomics.load(this.#control, TABLE_GENERATION);
+  }
+
+  /** The table as of the last {@link adopt}; valid only between a successful enter and its leave. */
+  get table(): RemapTableReader {
+    return this.#table;
+  }
+
+  /** Remapped blocks, as of the last time the gate opened. */
+  get remapCount(): number {
+    return Atomics.load(this.#control, TABLE_SIZE);
+  }
+
+  /** Takes newer table arrays handed over by the engine. */
+  adopt(buffers: SharedEngineBuffers): void {
+    this.#table = new RemapTableReader(buffers.table);
+    this.#generation = Atomics.load(this.#control, TABLE_GENERATION);
+  }
+
+  /**
+   * Counts one request in. False (and nothing counted) while a remap is being
+   * committed or this worker's table arrays are out of date: the request waits.
+   */
+  tryEnter(): boolean {
+    Atomics.add(this.#control, INSIDE, 1);
+    if (
+      Atomics.load(this.#control, GATE_CLOSED) === 0 &&
+      Atomics.load(this.#control, TABLE_GENERATION) === this.#generation
+    ) {
+      return true;
+    }
+    this.leave();
+    return false;
+  }
+
+  /** Counts one request out, waking the engine if it waits to close the gate. */
+  leave(): void {
+    const before = Atomics.sub(this.#control, INSIDE, 1);
+    assert(before > 0, "a request leaves the gate once");
+    if (before === 1 && Atomics.load(this.#control, GATE_CLOSED) !== 0) {
+      Atomics.notify(this.#control, INSIDE);
+    }
+  }
+
+  /** Whether any block from `firstBlock` to `lastBlock` (inclusive) is pending. */
+  anyPending(firstBlock: number, lastBlock: number): boolean {
+    for (;;) {
+      const sequence = Atomics.load(this.#control, PENDING_SEQUENCE);
+      if (sequence % 2 !== 0) continue;
+      const count = Atomics.load(this.#control, PENDING_COUNT);
+      const found = count > 0 && this.#pendingBetween(count, firstBlock, lastBlock);
+      if (Atomics.load(this.#control, PENDING_SEQUENCE) === sequence) return found;
+    }
+  }
+
+  /** Records that writes of this worker completed, for the engine's flush. */
+  noteWrites(): void {
+    Atomics.add(this.#control, WORKER_WRITES, 1);
+  }
+
+  /** Binary search for the first pending block ≥ firstBlock. */
+  #pendingBetween(count: number, firstBlock: number, lastBlock: number): boolean {
+    let low = 0;
+    let high = Math.min(count, PENDING_MAX);
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (this.#pending[middle]! < firstBlock) low = middle + 1;
+      else high = middle;
+    }
+    return low < Math.min(count, PENDING_MAX) && this.#pending[low]! <= lastBlock;
+  }
+}
