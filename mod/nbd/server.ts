@@ -290,7 +290,6 @@ class Server implements NbdServer {
 
   #trackWorker(fd: number): void {
     const label = `connection ${++this.#connectionSerial}`;
-    let deadline: ReturnType<typeof setTimeout> | undefined;
     const served = this.#dataPlane!.serve(fd, this.#export, () => clearTimeout(deadline));
     const connection: Connection = {
       label,
@@ -300,7 +299,7 @@ class Server implements NbdServer {
       close: () => served.abort(),
       stop: () => served.stop(),
     };
-    deadline = setTimeout(() => {
+    const deadline = setTimeout(() => {
       if (!served.negotiating) return;
       this.#log(`${label}: no export chosen within ${this.#handshakeTimeoutMs} ms, closing`);
       served.abort();

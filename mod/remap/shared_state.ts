@@ -32,6 +32,8 @@ const TABLE_SIZE = 5;
 /** Bumped by workers when writes of theirs completed; the engine's flush checks it. */
 const WORKER_WRITES = 6;
 const CONTROL_WORDS = 8;
+/** Longest wait for a worker's notification before the count is checked again. */
+const GATE_WAIT_MS = 100;
 
 /** Everything a worker needs to build an {@link EngineStateReader}; structured-cloneable. */
 export interface SharedEngineBuffers {
@@ -67,8 +69,12 @@ export class EngineStatePublisher {
       const inside = Atomics.load(this.#control, INSIDE);
       if (inside === 0) return;
       assert(inside > 0, "workers inside never go negative");
-      const waiting = Atomics.waitAsync(this.#control, INSIDE, inside);
-      if (waiting.async) await waiting.value;
+      const waiting = Atomics.waitAsync(this.#control, INSIDE, inside, GATE_WAIT_MS);
+      if (!waiting.async) continue;
+      // Deno does not count this wait as pending work: a timer keeps the event loop alive.
+      const keepAlive = setTimeout(() => {}, GATE_WAIT_MS);
+      await waiting.value;
+      clearTimeout(keepAlive);
     }
   }
 

@@ -1,0 +1,254 @@
+/**
+ * The NBD data plane with real clients: requests are served by connection
+ * workers, routed by the engine's remap table, and everything the workers do
+ * not serve themselves reaches the engine, whose data rules then apply.
+ */
+
+import assert, {
+  deepStrictEqual as assertEquals,
+  notStrictEqual as assertNotEquals,
+} from "node:assert/strict";
+import { assertClientOk, runClient, SYSTEM_PATH_PREFIX } from "../clients/run_client.ts";
+import { startFailingDisk } from "../clients/failing_disk.ts";
+import { fileBytes, startServedSetup } from "./_setup.ts";
+import { pattern } from "../remap/harness.ts";
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+
+/** Runs nbdsh with `h` connected to `uri`; the script prints what the test checks. */
+async function nbdsh(uri: string, script: string): Promise<string> {
+  const result = await runClient("nbdsh", ["-u", uri, "-c", script]);
+  assertClientOk(result);
+  return result.stdout.trim();
+}
+
+/** Python for `bytes` of a buffer: small ones inline, large ones through a file. */
+function py(bytes: Uint8Array): string {
+  if (bytes.length <= 8192) return `bytes.fromhex("${hex(bytes)}")`;
+  const path = Deno.makeTempFileSync({ dir: "/dev/shm", prefix: "dm-remap-nbdsh-" });
+  Deno.writeFileSync(path, bytes);
+  return `open("${path}", "rb").read()`;
+}
+
+function hex(bytes: Uint8Array): string {
+  return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test("data plane: nbdsh writes and reads are served by the worker, on the main file, not by the engine", async () => {
+  await using setup = await startServedSetup();
+  const aligned = pattern(4096, 1);
+  const spanning = pattern(MIB, 2);
+  const subBlock = pattern(512, 3);
+  const out = await nbdsh(
+    setup.uri,
+    [
+      `h.pwrite(${py(aligned)}, 8192)`,
+      `h.pwrite(${py(spanning)}, 3 * 1024 * 1024 + 512)`,
+      `h.pwrite(${py(subBlock)}, 512)`,
+      `h.flush()`,
+      `print(h.pread(4096, 8192).hex())`,
+      `print(h.pread(512, 512).hex())`,
+      `import hashlib; print(hashlib.sha256(h.pread(${MIB}, 3 * 1024 * 1024 + 512)).hexdigest())`,
+    ].join("\n"),
+  );
+  const [readAligned, readSubBlock, spanningDigest] = out.split("\n");
+  assertEquals(readAligned, hex(aligned));
+  assertEquals(readSubBlock, hex(subBlock));
+  const digest = hex(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", spanning as Uint8Array<ArrayBuffer>)),
+  );
+  assertEquals(spanningDigest, digest);
+  assertEquals(await fileBytes(setup.mainPath, 8192, 4096), aligned);
+  assertEquals(await fileBytes(setup.mainPath, 3 * MIB + 512, MIB), spanning);
+  const counters = setup.dataPlane.counters();
+  assertEquals(counters.writes, 3);
+  assertEquals(counters.reads, 3);
+  assertEquals(counters.flushes, 1);
+  assertEquals(setup.engine.counters.writes, 0, "no write went through the engine");
+  assertEquals(setup.engine.counters.reads, 0, "no read went through the engine");
+});
+
+Deno.test("data plane: a remapped block is read and written on its spare slot, its neighbours on the main file", async () => {
+  await using setup = await startServedSetup();
+  const block = 10;
+  const blockBytes = setup.blockBytes;
+  setup.faulty.setBad({ offsetBytes: block * blockBytes, lengthBytes: blockBytes }, "write");
+  const remapped = pattern(blockBytes, 10);
+  await setup.engine.write(remapped, block * blockBytes);
+  assertEquals(setup.engine.lookup(block)?.slotIndex, 0);
+  const neighbours = pattern(3 * blockBytes, 11);
+  await Deno.writeFile(setup.mainPath, new Uint8Array(0), { append: true }); // keep the file
+  using main = await Deno.open(setup.mainPath, { write: true });
+  await main.seek((block - 1) * blockBytes, Deno.SeekMode.Start);
+  await main.write(neighbours);
+  const spanning = await nbdsh(
+    setup.uri,
+    `print(h.pread(${3 * blockBytes}, ${(block - 1) * blockBytes}).hex())`,
+  );
+  const expected = neighbours.slice();
+  expected.set(remapped, blockBytes);
+  assertEquals(spanning, hex(expected), "block 10 from its slot, 9 and 11 from the main file");
+
+  const rewritten = pattern(blockBytes, 12);
+  const readBack = await nbdsh(
+    setup.uri,
+    `h.pwrite(${py(rewritten)}, ${
+      block * blockBytes
+    }, nbd.CMD_FLAG_FUA)\nprint(h.pread(${blockBytes}, ${block * blockBytes}).hex())`,
+  );
+  assertEquals(readBack, hex(rewritten));
+  const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
+  assertEquals(await fileBytes(setup.sparePath, slotOffset, blockBytes), rewritten);
+  assertEquals(
+    await fileBytes(setup.mainPath, block * blockBytes, blockBytes),
+    neighbours.subarray(blockBytes, 2 * blockBytes),
+    "the main file's copy is left alone",
+  );
+  assertEquals(setup.engine.counters.writes, 1, "only the test's own engine write");
+});
+
+Deno.test("data plane: a write to a pending block goes to the engine and is remapped", async () => {
+  await using setup = await startServedSetup();
+  const block = 20;
+  const blockBytes = setup.blockBytes;
+  setup.faulty.setBad({ offsetBytes: block * blockBytes, lengthBytes: blockBytes }, "read");
+  await setup.engine.read(new Uint8Array(blockBytes), block * blockBytes).then(
+    () => assert.fail("the read must fail"),
+    () => {},
+  );
+  assertEquals(setup.engine.pendingBlocks, [block]);
+  // The whole block: the rest of a pending block cannot be read, and is never invented.
+  const data = pattern(blockBytes, 20);
+  const out = await nbdsh(
+    setup.uri,
+    `h.pwrite(${py(data)}, ${block * blockBytes})\nprint(h.pread(${blockBytes}, ${
+      block * blockBytes
+    }).hex())`,
+  );
+  assertEquals(out, hex(data));
+  assertEquals(setup.engine.pendingBlocks, []);
+  assert(setup.events.some((event) => event.type === "remap" && event.blockIndex === block));
+  assertEquals(setup.engine.counters.writes, 1, "the write was forwarded to the engine");
+  assertEquals(
+    await fileBytes(setup.mainPath, block * blockBytes, blockBytes),
+    new Uint8Array(blockBytes),
+  );
+});
+
+Deno.test("data plane: real EIO from the disk reaches the engine: a failed write is remapped, a failed read is EIO and pending", async () => {
+  await using disk = await startFailingDisk({ sizeBytes: 8 * MIB });
+  await using setup = await startServedSetup({ mainPath: disk.path });
+  const blockBytes = setup.blockBytes;
+  await disk.setBadRanges([
+    { offsetBytes: 5 * blockBytes, lengthBytes: blockBytes, fail: "write" },
+    { offsetBytes: 7 * blockBytes, lengthBytes: blockBytes, fail: "read" },
+  ]);
+  const data = pattern(blockBytes, 5);
+  const out = await nbdsh(
+    setup.uri,
+    [
+      `h.pwrite(${py(data)}, ${5 * blockBytes})`,
+      `print(h.pread(${blockBytes}, ${5 * blockBytes}).hex())`,
+      `try:\n    h.pread(${blockBytes}, ${
+        7 * blockBytes
+      })\n    print("read-ok")\nexcept nbd.Error as e:\n    print("errno", e.errno)`,
+    ].join("\n"),
+  );
+  const [readBack, readFailure] = out.split("\n");
+  assertEquals(readBack, hex(data));
+  assertEquals(readFailure, "errno EIO", "EIO, never invented data");
+  assert(setup.events.some((event) => event.type === "remap" && event.blockIndex === 5));
+  assertEquals(setup.engine.pendingBlocks, [7]);
+});
+
+Deno.test("data plane: remaps committed while 4 connections write with verification lose nothing", async () => {
+  await using setup = await startServedSetup({ mainBytes: 64 * MIB, spareSlots: 2048 });
+  const blockBytes = setup.blockBytes;
+  const remapFirst = (32 * MIB) / blockBytes;
+  const remapCount = 1200; // past 512 entries the table grows: workers must take the new arrays
+  setup.faulty.setBad({ offsetBytes: 32 * MIB, lengthBytes: remapCount * blockBytes }, "write");
+  const fio = runClient("fio", [
+    "--name=verify",
+    "--ioengine=nbd",
+    `--uri=${setup.uri}`,
+    "--rw=randwrite",
+    "--bs=4k",
+    "--iodepth=16",
+    "--numjobs=4",
+    "--size=8M",
+    "--offset_increment=8M",
+    "--verify=crc32c",
+    "--verify_fatal=1",
+    "--randrepeat=0",
+  ], { timeoutMs: 120_000 });
+  const writes = [];
+  for (let i = 0; i < remapCount; i++) {
+    writes.push(setup.engine.write(pattern(blockBytes, i), (remapFirst + i) * blockBytes));
+    if (i % 50 === 49) await Promise.all(writes.splice(0));
+  }
+  await Promise.all(writes);
+  assertClientOk(await fio);
+  assertEquals(setup.engine.remapCount, remapCount);
+  assert(setup.engine.counters.remapBatches > 1, "the gate closed many times during the run");
+  const probes = [0, 511, 512, 1199];
+  const out = await nbdsh(
+    setup.uri,
+    probes.map((i) => `print(h.pread(${blockBytes}, ${(remapFirst + i) * blockBytes}).hex())`).join(
+      "\n",
+    ),
+  );
+  assertEquals(out.split("\n"), probes.map((i) => hex(pattern(blockBytes, i))));
+});
+
+Deno.test("data plane: qemu-img and nbdcopy over 4 connections copy an image in and out bit for bit", async () => {
+  await using setup = await startServedSetup({ mainBytes: 16 * MIB });
+  const dir = await Deno.makeTempDir();
+  try {
+    const source = `${dir}/source.img`;
+    const copy = `${dir}/copy.img`;
+    await Deno.writeFile(source, pattern(16 * MIB, 99));
+    assertClientOk(await runClient("nbdcopy", ["--connections=4", source, setup.uri]));
+    assertClientOk(await runClient("nbdcopy", ["--connections=4", setup.uri, copy]));
+    assertEquals(await Deno.readFile(copy), await Deno.readFile(source));
+    assertClientOk(
+      await runClient("qemu-img", ["compare", "-f", "raw", "-F", "raw", source, setup.uri]),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("data plane: trim, zeroing and block status are answered by the engine for the worker's client", async () => {
+  await using setup = await startServedSetup();
+  const out = await nbdsh(
+    setup.uri,
+    [
+      `h.pwrite(b"\\xaa" * 8192, 0)`,
+      `h.zero(4096, 0)`,
+      `h.trim(4096, 4096)`,
+      `print(h.pread(4096, 0).hex() == "00" * 4096)`,
+      `print(h.can_zero(), h.can_trim())`,
+    ].join("\n"),
+  );
+  assertEquals(out.split("\n"), ["True", "True True"]);
+});
+
+Deno.test("data plane: shutdown ends an idle connection and the client sees the server go", async () => {
+  const setup = await startServedSetup();
+  const client = new Deno.Command("nbdsh", {
+    args: ["-u", setup.uri, "-c", "import sys\nsys.stdin.read()\nh.pread(4096, 0)"],
+    env: { PATH: `${SYSTEM_PATH_PREFIX}:${Deno.env.get("PATH") ?? ""}` },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  for (let i = 0; i < 500 && setup.server.connectionCount === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assertEquals(setup.server.connectionCount, 1);
+  await setup[Symbol.asyncDispose]();
+  await client.stdin.close();
+  const result = await client.output();
+  assertNotEquals(result.code, 0, "the read after shutdown fails: the server is gone");
+});
