@@ -248,6 +248,8 @@ class DirectTransmission {
   #wroteSinceNote = false;
   readonly #runs: Run[] = [];
   readonly #sendBuffer = new Uint8Array(SEND_BUFFER_BYTES);
+  /** Whether the last request was a write larger than SEND_COPY_BYTES_MAX. */
+  #largeWrites = false;
   /** Whether polling before sleeping found the next request last time (see IDLE_POLL_MICROS). */
   #idlePollPays = true;
   readonly #pollFds = new Uint8Array(3 * 8);
@@ -336,6 +338,7 @@ class DirectTransmission {
         break;
       }
       let payload: Uint8Array | undefined;
+      this.#largeWrites = header.type === NBD_CMD_WRITE && lengthBytes > SEND_COPY_BYTES_MAX;
       if (header.type === NBD_CMD_WRITE) {
         payload = this.#takePayload(lengthBytes);
         if (payload === undefined && lengthBytes <= NBD_REQUEST_BYTES_MAX) break; // stream ended
@@ -389,15 +392,25 @@ class DirectTransmission {
   /** Blocks until more bytes arrive; false when the stream ended. */
   #receiveBlocking(): boolean {
     this.#compactInput();
-    const count = receive(this.#fd, this.#in.subarray(this.#inEnd), 0);
+    const count = receive(this.#fd, this.#receiveRoom(), 0);
     return this.#received(count);
   }
 
   /** Takes bytes already there without blocking. */
   #receiveAvailable(): void {
     this.#compactInput();
-    const count = receive(this.#fd, this.#in.subarray(this.#inEnd), MSG_DONTWAIT);
+    const count = receive(this.#fd, this.#receiveRoom(), MSG_DONTWAIT);
     if (count !== -EAGAIN) this.#received(count);
+  }
+
+  /**
+   * Where the next receive goes. While large writes arrive, only the next
+   * header is taken into the input buffer, so each payload is received
+   * straight into its own aligned buffer instead of partly copied from ours.
+   */
+  #receiveRoom(): Uint8Array {
+    const room = this.#largeWrites ? REQUEST_HEADER_BYTES : this.#in.length - this.#inEnd;
+    return this.#in.subarray(this.#inEnd, this.#inEnd + room);
   }
 
   #received(count: number): boolean {
@@ -688,10 +701,13 @@ class DirectTransmission {
   #send(): void {
     while (this.#out.length > 0 && this.#failure === undefined) {
       const head = this.#out[0]!.bytes;
-      let chunk: Uint8Array;
-      if (head.length - this.#outSent > SEND_COPY_BYTES_MAX) chunk = head.subarray(this.#outSent);
-      else chunk = this.#gatherSmallReplies();
-      const sent = sendBytes(this.#fd, chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+      const large = head.length - this.#outSent > SEND_COPY_BYTES_MAX;
+      const chunk = large ? head.subarray(this.#outSent) : this.#gatherSmallReplies();
+      // A large reply is sent whole, blocking, as an nbdkit thread does: the
+      // kernel then copies it in one call instead of one call and one poll per
+      // socket buffer full. The disk I/O already submitted goes on meanwhile,
+      // and a client that stops reading is cut off by shutdown() at stop.
+      const sent = sendBytes(this.#fd, chunk, large ? MSG_NOSIGNAL : MSG_DONTWAIT | MSG_NOSIGNAL);
       if (sent === -EAGAIN) return;
       if (sent < 0) {
         // The client is gone: nothing more can be answered.
