@@ -16,11 +16,18 @@ import { pattern } from "../remap/harness.ts";
 const KIB = 1024;
 const MIB = 1024 * KIB;
 
+/** Files holding data for the next nbdsh run, removed after it. */
+const dataFiles: string[] = [];
+
 /** Runs nbdsh with `h` connected to `uri`; the script prints what the test checks. */
 async function nbdsh(uri: string, script: string): Promise<string> {
-  const result = await runClient("nbdsh", ["-u", uri, "-c", script]);
-  assertClientOk(result);
-  return result.stdout.trim();
+  try {
+    const result = await runClient("nbdsh", ["-u", uri, "-c", script]);
+    assertClientOk(result);
+    return result.stdout.trim();
+  } finally {
+    for (const path of dataFiles.splice(0)) await Deno.remove(path);
+  }
 }
 
 /** Python for `bytes` of a buffer: small ones inline, large ones through a file. */
@@ -28,6 +35,7 @@ function py(bytes: Uint8Array): string {
   if (bytes.length <= 8192) return `bytes.fromhex("${hex(bytes)}")`;
   const path = Deno.makeTempFileSync({ dir: "/dev/shm", prefix: "dm-remap-nbdsh-" });
   Deno.writeFileSync(path, bytes);
+  dataFiles.push(path);
   return `open("${path}", "rb").read()`;
 }
 
