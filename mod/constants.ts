@@ -73,6 +73,8 @@ export const NBD_INFLIGHT_MAX = 128;
 export const BUFFER_POOL_SHAPE_BYTES_MAX = 16 * 1024 * 1024;
 /** Buffer shapes pooled per connection; others are allocated per request. */
 export const BUFFER_POOL_SHAPES_MAX = 4;
+/** Fault layer: bad blocks listed exactly for the data plane; more send every request through the layer. */
+export const FAULT_SHARED_BLOCKS_MAX = 65_536;
 /** NBD: connections served at once. */
 export const NBD_CONNECTIONS_MAX = 64;
 

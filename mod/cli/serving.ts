@@ -20,6 +20,7 @@ import { statusSourceOf } from "./status_source.ts";
 import { EventHistory } from "../events/event_history.ts";
 import { DataPlane } from "../dataplane/data_plane.ts";
 import { FileDevice } from "../device/file_device.ts";
+import { FaultyDevice } from "../fault/faulty_device.ts";
 
 /** Where and how to serve. */
 export interface ServingOptions {
@@ -114,6 +115,7 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
   const source = statusSourceOf(engine, {
     spares: options.spares,
     history,
+    served: dataPlane ? () => dataPlane.counters() : undefined,
     nbd: {
       exportName: options.exportName,
       unixPath: options.nbdUnixPath,
@@ -157,11 +159,12 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
 
 /**
  * Worker threads serve the Unix socket when every disk is a file or block
- * device this process opened (a worker does I/O on the descriptors itself);
- * a fault-injection layer keeps the setup on the event loop.
+ * device this process opened (a worker does I/O on the descriptors itself),
+ * with a fault-injection layer over the main disk or without.
  */
 function dataPlaneFor(engine: RemapDevice, options: ServingOptions): DataPlane | undefined {
-  const main = options.main.device;
+  const faulty = options.main.device instanceof FaultyDevice ? options.main.device : undefined;
+  const main = faulty ? faulty.inner : options.main.device;
   if (options.nbdUnixPath === undefined || !(main instanceof FileDevice)) return undefined;
   const spares = [];
   for (const spare of engine.spares) {
@@ -178,6 +181,7 @@ function dataPlaneFor(engine: RemapDevice, options: ServingOptions): DataPlane |
     main: { fd: main.fd, direct: main.direct },
     spares,
     workerUrl: options.workerUrl ?? new URL(Deno.mainModule),
+    faults: faulty && { badBlocks: faulty.sharedFaults, blockBytes: faulty.blockBytes },
   });
 }
 

@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { DataPlaneCounters } from "../dataplane/data_plane.ts";
 import type { SetupStatus, StatusSource } from "../api/status.ts";
 import type { OpenedSpares } from "../assembly/assemble.ts";
 import { FORMAT_VERSION } from "../metadata/superblock.ts";
@@ -23,11 +24,20 @@ export interface StatusSources {
   spares: OpenedSpares;
   nbd: NbdView;
   history: EventHistory;
+  /** Requests the NBD data plane's workers served themselves (not through the engine). @default none */
+  served?: () => DataPlaneCounters;
 }
 
 /** A StatusSource over a live engine; every call reads current values. */
 export function statusSourceOf(engine: RemapDevice, sources: StatusSources): StatusSource {
   const { spares: opened, nbd, history } = sources;
+  const noServed: DataPlaneCounters = {
+    reads: 0,
+    writes: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    flushes: 0,
+  };
   const startedMs = Date.now();
   const { description } = opened;
   // Sorting a million remaps costs a second: redo it only when one was added.
@@ -35,6 +45,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
   return {
     status(): SetupStatus {
       const pendingBlocks = engine.pendingBlocks;
+      const served = sources.served?.() ?? noServed;
       return {
         setup: {
           uuid: description.setup.uuid,
@@ -74,11 +85,11 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
           };
         }),
         counters: {
-          reads: engine.counters.reads,
-          writes: engine.counters.writes,
-          bytesRead: engine.counters.bytesRead,
-          bytesWritten: engine.counters.bytesWritten,
-          flushes: engine.counters.flushes,
+          reads: engine.counters.reads + served.reads,
+          writes: engine.counters.writes + served.writes,
+          bytesRead: engine.counters.bytesRead + served.bytesRead,
+          bytesWritten: engine.counters.bytesWritten + served.bytesWritten,
+          flushes: engine.counters.flushes + served.flushes,
           readErrors: engine.counters.readErrors,
           writeErrors: engine.counters.writeErrors,
           remaps: engine.remapCount,

@@ -56,6 +56,7 @@ import {
 } from "../nbd/protocol.ts";
 import { validateRequest } from "../nbd/transmission.ts";
 import { EngineStateReader } from "../remap/shared_state.ts";
+import { SharedBlockListReader } from "../shared_block_list.ts";
 import { AioBatch } from "./aio_batch.ts";
 import {
   closeDescriptor,
@@ -222,6 +223,7 @@ class DirectTransmission {
   readonly #messages: MessageQueue;
   readonly #post: (message: FromWorker) => void;
   readonly #state: EngineStateReader;
+  readonly #faults: SharedBlockListReader | undefined;
   readonly #aioEventFd: number;
   readonly #aio: AioBatch<Piece>;
   readonly #replyBuffers = new ShapedBufferPools();
@@ -268,6 +270,7 @@ class DirectTransmission {
     this.#messages = messages;
     this.#post = post;
     this.#state = new EngineStateReader(setup.state);
+    this.#faults = setup.faults && new SharedBlockListReader(setup.faults.badBlocks);
     this.#prefixBytes = readReplyPrefixBytes(session.structuredReplies);
     this.#blockBytes = setup.blockBytes;
     this.#in.set(leftover);
@@ -478,6 +481,7 @@ class DirectTransmission {
 
   /** Plans a read or write into runs on the main disk and on slots, and prepares their I/O. */
   #startData(request: Request): void {
+    if (this.#touchesFaults(request.header)) return this.#forward(request);
     if (this.#waiting.length > 0 || !this.#state.tryEnter()) {
       this.#waiting.push(request);
       return;
@@ -527,6 +531,17 @@ class DirectTransmission {
         rwFlags,
       }, { request, lengthBytes: run.lengthBytes, syncFd: -1 });
     }
+  }
+
+  /** Whether the fault layer may fail this request: then it must go through the layer. */
+  #touchesFaults(header: RequestHeader): boolean {
+    if (this.#faults === undefined) return false;
+    const faultBytes = this.#setup.faults!.blockBytes;
+    const offsetBytes = Number(header.offset);
+    return this.#faults.anyBetween(
+      Math.floor(offsetBytes / faultBytes),
+      Math.floor((offsetBytes + header.lengthBytes - 1) / faultBytes),
+    );
   }
 
   /** Splits a request at remapped blocks; consecutive main-disk blocks stay one run. */
@@ -587,7 +602,7 @@ class DirectTransmission {
   /** FLUSH: fdatasync of the main disk and every spare, through AIO. */
   #startFlush(request: Request): void {
     const fds = [this.#setup.main.fd, ...this.#setup.spares.map((spare) => spare.fd)];
-    if (fds.length > this.#aio.free) return this.#forward(request);
+    if (fds.length > this.#aio.free || this.#faults?.everything) return this.#forward(request);
     request.piecesLeft = fds.length;
     for (const fd of fds) {
       this.#aio.prepare(

@@ -4,9 +4,10 @@
  * answers the requests workers forward with the same {@link RequestExecutor}
  * as the event-loop server, and tells workers when the remap gate reopens.
  *
- * It applies only to setups whose disks are plain files or block devices
- * ({@link DiskHandle}): a worker does I/O on their descriptors itself. Setups
- * with a fault-injection layer are served on the event loop instead.
+ * It applies to setups whose disks are files or block devices
+ * ({@link DiskHandle}): a worker does I/O on their descriptors itself. A
+ * fault-injection layer over the main disk stays in charge: requests that
+ * touch its bad blocks are forwarded through it ({@link FaultView}).
  *
  * @module
  */
@@ -28,6 +29,7 @@ import {
 import {
   COUNTERS,
   type DiskHandle,
+  type FaultView,
   type FromWorker,
   MAILBOX,
   type SpareHandle,
@@ -35,7 +37,7 @@ import {
   type WorkerSetup,
 } from "./messages.ts";
 import type { ConnectionOutcome } from "../nbd/connection.ts";
-export type { DiskHandle, SpareHandle };
+export type { DiskHandle, FaultView, SpareHandle };
 
 /** What the data plane serves. */
 export interface DataPlaneOptions {
@@ -46,6 +48,8 @@ export interface DataPlaneOptions {
   spares: SpareHandle[];
   /** The module a worker starts: one that calls `runConnectionWorker()`. */
   workerUrl: URL;
+  /** A fault-injection layer between the engine and the main disk. @default none */
+  faults?: FaultView;
 }
 
 /** Request counters over all workers, for the status API. */
@@ -205,6 +209,7 @@ class WorkerConnection implements DataPlaneConnection {
       main: options.main,
       spares: options.spares,
       state: options.engine.sharedState.buffers,
+      faults: options.faults,
     };
     this.#worker.postMessage({ type: "setup", setup } satisfies ToWorker);
   }

@@ -11,6 +11,7 @@
 import type { NbdExport, NbdSession } from "../nbd/handshake.ts";
 import type { RequestHeader } from "../nbd/protocol.ts";
 import type { SharedEngineBuffers } from "../remap/shared_state.ts";
+import type { SharedBlockListBuffers } from "../shared_block_list.ts";
 
 /** A disk as the worker reaches it: an open descriptor of this process. */
 export interface DiskHandle {
@@ -24,6 +25,14 @@ export interface SpareHandle extends DiskHandle {
   /** The spare's index in the setup. */
   index: number;
   dataOffsetBytes: number;
+}
+
+/** A fault-injection layer between the engine and the main disk, as the workers see it. */
+export interface FaultView {
+  /** Its bad blocks; a request touching one goes through the layer (forwarded). */
+  badBlocks: SharedBlockListBuffers;
+  /** The unit of its bad blocks. */
+  blockBytes: number;
 }
 
 /** Words of a worker's mailbox (an `Int32Array` over shared memory). */
@@ -61,6 +70,8 @@ export interface WorkerSetup {
   /** By spare index. */
   spares: SpareHandle[];
   state: SharedEngineBuffers;
+  /** The fault layer over the main disk, if the setup has one. */
+  faults: FaultView | undefined;
 }
 
 /** From the engine's thread to a worker. */

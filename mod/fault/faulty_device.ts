@@ -10,6 +10,11 @@
  * - `rates`: `readEio`, `writeEio`, `flushEio` probabilities (default 0).
  * - `seed`: the PRNG seed for the rates (default 1).
  *
+ * The bad blocks are also published in shared memory ({@link FaultyDevice.sharedFaults}),
+ * so the NBD data plane's workers, which do I/O on the wrapped disk's descriptor,
+ * send every request that touches one (or, with random rates, every request)
+ * through this layer instead. The layer alone decides what fails.
+ *
  * @example Failing one 4 KiB block of a memory device
  * ```ts
  * import { MemoryDevice } from "../device/memory_device.ts";
@@ -29,7 +34,8 @@
  */
 
 import { assert } from "../assert.ts";
-import { SECTOR_BYTES } from "../constants.ts";
+import { FAULT_SHARED_BLOCKS_MAX, SECTOR_BYTES } from "../constants.ts";
+import { type SharedBlockListBuffers, SharedBlockListWriter } from "../shared_block_list.ts";
 import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "../device/device.ts";
 import { isRangeInside } from "../device/device.ts";
 import { DeviceIoError } from "../errors.ts";
@@ -71,6 +77,7 @@ export class FaultyDevice implements Device {
   readonly #next: Device;
   /** Bad block index → which operations it fails. */
   readonly #badBlocks = new Map<number, FailOn>();
+  readonly #shared = new SharedBlockListWriter(FAULT_SHARED_BLOCKS_MAX);
   #rates: Required<FaultRates>;
   #random: () => number;
   #closed = false;
@@ -95,12 +102,26 @@ export class FaultyDevice implements Device {
     this.addBadBlocks(options.badBlocks ?? []);
   }
 
+  /** The device this layer wraps. */
+  get inner(): Device {
+    return this.#next;
+  }
+
+  /**
+   * Where this layer may fail a request, for threads that bypass it: the bad
+   * blocks (in units of {@link blockBytes}), or everything while random rates are set.
+   */
+  get sharedFaults(): SharedBlockListBuffers {
+    return this.#shared.buffers;
+  }
+
   /** Marks blocks bad for reads, writes or both (default both), replacing what they were. */
   addBadBlocks(blockIndexes: Iterable<number>, fail: FailOn = "both"): void {
     for (const blockIndex of blockIndexes) {
       this.#checkBlockIndex(blockIndex);
       this.#badBlocks.set(blockIndex, fail);
     }
+    this.#publish();
   }
 
   /**
@@ -113,6 +134,7 @@ export class FaultyDevice implements Device {
     for (let blockIndex = first; blockIndex < end; blockIndex++) {
       this.#badBlocks.set(blockIndex, fail);
     }
+    this.#publish();
   }
 
   /** Marks blocks good again; returns how many were bad. */
@@ -122,12 +144,14 @@ export class FaultyDevice implements Device {
       this.#checkBlockIndex(blockIndex);
       if (this.#badBlocks.delete(blockIndex)) removed++;
     }
+    this.#publish();
     return removed;
   }
 
   /** Marks every block good. */
   clearBadBlocks(): void {
     this.#badBlocks.clear();
+    this.#publish();
   }
 
   /** The bad blocks, in ascending order. */
@@ -149,6 +173,7 @@ export class FaultyDevice implements Device {
   setRates(rates: FaultRates, seed?: number): void {
     this.#rates = checkFaultRates(rates);
     if (seed !== undefined) this.#random = seededRandom(seed);
+    this.#publish();
   }
 
   async read(buffer: Uint8Array, offsetBytes: number): Promise<void> {
@@ -229,6 +254,13 @@ export class FaultyDevice implements Device {
     for (const blockIndex of blockIndexes) {
       if (this.#badBlocks.delete(blockIndex)) this.counters.healedBlocks++;
     }
+    if (blockIndexes.length > 0) this.#publish();
+  }
+
+  #publish(): void {
+    const { readEio, writeEio, flushEio } = this.#rates;
+    if (readEio > 0 || writeEio > 0 || flushEio > 0) this.#shared.publishEverything();
+    else this.#shared.publish(this.#badBlocks.keys());
   }
 
   /** Whether the request covers each of the blocks entirely (the last block may be partial). */

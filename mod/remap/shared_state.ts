@@ -10,8 +10,7 @@
  *   completed before it). Closing is Dekker-style on seq-cst atomics: a
  *   worker counts itself in, then checks the gate; the engine closes the
  *   gate, then waits for the count to reach zero.
- * - The pending list changes at any time, behind a sequence lock: a worker
- *   retries its check while the sequence is odd or moved.
+ * - The pending list changes at any time ({@link SharedBlockListWriter}).
  * - A grown table means new arrays: the generation moves, and a worker whose
  *   arrays are older stays out until it has been handed the new ones.
  *
@@ -21,16 +20,19 @@
 import { assert } from "../assert.ts";
 import { PENDING_MAX } from "../constants.ts";
 import { type RemapTable, type RemapTableArrays, RemapTableReader } from "./remap_table.ts";
+import {
+  type SharedBlockListBuffers,
+  SharedBlockListReader,
+  SharedBlockListWriter,
+} from "../shared_block_list.ts";
 
 /** Words of the control array. */
 const GATE_CLOSED = 0;
 const INSIDE = 1;
 const TABLE_GENERATION = 2;
-const PENDING_SEQUENCE = 3;
-const PENDING_COUNT = 4;
-const TABLE_SIZE = 5;
+const TABLE_SIZE = 3;
 /** Bumped by workers when writes of theirs completed; the engine's flush checks it. */
-const WORKER_WRITES = 6;
+const WORKER_WRITES = 4;
 const CONTROL_WORDS = 8;
 /** Longest wait for a worker's notification before the count is checked again. */
 const GATE_WAIT_MS = 100;
@@ -38,14 +40,14 @@ const GATE_WAIT_MS = 100;
 /** Everything a worker needs to build an {@link EngineStateReader}; structured-cloneable. */
 export interface SharedEngineBuffers {
   control: Int32Array;
-  pending: Float64Array;
+  pending: SharedBlockListBuffers;
   table: RemapTableArrays;
 }
 
 /** The engine's side: publishes state and closes the gate around remaps. */
 export class EngineStatePublisher {
   readonly #control = new Int32Array(new SharedArrayBuffer(CONTROL_WORDS * 4));
-  readonly #pending = new Float64Array(new SharedArrayBuffer(PENDING_MAX * 8));
+  readonly #pending = new SharedBlockListWriter(PENDING_MAX);
   readonly #table: RemapTable;
   readonly #onOpen = new Set<() => void>();
   #workerWritesSeen = 0;
@@ -58,7 +60,7 @@ export class EngineStatePublisher {
 
   /** What to hand a new worker. */
   get buffers(): SharedEngineBuffers {
-    return { control: this.#control, pending: this.#pending, table: this.#table.arrays };
+    return { control: this.#control, pending: this.#pending.buffers, table: this.#table.arrays };
   }
 
   /** Closes the gate and resolves once no worker is inside. */
@@ -91,13 +93,9 @@ export class EngineStatePublisher {
     return () => this.#onOpen.delete(listener);
   }
 
-  /** Replaces the published pending list. */
+  /** Replaces the published pending list (past PENDING_MAX blocks, every write counts as pending). */
   publishPending(blocks: Iterable<number>): void {
-    const sorted = [...blocks].sort((a, b) => a - b).slice(0, PENDING_MAX);
-    Atomics.add(this.#control, PENDING_SEQUENCE, 1);
-    this.#pending.set(sorted);
-    Atomics.store(this.#control, PENDING_COUNT, sorted.length);
-    Atomics.add(this.#control, PENDING_SEQUENCE, 1);
+    this.#pending.publish(blocks);
   }
 
   /** Whether workers completed writes since the last call: the devices' flush must not skip them. */
@@ -117,14 +115,14 @@ export class EngineStatePublisher {
 /** A worker's side: enters the gate, looks blocks up, checks the pending list. */
 export class EngineStateReader {
   readonly #control: Int32Array;
-  readonly #pending: Float64Array;
+  readonly #pending: SharedBlockListReader;
   #table: RemapTableReader;
   #generation: number;
 
   /** @param buffers From {@link EngineStatePublisher.buffers}, as posted to the worker. */
   constructor(buffers: SharedEngineBuffers) {
     this.#control = buffers.control;
-    this.#pending = buffers.pending;
+    this.#pending = new SharedBlockListReader(buffers.pending);
     this.#table = new RemapTableReader(buffers.table);
     this.#generation = Atomics.load(this.#control, TABLE_GENERATION);
   }
@@ -172,29 +170,11 @@ export class EngineStateReader {
 
   /** Whether any block from `firstBlock` to `lastBlock` (inclusive) is pending. */
   anyPending(firstBlock: number, lastBlock: number): boolean {
-    for (;;) {
-      const sequence = Atomics.load(this.#control, PENDING_SEQUENCE);
-      if (sequence % 2 !== 0) continue;
-      const count = Atomics.load(this.#control, PENDING_COUNT);
-      const found = count > 0 && this.#pendingBetween(count, firstBlock, lastBlock);
-      if (Atomics.load(this.#control, PENDING_SEQUENCE) === sequence) return found;
-    }
+    return this.#pending.anyBetween(firstBlock, lastBlock);
   }
 
   /** Records that writes of this worker completed, for the engine's flush. */
   noteWrites(): void {
     Atomics.add(this.#control, WORKER_WRITES, 1);
-  }
-
-  /** Binary search for the first pending block ≥ firstBlock. */
-  #pendingBetween(count: number, firstBlock: number, lastBlock: number): boolean {
-    let low = 0;
-    let high = Math.min(count, PENDING_MAX);
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (this.#pending[middle]! < firstBlock) low = middle + 1;
-      else high = middle;
-    }
-    return low < Math.min(count, PENDING_MAX) && this.#pending[low]! <= lastBlock;
   }
 }

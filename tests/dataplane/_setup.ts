@@ -3,7 +3,8 @@
  * clients. The engine sees the main file through a fault layer, the workers
  * through its descriptor: so a test can make remaps and pending blocks
  * through the engine (as if the disk had failed there) and then check that
- * the workers route every request by them.
+ * the workers route every request by them. With `faultsVisible`, the workers
+ * also see the fault layer's bad blocks, as `serve` sets it up.
  *
  * @module
  */
@@ -29,6 +30,8 @@ export interface ServedSetupOptions {
   mainPath?: string;
   /** O_DIRECT for every disk. @default true */
   direct?: boolean;
+  /** Whether workers send requests touching the fault layer's bad blocks through it. @default false */
+  faultsVisible?: boolean;
 }
 
 /** A served setup; dispose it to stop everything and remove the files. */
@@ -87,6 +90,9 @@ export async function startServedSetup(options: ServedSetupOptions = {}): Promis
       dataOffsetBytes: engine.spares[0]!.store.payload.layout.dataOffsetBytes,
     }],
     workerUrl: WORKER_URL,
+    faults: options.faultsVisible
+      ? { badBlocks: faulty.sharedFaults, blockBytes: faulty.blockBytes }
+      : undefined,
   });
   const socketPath = `${dir}/nbd.sock`;
   const server = await serveNbd({

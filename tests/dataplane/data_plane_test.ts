@@ -260,3 +260,31 @@ Deno.test("data plane: shutdown ends an idle connection and the client sees the 
   const result = await client.output();
   assertNotEquals(result.code, 0, "the read after shutdown fails: the server is gone");
 });
+
+Deno.test("data plane: requests that touch the fault layer's bad blocks, or any while random faults are on, go through the layer", async () => {
+  await using setup = await startServedSetup({ faultsVisible: true });
+  const blockBytes = setup.blockBytes;
+  setup.faulty.setBad({ offsetBytes: 30 * blockBytes, lengthBytes: blockBytes }, "write");
+  const bad = pattern(2 * blockBytes, 30);
+  const good = pattern(blockBytes, 40);
+  const out = await nbdsh(
+    setup.uri,
+    [
+      `h.pwrite(${py(bad)}, ${29 * blockBytes})`,
+      `h.pwrite(${py(good)}, ${40 * blockBytes})`,
+      `print(h.pread(${2 * blockBytes}, ${29 * blockBytes}).hex())`,
+    ].join("\n"),
+  );
+  assertEquals(out, hex(bad));
+  assertEquals(setup.engine.remaps().map((remap) => remap.blockIndex), [30]);
+  assertEquals(setup.engine.counters.writes, 1, "only the write over the bad block went through");
+  assertEquals(setup.dataPlane.counters().writes, 1);
+
+  setup.faulty.setRates({ writeEio: 1 });
+  await nbdsh(setup.uri, `h.pwrite(${py(good)}, ${50 * blockBytes})`);
+  assertEquals(setup.engine.remaps().map((remap) => remap.blockIndex), [30, 50]);
+  setup.faulty.setRates({});
+  await nbdsh(setup.uri, `h.pwrite(${py(good)}, ${60 * blockBytes})`);
+  assertEquals(setup.engine.remapCount, 2);
+  assertEquals(setup.dataPlane.counters().writes, 2);
+});

@@ -123,6 +123,10 @@ Deno.test("qemu-io writes across failing sectors without an error, and reads its
       const live = await status(rig);
       assert.equal(live.counters.remaps, 3, "two 4 KiB blocks at 1 MiB and one at 3 MiB");
       assert.equal(live.setup.state, "clean");
+      // Counted whether a connection worker served them or the engine did.
+      assert.equal(live.counters.writes, 2);
+      assert.equal(live.counters.reads >= 2, true);
+      assert.equal(live.counters.bytesWritten, 44 * KIB);
     } finally {
       await stopCleanly(serve);
     }
