@@ -188,8 +188,9 @@ Deno.test("data plane: remaps committed while 4 connections write with verificat
     "--offset_increment=8M",
     "--verify=crc32c",
     "--verify_fatal=1",
+    "--verify_state_save=0",
     "--randrepeat=0",
-  ], { timeoutMs: 120_000 });
+  ], { timeoutMs: 120_000, cwd: "/tmp" });
   const writes = [];
   for (let i = 0; i < remapCount; i++) {
     writes.push(setup.engine.write(pattern(blockBytes, i), (remapFirst + i) * blockBytes));
