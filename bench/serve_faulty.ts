@@ -3,7 +3,8 @@
  * benchmark's "remaps being created" target and the remap-commit latency.
  *
  * It assembles exactly like `dm-remap serve` (mod/cli/serving.ts startServing)
- * but wraps the main device in the fault layer's FaultyDevice first. The CLI
+ * but wraps the main device in the fault layer's FaultyDevice first. The
+ * connection workers send every request that touches a bad block through it. The CLI
  * has no fault flag on purpose; this script is bench-only.
  *
  * Usage: deno run -A bench/serve_faulty.ts --main M --spare S --socket P --api-socket A
@@ -69,6 +70,8 @@ const serving = await startServing({
   apiUnixPath: values["api-socket"],
   eventsPath: values["events-db"] ?? `${values.spare}.events.sqlite`,
   output,
+  // This script is not main.ts, which doubles as the connection workers' module.
+  workerUrl: new URL("../mod/dataplane/worker_entry.ts", import.meta.url),
 });
 output.out(
   `dm-remap[faulty]: serving ${serving.engine.sizeBytes} bytes, ${serving.engine.remapCount} remaps, ${badBlocks} bad blocks`,

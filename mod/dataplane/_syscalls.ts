@@ -55,7 +55,6 @@ export const SHUT_RDWR = 2;
 /** `poll` events. */
 export const POLLIN = 0x1;
 export const POLLOUT = 0x4;
-export const EAGAIN = 11;
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
 

@@ -35,7 +35,7 @@ import {
 } from "../constants.ts";
 import { isAligned, ShapedBufferPools } from "../aligned_bytes.ts";
 import { AIO_OPCODE } from "../device/_aio.ts";
-import { RWF_DSYNC } from "../device/_libc.ts";
+import { ERRNO, RWF_DSYNC } from "../device/_libc.ts";
 import { ConnByteStream } from "../nbd/byte_stream.ts";
 import { type NbdSession, runHandshake } from "../nbd/handshake.ts";
 import {
@@ -62,7 +62,6 @@ import {
   closeDescriptor,
   createEventFd,
   drainEventFd,
-  EAGAIN,
   MSG_DONTWAIT,
   MSG_NOSIGNAL,
   MSG_WAITALL,
@@ -91,7 +90,6 @@ const SEND_BUFFER_BYTES = 256 * 1024;
  * and resumes when requests arrive close together again.
  */
 const IDLE_POLL_MICROS = 100;
-const EINVAL = 22;
 
 /** Takes the messages the engine's thread posts, in order. */
 export class MessageQueue {
@@ -403,7 +401,7 @@ class DirectTransmission {
   #receiveAvailable(): void {
     this.#compactInput();
     const count = receive(this.#fd, this.#receiveRoom(), MSG_DONTWAIT);
-    if (count !== -EAGAIN) this.#received(count);
+    if (count !== -ERRNO.EAGAIN) this.#received(count);
   }
 
   /**
@@ -615,7 +613,7 @@ class DirectTransmission {
   /** One disk I/O finished: `result` is bytes done or `-errno`. */
   #complete = (piece: Piece, result: number): void => {
     let outcome = result;
-    if (outcome === -EINVAL && piece.syncFd >= 0) outcome = syncData(piece.syncFd);
+    if (outcome === -ERRNO.EINVAL && piece.syncFd >= 0) outcome = syncData(piece.syncFd);
     const request = piece.request;
     if (outcome !== piece.lengthBytes) request.failed = true;
     if (--request.piecesLeft > 0) return;
@@ -723,7 +721,7 @@ class DirectTransmission {
       // socket buffer full. The disk I/O already submitted goes on meanwhile,
       // and a client that stops reading is cut off by shutdown() at stop.
       const sent = sendBytes(this.#fd, chunk, large ? MSG_NOSIGNAL : MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (sent === -EAGAIN) return;
+      if (sent === -ERRNO.EAGAIN) return;
       if (sent < 0) {
         // The client is gone: nothing more can be answered.
         this.#failure = connectionError("send", -sent);

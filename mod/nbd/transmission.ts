@@ -370,10 +370,10 @@ class TransmissionLoop {
 }
 
 /**
- * Carries out one validated-or-not request against a device and encodes its
- * reply; the part of a connection that is neither reading nor writing the
- * socket, so the event-loop connections and the data-plane workers' forwarded
- * requests answer alike.
+ * Validates one request, carries it out against a device and encodes its
+ * reply: the part of a connection that neither reads nor writes the socket,
+ * so the event-loop connections and the requests the data plane's workers
+ * forward are answered by the same code.
  */
 export class RequestExecutor {
   #device: Device;
