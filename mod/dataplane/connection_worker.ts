@@ -70,9 +70,18 @@ import {
   POLLOUT,
   receive,
   sendBytes,
+  SHUT_RDWR,
+  shutdownSocket,
   syncData,
 } from "./_syscalls.ts";
-import { COUNTERS, type FromWorker, MAILBOX, type ToWorker, type WorkerSetup } from "./messages.ts";
+import {
+  COUNTERS,
+  type ForwardedRequest,
+  type FromWorker,
+  MAILBOX,
+  type ToWorker,
+  type WorkerSetup,
+} from "./messages.ts";
 
 /**
  * Replies up to this size are copied together into one send buffer: a copy
@@ -141,6 +150,10 @@ export async function serveWorkerConnection(
   } catch (error) {
     ended = endedWith(error);
   }
+  // The client learns at once that the connection is over (the engine's
+  // thread closes the socket): io_destroy in close() waits for an RCU grace
+  // period, tens of milliseconds that no client should wait for.
+  shutdownSocket(setup.connectionFd, SHUT_RDWR);
   loop.close();
   post(ended);
 }
@@ -221,7 +234,7 @@ class DirectTransmission {
   readonly #messages: MessageQueue;
   readonly #post: (message: FromWorker) => void;
   readonly #state: EngineStateReader;
-  readonly #faults: SharedBlockListReader | undefined;
+  readonly #faults: { reads: SharedBlockListReader; writes: SharedBlockListReader } | undefined;
   readonly #aioEventFd: number;
   readonly #aio: AioBatch<Piece>;
   readonly #replyBuffers = new ShapedBufferPools();
@@ -241,6 +254,7 @@ class DirectTransmission {
   /** Waiting for the gate to reopen or for free AIO slots. */
   #waiting: Request[] = [];
   #forwarded = new Map<number, Request>();
+  #toForward: ForwardedRequest[] = [];
   #nextId = 1;
   #messagesTaken = 0;
   #out: Outgoing[] = [];
@@ -268,7 +282,10 @@ class DirectTransmission {
     this.#messages = messages;
     this.#post = post;
     this.#state = new EngineStateReader(setup.state);
-    this.#faults = setup.faults && new SharedBlockListReader(setup.faults.badBlocks);
+    this.#faults = setup.faults && {
+      reads: new SharedBlockListReader(setup.faults.badBlocks.reads),
+      writes: new SharedBlockListReader(setup.faults.badBlocks.writes),
+    };
     this.#prefixBytes = readReplyPrefixBytes(session.structuredReplies);
     this.#blockBytes = setup.blockBytes;
     this.#in.set(leftover);
@@ -295,6 +312,7 @@ class DirectTransmission {
         this.#state.noteWrites();
         this.#wroteSinceNote = false;
       }
+      this.#postForwarded();
       this.#send();
       if (this.#failure && this.#aio.inflight === 0) throw this.#failure;
       if (!this.#reading && this.#inflight === 0 && this.#out.length === 0) return this.#end;
@@ -536,7 +554,8 @@ class DirectTransmission {
     if (this.#faults === undefined) return false;
     const faultBytes = this.#setup.faults!.blockBytes;
     const offsetBytes = Number(header.offset);
-    return this.#faults.anyBetween(
+    const list = header.type === NBD_CMD_WRITE ? this.#faults.writes : this.#faults.reads;
+    return list.anyBetween(
       Math.floor(offsetBytes / faultBytes),
       Math.floor((offsetBytes + header.lengthBytes - 1) / faultBytes),
     );
@@ -600,7 +619,9 @@ class DirectTransmission {
   /** FLUSH: fdatasync of the main disk and every spare, through AIO. */
   #startFlush(request: Request): void {
     const fds = [this.#setup.main.fd, ...this.#setup.spares.map((spare) => spare.fd)];
-    if (fds.length > this.#aio.free || this.#faults?.everything) return this.#forward(request);
+    if (fds.length > this.#aio.free || this.#faults?.writes.everything) {
+      return this.#forward(request);
+    }
     request.piecesLeft = fds.length;
     for (const fd of fds) {
       this.#aio.prepare(
@@ -655,7 +676,18 @@ class DirectTransmission {
     }
     const id = this.#nextId++;
     this.#forwarded.set(id, request);
-    this.#post({ type: "forward", id, header: request.header, payload: request.payload });
+    this.#toForward.push({ id, header: request.header, payload: request.payload });
+  }
+
+  /**
+   * Posts the requests forwarded in this turn as one message: the engine then
+   * starts them in one task, so failing writes of one burst share one group
+   * commit (and one closing of the gate) instead of one each.
+   */
+  #postForwarded(): void {
+    if (this.#toForward.length === 0) return;
+    this.#post({ type: "forward", requests: this.#toForward });
+    this.#toForward = [];
   }
 
   #answer(request: Request, reply: Uint8Array, pooled: boolean): void {

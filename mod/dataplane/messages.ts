@@ -11,7 +11,7 @@
 import type { NbdExport, NbdSession } from "../nbd/handshake.ts";
 import type { RequestHeader } from "../nbd/protocol.ts";
 import type { SharedEngineBuffers } from "../remap/shared_state.ts";
-import type { SharedBlockListBuffers } from "../shared_block_list.ts";
+import type { SharedFaults } from "../fault/faulty_device.ts";
 
 /** A disk as the worker reaches it: an open descriptor of this process. */
 export interface DiskHandle {
@@ -29,8 +29,8 @@ export interface SpareHandle extends DiskHandle {
 
 /** A fault-injection layer between the engine and the main disk, as the workers see it. */
 export interface FaultView {
-  /** Its bad blocks; a request touching one goes through the layer (forwarded). */
-  badBlocks: SharedBlockListBuffers;
+  /** Its bad blocks; a request that touches one for its kind goes through the layer (forwarded). */
+  badBlocks: SharedFaults;
   /** The unit of its bad blocks. */
   blockBytes: number;
 }
@@ -82,12 +82,19 @@ export type ToWorker =
   /** The gate reopened; the table arrays may be new. */
   | { type: "gate-open"; state: SharedEngineBuffers };
 
+/** A request handed to the engine as the client sent it; `id` pairs it with its reply. */
+export interface ForwardedRequest {
+  id: number;
+  header: RequestHeader;
+  payload: Uint8Array | undefined;
+}
+
 /** From a worker to the engine's thread. */
 export type FromWorker =
   /** The handshake is over; forwarded requests are answered in this session's reply style. */
   | { type: "transmission"; session: NbdSession }
-  /** A request the worker does not serve itself (an error, a pending block, a trim, ...). */
-  | { type: "forward"; id: number; header: RequestHeader; payload: Uint8Array | undefined }
+  /** Requests the worker does not serve itself (an error, a pending block, a trim, ...). */
+  | { type: "forward"; requests: ForwardedRequest[] }
   /** The connection is over; `error` when it failed. */
   | { type: "ended"; end: string; error?: { name: string; message: string } }
   /** A programmer error: the process must die. */

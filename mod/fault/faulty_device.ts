@@ -11,9 +11,10 @@
  * - `seed`: the PRNG seed for the rates (default 1).
  *
  * The bad blocks are also published in shared memory ({@link FaultyDevice.sharedFaults}),
- * so the NBD data plane's workers, which do I/O on the wrapped disk's descriptor,
- * send every request that touches one (or, with random rates, every request)
- * through this layer instead. The layer alone decides what fails.
+ * one list for reads and one for writes, so the NBD data plane's workers,
+ * which do I/O on the wrapped disk's descriptor, send every request that may
+ * fail (with a random rate, every request of that kind) through this layer
+ * instead. The layer alone decides what fails.
  *
  * @example Failing one 4 KiB block of a memory device
  * ```ts
@@ -36,6 +37,14 @@
 import { assert } from "../assert.ts";
 import { FAULT_SHARED_BLOCKS_MAX, SECTOR_BYTES } from "../constants.ts";
 import { type SharedBlockListBuffers, SharedBlockListWriter } from "../shared_block_list.ts";
+
+/** Where a fault layer may fail requests, as threads that bypass it see it. */
+export interface SharedFaults {
+  /** Blocks that fail reads; everything while a read fault rate is set. */
+  reads: SharedBlockListBuffers;
+  /** Blocks that fail writes; everything while a write or flush fault rate is set. */
+  writes: SharedBlockListBuffers;
+}
 import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "../device/device.ts";
 import { isRangeInside } from "../device/device.ts";
 import { DeviceIoError } from "../errors.ts";
@@ -77,7 +86,8 @@ export class FaultyDevice implements Device {
   readonly #next: Device;
   /** Bad block index → which operations it fails. */
   readonly #badBlocks = new Map<number, FailOn>();
-  readonly #shared = new SharedBlockListWriter(FAULT_SHARED_BLOCKS_MAX);
+  readonly #sharedReads = new SharedBlockListWriter(FAULT_SHARED_BLOCKS_MAX);
+  readonly #sharedWrites = new SharedBlockListWriter(FAULT_SHARED_BLOCKS_MAX);
   #rates: Required<FaultRates>;
   #random: () => number;
   #closed = false;
@@ -107,12 +117,9 @@ export class FaultyDevice implements Device {
     return this.#next;
   }
 
-  /**
-   * Where this layer may fail a request, for threads that bypass it: the bad
-   * blocks (in units of {@link blockBytes}), or everything while random rates are set.
-   */
-  get sharedFaults(): SharedBlockListBuffers {
-    return this.#shared.buffers;
+  /** Where this layer may fail requests (blocks in units of {@link blockBytes}), for threads that bypass it. */
+  get sharedFaults(): SharedFaults {
+    return { reads: this.#sharedReads.buffers, writes: this.#sharedWrites.buffers };
   }
 
   /** Marks blocks bad for reads, writes or both (default both), replacing what they were. */
@@ -258,9 +265,13 @@ export class FaultyDevice implements Device {
   }
 
   #publish(): void {
+    const failing = (kind: FailOn) =>
+      [...this.#badBlocks].filter(([, fail]) => fail !== kind).map(([blockIndex]) => blockIndex);
     const { readEio, writeEio, flushEio } = this.#rates;
-    if (readEio > 0 || writeEio > 0 || flushEio > 0) this.#shared.publishEverything();
-    else this.#shared.publish(this.#badBlocks.keys());
+    if (readEio > 0) this.#sharedReads.publishEverything();
+    else this.#sharedReads.publish(failing("write"));
+    if (writeEio > 0 || flushEio > 0) this.#sharedWrites.publishEverything();
+    else this.#sharedWrites.publish(failing("read"));
   }
 
   /** Whether the request covers each of the blocks entirely (the last block may be partial). */

@@ -268,6 +268,12 @@ Deno.test("data plane: requests that touch the fault layer's bad blocks, or any 
   setup.faulty.setBad({ offsetBytes: 30 * blockBytes, lengthBytes: blockBytes }, "write");
   const bad = pattern(2 * blockBytes, 30);
   const good = pattern(blockBytes, 40);
+  await nbdsh(setup.uri, `h.pread(${blockBytes}, ${30 * blockBytes})`);
+  assertEquals(
+    setup.engine.counters.reads,
+    0,
+    "a read of a block that fails only writes stays in the worker",
+  );
   const out = await nbdsh(
     setup.uri,
     [
