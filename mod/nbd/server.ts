@@ -266,28 +266,6 @@ class Server implements NbdServer {
     this.#dataPlane?.close();
   }
 
-  /** Accepts on the data plane's socket; each connection goes to a worker. */
-  async #acceptDataPlane(listenFd: number): Promise<void> {
-    while (!this.#stop.signal.aborted) {
-      const fd = await acceptConnection(listenFd);
-      if (this.#stop.signal.aborted) {
-        if (fd >= 0) closeDescriptor(fd);
-        return;
-      }
-      if (fd < 0) {
-        this.#log("cannot accept a connection");
-        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
-        continue;
-      }
-      if (this.#connections.size >= NBD_CONNECTIONS_MAX) {
-        this.#log(`refused a connection: already serving ${NBD_CONNECTIONS_MAX}`);
-        closeDescriptor(fd);
-        continue;
-      }
-      this.#trackWorker(fd);
-    }
-  }
-
   #trackWorker(fd: number): void {
     const label = `connection ${++this.#connectionSerial}`;
     const served = this.#dataPlane!.serve(fd, this.#export, () => clearTimeout(deadline));
@@ -318,33 +296,72 @@ class Server implements NbdServer {
     this.#tasks.add(task);
   }
 
-  async #accept(listener: Deno.Listener): Promise<void> {
+  /**
+   * Accepts until shutdown and hands each connection to `track`. A failed
+   * accept (out of file descriptors, say) is an operating condition, not a
+   * reason to stop serving the connections we have: it is retried shortly.
+   */
+  async #acceptLoop<T>(socket: {
+    /** The next connection, "failed" to retry, or "closed" when the listener is gone. */
+    accept(): Promise<T | "failed" | "closed">;
+    close(conn: T): void;
+    track(conn: T): void;
+  }): Promise<void> {
     while (!this.#stop.signal.aborted) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (error) {
-        if (this.#stop.signal.aborted) return;
-        if (error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted) {
-          return;
-        }
-        // Out of file descriptors and the like: an operating condition, not a
-        // reason to stop serving the connections we have. Retry shortly.
-        this.#log(`cannot accept a connection: ${(error as Error).message}`);
+      const conn = await socket.accept();
+      if (conn === "closed") return;
+      if (this.#stop.signal.aborted) {
+        if (conn !== "failed") socket.close(conn);
+        return;
+      }
+      if (conn === "failed") {
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
         continue;
       }
-      if (this.#stop.signal.aborted) {
-        closeQuietly(conn);
-        return;
-      }
       if (this.#connections.size >= NBD_CONNECTIONS_MAX) {
         this.#log(`refused a connection: already serving ${NBD_CONNECTIONS_MAX}`);
-        closeQuietly(conn);
+        socket.close(conn);
         continue;
       }
-      this.#track(conn);
+      socket.track(conn);
     }
+  }
+
+  /** Accepts on a `Deno.Listener`; each connection is served on the event loop. */
+  #accept(listener: Deno.Listener): Promise<void> {
+    return this.#acceptLoop<Deno.Conn>({
+      accept: async () => {
+        try {
+          return await listener.accept();
+        } catch (error) {
+          if (this.#stop.signal.aborted) return "closed";
+          if (
+            error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted
+          ) {
+            return "closed";
+          }
+          this.#log(`cannot accept a connection: ${(error as Error).message}`);
+          return "failed";
+        }
+      },
+      close: closeQuietly,
+      track: (conn) => this.#track(conn),
+    });
+  }
+
+  /** Accepts on the data plane's socket; each connection goes to a worker. */
+  #acceptDataPlane(listenFd: number): Promise<void> {
+    return this.#acceptLoop<number>({
+      accept: async () => {
+        const fd = await acceptConnection(listenFd);
+        if (fd >= 0) return fd;
+        if (this.#stop.signal.aborted) return "closed";
+        this.#log("cannot accept a connection");
+        return "failed";
+      },
+      close: closeDescriptor,
+      track: (fd) => this.#trackWorker(fd),
+    });
   }
 
   #track(conn: Deno.Conn): void {
