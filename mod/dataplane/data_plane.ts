@@ -73,6 +73,9 @@ export interface DataPlaneConnection {
   abort(): void;
 }
 
+/** Pause after a handshake before the next worker starts, so a burst of connects (nbd-client -C 2) is served first. */
+const WORKER_PREPARE_DELAY_MS = 200;
+
 /** Serves connections on workers for one engine. */
 export class DataPlane {
   readonly #options: DataPlaneOptions;
@@ -88,11 +91,14 @@ export class DataPlane {
   #retiredAnswered = 0;
   readonly #stopListening: () => void;
   /**
-   * A worker started ahead of the next connection: loading its modules takes
-   * about 70 ms, which would otherwise delay every client's handshake (nbdkit
-   * answers in 4 ms; qemu-img and nbd-client connect per command).
+   * A worker started ahead of the next connection: starting one holds the
+   * handshake up by about 10 ms here (nbdkit answers in 4 ms, and qemu-img and
+   * nbd-client connect per command). It is started only once the connections
+   * before it are serving, so its start never competes with their first
+   * requests (under emulation, compiling a worker takes seconds).
    */
-  #ready: Worker;
+  #ready: Worker | undefined;
+  #readyTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: DataPlaneOptions) {
     this.#options = options;
@@ -121,15 +127,12 @@ export class DataPlane {
    * connection is over.
    */
   serve(fd: number, exported: NbdExport, onTransmission: () => void): DataPlaneConnection {
-    const connection = new WorkerConnection(
-      this.#ready,
-      fd,
-      exported,
-      this.#options,
-      onTransmission,
-    );
-    // Started after the setup was posted: starting a worker holds this thread for milliseconds.
-    this.#ready = this.#startWorker();
+    const worker = this.#ready ?? this.#startWorker();
+    this.#ready = undefined;
+    const connection = new WorkerConnection(worker, fd, exported, this.#options, () => {
+      onTransmission();
+      this.#prepareNextWorker();
+    });
     this.#connections.add(connection);
     void connection.done.finally(() => {
       this.#connections.delete(connection);
@@ -143,7 +146,18 @@ export class DataPlane {
   close(): void {
     assert(this.#connections.size === 0, "the data plane closes after its connections");
     this.#stopListening();
-    this.#ready.terminate();
+    clearTimeout(this.#readyTimer);
+    this.#ready?.terminate();
+    this.#ready = undefined;
+  }
+
+  /** Starts the next connection's worker shortly, unless one is ready or coming. */
+  #prepareNextWorker(): void {
+    if (this.#ready !== undefined || this.#readyTimer !== undefined) return;
+    this.#readyTimer = setTimeout(() => {
+      this.#readyTimer = undefined;
+      this.#ready ??= this.#startWorker();
+    }, WORKER_PREPARE_DELAY_MS);
   }
 
   #startWorker(): Worker {
