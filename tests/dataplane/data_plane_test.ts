@@ -12,6 +12,7 @@ import { assertClientOk, runClient, SYSTEM_PATH_PREFIX } from "../clients/run_cl
 import { startFailingDisk } from "../clients/failing_disk.ts";
 import { fileBytes, startServedSetup } from "./_setup.ts";
 import { pattern } from "../remap/harness.ts";
+import { encodeRequest, negotiate, readSimpleReply, socketClient } from "../nbd/_harness.ts";
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -294,4 +295,32 @@ Deno.test("data plane: requests that touch the fault layer's bad blocks, or any 
   await nbdsh(setup.uri, `h.pwrite(${py(good)}, ${60 * blockBytes})`);
   assertEquals(setup.engine.remapCount, 2);
   assertEquals(setup.dataPlane.counters().writes, 2);
+});
+
+Deno.test("data plane: on the wire, an oversized write is refused and skipped in step, and a bad magic ends only that connection", async () => {
+  await using setup = await startServedSetup();
+  const socketPath = setup.server.unixPath!;
+  const conn = await Deno.connect({ transport: "unix", path: socketPath });
+  try {
+    const client = socketClient(conn);
+    await negotiate(client, { exportName: "dp" });
+    const oversized = new Uint8Array(32 * MIB + 4096).fill(7);
+    client.write(encodeRequest({ type: 1, cookie: 1, offset: 0, payload: oversized }));
+    assertEquals((await readSimpleReply(client)).error, 22, "EINVAL for a write over 32 MiB");
+    const data = pattern(4096, 77);
+    client.write(encodeRequest({ type: 1, cookie: 2, offset: 4096, payload: data }));
+    client.write(encodeRequest({ type: 0, cookie: 3, offset: 4096, length: 4096 }));
+    assertEquals(await readSimpleReply(client), { error: 0, cookie: 2n });
+    assertEquals(await readSimpleReply(client), { error: 0, cookie: 3n });
+    assertEquals(await client.readExact(4096), data, "the stream stayed in step");
+    client.write(encodeRequest({ type: 0, cookie: 4, offset: 0, length: 4096, magic: 0xdeadbeef }));
+    await assert.rejects(client.readExact(1), "the connection is closed");
+  } finally {
+    conn.close();
+  }
+  assertEquals(
+    await nbdsh(setup.uri, `print(h.pread(4096, 4096).hex())`),
+    hex(pattern(4096, 77)),
+    "the server serves the next client",
+  );
 });
