@@ -42,6 +42,8 @@ export interface SharedEngineBuffers {
   control: Int32Array;
   pending: SharedBlockListBuffers;
   table: RemapTableArrays;
+  /** The table generation these arrays belong to (a reader compares it with the live one). */
+  generation: number;
 }
 
 /** The engine's side: publishes state and closes the gate around remaps. */
@@ -60,7 +62,12 @@ export class EngineStatePublisher {
 
   /** What to hand a new worker. */
   get buffers(): SharedEngineBuffers {
-    return { control: this.#control, pending: this.#pending.buffers, table: this.#table.arrays };
+    return {
+      control: this.#control,
+      pending: this.#pending.buffers,
+      table: this.#table.arrays,
+      generation: this.#table.generation,
+    };
   }
 
   /** Closes the gate and resolves once no worker is inside. */
@@ -124,7 +131,7 @@ export class EngineStateReader {
     this.#control = buffers.control;
     this.#pending = new SharedBlockListReader(buffers.pending);
     this.#table = new RemapTableReader(buffers.table);
-    this.#generation = Atomics.load(this.#control, TABLE_GENERATION);
+    this.#generation = buffers.generation;
   }
 
   /** The table as of the last {@link adopt}; valid only between a successful enter and its leave. */
@@ -137,10 +144,14 @@ export class EngineStateReader {
     return Atomics.load(this.#control, TABLE_SIZE);
   }
 
-  /** Takes newer table arrays handed over by the engine. */
+  /**
+   * Takes table arrays handed over by the engine. They carry their own
+   * generation: arrays already replaced again by the time they arrive keep
+   * the reader out until the next handover.
+   */
   adopt(buffers: SharedEngineBuffers): void {
     this.#table = new RemapTableReader(buffers.table);
-    this.#generation = Atomics.load(this.#control, TABLE_GENERATION);
+    this.#generation = buffers.generation;
   }
 
   /**

@@ -55,6 +55,26 @@ Deno.test("shared state: after the table grows, a reader stays out until it adop
   reader.leave();
 });
 
+Deno.test("shared state: arrays that were replaced again before they arrived keep the reader out", async () => {
+  const { table, publisher, reader } = pair();
+  const grow = async (from: number) => {
+    await publisher.close();
+    for (let block = from; block < from * 2; block++) {
+      table.insert(block, { spareIndex: 0, slotIndex: block });
+    }
+    publisher.open();
+  };
+  await grow(512); // the first grow: generation 1
+  const first = publisher.buffers;
+  await grow(1024); // a second grow before the worker took the first handover
+  reader.adopt(first);
+  assert.equal(reader.tryEnter(), false, "generation-1 arrays miss the blocks inserted since");
+  reader.adopt(publisher.buffers);
+  assert.equal(reader.tryEnter(), true);
+  assert.notEqual(reader.table.bucketOf(2047), -1);
+  reader.leave();
+});
+
 Deno.test("shared state: the pending list answers range queries", () => {
   const { publisher, reader } = pair();
   assert.equal(reader.anyPending(0, 1_000_000), false);
