@@ -18,6 +18,7 @@
 import { assert } from "../assert.ts";
 import { AIO_SLOTS_MAX } from "../constants.ts";
 import { AIO_OPCODE, AIO_SYSCALLS, EVENT_BYTES, IOCB_BYTES, writeIocb } from "../device/_aio.ts";
+import { ERRNO } from "../device/_libc.ts";
 import { addressOf, rawSyscall, readAt, syncData, writeAt } from "./_syscalls.ts";
 
 /** What a prepared request does. */
@@ -175,11 +176,32 @@ export class AioBatch<T> {
         this.#eventsAddress,
       );
       if (count <= 0) return;
-      this.#inflight -= count;
-      for (let i = 0; i < count; i++) {
-        const slot = Number(this.#events[i * 4]!);
-        complete(this.#release(slot), Number(this.#events[i * 4 + 2]!));
-      }
+      this.#deliver(count, complete);
+    }
+  }
+
+  #deliver(count: number, complete: (owner: T, result: number) => void): void {
+    this.#inflight -= count;
+    for (let i = 0; i < count; i++) {
+      const slot = Number(this.#events[i * 4]!);
+      complete(this.#release(slot), Number(this.#events[i * 4 + 2]!));
+    }
+  }
+
+  /** Like {@link reap}, but blocks until nothing is in flight. */
+  reapAll(complete: (owner: T, result: number) => void): void {
+    this.reap(complete);
+    while (this.#inflight > 0) {
+      const count = rawSyscall(
+        AIO_SYSCALLS.ioGetevents,
+        this.#context,
+        1n,
+        BigInt(AIO_SLOTS_MAX),
+        this.#eventsAddress,
+      );
+      // Anything but EINTR means a broken context: a programmer error.
+      assert(count > 0 || count === -ERRNO.EINTR, `io_getevents waits for I/O in flight: ${count}`);
+      if (count > 0) this.#deliver(count, complete);
     }
   }
 

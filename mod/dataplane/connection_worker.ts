@@ -383,7 +383,10 @@ class DirectTransmission {
   #takePayload(lengthBytes: number): Uint8Array | undefined {
     if (lengthBytes > NBD_REQUEST_BYTES_MAX) {
       for (let skipped = 0; skipped < lengthBytes;) {
-        if (this.#inStart === this.#inEnd && !this.#receiveBlocking()) return undefined;
+        if (this.#inStart === this.#inEnd) {
+          this.#settleDiskIo();
+          if (!this.#receiveBlocking()) return undefined;
+        }
         const count = Math.min(lengthBytes - skipped, this.#inEnd - this.#inStart);
         this.#inStart += count;
         skipped += count;
@@ -394,6 +397,7 @@ class DirectTransmission {
     const buffered = Math.min(lengthBytes, this.#inEnd - this.#inStart);
     payload.set(this.#in.subarray(this.#inStart, this.#inStart + buffered));
     this.#inStart += buffered;
+    if (buffered < lengthBytes) this.#settleDiskIo();
     for (let filled = buffered; filled < lengthBytes;) {
       const count = receive(this.#fd, payload.subarray(filled), MSG_WAITALL);
       if (count <= 0) {
@@ -406,6 +410,18 @@ class DirectTransmission {
       filled += count;
     }
     return payload;
+  }
+
+  /**
+   * Submits what is prepared and waits for all disk I/O in flight, before
+   * this worker blocks on its client. A request's I/O holds it inside the
+   * engine's gate, and a remap commit waits for the gate to empty: a client
+   * that stalls in the middle of a payload must not stall every other
+   * client's remaps with it.
+   */
+  #settleDiskIo(): void {
+    this.#aio.submit();
+    this.#aio.reapAll(this.#complete);
   }
 
   /** Blocks until more bytes arrive; false when the stream ended. */
@@ -750,9 +766,15 @@ class DirectTransmission {
       const chunk = large ? head.subarray(this.#outSent) : this.#gatherSmallReplies();
       // A large reply is sent whole, blocking, as an nbdkit thread does: the
       // kernel then copies it in one call instead of one call and one poll per
-      // socket buffer full. The disk I/O already submitted goes on meanwhile,
-      // and a client that stops reading is cut off by shutdown() at stop.
-      const sent = sendBytes(this.#fd, chunk, large ? MSG_NOSIGNAL : MSG_DONTWAIT | MSG_NOSIGNAL);
+      // socket buffer full. Only with no disk I/O in flight, though: requests
+      // inside the engine's gate must not wait for this client to read (see
+      // settleDiskIo). A client that stops reading is cut off at stop.
+      const blocking = large && this.#aio.inflight === 0;
+      const sent = sendBytes(
+        this.#fd,
+        chunk,
+        blocking ? MSG_NOSIGNAL : MSG_DONTWAIT | MSG_NOSIGNAL,
+      );
       if (sent === -ERRNO.EAGAIN) return;
       if (sent < 0) {
         // The client is gone: nothing more can be answered.

@@ -324,3 +324,42 @@ Deno.test("data plane: on the wire, an oversized write is refused and skipped in
     "the server serves the next client",
   );
 });
+
+Deno.test("data plane: a client stalled in the middle of a write payload does not hold up another client's remap", async () => {
+  await using disk = await startFailingDisk({ sizeBytes: 8 * MIB });
+  await using setup = await startServedSetup({ mainPath: disk.path });
+  const blockBytes = setup.blockBytes;
+  await disk.setBadRanges([{
+    offsetBytes: 9 * blockBytes,
+    lengthBytes: blockBytes,
+    fail: "write",
+  }]);
+  const conn = await Deno.connect({ transport: "unix", path: setup.server.unixPath! });
+  try {
+    const stalled = socketClient(conn);
+    await negotiate(stalled, { exportName: "dp" });
+    // A read whose disk I/O is in flight (each request forks nbdkit's sh plugin),
+    // then a write whose payload stops halfway.
+    const payload = pattern(256 * KIB, 5);
+    stalled.write(encodeRequest({ type: 0, cookie: 1, offset: 0, length: 4096 }));
+    const header = encodeRequest({ type: 1, cookie: 2, offset: MIB, payload });
+    stalled.write(header.subarray(0, 28 + 128 * KIB));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Another client's write to a failing block needs a remap commit, which
+    // needs the engine's gate empty.
+    const other = await runClient("nbdsh", [
+      "-u",
+      setup.uri,
+      "-c",
+      `h.pwrite(b"\\x09" * ${blockBytes}, ${9 * blockBytes})`,
+    ], { timeoutMs: 15_000 });
+    assertClientOk(other);
+    assert(setup.events.some((event) => event.type === "remap" && event.blockIndex === 9));
+    stalled.write(header.subarray(28 + 128 * KIB));
+    assertEquals(await readSimpleReply(stalled), { error: 0, cookie: 1n });
+    await stalled.readExact(4096);
+    assertEquals(await readSimpleReply(stalled), { error: 0, cookie: 2n });
+  } finally {
+    conn.close();
+  }
+});
