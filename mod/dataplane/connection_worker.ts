@@ -37,6 +37,7 @@ import { isAligned, ShapedBufferPools } from "../aligned_bytes.ts";
 import { AIO_OPCODE } from "../device/_aio.ts";
 import { ERRNO, RWF_DSYNC } from "../device/_libc.ts";
 import { ConnByteStream } from "../nbd/byte_stream.ts";
+import { isConnectionFailure } from "../nbd/connection.ts";
 import { type NbdSession, runHandshake } from "../nbd/handshake.ts";
 import {
   decodeRequestHeaderAt,
@@ -143,7 +144,15 @@ export async function serveWorkerConnection(
   }
   if (result.kind === "aborted") return post({ type: "ended", end: "aborted" });
   post({ type: "transmission", session: result.session });
-  const loop = new DirectTransmission(setup, result.session, stream.takeBuffered(), messages, post);
+  let loop: DirectTransmission;
+  try {
+    loop = new DirectTransmission(setup, result.session, stream.takeBuffered(), messages, post);
+  } catch (error) {
+    // No eventfd or AIO context (fs.aio-max-nr reached): this connection ends, the server goes on.
+    shutdownSocket(setup.connectionFd, SHUT_RDWR);
+    const { name, message } = error as Error;
+    return post({ type: "ended", end: "failed", error: { name, message } });
+  }
   let ended: FromWorker;
   try {
     ended = { type: "ended", end: await loop.run() };
@@ -158,9 +167,9 @@ export async function serveWorkerConnection(
   post(ended);
 }
 
+/** The end of a connection that failed; anything but a client or socket failure is a bug and rethrown. */
 function endedWith(error: unknown): FromWorker {
-  if (!(error instanceof Error) || error instanceof Deno.errors.NotCapable) throw error;
-  if (error.name === "AssertionError") throw error;
+  if (!isConnectionFailure(error)) throw error;
   return { type: "ended", end: "failed", error: { name: error.name, message: error.message } };
 }
 
