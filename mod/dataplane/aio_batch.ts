@@ -162,6 +162,15 @@ export class AioBatch<T> {
 
   /** Calls `complete` for every finished request (result: bytes or `-errno`); never blocks. */
   reap(complete: (owner: T, result: number) => void): void {
+    this.#collect(complete, false);
+  }
+
+  /** Like {@link reap}, but blocks until nothing is in flight. */
+  reapAll(complete: (owner: T, result: number) => void): void {
+    this.#collect(complete, true);
+  }
+
+  #collect(complete: (owner: T, result: number) => void, untilIdle: boolean): void {
     const finished = this.#finished;
     if (finished.length > 0) {
       this.#finished = [];
@@ -171,37 +180,19 @@ export class AioBatch<T> {
       const count = rawSyscall(
         AIO_SYSCALLS.ioGetevents,
         this.#context,
-        0n,
+        untilIdle ? 1n : 0n,
         BigInt(AIO_SLOTS_MAX),
         this.#eventsAddress,
       );
-      if (count <= 0) return;
-      this.#deliver(count, complete);
-    }
-  }
-
-  #deliver(count: number, complete: (owner: T, result: number) => void): void {
-    this.#inflight -= count;
-    for (let i = 0; i < count; i++) {
-      const slot = Number(this.#events[i * 4]!);
-      complete(this.#release(slot), Number(this.#events[i * 4 + 2]!));
-    }
-  }
-
-  /** Like {@link reap}, but blocks until nothing is in flight. */
-  reapAll(complete: (owner: T, result: number) => void): void {
-    this.reap(complete);
-    while (this.#inflight > 0) {
-      const count = rawSyscall(
-        AIO_SYSCALLS.ioGetevents,
-        this.#context,
-        1n,
-        BigInt(AIO_SLOTS_MAX),
-        this.#eventsAddress,
-      );
+      if (count <= 0 && !untilIdle) return;
       // Anything but EINTR means a broken context: a programmer error.
       assert(count > 0 || count === -ERRNO.EINTR, `io_getevents waits for I/O in flight: ${count}`);
-      if (count > 0) this.#deliver(count, complete);
+      if (count <= 0) continue;
+      this.#inflight -= count;
+      for (let i = 0; i < count; i++) {
+        const slot = Number(this.#events[i * 4]!);
+        complete(this.#release(slot), Number(this.#events[i * 4 + 2]!));
+      }
     }
   }
 
