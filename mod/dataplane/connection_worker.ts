@@ -29,11 +29,12 @@
 import { assert } from "../assert.ts";
 import {
   CONN_READ_BUFFER_BYTES,
+  DIRECT_ALIGN_BYTES,
   NBD_INFLIGHT_BYTES_MAX,
   NBD_INFLIGHT_MAX,
   NBD_REQUEST_BYTES_MAX,
 } from "../constants.ts";
-import { isAligned, ShapedBufferPools } from "../aligned_bytes.ts";
+import { ShapedBufferPools } from "../aligned_bytes.ts";
 import { AIO_OPCODE } from "../device/_aio.ts";
 import { ERRNO, RWF_DSYNC } from "../device/_libc.ts";
 import { ConnByteStream } from "../nbd/byte_stream.ts";
@@ -552,13 +553,12 @@ class DirectTransmission {
       request.reply = reply;
       buffer = reply.subarray(this.#prefixBytes);
     }
-    for (const run of runs) {
-      const piece = buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
-      if (run.direct && !isAligned(piece)) {
-        // O_DIRECT needs aligned memory; the engine's device layer bounces it.
-        this.#state.leave();
-        return this.#forward(request);
-      }
+    // Payloads and reply data start on an O_DIRECT boundary (ShapedBufferPools),
+    // so a piece is aligned exactly when its offset in the request is.
+    if (runs.some((run) => run.direct && run.bufferOffset % DIRECT_ALIGN_BYTES !== 0)) {
+      // The engine's device layer bounces unaligned pieces.
+      this.#state.leave();
+      return this.#forward(request);
     }
     request.entered = true;
     request.piecesLeft = runs.length;

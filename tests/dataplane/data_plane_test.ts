@@ -98,6 +98,15 @@ Deno.test("data plane: a remapped block is read and written on its spare slot, i
   const expected = neighbours.slice();
   expected.set(remapped, blockBytes);
   assertEquals(spanning, hex(expected), "block 10 from its slot, 9 and 11 from the main file");
+  // Starting 512 bytes into block 9, the slot's piece is not O_DIRECT-aligned in the reply
+  // buffer: the worker hands the request to the engine, which bounces it.
+  const readsBefore = setup.engine.counters.reads;
+  const unaligned = await nbdsh(
+    setup.uri,
+    `print(h.pread(${2 * blockBytes}, ${(block - 1) * blockBytes + 512}).hex())`,
+  );
+  assertEquals(unaligned, hex(expected.subarray(512, 512 + 2 * blockBytes)));
+  assertEquals(setup.engine.counters.reads, readsBefore + 1, "served by the engine");
 
   const rewritten = pattern(blockBytes, 12);
   const readBack = await nbdsh(
