@@ -3,9 +3,10 @@
  * the server profile points at (bench/RESULTS.md, "Where the time goes").
  *
  * Goal: separate (1) the cost of Deno's nonblocking FFI dispatch (a worker
- * thread hand-off per call) from the syscall itself, and (2) the cost of the
- * O_DIRECT bounce buffer that FileDevice uses for unaligned caller buffers
- * (every NBD read reply and write payload today).
+ * thread hand-off per call) from the syscall itself, (2) the cost of the
+ * O_DIRECT bounce buffer that FileDevice uses for unaligned caller buffers,
+ * and (3) the cost of asking the runtime for a buffer's address, which the
+ * data plane's AIO batch caches instead.
  * Method: 4 KiB random preads/pwrites at 32 in flight for a fixed time on a
  * tmpfs file, in one process, no NBD. The FFI rows bind libc directly; the
  * FileDevice rows use the product's openFileDevice.
@@ -86,6 +87,18 @@ try {
   const buffers = Array.from({ length: DEPTH }, () => aligned(BLOCK, 0));
   rows.push(["FFI nonblocking getpid (dispatch only)", await measure(() => libc.getpid())]);
   rows.push(["FFI sync getpid", await measureSync(() => libc.getpidSync())]);
+  // What the data plane's AIO batch avoids by caching base addresses per ArrayBuffer.
+  const piece = buffers[0]!.subarray(512, 1024);
+  rows.push([
+    "buffer address from the runtime (Deno.UnsafePointer.of + value)",
+    await measureSync(() => Deno.UnsafePointer.value(Deno.UnsafePointer.of(piece))),
+  ]);
+  const bases = new WeakMap<ArrayBufferLike, bigint>();
+  bases.set(piece.buffer, 0n);
+  rows.push([
+    "buffer address from a per-ArrayBuffer cache (WeakMap)",
+    await measureSync(() => bases.get(piece.buffer)! + BigInt(piece.byteOffset)),
+  ]);
   rows.push([
     "FFI nonblocking pread 4K, number args",
     await measure((w) =>

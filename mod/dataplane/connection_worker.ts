@@ -96,8 +96,8 @@ const SEND_BUFFER_BYTES = 256 * 1024;
  * How long an idle worker keeps polling its socket before it sleeps in recv.
  * At queue depth 1 the next request comes back within tens of microseconds;
  * sleeping costs a context switch here and a cross-CPU wakeup on both sides,
- * which the profile showed as half of the worker's time and which halved
- * QD1 throughput. The poll stops as soon as one wait was longer than this
+ * which the profile showed as half of the worker's time (docs/protocol.md
+ * has the numbers and where they come from). The poll stops as soon as one wait was longer than this
  * and resumes when requests arrive close together again.
  */
 const IDLE_POLL_MICROS = 100;

@@ -91,9 +91,9 @@ export class DataPlane {
   #retiredAnswered = 0;
   readonly #stopListening: () => void;
   /**
-   * A worker started ahead of the next connection: starting one holds the
-   * handshake up by about 10 ms here (nbdkit answers in 4 ms, and qemu-img and
-   * nbd-client connect per command). It is started only once the connections
+   * A worker started ahead of the next connection: starting one on accept
+   * holds up the client's handshake (qemu-img and nbd-client connect per
+   * command). It is started only once the connections
    * before it are serving, so its start never competes with their first
    * requests (under emulation, compiling a worker takes seconds).
    */
