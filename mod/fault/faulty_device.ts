@@ -212,6 +212,11 @@ export class FaultyDevice implements Device {
     this.#heal(healing);
   }
 
+  /** Passes the news on: the wrapped device is where a flush could be skipped. */
+  noteOutsideWrites(): void {
+    this.#next.noteOutsideWrites?.();
+  }
+
   async flush(): Promise<void> {
     assert(!this.#closed, `faulty device "${this.name}" is open`);
     if (this.#draw(this.#rates.flushEio)) {

@@ -405,3 +405,12 @@ Deno.test("FaultyDevice failed flush is not forwarded: a crash then loses the un
   const survivor = memory.crash();
   assert.deepEqual(survivor.peek({ offsetBytes: 0, lengthBytes: 512 }), new Uint8Array(512));
 });
+
+Deno.test("FaultyDevice passes noteOutsideWrites on, so the wrapped device's next flush is not skipped", () => {
+  let noted = 0;
+  const inner = Object.assign(new MemoryDevice("mem0", 1 << 20), {
+    noteOutsideWrites: () => noted++,
+  });
+  new FaultyDevice(inner).noteOutsideWrites();
+  assert.equal(noted, 1);
+});
