@@ -552,29 +552,41 @@ async function runMatrix(files: Files, targets: TargetId[], workloads: Workload[
 
 // ---------------------------------------------------------------- extras
 
+/** The range remapCommitLatency writes: every block of it fails writes on the faulty target. */
+const REMAP_RANGE_BYTES = 32 << 20;
+
+/** fio randwrite 4 KiB over REMAP_RANGE_BYTES, each block exactly once (random map on). */
+async function writeRangeOnce(
+  target: TargetId,
+  files: Files,
+  server: Server | undefined,
+  iodepth: number,
+): Promise<FioResult> {
+  const workload: Workload = {
+    id: `range-qd${iodepth}`,
+    rw: "randwrite",
+    bs: "4k",
+    iodepth,
+    conns: 1,
+  };
+  const args = fioArgs(fioTargetOf(target, files, server), workload)
+    .filter((a) => !a.startsWith("--size") && a !== "--norandommap=1");
+  const outPath = `${workDir}/fio.json`;
+  await run("fio", [...args, `--size=${REMAP_RANGE_BYTES}`, `--output=${outPath}`]);
+  return parseFio(JSON.parse(await Deno.readTextFile(outPath)));
+}
+
 async function remapCommitLatency(files: Files) {
   // Every 4 KiB block of the first 32 MiB fails writes; fio writes each block
   // exactly once (random map on), so every write waits for its own remap.
-  const rangeBytes = 32 << 20;
   const out: Record<string, FioResult> = {};
   for (const iodepth of [1, 32]) {
     const server = await startTarget("dmremap-faulty", files, [], [
       "--bad-range",
-      `0:${rangeBytes}`,
+      `0:${REMAP_RANGE_BYTES}`,
     ]);
     try {
-      const workload: Workload = {
-        id: `remap-commit-qd${iodepth}`,
-        rw: "randwrite",
-        bs: "4k",
-        iodepth,
-        conns: 1,
-      };
-      const args = fioArgs(fioTargetOf("dmremap-faulty", files, server), workload)
-        .filter((a) => !a.startsWith("--size") && a !== "--norandommap=1");
-      const outPath = `${workDir}/fio.json`;
-      await run("fio", [...args, `--size=${rangeBytes}`, `--output=${outPath}`]);
-      out[`remap-qd${iodepth}`] = parseFio(JSON.parse(await Deno.readTextFile(outPath)));
+      out[`remap-qd${iodepth}`] = await writeRangeOnce("dmremap-faulty", files, server, iodepth);
     } finally {
       await server!.stop();
       log(
@@ -588,18 +600,7 @@ async function remapCommitLatency(files: Files) {
   const server = await startTarget("dmremap", files);
   try {
     for (const iodepth of [1, 32]) {
-      const workload: Workload = {
-        id: `plain-qd${iodepth}`,
-        rw: "randwrite",
-        bs: "4k",
-        iodepth,
-        conns: 1,
-      };
-      const args = fioArgs(fioTargetOf("dmremap", files, server), workload)
-        .filter((a) => !a.startsWith("--size") && a !== "--norandommap=1");
-      const outPath = `${workDir}/fio.json`;
-      await run("fio", [...args, `--size=${rangeBytes}`, `--output=${outPath}`]);
-      out[`plain-qd${iodepth}`] = parseFio(JSON.parse(await Deno.readTextFile(outPath)));
+      out[`plain-qd${iodepth}`] = await writeRangeOnce("dmremap", files, server, iodepth);
     }
   } finally {
     await server!.stop();
