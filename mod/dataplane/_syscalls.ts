@@ -47,7 +47,6 @@ const SOCKADDR_UN_BYTES = 110;
 const SUN_PATH_BYTES = 108;
 /** `recv`/`sendmsg` flags. */
 export const MSG_DONTWAIT = 0x40;
-export const MSG_WAITALL = 0x100;
 export const MSG_NOSIGNAL = 0x4000;
 /** `shutdown` directions. */
 export const SHUT_RD = 0;

@@ -7,7 +7,9 @@
  * synchronous copy per disk request, all on one thread. Here the worker
  * blocks in poll() (or in recv() when nothing else can happen), reads every
  * request the socket holds, submits all their disk I/O with one io_submit,
- * and sends every reply with one sendmsg, like an nbdkit connection thread.
+ * and sends the replies together with one send. A large write's payload is
+ * written in parts while the rest arrives, as nbdkit's threads overlap one
+ * request's receive with another's write.
  *
  * What the worker serves itself: READ and WRITE (FUA too) of blocks that are
  * on the main disk or already remapped (slot I/O on the spare), and FLUSH.
@@ -66,7 +68,6 @@ import {
   drainEventFd,
   MSG_DONTWAIT,
   MSG_NOSIGNAL,
-  MSG_WAITALL,
   pollDescriptors,
   POLLIN,
   POLLOUT,
@@ -101,6 +102,14 @@ const SEND_BUFFER_BYTES = 256 * 1024;
  * and resumes when requests arrive close together again.
  */
 const IDLE_POLL_MICROS = 100;
+/**
+ * A write whose payload is still arriving has its arrived part written once
+ * this much is there. Receiving a payload and writing it then overlap with the
+ * client sending the rest, as nbdkit's threads overlap one request's receive
+ * with another's write; receiving all of it first left the worker waiting on
+ * the client for a third of the time in 1 MiB writes (docs/protocol.md).
+ */
+const STREAM_PART_BYTES_MIN = 128 * 1024;
 
 /** Takes the messages the engine's thread posts, in order. */
 export class MessageQueue {
@@ -208,9 +217,17 @@ interface Request {
   reply: Uint8Array | undefined;
   costBytes: number;
   piecesLeft: number;
-  failed: boolean;
-  /** Whether it counted itself into the engine's gate. */
-  entered: boolean;
+  /**
+   * Whether it goes to the engine's thread whole once none of its own pieces
+   * is in flight: a piece failed, or a part of it cannot be served here.
+   */
+  toEngine: boolean;
+  /** How many times it counted itself into the engine's gate: once per part started. */
+  gateEntries: number;
+  /** Bytes of the request whose disk I/O is prepared; a large write starts parts while its payload arrives. */
+  startedBytes: number;
+  /** Payload bytes of a write received so far. */
+  receivedBytes: number;
 }
 
 /** One disk I/O of a request. */
@@ -263,6 +280,12 @@ class DirectTransmission {
   #inflightBytes = 0;
   /** Waiting for the gate to reopen or for free AIO slots. */
   #waiting: Request[] = [];
+  /** The write whose payload is arriving: socket bytes go straight into its payload. */
+  #incoming: Request | undefined;
+  /** Whether the incoming write starts parts before all of it arrived. */
+  #incomingStreams = false;
+  /** Parts of a streamed write start and end on this: a block and an O_DIRECT boundary. */
+  readonly #streamAlignBytes: number;
   #forwarded = new Map<number, Request>();
   #toForward: ForwardedRequest[] = [];
   #nextId = 1;
@@ -298,6 +321,7 @@ class DirectTransmission {
     };
     this.#prefixBytes = readReplyPrefixBytes(session.structuredReplies);
     this.#blockBytes = setup.blockBytes;
+    this.#streamAlignBytes = Math.max(setup.blockBytes, DIRECT_ALIGN_BYTES);
     this.#in.set(leftover);
     this.#inEnd = leftover.length;
     const eventFd = createEventFd();
@@ -339,6 +363,7 @@ class DirectTransmission {
   // ------------------------------------------------------------ reading
 
   #parseRequests(): void {
+    if (this.#incoming && !this.#continueIncoming(this.#incoming)) return;
     while (this.#reading && this.#inflight < NBD_INFLIGHT_MAX) {
       if (this.#inEnd - this.#inStart < REQUEST_HEADER_BYTES) break;
       const type = this.#inView.getUint16(this.#inStart + 6);
@@ -366,60 +391,84 @@ class DirectTransmission {
         this.#stopReading("disconnect");
         break;
       }
-      let payload: Uint8Array | undefined;
       this.#largeWrites = header.type === NBD_CMD_WRITE && lengthBytes > SEND_COPY_BYTES_MAX;
-      if (header.type === NBD_CMD_WRITE) {
-        payload = this.#takePayload(lengthBytes);
-        if (payload === undefined && lengthBytes <= NBD_REQUEST_BYTES_MAX) break; // stream ended
-      }
-      this.#dispatch({
+      const request: Request = {
         header,
-        payload,
+        payload: undefined,
         reply: undefined,
         costBytes,
         piecesLeft: 0,
-        failed: false,
-        entered: false,
-      });
+        toEngine: false,
+        gateEntries: 0,
+        startedBytes: 0,
+        receivedBytes: 0,
+      };
+      this.#inflight++;
+      this.#inflightBytes += costBytes;
+      if (carriesPayload && !this.#takePayload(request)) {
+        this.#incoming = request;
+        this.#incomingStreams = lengthBytes > STREAM_PART_BYTES_MIN &&
+          Number(header.offset) % this.#streamAlignBytes === 0 &&
+          this.#problemWith(header) === undefined;
+        break;
+      }
+      if (header.type === NBD_CMD_WRITE && !carriesPayload) this.#skipPayload(lengthBytes);
+      this.#route(request);
     }
     if (this.#inStart === this.#inEnd) this.#inStart = this.#inEnd = 0;
   }
 
   /**
-   * The payload of a write, copied out of the input buffer and the rest
-   * received straight into it. An oversized one is skipped (the request is
-   * refused) to stay in step with the stream. Undefined when the stream ended.
+   * Gives a write its payload buffer and copies in what the input buffer
+   * holds of it; true when that was all of it. The rest is received straight
+   * into the payload as it arrives (see continueIncoming).
    */
-  #takePayload(lengthBytes: number): Uint8Array | undefined {
-    if (lengthBytes > NBD_REQUEST_BYTES_MAX) {
-      for (let skipped = 0; skipped < lengthBytes;) {
-        if (this.#inStart === this.#inEnd) {
-          this.#settleDiskIo();
-          if (!this.#receiveBlocking()) return undefined;
-        }
-        const count = Math.min(lengthBytes - skipped, this.#inEnd - this.#inStart);
-        this.#inStart += count;
-        skipped += count;
-      }
-      return undefined;
-    }
-    const payload = this.#payloadBuffer(lengthBytes);
+  #takePayload(request: Request): boolean {
+    const lengthBytes = request.header.lengthBytes;
+    const payload = this.#payloads.take(0, lengthBytes);
     const buffered = Math.min(lengthBytes, this.#inEnd - this.#inStart);
     payload.set(this.#in.subarray(this.#inStart, this.#inStart + buffered));
     this.#inStart += buffered;
-    if (buffered < lengthBytes) this.#settleDiskIo();
-    for (let filled = buffered; filled < lengthBytes;) {
-      const count = receive(this.#fd, payload.subarray(filled), MSG_WAITALL);
-      if (count <= 0) {
-        this.#giveBackPayload(payload);
-        this.#stopReading(this.#stopRequested() ? "stopped" : "eof");
-        if (count < 0) this.#failure ??= connectionError("receive", -count);
-        else this.#failure ??= new Deno.errors.UnexpectedEof("The stream ended inside a write");
-        return undefined;
+    request.payload = payload;
+    request.receivedBytes = buffered;
+    return buffered === lengthBytes;
+  }
+
+  /** Skips an oversized payload (the request is refused) to stay in step with the stream. */
+  #skipPayload(lengthBytes: number): void {
+    for (let skipped = 0; skipped < lengthBytes;) {
+      if (this.#inStart === this.#inEnd) {
+        this.#settleDiskIo();
+        if (!this.#receiveBlocking()) return;
       }
-      filled += count;
+      const count = Math.min(lengthBytes - skipped, this.#inEnd - this.#inStart);
+      this.#inStart += count;
+      skipped += count;
     }
-    return payload;
+  }
+
+  /**
+   * Starts the part of the incoming write that arrived, if it is worth a
+   * part of its own; once the whole payload is there, starts the rest.
+   * True when the payload is complete.
+   */
+  #continueIncoming(request: Request): boolean {
+    const lengthBytes = request.header.lengthBytes;
+    if (request.receivedBytes < lengthBytes) {
+      if (this.#incomingStreams && !request.toEngine && this.#waiting.length === 0) {
+        const arrived = request.receivedBytes - request.receivedBytes % this.#streamAlignBytes;
+        if (
+          arrived - request.startedBytes >= STREAM_PART_BYTES_MIN &&
+          this.#startRange(request, arrived) === "engine"
+        ) request.toEngine = true;
+      }
+      return false;
+    }
+    this.#incoming = undefined;
+    if (request.startedBytes === 0 && !request.toEngine) this.#route(request);
+    else if (!request.toEngine) this.#startData(request);
+    else if (request.piecesLeft === 0) this.#finish(request);
+    return true;
   }
 
   /**
@@ -436,35 +485,41 @@ class DirectTransmission {
 
   /** Blocks until more bytes arrive; false when the stream ended. */
   #receiveBlocking(): boolean {
-    this.#compactInput();
     const count = receive(this.#fd, this.#receiveRoom(), 0);
     return this.#received(count);
   }
 
-  /** Takes bytes already there without blocking. */
-  #receiveAvailable(): void {
-    this.#compactInput();
+  /** Takes bytes already there without blocking; true when some came. */
+  #receiveAvailable(): boolean {
     const count = receive(this.#fd, this.#receiveRoom(), MSG_DONTWAIT);
-    if (count !== -ERRNO.EAGAIN) this.#received(count);
+    return count !== -ERRNO.EAGAIN && this.#received(count);
   }
 
   /**
-   * Where the next receive goes. While large writes arrive, only the next
-   * header is taken into the input buffer, so each payload is received
-   * straight into its own aligned buffer instead of partly copied from ours.
+   * Where the next receive goes: the rest of the incoming write's payload,
+   * or the input buffer. While large writes arrive, only the next header is
+   * taken into the input buffer, so each payload is received straight into
+   * its own aligned buffer instead of partly copied from ours.
    */
   #receiveRoom(): Uint8Array {
+    const incoming = this.#incoming;
+    if (incoming) return incoming.payload!.subarray(incoming.receivedBytes);
+    this.#compactInput();
     const room = this.#largeWrites ? REQUEST_HEADER_BYTES : this.#in.length - this.#inEnd;
     return this.#in.subarray(this.#inEnd, this.#inEnd + room);
   }
 
   #received(count: number): boolean {
     if (count > 0) {
-      this.#inEnd += count;
+      if (this.#incoming) this.#incoming.receivedBytes += count;
+      else this.#inEnd += count;
       return true;
     }
     if (count < 0) this.#failure ??= connectionError("receive", -count);
-    else if (this.#inEnd > this.#inStart && !this.#stopRequested()) {
+    else if (this.#incoming) {
+      // Its reply can never be sent: the connection ends once its pieces are done.
+      this.#failure ??= new Deno.errors.UnexpectedEof("The stream ended inside a write");
+    } else if (this.#inEnd > this.#inStart && !this.#stopRequested()) {
       this.#failure ??= new Deno.errors.UnexpectedEof("The stream ended inside a request");
     }
     this.#stopReading(this.#stopRequested() ? "stopped" : "eof");
@@ -490,14 +545,17 @@ class DirectTransmission {
 
   // ------------------------------------------------------------ requests
 
-  #dispatch(request: Request): void {
-    this.#inflight++;
-    this.#inflightBytes += request.costBytes;
-    const { header } = request;
-    const problem = validateRequest(header, {
+  #problemWith(header: RequestHeader) {
+    return validateRequest(header, {
       sizeBytes: this.#setup.export.sizeBytes,
       session: this.#session,
     });
+  }
+
+  /** Answers a request the protocol refuses, or starts it here or on the engine's thread. */
+  #route(request: Request): void {
+    const { header } = request;
+    const problem = this.#problemWith(header);
     if (problem) {
       this.#answer(
         request,
@@ -521,68 +579,85 @@ class DirectTransmission {
     for (const request of waiting) this.#startData(request);
   }
 
-  /** Plans a read or write into runs on the main disk and on slots, and prepares their I/O. */
+  /** Starts what is left of a read or write here, or queues it for the gate, or sends it to the engine. */
   #startData(request: Request): void {
-    if (this.#touchesFaults(request.header)) return this.#forward(request);
-    if (this.#waiting.length > 0 || !this.#state.tryEnter()) {
-      this.#waiting.push(request);
-      return;
+    const outcome = this.#waiting.length > 0
+      ? "wait"
+      : this.#startRange(request, request.header.lengthBytes);
+    if (outcome === "wait") this.#waiting.push(request);
+    else if (outcome === "engine") {
+      request.toEngine = true;
+      if (request.piecesLeft === 0) this.#finish(request);
     }
+  }
+
+  /**
+   * Plans the request's bytes from `startedBytes` to `endBytes` into runs on
+   * the main disk and on slots, and prepares their I/O inside the gate.
+   * "wait": the gate is closed or AIO is full; "engine": this part must go
+   * through the engine's thread.
+   */
+  #startRange(request: Request, endBytes: number): "started" | "wait" | "engine" {
     const { header } = request;
     const isWrite = header.type === NBD_CMD_WRITE;
-    const offsetBytes = Number(header.offset);
-    const lengthBytes = header.lengthBytes;
+    const startBytes = request.startedBytes;
+    const offsetBytes = Number(header.offset) + startBytes;
+    const lengthBytes = endBytes - startBytes;
+    if (this.#touchesFaults(header.type, offsetBytes, lengthBytes)) return "engine";
+    if (!this.#state.tryEnter()) return "wait";
     const blockBytes = this.#blockBytes;
     const firstBlock = Math.floor(offsetBytes / blockBytes);
     const lastBlock = Math.floor((offsetBytes + lengthBytes - 1) / blockBytes);
     if (isWrite && this.#state.anyPending(firstBlock, lastBlock)) {
       this.#state.leave();
-      return this.#forward(request);
+      return "engine";
     }
     const runs = this.#plan(offsetBytes, lengthBytes, firstBlock, lastBlock);
+    // Payloads and reply data start on an O_DIRECT boundary (ShapedBufferPools),
+    // so a piece is aligned exactly when its offset in the request is. The
+    // engine's device layer bounces unaligned pieces.
+    if (
+      runs.some((run) => run.direct && (startBytes + run.bufferOffset) % DIRECT_ALIGN_BYTES !== 0)
+    ) {
+      this.#state.leave();
+      return "engine";
+    }
     if (runs.length > this.#aio.free) {
       this.#state.leave();
-      if (this.#aio.inflight === 0) return this.#forward(request); // can never fit
-      this.#waiting.push(request);
-      return;
+      return this.#aio.inflight === 0 ? "engine" : "wait"; // with nothing in flight it can never fit
     }
     let buffer: Uint8Array;
     if (isWrite) buffer = request.payload!;
     else {
-      const reply = request.reply ?? this.#replyBuffers.take(this.#prefixBytes, lengthBytes);
+      const reply = request.reply ?? this.#replyBuffers.take(this.#prefixBytes, header.lengthBytes);
       request.reply = reply;
       buffer = reply.subarray(this.#prefixBytes);
     }
-    // Payloads and reply data start on an O_DIRECT boundary (ShapedBufferPools),
-    // so a piece is aligned exactly when its offset in the request is.
-    if (runs.some((run) => run.direct && run.bufferOffset % DIRECT_ALIGN_BYTES !== 0)) {
-      // The engine's device layer bounces unaligned pieces.
-      this.#state.leave();
-      return this.#forward(request);
-    }
-    request.entered = true;
-    request.piecesLeft = runs.length;
+    request.gateEntries++;
+    request.piecesLeft += runs.length;
+    request.startedBytes = endBytes;
     const rwFlags = isWrite && (header.flags & NBD_CMD_FLAG_FUA) !== 0 ? RWF_DSYNC : 0;
     for (const run of runs) {
+      const from = startBytes + run.bufferOffset;
       this.#aio.prepare({
         opcode: isWrite ? AIO_OPCODE.PWRITE : AIO_OPCODE.PREAD,
         fd: run.fd,
-        buffer: buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes),
+        buffer: buffer.subarray(from, from + run.lengthBytes),
         offsetBytes: run.deviceOffset,
         rwFlags,
       }, { request, lengthBytes: run.lengthBytes, syncFd: -1 });
     }
+    return "started";
   }
 
   /** Whether the fault layer may fail this request: then it must go through the layer. */
-  #touchesFaults(header: RequestHeader): boolean {
+  #touchesFaults(type: number, offsetBytes: number, lengthBytes: number): boolean {
     if (this.#faults === undefined) return false;
     const faultBytes = this.#setup.faults!.blockBytes;
-    const offsetBytes = Number(header.offset);
-    const list = header.type === NBD_CMD_WRITE ? this.#faults.writes : this.#faults.reads;
+    const list = type === NBD_CMD_WRITE ? this.#faults.writes : this.#faults.reads;
     return list.anyBetween(
       Math.floor(offsetBytes / faultBytes),
-      Math.floor((offsetBytes + header.lengthBytes - 1) / faultBytes),
+      Math.floor((offsetBytes + lengthBytes - 1) / faultBytes),
     );
   }
 
@@ -661,16 +736,18 @@ class DirectTransmission {
     let outcome = result;
     if (outcome === -ERRNO.EINVAL && piece.syncFd >= 0) outcome = syncData(piece.syncFd);
     const request = piece.request;
-    if (outcome !== piece.lengthBytes) request.failed = true;
+    if (outcome !== piece.lengthBytes) request.toEngine = true;
     if (--request.piecesLeft > 0) return;
-    if (request.entered) {
-      request.entered = false;
-      this.#state.leave();
-    }
-    if (request.failed) {
-      request.failed = false;
-      return this.#forward(request);
-    }
+    for (; request.gateEntries > 0; request.gateEntries--) this.#state.leave();
+    if (request === this.#incoming) return; // the rest of its payload is still arriving
+    // The rest waits for the gate.
+    if (!request.toEngine && request.startedBytes < request.header.lengthBytes) return;
+    this.#finish(request);
+  };
+
+  /** Everything the request started here is done: answer it, or hand it to the engine. */
+  #finish(request: Request): void {
+    if (request.toEngine) return this.#forward(request);
     const { header } = request;
     const counters = this.#setup.counters;
     if (header.type === NBD_CMD_READ) {
@@ -691,7 +768,7 @@ class DirectTransmission {
       counters[COUNTERS.BYTES_WRITTEN]! += header.lengthBytes;
     } else counters[COUNTERS.FLUSHES]!++;
     this.#answer(request, this.#okReply(header), false);
-  };
+  }
 
   /** Hands a request to the engine's thread, which answers with the reply bytes. */
   #forward(request: Request): void {
@@ -730,10 +807,6 @@ class DirectTransmission {
     return this.#session.structuredReplies
       ? encodeNoneChunk(header.cookie)
       : encodeSimpleReply(header.cookie, 0);
-  }
-
-  #payloadBuffer(lengthBytes: number): Uint8Array {
-    return this.#payloads.take(0, lengthBytes);
   }
 
   #giveBackPayload(payload: Uint8Array): void {
@@ -829,7 +902,8 @@ class DirectTransmission {
 
   /** Blocks until something can happen: bytes to read, room to send, disk I/O done, a message. */
   #wait(): void {
-    const canRead = this.#reading && this.#inflight < NBD_INFLIGHT_MAX;
+    const canRead = this.#reading &&
+      (this.#incoming !== undefined || this.#inflight < NBD_INFLIGHT_MAX);
     const idle = this.#aio.inflight === 0 && this.#out.length === 0 &&
       this.#forwarded.size === 0 && this.#waiting.length === 0;
     if (canRead && idle) {
@@ -840,11 +914,7 @@ class DirectTransmission {
       this.#idlePollPays = (performance.now() - sleptAt) * 1000 < IDLE_POLL_MICROS;
       return;
     }
-    if (canRead) {
-      const before = this.#inEnd - this.#inStart;
-      this.#receiveAvailable();
-      if (this.#inEnd - this.#inStart > before || !this.#reading) return;
-    }
+    if (canRead && (this.#receiveAvailable() || !this.#reading)) return;
     const view = this.#pollView;
     let count = 0;
     const canSend = this.#out.length > 0 && this.#failure === undefined;
@@ -868,9 +938,7 @@ class DirectTransmission {
   #pollBeforeSleeping(): boolean {
     const until = performance.now() + IDLE_POLL_MICROS / 1000;
     do {
-      const before = this.#inEnd;
-      this.#receiveAvailable();
-      if (this.#inEnd > before || !this.#reading) return true;
+      if (this.#receiveAvailable() || !this.#reading) return true;
     } while (performance.now() < until);
     this.#idlePollPays = false;
     return false;

@@ -372,3 +372,162 @@ Deno.test("data plane: a client stalled in the middle of a write payload does no
     conn.close();
   }
 });
+
+/** Polls until `check` holds; fails the test after `timeoutMs`. */
+async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 5_000) {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+Deno.test("data plane: a large write is written in parts while its payload arrives, a remapped block's part on its slot", async () => {
+  await using setup = await startServedSetup();
+  const blockBytes = setup.blockBytes;
+  const remappedBlock = 40;
+  setup.faulty.setBad(
+    { offsetBytes: remappedBlock * blockBytes, lengthBytes: blockBytes },
+    "write",
+  );
+  await setup.engine.write(pattern(blockBytes, 1), remappedBlock * blockBytes);
+  const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
+  const conn = await Deno.connect({ transport: "unix", path: setup.server.unixPath! });
+  try {
+    const client = socketClient(conn);
+    await negotiate(client, { exportName: "dp" });
+    const payload = pattern(MIB, 41);
+    const request = encodeRequest({ type: 1, cookie: 7, offset: 0, payload });
+    const firstPart = 28 + 256 * KIB;
+    client.write(request.subarray(0, firstPart));
+    // The first quarter is on disk before the client sent the rest.
+    await eventually(
+      "the first part is written",
+      async () =>
+        hex(await fileBytes(setup.mainPath, 0, remappedBlock * blockBytes)) ===
+          hex(payload.subarray(0, remappedBlock * blockBytes)),
+    );
+    assertEquals(
+      await fileBytes(setup.sparePath, slotOffset, blockBytes),
+      payload.subarray(remappedBlock * blockBytes, (remappedBlock + 1) * blockBytes),
+      "the remapped block's piece went to its slot",
+    );
+    assertNotEquals(
+      hex(await fileBytes(setup.mainPath, 512 * KIB, blockBytes)),
+      hex(payload.subarray(512 * KIB, 512 * KIB + blockBytes)),
+      "what has not arrived is not written",
+    );
+    client.write(request.subarray(firstPart));
+    assertEquals(await readSimpleReply(client), { error: 0, cookie: 7n });
+    const withoutRemapped = (bytes: Uint8Array) =>
+      hex(bytes.slice().fill(0, remappedBlock * blockBytes, (remappedBlock + 1) * blockBytes));
+    assertEquals(
+      withoutRemapped(await fileBytes(setup.mainPath, 0, MIB)),
+      withoutRemapped(payload),
+      "every other block on the main file",
+    );
+    assertEquals(setup.engine.counters.writes, 1, "only the test's own engine write");
+  } finally {
+    conn.close();
+  }
+});
+
+Deno.test("data plane: when a part of a large write cannot be served by the worker, the whole write goes to the engine once its payload is in", async () => {
+  await using setup = await startServedSetup();
+  const blockBytes = setup.blockBytes;
+  const pendingBlock = 200; // in the last quarter of the write
+  setup.faulty.setBad({ offsetBytes: pendingBlock * blockBytes, lengthBytes: blockBytes }, "read");
+  await setup.engine.read(new Uint8Array(blockBytes), pendingBlock * blockBytes).then(
+    () => assert.fail("the read must fail"),
+    () => {},
+  );
+  assertEquals(setup.engine.pendingBlocks, [pendingBlock]);
+  const conn = await Deno.connect({ transport: "unix", path: setup.server.unixPath! });
+  try {
+    const client = socketClient(conn);
+    await negotiate(client, { exportName: "dp" });
+    const payload = pattern(MIB, 42);
+    const request = encodeRequest({ type: 1, cookie: 8, offset: 0, payload });
+    const firstPart = 28 + 256 * KIB;
+    client.write(request.subarray(0, firstPart));
+    await eventually(
+      "the first part is written",
+      async () =>
+        hex(await fileBytes(setup.mainPath, 0, 256 * KIB)) === hex(payload.subarray(0, 256 * KIB)),
+    );
+    client.write(request.subarray(firstPart));
+    assertEquals(await readSimpleReply(client), { error: 0, cookie: 8n });
+    assertEquals(setup.engine.counters.writes, 1, "the engine wrote the whole request");
+    assertEquals(setup.engine.pendingBlocks, []);
+    assert(
+      setup.events.some((event) => event.type === "remap" && event.blockIndex === pendingBlock),
+    );
+    client.write(encodeRequest({ type: 0, cookie: 9, offset: 0, length: MIB }));
+    assertEquals(await readSimpleReply(client), { error: 0, cookie: 9n });
+    assertEquals(hex(await client.readExact(MIB)), hex(payload), "reads back whole");
+  } finally {
+    conn.close();
+  }
+});
+
+Deno.test("data plane: a client that hangs up in the middle of a streamed write ends only its own connection", async () => {
+  await using setup = await startServedSetup();
+  const conn = await Deno.connect({ transport: "unix", path: setup.server.unixPath! });
+  const client = socketClient(conn);
+  await negotiate(client, { exportName: "dp" });
+  const payload = pattern(MIB, 43);
+  client.write(
+    encodeRequest({ type: 1, cookie: 1, offset: 0, payload }).subarray(0, 28 + 512 * KIB),
+  );
+  await eventually(
+    "a part is written",
+    async () =>
+      hex(await fileBytes(setup.mainPath, 0, 128 * KIB)) === hex(payload.subarray(0, 128 * KIB)),
+  );
+  await client.closed;
+  conn.close();
+  await eventually(
+    "the worker let the connection go",
+    () => Promise.resolve(setup.server.connectionCount === 0),
+  );
+  const out = await nbdsh(
+    setup.uri,
+    `h.pwrite(b"\\x05" * 4096, 0)\nprint(h.pread(4096, 0)[:4].hex())`,
+  );
+  assertEquals(out, "05050505");
+});
+
+Deno.test("data plane: a part of a large write that fails with real EIO sends the whole write to the engine, which remaps the block", async () => {
+  await using disk = await startFailingDisk({ sizeBytes: 8 * MIB });
+  await using setup = await startServedSetup({ mainPath: disk.path });
+  const blockBytes = setup.blockBytes;
+  const badBlock = 150;
+  await disk.setBadRanges([{
+    offsetBytes: badBlock * blockBytes,
+    lengthBytes: blockBytes,
+    fail: "write",
+  }]);
+  const conn = await Deno.connect({ transport: "unix", path: setup.server.unixPath! });
+  try {
+    const client = socketClient(conn);
+    await negotiate(client, { exportName: "dp" });
+    const payload = pattern(MIB, 44);
+    const request = encodeRequest({ type: 1, cookie: 3, offset: 0, payload });
+    const firstPart = 28 + 768 * KIB;
+    client.write(request.subarray(0, firstPart));
+    await eventually(
+      "the first part is written",
+      async () =>
+        hex(await fileBytes(disk.path, 0, 256 * KIB)) === hex(payload.subarray(0, 256 * KIB)),
+    );
+    client.write(request.subarray(firstPart));
+    assertEquals(await readSimpleReply(client), { error: 0, cookie: 3n });
+    assertEquals(setup.engine.counters.writes, 1, "the engine wrote the whole request");
+    assert(setup.events.some((event) => event.type === "remap" && event.blockIndex === badBlock));
+    client.write(encodeRequest({ type: 0, cookie: 4, offset: 0, length: MIB }));
+    assertEquals(await readSimpleReply(client), { error: 0, cookie: 4n });
+    assertEquals(hex(await client.readExact(MIB)), hex(payload), "reads back whole");
+  } finally {
+    conn.close();
+  }
+});
