@@ -661,7 +661,11 @@ class DirectTransmission {
     );
   }
 
-  /** Splits a request at remapped blocks; consecutive main-disk blocks stay one run. */
+  /**
+   * Splits a request at remapped blocks. Pieces that follow each other on one
+   * disk stay one run: consecutive main-disk blocks, and remapped neighbours
+   * whose slots are neighbours too (a bad patch remapped in order).
+   */
   #plan(offsetBytes: number, lengthBytes: number, firstBlock: number, lastBlock: number): Run[] {
     const runs = this.#runs;
     runs.length = 0;
@@ -684,33 +688,29 @@ class DirectTransmission {
       const start = Math.max(offsetBytes, block * blockBytes);
       const pieceEnd = Math.min(end, (block + 1) * blockBytes);
       const bucket = table.bucketOf(block);
-      if (bucket < 0) {
-        if (
-          last !== undefined && last.fd === main.fd &&
-          last.deviceOffset + last.lengthBytes === start
-        ) {
-          last.lengthBytes += pieceEnd - start;
-          continue;
-        }
-        last = {
-          fd: main.fd,
-          direct: main.direct,
-          deviceOffset: start,
-          bufferOffset: start - offsetBytes,
-          lengthBytes: pieceEnd - start,
-        };
-      } else {
+      let disk: { fd: number; direct: boolean } = main;
+      let deviceOffset = start;
+      if (bucket >= 0) {
         const spare = this.#setup.spares[table.spareAt(bucket)];
         assert(spare !== undefined, "a slot lives on a known spare");
-        last = {
-          fd: spare.fd,
-          direct: spare.direct,
-          deviceOffset: spare.dataOffsetBytes + table.slotAt(bucket) * blockBytes +
-            (start - block * blockBytes),
-          bufferOffset: start - offsetBytes,
-          lengthBytes: pieceEnd - start,
-        };
+        disk = spare;
+        deviceOffset = spare.dataOffsetBytes + table.slotAt(bucket) * blockBytes +
+          (start - block * blockBytes);
       }
+      if (
+        last !== undefined && last.fd === disk.fd &&
+        last.deviceOffset + last.lengthBytes === deviceOffset
+      ) {
+        last.lengthBytes += pieceEnd - start;
+        continue;
+      }
+      last = {
+        fd: disk.fd,
+        direct: disk.direct,
+        deviceOffset,
+        bufferOffset: start - offsetBytes,
+        lengthBytes: pieceEnd - start,
+      };
       runs.push(last);
     }
     return runs;

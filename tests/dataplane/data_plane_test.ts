@@ -531,3 +531,35 @@ Deno.test("data plane: a part of a large write that fails with real EIO sends th
     conn.close();
   }
 });
+
+Deno.test("data plane: remapped neighbours in neighbouring slots are read and written together, out-of-order slots apart", async () => {
+  await using setup = await startServedSetup();
+  const blockBytes = setup.blockBytes;
+  // Slots are handed out in remap order: 30→0, 31→1, 33→2, 32→3.
+  const remapOrder = [30, 31, 33, 32];
+  for (const block of remapOrder) {
+    setup.faulty.setBad({ offsetBytes: block * blockBytes, lengthBytes: blockBytes }, "write");
+    await setup.engine.write(pattern(blockBytes, block), block * blockBytes);
+  }
+  assertEquals(remapOrder.map((block) => setup.engine.lookup(block)?.slotIndex), [0, 1, 2, 3]);
+  const expected = new Uint8Array(6 * blockBytes); // blocks 29..34; 29 and 34 never written
+  for (const block of remapOrder) {
+    expected.set(pattern(blockBytes, block), (block - 29) * blockBytes);
+  }
+  assertEquals(
+    await nbdsh(setup.uri, `print(h.pread(${6 * blockBytes}, ${29 * blockBytes}).hex())`),
+    hex(expected),
+  );
+  const rewritten = pattern(6 * blockBytes, 99);
+  await nbdsh(setup.uri, `h.pwrite(${py(rewritten)}, ${29 * blockBytes})`);
+  const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
+  const slots = await fileBytes(setup.sparePath, slotOffset, 4 * blockBytes);
+  remapOrder.forEach((block, slot) =>
+    assertEquals(
+      hex(slots.subarray(slot * blockBytes, (slot + 1) * blockBytes)),
+      hex(rewritten.subarray((block - 29) * blockBytes, (block - 28) * blockBytes)),
+      `block ${block} in slot ${slot}`,
+    )
+  );
+  assertEquals(setup.engine.counters.writes, 4, "only the test's own engine writes");
+});
