@@ -2,15 +2,18 @@
  * Builds a setup with many remaps offline, for the benchmark's "remapped" target.
  *
  * Goal: a spare whose remap log holds `--remaps` entries spread over the main
- * disk, made fast (no data-path I/O), exactly as tests/scale does: the slots are
- * never written (they read back as zeros on tmpfs), only the metadata is.
+ * disk, made fast (no data-path I/O), as tests/scale does. A real remap copies
+ * the block's data into its slot; here only the slots of blocks below
+ * `--fill-bytes` (the range fio uses) get the main disk's data, so reads of
+ * them cost what reads of data cost, not of tmpfs holes, and writes find their
+ * pages there. The other slots are never written.
  * Method: createSetup over the main disk and a sparse spare sized for the
  * slots, then SpareStore.appendRemaps in group-commit batches. Afterwards the
  * spare is reopened and assembled in-process to time the open path and the
  * table's memory. Prints one JSON line with the measurements.
  *
  * Usage: deno run -A bench/make_remaps.ts --name N --main M --spare S
- *          [--remaps 1000000] [--block-size 4096] [--stride 4]
+ *          [--remaps 1000000] [--block-size 4096] [--stride 4] [--fill-bytes 0]
  *
  * @module
  */
@@ -31,11 +34,13 @@ const { values } = parseArgs({
     remaps: { type: "string", default: "1000000" },
     "block-size": { type: "string", default: "4096" },
     stride: { type: "string", default: "4" },
+    "fill-bytes": { type: "string", default: "0" },
   },
 });
 const remaps = Number(values.remaps);
 const blockBytes = Number(values["block-size"]);
 const stride = Number(values.stride);
+const fillBytes = Number(values["fill-bytes"]);
 const mainPath = values.main!;
 const sparePath = values.spare!;
 
@@ -68,6 +73,15 @@ for (let first = 0; first < remaps; first += REMAP_BATCH_MAX) {
   await store!.appendRemaps(Array.from({ length: count }, (_, i) => blockOf(first + i)));
 }
 const appendMs = performance.now() - appendStart;
+const block = new Uint8Array(blockBytes);
+const slotsOffset = store!.payload.layout.dataOffsetBytes;
+let filledSlots = 0;
+for (let slot = 0; slot < remaps && (blockOf(slot) + 1) * blockBytes <= fillBytes; slot++) {
+  await main.read(block, blockOf(slot) * blockBytes);
+  await spare.write(block, slotsOffset + slot * blockBytes);
+  filledSlots++;
+}
+await spare.flush();
 await spare.close();
 
 // Time the open path in-process: spare metadata read and the table rebuilt.
@@ -86,6 +100,7 @@ const result = {
   mainBytes,
   spareBytes,
   appendMs,
+  filledSlots,
   openSparesMs,
   assembleMs: openMs,
   tableBytesPerRemap: engine.tableMemoryBytes / remaps,

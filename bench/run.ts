@@ -343,8 +343,13 @@ interface Files {
   ptSpare: string;
   main16: string;
   spare1m: string;
+  main1t: string;
+  spare1mSpread: string;
   faultySpare: string;
 }
+
+/** The spread 1M-remap setup's main disk: a 4 TB-class disk with 1M bad blocks is 1 block in 268. */
+const SPREAD_MAIN_BYTES = 1024 * GIB;
 
 const cli = (argv: string[]) => run(DENO, ["run", "-A", `${CODE}/main.ts`, ...argv]);
 
@@ -355,49 +360,68 @@ async function createSetup(name: string, main: string, spare: string, spareBytes
   await cli(["create", name, "--main", main, "--spare", spare, "--block-size", "4096"]);
 }
 
-async function prepareFiles(): Promise<{ files: Files; remapBuild: Record<string, number> }> {
+// deno-lint-ignore no-explicit-any
+async function prepareFiles(): Promise<{ files: Files; remapBuild: Record<string, any> }> {
   const files: Files = {
     main: `${workDir}/main.img`,
     ptSpare: `${workDir}/pt-spare.img`,
     main16: `${workDir}/main16.img`,
     spare1m: `${workDir}/spare1m.img`,
+    main1t: `${workDir}/main1t.img`,
+    spare1mSpread: `${workDir}/spare1m-spread.img`,
     faultySpare: `${workDir}/faulty-spare.img`,
   };
   log("filling the 1 GiB main file with random data");
   await run("sh", ["-c", `head -c ${GIB} /dev/urandom > ${files.main}`]);
   await createSetup("pt", files.main, files.ptSpare, 64 << 20);
-  // The 1M-remap setup needs 1M distinct 4 KiB blocks, more than a 1 GiB disk
-  // has: its main disk is 16 GiB (sparse), the first GiB a copy of main.img,
-  // with every 4th block remapped over all 16 GiB; fio uses the first GiB, where
-  // one block in four is remapped (as in tests/scale).
-  await run("cp", ["--sparse=always", files.main, files.main16]);
-  await Deno.truncate(files.main16, 16 * GIB);
-  log(`creating ${REMAPS} remaps offline`);
-  const built = await run(DENO, [
-    "run",
-    "-A",
-    `${CODE}/bench/make_remaps.ts`,
-    "--name",
-    "rm",
-    "--main",
-    files.main16,
-    "--spare",
-    files.spare1m,
-    "--remaps",
-    String(REMAPS),
-    "--stride",
-    String(Math.floor(16 * GIB / 4096 / REMAPS)),
-  ]);
-  return { files, remapBuild: JSON.parse(built.text.trim().split("\n").pop()!) };
+  // 1M remaps need 1M distinct 4 KiB blocks, more than a 1 GiB disk has. Two
+  // layouts, each on a sparse main disk whose first GiB is a copy of main.img,
+  // where fio runs: dense, 16 GiB with every 4th block remapped, so one block
+  // in four of fio's range is on a spare (as in tests/scale); and spread, 1 TiB
+  // with every 268th block remapped. Slots in fio's range hold the data.
+  const build = async (name: string, main: string, spare: string, mainBytes: number) => {
+    await run("cp", ["--sparse=always", files.main, main]);
+    await Deno.truncate(main, mainBytes);
+    log(`creating ${REMAPS} remaps offline over ${mainBytes / GIB} GiB`);
+    const built = await run(DENO, [
+      "run",
+      "-A",
+      `${CODE}/bench/make_remaps.ts`,
+      "--name",
+      name,
+      "--main",
+      main,
+      "--spare",
+      spare,
+      "--remaps",
+      String(REMAPS),
+      "--stride",
+      String(Math.floor(mainBytes / 4096 / REMAPS)),
+      "--fill-bytes",
+      String(GIB),
+    ]);
+    return JSON.parse(built.text.trim().split("\n").pop()!);
+  };
+  const remapBuild = await build("rm", files.main16, files.spare1m, 16 * GIB);
+  remapBuild.spread = await build("rs", files.main1t, files.spare1mSpread, SPREAD_MAIN_BYTES);
+  return { files, remapBuild };
 }
 
-type TargetId = "raw" | "nbdkit" | "dmremap" | "dmremap-buffered" | "dmremap-1m" | "dmremap-faulty";
+type TargetId =
+  | "raw"
+  | "nbdkit"
+  | "dmremap"
+  | "dmremap-buffered"
+  | "dmremap-1m"
+  | "dmremap-1m-spread"
+  | "dmremap-faulty";
 const TARGETS: TargetId[] = [
   "raw",
   "nbdkit",
   "dmremap",
   "dmremap-buffered",
   "dmremap-1m",
+  "dmremap-1m-spread",
   "dmremap-faulty",
 ];
 
@@ -406,7 +430,8 @@ const TARGET_LABELS: Record<TargetId, string> = {
   "nbdkit": "nbdkit file plugin",
   "dmremap": "dm-remap passthrough (O_DIRECT, default)",
   "dmremap-buffered": "dm-remap passthrough --buffered",
-  "dmremap-1m": `dm-remap, ${REMAPS} remaps`,
+  "dmremap-1m": `dm-remap, ${REMAPS} remaps, dense (1 block in 4)`,
+  "dmremap-1m-spread": `dm-remap, ${REMAPS} remaps, spread over 1 TiB (1 block in 268)`,
   "dmremap-faulty": `dm-remap, bad block every ${BAD_EVERY} (remaps being created)`,
 };
 
@@ -432,9 +457,12 @@ async function startTarget(
       });
     case "dmremap":
     case "dmremap-buffered":
-    case "dmremap-1m": {
+    case "dmremap-1m":
+    case "dmremap-1m-spread": {
       const [spare, main, name] = id === "dmremap-1m"
         ? [files.spare1m, files.main16, "rm"]
+        : id === "dmremap-1m-spread"
+        ? [files.spare1mSpread, files.main1t, "rs"]
         : [files.ptSpare, files.main, "pt"];
       return await startServer(DENO, [
         "run",
@@ -800,6 +828,7 @@ const RATIOS: [string, TargetId, TargetId][] = [
   ["passthrough ÷ raw", "dmremap", "raw"],
   ["nbdkit ÷ raw", "nbdkit", "raw"],
   ["1M remaps ÷ passthrough", "dmremap-1m", "dmremap"],
+  ["1M remaps spread ÷ passthrough", "dmremap-1m-spread", "dmremap"],
   ["1M remaps ÷ nbdkit", "dmremap-1m", "nbdkit"],
   ["remapping ÷ passthrough", "dmremap-faulty", "dmremap"],
 ];
@@ -1033,7 +1062,9 @@ function markdown(r: any, stamp: string, workloads: Workload[], targets: TargetI
     "- Multi-conn rows (`-4conn`): 4 fio jobs, each its own NBD connection (raw: 4 io_uring jobs), with the per-connection queue depth divided by 4 so the total depth equals the single-connection row. Sequential multi-conn jobs each stream their own quarter.",
     "- nbdkit: `nbdkit -f --unix SOCK file FILE` with the plugin defaults (cache=default, fadvise=normal, 16 threads). `cache=none` only evicts page cache, which on tmpfs *is* the storage, so it is not a meaningful setting here.",
     "- dm-remap passthrough: `dm-remap create` (block size 4096) + `dm-remap serve --spare S --main M --socket … --api-socket …`, default O_DIRECT; `--buffered` shown as its own column.",
-    `- 1M remaps: ${r.remapBuild.remaps} remaps made offline with SpareStore.appendRemaps (bench/make_remaps.ts), every ${r.remapBuild.stride}th 4 KiB block of a 16 GiB sparse main disk whose first GiB is the same data; fio uses the first GiB, so 1 request in ${r.remapBuild.stride} goes to a spare slot (a 1 GiB disk has only 262,144 4 KiB blocks, fewer than 1M). Spare slots were never written: they read as tmpfs holes.`,
+    `- 1M remaps, two layouts, each made offline with SpareStore.appendRemaps (bench/make_remaps.ts) on a sparse main disk whose first GiB is the same data, where fio runs (a 1 GiB disk has only 262,144 4 KiB blocks, fewer than 1M). Dense: ${r.remapBuild.remaps} remaps, every ${r.remapBuild.stride}th 4 KiB block (jittered) of a 16 GiB disk, so 1 block in ${r.remapBuild.stride} of fio's range is on a spare and a 1 MiB request is split in about ${
+      2 * 256 / r.remapBuild.stride
+    } pieces. Spread: ${r.remapBuild.spread?.remaps} remaps, every ${r.remapBuild.spread?.stride}th block of a 1 TiB disk (a 4 TB disk with 1M bad blocks), so fio's range holds ${r.remapBuild.spread?.filledSlots} of them; the table is the same size. In both, the slots of remapped blocks in fio's range hold the block's data (${r.remapBuild.filledSlots} and ${r.remapBuild.spread?.filledSlots} slots), as after a real remap; the others were never written.`,
     `- Remaps being created: bench/serve_faulty.ts (startServing over a FaultyDevice) with one write-failing 4 KiB block in every ${r.settings.badEvery}, a fresh setup for each run, so every run creates remaps as fio first writes each bad block.`,
     "",
     "## Throughput (4 KiB rows: IOPS, read+write; 1 MiB rows: MB/s)",
@@ -1066,7 +1097,7 @@ function markdown(r: any, stamp: string, workloads: Workload[], targets: TargetI
         if (v === null || v === undefined) return "–";
         const target = l.startsWith("passthrough ÷ nbdkit")
           ? 1
-          : l.startsWith("1M remaps ÷ passthrough")
+          : l.startsWith("1M remaps") && l.endsWith("÷ passthrough")
           ? 0.98
           : undefined;
         return target !== undefined && v < target ? `**${v.toFixed(2)}**` : v.toFixed(2);
