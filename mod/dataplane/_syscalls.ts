@@ -23,6 +23,7 @@ const SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   fdatasync: { parameters: ["i32"], result: "i32" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
@@ -117,6 +118,24 @@ export function drainEventFd(fd: number): number {
 /** `shutdown(fd, how)`: 0 or `-errno` (ENOTCONN once the peer is gone, which is fine). */
 export function shutdownSocket(fd: number, how: number): number {
   return callSync(() => libc().shutdown(fd, how));
+}
+
+const SOL_SOCKET = 1;
+const SO_SNDBUF = 7;
+const SO_SNDBUFFORCE = 32;
+const intCell = new Int32Array(1);
+const intBytes = new Uint8Array(intCell.buffer);
+
+/**
+ * Asks for a socket send buffer of `bytes` (Linux doubles it for its
+ * bookkeeping): past `net.core.wmem_max` where the process may
+ * (CAP_NET_ADMIN, SO_SNDBUFFORCE), else up to it. 0 or `-errno`.
+ */
+export function growSendBuffer(fd: number, bytes: number): number {
+  intCell[0] = bytes;
+  const forced = callSync(() => libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, intBytes, 4));
+  if (forced === 0) return 0;
+  return callSync(() => libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUF, intBytes, 4));
 }
 
 /** `close(fd)`. Not retried on EINTR: Linux has released the fd anyway. */

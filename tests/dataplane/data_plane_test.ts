@@ -563,3 +563,20 @@ Deno.test("data plane: remapped neighbours in neighbouring slots are read and wr
   );
   assertEquals(setup.engine.counters.writes, 4, "only the test's own engine writes");
 });
+
+Deno.test("data plane: a connection's socket has room for whole 1 MiB replies", async () => {
+  await using setup = await startServedSetup();
+  const socketPath = setup.server.unixPath!;
+  const conn = await Deno.connect({ transport: "unix", path: socketPath });
+  try {
+    await negotiate(socketClient(conn), { exportName: "dp" });
+    // The server's end of the connection, as the kernel reports it (tb: send buffer bytes).
+    const ss = await runClient("ss", ["-x", "-m", "state", "established", "src", socketPath]);
+    assertClientOk(ss);
+    const sendBuffers = [...ss.stdout.matchAll(/tb(\d+)/g)].map((match) => Number(match[1]));
+    assertEquals(sendBuffers.length, 1, ss.stdout);
+    assert(sendBuffers[0]! >= 2 * MIB, `send buffer ${sendBuffers[0]} bytes`);
+  } finally {
+    conn.close();
+  }
+});
