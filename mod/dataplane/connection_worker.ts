@@ -61,7 +61,7 @@ import {
 import { validateRequest } from "../nbd/transmission.ts";
 import { EngineStateReader } from "../remap/shared_state.ts";
 import { SharedBlockListReader } from "../shared_block_list.ts";
-import { AioBatch } from "./aio_batch.ts";
+import { AioBatch, VECTOR_SEGMENTS_MAX } from "./aio_batch.ts";
 import {
   closeDescriptor,
   createEventFd,
@@ -255,13 +255,20 @@ interface Outgoing {
   pooled: boolean;
 }
 
-/** A planned piece of a read or write. */
+/** A planned piece of a read or write: one range of one disk. */
 interface Run {
   fd: number;
   direct: boolean;
   deviceOffset: number;
+  /** Where its memory starts in the request (the first segment's, for a vectored run). */
   bufferOffset: number;
   lengthBytes: number;
+  /**
+   * For a run whose memory is in pieces (remapped blocks in consecutive slots,
+   * main-disk blocks between them): offset and length in the request of each
+   * piece, in disk order. Undefined for one piece of memory.
+   */
+  segments: number[] | undefined;
 }
 
 class DirectTransmission {
@@ -627,9 +634,7 @@ class DirectTransmission {
     // Payloads and reply data start on an O_DIRECT boundary (ShapedBufferPools),
     // so a piece is aligned exactly when its offset in the request is. The
     // engine's device layer bounces unaligned pieces.
-    if (
-      runs.some((run) => run.direct && (startBytes + run.bufferOffset) % DIRECT_ALIGN_BYTES !== 0)
-    ) {
+    if (runs.some((run) => run.direct && !this.#aligned(run, startBytes))) {
       this.#state.leave();
       return "engine";
     }
@@ -650,15 +655,38 @@ class DirectTransmission {
     const rwFlags = isWrite && (header.flags & NBD_CMD_FLAG_FUA) !== 0 ? RWF_DSYNC : 0;
     for (const run of runs) {
       const from = startBytes + run.bufferOffset;
+      const segments = run.segments && this.#segmentsOf(buffer, startBytes, run.segments);
       this.#aio.prepare({
-        opcode: isWrite ? AIO_OPCODE.PWRITE : AIO_OPCODE.PREAD,
+        opcode: segments
+          ? (isWrite ? AIO_OPCODE.PWRITEV : AIO_OPCODE.PREADV)
+          : (isWrite ? AIO_OPCODE.PWRITE : AIO_OPCODE.PREAD),
         fd: run.fd,
-        buffer: buffer.subarray(from, from + run.lengthBytes),
+        buffer: segments ? segments[0]! : buffer.subarray(from, from + run.lengthBytes),
+        segments,
         offsetBytes: run.deviceOffset,
         rwFlags,
       }, { request, lengthBytes: run.lengthBytes, syncFd: -1 });
     }
     return "started";
+  }
+
+  /** Whether every piece of a run's memory starts on an O_DIRECT boundary. */
+  #aligned(run: Run, startBytes: number): boolean {
+    const segments = run.segments;
+    if (segments === undefined) return (startBytes + run.bufferOffset) % DIRECT_ALIGN_BYTES === 0;
+    for (let i = 0; i < segments.length; i += 2) {
+      if ((startBytes + segments[i]!) % DIRECT_ALIGN_BYTES !== 0) return false;
+    }
+    return true;
+  }
+
+  #segmentsOf(buffer: Uint8Array, startBytes: number, segments: number[]): Uint8Array[] {
+    const views: Uint8Array[] = [];
+    for (let i = 0; i < segments.length; i += 2) {
+      const from = startBytes + segments[i]!;
+      views.push(buffer.subarray(from, from + segments[i + 1]!));
+    }
+    return views;
   }
 
   /** Whether the fault layer may fail this request: then it must go through the layer. */
@@ -674,8 +702,11 @@ class DirectTransmission {
 
   /**
    * Splits a request at remapped blocks. Pieces that follow each other on one
-   * disk stay one run: consecutive main-disk blocks, and remapped neighbours
-   * whose slots are neighbours too (a bad patch remapped in order).
+   * disk stay one run: consecutive main-disk blocks, remapped neighbours whose
+   * slots are neighbours too (a bad patch remapped in order), and remapped
+   * blocks in consecutive slots with main-disk blocks between them, which
+   * become one vectored I/O (every 4th block remapped in order: 65 I/Os for
+   * 1 MiB instead of 128).
    */
   #plan(offsetBytes: number, lengthBytes: number, firstBlock: number, lastBlock: number): Run[] {
     const runs = this.#runs;
@@ -688,6 +719,7 @@ class DirectTransmission {
         deviceOffset: offsetBytes,
         bufferOffset: 0,
         lengthBytes,
+        segments: undefined,
       });
       return runs;
     }
@@ -695,9 +727,11 @@ class DirectTransmission {
     const blockBytes = this.#blockBytes;
     const end = offsetBytes + lengthBytes;
     let last: Run | undefined;
+    let lastOnSpare: Run | undefined;
     for (let block = firstBlock; block <= lastBlock; block++) {
       const start = Math.max(offsetBytes, block * blockBytes);
-      const pieceEnd = Math.min(end, (block + 1) * blockBytes);
+      const pieceBytes = Math.min(end, (block + 1) * blockBytes) - start;
+      const bufferOffset = start - offsetBytes;
       const bucket = table.bucketOf(block);
       let disk: { fd: number; direct: boolean } = main;
       let deviceOffset = start;
@@ -708,23 +742,44 @@ class DirectTransmission {
         deviceOffset = spare.dataOffsetBytes + table.slotAt(bucket) * blockBytes +
           (start - block * blockBytes);
       }
+      const before = bucket >= 0 ? lastOnSpare : last;
       if (
-        last !== undefined && last.fd === disk.fd &&
-        last.deviceOffset + last.lengthBytes === deviceOffset
+        before !== undefined && before.fd === disk.fd &&
+        before.deviceOffset + before.lengthBytes === deviceOffset &&
+        this.#extend(before, before === last, bufferOffset, pieceBytes)
       ) {
-        last.lengthBytes += pieceEnd - start;
+        last = before;
         continue;
       }
       last = {
         fd: disk.fd,
         direct: disk.direct,
         deviceOffset,
-        bufferOffset: start - offsetBytes,
-        lengthBytes: pieceEnd - start,
+        bufferOffset,
+        lengthBytes: pieceBytes,
+        segments: undefined,
       };
+      if (bucket >= 0) lastOnSpare = last;
       runs.push(last);
     }
     return runs;
+  }
+
+  /**
+   * Adds the next piece on `run`'s disk to it: at the end of its memory when
+   * `adjacent` (the piece just before in the request is its last), else as
+   * one more segment. False when the run has all the segments one I/O takes.
+   */
+  #extend(run: Run, adjacent: boolean, bufferOffset: number, pieceBytes: number): boolean {
+    const segments = run.segments;
+    if (adjacent) {
+      if (segments) segments[segments.length - 1]! += pieceBytes;
+    } else if (segments === undefined) {
+      run.segments = [run.bufferOffset, run.lengthBytes, bufferOffset, pieceBytes];
+    } else if (segments.length < 2 * VECTOR_SEGMENTS_MAX) segments.push(bufferOffset, pieceBytes);
+    else return false;
+    run.lengthBytes += pieceBytes;
+    return true;
   }
 
   /** FLUSH: fdatasync of the main disk and every spare, through AIO. */

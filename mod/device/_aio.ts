@@ -33,7 +33,7 @@ export const AIO_SYSCALLS = Deno.build.arch === "x86_64"
 export const IOCB_BYTES = 64;
 export const EVENT_BYTES = 32;
 /** `aio_lio_opcode` values (linux/aio_abi.h). */
-export const AIO_OPCODE = { PREAD: 0, PWRITE: 1, FDSYNC: 3 } as const;
+export const AIO_OPCODE = { PREAD: 0, PWRITE: 1, FDSYNC: 3, PREADV: 7, PWRITEV: 8 } as const;
 const OPCODE_PREAD = AIO_OPCODE.PREAD;
 const OPCODE_PWRITE = AIO_OPCODE.PWRITE;
 /** `aio_flags`: signal completions on the eventfd in `aio_resfd`. */

@@ -580,3 +580,66 @@ Deno.test("data plane: a connection's socket has room for whole 1 MiB replies", 
     conn.close();
   }
 });
+
+Deno.test("data plane: remapped blocks in consecutive slots with main-disk blocks between them are one vectored I/O, for one request or several in flight", async () => {
+  await using setup = await startServedSetup();
+  const blockBytes = setup.blockBytes;
+  const remapped = [40, 42, 44]; // slots 0, 1, 2: one range of the spare
+  for (const block of remapped) {
+    setup.faulty.setBad({ offsetBytes: block * blockBytes, lengthBytes: blockBytes }, "write");
+    await setup.engine.write(pattern(blockBytes, block), block * blockBytes);
+  }
+  assertEquals(remapped.map((block) => setup.engine.lookup(block)?.slotIndex), [0, 1, 2]);
+  const first = 39, count = 7; // blocks 39..45; the odd ones were never written
+  const expected = new Uint8Array(count * blockBytes);
+  for (const block of remapped) {
+    expected.set(pattern(blockBytes, block), (block - first) * blockBytes);
+  }
+  const offset = first * blockBytes, length = count * blockBytes;
+  // One request, then four in flight together.
+  const out = await nbdsh(
+    setup.uri,
+    [
+      `print(h.pread(${length}, ${offset}).hex())`,
+      `bufs = [nbd.Buffer(${length}) for _ in range(4)]`,
+      `cookies = [h.aio_pread(b, ${offset}) for b in bufs]`,
+      `while h.aio_in_flight() > 0: h.poll(-1)`,
+      `assert all(h.aio_command_completed(c) for c in cookies)`,
+      `print(" ".join(b.to_bytearray().hex() for b in bufs))`,
+    ].join("\n"),
+  );
+  const [alone, batched] = out.split("\n");
+  assertEquals(alone, hex(expected));
+  assertEquals(batched, Array(4).fill(hex(expected)).join(" "));
+  const rewritten = pattern(length, 98);
+  const readBack = await nbdsh(
+    setup.uri,
+    `h.pwrite(${
+      py(rewritten)
+    }, ${offset}, nbd.CMD_FLAG_FUA)\nprint(h.pread(${length}, ${offset}).hex())`,
+  );
+  assertEquals(readBack, hex(rewritten));
+  const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
+  const slots = await fileBytes(setup.sparePath, slotOffset, 3 * blockBytes);
+  const main = await fileBytes(setup.mainPath, offset, length);
+  for (let block = first; block < first + count; block++) {
+    const at = (block - first) * blockBytes;
+    const slot = remapped.indexOf(block);
+    if (slot >= 0) {
+      assertEquals(
+        hex(slots.subarray(slot * blockBytes, (slot + 1) * blockBytes)),
+        hex(rewritten.subarray(at, at + blockBytes)),
+        `block ${block} in slot ${slot}`,
+      );
+      assertEquals(main.subarray(at, at + blockBytes), new Uint8Array(blockBytes), `main ${block}`);
+    } else {
+      assertEquals(
+        hex(main.subarray(at, at + blockBytes)),
+        hex(rewritten.subarray(at, at + blockBytes)),
+        `block ${block} on main`,
+      );
+    }
+  }
+  assertEquals(setup.engine.counters.writes, 3, "only the test's own engine writes");
+  assertEquals(setup.engine.counters.reads, 0, "every read served by the worker");
+});
