@@ -371,8 +371,14 @@ async function prepareFiles(): Promise<{ files: Files; remapBuild: Record<string
     spare1mSpread: `${workDir}/spare1m-spread.img`,
     faultySpare: `${workDir}/faulty-spare.img`,
   };
-  log("filling the 1 GiB main file with random data");
-  await run("sh", ["-c", `head -c ${GIB} /dev/urandom > ${files.main}`]);
+  // Every main disk is a copy of one random file, made the same way: how a
+  // tmpfs file was written changes how fast it reads (fio, 1 MiB psync reads
+  // in a development run: 15.2 GB/s from a file head -c wrote, 17.3-17.9 from
+  // its cp copy), which would skew ratios between targets serving different files.
+  const seed = `${workDir}/seed.img`;
+  log("filling the 1 GiB seed file with random data");
+  await run("sh", ["-c", `head -c ${GIB} /dev/urandom > ${seed}`]);
+  await run("cp", ["--sparse=always", seed, files.main]);
   await createSetup("pt", files.main, files.ptSpare, 64 << 20);
   // 1M remaps need 1M distinct 4 KiB blocks, more than a 1 GiB disk has. Two
   // layouts, each on a sparse main disk whose first GiB is a copy of main.img,
@@ -380,7 +386,7 @@ async function prepareFiles(): Promise<{ files: Files; remapBuild: Record<string
   // in four of fio's range is on a spare (as in tests/scale); and spread, 1 TiB
   // with every 268th block remapped. Slots in fio's range hold the data.
   const build = async (name: string, main: string, spare: string, mainBytes: number) => {
-    await run("cp", ["--sparse=always", files.main, main]);
+    await run("cp", ["--sparse=always", seed, main]);
     await Deno.truncate(main, mainBytes);
     log(`creating ${REMAPS} remaps offline over ${mainBytes / GIB} GiB`);
     const built = await run(DENO, [
@@ -404,6 +410,7 @@ async function prepareFiles(): Promise<{ files: Files; remapBuild: Record<string
   };
   const remapBuild = await build("rm", files.main16, files.spare1m, 16 * GIB);
   remapBuild.spread = await build("rs", files.main1t, files.spare1mSpread, SPREAD_MAIN_BYTES);
+  await Deno.remove(seed);
   return { files, remapBuild };
 }
 
@@ -1056,7 +1063,7 @@ function markdown(r: any, stamp: string, workloads: Workload[], targets: TargetI
     "",
     "## Method",
     "",
-    "- Backing storage: a 1 GiB file of random data in /dev/shm (tmpfs). Spares on the same tmpfs.",
+    "- Backing storage: a 1 GiB file of random data in /dev/shm (tmpfs). Spares on the same tmpfs. Every main disk (raw, nbdkit and passthrough share one) is a `cp` of the same random file: how a tmpfs file was written changes how fast it reads (in a development run fio read a file written by `head -c` at 15.2 GB/s and its `cp` copy at 17.3–17.9 GB/s), so main disks made differently would skew the ratios between targets.",
     "- NBD targets: fio `ioengine=nbd` over a unix socket, identical settings for all. Raw: fio `ioengine=io_uring`, `direct=1` on the file.",
     `- Each cell: ${r.settings.reps} runs × ${r.settings.runtimeS} s (after ${r.settings.rampS} s ramp), interleaved (repetition outermost). Shown: median (min–max).`,
     "- Multi-conn rows (`-4conn`): 4 fio jobs, each its own NBD connection (raw: 4 io_uring jobs), with the per-connection queue depth divided by 4 so the total depth equals the single-connection row. Sequential multi-conn jobs each stream their own quarter.",
