@@ -10,9 +10,15 @@ import assert, {
 } from "node:assert/strict";
 import { assertClientOk, runClient, SYSTEM_PATH_PREFIX } from "../clients/run_client.ts";
 import { startFailingDisk } from "../clients/failing_disk.ts";
-import { fileBytes, startServedSetup } from "./_setup.ts";
+import { fileBytes, type ServedSetup, startServedSetup } from "./_setup.ts";
 import { pattern } from "../remap/harness.ts";
-import { encodeRequest, negotiate, readSimpleReply, socketClient } from "../nbd/_harness.ts";
+import {
+  encodeRequest,
+  negotiate,
+  readSimpleReply,
+  socketClient,
+  type WireClient,
+} from "../nbd/_harness.ts";
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -382,6 +388,48 @@ async function eventually(what: string, check: () => Promise<boolean>, timeoutMs
   }
 }
 
+/**
+ * Writes 1 MiB of `pattern(MIB, seed)` at offset 0 on a connection of its own,
+ * its payload in two pieces: the first `firstBytes`, then, once the first
+ * `writtenBytes` are on `path` (written before the rest arrived) and
+ * `betweenPieces` has run, the rest. Checks the reply; the caller closes `conn`.
+ */
+async function writeInTwoPieces(
+  setup: ServedSetup,
+  options: {
+    path: string;
+    seed: number;
+    firstBytes: number;
+    writtenBytes: number;
+    betweenPieces?: (payload: Uint8Array) => Promise<void>;
+  },
+) {
+  const conn = await Deno.connect({ transport: "unix", path: setup.server.unixPath! });
+  const client = socketClient(conn);
+  await negotiate(client, { exportName: "dp" });
+  const payload = pattern(MIB, options.seed);
+  const request = encodeRequest({ type: 1, cookie: 1, offset: 0, payload });
+  const firstPiece = 28 + options.firstBytes;
+  client.write(request.subarray(0, firstPiece));
+  await eventually(
+    "the first part is written",
+    async () =>
+      hex(await fileBytes(options.path, 0, options.writtenBytes)) ===
+        hex(payload.subarray(0, options.writtenBytes)),
+  );
+  await options.betweenPieces?.(payload);
+  client.write(request.subarray(firstPiece));
+  assertEquals(await readSimpleReply(client), { error: 0, cookie: 1n });
+  return { conn, client, payload };
+}
+
+/** Reads the first MiB back on `client` and checks it is `payload`. */
+async function assertReadsBack(client: WireClient, payload: Uint8Array) {
+  client.write(encodeRequest({ type: 0, cookie: 2, offset: 0, length: MIB }));
+  assertEquals(await readSimpleReply(client), { error: 0, cookie: 2n });
+  assertEquals(hex(await client.readExact(MIB)), hex(payload), "reads back whole");
+}
+
 Deno.test("data plane: a large write is written in parts while its payload arrives, a remapped block's part on its slot", async () => {
   await using setup = await startServedSetup();
   const blockBytes = setup.blockBytes;
@@ -392,44 +440,33 @@ Deno.test("data plane: a large write is written in parts while its payload arriv
   );
   await setup.engine.write(pattern(blockBytes, 1), remappedBlock * blockBytes);
   const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
-  const conn = await Deno.connect({ transport: "unix", path: setup.server.unixPath! });
-  try {
-    const client = socketClient(conn);
-    await negotiate(client, { exportName: "dp" });
-    const payload = pattern(MIB, 41);
-    const request = encodeRequest({ type: 1, cookie: 7, offset: 0, payload });
-    const firstPart = 28 + 256 * KIB;
-    client.write(request.subarray(0, firstPart));
-    // The first quarter is on disk before the client sent the rest.
-    await eventually(
-      "the first part is written",
-      async () =>
-        hex(await fileBytes(setup.mainPath, 0, remappedBlock * blockBytes)) ===
-          hex(payload.subarray(0, remappedBlock * blockBytes)),
-    );
-    assertEquals(
-      await fileBytes(setup.sparePath, slotOffset, blockBytes),
-      payload.subarray(remappedBlock * blockBytes, (remappedBlock + 1) * blockBytes),
-      "the remapped block's piece went to its slot",
-    );
-    assertNotEquals(
-      hex(await fileBytes(setup.mainPath, 512 * KIB, blockBytes)),
-      hex(payload.subarray(512 * KIB, 512 * KIB + blockBytes)),
-      "what has not arrived is not written",
-    );
-    client.write(request.subarray(firstPart));
-    assertEquals(await readSimpleReply(client), { error: 0, cookie: 7n });
-    const withoutRemapped = (bytes: Uint8Array) =>
-      hex(bytes.slice().fill(0, remappedBlock * blockBytes, (remappedBlock + 1) * blockBytes));
-    assertEquals(
-      withoutRemapped(await fileBytes(setup.mainPath, 0, MIB)),
-      withoutRemapped(payload),
-      "every other block on the main file",
-    );
-    assertEquals(setup.engine.counters.writes, 1, "only the test's own engine write");
-  } finally {
-    conn.close();
-  }
+  const { conn, payload } = await writeInTwoPieces(setup, {
+    path: setup.mainPath,
+    seed: 41,
+    firstBytes: 256 * KIB,
+    writtenBytes: remappedBlock * blockBytes,
+    betweenPieces: async (payload) => {
+      assertEquals(
+        await fileBytes(setup.sparePath, slotOffset, blockBytes),
+        payload.subarray(remappedBlock * blockBytes, (remappedBlock + 1) * blockBytes),
+        "the remapped block's piece went to its slot",
+      );
+      assertNotEquals(
+        hex(await fileBytes(setup.mainPath, 512 * KIB, blockBytes)),
+        hex(payload.subarray(512 * KIB, 512 * KIB + blockBytes)),
+        "what has not arrived is not written",
+      );
+    },
+  });
+  conn.close();
+  const withoutRemapped = (bytes: Uint8Array) =>
+    hex(bytes.slice().fill(0, remappedBlock * blockBytes, (remappedBlock + 1) * blockBytes));
+  assertEquals(
+    withoutRemapped(await fileBytes(setup.mainPath, 0, MIB)),
+    withoutRemapped(payload),
+    "every other block on the main file",
+  );
+  assertEquals(setup.engine.counters.writes, 1, "only the test's own engine write");
 });
 
 Deno.test("data plane: when a part of a large write cannot be served by the worker, the whole write goes to the engine once its payload is in", async () => {
@@ -442,29 +479,19 @@ Deno.test("data plane: when a part of a large write cannot be served by the work
     () => {},
   );
   assertEquals(setup.engine.pendingBlocks, [pendingBlock]);
-  const conn = await Deno.connect({ transport: "unix", path: setup.server.unixPath! });
+  const { conn, client, payload } = await writeInTwoPieces(setup, {
+    path: setup.mainPath,
+    seed: 42,
+    firstBytes: 256 * KIB,
+    writtenBytes: 256 * KIB,
+  });
   try {
-    const client = socketClient(conn);
-    await negotiate(client, { exportName: "dp" });
-    const payload = pattern(MIB, 42);
-    const request = encodeRequest({ type: 1, cookie: 8, offset: 0, payload });
-    const firstPart = 28 + 256 * KIB;
-    client.write(request.subarray(0, firstPart));
-    await eventually(
-      "the first part is written",
-      async () =>
-        hex(await fileBytes(setup.mainPath, 0, 256 * KIB)) === hex(payload.subarray(0, 256 * KIB)),
-    );
-    client.write(request.subarray(firstPart));
-    assertEquals(await readSimpleReply(client), { error: 0, cookie: 8n });
     assertEquals(setup.engine.counters.writes, 1, "the engine wrote the whole request");
     assertEquals(setup.engine.pendingBlocks, []);
     assert(
       setup.events.some((event) => event.type === "remap" && event.blockIndex === pendingBlock),
     );
-    client.write(encodeRequest({ type: 0, cookie: 9, offset: 0, length: MIB }));
-    assertEquals(await readSimpleReply(client), { error: 0, cookie: 9n });
-    assertEquals(hex(await client.readExact(MIB)), hex(payload), "reads back whole");
+    await assertReadsBack(client, payload);
   } finally {
     conn.close();
   }
@@ -507,26 +534,16 @@ Deno.test("data plane: a part of a large write that fails with real EIO sends th
     lengthBytes: blockBytes,
     fail: "write",
   }]);
-  const conn = await Deno.connect({ transport: "unix", path: setup.server.unixPath! });
+  const { conn, client, payload } = await writeInTwoPieces(setup, {
+    path: disk.path,
+    seed: 44,
+    firstBytes: 768 * KIB,
+    writtenBytes: 256 * KIB,
+  });
   try {
-    const client = socketClient(conn);
-    await negotiate(client, { exportName: "dp" });
-    const payload = pattern(MIB, 44);
-    const request = encodeRequest({ type: 1, cookie: 3, offset: 0, payload });
-    const firstPart = 28 + 768 * KIB;
-    client.write(request.subarray(0, firstPart));
-    await eventually(
-      "the first part is written",
-      async () =>
-        hex(await fileBytes(disk.path, 0, 256 * KIB)) === hex(payload.subarray(0, 256 * KIB)),
-    );
-    client.write(request.subarray(firstPart));
-    assertEquals(await readSimpleReply(client), { error: 0, cookie: 3n });
     assertEquals(setup.engine.counters.writes, 1, "the engine wrote the whole request");
     assert(setup.events.some((event) => event.type === "remap" && event.blockIndex === badBlock));
-    client.write(encodeRequest({ type: 0, cookie: 4, offset: 0, length: MIB }));
-    assertEquals(await readSimpleReply(client), { error: 0, cookie: 4n });
-    assertEquals(hex(await client.readExact(MIB)), hex(payload), "reads back whole");
+    await assertReadsBack(client, payload);
   } finally {
     conn.close();
   }
