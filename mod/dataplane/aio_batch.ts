@@ -30,6 +30,7 @@ export const VECTOR_SEGMENTS_MAX = 64;
 
 /** What a prepared request does. */
 export interface AioRequest {
+  /** PREAD, PWRITE or FDSYNC; with `segments`, PREAD or PWRITE goes to the kernel as PREADV or PWRITEV. */
   opcode: number;
   fd: number;
   /**
@@ -109,7 +110,7 @@ export class AioBatch<T> {
     const segments = request.segments;
     writeIocb(this.#iocbs, this.#iocbView, slot * IOCB_BYTES, {
       token: slot,
-      opcode: request.opcode,
+      opcode: segments ? vectoredOpcode(request.opcode) : request.opcode,
       fd: request.fd,
       address: segments
         ? this.#writeIovecs(slot, segments)
@@ -250,4 +251,12 @@ export class AioBatch<T> {
     this.#freeSlots.push(slot);
     return owner;
   }
+}
+
+function vectoredOpcode(opcode: number): number {
+  assert(
+    opcode === AIO_OPCODE.PREAD || opcode === AIO_OPCODE.PWRITE,
+    "only reads and writes are vectored",
+  );
+  return opcode === AIO_OPCODE.PREAD ? AIO_OPCODE.PREADV : AIO_OPCODE.PWRITEV;
 }

@@ -657,9 +657,7 @@ class DirectTransmission {
       const from = startBytes + run.bufferOffset;
       const segments = run.segments && this.#segmentsOf(buffer, startBytes, run.segments);
       this.#aio.prepare({
-        opcode: segments
-          ? (isWrite ? AIO_OPCODE.PWRITEV : AIO_OPCODE.PREADV)
-          : (isWrite ? AIO_OPCODE.PWRITE : AIO_OPCODE.PREAD),
+        opcode: isWrite ? AIO_OPCODE.PWRITE : AIO_OPCODE.PREAD,
         fd: run.fd,
         buffer: segments ? segments[0]! : buffer.subarray(from, from + run.lengthBytes),
         segments,
