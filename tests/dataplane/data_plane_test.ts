@@ -50,6 +50,23 @@ function hex(bytes: Uint8Array): string {
   return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
+/** Remaps `block` through the engine, as a failed write does, with `data` in its slot. */
+async function remapThroughEngine(setup: ServedSetup, block: number, data: Uint8Array) {
+  const blockBytes = setup.blockBytes;
+  setup.faulty.setBad({ offsetBytes: block * blockBytes, lengthBytes: blockBytes }, "write");
+  await setup.engine.write(data, block * blockBytes);
+}
+
+/** Makes `block` pending through the engine, as a read that fails does. */
+async function makePending(setup: ServedSetup, block: number) {
+  const blockBytes = setup.blockBytes;
+  setup.faulty.setBad({ offsetBytes: block * blockBytes, lengthBytes: blockBytes }, "read");
+  await setup.engine.read(new Uint8Array(blockBytes), block * blockBytes).then(
+    () => assert.fail("the read must fail"),
+    () => {},
+  );
+}
+
 Deno.test("data plane: nbdsh writes and reads are served by the worker, on the main file, not by the engine", async () => {
   await using setup = await startServedSetup();
   const aligned = pattern(4096, 1);
@@ -88,9 +105,8 @@ Deno.test("data plane: a remapped block is read and written on its spare slot, i
   await using setup = await startServedSetup();
   const block = 10;
   const blockBytes = setup.blockBytes;
-  setup.faulty.setBad({ offsetBytes: block * blockBytes, lengthBytes: blockBytes }, "write");
   const remapped = pattern(blockBytes, 10);
-  await setup.engine.write(remapped, block * blockBytes);
+  await remapThroughEngine(setup, block, remapped);
   assertEquals(setup.engine.lookup(block)?.slotIndex, 0);
   const neighbours = pattern(3 * blockBytes, 11);
   await Deno.writeFile(setup.mainPath, new Uint8Array(0), { append: true }); // keep the file
@@ -136,11 +152,7 @@ Deno.test("data plane: a write to a pending block goes to the engine and is rema
   await using setup = await startServedSetup();
   const block = 20;
   const blockBytes = setup.blockBytes;
-  setup.faulty.setBad({ offsetBytes: block * blockBytes, lengthBytes: blockBytes }, "read");
-  await setup.engine.read(new Uint8Array(blockBytes), block * blockBytes).then(
-    () => assert.fail("the read must fail"),
-    () => {},
-  );
+  await makePending(setup, block);
   assertEquals(setup.engine.pendingBlocks, [block]);
   // The whole block: the rest of a pending block cannot be read, and is never invented.
   const data = pattern(blockBytes, 20);
@@ -434,11 +446,7 @@ Deno.test("data plane: a large write is written in parts while its payload arriv
   await using setup = await startServedSetup();
   const blockBytes = setup.blockBytes;
   const remappedBlock = 40;
-  setup.faulty.setBad(
-    { offsetBytes: remappedBlock * blockBytes, lengthBytes: blockBytes },
-    "write",
-  );
-  await setup.engine.write(pattern(blockBytes, 1), remappedBlock * blockBytes);
+  await remapThroughEngine(setup, remappedBlock, pattern(blockBytes, 1));
   const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
   const { conn, payload } = await writeInTwoPieces(setup, {
     path: setup.mainPath,
@@ -473,11 +481,7 @@ Deno.test("data plane: when a part of a large write cannot be served by the work
   await using setup = await startServedSetup();
   const blockBytes = setup.blockBytes;
   const pendingBlock = 200; // in the last quarter of the write
-  setup.faulty.setBad({ offsetBytes: pendingBlock * blockBytes, lengthBytes: blockBytes }, "read");
-  await setup.engine.read(new Uint8Array(blockBytes), pendingBlock * blockBytes).then(
-    () => assert.fail("the read must fail"),
-    () => {},
-  );
+  await makePending(setup, pendingBlock);
   assertEquals(setup.engine.pendingBlocks, [pendingBlock]);
   const { conn, client, payload } = await writeInTwoPieces(setup, {
     path: setup.mainPath,
@@ -555,8 +559,7 @@ Deno.test("data plane: remapped neighbours in neighbouring slots are read and wr
   // Slots are handed out in remap order: 30→0, 31→1, 33→2, 32→3.
   const remapOrder = [30, 31, 33, 32];
   for (const block of remapOrder) {
-    setup.faulty.setBad({ offsetBytes: block * blockBytes, lengthBytes: blockBytes }, "write");
-    await setup.engine.write(pattern(blockBytes, block), block * blockBytes);
+    await remapThroughEngine(setup, block, pattern(blockBytes, block));
   }
   assertEquals(remapOrder.map((block) => setup.engine.lookup(block)?.slotIndex), [0, 1, 2, 3]);
   const expected = new Uint8Array(6 * blockBytes); // blocks 29..34; 29 and 34 never written
@@ -602,10 +605,7 @@ Deno.test("data plane: remapped blocks in consecutive slots with main-disk block
   await using setup = await startServedSetup();
   const blockBytes = setup.blockBytes;
   const remapped = [40, 42, 44]; // slots 0, 1, 2: one range of the spare
-  for (const block of remapped) {
-    setup.faulty.setBad({ offsetBytes: block * blockBytes, lengthBytes: blockBytes }, "write");
-    await setup.engine.write(pattern(blockBytes, block), block * blockBytes);
-  }
+  for (const block of remapped) await remapThroughEngine(setup, block, pattern(blockBytes, block));
   assertEquals(remapped.map((block) => setup.engine.lookup(block)?.slotIndex), [0, 1, 2]);
   const first = 39, count = 7; // blocks 39..45; the odd ones were never written
   const expected = new Uint8Array(count * blockBytes);
