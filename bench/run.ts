@@ -360,8 +360,13 @@ async function createSetup(name: string, main: string, spare: string, spareBytes
   await cli(["create", name, "--main", main, "--spare", spare, "--block-size", "4096"]);
 }
 
-// deno-lint-ignore no-explicit-any
-async function prepareFiles(): Promise<{ files: Files; remapBuild: Record<string, any> }> {
+/** What bench/make_remaps.ts measured: the dense layout's figures, the spread layout's under `spread`. */
+interface RemapBuilds {
+  [measurement: string]: number | Record<string, number>;
+  spread: Record<string, number>;
+}
+
+async function prepareFiles(): Promise<{ files: Files; remapBuild: RemapBuilds }> {
   const files: Files = {
     main: `${workDir}/main.img`,
     ptSpare: `${workDir}/pt-spare.img`,
@@ -385,7 +390,12 @@ async function prepareFiles(): Promise<{ files: Files; remapBuild: Record<string
   // where fio runs: dense, 16 GiB with every 4th block remapped, so one block
   // in four of fio's range is on a spare (as in tests/scale); and spread, 1 TiB
   // with every 268th block remapped. Slots in fio's range hold the data.
-  const build = async (name: string, main: string, spare: string, mainBytes: number) => {
+  const build = async (
+    name: string,
+    main: string,
+    spare: string,
+    mainBytes: number,
+  ): Promise<Record<string, number>> => {
     await run("cp", ["--sparse=always", seed, main]);
     await Deno.truncate(main, mainBytes);
     log(`creating ${REMAPS} remaps offline over ${mainBytes / GIB} GiB`);
@@ -408,10 +418,10 @@ async function prepareFiles(): Promise<{ files: Files; remapBuild: Record<string
     ]);
     return JSON.parse(built.text.trim().split("\n").pop()!);
   };
-  const remapBuild = await build("rm", files.main16, files.spare1m, 16 * GIB);
-  remapBuild.spread = await build("rs", files.main1t, files.spare1mSpread, SPREAD_MAIN_BYTES);
+  const dense = await build("rm", files.main16, files.spare1m, 16 * GIB);
+  const spread = await build("rs", files.main1t, files.spare1mSpread, SPREAD_MAIN_BYTES);
   await Deno.remove(seed);
-  return { files, remapBuild };
+  return { files, remapBuild: { ...dense, spread } };
 }
 
 type TargetId =
