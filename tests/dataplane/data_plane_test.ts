@@ -479,7 +479,6 @@ Deno.test("data plane: a large write is written in parts while its payload arriv
 
 Deno.test("data plane: when a part of a large write cannot be served by the worker, the whole write goes to the engine once its payload is in", async () => {
   await using setup = await startServedSetup();
-  const blockBytes = setup.blockBytes;
   const pendingBlock = 200; // in the last quarter of the write
   await makePending(setup, pendingBlock);
   assertEquals(setup.engine.pendingBlocks, [pendingBlock]);
