@@ -99,7 +99,7 @@ const SEND_BUFFER_BYTES = 256 * 1024;
  * 208 KiB, sending a 1 MiB reply waited for the client to drain the socket
  * five times, and the worker read the next request's data only after that;
  * with room for whole replies it reads the next while the client drains the
- * last (1 MiB QD8 reads: about 3.8 to 5.0 GB/s in a development run,
+ * last (1 MiB QD8 reads: about 3800 to 5000 MiB/s in a development run,
  * docs/protocol.md). Only performance depends on getting it.
  */
 const SOCKET_SEND_BUFFER_BYTES = 4 * 1024 * 1024;

@@ -199,7 +199,7 @@ function sharedArray<T>(
  * lookups of a sequential request then touch one cache line of keys per group
  * (8 keys of 8 bytes) instead of one line per block. Each miss costs a trip to
  * memory once the table outgrows the caches, and a 1 MiB request looks up 256
- * blocks. With 1M remaps, 1 MiB QD8 went from about 5350 to 5700 MB/s (reads)
+ * blocks. With 1M remaps, 1 MiB QD8 went from about 5350 to 5700 MiB/s (reads)
  * and 4770 to 5190 (writes) with one remapped block in 268, in a development
  * run side by side with the per-block hash.
  */
