@@ -153,6 +153,8 @@ export async function serveWorkerConnection(
   messages: MessageQueue,
   post: (message: FromWorker) => void,
 ): Promise<void> {
+  // Before the handshake: once the client has its reply, the connection is as it will stay.
+  growSendBuffer(setup.connectionFd, SOCKET_SEND_BUFFER_BYTES);
   const socket = new BlockingSocket(setup.connectionFd);
   const stream = new ConnByteStream(socket);
   let result;
@@ -350,7 +352,6 @@ class DirectTransmission {
       throw new Error(`Cannot set up Linux AIO (fs.aio-max-nr?): errno ${-aio}`);
     }
     this.#aio = aio;
-    growSendBuffer(this.#fd, SOCKET_SEND_BUFFER_BYTES);
   }
 
   async run(): Promise<"disconnect" | "eof" | "stopped"> {
