@@ -60,6 +60,7 @@ import {
 } from "../nbd/protocol.ts";
 import { validateRequest } from "../nbd/transmission.ts";
 import { EngineStateReader } from "../remap/shared_state.ts";
+import { SUMMARY_EXTENT_BLOCKS } from "../remap/remap_table.ts";
 import { SharedBlockListReader } from "../shared_block_list.ts";
 import { AioBatch, VECTOR_SEGMENTS_MAX } from "./aio_batch.ts";
 import {
@@ -727,11 +728,21 @@ class DirectTransmission {
     const end = offsetBytes + lengthBytes;
     let last: Run | undefined;
     let lastOnSpare: Run | undefined;
-    for (let block = firstBlock; block <= lastBlock; block++) {
+    for (let block = firstBlock, next; block <= lastBlock; block = next) {
+      // An extent without remaps is one piece on the main disk, with no lookups.
+      let bucket = -1;
+      if (table.extentIsClear(block)) {
+        next = Math.min(
+          lastBlock + 1,
+          (Math.floor(block / SUMMARY_EXTENT_BLOCKS) + 1) * SUMMARY_EXTENT_BLOCKS,
+        );
+      } else {
+        next = block + 1;
+        bucket = table.bucketOf(block);
+      }
       const start = Math.max(offsetBytes, block * blockBytes);
-      const pieceBytes = Math.min(end, (block + 1) * blockBytes) - start;
+      const pieceBytes = Math.min(end, next * blockBytes) - start;
       const bufferOffset = start - offsetBytes;
-      const bucket = table.bucketOf(block);
       let disk: { fd: number; direct: boolean } = main;
       let deviceOffset = start;
       if (bucket >= 0) {

@@ -176,7 +176,7 @@ export class RemapDevice implements Device {
     this.#metadataDelayMs = options.metadataDelayMs ?? 1000;
     this.#degraded = options.degraded ?? false;
     const entries = spares.reduce((sum, spare) => sum + spare.store.slotsUsed, 0);
-    this.#table = new RemapTable(entries);
+    this.#table = new RemapTable(entries, Math.ceil(main.sizeBytes / blockBytes));
     for (const spare of spares) {
       spare.store.slotBlocks.forEach((blockIndex, slotIndex) => {
         assert(

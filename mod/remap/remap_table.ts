@@ -7,6 +7,12 @@
  * blocks share theirs, see GROUP_BLOCKS). Entries are
  * never removed: a remapped block stays remapped, as in drive firmware.
  *
+ * Beside the buckets, a summary keeps one bit per extent of
+ * {@link SUMMARY_EXTENT_BLOCKS} blocks, set once a block of the extent is
+ * remapped: a sequential request skips the lookups of extents without remaps
+ * ({@link RemapTableReader.extentIsClear}), which is most of them when remaps
+ * are spread over a large disk.
+ *
  * The arrays live in `SharedArrayBuffer`s so connection workers can look
  * blocks up without a message ({@link RemapTableReader}). Only the owning
  * thread inserts, and only while no reader is inside (the cross-thread gate of
@@ -34,6 +40,20 @@ export interface SlotLocation {
 }
 
 const CAPACITY_MIN = 1024;
+/**
+ * Blocks per summary bit: 256 KiB at 4 KiB blocks, so a 1 MiB request checks
+ * four bits. With 1M remaps over 1 TiB (one block in 268), 21 % of extents
+ * hold a remap and a 1 MiB request looks up about 54 blocks instead of 256.
+ */
+export const SUMMARY_EXTENT_BLOCKS = 64;
+/**
+ * Summary bits at most: 8 MiB, which covers a 16 TiB disk of 4 KiB blocks
+ * bit for bit. Extents past it share bits (extent modulo the bit count): a
+ * shared bit can only be set needlessly, never clear for an extent with a remap.
+ */
+const SUMMARY_BITS_MAX = 2 ** 26;
+/** Summary bits at least, so a table made without a disk size still has one. */
+const SUMMARY_BITS_MIN = 2 ** 12;
 /** Grow when more than half full: probes stay short. */
 const LOAD_FACTOR_MAX = 0.5;
 /** Keys are stored plus one so that zero marks an empty bucket. */
@@ -44,6 +64,8 @@ export interface RemapTableArrays {
   keys: Float64Array;
   slots: Uint32Array;
   spares: Uint8Array;
+  /** One bit per extent (see SUMMARY_EXTENT_BLOCKS); the same array for the table's lifetime. */
+  summary: Uint32Array;
 }
 
 /** Block index → slot location. */
@@ -51,17 +73,27 @@ export class RemapTable {
   #keys: Float64Array;
   #slots: Uint32Array;
   #spares: Uint8Array;
+  readonly #summary: Uint32Array;
   #size = 0;
   #mask: number;
   #generation = 0;
 
-  constructor(expectedEntries = 0) {
+  /**
+   * @param expectedEntries Sizes the buckets so that many inserts do not grow them.
+   * @param blockCount The disk's blocks: sizes the summary to cover them bit for bit.
+   */
+  constructor(expectedEntries = 0, blockCount = 0) {
     let capacity = CAPACITY_MIN;
     while (expectedEntries > capacity * LOAD_FACTOR_MAX) capacity *= 2;
     this.#keys = sharedArray(Float64Array, capacity);
     this.#slots = sharedArray(Uint32Array, capacity);
     this.#spares = sharedArray(Uint8Array, capacity);
     this.#mask = capacity - 1;
+    let summaryBits = SUMMARY_BITS_MIN;
+    while (summaryBits * SUMMARY_EXTENT_BLOCKS < blockCount && summaryBits < SUMMARY_BITS_MAX) {
+      summaryBits *= 2;
+    }
+    this.#summary = sharedArray(Uint32Array, summaryBits / 32);
   }
 
   /** Bumped each time the arrays are replaced by bigger ones. */
@@ -71,7 +103,7 @@ export class RemapTable {
 
   /** The current arrays, for a reader on another thread. */
   get arrays(): RemapTableArrays {
-    return { keys: this.#keys, slots: this.#slots, spares: this.#spares };
+    return { keys: this.#keys, slots: this.#slots, spares: this.#spares, summary: this.#summary };
   }
 
   /** Remapped blocks. */
@@ -81,7 +113,8 @@ export class RemapTable {
 
   /** Bytes held by the table's arrays. */
   get memoryBytes(): number {
-    return this.#keys.byteLength + this.#slots.byteLength + this.#spares.byteLength;
+    return this.#keys.byteLength + this.#slots.byteLength + this.#spares.byteLength +
+      this.#summary.byteLength;
   }
 
   /** The slot of a block, or `undefined` when the block is not remapped. */
@@ -107,6 +140,7 @@ export class RemapTable {
     this.#keys[bucket] = blockIndex + 1;
     this.#slots[bucket] = location.slotIndex;
     this.#spares[bucket] = location.spareIndex;
+    markExtent(this.#summary, blockIndex);
     this.#size++;
   }
 
@@ -154,6 +188,7 @@ export class RemapTableReader {
   #keys: Float64Array;
   #slots: Uint32Array;
   #spares: Uint8Array;
+  readonly #summary: Uint32Array;
   #mask: number;
 
   constructor(arrays: RemapTableArrays) {
@@ -164,7 +199,18 @@ export class RemapTableReader {
     this.#keys = arrays.keys;
     this.#slots = arrays.slots;
     this.#spares = arrays.spares;
+    this.#summary = arrays.summary;
     this.#mask = arrays.keys.length - 1;
+  }
+
+  /**
+   * True when no block of the extent holding `blockIndex` (the
+   * SUMMARY_EXTENT_BLOCKS-aligned run around it) is remapped; false when one
+   * may be, so its blocks must be looked up one by one.
+   */
+  extentIsClear(blockIndex: number): boolean {
+    const bit = extentBit(this.#summary, blockIndex);
+    return (this.#summary[bit >>> 5]! & (1 << (bit & 31))) === 0;
   }
 
   /**
@@ -185,6 +231,19 @@ export class RemapTableReader {
   slotAt(bucket: number): number {
     return this.#slots[bucket]!;
   }
+}
+
+/** The summary bit of a block's extent; extents past the summary's reach share bits. */
+function extentBit(summary: Uint32Array, blockIndex: number): number {
+  const extent = Math.floor(blockIndex / SUMMARY_EXTENT_BLOCKS);
+  const bits = summary.length * 32;
+  // Bit operations are exact only below 2^31; past that the (slower) modulo is.
+  return extent <= 0x7fff_ffff ? extent & (bits - 1) : extent % bits;
+}
+
+function markExtent(summary: Uint32Array, blockIndex: number): void {
+  const bit = extentBit(summary, blockIndex);
+  summary[bit >>> 5]! |= 1 << (bit & 31);
 }
 
 function sharedArray<T>(

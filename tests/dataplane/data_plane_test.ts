@@ -659,3 +659,57 @@ Deno.test("data plane: remapped blocks in consecutive slots with main-disk block
   assertEquals(setup.engine.counters.writes, 3, "only the test's own engine writes");
   assertEquals(setup.engine.counters.reads, 0, "every read served by the worker");
 });
+
+Deno.test("data plane: a request over extents with and without remaps finds every remapped block, at extent edges too", async () => {
+  await using setup = await startServedSetup();
+  const blockBytes = setup.blockBytes;
+  // Extents are SUMMARY_EXTENT_BLOCKS (64) blocks. 63|64 straddle an edge; 192 starts extent
+  // 3 right after extent 2, which has no remap; 200 sits inside extent 3; 319 ends extent 4;
+  // 329 is the request's last block.
+  const remapped = [63, 64, 192, 200, 319, 329];
+  const first = 60, count = 330 - 60; // blocks 60..329, from mid-extent to mid-extent
+  const offset = first * blockBytes, length = count * blockBytes;
+  const onMain = pattern(length, 61);
+  using main = await Deno.open(setup.mainPath, { write: true });
+  await main.seek(offset, Deno.SeekMode.Start);
+  await main.write(onMain);
+  for (const block of remapped) await remapThroughEngine(setup, block, pattern(blockBytes, block));
+  const expected = onMain.slice();
+  for (const block of remapped) {
+    expected.set(pattern(blockBytes, block), (block - first) * blockBytes);
+  }
+  const readPath = await Deno.makeTempFile({ dir: "/dev/shm", prefix: "dm-remap-extents-" });
+  using _removeRead = { [Symbol.dispose]: () => Deno.removeSync(readPath) };
+  const blocksOf = (bytes: Uint8Array) =>
+    Array.from(
+      { length: count },
+      (_, i) => hex(bytes.subarray(i * blockBytes, i * blockBytes + 16)),
+    );
+  const rewritten = pattern(length, 62);
+  await nbdsh(
+    setup.uri,
+    `open("${readPath}", "wb").write(h.pread(${length}, ${offset}))\n` +
+      `h.pwrite(${py(rewritten)}, ${offset})`,
+  );
+  assertEquals(blocksOf(await Deno.readFile(readPath)), blocksOf(expected), "read: block by block");
+  const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
+  const slots = await fileBytes(setup.sparePath, slotOffset, remapped.length * blockBytes);
+  const mainAfter = await fileBytes(setup.mainPath, offset, length);
+  const expectedMain = rewritten.slice();
+  remapped.forEach((block, slot) => {
+    const at = (block - first) * blockBytes;
+    assertEquals(
+      hex(slots.subarray(slot * blockBytes, (slot + 1) * blockBytes)),
+      hex(rewritten.subarray(at, at + blockBytes)),
+      `block ${block} written to slot ${slot}`,
+    );
+    expectedMain.set(onMain.subarray(at, at + blockBytes), at);
+  });
+  assertEquals(
+    blocksOf(mainAfter),
+    blocksOf(expectedMain),
+    "write: remapped blocks' main copies untouched",
+  );
+  assertEquals(setup.engine.counters.reads, 0, "every read served by the worker");
+  assertEquals(setup.engine.counters.writes, remapped.length, "only the test's own engine writes");
+});

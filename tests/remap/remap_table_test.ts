@@ -3,11 +3,17 @@
  * every other block is not, whatever the pattern of blocks (runs of
  * neighbours, which hash to neighbouring buckets, strides, indices past
  * 2^32), through growth, and the same from a reader on the shared arrays.
+ * The extent summary never calls an extent with a remap clear, and on a disk
+ * it covers, calls every other extent clear.
  */
 
 import assert, { deepStrictEqual as assertEquals } from "node:assert/strict";
 import fc from "fast-check";
-import { RemapTable, RemapTableReader } from "../../mod/remap/remap_table.ts";
+import {
+  RemapTable,
+  RemapTableReader,
+  SUMMARY_EXTENT_BLOCKS,
+} from "../../mod/remap/remap_table.ts";
 
 /** Blocks remapped in patterns a failing disk produces: scattered, runs of neighbours, strides. */
 const remappedBlocks = fc.oneof(
@@ -33,6 +39,7 @@ Deno.test("remap table: every remapped block is found with its slot, and no othe
         const bucket = reader.bucketOf(block);
         assert(bucket >= 0, `block ${block} found by the reader`);
         assertEquals([reader.spareAt(bucket), reader.slotAt(bucket)], [slot % 8, slot]);
+        assert(!reader.extentIsClear(block), `block ${block}'s extent is marked`);
       });
       const remapped = new Set(blocks);
       for (const neighbour of [probe, probe + 1, ...blocks.slice(0, 50).map((b) => b + 1)]) {
@@ -57,4 +64,48 @@ Deno.test("remap table: a run of a million neighbouring blocks stays at most hal
   }
   assertEquals(table.lookup(2 ** 32 - 1), undefined);
   assertEquals(table.lookup(2 ** 32 + count), undefined);
+});
+
+Deno.test("remap table: on a disk the summary covers, exactly the extents holding a remap are not clear", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 2 ** 30 }),
+      fc.uniqueArray(fc.nat(), { maxLength: 400 }),
+      (blockCount, picks) => {
+        const blocks = picks.map((pick) => pick % blockCount);
+        const table = new RemapTable(0, blockCount);
+        new Set(blocks).forEach((block, slot) =>
+          table.insert(block, { spareIndex: 0, slotIndex: slot })
+        );
+        const reader = new RemapTableReader(table.arrays);
+        const marked = new Set(blocks.map((block) => Math.floor(block / SUMMARY_EXTENT_BLOCKS)));
+        const extents = Math.ceil(blockCount / SUMMARY_EXTENT_BLOCKS);
+        const probes = [0, extents - 1, ...[...marked].flatMap((e) => [e - 1, e, e + 1])]
+          .filter((extent) => extent >= 0 && extent < extents);
+        for (const extent of probes) {
+          const edge = Math.min(
+            extent * SUMMARY_EXTENT_BLOCKS + SUMMARY_EXTENT_BLOCKS - 1,
+            blockCount - 1,
+          );
+          for (const block of [extent * SUMMARY_EXTENT_BLOCKS, edge]) {
+            assertEquals(
+              reader.extentIsClear(block),
+              !marked.has(extent),
+              `extent ${extent}, block ${block}`,
+            );
+          }
+        }
+      },
+    ),
+    { numRuns: 100 },
+  );
+});
+
+Deno.test("remap table: the summary of a 16 TiB disk (2^32 blocks of 4 KiB) takes 8 MiB", () => {
+  const table = new RemapTable(0, 2 ** 32);
+  assertEquals(table.arrays.summary.byteLength, 8 * 2 ** 20);
+  table.insert(2 ** 32 - 1, { spareIndex: 0, slotIndex: 0 });
+  const reader = new RemapTableReader(table.arrays);
+  assert(!reader.extentIsClear(2 ** 32 - SUMMARY_EXTENT_BLOCKS));
+  assert(reader.extentIsClear(2 ** 32 - SUMMARY_EXTENT_BLOCKS - 1));
 });
