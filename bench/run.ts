@@ -7,9 +7,10 @@
  * commit latency, flush latency) and a CPU profile of the server.
  * Method: a 1 GiB file of random data in /dev/shm. fio drives every NBD target
  * with its `nbd` engine over a unix socket with identical settings; the raw
- * target is fio io_uring with direct=1 on the file itself. Runs are
- * interleaved (repetition outermost), so slow drift of the machine spreads
- * over all targets instead of biasing one. Servers are stopped and the
+ * target is fio io_uring with direct=1 on the file itself. Repetition is
+ * outermost; within one, all servers are up and each workload runs on every
+ * target back to back, so a ratio pairs runs seconds apart and slow drift of
+ * the machine cancels instead of biasing one target. Servers are stopped and the
  * /dev/shm directory removed in `finally` and on SIGINT/SIGTERM.
  *
  * Usage: scripts/bench.sh [--runtime 3] [--ramp 1] [--reps 3] [--targets a,b]
@@ -366,7 +367,9 @@ interface RemapBuilds {
   spread: Record<string, number>;
 }
 
-async function prepareFiles(): Promise<{ files: Files; remapBuild: RemapBuilds }> {
+async function prepareFiles(): Promise<
+  { files: Files; remapBuild: RemapBuilds; mainDiskSpeeds: Record<string, number> }
+> {
   const files: Files = {
     main: `${workDir}/main.img`,
     ptSpare: `${workDir}/pt-spare.img`,
@@ -376,10 +379,8 @@ async function prepareFiles(): Promise<{ files: Files; remapBuild: RemapBuilds }
     spare1mSpread: `${workDir}/spare1m-spread.img`,
     faultySpare: `${workDir}/faulty-spare.img`,
   };
-  // Every main disk is a copy of one random file, made the same way: how a
-  // tmpfs file was written changes how fast it reads (fio, 1 MiB psync reads
-  // in a development run: 15.2 GB/s from a file head -c wrote, 17.3-17.9 from
-  // its cp copy), which would skew ratios between targets serving different files.
+  // Every main disk is a copy of one random file, and evenOutMainDisks makes
+  // them read alike: a copy's speed depends on where its pages lie in memory.
   const seed = `${workDir}/seed.img`;
   log("filling the 1 GiB seed file with random data");
   await run("sh", ["-c", `head -c ${GIB} /dev/urandom > ${seed}`]);
@@ -421,7 +422,60 @@ async function prepareFiles(): Promise<{ files: Files; remapBuild: RemapBuilds }
   const dense = await build("rm", files.main16, files.spare1m, 16 * GIB);
   const spread = await build("rs", files.main1t, files.spare1mSpread, SPREAD_MAIN_BYTES);
   await Deno.remove(seed);
-  return { files, remapBuild: { ...dense, spread } };
+  const mainDiskSpeeds = await evenOutMainDisks([files.main, files.main16, files.main1t]);
+  return { files, remapBuild: { ...dense, spread }, mainDiskSpeeds };
+}
+
+/** Copies of a main disk made before one is accepted as reading as fast as the others. */
+const MAIN_COPY_TRIES = 4;
+/** A main disk reading slower than this share of the fastest one is copied again. */
+const MAIN_SPEED_SHARE_MIN = 0.95;
+
+/** fio's sequential 1 MiB read speed of a file's first GiB (io_uring, direct=1, 1 s), MB/s. */
+async function rawReadSpeed(path: string): Promise<number> {
+  const workload = { id: "main-disk-speed", rw: "read", bs: "1m", iodepth: 8, conns: 1 };
+  const result = await fio({ kind: "raw", where: path }, workload, [
+    "--time_based=1",
+    "--runtime=1",
+  ]);
+  return result.bytesPerS / 1e6;
+}
+
+/**
+ * Makes the main disks read alike. Where a tmpfs file's pages lie in memory
+ * changes how fast it reads: in a development run, five cp copies of the
+ * same data read at 9203, 13012, 15172, 16093 and 16239 MiB/s (fio psync,
+ * 1 MiB, no huge pages on this tmpfs). Targets on
+ * different main disks (passthrough and the 1M-remap layouts) would then
+ * differ by up to a third before any code ran. A disk slower than
+ * MAIN_SPEED_SHARE_MIN of the fastest is copied again, the slow copy kept
+ * until the end so the new one gets other pages. Returns each disk's
+ * accepted speed, MB/s, for the report.
+ */
+async function evenOutMainDisks(paths: string[]): Promise<Record<string, number>> {
+  const speeds: Record<string, number> = {};
+  for (const path of paths) speeds[path] = await rawReadSpeed(path);
+  const rejected: string[] = [];
+  for (let copy = 1; copy < MAIN_COPY_TRIES; copy++) {
+    const fastest = Math.max(...Object.values(speeds));
+    const slow = paths.filter((path) => speeds[path]! < MAIN_SPEED_SHARE_MIN * fastest);
+    if (slow.length === 0) break;
+    for (const path of slow) {
+      const reject = `${path}.slow${copy}`;
+      await Deno.rename(path, reject);
+      rejected.push(reject);
+      await run("cp", ["--sparse=always", reject, path]);
+      const speed = await rawReadSpeed(path);
+      log(
+        `main disk ${path}: ${speeds[path]!.toFixed(0)} MB/s, copied again: ${
+          speed.toFixed(0)
+        } MB/s`,
+      );
+      speeds[path] = speed;
+    }
+  }
+  for (const path of rejected) await Deno.remove(path);
+  return Object.fromEntries(paths.map((path) => [path.slice(workDir.length + 1), speeds[path]!]));
 }
 
 type TargetId =
@@ -551,19 +605,29 @@ async function runMatrix(files: Files, targets: TargetId[], workloads: Workload[
   const total = REPS * targets.length * workloads.length;
   let done = 0;
   for (let rep = 0; rep < REPS; rep++) {
-    for (const target of targets) {
-      const perRun = target === "dmremap-faulty";
-      let server = perRun ? undefined : await startTarget(target, files);
-      const startRss = server ? await server.rssKiB() : undefined;
-      try {
-        for (const workload of workloads) {
-          if (perRun) server = await startTarget(target, files);
+    // Every long-lived server of this repetition is up at once, idle but for
+    // the one fio drives, so each workload is measured on all targets within
+    // seconds of each other and a ratio compares runs of the same moment.
+    const servers = new Map<TargetId, { server: Server | undefined; rss: number | undefined }>();
+    try {
+      for (const target of targets) {
+        if (target === "dmremap-faulty") continue;
+        const server = await startTarget(target, files);
+        servers.set(target, { server, rss: server ? (await server.rssKiB()).rss : undefined });
+      }
+      for (const [index, workload] of workloads.entries()) {
+        // Rotated, so no target always runs first or right after a given other one.
+        const shift = (rep + index) % targets.length;
+        const order = [...targets.slice(shift), ...targets.slice(0, shift)];
+        for (const target of order) {
+          const perRun = !servers.has(target);
+          const server = perRun ? await startTarget(target, files) : servers.get(target)!.server;
           try {
             const result = await fio(fioTargetOf(target, files, server), workload, timing());
             samples.push({ target, workload: workload.id, rep, ...result });
             done++;
             log(
-              `[${done}/${total}] rep ${rep + 1} ${target.padEnd(16)} ${workload.id.padEnd(24)} ` +
+              `[${done}/${total}] rep ${rep + 1} ${target.padEnd(17)} ${workload.id.padEnd(24)} ` +
                 `${(result.iops / 1000).toFixed(1).padStart(7)}K IOPS ${
                   (result.bytesPerS / 1e6).toFixed(0).padStart(6)
                 } MB/s`,
@@ -576,19 +640,20 @@ async function runMatrix(files: Files, targets: TargetId[], workloads: Workload[
             }
           }
         }
-      } finally {
-        if (!perRun && server) {
-          const end = await server.rssKiB();
-          starts.push({
-            target,
-            rep,
-            readyMs: server.readyMs,
-            rssAfterStartKiB: startRss!.rss,
-            rssBeforeStopKiB: end.rss,
-            hwmKiB: end.hwm,
-          });
-          await server.stop();
-        }
+      }
+    } finally {
+      for (const [target, { server, rss }] of servers) {
+        if (!server) continue;
+        const end = await server.rssKiB();
+        starts.push({
+          target,
+          rep,
+          readyMs: server.readyMs,
+          rssAfterStartKiB: rss!,
+          rssBeforeStopKiB: end.rss,
+          hwmKiB: end.hwm,
+        });
+        await server.stop();
       }
     }
   }
@@ -850,13 +915,25 @@ const RATIOS: [string, TargetId, TargetId][] = [
   ["remapping ÷ passthrough", "dmremap-faulty", "dmremap"],
 ];
 
-function ratios(table: ReturnType<typeof aggregate>) {
-  const out: Record<string, Record<string, number | null>> = {};
-  for (const [workload, cells] of Object.entries(table)) {
+/**
+ * Each ratio pairs the two targets' runs of the same repetition (measured
+ * seconds apart, see runMatrix) and reports the median and spread of those
+ * paired ratios, so drift between repetitions cancels instead of adding up.
+ */
+function ratios(samples: Sample[]) {
+  const out: Record<string, Record<string, Stat | null>> = {};
+  const iopsOf = (target: TargetId, workload: string, rep: number) =>
+    samples.find((s) => s.target === target && s.workload === workload && s.rep === rep)?.iops;
+  for (const workload of new Set(samples.map((s) => s.workload))) {
     out[workload] = {};
+    const reps = new Set(samples.filter((s) => s.workload === workload).map((s) => s.rep));
     for (const [label, a, b] of RATIOS) {
-      const x = cells[a]?.iops.median, y = cells[b]?.iops.median;
-      out[workload]![label] = x !== undefined && y ? x / y : null;
+      const paired: number[] = [];
+      for (const rep of reps) {
+        const x = iopsOf(a, workload, rep), y = iopsOf(b, workload, rep);
+        if (x !== undefined && y) paired.push(x / y);
+      }
+      out[workload]![label] = paired.length > 0 ? stat(paired) : null;
     }
   }
   return out;
@@ -869,7 +946,7 @@ function fmtIops(s: Stat | undefined, big: boolean): string {
   return `${k(s.median)}K (${k(s.min)}–${k(s.max)})`;
 }
 
-function svg(ratioTable: Record<string, Record<string, number | null>>, labels: string[]): string {
+function svg(ratioTable: ReturnType<typeof ratios>, labels: string[]): string {
   const workloads = Object.keys(ratioTable);
   const colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"];
   const barW = 9, groupW = labels.length * barW + 14, left = 50, top = 20, h = 260;
@@ -893,8 +970,8 @@ function svg(ratioTable: Record<string, Record<string, number | null>>, labels: 
   workloads.forEach((workload, i) => {
     const x0 = left + i * groupW + 7;
     labels.forEach((label, j) => {
-      const v = ratioTable[workload]![label];
-      if (v === null || v === undefined) return;
+      const v = ratioTable[workload]![label]?.median;
+      if (v === undefined) return;
       parts.push(
         `<rect x="${x0 + j * barW}" y="${y(v)}" width="${barW - 1}" height="${
           top + h - y(v)
@@ -991,7 +1068,8 @@ async function main() {
         RUNTIME_S + RAMP_S
       } s`,
     );
-    const { files, remapBuild } = await prepareFiles();
+    const { files, remapBuild, mainDiskSpeeds } = await prepareFiles();
+    log(`main disk read speeds (MB/s): ${JSON.stringify(mainDiskSpeeds)}`);
     log(`1M remaps built: ${JSON.stringify(remapBuild)}`);
     const matrix = await runMatrix(files, targets, workloads);
     const extras = args["no-extras"] ? undefined : {
@@ -1000,7 +1078,7 @@ async function main() {
     };
     const profiles = args["no-profile"] ? [] : await profile(files, stamp);
     const table = aggregate(matrix.samples);
-    const ratioTable = ratios(table);
+    const ratioTable = ratios(matrix.samples);
     const result = {
       date: startedAt.toISOString(),
       durationS: (Date.now() - startedAt.getTime()) / 1000,
@@ -1015,6 +1093,7 @@ async function main() {
         workloads,
       },
       remapBuild,
+      mainDiskSpeeds,
       serverStarts: matrix.starts,
       table,
       ratios: ratioTable,
@@ -1073,9 +1152,14 @@ function markdown(r: any, stamp: string, workloads: Workload[], targets: TargetI
     "",
     "## Method",
     "",
-    "- Backing storage: a 1 GiB file of random data in /dev/shm (tmpfs). Spares on the same tmpfs. Every main disk (raw, nbdkit and passthrough share one) is a `cp` of the same random file: how a tmpfs file was written changes how fast it reads (in a development run fio read a file written by `head -c` at 15.2 GB/s and its `cp` copy at 17.3–17.9 GB/s), so main disks made differently would skew the ratios between targets.",
+    "- Backing storage: a 1 GiB file of random data in /dev/shm (tmpfs). Spares on the same tmpfs. Every main disk (raw, nbdkit and passthrough share one) is a `cp` of the same random file.",
+    `- Main disks read alike: where a tmpfs file's pages lie in memory changes how fast it reads (in a development run five \`cp\` copies of the same data read at 9203–16239 MiB/s), so a main disk reading slower than ${MAIN_SPEED_SHARE_MIN} × the fastest is copied again (up to ${MAIN_COPY_TRIES} copies). Accepted speeds, fio 1 MiB sequential reads of the first GiB, MB/s: ${
+      Object.entries(r.mainDiskSpeeds).map(([file, speed]) =>
+        `${file} ${(speed as number).toFixed(0)}`
+      ).join(", ")
+    }. Spares are not evened out.`,
     "- NBD targets: fio `ioengine=nbd` over a unix socket, identical settings for all. Raw: fio `ioengine=io_uring`, `direct=1` on the file.",
-    `- Each cell: ${r.settings.reps} runs × ${r.settings.runtimeS} s (after ${r.settings.rampS} s ramp), interleaved (repetition outermost). Shown: median (min–max).`,
+    `- Each cell: ${r.settings.reps} runs × ${r.settings.runtimeS} s (after ${r.settings.rampS} s ramp). Repetition is outermost; within one, every server is up at once and each workload runs on all targets back to back, in an order rotated per workload and repetition. Throughput shown: median (min–max). A ratio is taken per repetition from the two targets' runs of that workload (seconds apart) and shown as the median of those paired ratios (min–max).`,
     "- Multi-conn rows (`-4conn`): 4 fio jobs, each its own NBD connection (raw: 4 io_uring jobs), with the per-connection queue depth divided by 4 so the total depth equals the single-connection row. Sequential multi-conn jobs each stream their own quarter.",
     "- nbdkit: `nbdkit -f --unix SOCK file FILE` with the plugin defaults (cache=default, fadvise=normal, 16 threads). `cache=none` only evicts page cache, which on tmpfs *is* the storage, so it is not a meaningful setting here.",
     "- dm-remap passthrough: `dm-remap create` (block size 4096) + `dm-remap serve --spare S --main M --socket … --api-socket …`, default O_DIRECT; `--buffered` shown as its own column.",
@@ -1101,7 +1185,7 @@ function markdown(r: any, stamp: string, workloads: Workload[], targets: TargetI
   }
   lines.push(
     "",
-    "## Ratios (medians)",
+    "## Ratios (median of the paired runs, min–max)",
     "",
     `| workload | ${RATIOS.map(([l]) => l).join(" | ")} |`,
     `| --- | ${RATIOS.map(() => "---").join(" | ")} |`,
@@ -1110,14 +1194,17 @@ function markdown(r: any, stamp: string, workloads: Workload[], targets: TargetI
     const row = r.ratios[w.id] ?? {};
     lines.push(`| ${w.id} | ${
       RATIOS.map(([l]) => {
-        const v = row[l];
-        if (v === null || v === undefined) return "–";
+        const v: Stat | null | undefined = row[l];
+        if (!v) return "–";
         const target = l.startsWith("passthrough ÷ nbdkit")
           ? 1
           : l.startsWith("1M remaps") && l.endsWith("÷ passthrough")
           ? 0.98
           : undefined;
-        return target !== undefined && v < target ? `**${v.toFixed(2)}**` : v.toFixed(2);
+        const median = target !== undefined && v.median < target
+          ? `**${v.median.toFixed(2)}**`
+          : v.median.toFixed(2);
+        return `${median} (${v.min.toFixed(2)}–${v.max.toFixed(2)})`;
       }).join(" | ")
     } |`);
   }
