@@ -126,7 +126,38 @@ setup_serve_attach() {
     result serve false "$(cat /tmp/serve.log)"
     return 1
   fi
-  check nbd_attach nbd_attach
+  check nbd_attach nbd_attach || return 1
+  # The first requests after attach (the partition scan on first open) stalled for the
+  # kernel's 30 s timeout in about 1 full test run in 5; they are watched for the log.
+  watch_stall first_io 8 blockdev --getsize64 "$NBD"
+}
+
+# watch_stall NAME SECONDS COMMAND...: runs COMMAND; when it takes longer than SECONDS,
+# reports observe:stall-NAME with the server's threads (what each waits in) and the kernel's
+# view of the connections, taken while it is stuck; then waits for it to finish.
+watch_stall() {
+  name=$1 limit=$2
+  shift 2
+  rm -f /tmp/stall.done
+  ("$@" >/dev/null 2>&1; echo $? >/tmp/stall.done) &
+  waited=0
+  while [ ! -e /tmp/stall.done ] && [ $waited -lt $((limit * 10)) ]; do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  [ -e /tmp/stall.done ] && return 0
+  mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+  observe "stall-$name" "$(stall_report)"
+  while [ ! -e /tmp/stall.done ]; do sleep 0.2; done
+}
+
+stall_report() {
+  echo "uptime $(cut -d' ' -f1 /proc/uptime)"
+  for task in /proc/"$SERVE_PID"/task/*; do
+    echo "thread ${task##*/} $(cat "$task/comm") state $(sed 's/.*) //' "$task/stat" | cut -d' ' -f1) wchan $(cat "$task/wchan") syscall $(cut -d' ' -f1-3 "$task/syscall" 2>/dev/null)"
+  done
+  for file in /sys/kernel/debug/nbd/nbd0/*; do echo "$file: $(cat "$file" 2>&1 | tr '\n' ' ')"; done
+  dmesg | tail -5
 }
 
 # The helper functions as text, for `sh -c`.
