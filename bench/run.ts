@@ -13,7 +13,7 @@
  * the machine cancels instead of biasing one target. Servers are stopped and the
  * /dev/shm directory removed in `finally` and on SIGINT/SIGTERM.
  *
- * Usage: scripts/bench.sh [--runtime 3] [--ramp 1] [--reps 3] [--targets a,b]
+ * Usage: scripts/bench.sh [--runtime 3] [--ramp 1] [--reps 5] [--targets a,b]
  *          [--workloads a,b] [--no-profile] [--no-extras] [--quick]
  * Output: bench/results/<date>.json and bench/RESULTS.md (+ bench/results/<date>-ratios.svg).
  *
@@ -38,7 +38,7 @@ const { values: args } = parseArgs({
   options: {
     runtime: { type: "string", default: "3" },
     ramp: { type: "string", default: "1" },
-    reps: { type: "string", default: "3" },
+    reps: { type: "string", default: "5" },
     targets: { type: "string" },
     workloads: { type: "string" },
     remaps: { type: "string", default: "1000000" },
