@@ -339,9 +339,17 @@ function timing(): string[] {
 
 // ---------------------------------------------------------------- setups
 
+/**
+ * The disks of every target. A server locks its main disk and spares, and
+ * all servers of a repetition are up at once (runMatrix), so each dm-remap
+ * target has its own; raw and nbdkit read passthrough's main disk.
+ */
 interface Files {
   main: string;
   ptSpare: string;
+  mainBuffered: string;
+  bufferedSpare: string;
+  mainFaulty: string;
   main16: string;
   spare1m: string;
   main1t: string;
@@ -373,6 +381,9 @@ async function prepareFiles(): Promise<
   const files: Files = {
     main: `${workDir}/main.img`,
     ptSpare: `${workDir}/pt-spare.img`,
+    mainBuffered: `${workDir}/main-buffered.img`,
+    bufferedSpare: `${workDir}/buffered-spare.img`,
+    mainFaulty: `${workDir}/main-faulty.img`,
     main16: `${workDir}/main16.img`,
     spare1m: `${workDir}/spare1m.img`,
     main1t: `${workDir}/main1t.img`,
@@ -384,8 +395,11 @@ async function prepareFiles(): Promise<
   const seed = `${workDir}/seed.img`;
   log("filling the 1 GiB seed file with random data");
   await run("sh", ["-c", `head -c ${GIB} /dev/urandom > ${seed}`]);
-  await run("cp", ["--sparse=always", seed, files.main]);
+  for (const main of [files.main, files.mainBuffered, files.mainFaulty]) {
+    await run("cp", ["--sparse=always", seed, main]);
+  }
   await createSetup("pt", files.main, files.ptSpare, 64 << 20);
+  await createSetup("pb", files.mainBuffered, files.bufferedSpare, 64 << 20);
   // 1M remaps need 1M distinct 4 KiB blocks, more than a 1 GiB disk has. Two
   // layouts, each on a sparse main disk whose first GiB is a copy of main.img,
   // where fio runs: dense, 16 GiB with every 4th block remapped, so one block
@@ -422,7 +436,13 @@ async function prepareFiles(): Promise<
   const dense = await build("rm", files.main16, files.spare1m, 16 * GIB);
   const spread = await build("rs", files.main1t, files.spare1mSpread, SPREAD_MAIN_BYTES);
   await Deno.remove(seed);
-  const mainDiskSpeeds = await evenOutMainDisks([files.main, files.main16, files.main1t]);
+  const mainDiskSpeeds = await evenOutMainDisks([
+    files.main,
+    files.mainBuffered,
+    files.mainFaulty,
+    files.main16,
+    files.main1t,
+  ]);
   return { files, remapBuild: { ...dense, spread }, mainDiskSpeeds };
 }
 
@@ -534,6 +554,8 @@ async function startTarget(
         ? [files.spare1m, files.main16, "rm"]
         : id === "dmremap-1m-spread"
         ? [files.spare1mSpread, files.main1t, "rs"]
+        : id === "dmremap-buffered"
+        ? [files.bufferedSpare, files.mainBuffered, "pb"]
         : [files.ptSpare, files.main, "pt"];
       return await startServer(DENO, [
         "run",
@@ -556,7 +578,7 @@ async function startTarget(
     }
     case "dmremap-faulty": {
       // A fresh setup every time, so remaps are created during the measurement.
-      await createSetup("faulty", files.main, files.faultySpare, 64 << 20);
+      await createSetup("faulty", files.mainFaulty, files.faultySpare, 64 << 20);
       return await startServer(DENO, [
         "run",
         "-A",
@@ -565,7 +587,7 @@ async function startTarget(
         "--spare",
         files.faultySpare,
         "--main",
-        files.main,
+        files.mainFaulty,
         "--socket",
         s.nbd,
         "--api-socket",
@@ -1152,7 +1174,7 @@ function markdown(r: any, stamp: string, workloads: Workload[], targets: TargetI
     "",
     "## Method",
     "",
-    "- Backing storage: a 1 GiB file of random data in /dev/shm (tmpfs). Spares on the same tmpfs. Every main disk (raw, nbdkit and passthrough share one) is a `cp` of the same random file.",
+    "- Backing storage: a 1 GiB file of random data in /dev/shm (tmpfs). Spares on the same tmpfs. Every main disk is a \`cp\` of the same random file; raw, nbdkit and passthrough share one, and the other dm-remap targets each have their own (all servers of a repetition are up at once, and each locks its disks).",
     `- Main disks read alike: where a tmpfs file's pages lie in memory changes how fast it reads (in a development run five \`cp\` copies of the same data read at 9203–16239 MiB/s), so a main disk reading slower than ${MAIN_SPEED_SHARE_MIN} × the fastest is copied again (up to ${MAIN_COPY_TRIES} copies). Accepted speeds, fio 1 MiB sequential reads of the first GiB, MB/s: ${
       Object.entries(r.mainDiskSpeeds).map(([file, speed]) =>
         `${file} ${(speed as number).toFixed(0)}`
