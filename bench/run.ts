@@ -638,9 +638,12 @@ async function runMatrix(files: Files, targets: TargetId[], workloads: Workload[
         servers.set(target, { server, rss: server ? (await server.rssKiB()).rss : undefined });
       }
       for (const [index, workload] of workloads.entries()) {
-        // Rotated, so no target always runs first or right after a given other one.
+        // Rotated, so no target always runs first, and reversed every other
+        // repetition, so no target always runs right after the same other one
+        // (a rotation alone keeps neighbours: spread always followed dense).
         const shift = (rep + index) % targets.length;
-        const order = [...targets.slice(shift), ...targets.slice(0, shift)];
+        const rotated = [...targets.slice(shift), ...targets.slice(0, shift)];
+        const order = rep % 2 === 0 ? rotated : rotated.reverse();
         for (const target of order) {
           const perRun = !servers.has(target);
           const server = perRun ? await startTarget(target, files) : servers.get(target)!.server;
@@ -1181,7 +1184,7 @@ function markdown(r: any, stamp: string, workloads: Workload[], targets: TargetI
       ).join(", ")
     }. Spares are not evened out.`,
     "- NBD targets: fio `ioengine=nbd` over a unix socket, identical settings for all. Raw: fio `ioengine=io_uring`, `direct=1` on the file.",
-    `- Each cell: ${r.settings.reps} runs × ${r.settings.runtimeS} s (after ${r.settings.rampS} s ramp). Repetition is outermost; within one, every server is up at once and each workload runs on all targets back to back, in an order rotated per workload and repetition. Throughput shown: median (min–max). A ratio is taken per repetition from the two targets' runs of that workload (seconds apart) and shown as the median of those paired ratios (min–max).`,
+    `- Each cell: ${r.settings.reps} runs × ${r.settings.runtimeS} s (after ${r.settings.rampS} s ramp). Repetition is outermost; within one, every server is up at once and each workload runs on all targets back to back, in an order rotated per workload and repetition and reversed every other repetition. Throughput shown: median (min–max). A ratio is taken per repetition from the two targets' runs of that workload (seconds apart) and shown as the median of those paired ratios (min–max).`,
     "- Multi-conn rows (`-4conn`): 4 fio jobs, each its own NBD connection (raw: 4 io_uring jobs), with the per-connection queue depth divided by 4 so the total depth equals the single-connection row. Sequential multi-conn jobs each stream their own quarter.",
     "- nbdkit: `nbdkit -f --unix SOCK file FILE` with the plugin defaults (cache=default, fadvise=normal, 16 threads). `cache=none` only evicts page cache, which on tmpfs *is* the storage, so it is not a meaningful setting here.",
     "- dm-remap passthrough: `dm-remap create` (block size 4096) + `dm-remap serve --spare S --main M --socket … --api-socket …`, default O_DIRECT; `--buffered` shown as its own column.",
