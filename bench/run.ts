@@ -256,6 +256,16 @@ interface FioTarget {
   kind: "raw" | "nbd";
   /** The file (raw) or the NBD URI. */
   where: string;
+  /** What the server printed on stderr so far, shown when fio fails. */
+  serverStderr?: string[];
+}
+
+/** The end of the server's stderr, for the message of a failed fio run. */
+function serverTail(target: FioTarget): string {
+  const lines = target.serverStderr?.slice(-20) ?? [];
+  return lines.length > 0
+    ? `\nserver stderr (last ${lines.length} lines):\n${lines.join("\n")}`
+    : "";
 }
 
 function fioArgs(target: FioTarget, workload: Workload, extra: string[] = []): string[] {
@@ -302,7 +312,9 @@ async function fio(
   try {
     json = JSON.parse(await Deno.readTextFile(outPath));
   } catch {
-    throw new Error(`fio failed: fio ${argv.join(" ")}\n${result.text}\n${result.err}`);
+    throw new Error(
+      `fio failed: fio ${argv.join(" ")}\n${result.text}\n${result.err}${serverTail(target)}`,
+    );
   }
   await Deno.remove(outPath);
   const job = json.jobs[0];
@@ -324,7 +336,9 @@ async function fio(
     out.syncMeanUs = job.sync.lat_ns.mean / 1000;
   }
   if (job.error !== 0) {
-    throw new Error(`fio reported error ${job.error} for ${workload.id}: ${result.err}`);
+    throw new Error(
+      `fio reported error ${job.error} for ${workload.id}: ${result.err}${serverTail(target)}`,
+    );
   }
   return out;
 }
@@ -601,7 +615,9 @@ async function startTarget(
 }
 
 function fioTargetOf(id: TargetId, files: Files, server: Server | undefined): FioTarget {
-  return id === "raw" ? { kind: "raw", where: files.main } : { kind: "nbd", where: server!.uri };
+  return id === "raw"
+    ? { kind: "raw", where: files.main }
+    : { kind: "nbd", where: server!.uri, serverStderr: server!.stderr };
 }
 
 // ---------------------------------------------------------------- matrix
@@ -704,10 +720,15 @@ async function writeRangeOnce(
     iodepth,
     conns: 1,
   };
-  const args = fioArgs(fioTargetOf(target, files, server), workload)
+  const fioTarget = fioTargetOf(target, files, server);
+  const args = fioArgs(fioTarget, workload)
     .filter((a) => !a.startsWith("--size") && a !== "--norandommap=1");
   const outPath = `${workDir}/fio.json`;
-  await run("fio", [...args, `--size=${REMAP_RANGE_BYTES}`, `--output=${outPath}`]);
+  await run("fio", [...args, `--size=${REMAP_RANGE_BYTES}`, `--output=${outPath}`]).catch(
+    (error: Error) => {
+      throw new Error(`${error.message}${serverTail(fioTarget)}`);
+    },
+  );
   return parseFio(JSON.parse(await Deno.readTextFile(outPath)));
 }
 
@@ -1098,10 +1119,12 @@ async function main() {
     log(`1M remaps built: ${JSON.stringify(remapBuild)}`);
     const matrix = await runMatrix(files, targets, workloads);
     const extras = args["no-extras"] ? undefined : {
-      remapCommit: await remapCommitLatency(files),
-      flush: await flushCost(files),
+      remapCommit: await attempt("remap commit latency", () => remapCommitLatency(files)),
+      flush: await attempt("flush cost", () => flushCost(files)),
     };
-    const profiles = args["no-profile"] ? [] : await profile(files, stamp);
+    const profiles = args["no-profile"]
+      ? []
+      : await attempt("profiles", () => profile(files, stamp));
     const table = aggregate(matrix.samples);
     const ratioTable = ratios(matrix.samples);
     const result = {
@@ -1154,6 +1177,27 @@ async function main() {
   } finally {
     await cleanup();
   }
+}
+
+/** A step after the matrix that failed: reported in RESULTS.md instead of losing the run. */
+interface FailedStep {
+  failed: string;
+}
+
+async function attempt<T>(step: string, body: () => Promise<T>): Promise<T | FailedStep> {
+  try {
+    return await body();
+  } catch (error) {
+    const failed = error instanceof Error ? error.message : String(error);
+    log(`${step} FAILED: ${failed}`);
+    return { failed };
+  }
+}
+
+function failure(value: unknown): string | undefined {
+  return typeof value === "object" && value !== null && "failed" in value
+    ? `**Failed:** \`\`\`${(value as FailedStep).failed}\`\`\``
+    : undefined;
 }
 
 // deno-lint-ignore no-explicit-any
@@ -1303,13 +1347,14 @@ function markdown(r: any, stamp: string, workloads: Workload[], targets: TargetI
       "| case | write IOPS | clat p50 µs | clat p99 µs |",
       "| --- | --- | --- | --- |",
     );
-    for (const [k, v] of Object.entries(rc) as [string, FioResult][]) {
-      lines.push(
-        `| ${k} | ${v.writeIops.toFixed(0)} | ${v.writeClatP50Us.toFixed(0)} | ${
-          v.writeClatP99Us.toFixed(0)
-        } |`,
-      );
-    }
+    if (failure(rc)) lines.push("", failure(rc)!);
+    else {for (const [k, v] of Object.entries(rc) as [string, FioResult][]) {
+        lines.push(
+          `| ${k} | ${v.writeIops.toFixed(0)} | ${v.writeClatP50Us.toFixed(0)} | ${
+            v.writeClatP99Us.toFixed(0)
+          } |`,
+        );
+      }}
     lines.push(
       "",
       "## Flush cost",
@@ -1319,15 +1364,17 @@ function markdown(r: any, stamp: string, workloads: Workload[], targets: TargetI
       "| target | write IOPS | flush p50 µs | flush p99 µs | flush mean µs |",
       "| --- | --- | --- | --- | --- |",
     );
-    for (const [k, v] of Object.entries(r.extras.flush) as [string, FioResult][]) {
-      lines.push(
-        `| ${k} | ${v.writeIops.toFixed(0)} | ${v.syncP50Us?.toFixed(0)} | ${
-          v.syncP99Us?.toFixed(0)
-        } | ${v.syncMeanUs?.toFixed(0)} |`,
-      );
-    }
+    if (failure(r.extras.flush)) lines.push("", failure(r.extras.flush)!);
+    else {for (const [k, v] of Object.entries(r.extras.flush) as [string, FioResult][]) {
+        lines.push(
+          `| ${k} | ${v.writeIops.toFixed(0)} | ${v.syncP50Us?.toFixed(0)} | ${
+            v.syncP99Us?.toFixed(0)
+          } | ${v.syncMeanUs?.toFixed(0)} |`,
+        );
+      }}
   }
-  if (r.profiles.length) {
+  if (failure(r.profiles)) lines.push("", "## CPU profile of the server", "", failure(r.profiles)!);
+  else if (r.profiles.length) {
     lines.push("", "## CPU profile of the server (deno --cpu-prof, self time)", "");
     for (const p of r.profiles as ProfileReport[]) {
       lines.push(
