@@ -30,6 +30,7 @@
 
 import { assert } from "../assert.ts";
 import {
+  AIO_SLOTS_MAX,
   CONN_READ_BUFFER_BYTES,
   DIRECT_ALIGN_BYTES,
   NBD_INFLIGHT_BYTES_MAX,
@@ -300,6 +301,8 @@ class DirectTransmission {
   #inflightBytes = 0;
   /** Waiting for the gate to reopen or for free AIO slots. */
   #waiting: Request[] = [];
+  /** Whether a request found too few free AIO slots in this turn. */
+  #waitingForRoom = false;
   /** The write whose payload is arriving: socket bytes go straight into its payload. */
   #incoming: Request | undefined;
   /** Whether the incoming write starts parts before all of it arrived. */
@@ -593,6 +596,7 @@ class DirectTransmission {
   }
 
   #retryWaiting(): void {
+    this.#waitingForRoom = false;
     if (this.#waiting.length === 0) return;
     const waiting = this.#waiting;
     this.#waiting = [];
@@ -642,7 +646,11 @@ class DirectTransmission {
     }
     if (runs.length > this.#aio.free) {
       this.#state.leave();
-      return this.#aio.inflight === 0 ? "engine" : "wait"; // with nothing in flight it can never fit
+      if (runs.length > AIO_SLOTS_MAX) return "engine"; // it can never fit
+      // Slots are held by I/O in flight or prepared in this turn; either way
+      // they come back at this turn's reap, and the wait does not block then.
+      this.#waitingForRoom = true;
+      return "wait";
     }
     let buffer: Uint8Array;
     if (isWrite) buffer = request.payload!;
@@ -978,6 +986,8 @@ class DirectTransmission {
 
   /** Blocks until something can happen: bytes to read, room to send, disk I/O done, a message. */
   #wait(): void {
+    // Nothing in flight means every slot is free again: retry at once.
+    if (this.#waitingForRoom && this.#aio.inflight === 0) return;
     const canRead = this.#reading &&
       (this.#incoming !== undefined || this.#inflight < NBD_INFLIGHT_MAX);
     const idle = this.#aio.inflight === 0 && this.#out.length === 0 &&

@@ -713,3 +713,45 @@ Deno.test("data plane: a request over extents with and without remaps finds ever
   assertEquals(setup.engine.counters.reads, 0, "every read served by the worker");
   assertEquals(setup.engine.counters.writes, remapped.length, "only the test's own engine writes");
 });
+
+Deno.test("data plane: requests whose pieces outnumber the free AIO slots wait for room in the worker, not go to the engine", async () => {
+  await using setup = await startServedSetup();
+  const blockBytes = setup.blockBytes;
+  // Every other block remapped: a 1 MiB request is 128 main-disk runs and two
+  // vectored slot runs, so two such requests need more than AIO_SLOTS_MAX (256).
+  const requests = 4, requestBytes = MIB;
+  const blocks = (requests * requestBytes) / blockBytes;
+  const onMain = pattern(requests * requestBytes, 71);
+  using main = await Deno.open(setup.mainPath, { write: true });
+  await main.write(onMain);
+  const remapped = Array.from({ length: blocks / 2 }, (_, i) => 2 * i + 1);
+  for (const block of remapped) await remapThroughEngine(setup, block, pattern(blockBytes, block));
+  const expected = onMain.slice();
+  for (const block of remapped) expected.set(pattern(blockBytes, block), block * blockBytes);
+  const digest = async (bytes: Uint8Array) =>
+    hex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>)));
+  const rewritten = pattern(requests * requestBytes, 72);
+  // All requests are sent before any reply is read, so the worker takes them in one turn.
+  const inFlightTogether = (call: string) =>
+    [
+      `cookies = [${call} for i in range(${requests})]`,
+      `while h.aio_in_flight() > 0: h.poll(-1)`,
+      `assert all(h.aio_command_completed(c) for c in cookies)`,
+    ].join("\n");
+  const out = await nbdsh(
+    setup.uri,
+    [
+      "import hashlib",
+      `bufs = [nbd.Buffer(${requestBytes}) for _ in range(${requests})]`,
+      inFlightTogether(`h.aio_pread(bufs[i], i * ${requestBytes})`),
+      `print(hashlib.sha256(b"".join(b.to_bytearray() for b in bufs)).hexdigest())`,
+      `data = ${py(rewritten)}`,
+      `writes = [nbd.Buffer.from_bytearray(bytearray(data[i * ${requestBytes}:(i + 1) * ${requestBytes}])) for i in range(${requests})]`,
+      inFlightTogether(`h.aio_pwrite(writes[i], i * ${requestBytes})`),
+      `print(hashlib.sha256(b"".join(h.pread(${requestBytes}, i * ${requestBytes}) for i in range(${requests}))).hexdigest())`,
+    ].join("\n"),
+  );
+  assertEquals(out.split("\n"), [await digest(expected), await digest(rewritten)]);
+  assertEquals(setup.engine.counters.reads, 0, "every read served by the worker");
+  assertEquals(setup.engine.counters.writes, remapped.length, "only the test's own engine writes");
+});
