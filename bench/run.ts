@@ -4,7 +4,7 @@
  * Goal: absolute figures and ratios for dm-remap against nbdkit's file plugin
  * and against the raw file, on the same machine in the same run, plus the
  * costs that are not throughput (open time and memory with 1M remaps, remap
- * commit latency, flush latency) and a CPU profile of the server.
+ * commit latency, flush latency) and where the server's CPU goes (perf).
  * Method: a 1 GiB file of random data in /dev/shm. fio drives every NBD target
  * with its `nbd` engine over a unix socket with identical settings; the raw
  * target is fio io_uring with direct=1 on the file itself. Repetition is
@@ -21,7 +21,6 @@
  */
 
 import { parseArgs } from "node:util";
-import { summarise } from "./cpuprofile_summary.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /**
@@ -809,108 +808,131 @@ async function flushCost(files: Files) {
 
 // ---------------------------------------------------------------- profiling
 
+/** Where one target's server spends its CPU on one workload: perf over every thread. */
 interface ProfileReport {
   target: TargetId;
   workload: string;
+  /** fio's figure over the whole run: IOPS, or bytes/s for 1 MiB workloads too. */
   iops: number;
-  busyMs: number;
-  idleMs: number;
-  top: { name: string; location: string; selfMs: number; selfPercent: number }[];
-  perfTop?: string[];
+  bytesPerS: number;
+  /** The server's CPU time inside the recording window (perf's cpu-clock count). */
+  cpuMs: number;
+  /** That CPU time divided by the requests fio completed in the window, at its mean rate. */
+  cpuUsPerRequest: number;
+  /** Share of the server's samples by where the code lives: kernel, JS (JIT), runtime, libc. */
+  shares: { kernel: number; js: number; runtime: number; libc: number; other: number };
+  top: string[];
 }
 
-async function profile(files: Files, stamp: string): Promise<ProfileReport[]> {
+/** Seconds perf records, starting once fio's ramp is over; fio runs 1 s longer. */
+const PROFILE_SECONDS = 4;
+
+/**
+ * The cells the targets are judged by, each beside its passthrough twin:
+ * per-request CPU shows what remapping adds, and where.
+ */
+const PROFILE_CASES: [TargetId, string][] = [
+  ["dmremap", "seqread-1m-qd8"],
+  ["dmremap-1m", "seqread-1m-qd8"],
+  ["dmremap-1m-spread", "seqread-1m-qd8"],
+  ["dmremap", "seqwrite-1m-qd8"],
+  ["dmremap-1m", "seqwrite-1m-qd8"],
+  ["dmremap", "randrw70-4k-qd32-4conn"],
+  ["dmremap-1m", "randrw70-4k-qd32-4conn"],
+  ["dmremap", "randread-4k-qd32"],
+];
+
+async function profile(files: Files, targets: TargetId[]): Promise<ProfileReport[]> {
+  if ((await run("perf", ["--version"], { allowFail: true })).code !== 0) {
+    throw new Error("perf is not installed (scripts/setup.sh installs linux-perf)");
+  }
   const reports: ProfileReport[] = [];
-  const cases: [TargetId, string][] = [
-    ["dmremap", "randread-4k-qd32"],
-    ["dmremap", "randwrite-4k-qd32"],
-    ["dmremap-1m", "randread-4k-qd32"],
-  ];
-  const perfOk = (await run("perf", ["--version"], { allowFail: true })).code === 0;
-  for (const [target, workloadId] of cases) {
+  for (const [target, workloadId] of PROFILE_CASES) {
+    if (!targets.includes(target)) continue;
     const workload = WORKLOADS.find((w) => w.id === workloadId)!;
-    const dir = `${workDir}/prof-${target}-${workloadId}`;
-    await Deno.mkdir(dir, { recursive: true });
-    const server = await startTarget(target, files, ["--cpu-prof", `--cpu-prof-dir=${dir}`]);
+    const server = await startTarget(target, files, ["--v8-flags=--perf-basic-prof"]);
+    const data = `${workDir}/perf.data`;
     let result: FioResult;
     try {
-      result = await fio(fioTargetOf(target, files, server), workload, [
-        "--time_based=1",
-        "--runtime=5",
-      ]);
-    } finally {
-      await server!.stop();
-    }
-    const profiles = [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".cpuprofile"));
-    if (profiles.length === 0) {
-      log(`    no cpuprofile written for ${target} ${workloadId}`);
-      continue;
-    }
-    const path = `${dir}/${profiles[0]!.name}`;
-    const kept = `${ROOT}/bench/results/${stamp}-${target}-${workloadId}.cpuprofile`;
-    if (!args["no-write"]) await Deno.copyFile(path, kept);
-    const summary = summarise(JSON.parse(await Deno.readTextFile(path)), 15);
-    reports.push({
-      target,
-      workload: workloadId,
-      iops: result.iops,
-      ...summary,
-      top: summary.rows,
-    });
-    log(
-      `    profile ${target} ${workloadId}: ${
-        summary.rows.slice(0, 5).map((r) => `${r.name} ${r.selfPercent.toFixed(1)}%`).join(", ")
-      }`,
-    );
-  }
-  if (perfOk) {
-    for (const [target, workloadId] of cases.slice(0, 2)) {
-      const workload = WORKLOADS.find((w) => w.id === workloadId)!;
-      const server = await startTarget(target, files, ["--v8-flags=--perf-basic-prof"]);
-      const data = `${workDir}/perf.data`;
-      try {
+      const recording = (async () => {
+        await new Promise((r) => setTimeout(r, 1000));
         const recorder = new Deno.Command("perf", {
           args: [
             "record",
             "-F",
             "999",
-            "-g",
             "-p",
             String(server!.pid),
             "-o",
             data,
             "--",
             "sleep",
-            "4",
+            String(PROFILE_SECONDS),
           ],
           stdout: "null",
           stderr: "null",
         }).spawn();
         children.add(recorder);
-        await fio(fioTargetOf(target, files, server), workload, ["--time_based=1", "--runtime=5"]);
         await recorder.status;
         children.delete(recorder);
-      } finally {
-        await server!.stop();
-      }
-      const report = await run("perf", [
+      })();
+      result = await fio(fioTargetOf(target, files, server), workload, [
+        "--time_based=1",
+        "--ramp_time=1",
+        `--runtime=${PROFILE_SECONDS + 1}`,
+      ]);
+      await recording;
+    } finally {
+      await server!.stop();
+    }
+    const report = (sort: string, percentLimit: string) =>
+      run("perf", [
         "report",
         "-i",
         data,
         "--no-children",
         "--stdio",
         "--sort",
-        "comm,dso,sym",
+        sort,
         "--percent-limit",
-        "1",
-        "-g",
-        "none",
+        percentLimit,
       ], { allowFail: true });
-      const lines = report.text.split("\n").filter((l) => /^\s+\d+\.\d+%/.test(l)).slice(0, 25);
-      const entry = reports.find((r) => r.target === target && r.workload === workloadId);
-      if (entry) entry.perfTop = lines;
-      await Deno.remove(`/tmp/perf-${server!.pid}.map`).catch(() => {});
+    const byDso = await report("dso", "0");
+    const cpuNs = Number(/Event count \(approx\.\): (\d+)/.exec(byDso.text)?.[1] ?? NaN);
+    const shares = { kernel: 0, js: 0, runtime: 0, libc: 0, other: 0 };
+    for (const match of byDso.text.matchAll(/^\s+([\d.]+)%\s+(.+?)\s*$/gm)) {
+      const percent = Number(match[1]), dso = match[2]!;
+      if (dso.includes("kernel")) shares.kernel += percent;
+      else if (dso.startsWith("[JIT]")) shares.js += percent;
+      else if (dso === "deno") shares.runtime += percent;
+      else if (dso.startsWith("libc")) shares.libc += percent;
+      else shares.other += percent;
     }
+    const bySymbol = await report("dso,sym", "1.5");
+    const top = bySymbol.text.split("\n")
+      .filter((line) => /^\s+\d+\.\d+%/.test(line))
+      .slice(0, 14)
+      .map((line) =>
+        line.replace(/file:\/\/\S*?\/code\//g, "").replace(/\[JIT\] tid \d+/, "[JIT]")
+      );
+    const cpuMs = cpuNs / 1e6;
+    reports.push({
+      target,
+      workload: workloadId,
+      iops: result.iops,
+      bytesPerS: result.bytesPerS,
+      cpuMs,
+      cpuUsPerRequest: (cpuMs * 1000) / (result.iops * PROFILE_SECONDS),
+      shares,
+      top,
+    });
+    log(
+      `    profile ${target} ${workloadId}: ${
+        (cpuMs / PROFILE_SECONDS / 10).toFixed(0)
+      } % of a core, ${reports.at(-1)!.cpuUsPerRequest.toFixed(1)} µs per request`,
+    );
+    await Deno.remove(data).catch(() => {});
+    await Deno.remove(`/tmp/perf-${server!.pid}.map`).catch(() => {});
   }
   return reports;
 }
@@ -1124,7 +1146,7 @@ async function main() {
     };
     const profiles = args["no-profile"]
       ? []
-      : await attempt("profiles", () => profile(files, stamp));
+      : await attempt("profiles", () => profile(files, targets));
     const table = aggregate(matrix.samples);
     const ratioTable = ratios(matrix.samples);
     const result = {
@@ -1373,38 +1395,41 @@ function markdown(r: any, stamp: string, workloads: Workload[], targets: TargetI
         );
       }}
   }
-  if (failure(r.profiles)) lines.push("", "## CPU profile of the server", "", failure(r.profiles)!);
-  else if (r.profiles.length) {
-    lines.push("", "## CPU profile of the server (deno --cpu-prof, self time)", "");
+  if (failure(r.profiles)) {
+    lines.push("", "## Where the server's CPU goes", "", failure(r.profiles)!);
+  } else if (r.profiles.length) {
+    lines.push(
+      "",
+      "## Where the server's CPU goes (perf, every thread of the server)",
+      "",
+      `\`perf record -F 999 -p PID\` for ${PROFILE_SECONDS} s after fio's 1 s ramp, one fresh server per row, run after the matrix. ` +
+        "CPU per request is the server's CPU time in the window divided by the requests fio completed there at its mean rate; " +
+        "a 1 MiB request is one MiB. Shares: kernel, JS (JIT-compiled code), the Deno runtime's own code, libc.",
+      "",
+      "| target | workload | throughput | server CPU, % of a core | CPU µs per request | kernel % | JS % | runtime % | libc % |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    );
+    for (const p of r.profiles as ProfileReport[]) {
+      const throughput = p.workload.includes("-1m-")
+        ? `${(p.bytesPerS / 1e6).toFixed(0)} MB/s`
+        : `${(p.iops / 1000).toFixed(1)}K IOPS`;
+      lines.push(
+        `| ${p.target} | ${p.workload} | ${throughput} | ${
+          (p.cpuMs / PROFILE_SECONDS / 10).toFixed(0)
+        } | ${p.cpuUsPerRequest.toFixed(1)} | ${p.shares.kernel.toFixed(0)} | ${
+          p.shares.js.toFixed(0)
+        } | ${p.shares.runtime.toFixed(0)} | ${p.shares.libc.toFixed(0)} |`,
+      );
+    }
     for (const p of r.profiles as ProfileReport[]) {
       lines.push(
-        `### ${p.target}, ${p.workload} (${
-          (p.iops / 1000).toFixed(1)
-        }K IOPS under the profiler; busy ${p.busyMs.toFixed(0)} ms, idle ${
-          p.idleMs.toFixed(0)
-        } ms)`,
         "",
-        "| self % | self ms | function | where |",
-        "| --- | --- | --- | --- |",
+        `### ${p.target}, ${p.workload}: symbols above 1.5 %`,
+        "",
+        "```",
+        ...p.top,
+        "```",
       );
-      for (const row of p.top) {
-        lines.push(
-          `| ${row.selfPercent.toFixed(1)} | ${
-            row.selfMs.toFixed(0)
-          } | \`${row.name}\` | ${row.location} |`,
-        );
-      }
-      if (p.perfTop?.length) {
-        lines.push(
-          "",
-          "perf (whole process, --no-children, thread/dso/symbol):",
-          "",
-          "```",
-          ...p.perfTop,
-          "```",
-        );
-      }
-      lines.push("");
     }
   }
   return lines.join("\n") + "\n";
