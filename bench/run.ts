@@ -899,6 +899,9 @@ async function profile(files: Files, targets: TargetId[]): Promise<ProfileReport
       ], { allowFail: true });
     const byDso = await report("dso", "0");
     const cpuNs = Number(/Event count \(approx\.\): (\d+)/.exec(byDso.text)?.[1] ?? NaN);
+    if (!(cpuNs > 0)) {
+      throw new Error(`perf recorded no samples of ${target} (${workloadId}):\n${byDso.err}`);
+    }
     const shares = { kernel: 0, js: 0, runtime: 0, libc: 0, other: 0 };
     for (const match of byDso.text.matchAll(/^\s+([\d.]+)%\s+(.+?)\s*$/gm)) {
       const percent = Number(match[1]), dso = match[2]!;
