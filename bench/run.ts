@@ -812,7 +812,7 @@ async function flushCost(files: Files) {
 interface ProfileReport {
   target: TargetId;
   workload: string;
-  /** fio's figure over the whole run: IOPS, or bytes/s for 1 MiB workloads too. */
+  /** fio's rates over its measured window (after the ramp): requests/s and bytes/s. */
   iops: number;
   bytesPerS: number;
   /** The server's CPU time inside the recording window (perf's cpu-clock count). */
@@ -843,8 +843,12 @@ const PROFILE_CASES: [TargetId, string][] = [
 ];
 
 async function profile(files: Files, targets: TargetId[]): Promise<ProfileReport[]> {
-  if ((await run("perf", ["--version"], { allowFail: true })).code !== 0) {
-    throw new Error("perf is not installed (scripts/setup.sh installs linux-perf)");
+  const perfRuns = await run("perf", ["--version"], { allowFail: true }).then(
+    (result) => result.code === 0,
+    () => false, // not installed: spawning it fails
+  );
+  if (!perfRuns) {
+    throw new Error("perf does not run (scripts/bench.sh installs Debian's linux-perf)");
   }
   const reports: ProfileReport[] = [];
   for (const [target, workloadId] of PROFILE_CASES) {

@@ -50,6 +50,13 @@ function hex(bytes: Uint8Array): string {
   return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
+/** The SHA-256 of `bytes` in hex, as Python's hashlib prints it. */
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  return hex(
+    new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>)),
+  );
+}
+
 /** Remaps `block` through the engine, as a failed write does, with `data` in its slot. */
 async function remapThroughEngine(setup: ServedSetup, block: number, data: Uint8Array) {
   const blockBytes = setup.blockBytes;
@@ -87,10 +94,7 @@ Deno.test("data plane: nbdsh writes and reads are served by the worker, on the m
   const [readAligned, readSubBlock, spanningDigest] = out.split("\n");
   assertEquals(readAligned, hex(aligned));
   assertEquals(readSubBlock, hex(subBlock));
-  const digest = hex(
-    new Uint8Array(await crypto.subtle.digest("SHA-256", spanning as Uint8Array<ArrayBuffer>)),
-  );
-  assertEquals(spanningDigest, digest);
+  assertEquals(spanningDigest, await sha256Hex(spanning));
   assertEquals(await fileBytes(setup.mainPath, 8192, 4096), aligned);
   assertEquals(await fileBytes(setup.mainPath, 3 * MIB + 512, MIB), spanning);
   const counters = setup.dataPlane.counters();
@@ -728,8 +732,6 @@ Deno.test("data plane: requests whose pieces outnumber the free AIO slots wait f
   for (const block of remapped) await remapThroughEngine(setup, block, pattern(blockBytes, block));
   const expected = onMain.slice();
   for (const block of remapped) expected.set(pattern(blockBytes, block), block * blockBytes);
-  const digest = async (bytes: Uint8Array) =>
-    hex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>)));
   const rewritten = pattern(requests * requestBytes, 72);
   // All requests are sent before any reply is read, so the worker takes them in one turn.
   const inFlightTogether = (call: string) =>
@@ -751,7 +753,7 @@ Deno.test("data plane: requests whose pieces outnumber the free AIO slots wait f
       `print(hashlib.sha256(b"".join(h.pread(${requestBytes}, i * ${requestBytes}) for i in range(${requests}))).hexdigest())`,
     ].join("\n"),
   );
-  assertEquals(out.split("\n"), [await digest(expected), await digest(rewritten)]);
+  assertEquals(out.split("\n"), [await sha256Hex(expected), await sha256Hex(rewritten)]);
   assertEquals(setup.engine.counters.reads, 0, "every read served by the worker");
   assertEquals(setup.engine.counters.writes, remapped.length, "only the test's own engine writes");
 });
