@@ -44,6 +44,11 @@ export interface FailingRange extends ByteRange {
   error?: "EIO" | "ENOSPC";
 }
 
+/** A request the disk failed: one FUSE request, which may span several blocks. */
+export interface InjectedError extends ByteRange {
+  operation: "read" | "write";
+}
+
 /** Options for {@link startFailingDisk}. */
 export interface FailingDiskOptions {
   /** Size of the disk; a multiple of 512. */
@@ -61,6 +66,8 @@ export interface FailingDisk extends AsyncDisposable {
   readonly sizeBytes: number;
   /** Replaces the bad ranges; the next request sees the new list. */
   setBadRanges(ranges: readonly FailingRange[]): Promise<void>;
+  /** The requests it failed so far, oldest first: proof that a fault was hit, and when. */
+  injectedErrors(): Promise<InjectedError[]>;
   /** Unmounts (lazily if something still holds the file), waits for nbdkit, removes the files. */
   stop(): Promise<void>;
 }
@@ -91,12 +98,14 @@ export async function startFailingDisk(options: FailingDiskOptions): Promise<Fai
   const files = {
     backing: `${directory}/backing.img`,
     ranges: `${directory}/bad_ranges`,
+    injections: `${directory}/injected_errors`,
     script: `${directory}/plugin.sh`,
     mount: `${directory}/mnt`,
   };
   await Deno.writeFile(files.backing, new Uint8Array());
   await Deno.truncate(files.backing, options.sizeBytes);
   await writeRanges(files.ranges, options.badRanges ?? []);
+  await Deno.writeTextFile(files.injections, "");
   await Deno.writeTextFile(files.script, pluginScript(files, options.sizeBytes), { mode: 0o755 });
   await Deno.mkdir(files.mount);
 
@@ -138,7 +147,7 @@ export async function startFailingDisk(options: FailingDiskOptions): Promise<Fai
 }
 
 interface RunningDiskState {
-  files: { backing: string; ranges: string; mount: string };
+  files: { backing: string; ranges: string; injections: string; mount: string };
   child: Deno.ChildProcess;
   stderr: { text(): Promise<string> };
   sizeBytes: number;
@@ -161,6 +170,18 @@ class RunningDisk implements FailingDisk {
 
   setBadRanges(ranges: readonly FailingRange[]): Promise<void> {
     return writeRanges(this.#state.files.ranges, ranges);
+  }
+
+  async injectedErrors(): Promise<InjectedError[]> {
+    const lines = (await Deno.readTextFile(this.#state.files.injections)).split("\n");
+    return lines.filter((line) => line !== "").map((line) => {
+      const [operation, offset, length] = line.split(" ");
+      return {
+        operation: operation as InjectedError["operation"],
+        offsetBytes: Number(offset),
+        lengthBytes: Number(length),
+      };
+    });
   }
 
   stop(): Promise<void> {
@@ -261,16 +282,23 @@ function shellQuote(text: string): string {
  * The nbdkit sh plugin. Bad-range lines are `offset length read|write|both ERRNO`;
  * `zero` counts as a write; `trim` never fails (it is advisory).
  */
-function pluginScript(files: { backing: string; ranges: string }, sizeBytes: number): string {
+function pluginScript(
+  files: { backing: string; ranges: string; injections: string },
+  sizeBytes: number,
+): string {
   return `#!/bin/bash
 backing=${shellQuote(files.backing)}
 ranges=${shellQuote(files.ranges)}
-# Prints the error to inject for an operation ($1: read|write) on [$2, $2 + $3), or returns 1.
+injections=${shellQuote(files.injections)}
+# Prints the error to inject for an operation ($1: read|write) on [$2, $2 + $3) and
+# records the injection (one short O_APPEND write: whole lines, even from parallel
+# requests), or returns 1.
 injected() {
   local end=$(( $2 + $3 )) offset length fail error
   while read -r offset length fail error; do
     [[ -n $offset ]] || continue
     if (( $2 < offset + length && offset < end )) && [[ $fail == both || $fail == "$1" ]]; then
+      echo "$1 $2 $3" >> "$injections"
       echo "$error"
       return 0
     fi

@@ -406,37 +406,38 @@ async function eventually(what: string, check: () => Promise<boolean>, timeoutMs
 
 /**
  * Writes 1 MiB of `pattern(MIB, seed)` at offset 0 on a connection of its own,
- * its payload in two pieces: the first `firstBytes`, then, once the first
- * `writtenBytes` are on `path` (written before the rest arrived) and
- * `betweenPieces` has run, the rest. Checks the reply; the caller closes `conn`.
+ * sending its payload in pieces: up to each stop's `sentBytes`, then its
+ * `then` (which waits for what the worker must have done by then), and at last
+ * the rest. Checks the reply; the caller closes `conn`.
  */
-async function writeInTwoPieces(
+async function writeInPieces(
   setup: ServedSetup,
-  options: {
-    path: string;
-    seed: number;
-    firstBytes: number;
-    writtenBytes: number;
-    betweenPieces?: (payload: Uint8Array) => Promise<void>;
-  },
+  seed: number,
+  stops: readonly { sentBytes: number; then: (payload: Uint8Array) => Promise<void> }[],
 ) {
   const conn = await Deno.connect({ transport: "unix", path: setup.server.unixPath! });
   const client = socketClient(conn);
   await negotiate(client, { exportName: "dp" });
-  const payload = pattern(MIB, options.seed);
+  const payload = pattern(MIB, seed);
   const request = encodeRequest({ type: 1, cookie: 1, offset: 0, payload });
-  const firstPiece = 28 + options.firstBytes;
-  client.write(request.subarray(0, firstPiece));
-  await eventually(
-    "the first part is written",
-    async () =>
-      hex(await fileBytes(options.path, 0, options.writtenBytes)) ===
-        hex(payload.subarray(0, options.writtenBytes)),
-  );
-  await options.betweenPieces?.(payload);
-  client.write(request.subarray(firstPiece));
+  let sent = 0;
+  for (const stop of stops) {
+    client.write(request.subarray(sent, 28 + stop.sentBytes));
+    sent = 28 + stop.sentBytes;
+    await stop.then(payload);
+  }
+  client.write(request.subarray(sent));
   assertEquals(await readSimpleReply(client), { error: 0, cookie: 1n });
   return { conn, client, payload };
+}
+
+/** Waits until `path`, a file without faults, starts with the first `lengthBytes` of `payload`. */
+function untilWritten(path: string, payload: Uint8Array, lengthBytes: number): Promise<void> {
+  return eventually(
+    `the first ${lengthBytes} bytes are on ${path}`,
+    async () =>
+      hex(await fileBytes(path, 0, lengthBytes)) === hex(payload.subarray(0, lengthBytes)),
+  );
 }
 
 /** Reads the first MiB back on `client` and checks it is `payload`. */
@@ -452,16 +453,18 @@ Deno.test("data plane: a large write is written in parts while its payload arriv
   const remappedBlock = 40;
   await remapThroughEngine(setup, remappedBlock, pattern(blockBytes, 1));
   const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
-  const { conn, payload } = await writeInTwoPieces(setup, {
-    path: setup.mainPath,
-    seed: 41,
-    firstBytes: 256 * KIB,
-    writtenBytes: remappedBlock * blockBytes,
-    betweenPieces: async (payload) => {
-      assertEquals(
-        await fileBytes(setup.sparePath, slotOffset, blockBytes),
-        payload.subarray(remappedBlock * blockBytes, (remappedBlock + 1) * blockBytes),
-        "the remapped block's piece went to its slot",
+  const { conn, payload } = await writeInPieces(setup, 41, [{
+    sentBytes: 256 * KIB,
+    then: async (payload) => {
+      await untilWritten(setup.mainPath, payload, remappedBlock * blockBytes);
+      const slotPiece = payload.subarray(
+        remappedBlock * blockBytes,
+        (remappedBlock + 1) * blockBytes,
+      );
+      await eventually(
+        "the remapped block's piece is on its slot",
+        async () =>
+          hex(await fileBytes(setup.sparePath, slotOffset, blockBytes)) === hex(slotPiece),
       );
       assertNotEquals(
         hex(await fileBytes(setup.mainPath, 512 * KIB, blockBytes)),
@@ -469,7 +472,7 @@ Deno.test("data plane: a large write is written in parts while its payload arriv
         "what has not arrived is not written",
       );
     },
-  });
+  }]);
   conn.close();
   const withoutRemapped = (bytes: Uint8Array) =>
     hex(bytes.slice().fill(0, remappedBlock * blockBytes, (remappedBlock + 1) * blockBytes));
@@ -486,12 +489,10 @@ Deno.test("data plane: when a part of a large write cannot be served by the work
   const pendingBlock = 200; // in the last quarter of the write
   await makePending(setup, pendingBlock);
   assertEquals(setup.engine.pendingBlocks, [pendingBlock]);
-  const { conn, client, payload } = await writeInTwoPieces(setup, {
-    path: setup.mainPath,
-    seed: 42,
-    firstBytes: 256 * KIB,
-    writtenBytes: 256 * KIB,
-  });
+  const { conn, client, payload } = await writeInPieces(setup, 42, [{
+    sentBytes: 256 * KIB,
+    then: (payload) => untilWritten(setup.mainPath, payload, 256 * KIB),
+  }]);
   try {
     assertEquals(setup.engine.counters.writes, 1, "the engine wrote the whole request");
     assertEquals(setup.engine.pendingBlocks, []);
@@ -541,12 +542,21 @@ Deno.test("data plane: a part of a large write that fails with real EIO sends th
     lengthBytes: blockBytes,
     fail: "write",
   }]);
-  const { conn, client, payload } = await writeInTwoPieces(setup, {
-    path: disk.path,
-    seed: 44,
-    firstBytes: 768 * KIB,
-    writtenBytes: 256 * KIB,
-  });
+  const badBlockFailed = async () =>
+    (await disk.injectedErrors()).some(({ operation, offsetBytes, lengthBytes }) =>
+      operation === "write" && offsetBytes <= badBlock * blockBytes &&
+      badBlock * blockBytes < offsetBytes + lengthBytes
+    );
+  // The disk fails a request as a whole, so the first part must end before the
+  // bad block to be written; the part with the bad block fails while the rest
+  // of the payload has not been sent.
+  const { conn, client, payload } = await writeInPieces(setup, 44, [
+    { sentBytes: 256 * KIB, then: (payload) => untilWritten(disk.backingPath, payload, 256 * KIB) },
+    {
+      sentBytes: 768 * KIB,
+      then: () => eventually("the part with the bad block failed", badBlockFailed),
+    },
+  ]);
   try {
     assertEquals(setup.engine.counters.writes, 1, "the engine wrote the whole request");
     assert(setup.events.some((event) => event.type === "remap" && event.blockIndex === badBlock));

@@ -171,7 +171,7 @@ Deno.test("FileDevice writes on a failing disk fail only in write-failing ranges
   });
 });
 
-Deno.test("startFailingDisk() setBadRanges() changes which ranges fail while mounted", async () => {
+Deno.test("startFailingDisk() setBadRanges() changes which ranges fail while mounted, and injectedErrors() lists each failed request", async () => {
   await withFailingDisk([], async (device, disk) => {
     const read = () => outcome(device.read(new Uint8Array(4 * KIB), 2 * MIB));
     const write = () => outcome(device.write(new Uint8Array(4 * KIB), 2 * MIB));
@@ -190,6 +190,10 @@ Deno.test("startFailingDisk() setBadRanges() changes which ranges fail while mou
     );
     await disk.setBadRanges([]);
     assert.deepEqual([await read(), await write()], ["ok", "ok"], "cleared");
+    assert.deepEqual(await disk.injectedErrors(), [
+      { operation: "read", offsetBytes: 2 * MIB, lengthBytes: 4 * KIB },
+      { operation: "write", offsetBytes: 2 * MIB, lengthBytes: 4 * KIB },
+    ]);
   });
 });
 
