@@ -13,6 +13,7 @@ import { startFailingDisk } from "../clients/failing_disk.ts";
 import { fileBytes, type ServedSetup, startServedSetup } from "./_setup.ts";
 import { pattern } from "../remap/harness.ts";
 import {
+  concat,
   encodeRequest,
   negotiate,
   readSimpleReply,
@@ -671,6 +672,114 @@ Deno.test("data plane: remapped blocks in consecutive slots with main-disk block
     }
   }
   assertEquals(setup.engine.counters.writes, 3, "only the test's own engine writes");
+  assertEquals(setup.engine.counters.reads, 0, "every read served by the worker");
+});
+
+Deno.test("data plane: a request over extents with and without remaps finds every remapped block, at extent edges too", async () => {
+  await using setup = await startServedSetup();
+  const blockBytes = setup.blockBytes;
+  // Extents are SUMMARY_EXTENT_BLOCKS (64) blocks. 63|64 straddle an edge; 192 starts extent
+  // 3 right after extent 2, which has no remap; 200 sits inside extent 3; 319 ends extent 4;
+  // 329 is the request's last block.
+  const remapped = [63, 64, 192, 200, 319, 329];
+  const first = 60, count = 330 - 60; // blocks 60..329, from mid-extent to mid-extent
+  const offset = first * blockBytes, length = count * blockBytes;
+  const onMain = pattern(length, 61);
+  using main = await Deno.open(setup.mainPath, { write: true });
+  await main.seek(offset, Deno.SeekMode.Start);
+  await main.write(onMain);
+  for (const block of remapped) await remapThroughEngine(setup, block, pattern(blockBytes, block));
+  const expected = onMain.slice();
+  for (const block of remapped) {
+    expected.set(pattern(blockBytes, block), (block - first) * blockBytes);
+  }
+  const readPath = await Deno.makeTempFile({ dir: "/dev/shm", prefix: "dm-remap-extents-" });
+  using _removeRead = { [Symbol.dispose]: () => Deno.removeSync(readPath) };
+  const blocksOf = (bytes: Uint8Array) =>
+    Array.from(
+      { length: count },
+      (_, i) => hex(bytes.subarray(i * blockBytes, i * blockBytes + 16)),
+    );
+  const rewritten = pattern(length, 62);
+  await nbdsh(
+    setup.uri,
+    `open("${readPath}", "wb").write(h.pread(${length}, ${offset}))\n` +
+      `h.pwrite(${py(rewritten)}, ${offset})`,
+  );
+  assertEquals(blocksOf(await Deno.readFile(readPath)), blocksOf(expected), "read: block by block");
+  const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
+  const slots = await fileBytes(setup.sparePath, slotOffset, remapped.length * blockBytes);
+  const mainAfter = await fileBytes(setup.mainPath, offset, length);
+  const expectedMain = rewritten.slice();
+  remapped.forEach((block, slot) => {
+    const at = (block - first) * blockBytes;
+    assertEquals(
+      hex(slots.subarray(slot * blockBytes, (slot + 1) * blockBytes)),
+      hex(rewritten.subarray(at, at + blockBytes)),
+      `block ${block} written to slot ${slot}`,
+    );
+    expectedMain.set(onMain.subarray(at, at + blockBytes), at);
+  });
+  assertEquals(
+    blocksOf(mainAfter),
+    blocksOf(expectedMain),
+    "write: remapped blocks' main copies untouched",
+  );
+  assertEquals(setup.engine.counters.reads, 0, "every read served by the worker");
+  assertEquals(setup.engine.counters.writes, remapped.length, "only the test's own engine writes");
+});
+
+Deno.test("data plane: requests whose pieces outnumber the free AIO slots wait for room in the worker, not go to the engine", async () => {
+  await using setup = await startServedSetup();
+  const blockBytes = setup.blockBytes;
+  // Every other block remapped: a 1 MiB request is 128 main-disk runs and two
+  // vectored slot runs, so two such requests need more than AIO_SLOTS_MAX (256).
+  const requests = 4, requestBytes = MIB;
+  const blocks = (requests * requestBytes) / blockBytes;
+  const onMain = pattern(requests * requestBytes, 71);
+  using main = await Deno.open(setup.mainPath, { write: true });
+  await main.write(onMain);
+  const remapped = Array.from({ length: blocks / 2 }, (_, i) => 2 * i + 1);
+  for (const block of remapped) await remapThroughEngine(setup, block, pattern(blockBytes, block));
+  const expected = onMain.slice();
+  for (const block of remapped) expected.set(pattern(blockBytes, block), block * blockBytes);
+  // The reads' headers go in one write, so the worker receives and plans them
+  // in one turn: the second finds fewer free slots than it has pieces.
+  const conn = await Deno.connect({ transport: "unix", path: setup.server.unixPath! });
+  const read = new Uint8Array(requests * requestBytes);
+  try {
+    const client = socketClient(conn);
+    await negotiate(client, { exportName: "dp" });
+    const headers = Array.from(
+      { length: requests },
+      (_, i) =>
+        encodeRequest({ type: 0, cookie: i, offset: i * requestBytes, length: requestBytes }),
+    );
+    client.write(concat(...headers));
+    for (let i = 0; i < requests; i++) {
+      const { error, cookie } = await readSimpleReply(client);
+      assertEquals(error, 0);
+      read.set(await client.readExact(requestBytes), Number(cookie) * requestBytes);
+    }
+  } finally {
+    conn.close();
+  }
+  assertEquals(await sha256Hex(read), await sha256Hex(expected));
+  const rewritten = pattern(requests * requestBytes, 72);
+  // All writes are sent before any reply is read, so they are in flight together.
+  const out = await nbdsh(
+    setup.uri,
+    [
+      "import hashlib",
+      `data = ${py(rewritten)}`,
+      `writes = [nbd.Buffer.from_bytearray(bytearray(data[i * ${requestBytes}:(i + 1) * ${requestBytes}])) for i in range(${requests})]`,
+      `cookies = [h.aio_pwrite(writes[i], i * ${requestBytes}) for i in range(${requests})]`,
+      `while h.aio_in_flight() > 0: h.poll(-1)`,
+      `assert all(h.aio_command_completed(c) for c in cookies)`,
+      `print(hashlib.sha256(b"".join(h.pread(${requestBytes}, i * ${requestBytes}) for i in range(${requests}))).hexdigest())`,
+    ].join("\n"),
+  );
+  assertEquals(out, await sha256Hex(rewritten));
   assertEquals(setup.engine.counters.reads, 0, "every read served by the worker");
 });
 

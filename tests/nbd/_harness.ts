@@ -20,6 +20,7 @@ import type {
 } from "../../mod/device/device.ts";
 import { MemoryDevice } from "../../mod/device/memory_device.ts";
 import { type ByteStream, ConnByteStream, StreamEndedError } from "../../mod/nbd/byte_stream.ts";
+import { concatBytes } from "../../mod/nbd/protocol.ts";
 
 // ---------------------------------------------------------------------------
 // Byte pipes.
@@ -187,13 +188,7 @@ function view(bytes: Uint8Array): DataView {
 
 /** Concatenates byte arrays. */
 export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** Big-endian u16. */
