@@ -156,8 +156,18 @@ stall_report() {
   for task in /proc/"$SERVE_PID"/task/*; do
     echo "thread ${task##*/} $(cat "$task/comm") state $(sed 's/.*) //' "$task/stat" | cut -d' ' -f1) wchan $(cat "$task/wchan") syscall $(cut -d' ' -f1-3 "$task/syscall" 2>/dev/null)"
   done
+  # Requests the server answered: more than none means a reply was lost, none that no request came.
+  echo "status: $(status_json 2>&1 | tr -d ' \n' | grep -o '"counters":{[^}]*}\|"nbd":{[^}]*}' | tr '\n' ' ')"
+  echo "server sockets: $(ls -l /proc/"$SERVE_PID"/fd 2>/dev/null | grep -o '[0-9]* -> socket:.*' | tr '\n' ' ')"
   for file in /sys/kernel/debug/nbd/nbd0/*; do echo "$file: $(cat "$file" 2>&1 | tr '\n' ' ')"; done
-  dmesg | tail -5
+  # Where the kernel holds the request: dispatched to the driver (busy) or still queued.
+  echo "inflight: $(cat /sys/block/nbd0/inflight)"
+  for file in /sys/kernel/debug/block/nbd0/hctx*/busy /sys/kernel/debug/block/nbd0/hctx*/dispatch \
+    /sys/kernel/debug/block/nbd0/hctx*/state /sys/kernel/debug/block/nbd0/requeue_list; do
+    [ -e "$file" ] && echo "$file: $(cat "$file" 2>&1 | tr '\n' ' ')"
+  done
+  echo w >/proc/sysrq-trigger 2>/dev/null
+  dmesg | tail -40
 }
 
 # The helper functions as text, for `sh -c`.
