@@ -647,8 +647,9 @@ class DirectTransmission {
     if (runs.length > this.#aio.free) {
       this.#state.leave();
       if (runs.length > AIO_SLOTS_MAX) return "engine"; // it can never fit
-      // Slots are held by I/O in flight or prepared in this turn; either way
-      // they come back at this turn's reap, and the wait does not block then.
+      // Slots are held by I/O in flight or prepared in this turn (submitted
+      // before the wait): the wait wakes when that I/O completes, at once when
+      // none is in flight.
       this.#waitingForRoom = true;
       return "wait";
     }

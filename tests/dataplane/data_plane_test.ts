@@ -12,6 +12,7 @@ import { assertClientOk, runClient, SYSTEM_PATH_PREFIX } from "../clients/run_cl
 import { startFailingDisk } from "../clients/failing_disk.ts";
 import { fileBytes, type ServedSetup, startServedSetup } from "./_setup.ts";
 import { pattern } from "../remap/harness.ts";
+import { REQUEST_HEADER_BYTES } from "../../mod/nbd/protocol.ts";
 import {
   concat,
   encodeRequest,
@@ -375,7 +376,7 @@ Deno.test("data plane: a client stalled in the middle of a write payload does no
     const payload = pattern(256 * KIB, 5);
     stalled.write(encodeRequest({ type: 0, cookie: 1, offset: 0, length: 4096 }));
     const header = encodeRequest({ type: 1, cookie: 2, offset: MIB, payload });
-    stalled.write(header.subarray(0, 28 + 128 * KIB));
+    stalled.write(header.subarray(0, REQUEST_HEADER_BYTES + 128 * KIB));
     await new Promise((resolve) => setTimeout(resolve, 300));
     // Another client's write to a failing block needs a remap commit, which
     // needs the engine's gate empty.
@@ -387,7 +388,7 @@ Deno.test("data plane: a client stalled in the middle of a write payload does no
     ], { timeoutMs: 15_000 });
     assertClientOk(other);
     assert(setup.events.some((event) => event.type === "remap" && event.blockIndex === 9));
-    stalled.write(header.subarray(28 + 128 * KIB));
+    stalled.write(header.subarray(REQUEST_HEADER_BYTES + 128 * KIB));
     assertEquals(await readSimpleReply(stalled), { error: 0, cookie: 1n });
     await stalled.readExact(4096);
     assertEquals(await readSimpleReply(stalled), { error: 0, cookie: 2n });
@@ -423,8 +424,9 @@ async function writeInPieces(
   const request = encodeRequest({ type: 1, cookie: 1, offset: 0, payload });
   let sent = 0;
   for (const stop of stops) {
-    client.write(request.subarray(sent, 28 + stop.sentBytes));
-    sent = 28 + stop.sentBytes;
+    const end = REQUEST_HEADER_BYTES + stop.sentBytes;
+    client.write(request.subarray(sent, end));
+    sent = end;
     await stop.then(payload);
   }
   client.write(request.subarray(sent));
@@ -513,7 +515,10 @@ Deno.test("data plane: a client that hangs up in the middle of a streamed write 
   await negotiate(client, { exportName: "dp" });
   const payload = pattern(MIB, 43);
   client.write(
-    encodeRequest({ type: 1, cookie: 1, offset: 0, payload }).subarray(0, 28 + 512 * KIB),
+    encodeRequest({ type: 1, cookie: 1, offset: 0, payload }).subarray(
+      0,
+      REQUEST_HEADER_BYTES + 512 * KIB,
+    ),
   );
   await eventually(
     "a part is written",

@@ -156,7 +156,7 @@ stall_report() {
   for task in /proc/"$SERVE_PID"/task/*; do
     echo "thread ${task##*/} $(cat "$task/comm") state $(sed 's/.*) //' "$task/stat" | cut -d' ' -f1) wchan $(cat "$task/wchan") syscall $(cut -d' ' -f1-3 "$task/syscall" 2>/dev/null)"
   done
-  # Requests the server answered: more than none means a reply was lost, none that no request came.
+  # Requests the server answered, to set beside the kernel's count in flight below.
   echo "status: $(status_json 2>&1 | tr -d ' \n' | grep -o '"counters":{[^}]*}\|"nbd":{[^}]*}' | tr '\n' ' ')"
   echo "server sockets: $(ls -l /proc/"$SERVE_PID"/fd 2>/dev/null | grep -o '[0-9]* -> socket:.*' | tr '\n' ' ')"
   for file in /sys/kernel/debug/nbd/nbd0/*; do echo "$file: $(cat "$file" 2>&1 | tr '\n' ' ')"; done
