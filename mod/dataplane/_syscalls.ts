@@ -13,6 +13,7 @@ import { addressOf, callSync } from "../device/_libc.ts";
 
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   listen: { parameters: ["i32", "i32"], result: "i32" },
   // On a thread of the runtime's pool: the accept loop must not block the event loop.
@@ -51,6 +52,7 @@ export const MSG_DONTWAIT = 0x40;
 export const MSG_NOSIGNAL = 0x4000;
 /** `shutdown` directions. */
 export const SHUT_RD = 0;
+export const SHUT_WR = 1;
 export const SHUT_RDWR = 2;
 /** `poll` events. */
 export const POLLIN = 0x1;
@@ -78,6 +80,19 @@ export function listenUnix(path: string, backlog: number): number {
     return listening;
   }
   return fd;
+}
+
+/**
+ * A connected pair of Unix stream sockets, as `socketpair(2)` makes them.
+ *
+ * @returns The two descriptors, or `-errno`.
+ */
+export function createSocketPair(): [number, number] | number {
+  const fds = new Int32Array(2);
+  const result = callSync(() =>
+    libc().socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, new Uint8Array(fds.buffer))
+  );
+  return result < 0 ? result : [fds[0]!, fds[1]!];
 }
 
 /** Waits for a connection on a thread of the pool: the new socket or `-1` (the listener was shut down or failed). */

@@ -294,6 +294,12 @@ class DirectTransmission {
   #inStart = 0;
   #inEnd = 0;
   #reading = true;
+  /**
+   * The client shut its side of the socket: nothing more arrives, but the
+   * complete requests it sent before are still served (the in-flight limits
+   * may have parked some in the input buffer).
+   */
+  #inputEnded = false;
   #end: "disconnect" | "eof" | "stopped" = "eof";
   #failure: Error | undefined;
   /** Requests read and not yet answered. */
@@ -387,18 +393,11 @@ class DirectTransmission {
 
   #parseRequests(): void {
     if (this.#incoming && !this.#continueIncoming(this.#incoming)) return;
-    while (this.#reading && this.#inflight < NBD_INFLIGHT_MAX) {
-      if (this.#inEnd - this.#inStart < REQUEST_HEADER_BYTES) break;
+    while (this.#nextRequestAdmitted()) {
       const type = this.#inView.getUint16(this.#inStart + 6);
       const lengthBytes = this.#inView.getUint32(this.#inStart + 24);
       const carriesPayload = type === NBD_CMD_WRITE && lengthBytes <= NBD_REQUEST_BYTES_MAX;
-      const costBytes = (carriesPayload || type === NBD_CMD_READ) &&
-          lengthBytes <= NBD_REQUEST_BYTES_MAX
-        ? lengthBytes
-        : 0;
-      if (this.#inflightBytes > 0 && this.#inflightBytes + costBytes > NBD_INFLIGHT_BYTES_MAX) {
-        break;
-      }
+      const costBytes = this.#costOfBufferedRequest();
       let header: RequestHeader;
       try {
         header = decodeRequestHeaderAt(this.#inView, this.#inStart);
@@ -439,6 +438,29 @@ class DirectTransmission {
       this.#route(request);
     }
     if (this.#inStart === this.#inEnd) this.#inStart = this.#inEnd = 0;
+    this.#endInputIfDrained();
+  }
+
+  /**
+   * Whether the input buffer holds the header of a request that the in-flight
+   * limits let start now. The limits park requests in the buffer; whenever
+   * this turns true again, the next turn must parse them, since the client
+   * may have sent everything and be waiting for replies (see #wait).
+   */
+  #nextRequestAdmitted(): boolean {
+    if (!this.#reading || this.#incoming !== undefined) return false;
+    if (this.#inflight >= NBD_INFLIGHT_MAX) return false;
+    if (this.#inEnd - this.#inStart < REQUEST_HEADER_BYTES) return false;
+    const costBytes = this.#costOfBufferedRequest();
+    return this.#inflightBytes === 0 || this.#inflightBytes + costBytes <= NBD_INFLIGHT_BYTES_MAX;
+  }
+
+  /** Payload bytes the buffered header at the input's start would hold in flight. */
+  #costOfBufferedRequest(): number {
+    const type = this.#inView.getUint16(this.#inStart + 6);
+    const lengthBytes = this.#inView.getUint32(this.#inStart + 24);
+    const dataCommand = type === NBD_CMD_WRITE || type === NBD_CMD_READ;
+    return dataCommand && lengthBytes <= NBD_REQUEST_BYTES_MAX ? lengthBytes : 0;
   }
 
   /**
@@ -542,11 +564,29 @@ class DirectTransmission {
     else if (this.#incoming) {
       // Its reply can never be sent: the connection ends once its pieces are done.
       this.#failure ??= new Deno.errors.UnexpectedEof("The stream ended inside a write");
-    } else if (this.#inEnd > this.#inStart && !this.#stopRequested()) {
-      this.#failure ??= new Deno.errors.UnexpectedEof("The stream ended inside a request");
+    } else if (!this.#stopRequested()) {
+      this.#inputEnded = true;
+      this.#endInputIfDrained();
+      return true;
     }
     this.#stopReading(this.#stopRequested() ? "stopped" : "eof");
     return false;
+  }
+
+  /** After the client shut its side: stops reading once no complete request header is left. */
+  #endInputIfDrained(): void {
+    if (!this.#inputEnded || this.#inEnd - this.#inStart >= REQUEST_HEADER_BYTES) return;
+    if (this.#inEnd > this.#inStart) {
+      this.#failure ??= new Deno.errors.UnexpectedEof("The stream ended inside a request");
+    }
+    this.#stopReading("eof");
+  }
+
+  /** How many bytes the next receive may take: never zero while the socket is read. */
+  #inputRoomBytes(): number {
+    const incoming = this.#incoming;
+    if (incoming) return incoming.header.lengthBytes - incoming.receivedBytes;
+    return this.#in.length - (this.#inEnd - this.#inStart);
   }
 
   #compactInput(): void {
@@ -989,13 +1029,20 @@ class DirectTransmission {
   #wait(): void {
     // Nothing in flight means every slot is free again: retry at once.
     if (this.#waitingForRoom && this.#aio.inflight === 0) return;
-    const canRead = this.#reading &&
-      (this.#incoming !== undefined || this.#inflight < NBD_INFLIGHT_MAX);
+    // A request that the in-flight limits parked in the input buffer and now
+    // admit: the client may have sent all it will send and be waiting for its
+    // reply, so the next turn parses it before anything waits on the socket.
+    if (this.#nextRequestAdmitted()) return;
+    const canRead = this.#reading && !this.#inputEnded && (
+      this.#incoming !== undefined ||
+      (this.#inflight < NBD_INFLIGHT_MAX && this.#inputRoomBytes() > 0)
+    );
     const idle = this.#aio.inflight === 0 && this.#out.length === 0 &&
       this.#forwarded.size === 0 && this.#waiting.length === 0;
     if (canRead && idle) {
       if (this.#idlePollPays && this.#pollBeforeSleeping()) return;
       // Only the client can start anything: wait in recv itself (shutdown() ends it at stop).
+      this.#assertMaySleep({ replies: false, wake: false, disk: false });
       const sleptAt = performance.now();
       this.#receiveBlocking();
       this.#idlePollPays = (performance.now() - sleptAt) * 1000 < IDLE_POLL_MICROS;
@@ -1009,6 +1056,7 @@ class DirectTransmission {
     count = this.#pollEntry(view, count, this.#fd, socketEvents);
     if (this.#aio.inflight > 0) count = this.#pollEntry(view, count, this.#aioEventFd, POLLIN);
     count = this.#pollEntry(view, count, this.#setup.wakeFd, POLLIN);
+    this.#assertMaySleep({ replies: canSend, wake: true, disk: this.#aio.inflight > 0 });
     const ready = pollDescriptors(this.#pollFds, count, -1);
     if (ready <= 0) return;
     for (let i = 0; i < count; i++) {
@@ -1018,6 +1066,27 @@ class DirectTransmission {
       if (fd === this.#fd) {
         if (canRead && (revents & ~POLLOUT) !== 0) this.#receiveAvailable();
       } else drainEventFd(fd);
+    }
+  }
+
+  /**
+   * The liveness invariant, checked before every sleep: whatever this worker
+   * could do now is done, or the sleep wakes for it. No request the limits
+   * admit waits in the input buffer; queued replies are waited on with
+   * POLLOUT; forwarded requests' replies and the gate's reopening are waited
+   * on through the wake eventfd; disk I/O in flight through its eventfd.
+   */
+  #assertMaySleep(watched: { replies: boolean; wake: boolean; disk: boolean }): void {
+    assert(!this.#nextRequestAdmitted(), "no admitted request waits in the input buffer");
+    if (this.#out.length > 0 && this.#failure === undefined) {
+      assert(watched.replies, "a sleep with replies queued wakes when the socket takes them");
+    }
+    if (this.#forwarded.size > 0 || this.#waiting.length > 0) {
+      assert(watched.wake, "a sleep with requests on the engine or the gate wakes for them");
+    }
+    if (this.#aio.inflight > 0) assert(watched.disk, "a sleep with disk I/O in flight wakes for it");
+    if (this.#reading && this.#inputEnded) {
+      assert(this.#inflight > 0, "after the client's end, only requests in flight park the rest");
     }
   }
 

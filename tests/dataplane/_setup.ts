@@ -32,6 +32,8 @@ export interface ServedSetupOptions {
   direct?: boolean;
   /** Whether workers send requests touching the fault layer's bad blocks through it. @default false */
   faultsVisible?: boolean;
+  /** Also listen on a free TCP port of 127.0.0.1 (served on the event loop). @default false */
+  tcp?: boolean;
 }
 
 /** A served setup; dispose it to stop everything and remove the files. */
@@ -101,6 +103,7 @@ export async function startServedSetup(options: ServedSetupOptions = {}): Promis
     exportName: "dp",
     preferredBlockBytes: blockBytes,
     unixPath: socketPath,
+    tcp: options.tcp ? { hostname: "127.0.0.1", port: 0 } : undefined,
   });
   return {
     engine,
