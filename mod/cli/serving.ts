@@ -132,6 +132,14 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
     message:
       `serving ${engine.sizeBytes} bytes with ${engine.remapCount} remaps, ${engine.pendingBlocks.length} pending`,
   });
+  // SIGUSR1 reports each worker connection's state on stderr, as dd reports its
+  // progress: what a stall report needs from a server whose workers are blocked.
+  const reportConnections = () => {
+    for (const line of dataPlane?.describeConnections() ?? []) {
+      output.err(`dm-remap[${name}] ${line}`);
+    }
+  };
+  Deno.addSignalListener("SIGUSR1", reportConnections);
   let stopping: Promise<void> | undefined;
   return {
     engine,
@@ -142,6 +150,7 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
     ),
     stop() {
       stopping ??= (async () => {
+        Deno.removeSignalListener("SIGUSR1", reportConnections);
         await nbd.close();
         await engine.flush();
         await engine.close();

@@ -24,6 +24,7 @@ const SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   fdatasync: { parameters: ["i32"], result: "i32" },
@@ -98,6 +99,15 @@ export function createSocketPair(): [number, number] | number {
 /** Waits for a connection on a thread of the pool: the new socket or `-1` (the listener was shut down or failed). */
 export async function acceptConnection(listenFd: number): Promise<number> {
   return await libc().accept4(listenFd, null, null, SOCK_CLOEXEC);
+}
+
+const FIONREAD = 0x541bn;
+
+/** Bytes in a socket's receive queue that nobody has read yet (`FIONREAD`), or `-errno`. */
+export function unreadBytes(fd: number): number {
+  const count = new Int32Array(1);
+  const result = callSync(() => libc().ioctl(fd, FIONREAD, new Uint8Array(count.buffer)));
+  return result < 0 ? result : count[0]!;
 }
 
 /** `recv`: bytes received, 0 at end of stream, or `-errno`. */

@@ -157,7 +157,7 @@ export async function serveWorkerConnection(
 ): Promise<void> {
   // Before the handshake: once the client has its reply, the connection is as it will stay.
   growSendBuffer(setup.connectionFd, SOCKET_SEND_BUFFER_BYTES);
-  const socket = new BlockingSocket(setup.connectionFd);
+  const socket = new BlockingSocket(setup.connectionFd, setup.counters);
   const stream = new ConnByteStream(socket);
   let result;
   try {
@@ -200,14 +200,17 @@ function endedWith(error: unknown): FromWorker {
 /** Blocking recv/send on the worker's own thread, for the handshake. */
 class BlockingSocket {
   readonly #fd: number;
+  readonly #counters: Float64Array;
 
-  constructor(fd: number) {
+  constructor(fd: number, counters: Float64Array) {
     this.#fd = fd;
+    this.#counters = counters;
   }
 
   read(buffer: Uint8Array): Promise<number | null> {
     const count = receive(this.#fd, buffer, 0);
     if (count < 0) return Promise.reject(connectionError("receive", -count));
+    this.#counters[COUNTERS.BYTES_RECEIVED]! += count;
     return Promise.resolve(count === 0 ? null : count);
   }
 
@@ -427,6 +430,7 @@ class DirectTransmission {
       };
       this.#inflight++;
       this.#inflightBytes += costBytes;
+      this.#setup.counters[COUNTERS.REQUESTS_RECEIVED]!++;
       if (carriesPayload && !this.#takePayload(request)) {
         this.#incoming = request;
         this.#incomingStreams = lengthBytes > STREAM_PART_BYTES_MIN &&
@@ -556,6 +560,7 @@ class DirectTransmission {
 
   #received(count: number): boolean {
     if (count > 0) {
+      this.#setup.counters[COUNTERS.BYTES_RECEIVED]! += count;
       if (this.#incoming) this.#incoming.receivedBytes += count;
       else this.#inEnd += count;
       return true;
@@ -1084,7 +1089,9 @@ class DirectTransmission {
     if (this.#forwarded.size > 0 || this.#waiting.length > 0) {
       assert(watched.wake, "a sleep with requests on the engine or the gate wakes for them");
     }
-    if (this.#aio.inflight > 0) assert(watched.disk, "a sleep with disk I/O in flight wakes for it");
+    if (this.#aio.inflight > 0) {
+      assert(watched.disk, "a sleep with disk I/O in flight wakes for it");
+    }
     if (this.#reading && this.#inputEnded) {
       assert(this.#inflight > 0, "after the client's end, only requests in flight park the rest");
     }

@@ -25,6 +25,7 @@ import {
   SHUT_RDWR,
   shutdownSocket,
   signalEventFd,
+  unreadBytes,
 } from "./_syscalls.ts";
 import {
   COUNTERS,
@@ -142,6 +143,15 @@ export class DataPlane {
     return connection;
   }
 
+  /**
+   * One line per open connection: its phase, what its worker received and
+   * answered, and what its socket holds unread. For a stall report: a request
+   * the client counts as sent shows here as received, unread, or neither.
+   */
+  describeConnections(): string[] {
+    return [...this.#connections].map((connection, index) => connection.describe(index + 1));
+  }
+
   /** Stops following the engine's gate; every connection must be over. */
   close(): void {
     assert(this.#connections.size === 0, "the data plane closes after its connections");
@@ -254,6 +264,16 @@ class WorkerConnection implements DataPlaneConnection {
 
   get answered(): number {
     return Atomics.load(this.#mailbox, MAILBOX.ANSWERED);
+  }
+
+  describe(serial: number): string {
+    const counters = this.counters;
+    return `worker connection ${serial} (fd ${this.#fd}): ` +
+      `${this.negotiating ? "negotiating" : "transmission"}, ` +
+      `${counters[COUNTERS.BYTES_RECEIVED]} bytes and ` +
+      `${counters[COUNTERS.REQUESTS_RECEIVED]} requests received, ${this.answered} answered, ` +
+      `${unreadBytes(this.#fd)} bytes unread in the socket, ` +
+      `${Atomics.load(this.#mailbox, MAILBOX.POSTED)} messages posted to the worker`;
   }
 
   stop(): void {

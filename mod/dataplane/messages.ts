@@ -53,7 +53,11 @@ export const COUNTERS = {
   BYTES_READ: 2,
   BYTES_WRITTEN: 3,
   FLUSHES: 4,
-  WORDS: 5,
+  /** Bytes received from the client, handshake included. */
+  BYTES_RECEIVED: 5,
+  /** Request headers taken from the input (the client's requests as the worker saw them). */
+  REQUESTS_RECEIVED: 6,
+  WORDS: 7,
 } as const;
 
 /** Everything a worker needs to serve one connection. */

@@ -54,7 +54,8 @@ function report(name: string, run: VmRun): void {
   }
 }
 
-const SERVE_CHECKS = ["dm_main", "serve", "nbd_attach", "serve_stop"];
+/** Every scenario that runs to its end reports these; io_watch: no I/O stalled, no timeout. */
+const SERVE_CHECKS = ["dm_main", "serve", "nbd_attach", "serve_stop", "io_watch"];
 
 Deno.test("vm 1: ext4 on /dev/nbd0 (unix socket, -b 4096, -C 2): a tree of files verifies after umount", async () => {
   await withImages(async ({ disks }) => {
@@ -167,6 +168,22 @@ Deno.test("vm 5: a block written before it went bad reads as EIO, is pending, an
       "read_healed",
       "status_healed",
       "dmesg_shows_eio",
+    ]);
+  });
+});
+
+Deno.test("vm 6: a server frozen under I/O is reported as an I/O stall, with where its threads wait", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({ scenario: "stall", disks });
+    report("stall", run);
+    const outcome = (name: string) => run.checks.find((check) => check.check === name);
+    assert.equal(outcome("io_stall")?.ok, false, `no stall was reported:\n${run.log}`);
+    assert.match(String(outcome("io_stall")!.detail), /thread \d+ .* wchan/);
+    assert.equal(outcome("io_watch")?.ok, false, "the watch fails the run");
+    const rest = run.checks.filter((check) => !["io_stall", "io_watch"].includes(check.check));
+    assertChecks({ ...run, checks: rest }, [
+      ...SERVE_CHECKS.filter((name) => name !== "io_watch"),
+      "read_after_resume",
     ]);
   });
 });

@@ -64,6 +64,7 @@ serve_start() {
   deno run -A /guest/dm-remap.js serve "$SETUP" --main "$MAIN" --spare "$DISK_SPARE" --socket "$NBD_SOCKET" \
     --api-socket "$API_SOCKET" "$@" >>/tmp/serve.log 2>&1 &
   SERVE_PID=$!
+  echo "$SERVE_PID" >/run/serve.pid
   tries=0
   until grep -q "serving [0-9]* bytes" /tmp/serve.log 2>/dev/null; do
     tries=$((tries + 1))
@@ -127,38 +128,70 @@ setup_serve_attach() {
     return 1
   fi
   check nbd_attach nbd_attach || return 1
-  # The first requests after attach (the partition scan on first open) stalled for the
-  # kernel's 30 s timeout in about 1 full test run in 5; they are watched for the log.
-  watch_stall first_io 8 blockdev --getsize64 "$NBD"
 }
 
-# watch_stall NAME SECONDS COMMAND...: runs COMMAND; when it takes longer than SECONDS,
-# reports observe:stall-NAME with the server's threads (what each waits in) and the kernel's
-# view of the connections, taken while it is stuck; then waits for it to finish.
-watch_stall() {
-  name=$1 limit=$2
-  shift 2
-  rm -f /tmp/stall.done
-  ("$@" >/dev/null 2>&1; echo $? >/tmp/stall.done) &
-  waited=0
-  while [ ! -e /tmp/stall.done ] && [ $waited -lt $((limit * 10)) ]; do
-    sleep 0.1
-    waited=$((waited + 1))
+# Every I/O on $NBD is watched for the whole run (io_watch_start before the scenario,
+# io_watch_end after it): requests in flight with none completing for IO_STALL_SECONDS is a
+# stall. The kernel's own timeout is 30 s; no request of these scenarios takes seconds.
+IO_STALL_SECONDS=10
+
+io_watch_start() {
+  rm -f /tmp/io_watch.stop /tmp/io_watch.pause /tmp/io_stalls
+  io_watch &
+  IO_WATCH_PID=$!
+}
+
+# io_watch: samples /sys/block/nbd0 twice a second. Each stall is reported at once as a
+# failed check io_stall, with the stall report taken while it lasts. A scenario that stops
+# the server on purpose creates /tmp/io_watch.pause for that time.
+io_watch() {
+  last="" still=0 reported=false
+  while [ ! -e /tmp/io_watch.stop ]; do
+    sleep 0.5
+    [ -e /sys/block/nbd0/inflight ] || continue
+    inflight=$(awk '{ print $1 + $2 }' /sys/block/nbd0/inflight)
+    # Completed reads, writes, discards and flushes (Documentation/block/stat.rst).
+    completed=$(awk '{ print $1 + $5 + $12 + $16 }' /sys/block/nbd0/stat)
+    if [ "$inflight" -eq 0 ] || [ "$completed" != "$last" ] || [ -e /tmp/io_watch.pause ]; then
+      last=$completed still=0 reported=false
+      continue
+    fi
+    still=$((still + 1))
+    if [ $still -ge $((IO_STALL_SECONDS * 2)) ] && ! $reported; then
+      reported=true
+      echo "stall at $(cut -d' ' -f1 /proc/uptime)" >>/tmp/io_stalls
+      result io_stall false "$inflight requests in flight, none completed for $IO_STALL_SECONDS s: $(stall_report)"
+    fi
   done
-  [ -e /tmp/stall.done ] && return 0
-  mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-  observe "stall-$name" "$(stall_report)"
-  while [ ! -e /tmp/stall.done ]; do sleep 0.2; done
 }
 
+# io_watch_end: stops the watch and reports io_watch: ok when it saw no stall and the kernel
+# logged no request timeout ("timed out") on any NBD device.
+io_watch_end() {
+  touch /tmp/io_watch.stop
+  wait "$IO_WATCH_PID"
+  stalls=$(cat /tmp/io_stalls 2>/dev/null)
+  timeouts=$(dmesg | grep -i "nbd.*timed out")
+  if [ -z "$stalls$timeouts" ]; then result io_watch true "no stall, no timeout"; else
+    result io_watch false "stalls: $stalls; kernel: $timeouts"
+  fi
+}
+
+# stall_report: the server's threads (what each waits in), its counters and sockets, and the
+# kernel's view of the connections and of the requests it holds.
 stall_report() {
+  mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+  pid=$(cat /run/serve.pid 2>/dev/null)
   echo "uptime $(cut -d' ' -f1 /proc/uptime)"
-  for task in /proc/"$SERVE_PID"/task/*; do
-    echo "thread ${task##*/} $(cat "$task/comm") state $(sed 's/.*) //' "$task/stat" | cut -d' ' -f1) wchan $(cat "$task/wchan") syscall $(cut -d' ' -f1-3 "$task/syscall" 2>/dev/null)"
+  for task in /proc/"$pid"/task/*; do
+    echo "thread ${task##*/} $(cat "$task/comm") state $(sed 's/.*) //' "$task/stat" | cut -d' ' -f1) wchan $(cat "$task/wchan") syscall $(cut -d' ' -f1-4 "$task/syscall" 2>/dev/null)"
   done
+  # What each connection's worker received and answered, and what its socket holds unread
+  # (SIGUSR1 makes the server print it), beside the kernel's count in flight below.
+  kill -USR1 "$pid" 2>/dev/null && sleep 1 && grep "worker connection" /tmp/serve.log | tail -4
   # Requests the server answered, to set beside the kernel's count in flight below.
   echo "status: $(status_json 2>&1 | tr -d ' \n' | grep -o '"counters":{[^}]*}\|"nbd":{[^}]*}' | tr '\n' ' ')"
-  echo "server sockets: $(ls -l /proc/"$SERVE_PID"/fd 2>/dev/null | grep -o '[0-9]* -> socket:.*' | tr '\n' ' ')"
+  echo "server sockets: $(ls -l /proc/"$pid"/fd 2>/dev/null | grep -o '[0-9]* -> socket:.*' | tr '\n' ' ')"
   for file in /sys/kernel/debug/nbd/nbd0/*; do echo "$file: $(cat "$file" 2>&1 | tr '\n' ' ')"; done
   # Where the kernel holds the request: dispatched to the driver (busy) or still queued.
   echo "inflight: $(cat /sys/block/nbd0/inflight)"

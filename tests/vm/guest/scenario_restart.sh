@@ -15,6 +15,8 @@ restart_under_writer() {
   writer_pid=$!
   wait_lines /tmp/$mode.sums 3
   mark "$mode-stop"
+  # The requests held while no server runs are what this scenario reports on.
+  touch /tmp/io_watch.pause
   serve_stop
   cp /tmp/$mode.sums /tmp/$mode.before
   note "$mode: server stopped, $(wc -l </tmp/$mode.sums) files fsynced"
@@ -39,6 +41,7 @@ restart_under_writer() {
   observe "$mode:nbd_state" "pid=$(cat /sys/block/nbd0/pid 2>&1) size=$(cat /sys/block/nbd0/size) check=$(nbd-client -c $NBD 2>&1; echo $?); $(grep nbd0 /proc/mounts); $(ps | grep nbd-clien[t])"
   umount "$MNT" 2>/dev/null || umount -l "$MNT"
   observe "$mode:umount" "$(grep nbd0 /proc/mounts)"
+  rm -f /tmp/io_watch.pause
 }
 
 restart_under_writer netlink
