@@ -188,6 +188,12 @@ interface Row {
   count: number;
   mix: readonly number[];
   bigReads: number;
+  /**
+   * Writes whose blocks fail on the main disk (through the fault layer, which
+   * the workers see): they go to the engine and are remapped, so group
+   * commits close the gate in the middle of the pipeline. @default 0
+   */
+  failingWrites?: number;
 }
 
 const ALL = [NBD_CMD.READ, NBD_CMD.READ, NBD_CMD.WRITE, NBD_CMD.WRITE, NBD_CMD.FLUSH, NBD_CMD.TRIM];
@@ -206,6 +212,7 @@ for (const transport of ["unix", "tcp"] as const) {
     },
     { transport, cut: "random pieces", count: 1500, mix: ALL, bigReads: 100 },
     { transport, cut: "one write, then a half-close", count: 1000, mix: ALL, bigReads: 100 },
+    { transport, cut: "random pieces", count: 1000, mix: ALL, bigReads: 50, failingWrites: 60 },
   );
 }
 
@@ -219,15 +226,25 @@ for (const row of ROWS) {
     ? "mixed requests"
     : "reads and flushes";
   const big = row.bigReads > 0 ? `, ${row.bigReads} of them 1 MiB reads,` : "";
-  Deno.test(`pipeline: ${row.count} ${kinds}${big} sent over ${row.transport} in ${row.cut} before any reply is read are all answered`, async () => {
+  const failing = row.failingWrites ? ` (${row.failingWrites} writes remapped on the way)` : "";
+  Deno.test(`pipeline: ${row.count} ${kinds}${big}${failing} sent over ${row.transport} in ${row.cut} before any reply is read are all answered`, async () => {
     const seed = testSeed();
     const random = seededRandom(seed);
     const diskBytes = 64 * MIB;
-    await using setup = await startServedSetup({ mainBytes: diskBytes, tcp: true });
+    await using setup = await startServedSetup({
+      mainBytes: diskBytes,
+      tcp: true,
+      faultsVisible: true,
+    });
     using main = await Deno.open(setup.mainPath, { write: true });
     const before = preloaded(diskBytes);
     for (let done = 0; done < before.length;) done += await main.write(before.subarray(done));
     const requests = makePipeline(random, { ...row, diskBytes });
+    const failing = requests.filter((request) => request.type === NBD_CMD.WRITE)
+      .slice(0, row.failingWrites ?? 0);
+    for (const { offsetBytes, lengthBytes } of failing) {
+      setup.faulty.setBad({ offsetBytes, lengthBytes }, "write");
+    }
     const halfClose = row.cut.endsWith("half-close");
     try {
       await withClient(
@@ -237,6 +254,7 @@ for (const row of ROWS) {
           runPipeline(client, requests, (stream) => cutStream(stream, row.cut, random), halfClose),
       );
       await withClient(setup, row.transport, (client) => assertWritesLanded(client, requests));
+      assertEquals(setup.engine.remapCount, failing.length, "every failing write was remapped");
     } catch (error) {
       throw new Error(`seed ${seed} (replay with NBD_TEST_SEED=${seed})`, { cause: error });
     }
