@@ -102,11 +102,21 @@ export async function acceptConnection(listenFd: number): Promise<number> {
 }
 
 const FIONREAD = 0x541bn;
+const SIOCOUTQ = 0x5411n;
 
-/** Bytes in a socket's receive queue that nobody has read yet (`FIONREAD`), or `-errno`. */
+/** Bytes in a socket's receive queue that this process has not read yet (`FIONREAD`), or `-errno`. */
 export function unreadBytes(fd: number): number {
+  return socketQueueBytes(fd, FIONREAD);
+}
+
+/** Socket memory (truesize) holding what this process sent and the peer has not read yet (`SIOCOUTQ`), or `-errno`. */
+export function unconsumedSentBytes(fd: number): number {
+  return socketQueueBytes(fd, SIOCOUTQ);
+}
+
+function socketQueueBytes(fd: number, request: bigint): number {
   const count = new Int32Array(1);
-  const result = callSync(() => libc().ioctl(fd, FIONREAD, new Uint8Array(count.buffer)));
+  const result = callSync(() => libc().ioctl(fd, request, new Uint8Array(count.buffer)));
   return result < 0 ? result : count[0]!;
 }
 

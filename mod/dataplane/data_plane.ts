@@ -25,6 +25,7 @@ import {
   SHUT_RDWR,
   shutdownSocket,
   signalEventFd,
+  unconsumedSentBytes,
   unreadBytes,
 } from "./_syscalls.ts";
 import {
@@ -273,6 +274,9 @@ class WorkerConnection implements DataPlaneConnection {
       `${counters[COUNTERS.BYTES_RECEIVED]} bytes and ` +
       `${counters[COUNTERS.REQUESTS_RECEIVED]} requests received, ${this.answered} answered, ` +
       `${unreadBytes(this.#fd)} bytes unread in the socket, ` +
+      `${
+        unconsumedSentBytes(this.#fd)
+      } bytes of socket memory hold replies the client has not read, ` +
       `${Atomics.load(this.#mailbox, MAILBOX.POSTED)} messages posted to the worker`;
   }
 

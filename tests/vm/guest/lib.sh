@@ -199,6 +199,15 @@ stall_report() {
     /sys/kernel/debug/block/nbd0/hctx*/state /sys/kernel/debug/block/nbd0/requeue_list; do
     [ -e "$file" ] && echo "$file: $(cat "$file" 2>&1 | tr '\n' ' ')"
   done
+  # Kernel stacks of every task in the NBD, socket or blk-mq code, sleeping or not: a request
+  # the kernel started but never sent shows its sender here (sysrq w lists only D state).
+  for stack in /proc/[0-9]*/task/*/stack; do
+    frames=$(cut -d' ' -f2 "$stack" 2>/dev/null | tr '\n' ' ')
+    case "$frames" in *nbd* | *sock_sendmsg* | *unix_stream* | *blk_mq*)
+      task=${stack%/stack}
+      echo "stack ${task##*/} $(cat "$task/comm" 2>/dev/null): $frames" ;;
+    esac
+  done
   echo w >/proc/sysrq-trigger 2>/dev/null
   dmesg | tail -40
 }
