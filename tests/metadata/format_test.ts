@@ -164,7 +164,10 @@ Deno.test("replayLog() returns the records encodeLogSectors() wrote, across sect
     blockIndex: 2 ** 40 + i * 7,
   }));
   const region = new Uint8Array(64 * SECTOR_BYTES);
-  region.set(encodeLogSectors({ setupUuid: SETUP_UUID, spareIndex: 1 }, 100, records), 0);
+  region.set(
+    encodeLogSectors({ setupUuid: SETUP_UUID, spareIndex: 1, blockBytes: 4096 }, 100, records),
+    0,
+  );
   const replay = replayLog(region, {
     setupUuid: SETUP_UUID,
     spareIndex: 1,
@@ -177,7 +180,7 @@ Deno.test("replayLog() returns the records encodeLogSectors() wrote, across sect
 });
 
 Deno.test("replayLog() stops at a torn sector, a stale sequence, another setup or a slot gap", () => {
-  const identity = { setupUuid: SETUP_UUID, spareIndex: 0 };
+  const identity = { setupUuid: SETUP_UUID, spareIndex: 0, blockBytes: 4096 };
   const sector = (sequence: number, slotIndex: number, setupUuid = SETUP_UUID) =>
     encodeLogSectors({ ...identity, setupUuid }, sequence, [{ slotIndex, blockIndex: 99 }]);
   const rows: [string, Uint8Array, string | RegExp][] = [
