@@ -147,7 +147,8 @@ async function archiveCopy(current: string, archive: string, written: Date): Pro
   const stem = current.slice(current.lastIndexOf("/") + 1, -SUFFIX.length);
   const stamp = written.toISOString().replaceAll(":", "");
   for (let attempt = 0;; attempt++) {
-    const target = `${archive}/${stem}-${stamp}${attempt > 0 ? `.${attempt}` : ""}${SUFFIX}`;
+    // "~" sorts after ".", so a second backup in the same millisecond sorts after the first.
+    const target = `${archive}/${stem}-${stamp}${attempt > 0 ? `~${attempt}` : ""}${SUFFIX}`;
     try {
       await Deno.link(current, target);
       await syncDirectory(archive);

@@ -200,7 +200,7 @@ async function spareRebuild(
     throw new RefusedError(
       named.path,
       `Backup "${source}" (written ${backup.written}) says slot ${differs} of ${where} holds ` +
-        `block ${spare.slotBlocks[differs]}, the spare's own remap log says block ` +
+        `block ${spare.slotBlocks[differs]}, the spare's own remap log and checkpoints say block ` +
         `${proof.slotBlocks[differs]}: the disk's history differs from the backup's ` +
         `(rolled back or cloned since?); nothing was written`,
     );

@@ -53,6 +53,13 @@ export async function restoreCommand(
     output.out(`Restoring from backup "${source}" (written ${backup.written}, ${backup.reason}).`);
     const paths = plan.spares.map((spare) => devices.find((d) => d.device === spare.device)!.path);
     for (const line of describeRebuild(plan, paths)) output.out(line);
+    for (const spare of plan.spares) {
+      const listed = backup.spares[spare.payload.spareIndex]!.slotBlocks.length;
+      output.out(
+        `  spare ${spare.payload.spareIndex}: the backup lists ${listed} of its mappings, ` +
+          `${spare.proof.slotBlocks.length - listed} were made after the backup`,
+      );
+    }
     if (!confirmWrite("Write these copies?", values.yes === true)) {
       output.out("Nothing was written.");
       return EXIT_PROBLEM_FOUND;
