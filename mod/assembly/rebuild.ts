@@ -20,8 +20,10 @@ import type { ProvenTable } from "../metadata/table_proof.ts";
 /** What will be written on one spare. */
 export interface SpareRebuild {
   device: Device;
-  /** The description its copies will carry; the rebuild sets the table. */
-  payload: SuperblockPayload;
+  /** The path it was named by. */
+  path: string;
+  /** The description its copies will carry; the rebuild makes the table from the proof. */
+  payload: Omit<SuperblockPayload, "table">;
   proof: ProvenTable;
   /** The sequence of its new copies. */
   sequence: number;
@@ -48,7 +50,7 @@ export function checkPlanTables(plan: RebuildPlan, mainBytes: number): void {
   const seen = new Map<number, string>();
   for (const spare of plan.spares) {
     for (const [slot, block] of spare.proof.slotBlocks.entries()) {
-      const here = `slot ${slot} of spare ${spare.payload.spareIndex} ("${spare.device.name}")`;
+      const here = `slot ${slot} of spare ${spare.payload.spareIndex} ("${spare.path}")`;
       if (block * blockBytes >= mainBytes) {
         throw new RefusedError(
           spare.device.name,
@@ -89,16 +91,16 @@ export async function writeRebuild(plan: RebuildPlan): Promise<SpareStore[]> {
 }
 
 /** One line per spare saying what will be written, for the confirmation. */
-export function describeRebuild(plan: RebuildPlan, paths: readonly string[]): string[] {
+export function describeRebuild(plan: RebuildPlan): string[] {
   const lines = [
     `Setup "${plan.setup.name}" (${plan.setup.uuid}), block size ${plan.setup.blockBytes}, ` +
     `generation ${plan.setup.generation}:`,
   ];
-  for (const [i, spare] of plan.spares.entries()) {
+  for (const spare of plan.spares) {
     const { proof, payload } = spare;
     const region = "AB"[proof.checkpointRegion === 0 ? 1 : 0];
     lines.push(
-      `  ${paths[i]}: spare ${payload.spareIndex} (${spare.identifiedBy}), ` +
+      `  ${spare.path}: spare ${payload.spareIndex} (${spare.identifiedBy}), ` +
         `${proof.slotBlocks.length} mappings of ${payload.layout.slotCount} slots: ` +
         `${proof.checkpointEntries} from a checkpoint (${proof.checkpointProof}), ` +
         `${proof.logEntries} from ${proof.logSectors} log sectors`,

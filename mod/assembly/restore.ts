@@ -76,7 +76,7 @@ export async function planRestore(
     }
     claim(claimed, spare, {
       ...named,
-      identifiedBy: "only by its size and an empty log (--force)",
+      identifiedBy: "matched only by its size and empty log, --force",
     });
   }
   const spares: SpareRebuild[] = [];
@@ -207,6 +207,7 @@ async function spareRebuild(
   }
   return {
     device: named.device,
+    path: named.path,
     payload: payloadFromBackup(backup, spare.index),
     proof,
     sequence: spare.sequence + 1,

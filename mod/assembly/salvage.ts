@@ -18,13 +18,14 @@ import type { Device } from "../device/device.ts";
 import { RefusedError, SetupMismatchError, UsageError } from "../errors.ts";
 import { computeLayout, type SpareLayout } from "../metadata/spare_layout.ts";
 import { readCopies } from "../metadata/spare_store.ts";
-import type { SpareRecord } from "../metadata/superblock.ts";
 import {
   type LogHead,
   type ProvenTable,
   proveTable,
   readLogHead,
 } from "../metadata/table_proof.ts";
+import { spareRecordsFor } from "./create.ts";
+import { probeCandidates } from "./discover.ts";
 import { mainIdentityOf, type ProbedIdentity } from "./identity.ts";
 import { checkPlanTables, type RebuildPlan } from "./rebuild.ts";
 import type { NamedDevice } from "./restore.ts";
@@ -158,6 +159,53 @@ export async function planSalvage(
   salvage: Salvage,
   options: SalvagePlanOptions,
 ): Promise<RebuildPlan> {
+  const found = everySpareOnce(salvage, options.elsewhere);
+  const records = spareRecordsFor(found);
+  const main = await mainIdentityOf(options.main);
+  const setup = {
+    uuid: salvage.setupUuid,
+    name: options.name,
+    blockBytes: salvage.blockBytes,
+    createdMs: Date.now(),
+    generation: 1,
+    state: "clean" as const,
+  };
+  const plan: RebuildPlan = {
+    setup,
+    spares: found.map((spare, spareIndex) => ({
+      device: spare.device,
+      path: spare.path,
+      payload: {
+        setup,
+        main,
+        spares: records,
+        spareIndex,
+        layout: spare.layout!,
+        pending: [],
+        health: {},
+        scan: {},
+      },
+      proof: spare.proof!,
+      sequence: 1,
+      identifiedBy: "named by its remap log",
+    })),
+    notes: [
+      `the name "${options.name}" and the main disk "${options.main.path}" are as given; ` +
+      `the spares get new UUIDs and the pending list is empty (they were in the lost copies)`,
+    ],
+  };
+  checkPlanTables(plan, options.main.sizeBytes);
+  return plan;
+}
+
+/**
+ * The salvaged spares in spare order, refusing any set the copies cannot be
+ * rebuilt from: a device with valid copies or no log, or a spare index missing.
+ */
+function everySpareOnce(
+  salvage: Salvage,
+  elsewhere: SalvagePlanOptions["elsewhere"],
+): SalvagedSpare[] {
   for (const spare of salvage.spares) {
     if (spare.validCopies > 0) {
       throw new RefusedError(
@@ -177,7 +225,7 @@ export async function planSalvage(
   const found = salvage.spares.toSorted((a, b) => a.head!.spareIndex - b.head!.spareIndex);
   for (const [index, spare] of found.entries()) {
     if (spare.head!.spareIndex === index) continue;
-    const there = options.elsewhere.find((other) => other.spareIndex === index);
+    const there = elsewhere.find((other) => other.spareIndex === index);
     throw new RefusedError(
       spare.path,
       `spare ${index} of setup ${salvage.setupUuid} is not given` +
@@ -185,7 +233,7 @@ export async function planSalvage(
         `: the blocks remapped to it would be lost; give every spare; nothing was written`,
     );
   }
-  const beyond = options.elsewhere.find((other) => other.spareIndex >= found.length);
+  const beyond = elsewhere.find((other) => other.spareIndex >= found.length);
   if (beyond) {
     throw new RefusedError(
       beyond.path,
@@ -193,54 +241,7 @@ export async function planSalvage(
         `${salvage.setupUuid}, which is not given: give every spare; nothing was written`,
     );
   }
-  const records: SpareRecord[] = found.map((spare, index) => ({
-    index,
-    uuid: crypto.randomUUID(),
-    path: spare.path,
-    sizeBytes: spare.device.sizeBytes,
-    role: "spare",
-    state: "active",
-  }));
-  const main = await mainIdentityOf(options.main);
-  const setup = {
-    uuid: salvage.setupUuid,
-    name: options.name,
-    blockBytes: salvage.blockBytes,
-    createdMs: Date.now(),
-    generation: 1,
-    state: "clean" as const,
-  };
-  const plan: RebuildPlan = {
-    setup,
-    spares: found.map((spare, spareIndex) => ({
-      device: spare.device,
-      payload: {
-        setup,
-        main,
-        spares: records,
-        spareIndex,
-        layout: spare.layout!,
-        table: {
-          checkpointRegion: 0,
-          checkpointEntries: 0,
-          checkpointCrc32c: 0,
-          logStartSequence: 1,
-        },
-        pending: [],
-        health: {},
-        scan: {},
-      },
-      proof: spare.proof!,
-      sequence: 1,
-      identifiedBy: "named by its remap log",
-    })),
-    notes: [
-      `the name "${options.name}" and the main disk "${options.main.path}" are as given; ` +
-      `the spares get new UUIDs and the pending list is empty (they were in the lost copies)`,
-    ],
-  };
-  checkPlanTables(plan, options.main.sizeBytes);
-  return plan;
+  return found;
 }
 
 /**
@@ -256,22 +257,15 @@ export async function findOtherSpares(
 ): Promise<{ spareIndex: number; path: string }[]> {
   const known = new Set(salvage.spares.map((spare) => spare.head?.spareIndex));
   const others: { spareIndex: number; path: string }[] = [];
-  for (const path of candidates) {
-    let device: Device;
-    try {
-      device = await openDevice(path);
-    } catch {
-      continue;
-    }
-    try {
-      const head = await readLogHead(device).catch(() => undefined);
-      if (head?.setupUuid === salvage.setupUuid && !known.has(head.spareIndex)) {
-        others.push({ spareIndex: head.spareIndex, path });
-        known.add(head.spareIndex);
-      }
-    } finally {
-      await device.close();
-    }
+  const heads = await probeCandidates(
+    candidates,
+    openDevice,
+    (device) => readLogHead(device).catch(() => undefined),
+  );
+  for (const { path, found } of heads) {
+    if (found.setupUuid !== salvage.setupUuid || known.has(found.spareIndex)) continue;
+    others.push({ spareIndex: found.spareIndex, path });
+    known.add(found.spareIndex);
   }
   return others;
 }

@@ -170,12 +170,12 @@ export class SpareStore {
    * each flushed. The log restarts at `logStartSequence`, which must be past
    * every sequence in the log region, so no old log sector is ever replayed.
    *
-   * @param payload The description to write; its `table` is replaced.
+   * @param payload The description to write; the table is made here.
    * @returns The reopened store, which holds exactly `slotBlocks`.
    */
   static async rebuild(
     device: Device,
-    payload: SuperblockPayload,
+    payload: Omit<SuperblockPayload, "table">,
     options: RebuildOptions,
   ): Promise<SpareStore> {
     const { layout } = payload;
@@ -404,7 +404,7 @@ export interface RebuildOptions {
  */
 async function writeCheckpoint(
   device: Device,
-  payload: SuperblockPayload,
+  payload: Omit<SuperblockPayload, "table">,
   options: { slotBlocks: readonly number[]; region: 0 | 1; logStartSequence: number },
 ): Promise<number> {
   const { layout } = payload;

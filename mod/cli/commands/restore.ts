@@ -51,8 +51,7 @@ export async function restoreCommand(
     }
     const plan = await planRestore(backup, devices, { source, force: values.force === true });
     output.out(`Restoring from backup "${source}" (written ${backup.written}, ${backup.reason}).`);
-    const paths = plan.spares.map((spare) => devices.find((d) => d.device === spare.device)!.path);
-    for (const line of describeRebuild(plan, paths)) output.out(line);
+    for (const line of describeRebuild(plan)) output.out(line);
     for (const spare of plan.spares) {
       const listed = backup.spares[spare.payload.spareIndex]!.slotBlocks.length;
       output.out(

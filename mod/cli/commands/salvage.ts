@@ -13,7 +13,7 @@
  */
 
 import { listCandidates } from "../../assembly/discover.ts";
-import { describeRebuild, writeRebuild } from "../../assembly/rebuild.ts";
+import { describeRebuild, type RebuildPlan, writeRebuild } from "../../assembly/rebuild.ts";
 import type { NamedDevice } from "../../assembly/restore.ts";
 import {
   findOtherSpares,
@@ -34,9 +34,8 @@ import type { CommandInput } from "../mod.ts";
 import { integerOption, listOption, STATE_DIR, stringOption } from "../options.ts";
 
 /** Salvages the given spares: reports what their logs prove and, with --repair, rebuilds them. */
-export async function salvageCommand(
-  { values, positionals, output }: CommandInput,
-): Promise<number> {
+export async function salvageCommand(input: CommandInput): Promise<number> {
+  const { values, positionals, output } = input;
   if (positionals.length === 0) {
     throw new UsageError("Name the spares to salvage: dm-remap check --salvage <spare>...");
   }
@@ -76,24 +75,8 @@ export async function salvageCommand(
       const main = await openPath(mainPath!, { readOnly: true });
       opened.push(main.device);
       const plan = await planSalvage(salvage, { name: name!, main: main.identity, elsewhere });
-      if (values.json !== true) {
-        for (const line of describeRebuild(plan, positionals)) output.out(line);
-      }
-      if (!confirmWrite("Write these copies?", values.yes === true)) {
-        output.out("Nothing was written.");
-        return EXIT_PROBLEM_FOUND;
-      }
-      const stores = await writeRebuild(plan);
-      written = true;
-      const backup = await backupAfter("salvage", stores, {
-        directory: stringOption(values["backup-dir"]),
-        output,
-      });
-      if (values.json !== true) {
-        output.out(`Rebuilt ${stores.length} spares of setup "${name}".`);
-        if (backup) output.out(`Backup: ${backup}`);
-        output.out(`Serve it with: dm-remap serve ${name}`);
-      }
+      written = await writeSalvage(plan, input);
+      if (!written) return EXIT_PROBLEM_FOUND;
     } else if (values.json !== true) {
       output.out(
         `Nothing was written. To rebuild the copies: dm-remap check --salvage ` +
@@ -105,6 +88,34 @@ export async function salvageCommand(
   } finally {
     await closeAll(opened);
   }
+}
+
+/**
+ * Shows the plan, asks, and writes it with the backup after it.
+ *
+ * @returns Whether it was written (false when the answer was no).
+ */
+async function writeSalvage(
+  plan: RebuildPlan,
+  { values, output }: CommandInput,
+): Promise<boolean> {
+  const text = values.json !== true;
+  if (text) { for (const line of describeRebuild(plan)) output.out(line); }
+  if (!confirmWrite("Write these copies?", values.yes === true)) {
+    output.out("Nothing was written.");
+    return false;
+  }
+  const stores = await writeRebuild(plan);
+  const backup = await backupAfter("salvage", stores, {
+    directory: stringOption(values["backup-dir"]),
+    output,
+  });
+  if (text) {
+    output.out(`Rebuilt ${stores.length} spares of setup "${plan.setup.name}".`);
+    if (backup) output.out(`Backup: ${backup}`);
+    output.out(`Serve it with: dm-remap serve ${plan.setup.name}`);
+  }
+  return true;
 }
 
 function reportSalvage(
