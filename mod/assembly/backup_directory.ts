@@ -223,8 +223,15 @@ export class BackupKeeper {
     const setup = this.#sources().map((source) => source.payload.setup).reduce((newest, each) =>
       each.generation > newest.generation ? each : newest
     );
+    let current: boolean;
+    try {
+      current = await isBackedUp(this.#directory, setup);
+    } catch (error) {
+      this.#report(error);
+      return;
+    }
     // The snapshot is taken after the check, so a change made meanwhile is in it.
-    if (!(await isBackedUp(this.#directory, setup))) this.request(reason);
+    if (!current) this.request(reason);
   }
 
   /** Resolves when every requested backup was written (or reported). */

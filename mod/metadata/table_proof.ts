@@ -128,7 +128,7 @@ export async function proveTable(
   const proven = (checkpoint: Checkpoint | undefined, logBlocks: number[]): ProvenTable => ({
     slotBlocks: [...(checkpoint?.blocks ?? []), ...logBlocks],
     checkpointEntries: checkpoint?.blocks.length ?? 0,
-    checkpointProof: checkpoint?.proof ?? "none",
+    checkpointProof: checkpoint && checkpoint.blocks.length > 0 ? checkpoint.proof : "none",
     checkpointRegion: checkpoint?.table.checkpointRegion,
     logEntries: logBlocks.length,
     logSectors: run?.sectors ?? 0,

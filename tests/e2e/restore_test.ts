@@ -382,7 +382,10 @@ Deno.test("restore refuses a backup of another setup and an older backup the log
       ...backupDir,
     ]);
     assert.equal(mislabelled.code, 4, mislabelled.stderr);
-    assert.match(mislabelled.stderr, /it is the backup of setup "other" .*, not of "e2e"/);
+    assert.match(
+      mislabelled.stderr,
+      /Backup ".*other-[0-9a-f-]+\.json" is of setup "other" .*, not of "e2e"/,
+    );
     assert.deepEqual(await diskHashes(images), before, "refused restores write nothing");
 
     // The archived backup from before the rolled-back history agrees with the disks.

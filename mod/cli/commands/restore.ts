@@ -15,7 +15,7 @@
 import { findBackup, readBackupFile } from "../../assembly/backup_directory.ts";
 import { describeRebuild, writeRebuild } from "../../assembly/rebuild.ts";
 import { type NamedDevice, planRestore } from "../../assembly/restore.ts";
-import { SetupMismatchError, UsageError } from "../../errors.ts";
+import { RefusedError, UsageError } from "../../errors.ts";
 import { backupAfter } from "../backup_after.ts";
 import { confirmWrite } from "../confirm.ts";
 import { closeAll, openPath } from "../devices.ts";
@@ -38,10 +38,10 @@ export async function restoreCommand(
     ? await findBackup(backupDir, target)
     : { path: from, backup: await readBackupFile(from) };
   if (backup.setup.name !== target && backup.setup.uuid !== target) {
-    throw new SetupMismatchError(
+    throw new RefusedError(
       source,
-      `it is the backup of setup "${backup.setup.name}" (${backup.setup.uuid}), not of ` +
-        `"${target}"; nothing was written`,
+      `Backup "${source}" is of setup "${backup.setup.name}" (${backup.setup.uuid}), not of ` +
+        `"${target}": name that setup's backup with --from; nothing was written`,
     );
   }
   const devices: NamedDevice[] = [];
