@@ -111,6 +111,12 @@ export const NBD_INFLIGHT_BYTES_MAX = 2 * NBD_REQUEST_BYTES_MAX;
 /** An oversized write's payload is skipped in pieces of this size, so it never needs a big buffer. */
 export const SKIP_CHUNK_BYTES = 1024 * 1024;
 
+/**
+ * Older metadata backups kept per setup besides the current one (LVM keeps at
+ * least 10 in /etc/lvm/archive); the oldest are removed past this.
+ */
+export const BACKUP_ARCHIVE_MAX = 10;
+
 /** How long `dm-remap status` waits for the server by default. */
 export const STATUS_TIMEOUT_MS_DEFAULT = 5_000;
 

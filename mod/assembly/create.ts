@@ -85,14 +85,7 @@ export async function createSetup(options: CreateSetupOptions): Promise<SpareSto
   const setupUuid = crypto.randomUUID();
   const createdMs = Date.now();
   const mainIdentity = await mainIdentityOf(main.identity);
-  const records: SpareRecord[] = spares.map((spare, index) => ({
-    index,
-    uuid: crypto.randomUUID(),
-    path: spare.path,
-    sizeBytes: spare.device.sizeBytes,
-    role: "spare",
-    state: "active",
-  }));
+  const records = spareRecordsFor(spares);
   const stores: SpareStore[] = [];
   for (const [index, spare] of spares.entries()) {
     const payload: SuperblockPayload = {
@@ -114,6 +107,20 @@ export async function createSetup(options: CreateSetupOptions): Promise<SpareSto
     stores.push(await SpareStore.format(spare.device, payload));
   }
   return stores;
+}
+
+/** The setup's records of new spares, in spare order: each gets a new UUID. */
+export function spareRecordsFor(
+  spares: readonly { device: Device; path: string }[],
+): SpareRecord[] {
+  return spares.map((spare, index) => ({
+    index,
+    uuid: crypto.randomUUID(),
+    path: spare.path,
+    sizeBytes: spare.device.sizeBytes,
+    role: "spare",
+    state: "active",
+  }));
 }
 
 /**

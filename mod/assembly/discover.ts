@@ -69,6 +69,47 @@ export async function discoverSetups(
   openDevice: (path: string) => Promise<Device>,
 ): Promise<FoundSetup[]> {
   const setups = new Map<string, FoundSetup>();
+  const winners = await probeCandidates(
+    candidates,
+    openDevice,
+    async (device) =>
+      (await readCopies(device))
+        .filter((copy): copy is ValidCopy => copy.valid)
+        .sort((a, b) => compareCopies(a.header, b.header))[0],
+  );
+  for (const { path, found: winner } of winners) {
+    const { setup, spareIndex, spares, main } = winner.payload;
+    const found = setups.get(setup.uuid) ??
+      {
+        uuid: setup.uuid,
+        name: setup.name,
+        mainPath: main.path,
+        spareCount: spares.length,
+        spares: [],
+      };
+    found.spares.push({
+      path,
+      spareIndex,
+      generation: setup.generation,
+      sequence: winner.header.sequence,
+    });
+    setups.set(setup.uuid, found);
+  }
+  return [...setups.values()];
+}
+
+/**
+ * Opens each candidate in turn, asks `probe` what is on it, and closes it.
+ * Paths that cannot be opened are skipped.
+ *
+ * @returns The paths where `probe` found something, in candidate order.
+ */
+export async function probeCandidates<T>(
+  candidates: readonly string[],
+  openDevice: (path: string) => Promise<Device>,
+  probe: (device: Device) => Promise<T | undefined>,
+): Promise<{ path: string; found: T }[]> {
+  const results: { path: string; found: T }[] = [];
   for (const path of candidates) {
     let device: Device;
     try {
@@ -77,29 +118,11 @@ export async function discoverSetups(
       continue;
     }
     try {
-      const winner = (await readCopies(device))
-        .filter((copy): copy is ValidCopy => copy.valid)
-        .sort((a, b) => compareCopies(a.header, b.header))[0];
-      if (!winner) continue;
-      const { setup, spareIndex, spares, main } = winner.payload;
-      const found = setups.get(setup.uuid) ??
-        {
-          uuid: setup.uuid,
-          name: setup.name,
-          mainPath: main.path,
-          spareCount: spares.length,
-          spares: [],
-        };
-      found.spares.push({
-        path,
-        spareIndex,
-        generation: setup.generation,
-        sequence: winner.header.sequence,
-      });
-      setups.set(setup.uuid, found);
+      const found = await probe(device);
+      if (found !== undefined) results.push({ path, found });
     } finally {
       await device.close();
     }
   }
-  return [...setups.values()];
+  return results;
 }

@@ -4,8 +4,8 @@
  * | code | meaning |
  * |---|---|
  * | 0 | success |
- * | 1 | the command ran and found a problem (e.g. `check` found invalid copies) |
- * | 2 | usage: the command line or input is wrong; nothing was touched |
+ * | 1 | the command ran and found a problem (e.g. `check` found invalid copies), or the answer at a prompt was no |
+ * | 2 | usage: the command line or input is wrong, or a write needs confirmation and there is no terminal and no `--yes`; nothing was touched |
  * | 3 | device I/O: a device could not be opened, read or written |
  * | 4 | data-integrity refusal: no valid metadata, wrong setup or disk, data that `--force` would destroy, newer format |
  * | 69 | a service is unavailable: no `serve` answers, or a socket or port is taken |

@@ -18,6 +18,7 @@ import { checkCommand } from "./commands/check.ts";
 import { createCommand } from "./commands/create.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { remapsCommand } from "./commands/remaps.ts";
+import { restoreCommand } from "./commands/restore.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { statusCommand } from "./commands/status.ts";
 
@@ -46,16 +47,30 @@ interface Command {
 
 const STATE_DIR_HELP = "the *.img files of --scan-dir (default /var/lib/dm-remap)";
 
+/** `check --salvage` (`commands/salvage.ts`): rebuilding copies from the spares' logs alone. */
+const SALVAGE_OPTIONS: NonNullable<ParseArgsConfig["options"]> = {
+  salvage: { type: "boolean" },
+  yes: { type: "boolean" },
+  main: { type: "string" },
+  name: { type: "string" },
+  "block-size": { type: "string" },
+  "scan-dir": { type: "string", multiple: true },
+  "backup-dir": { type: "string" },
+};
+
 const COMMANDS: Record<string, Command> = {
   create: {
     summary: "create a setup: a main disk and 1-8 spares",
-    usage: "create <name> --main <dev> --spare <dev> [--spare <dev>...] [--block-size N] [--force]",
+    usage:
+      "create <name> --main <dev> --spare <dev> [--spare <dev>...] [--block-size N] [--force] " +
+      "[--backup-dir <dir>]",
     options: {
       main: { type: "string" },
       spare: { type: "string", multiple: true },
       "block-size": { type: "string" },
       force: { type: "boolean" },
       json: { type: "boolean" },
+      "backup-dir": { type: "string" },
     },
     run: createCommand,
   },
@@ -64,7 +79,7 @@ const COMMANDS: Record<string, Command> = {
     usage:
       "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
-      "[--buffered] [--events-db <path>]",
+      "[--buffered] [--events-db <path>] [--backup-dir <dir>]",
     options: {
       main: { type: "string" },
       spare: { type: "string", multiple: true },
@@ -77,6 +92,7 @@ const COMMANDS: Record<string, Command> = {
       "scan-dir": { type: "string", multiple: true },
       buffered: { type: "boolean" },
       "events-db": { type: "string" },
+      "backup-dir": { type: "string" },
     },
     run: serveCommand,
   },
@@ -92,9 +108,24 @@ const COMMANDS: Record<string, Command> = {
   },
   check: {
     summary: "check a spare's metadata copies and remap log, like fsck -n",
-    usage: "check <spare> [--json] [--repair]",
-    options: { json: { type: "boolean" }, repair: { type: "boolean" } },
+    usage: "check <spare> [--json] [--repair]\n" +
+      "       dm-remap check --salvage <spare>... [--repair --main <dev> --name <name> [--yes]] " +
+      "[--block-size N] [--scan-dir <dir>...] [--backup-dir <dir>] [--json]",
+    options: { json: { type: "boolean" }, repair: { type: "boolean" }, ...SALVAGE_OPTIONS },
     run: checkCommand,
+  },
+  restore: {
+    summary: "rebuild lost metadata copies from a backup and the spares' own remap logs",
+    usage:
+      "restore <name|uuid> [--from <file>] --spare <dev>... [--yes] [--force] [--backup-dir <dir>]",
+    options: {
+      from: { type: "string" },
+      spare: { type: "string", multiple: true },
+      yes: { type: "boolean" },
+      force: { type: "boolean" },
+      "backup-dir": { type: "string" },
+    },
+    run: restoreCommand,
   },
   remaps: {
     summary: "list a setup's remapped blocks, read from its spares",

@@ -72,3 +72,5 @@ export function onePositional(
 export const RUN_DIR = "/run/dm-remap";
 /** Where image-file spares are looked for by default. */
 export const STATE_DIR = "/var/lib/dm-remap";
+/** Where metadata backups are kept by default (`--backup-dir`), as LVM keeps /etc/lvm/backup. */
+export const BACKUP_DIR = `${STATE_DIR}/backup`;

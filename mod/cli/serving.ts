@@ -9,6 +9,7 @@
 import { createApp } from "../api/app.ts";
 import { serveApi } from "../api/http_server.ts";
 import { assembleSetup, type OpenedSpares } from "../assembly/assemble.ts";
+import { BackupKeeper } from "../assembly/backup_directory.ts";
 import type { ProbedIdentity } from "../assembly/identity.ts";
 import type { SetupStatus } from "../api/status.ts";
 import type { Device } from "../device/device.ts";
@@ -34,6 +35,8 @@ export interface ServingOptions {
   readRetries?: number;
   /** The setup's event history database (SQLite). */
   eventsPath: string;
+  /** Where the metadata backups go (`backup_directory.ts`); none are written without it. */
+  backupDir?: string;
   output: CliOutput;
   /**
    * The module NBD connection workers start (it must call `runConnectionWorker()`
@@ -76,8 +79,19 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
   const { output } = options;
   const name = options.spares.description.setup.name;
   const history = EventHistory.open(options.eventsPath);
+  const backups = options.backupDir === undefined ? undefined : new BackupKeeper(
+    options.backupDir,
+    () => options.spares.stores,
+    (error) =>
+      output.err(
+        `dm-remap[${name}]: cannot write the metadata backup in ${options.backupDir}: ${
+          (error as Error).message
+        }`,
+      ),
+  );
   const engine = await assembleSetup(options.main, options.spares, {
     readRetries: options.readRetries,
+    onSetupWritten: () => backups?.request("setup state"),
     onEvent: (event) => {
       const message = describeEvent(event);
       output.err(`dm-remap[${name}]: ${message}`);
@@ -93,6 +107,7 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
     history.close();
     throw error;
   });
+  await backups?.requestUnlessCurrent("serve start");
   const dataPlane = dataPlaneFor(engine, options);
   const nbd = await serveNbd({
     dataPlane,
@@ -154,6 +169,7 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
         await nbd.close();
         await engine.flush();
         await engine.close();
+        await backups?.idle();
         await api.close();
         history.record({
           type: "stopped",

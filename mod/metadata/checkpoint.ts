@@ -7,6 +7,27 @@
  * Two regions (A, B) alternate: a new checkpoint is written to the region not
  * in use, flushed, and only then do the copies point to it.
  *
+ * Each checkpoint is followed, in the same write, by a seal sector that
+ * repeats what the copies record about it (entry count, CRC, the log sequence
+ * that follows it) and names its setup and spare, so the checkpoint can be
+ * proven from the spare alone when every copy is lost (`table_proof.ts`). A
+ * checkpoint that fills its region to the last sector has no room for a seal
+ * and is written without one.
+ *
+ * Seal sector, little-endian:
+ *
+ * | offset | width | field |
+ * |---|---|---|
+ * | 0 | 4 | magic `DRCK` |
+ * | 4 | 4 | reserved, 0 |
+ * | 8 | 8 | entry count |
+ * | 16 | 16 | setup UUID |
+ * | 32 | 4 | spare index |
+ * | 36 | 4 | CRC-32C of the entries |
+ * | 40 | 8 | log sequence of the first log sector after this checkpoint |
+ * | 48 | 460 | reserved, 0 |
+ * | 508 | 4 | CRC-32C of bytes 0–507 |
+ *
  * @module
  */
 
@@ -14,6 +35,11 @@ import { assert } from "../assert.ts";
 import { SECTOR_BYTES } from "../constants.ts";
 import { crc32c } from "./crc32c.ts";
 import { CHECKPOINT_ENTRY_BYTES } from "./spare_layout.ts";
+import { uuidFromBytes, uuidToBytes } from "./uuid.ts";
+
+/** ASCII `DRCK`. */
+const SEAL_MAGIC = 0x4b435244;
+const SEAL_CRC_OFFSET = SECTOR_BYTES - 4;
 
 /** A checkpoint ready to write: whole sectors, and the CRC of its entries. */
 export interface EncodedCheckpoint {
@@ -59,4 +85,62 @@ export function decodeCheckpoint(
     blockIndexes[i] = high * 0x1_0000_0000 + view.getUint32(i * 8, true);
   }
   return blockIndexes;
+}
+
+/** What a seal says about the checkpoint in front of it. */
+export interface CheckpointSeal {
+  setupUuid: string;
+  spareIndex: number;
+  entryCount: number;
+  crc32c: number;
+  /** Log sequence of the first log sector written after this checkpoint. */
+  logStartSequence: number;
+}
+
+/** Where the seal of a checkpoint of `entryCount` entries starts, from the start of its region. */
+export function sealOffsetBytes(entryCount: number): number {
+  return Math.ceil(entryCount * CHECKPOINT_ENTRY_BYTES / SECTOR_BYTES) * SECTOR_BYTES;
+}
+
+/** Encodes the seal sector written right after a checkpoint's entries. */
+export function encodeCheckpointSeal(seal: CheckpointSeal): Uint8Array {
+  const bytes = new Uint8Array(SECTOR_BYTES);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, SEAL_MAGIC, true);
+  view.setBigUint64(8, BigInt(seal.entryCount), true);
+  bytes.set(uuidToBytes(seal.setupUuid), 16);
+  view.setUint32(32, seal.spareIndex, true);
+  view.setUint32(36, seal.crc32c, true);
+  view.setBigUint64(40, BigInt(seal.logStartSequence), true);
+  view.setUint32(SEAL_CRC_OFFSET, crc32c(bytes.subarray(0, SEAL_CRC_OFFSET)), true);
+  return bytes;
+}
+
+/**
+ * Decodes a seal sector.
+ *
+ * @returns The seal, or `undefined` when the sector is not an intact seal.
+ */
+export function decodeCheckpointSeal(bytes: Uint8Array): CheckpointSeal | undefined {
+  assert(bytes.length === SECTOR_BYTES, "one seal sector");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, SECTOR_BYTES);
+  if (view.getUint32(0, true) !== SEAL_MAGIC) return undefined;
+  if (view.getUint32(SEAL_CRC_OFFSET, true) !== crc32c(bytes.subarray(0, SEAL_CRC_OFFSET))) {
+    return undefined;
+  }
+  const entryCount = view.getBigUint64(8, true);
+  const logStartSequence = view.getBigUint64(40, true);
+  if (
+    entryCount > BigInt(Number.MAX_SAFE_INTEGER) ||
+    logStartSequence > BigInt(Number.MAX_SAFE_INTEGER)
+  ) {
+    return undefined;
+  }
+  return {
+    setupUuid: uuidFromBytes(bytes.subarray(16, 32)),
+    spareIndex: view.getUint32(32, true),
+    entryCount: Number(entryCount),
+    crc32c: view.getUint32(36, true),
+    logStartSequence: Number(logStartSequence),
+  };
 }

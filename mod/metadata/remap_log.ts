@@ -16,7 +16,7 @@
  * | 8 | 8 | log sequence |
  * | 16 | 16 | setup UUID |
  * | 32 | 4 | spare index |
- * | 36 | 4 | reserved, 0 |
+ * | 36 | 4 | block size in bytes (0 in sectors written before it was recorded) |
  * | 40 | 16 × n | records: slot index u32, type u8 (1 = remap), 3 reserved, main block u64 |
  * | 508 | 4 | CRC-32C of bytes 0–507 |
  *
@@ -26,6 +26,10 @@
  * - records name consecutive slots, continuing from the checkpoint;
  * - a sector that fails its CRC (a torn write) ends the log: its records were
  *   never acknowledged, because acknowledgement waits for the flush.
+ *
+ * Each sector names its setup, spare and block size, so the log alone tells
+ * which spare it belongs to and where its slots are when every metadata copy
+ * is lost (`table_proof.ts`).
  *
  * @module
  */
@@ -51,11 +55,30 @@ export interface RemapRecord {
   blockIndex: number;
 }
 
-/** Which setup and spare a log belongs to, and where it starts. */
+/** Which setup and spare a log belongs to. */
 export interface LogIdentity {
   setupUuid: string;
   spareIndex: number;
 }
+
+/** What every sector of a spare's log records besides its remaps. */
+export interface LogWriter extends LogIdentity {
+  /** The setup's block size, so the log alone locates the data slots. */
+  blockBytes: number;
+}
+
+/** One log sector that passed its own checks (magic, CRC, record count and ranges). */
+export interface LogSector extends LogWriter {
+  sequence: number;
+  /** Records as written; replay checks that their slots continue the table. */
+  records: (RemapRecord & { type: number })[];
+}
+
+/** The outcome of decoding one log sector. */
+export type DecodedLogSector = { valid: true; sector: LogSector } | {
+  valid: false;
+  reason: string;
+};
 
 /** Sectors needed to log `recordCount` records. */
 export function logSectorsFor(recordCount: number): number {
@@ -68,7 +91,7 @@ export function logSectorsFor(recordCount: number): number {
  * @returns Whole sectors, ready to write at the log position of `firstSequence`.
  */
 export function encodeLogSectors(
-  identity: LogIdentity,
+  identity: LogWriter,
   firstSequence: number,
   records: readonly RemapRecord[],
 ): Uint8Array {
@@ -88,6 +111,7 @@ export function encodeLogSectors(
     view.setBigUint64(8, BigInt(firstSequence + sector), true);
     bytes.set(uuidBytes, base + 16);
     view.setUint32(32, identity.spareIndex, true);
+    view.setUint32(36, identity.blockBytes, true);
     sectorRecords.forEach((record, i) => {
       const at = HEADER_BYTES + i * RECORD_BYTES;
       view.setUint32(at, record.slotIndex, true);
@@ -97,6 +121,61 @@ export function encodeLogSectors(
     view.setUint32(CRC_OFFSET, crc32c(bytes.subarray(base, base + CRC_OFFSET)), true);
   }
   return bytes;
+}
+
+/**
+ * The sequence a log sector claims, before any other check, or `undefined`
+ * when it has no log magic (never written, or not a log).
+ */
+export function logSectorSequence(bytes: Uint8Array): number | undefined {
+  assert(bytes.length === SECTOR_BYTES, "one log sector");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, SECTOR_BYTES);
+  if (view.getUint32(0, true) !== LOG_MAGIC) return undefined;
+  const sequence = view.getBigUint64(8, true);
+  return sequence > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(sequence);
+}
+
+/**
+ * Decodes one log sector and checks what it can alone: magic, CRC, record
+ * count and record ranges. Whether it continues a log (sequence, setup,
+ * spare, slot order) is for the reader to check.
+ *
+ * @param label How reasons name the sector, e.g. "sector 3".
+ */
+export function decodeLogSector(bytes: Uint8Array, label: string): DecodedLogSector {
+  const sequence = logSectorSequence(bytes);
+  if (sequence === undefined) return { valid: false, reason: `${label} is not a log sector` };
+  const view = new DataView(bytes.buffer, bytes.byteOffset, SECTOR_BYTES);
+  if (view.getUint32(CRC_OFFSET, true) !== crc32c(bytes.subarray(0, CRC_OFFSET))) {
+    return { valid: false, reason: `torn or corrupt ${label}` };
+  }
+  const recordCount = view.getUint16(4, true);
+  if (recordCount < 1 || recordCount > LOG_RECORDS_PER_SECTOR) {
+    return { valid: false, reason: `${label} has a bad count` };
+  }
+  const records: LogSector["records"] = [];
+  for (let i = 0; i < recordCount; i++) {
+    const at = HEADER_BYTES + i * RECORD_BYTES;
+    const blockIndex = view.getBigUint64(at + 8, true);
+    if (blockIndex > BigInt(Number.MAX_SAFE_INTEGER)) {
+      return { valid: false, reason: `${label} record ${i} out of range` };
+    }
+    records.push({
+      slotIndex: view.getUint32(at, true),
+      type: view.getUint8(at + 4),
+      blockIndex: Number(blockIndex),
+    });
+  }
+  return {
+    valid: true,
+    sector: {
+      sequence,
+      setupUuid: uuidFromBytes(bytes.subarray(16, 32)),
+      spareIndex: view.getUint32(32, true),
+      blockBytes: view.getUint32(36, true),
+      records,
+    },
+  };
 }
 
 /** What replay found. */
@@ -125,39 +204,22 @@ export function replayLog(
   let nextSlot = options.firstSlot;
   for (let sector = 0; sector < sectorTotal; sector++) {
     const bytes = region.subarray(sector * SECTOR_BYTES, (sector + 1) * SECTOR_BYTES);
-    const view = new DataView(bytes.buffer, bytes.byteOffset, SECTOR_BYTES);
     const stop = (stopReason: string) => ({ blockIndexes, sectorsUsed: sector, stopReason });
-    if (view.getUint32(0, true) !== LOG_MAGIC) return stop("end");
-    if (view.getBigUint64(8, true) !== BigInt(options.startSequence + sector)) return stop("end");
-    if (view.getUint32(CRC_OFFSET, true) !== crc32c(bytes.subarray(0, CRC_OFFSET))) {
-      return stop(`torn or corrupt sector ${sector}`);
-    }
-    if (uuidFromBytes(bytes.subarray(16, 32)) !== options.setupUuid) {
+    if (logSectorSequence(bytes) !== options.startSequence + sector) return stop("end");
+    const decoded = decodeLogSector(bytes, `sector ${sector}`);
+    if (!decoded.valid) return stop(decoded.reason);
+    if (decoded.sector.setupUuid !== options.setupUuid) {
       return stop(`sector ${sector} of another setup`);
     }
-    if (view.getUint32(32, true) !== options.spareIndex) {
+    if (decoded.sector.spareIndex !== options.spareIndex) {
       return stop(`sector ${sector} of another spare`);
     }
-    const recordCount = view.getUint16(4, true);
-    if (recordCount < 1 || recordCount > LOG_RECORDS_PER_SECTOR) {
-      return stop(`sector ${sector} has a bad count`);
-    }
-    const sectorBlocks: number[] = [];
-    for (let i = 0; i < recordCount; i++) {
-      const at = HEADER_BYTES + i * RECORD_BYTES;
-      const blockIndex = view.getBigUint64(at + 8, true);
-      if (
-        view.getUint32(at, true) !== nextSlot + i || view.getUint8(at + 4) !== RECORD_TYPE_REMAP
-      ) {
-        return stop(`sector ${sector} record ${i} breaks slot order`);
-      }
-      if (blockIndex > BigInt(Number.MAX_SAFE_INTEGER)) {
-        return stop(`sector ${sector} record ${i} out of range`);
-      }
-      sectorBlocks.push(Number(blockIndex));
-    }
-    blockIndexes.push(...sectorBlocks);
-    nextSlot += recordCount;
+    const broken = decoded.sector.records.findIndex((record, i) =>
+      record.slotIndex !== nextSlot + i || record.type !== RECORD_TYPE_REMAP
+    );
+    if (broken >= 0) return stop(`sector ${sector} record ${broken} breaks slot order`);
+    for (const record of decoded.sector.records) blockIndexes.push(record.blockIndex);
+    nextSlot += decoded.sector.records.length;
   }
   return { blockIndexes, sectorsUsed: sectorTotal, stopReason: "region full" };
 }

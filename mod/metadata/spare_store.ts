@@ -7,8 +7,8 @@
  * 2. `appendRemaps`: the caller has written and flushed the slots' data; then
  *    the log sectors are written and flushed. Only then may the caller
  *    acknowledge the client write.
- * 3. checkpoint (when the log region is full): entries to the region not in
- *    use, flush; then every copy with the new table state, one at a time.
+ * 3. checkpoint (when the log region is full): entries and their seal to the
+ *    region not in use, flush; then every copy with the new table state, one at a time.
  *    The log restarts at its first sector with the next sequence number, so
  *    its old sectors no longer count.
  *
@@ -26,7 +26,12 @@ import { assert } from "../assert.ts";
 import { COPY_BYTES, COPY_SECTORS, SECTOR_BYTES } from "../constants.ts";
 import type { Device } from "../device/device.ts";
 import { NoValidCopyError, UnsupportedVersionError } from "../errors.ts";
-import { decodeCheckpoint, encodeCheckpoint } from "./checkpoint.ts";
+import {
+  decodeCheckpoint,
+  encodeCheckpoint,
+  encodeCheckpointSeal,
+  sealOffsetBytes,
+} from "./checkpoint.ts";
 import { encodeLogSectors, logSectorsFor, replayLog } from "./remap_log.ts";
 import { checkLayout } from "./spare_layout.ts";
 import {
@@ -38,6 +43,7 @@ import {
   type Migration,
   MIGRATIONS,
   type SuperblockPayload,
+  type TableState,
   type ValidCopy,
 } from "./superblock.ts";
 
@@ -157,6 +163,54 @@ export class SpareStore {
   }
 
   /**
+   * Rebuilds the metadata of a spare whose copies were lost, from a setup
+   * description and the table proven from the spare's own log and checkpoints
+   * (`table_proof.ts`): the table goes to a fresh checkpoint (entries and
+   * seal) in `checkpointRegion`, flushed, then the five copies point to it,
+   * each flushed. The log restarts at `logStartSequence`, which must be past
+   * every sequence in the log region, so no old log sector is ever replayed.
+   *
+   * @param payload The description to write; the table is made here.
+   * @returns The reopened store, which holds exactly `slotBlocks`.
+   */
+  static async rebuild(
+    device: Device,
+    payload: Omit<SuperblockPayload, "table">,
+    options: RebuildOptions,
+  ): Promise<SpareStore> {
+    const { layout } = payload;
+    checkLayout(layout, device.sizeBytes);
+    assert(options.slotBlocks.length <= layout.slotCount, "no more slots than exist");
+    assert(Number.isSafeInteger(options.sequence) && options.sequence >= 1, "a copy sequence");
+    const table: TableState = {
+      checkpointRegion: options.checkpointRegion,
+      checkpointEntries: options.slotBlocks.length,
+      checkpointCrc32c: await writeCheckpoint(device, payload, {
+        slotBlocks: options.slotBlocks,
+        region: options.checkpointRegion,
+        logStartSequence: options.logStartSequence,
+      }),
+      logStartSequence: options.logStartSequence,
+    };
+    await writeAllCopies(device, {
+      formatVersion: FORMAT_VERSION,
+      sequence: options.sequence,
+      timestampMs: Date.now(),
+      copyIndex: 0,
+      setupUuid: payload.setup.uuid,
+      spareIndex: payload.spareIndex,
+    }, { ...payload, table });
+    const { store, report } = await SpareStore.open(device, { repair: false });
+    assert(report.validCopies === COPY_SECTORS.length, "every rebuilt copy reads back valid");
+    assert(
+      store.slotBlocks.length === options.slotBlocks.length &&
+        store.slotBlocks.every((block, slot) => block === options.slotBlocks[slot]),
+      "the rebuilt spare opens to the proven table",
+    );
+    return store;
+  }
+
+  /**
    * Opens a spare: picks the winning copy, loads checkpoint and log, and
    * repairs stale copies unless told not to.
    *
@@ -270,7 +324,11 @@ export class SpareStore {
     if (this.#logSectorsUsed + sectorsNeeded > logSectors) await this.#checkpoint();
     const firstSlot = this.slotsUsed;
     const sectors = encodeLogSectors(
-      { setupUuid: this.#payload.setup.uuid, spareIndex: this.#payload.spareIndex },
+      {
+        setupUuid: this.#payload.setup.uuid,
+        spareIndex: this.#payload.spareIndex,
+        blockBytes: this.#payload.setup.blockBytes,
+      },
       this.#payload.table.logStartSequence + this.#logSectorsUsed,
       blockIndexes.map((blockIndex, i) => ({ slotIndex: firstSlot + i, blockIndex })),
     );
@@ -287,18 +345,18 @@ export class SpareStore {
   }
 
   async #checkpoint(): Promise<void> {
-    const { layout, table } = this.#payload;
-    const region = table.checkpointRegion === 0 ? 1 : 0;
-    const encoded = encodeCheckpoint(this.#slotBlocks, this.slotsUsed);
-    assert(encoded.bytes.length <= layout.checkpointBytes, "checkpoint fits its region");
-    await this.device.write(encoded.bytes, layout.checkpointOffsetBytes[region]);
-    await this.device.flush();
-    const logStartSequence = table.logStartSequence + this.#logSectorsUsed;
+    const region = this.#payload.table.checkpointRegion === 0 ? 1 : 0;
+    const logStartSequence = this.#payload.table.logStartSequence + this.#logSectorsUsed;
+    const checkpointCrc32c = await writeCheckpoint(this.device, this.#payload, {
+      slotBlocks: this.#slotBlocks,
+      region,
+      logStartSequence,
+    });
     await this.writeMetadata((payload) => {
       payload.table = {
         checkpointRegion: region,
         checkpointEntries: this.slotsUsed,
-        checkpointCrc32c: encoded.crc32c,
+        checkpointCrc32c,
         logStartSequence,
       };
     });
@@ -324,6 +382,55 @@ export class SpareStore {
     this.#payload = payload;
     this.#header = header;
   }
+}
+
+/** Options for {@link SpareStore.rebuild}. */
+export interface RebuildOptions {
+  /** The proven table: slot i holds main block `slotBlocks[i]`. */
+  slotBlocks: readonly number[];
+  /** Where the fresh checkpoint goes: not the region the proof was read from. */
+  checkpointRegion: 0 | 1;
+  /** Where the log restarts: past every sequence in the log region. */
+  logStartSequence: number;
+  /** The sequence of the new copies. */
+  sequence: number;
+}
+
+/**
+ * Writes a checkpoint of `slotBlocks` to `region`, with its seal in the same
+ * write when the region has room after the entries, and flushes.
+ *
+ * @returns The CRC-32C of the entries, for the copies' table.
+ */
+async function writeCheckpoint(
+  device: Device,
+  payload: Omit<SuperblockPayload, "table">,
+  options: { slotBlocks: readonly number[]; region: 0 | 1; logStartSequence: number },
+): Promise<number> {
+  const { layout } = payload;
+  const entryCount = options.slotBlocks.length;
+  const encoded = encodeCheckpoint(options.slotBlocks, entryCount);
+  assert(encoded.bytes.length === sealOffsetBytes(entryCount), "the seal follows the entries");
+  assert(encoded.bytes.length <= layout.checkpointBytes, "checkpoint fits its region");
+  // The seal goes in the same write, so it never describes entries that were not written.
+  const sealed = encoded.bytes.length + SECTOR_BYTES <= layout.checkpointBytes;
+  const bytes = new Uint8Array(encoded.bytes.length + (sealed ? SECTOR_BYTES : 0));
+  bytes.set(encoded.bytes, 0);
+  if (sealed) {
+    bytes.set(
+      encodeCheckpointSeal({
+        setupUuid: payload.setup.uuid,
+        spareIndex: payload.spareIndex,
+        entryCount,
+        crc32c: encoded.crc32c,
+        logStartSequence: options.logStartSequence,
+      }),
+      encoded.bytes.length,
+    );
+  }
+  await device.write(bytes, layout.checkpointOffsetBytes[options.region]);
+  await device.flush();
+  return encoded.crc32c;
 }
 
 async function writeCopy(

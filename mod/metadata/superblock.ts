@@ -259,7 +259,7 @@ function isCount(value: unknown): value is number {
 }
 
 /** Checks the shape and ranges of a decoded payload; returns the first problem. */
-function payloadProblem(raw: Record<string, unknown>): string | undefined {
+export function payloadProblem(raw: Record<string, unknown>): string | undefined {
   const payload = raw as unknown as Partial<SuperblockPayload>;
   const setup = payload.setup;
   if (!setup || typeof setup.uuid !== "string" || typeof setup.name !== "string") {

@@ -73,6 +73,12 @@ export interface RemapDeviceOptions {
   degraded?: boolean;
   /** Delay before pending-list changes are written to the copies. @default 1000 */
   metadataDelayMs?: number;
+  /**
+   * Called after the setup's description (a new generation) was written to
+   * the spares, while no remap can change the stores: the moment to back it up.
+   * @default ignore
+   */
+  onSetupWritten?: () => void;
 }
 
 /** Request and error counters for the status API. */
@@ -143,6 +149,7 @@ export class RemapDevice implements Device {
   readonly #readRetries: number;
   readonly #onEvent: (event: RemapEvent) => void;
   readonly #metadataDelayMs: number;
+  readonly #onSetupWritten: () => void;
   #degraded: boolean;
   #queue: RemapRequest[] = [];
   #draining: Promise<void> | undefined;
@@ -174,6 +181,7 @@ export class RemapDevice implements Device {
     );
     this.#onEvent = options.onEvent ?? (() => {});
     this.#metadataDelayMs = options.metadataDelayMs ?? 1000;
+    this.#onSetupWritten = options.onSetupWritten ?? (() => {});
     this.#degraded = options.degraded ?? false;
     const entries = spares.reduce((sum, spare) => sum + spare.store.slotsUsed, 0);
     this.#table = new RemapTable(entries, Math.ceil(main.sizeBytes / blockBytes));
@@ -737,6 +745,7 @@ export class RemapDevice implements Device {
         this.#failSpare(spare, (error as Error).message);
       }
     }
+    this.#onSetupWritten();
   }
 }
 

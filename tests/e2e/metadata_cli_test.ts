@@ -43,6 +43,8 @@ function servingArgs(images: Images, spares: string[]): string[] {
     images.file("api.sock"),
     "--events-db",
     images.file("events.sqlite"),
+    "--backup-dir",
+    images.file("backup"),
   ];
 }
 
@@ -58,6 +60,8 @@ async function createTwoSpareSetup(
     images.file("spare0.img"),
     "--spare",
     images.file("spare1.img"),
+    "--backup-dir",
+    images.file("backup"),
   ]);
   assert.equal(created.code, 0, created.stderr);
 }
@@ -99,6 +103,8 @@ Deno.test("create refuses a spare holding an ext4 filesystem, names it and --for
       "--spare",
       images.file("spare0.img"),
       "--force",
+      "--backup-dir",
+      images.file("backup"),
     ]);
     assert.equal(forced.code, 0, forced.stderr);
   } finally {
@@ -196,6 +202,8 @@ Deno.test("check reports invalid copies with exit 1, --repair rewrites them, the
         images.file("main.img"),
         "--spare",
         images.file("spare0.img"),
+        "--backup-dir",
+        images.file("backup"),
       ])).code,
       0,
     );
@@ -245,6 +253,8 @@ Deno.test("serve refuses a main disk that is not the recorded one, and a spare o
       images.file("other.img"),
       "--spare",
       images.file("foreign.img"),
+      "--backup-dir",
+      images.file("backup"),
     ]);
     assert.equal(foreign.code, 0);
     const mixed = await runCli([
@@ -279,6 +289,8 @@ Deno.test("serve and remaps find a setup's spares by name in a scan directory", 
       images.file("nbd.sock"),
       "--api-socket",
       images.file("api.sock"),
+      "--backup-dir",
+      images.file("backup"),
     ]);
     serve.kill("SIGTERM");
     const run = await serve.finished();

@@ -43,6 +43,8 @@ async function withRig(test: (rig: Rig) => Promise<void>): Promise<void> {
       files.file("spare0.img"),
       "--spare",
       files.file("spare1.img"),
+      "--backup-dir",
+      files.file("backup"),
     ]);
     assert.equal(created.code, 0, created.stderr);
     const socket = files.file("nbd.sock");
@@ -64,6 +66,8 @@ async function withRig(test: (rig: Rig) => Promise<void>): Promise<void> {
         "1",
         "--events-db",
         files.file("events.sqlite"),
+        "--backup-dir",
+        files.file("backup"),
       ],
       files,
       disk,

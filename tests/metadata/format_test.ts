@@ -17,11 +17,17 @@ import {
   FORMAT_VERSION,
 } from "../../mod/metadata/superblock.ts";
 import {
+  decodeLogSector,
   encodeLogSectors,
   LOG_RECORDS_PER_SECTOR,
   replayLog,
 } from "../../mod/metadata/remap_log.ts";
-import { decodeCheckpoint, encodeCheckpoint } from "../../mod/metadata/checkpoint.ts";
+import {
+  decodeCheckpoint,
+  decodeCheckpointSeal,
+  encodeCheckpoint,
+  encodeCheckpointSeal,
+} from "../../mod/metadata/checkpoint.ts";
 import {
   computeLayout,
   minimumSpareBytes,
@@ -164,7 +170,10 @@ Deno.test("replayLog() returns the records encodeLogSectors() wrote, across sect
     blockIndex: 2 ** 40 + i * 7,
   }));
   const region = new Uint8Array(64 * SECTOR_BYTES);
-  region.set(encodeLogSectors({ setupUuid: SETUP_UUID, spareIndex: 1 }, 100, records), 0);
+  region.set(
+    encodeLogSectors({ setupUuid: SETUP_UUID, spareIndex: 1, blockBytes: 4096 }, 100, records),
+    0,
+  );
   const replay = replayLog(region, {
     setupUuid: SETUP_UUID,
     spareIndex: 1,
@@ -177,7 +186,7 @@ Deno.test("replayLog() returns the records encodeLogSectors() wrote, across sect
 });
 
 Deno.test("replayLog() stops at a torn sector, a stale sequence, another setup or a slot gap", () => {
-  const identity = { setupUuid: SETUP_UUID, spareIndex: 0 };
+  const identity = { setupUuid: SETUP_UUID, spareIndex: 0, blockBytes: 4096 };
   const sector = (sequence: number, slotIndex: number, setupUuid = SETUP_UUID) =>
     encodeLogSectors({ ...identity, setupUuid }, sequence, [{ slotIndex, blockIndex: 99 }]);
   const rows: [string, Uint8Array, string | RegExp][] = [
@@ -218,6 +227,52 @@ Deno.test("decodeCheckpoint() returns the entries and rejects any changed entry"
   damaged[20]! ^= 4;
   assert.equal(decodeCheckpoint(damaged, blocks.length, encoded.crc32c), undefined);
   assert.equal(decodeCheckpoint(encoded.bytes, blocks.length - 1, encoded.crc32c), undefined);
+});
+
+Deno.test("decodeLogSector() gives the sector's setup, spare, block size and records, alone", () => {
+  const bytes = encodeLogSectors(
+    { setupUuid: SETUP_UUID, spareIndex: 3, blockBytes: 65536 },
+    41,
+    [{ slotIndex: 7, blockIndex: 2 ** 50 }, { slotIndex: 8, blockIndex: 0 }],
+  );
+  assert.deepEqual(decodeLogSector(bytes, "sector 0"), {
+    valid: true,
+    sector: {
+      setupUuid: SETUP_UUID,
+      spareIndex: 3,
+      blockBytes: 65536,
+      sequence: 41,
+      records: [
+        { slotIndex: 7, type: 1, blockIndex: 2 ** 50 },
+        { slotIndex: 8, type: 1, blockIndex: 0 },
+      ],
+    },
+  });
+  const torn = bytes.slice();
+  torn[45]! ^= 1;
+  assert.deepEqual(decodeLogSector(torn, "sector 0"), {
+    valid: false,
+    reason: "torn or corrupt sector 0",
+  });
+  assert.equal(decodeLogSector(new Uint8Array(SECTOR_BYTES), "sector 0").valid, false);
+});
+
+Deno.test("decodeCheckpointSeal() returns what encodeCheckpointSeal() wrote and rejects any bit flip", () => {
+  const seal = {
+    setupUuid: SETUP_UUID,
+    spareIndex: 2,
+    entryCount: 123_456,
+    crc32c: 0xdeadbeef,
+    logStartSequence: 2 ** 40,
+  };
+  const bytes = encodeCheckpointSeal(seal);
+  assert.equal(bytes.length, SECTOR_BYTES);
+  assert.deepEqual(decodeCheckpointSeal(bytes), seal);
+  fc.assert(fc.property(fc.nat(SECTOR_BYTES * 8 - 1), (bit) => {
+    const flipped = bytes.slice();
+    flipped[bit >> 3]! ^= 1 << (bit & 7);
+    assert.equal(decodeCheckpointSeal(flipped), undefined);
+  }));
 });
 
 Deno.test("computeLayout() keeps data slots clear of every copy, the log and both checkpoints", () => {

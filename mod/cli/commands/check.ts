@@ -3,19 +3,31 @@
  * copy by copy, like `fsck -n` (read-only unless `--repair`).
  *
  * Exit 0 when all five copies are valid and current, 1 when some are not
- * (repaired with `--repair`), 4 when none is valid.
+ * (repaired with `--repair`), 4 when none is valid. With `--salvage` it
+ * rebuilds lost copies from the remap logs instead (`salvage.ts`).
  *
  * @module
  */
 
+import { UsageError } from "../../errors.ts";
 import { SpareStore } from "../../metadata/spare_store.ts";
 import { EXIT_OK, EXIT_PROBLEM_FOUND } from "../exit_codes.ts";
 import { closeAll, openPath } from "../devices.ts";
 import type { CommandInput } from "../mod.ts";
 import { onePositional } from "../options.ts";
+import { salvageCommand } from "./salvage.ts";
+
+/** Options that only `check --salvage` takes. */
+const SALVAGE_ONLY = ["yes", "main", "name", "block-size", "scan-dir", "backup-dir"];
 
 /** Checks one spare and prints the report. */
-export async function checkCommand({ values, positionals, output }: CommandInput): Promise<number> {
+export async function checkCommand(input: CommandInput): Promise<number> {
+  if (input.values.salvage === true) return await salvageCommand(input);
+  const { values, positionals, output } = input;
+  const salvageOnly = SALVAGE_ONLY.filter((option) => values[option] !== undefined);
+  if (salvageOnly.length > 0) {
+    throw new UsageError(`--${salvageOnly.join(", --")} go with --salvage`);
+  }
   const path = onePositional(positionals, "spare device", true)!;
   const repair = values.repair === true;
   const { device } = await openPath(path, { readOnly: !repair });

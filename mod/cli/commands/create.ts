@@ -1,5 +1,6 @@
 /**
- * `dm-remap create <name> --main <dev> --spare <dev>... [--block-size N] [--force]`
+ * `dm-remap create <name> --main <dev> --spare <dev>... [--block-size N] [--force]
+ * [--backup-dir <dir>]`: formats the spares, then writes the setup's first backup.
  *
  * @module
  */
@@ -8,6 +9,7 @@ import { checkSetupName, createSetup } from "../../assembly/create.ts";
 import { BLOCK_BYTES_DEFAULT, BLOCK_BYTES_MAX, BLOCK_BYTES_MIN } from "../../constants.ts";
 import { UsageError } from "../../errors.ts";
 import type { Device } from "../../device/device.ts";
+import { backupAfter } from "../backup_after.ts";
 import { closeAll, openPath } from "../devices.ts";
 import type { CommandInput } from "../mod.ts";
 import { integerOption, listOption, onePositional, stringOption } from "../options.ts";
@@ -43,6 +45,10 @@ export async function createCommand(
       force: values.force === true,
     });
     const setup = stores[0]!.payload.setup;
+    const backup = await backupAfter("create", stores, {
+      directory: stringOption(values["backup-dir"]),
+      output,
+    });
     if (values.json) {
       output.out(JSON.stringify({
         uuid: setup.uuid,
@@ -53,6 +59,7 @@ export async function createCommand(
           path: store.device.name,
           slotCount: store.payload.layout.slotCount,
         })),
+        backup,
       }));
     } else {
       output.out(`Created setup "${name}" (${setup.uuid}), block size ${blockBytes}`);
@@ -62,6 +69,7 @@ export async function createCommand(
           `  spare  ${store.device.name}: ${store.payload.layout.slotCount} slots, 5 metadata copies`,
         );
       }
+      if (backup) output.out(`  backup ${backup}`);
       output.out(
         `Serve it with: dm-remap serve ${name}  (or --spare ${sparePaths.join(" --spare ")})`,
       );

@@ -82,6 +82,7 @@ export async function demoCommand({ values, output }: CommandInput): Promise<num
       apiUnixPath: `${stateDir}/demo.api.sock`,
       apiTcp: tcpOption("api-tcp", stringOption(values["api-tcp"]) ?? "127.0.0.1:8080"),
       eventsPath: `${stateDir}/demo.events.sqlite`,
+      backupDir: `${stateDir}/backup`,
       output,
     });
     devices.length = 0;

@@ -11,6 +11,7 @@ import type { Device } from "../../device/device.ts";
 import { closeAll, openPath, resolveSparePaths } from "../devices.ts";
 import type { CommandInput } from "../mod.ts";
 import {
+  BACKUP_DIR,
   integerOption,
   listOption,
   onePositional,
@@ -78,6 +79,7 @@ export async function serveCommand({ values, positionals, output }: CommandInput
       apiTcp,
       readRetries,
       eventsPath: stringOption(values["events-db"]) ?? await defaultEventsPath(setupName),
+      backupDir: stringOption(values["backup-dir"]) ?? BACKUP_DIR,
       output,
     });
     output.out(
