@@ -112,9 +112,46 @@ verify_sums() { (cd "$MNT" && sha256sum -c "$1" 2>&1 | grep -v ': OK$'; exit 0) 
 NBD=/dev/nbd0
 MNT=/mnt
 
+NBD_CONNECTIONS=2
+
 # nbd_attach [ARGS...]: nbd-client on the unix socket, block size 4096, two connections
-# (the server offers multi-conn), netlink; extra ARGS go to nbd-client.
-nbd_attach() { nbd-client -unix "$NBD_SOCKET" "$NBD" -N "$SETUP" -b 4096 -C 2 "$@"; }
+# (the server offers multi-conn), netlink; extra ARGS go to nbd-client. Then it waits until
+# the kernel reads every connection, and attaches again (at most 3 times) when it does not.
+#
+# Why: the 6.1 driver reads each connection in a recv_work item on the device's workqueue
+# (nbd0-recv, WQ_MEM_RECLAIM). When the kernel cannot start a worker for them quickly (TCG
+# under load), the workqueue's rescuer thread takes every pending item and runs them one
+# after the other; recv_work returns only when its connection ends, so the second connection
+# is never read. Its replies then wait in the socket until the kernel's 30 s timeout requeues
+# the request on the other connection (docs/vm.md, "A kernel that does not read a connection").
+nbd_attach() {
+  attempt=1
+  while :; do
+    nbd-client -unix "$NBD_SOCKET" "$NBD" -N "$SETUP" -b 4096 -C $NBD_CONNECTIONS "$@" || return 1
+    waited=0
+    while [ "$(nbd_receivers)" -lt $NBD_CONNECTIONS ] && [ $waited -lt 50 ]; do
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+    [ "$(nbd_receivers)" -ge $NBD_CONNECTIONS ] && return 0
+    observe "attach_unread_connection$attempt" "$(nbd_receiver_stacks)"
+    nbd-client -d "$NBD" >/dev/null 2>&1
+    [ $attempt -ge 3 ] && echo "the kernel read $(nbd_receivers) of $NBD_CONNECTIONS connections" && return 1
+    attempt=$((attempt + 1))
+  done
+}
+
+# nbd_receivers: how many kernel tasks run recv_work, the NBD driver's reader of one connection.
+nbd_receivers() { cat /proc/[0-9]*/task/*/stack 2>/dev/null | grep -c recv_work; }
+
+# nbd_receiver_stacks: the kernel stacks of the tasks that run recv_work.
+nbd_receiver_stacks() {
+  for stack in /proc/[0-9]*/task/*/stack; do
+    grep -q recv_work "$stack" 2>/dev/null || continue
+    task=${stack%/stack}
+    echo "$(cat "$task/comm"): $(cut -d' ' -f2 "$stack" | tr '\n' ' ')"
+  done
+}
 
 # setup_serve_attach [--fresh] [BAD_RANGES...]: the dm device over the main disk (with
 # BAD_RANGES as error segments), `dm-remap create` when --fresh, serve, nbd-client.
