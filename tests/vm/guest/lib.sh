@@ -133,12 +133,24 @@ nbd_attach() {
       sleep 0.1
       waited=$((waited + 1))
     done
-    [ "$(nbd_receivers)" -ge $NBD_CONNECTIONS ] && return 0
-    observe "attach_unread_connection$attempt" "$(nbd_receiver_stacks)"
+    if [ "$(nbd_receivers)" -ge $NBD_CONNECTIONS ]; then
+      # The kernel log of the attempts given up on is not this scenario's business.
+      [ $attempt -gt 1 ] && mark attach-retried
+      return 0
+    fi
+    # Reported by nbd_report_retries: this function runs inside `check`, which keeps its output.
+    echo "attempt $attempt: $(nbd_receiver_stacks)" >>/tmp/attach_retries
     nbd-client -d "$NBD" >/dev/null 2>&1
     [ $attempt -ge 3 ] && echo "the kernel read $(nbd_receivers) of $NBD_CONNECTIONS connections" && return 1
     attempt=$((attempt + 1))
   done
+}
+
+# nbd_report_retries: one observe:attach_unread_connection line when nbd_attach attached again.
+nbd_report_retries() {
+  [ -e /tmp/attach_retries ] || return 0
+  observe attach_unread_connection "$(cat /tmp/attach_retries)"
+  rm -f /tmp/attach_retries
 }
 
 # nbd_receivers: how many kernel tasks run recv_work, the NBD driver's reader of one connection.
@@ -164,7 +176,10 @@ setup_serve_attach() {
     result serve false "$(cat /tmp/serve.log)"
     return 1
   fi
-  check nbd_attach nbd_attach || return 1
+  check nbd_attach nbd_attach
+  code=$?
+  nbd_report_retries
+  return $code
 }
 
 # Every I/O on $NBD is watched for the whole run (io_watch_start before the scenario,
@@ -298,8 +313,13 @@ wait_lines() {
   done
 }
 
+# nbd_dmesg: the kernel log, from the last attach that nbd_attach had to repeat if there was one.
+nbd_dmesg() {
+  if dmesg | grep -q "dmremap-mark attach-retried"; then dmesg_since attach-retried; else dmesg; fi
+}
+
 # nbd_errors: kernel log lines about I/O errors on $NBD or the filesystem on it.
-nbd_errors() { dmesg | grep -iE "nbd0|EXT4-fs (error|warning)|I/O error" | grep -ivE "detected capacity change|nbd0: p|mounted filesystem|unmounting filesystem|recovery complete"; }
+nbd_errors() { nbd_dmesg | grep -iE "nbd0|EXT4-fs (error|warning)|I/O error" | grep -ivE "detected capacity change|nbd0: p|mounted filesystem|unmounting filesystem|recovery complete"; }
 
 # check_no_nbd_errors CHECK: ok when the kernel logged no I/O error on $NBD.
 check_no_nbd_errors() {

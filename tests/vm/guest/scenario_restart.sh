@@ -52,6 +52,7 @@ restart_under_writer ioctl
 nbd-client -d "$NBD"
 sleep 1
 check reattach nbd_attach
+nbd_report_retries
 # A mount replays the journal the aborted runs left; then the fs must be clean.
 check replay sh -c "mount -t ext4 $NBD $MNT && umount $MNT"
 check e2fsck e2fsck -fn "$NBD"
