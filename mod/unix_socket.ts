@@ -17,6 +17,23 @@ export function socketProblemOf(error: Error): string {
 }
 
 /**
+ * Why claiming or binding a listening address failed, in words, for the
+ * NBD server's and the status API's one-line errors.
+ */
+export function listenProblemOf(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  if (error.message.startsWith("Cannot listen on ")) return socketProblemOf(error);
+  if (error instanceof Deno.errors.AddrInUse) {
+    return "address in use: another program listens there; stop it or choose another port";
+  }
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return "no such address on this machine: give one of its addresses";
+  }
+  return error.message;
+}
+
+/**
  * Makes `path` free for `Deno.listen`, removing only a dead socket file.
  *
  * @throws {UsageError} When the path exists and is not a socket.
