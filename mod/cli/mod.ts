@@ -13,6 +13,7 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../errors.ts";
+import { VERSION } from "../version.ts";
 import { EXIT_USAGE, exitCodeFor } from "./exit_codes.ts";
 import { checkCommand } from "./commands/check.ts";
 import { createCommand } from "./commands/create.ts";
@@ -64,8 +65,9 @@ const COMMANDS: Record<string, Command> = {
     usage:
       "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
-      "[--buffered] [--events-db <path>]",
+      "[--buffered] [--events-db <path>] [--force]",
     options: {
+      force: { type: "boolean" },
       main: { type: "string" },
       spare: { type: "string", multiple: true },
       socket: { type: "string" },
@@ -128,7 +130,7 @@ function help(): string {
   }
   lines.push(
     "",
-    "Run `dm-remap <command> --help` for a command's options.",
+    "Run `dm-remap <command> --help` for a command's options, `dm-remap --version` for the version.",
     `Setups are found by name on the block devices in /proc/partitions and in ${STATE_DIR_HELP}.`,
   );
   return lines.join("\n");
@@ -141,6 +143,10 @@ function help(): string {
  */
 export async function runCli(args: string[], output: CliOutput = defaultOutput()): Promise<number> {
   const [name, ...rest] = args;
+  if (name === "--version" || name === "version") {
+    output.out(`dm-remap ${VERSION}`);
+    return 0;
+  }
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     output.out(help());
     return name === undefined ? EXIT_USAGE : 0;

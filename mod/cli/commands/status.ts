@@ -51,7 +51,8 @@ export function formatStatus(status: SetupStatus): string {
   const { setup, main, counters } = status;
   const lines = [
     `Setup "${setup.name}" (${setup.uuid}): ${setup.state.toUpperCase()}`,
-    `  size ${setup.sizeBytes} bytes, block size ${setup.blockBytes}, format version ${setup.formatVersion}`,
+    `  size ${setup.sizeBytes} bytes, block size ${setup.blockBytes}, format version ${setup.formatVersion}` +
+    (status.version ? `, served by dm-remap ${status.version}` : ""),
     `  main   ${main.path} (${main.kind}, ${main.sizeBytes} bytes)`,
   ];
   for (const spare of status.spares) {
