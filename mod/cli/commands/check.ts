@@ -3,7 +3,9 @@
  * copy by copy, like `fsck -n` (read-only unless `--repair`).
  *
  * Exit 0 when all five copies are valid and current, 1 when some are not
- * (repaired with `--repair`), 4 when none is valid.
+ * (repaired with `--repair`), 4 when none is valid. It also tells whether
+ * the setup was stopped cleanly, is being served, or was left by a server
+ * that crashed (see `serving_marker.ts`); that alone is not a problem.
  *
  * @module
  */
@@ -13,6 +15,7 @@ import { EXIT_OK, EXIT_PROBLEM_FOUND } from "../exit_codes.ts";
 import { closeAll, openPath } from "../devices.ts";
 import type { CommandInput } from "../mod.ts";
 import { onePositional } from "../options.ts";
+import { describeShutdownState, shutdownStateOf } from "../serving_marker.ts";
 
 /** Checks one spare and prints the report. */
 export async function checkCommand({ values, positionals, output }: CommandInput): Promise<number> {
@@ -23,6 +26,7 @@ export async function checkCommand({ values, positionals, output }: CommandInput
     const { store, report } = await SpareStore.open(device, { repair });
     const problems = report.copies.filter((copy) => copy.stale).length;
     const { setup, spareIndex, table, layout } = store.payload;
+    const shutdown = shutdownStateOf(setup.serving);
     if (values.json) {
       output.out(JSON.stringify({
         device: path,
@@ -31,6 +35,9 @@ export async function checkCommand({ values, positionals, output }: CommandInput
           name: setup.name,
           generation: setup.generation,
           state: setup.state,
+          clean: shutdown === "clean",
+          shutdown,
+          serving: setup.serving ?? null,
         },
         spareIndex,
         sequence: store.sequence,
@@ -42,8 +49,10 @@ export async function checkCommand({ values, positionals, output }: CommandInput
         repaired: report.copies.filter((copy) => copy.repaired).length,
       }));
     } else {
+      output.out(`${path}: spare ${spareIndex} of setup "${setup.name}" (${setup.uuid})`);
       output.out(
-        `${path}: spare ${spareIndex} of setup "${setup.name}" (${setup.uuid}), ${setup.state}`,
+        `  state: ${describeShutdownState(setup.serving)}` +
+          (setup.state === "degraded" ? "; DEGRADED: a failed block could not be remapped" : ""),
       );
       for (const copy of report.copies) {
         const state = copy.valid ? `valid, sequence ${copy.sequence}` : `INVALID: ${copy.reason}`;

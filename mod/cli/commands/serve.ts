@@ -28,6 +28,7 @@ import {
   tcpOption,
 } from "../options.ts";
 import { startServing, untilSignal } from "../serving.ts";
+import { shutdownStateOf } from "../serving_marker.ts";
 
 /** The event history lives with the setup's state, where it survives reboots. */
 async function defaultEventsPath(setupName: string): Promise<string> {
@@ -84,6 +85,13 @@ export async function serveCommand({ values, positionals, output }: CommandInput
     const main = await openPath(mainPath, { readOnly: false, direct });
     devices.push(main.device);
     const spares = await openSpares(spareDevices);
+    const last = spares.description.setup.serving;
+    if (last !== undefined && shutdownStateOf(last) === "not-clean") {
+      output.err(
+        `dm-remap[${setupName}]: the last serve (process ${last.pid} on ${last.host}) did not ` +
+          `stop cleanly; its remaps were replayed from the log`,
+      );
+    }
     for (const report of spares.reports) {
       const repaired = report.copies.filter((copy) => copy.repaired).length;
       output.err(
