@@ -50,18 +50,30 @@ export async function removeStaleSocket(path: string): Promise<void> {
   if (!info.isSocket) {
     throw new UsageError(`Cannot listen on "${path}": ${NOT_A_SOCKET}`);
   }
+  if (await socketAnswers(path)) {
+    throw new Deno.errors.AddrInUse(`Cannot listen on "${path}": ${IN_USE}`);
+  }
+  // Nothing listens: the file is left over from a crash.
+  await removeSocketFile(path);
+}
+
+/**
+ * Whether a process accepts connections on a Unix socket: a socket file left
+ * by a server that died refuses them.
+ *
+ * @throws {Error} For failures other than a refused connection or a missing path.
+ */
+export async function socketAnswers(path: string): Promise<boolean> {
   try {
     const probe = await Deno.connect({ transport: "unix", path });
     probe.close();
+    return true;
   } catch (error) {
-    // Refused (or gone): nothing listens, so the file is left over from a crash.
     if (error instanceof Deno.errors.ConnectionRefused || error instanceof Deno.errors.NotFound) {
-      await removeSocketFile(path);
-      return;
+      return false;
     }
     throw error;
   }
-  throw new Deno.errors.AddrInUse(`Cannot listen on "${path}": ${IN_USE}`);
 }
 
 /** Removes a socket file if it is still there. */
