@@ -14,6 +14,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
+import { STATE_DIR } from "./options.ts";
 import { EXIT_USAGE, exitCodeFor } from "./exit_codes.ts";
 import { checkCommand } from "./commands/check.ts";
 import { createCommand } from "./commands/create.ts";
@@ -44,8 +45,6 @@ interface Command {
   options: NonNullable<ParseArgsConfig["options"]>;
   run: (input: CommandInput) => Promise<number>;
 }
-
-const STATE_DIR_HELP = "the *.img files of --scan-dir (default /var/lib/dm-remap)";
 
 const COMMANDS: Record<string, Command> = {
   create: {
@@ -131,7 +130,8 @@ function help(): string {
   lines.push(
     "",
     "Run `dm-remap <command> --help` for a command's options, `dm-remap --version` for the version.",
-    `Setups are found by name on the block devices in /proc/partitions and in ${STATE_DIR_HELP}.`,
+    `Setups are found by name where create registered them (${STATE_DIR}/setups), then on the`,
+    `block devices in /proc/partitions and in the *.img files of --scan-dir (default ${STATE_DIR}).`,
   );
   return lines.join("\n");
 }

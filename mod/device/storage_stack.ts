@@ -133,9 +133,9 @@ export function overlapOf(
     return `${a.name} and ${b.name} are ${what}`;
   }
   const aOnB = chainTo(a.stack, b.stack.top.key);
-  if (aOnB) return `${a.name} ${aOnB} ${b.name}`;
+  if (aOnB) return `${a.name} ${aOnB.verb} ${b.name}${aOnB.through}`;
   const bOnA = chainTo(b.stack, top.key);
-  if (bOnA) return `${b.name} ${bOnA} ${a.name}`;
+  if (bOnA) return `${b.name} ${bOnA.verb} ${a.name}${bOnA.through}`;
   for (const link of a.stack.below) {
     const other = b.stack.below.find((candidate) => candidate.node.key === link.node.key);
     if (!other) continue;
@@ -151,7 +151,10 @@ export function overlapOf(
 }
 
 /** How `stack`'s top lies on the node `key`, as a verb phrase, or undefined when it does not. */
-function chainTo(stack: StorageStack, key: string): string | undefined {
+function chainTo(
+  stack: StorageStack,
+  key: string,
+): { verb: string; through: string } | undefined {
   const chain: StorageLink[] = [];
   let current = stack.below.find((link) => link.node.key === key);
   while (current) {
@@ -166,9 +169,9 @@ function chainTo(stack: StorageStack, key: string): string | undefined {
     loop: "is a loop device over",
     filesystem: "is a file in the filesystem on",
   };
-  if (chain.length === 1) return phrases[chain[0]!.via];
+  if (chain.length === 1) return { verb: phrases[chain[0]!.via], through: "" };
   const through = chain.slice(0, -1).map((link) => link.node.label).join(", then ");
-  return `lies on (through ${through})`;
+  return { verb: "lies on", through: ` (through ${through})` };
 }
 
 function nodeOfInfo(info: Deno.FileInfo, label: string): StorageNode {
