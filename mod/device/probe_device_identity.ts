@@ -10,6 +10,7 @@
  */
 
 import { DeviceOpenError } from "../errors.ts";
+import { readAttribute } from "./_sysfs.ts";
 import { deviceNumberOf } from "./storage_stack.ts";
 
 /** What {@link probeDeviceIdentity} found. */
@@ -155,16 +156,6 @@ async function byIdLinksOf(rdev: number, directory: string): Promise<string[]> {
     return [];
   }
   return links.sort();
-}
-
-/** A sysfs attribute, trimmed; undefined when missing or empty. */
-async function readAttribute(path: string): Promise<string | undefined> {
-  try {
-    const text = (await Deno.readTextFile(path)).trim();
-    return text === "" ? undefined : text;
-  } catch {
-    return undefined;
-  }
 }
 
 async function firstAttribute(paths: readonly string[]): Promise<string | undefined> {

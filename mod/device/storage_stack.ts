@@ -26,6 +26,7 @@
 import { STORAGE_STACK_NODES_MAX } from "../constants.ts";
 import { DeviceOpenError } from "../errors.ts";
 import { loopBackingOf } from "./_libc.ts";
+import { readAttribute } from "./_sysfs.ts";
 
 /** One file or block device in a stack. */
 export interface StorageNode {
@@ -237,7 +238,9 @@ async function linksBelow(
   }
   const links: StorageLink[] = [];
   const lower: [StorageLinkKind, string][] = [];
-  if (await exists(`${directory}/partition`)) lower.push(["partition", `${directory}/../dev`]);
+  if (await readAttribute(`${directory}/partition`) !== undefined) {
+    lower.push(["partition", `${directory}/../dev`]);
+  }
   for (const slave of await readDirNames(`${directory}/slaves`)) {
     lower.push(["stacked", `${directory}/slaves/${slave}/dev`]);
   }
@@ -246,50 +249,28 @@ async function linksBelow(
     const found = deviceNumber && await namedBlockNode(deviceNumber, sysfsRoot);
     if (found) links.push({ node: found, via, above: node.key });
   }
-  if (await exists(`${directory}/loop`)) {
-    const backing = await loopBackingNode(devicePath, directory);
+  // A bound loop device has a backing file; an unbound one has no loop/ directory or no file.
+  const backingPath = await readAttribute(`${directory}/loop/backing_file`);
+  if (backingPath !== undefined) {
+    const backing = loopBackingNode(devicePath, backingPath);
     if (backing) links.push({ node: backing, via: "loop", above: node.key });
   }
   return links;
 }
 
 /** The file behind a loop device, by LOOP_GET_STATUS64 on its node; its path from sysfs. */
-async function loopBackingNode(
-  devicePath: string,
-  directory: string,
-): Promise<StorageNode | undefined> {
+function loopBackingNode(devicePath: string, backingPath: string): StorageNode | undefined {
   const backing = loopBackingOf(devicePath);
   if (typeof backing === "number") return undefined;
-  const path = (await readAttribute(`${directory}/loop/backing_file`))
-    ?.replace(/ \(deleted\)$/, "");
-  const deviceNumber = deviceNumberOf(backing.device);
   return fileNode(
-    deviceNumber,
+    deviceNumberOf(backing.device),
     backing.inode,
-    path ?? `inode ${backing.inode} on device ${deviceNumber}`,
+    backingPath.replace(/ \(deleted\)$/, ""),
   );
 }
 
 function basename(path: string): string {
   return path.slice(path.lastIndexOf("/") + 1);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function readAttribute(path: string): Promise<string | undefined> {
-  try {
-    const text = (await Deno.readTextFile(path)).trim();
-    return text === "" ? undefined : text;
-  } catch {
-    return undefined;
-  }
 }
 
 async function readDirNames(path: string): Promise<string[]> {
