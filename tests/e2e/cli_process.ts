@@ -29,6 +29,12 @@ export interface CliRunOptions {
   cwd?: string;
   /** Variables added to {@link CLI_ENV}. */
   env?: Record<string, string>;
+  /**
+   * Kill the command (SIGTERM) when it runs longer: a command that should be
+   * refused but serves instead then fails its test instead of hanging it.
+   * @default no limit
+   */
+  timeoutMs?: number;
 }
 
 /** The outcome of a finished CLI run. */
@@ -47,6 +53,7 @@ export async function runCli(args: string[], options: CliRunOptions = {}): Promi
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
+    signal: options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs),
   }).output();
   const decoder = new TextDecoder();
   return {

@@ -24,6 +24,8 @@ import {
 } from "./cli_process.ts";
 
 const MIB = 1024 * 1024;
+/** A refusal comes within this; a command still running after it was accepted by mistake. */
+const REFUSAL_MS_MAX = 60_000;
 const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
 const UNIT = new URL("../../systemd/dm-remap@.service", import.meta.url).pathname;
 
@@ -260,7 +262,7 @@ const ROWS: Row[] = [
     name: "serve: a second serve of a setup being served",
     prepare: async (c) => {
       await createSetup(c, "s3");
-      c.serve = await startServe(serveArgs(c).slice(1));
+      c.serve = tracked(c, await startServe(serveArgs(c).slice(1)));
     },
     args: (c) =>
       serveArgs(c, ["--socket", c.file("nbd2.sock"), "--api-socket", c.file("api2.sock")]),
@@ -350,19 +352,30 @@ for (const row of ROWS) {
     try {
       await row.prepare?.(c);
       const before = await hashImages(images);
-      const result = await runCli(row.args(c), { cwd: images.path });
+      const result = await runCli(row.args(c), { cwd: images.path, timeoutMs: REFUSAL_MS_MAX });
       assert.equal(result.code, row.code, `${row.name}: ${result.stderr}`);
       checkMessage(row, c, result);
       assert.deepEqual(await hashImages(images), before, `${row.name}: a disk changed`);
     } finally {
-      c.serve?.kill("SIGTERM");
-      await c.serve?.finished();
       c.listener?.close();
       await c.loop?.detach();
-      for (const cleanup of c.cleanups) await cleanup();
-      await images.cleanup();
+      await cleanUp(c);
     }
   });
+}
+
+/** Registers a started serve to be killed after the test, whatever happened. */
+function tracked(c: Case, serve: ServeProcess): ServeProcess {
+  c.cleanups.push(async () => {
+    serve.kill("SIGKILL");
+    await serve.finished();
+  });
+  return serve;
+}
+
+async function cleanUp(c: Case): Promise<void> {
+  for (const cleanup of c.cleanups) await cleanup();
+  await c.images.cleanup();
 }
 
 /** `check --json` of a spare: its shutdown state. */
@@ -380,14 +393,14 @@ Deno.test("check: clean after create and after a clean stop, serving while serve
     await createSetup(c, "k");
     const spare = c.file("spare0.img");
     assert.deepEqual(await shutdownOf(spare), { clean: true, shutdown: "clean" });
-    const first = await startServe(serveArgs(c).slice(1));
+    const first = tracked(c, await startServe(serveArgs(c).slice(1)));
     assert.deepEqual(await shutdownOf(spare), { clean: false, shutdown: "serving" });
     first.kill("SIGKILL");
     await first.finished();
     assert.deepEqual(await shutdownOf(spare), { clean: false, shutdown: "not-clean" });
     const text = await runCli(["check", spare]);
     assert.match(text.stdout, new RegExp(`state: NOT CLEAN: process ${first.pid} on `));
-    const second = await startServe(serveArgs(c).slice(1));
+    const second = tracked(c, await startServe(serveArgs(c).slice(1)));
     second.kill("SIGTERM");
     const stopped = await second.finished();
     assert.equal(stopped.code, 0, stopped.stderr);
@@ -397,7 +410,7 @@ Deno.test("check: clean after create and after a clean stop, serving while serve
     );
     assert.deepEqual(await shutdownOf(spare), { clean: true, shutdown: "clean" });
   } finally {
-    await images.cleanup();
+    await cleanUp(c);
   }
 });
 
@@ -406,8 +419,9 @@ Deno.test("serve --force accepts a replaced main disk of the same size and recor
   const c: Case = { images, file: images.file, cleanups: [] };
   try {
     await createSetup(c, "f");
-    const forced = await startServe(
-      serveArgs(c, ["--main", c.file("other.img"), "--force"]).slice(1),
+    const forced = tracked(
+      c,
+      await startServe(serveArgs(c, ["--main", c.file("other.img"), "--force"]).slice(1)),
     );
     forced.kill("SIGTERM");
     const run = await forced.finished();
@@ -421,15 +435,19 @@ Deno.test("serve --force accepts a replaced main disk of the same size and recor
     await Deno.writeFile(c.file("larger.img"), new Uint8Array());
     await Deno.truncate(c.file("larger.img"), 32 * MIB);
     const before = await hashImages(images);
-    const old = await runCli(serveArgs(c, ["--main", c.file("main.img")]));
+    const old = await runCli(serveArgs(c, ["--main", c.file("main.img")]), {
+      timeoutMs: REFUSAL_MS_MAX,
+    });
     assert.equal(old.code, 4, old.stderr);
     assert.match(old.stderr, /main\.img" does not match the setup: .* it is another file/);
-    const larger = await runCli(serveArgs(c, ["--main", c.file("larger.img"), "--force"]));
+    const larger = await runCli(serveArgs(c, ["--main", c.file("larger.img"), "--force"]), {
+      timeoutMs: REFUSAL_MS_MAX,
+    });
     assert.equal(larger.code, 4, larger.stderr);
     assert.match(larger.stderr, /its size is 33554432 bytes; .* Name the right one with --main$/m);
     assert.deepEqual(await hashImages(images), before);
   } finally {
-    await images.cleanup();
+    await cleanUp(c);
   }
 });
 
@@ -446,6 +464,7 @@ async function unitCommand(name: string): Promise<string[]> {
 
 Deno.test("the systemd unit's command line, run in /, serves a setup created from relative paths elsewhere", async () => {
   const images = await freshImages();
+  const c: Case = { images, file: images.file, cleanups: [] };
   try {
     const created = await runCli(
       ["create", "unit", "--main", "main.img", "--spare", "spare0.img"],
@@ -455,7 +474,10 @@ Deno.test("the systemd unit's command line, run in /, serves a setup created fro
     const hint = /Serve it with: dm-remap serve (\S+) /.exec(created.stdout);
     assert.ok(hint, created.stdout);
     assert.equal(hint[1], "unit");
-    const serve = await startServe([], { cwd: "/", command: await unitCommand("unit") });
+    const serve = tracked(
+      c,
+      await startServe([], { cwd: "/", command: await unitCommand("unit") }),
+    );
     serve.kill("SIGTERM");
     const run = await serve.finished();
     assert.equal(run.code, 0, run.stderr);
@@ -463,6 +485,6 @@ Deno.test("the systemd unit's command line, run in /, serves a setup created fro
     const status = await runCli(["check", images.file("spare0.img"), "--json"]);
     assert.equal(JSON.parse(status.stdout).setup.clean, true);
   } finally {
-    await images.cleanup();
+    await cleanUp(c);
   }
 });
