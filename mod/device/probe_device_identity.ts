@@ -11,7 +11,7 @@
 
 import { DeviceOpenError } from "../errors.ts";
 import { readAttribute } from "./_sysfs.ts";
-import { deviceNumberOf } from "./storage_stack.ts";
+import { deviceNumberOf, statDevicePath } from "./storage_stack.ts";
 
 /** What {@link probeDeviceIdentity} found. */
 export interface DeviceIdentity {
@@ -63,18 +63,7 @@ export async function probeDeviceIdentity(
   path: string,
   options: ProbeDeviceIdentityOptions = {},
 ): Promise<DeviceIdentity> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(path);
-  } catch (error) {
-    const code = error instanceof Deno.errors.NotFound ? "ENOENT" : "EACCES";
-    throw new DeviceOpenError(
-      path,
-      `it cannot be examined: ${(error as Error).message}`,
-      code,
-      error,
-    );
-  }
+  const info = await statDevicePath(path);
   if (info.isFile) {
     return {
       kind: "file",
@@ -83,15 +72,10 @@ export async function probeDeviceIdentity(
       inode: info.ino!,
     };
   }
-  if (!info.isBlockDevice || info.rdev === null) {
-    throw new DeviceOpenError(
-      path,
-      "it is neither a regular file nor a block device: give a disk or image path",
-      "EINVAL",
-    );
-  }
+  // statDevicePath() let only files and block devices through: this is a block device.
+  const rdev = info.rdev!;
   const sysfsRoot = options.sysfsRoot ?? "/sys";
-  const directory = `${sysfsRoot}/dev/block/${deviceNumberOf(info.rdev)}`;
+  const directory = `${sysfsRoot}/dev/block/${deviceNumberOf(rdev)}`;
   const sectors = await readAttribute(`${directory}/size`);
   if (sectors === undefined) {
     throw new DeviceOpenError(
@@ -105,7 +89,7 @@ export async function probeDeviceIdentity(
     ? directory
     : `${await Deno.realPath(directory)}/..`;
   const identity: DeviceIdentity = { kind: "block", sizeBytes: Number(sectors) * 512 };
-  const byId = await byIdLinksOf(info.rdev, options.byIdDirectory ?? BY_ID_DIRECTORY);
+  const byId = await byIdLinksOf(rdev, options.byIdDirectory ?? BY_ID_DIRECTORY);
   const serial = await firstAttribute([`${disk}/device/serial`, `${disk}/serial`]) ??
     await vpdSerial(`${disk}/device/vpd_pg80`);
   const wwn = await firstAttribute([`${disk}/wwid`, `${disk}/device/wwid`]);
@@ -113,7 +97,7 @@ export async function probeDeviceIdentity(
   if (serial) identity.serial = serial;
   if (wwn) identity.wwn = wwn;
   if (model) identity.model = model;
-  identity.deviceNumber = deviceNumberOf(info.rdev);
+  identity.deviceNumber = deviceNumberOf(rdev);
   if (byId.length > 0) identity.byId = byId;
   return identity;
 }

@@ -84,7 +84,7 @@ export async function storageStackOf(
   options: StorageStackOptions = {},
 ): Promise<StorageStack> {
   const sysfsRoot = options.sysfsRoot ?? "/sys";
-  const info = await statPath(path);
+  const info = await statDevicePath(path);
   const top = nodeOfInfo(info, path);
   const below: StorageLink[] = [];
   const seen = new Set([top.key]);
@@ -109,7 +109,7 @@ export async function storageStackOf(
  */
 export async function storageKeyOf(path: string): Promise<string | undefined> {
   try {
-    return nodeOfInfo(await statPath(path), path).key;
+    return nodeOfInfo(await statDevicePath(path), path).key;
   } catch {
     return undefined;
   }
@@ -189,13 +189,25 @@ function blockNode(deviceNumber: string, label: string): StorageNode {
   return { key: `block ${deviceNumber}`, kind: "block", deviceNumber, label };
 }
 
-async function statPath(path: string): Promise<Deno.FileInfo> {
+/**
+ * `stat` of a path that must be a regular file or a block device (links followed).
+ *
+ * @throws {DeviceOpenError} When it is missing, cannot be examined, or is something else.
+ */
+export async function statDevicePath(path: string): Promise<Deno.FileInfo> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);
   } catch (error) {
-    const code = error instanceof Deno.errors.NotFound ? "ENOENT" : "EACCES";
-    throw new DeviceOpenError(path, `it cannot be examined: ${(error as Error).message}`, code);
+    if (error instanceof Deno.errors.NotFound) {
+      throw new DeviceOpenError(path, "no such file or device: check the path", "ENOENT", error);
+    }
+    throw new DeviceOpenError(
+      path,
+      `it cannot be examined: ${(error as Error).message}`,
+      "EACCES",
+      error,
+    );
   }
   if (info.isFile || (info.isBlockDevice && info.rdev !== null)) return info;
   throw new DeviceOpenError(

@@ -15,7 +15,10 @@
 import assert from "node:assert/strict";
 import { deviceNumberOf } from "../../mod/device/storage_stack.ts";
 import { attachLoopDevice, type LoopDevice } from "../device/fixtures.ts";
+import { createSetup as createSetupOnDevices } from "../../mod/assembly/create.ts";
+import { openFileDevice } from "../../mod/device/file_device.ts";
 import {
+  CLI_ENV,
   type CliRun,
   imageDirectory,
   runCli,
@@ -303,6 +306,18 @@ const ROWS: Row[] = [
       "it; is `dm-remap serve` already running?",
   },
   {
+    name: "serve: the main disk is no longer where it was recorded",
+    prepare: async (c) => {
+      await createSetup(c, "s8");
+      await Deno.rename(c.file("main.img"), c.file("moved.img"));
+    },
+    args: (c) => serveArgs(c),
+    code: 3,
+    message: (c) =>
+      `dm-remap serve: Cannot open "${c.file("main.img")}": the main disk of setup "s8" was ` +
+      `recorded at this path, and nothing is there now: name it with --main`,
+  },
+  {
     name: "serve: an immutable main disk (chattr +i)",
     prepare: async (c) => {
       await createSetup(c, "s6");
@@ -471,6 +486,12 @@ Deno.test("the systemd unit's command line, run in /, serves a setup created fro
       { cwd: images.path },
     );
     assert.equal(created.code, 0, created.stderr);
+    assert.equal(
+      created.stderr,
+      `dm-remap create: note: the main disk "${await Deno.realPath(images.file("main.img"))}" is ` +
+        "a plain file: it is recognised by its device and inode only, so a copy of it or a " +
+        'restored file is refused until "dm-remap serve --force" accepts it\n',
+    );
     const hint = /Serve it with: dm-remap serve (\S+) /.exec(created.stdout);
     assert.ok(hint, created.stdout);
     assert.equal(hint[1], "unit");
@@ -484,6 +505,94 @@ Deno.test("the systemd unit's command line, run in /, serves a setup created fro
     assert.match(run.stderr, new RegExp(`${images.file("spare0.img")}: 5/5 copies valid`));
     const status = await runCli(["check", images.file("spare0.img"), "--json"]);
     assert.equal(JSON.parse(status.stdout).setup.clean, true);
+  } finally {
+    await cleanUp(c);
+  }
+});
+
+Deno.test("serve records the identity layers that a setup from an older version lacks, then refuses another file", async () => {
+  const images = await freshImages();
+  const c: Case = { images, file: images.file, cleanups: [] };
+  try {
+    // What versions before the layers recorded: kind, size and fingerprint, nothing else.
+    const main = await openFileDevice(c.file("main.img"), { readOnly: true });
+    const spare = await openFileDevice(c.file("spare0.img"));
+    try {
+      await createSetupOnDevices({
+        name: "old",
+        main: {
+          device: main,
+          identity: { path: c.file("main.img"), kind: "file", sizeBytes: main.sizeBytes },
+        },
+        spares: [{ device: spare, path: c.file("spare0.img") }],
+        blockBytes: 4096,
+      });
+    } finally {
+      await main.close();
+      await spare.close();
+    }
+    const upgraded = tracked(c, await startServe(serveArgs(c).slice(1)));
+    upgraded.kill("SIGTERM");
+    const run = await upgraded.finished();
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(
+      run.stderr,
+      /recorded the main disk's identity in full \(this setup was made by an older version/,
+    );
+    const refused = await runCli(serveArgs(c, ["--main", c.file("other.img")]), {
+      timeoutMs: REFUSAL_MS_MAX,
+    });
+    assert.equal(refused.code, 4, refused.stderr);
+    assert.match(refused.stderr, /other\.img" does not match the setup: .* it is another file/);
+  } finally {
+    await cleanUp(c);
+  }
+});
+
+Deno.test("serve with --tcp keeps its Unix sockets; status ignores the socket a killed serve left", async () => {
+  const images = await freshImages();
+  const c: Case = { images, file: images.file, cleanups: [] };
+  try {
+    await createSetup(c, "st");
+    const serve = tracked(
+      c,
+      await startServe([
+        "--spare",
+        c.file("spare0.img"),
+        "--events-db",
+        c.file("events.sqlite"),
+        "--tcp",
+        "127.0.0.1:0",
+        "--api-tcp",
+        "127.0.0.1:0",
+      ]),
+    );
+    const status = await runCli(["status"]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /^Setup "st" \(.*\): serving, OK$/m);
+    serve.kill("SIGKILL");
+    const run = await serve.finished();
+    const addresses = (kind: string) =>
+      run.stdout.split("\n").map((line) => line.trim()).filter((line) =>
+        line.startsWith(`${kind} `)
+      ).map((line) => line.slice(kind.length).trim());
+    const runDir = CLI_ENV.DM_REMAP_RUN_DIR;
+    const nbd = addresses("NBD");
+    assert.equal(nbd.length, 2, run.stdout);
+    assert.equal(nbd[0], `nbd+unix:///st?socket=${runDir}/st.nbd.sock`);
+    assert.match(nbd[1]!, /^nbd:\/\/127\.0\.0\.1:\d+\/st$/);
+    const api = addresses("API");
+    assert.equal(api.length, 2, run.stdout);
+    assert.equal(api[0], `${runDir}/st.api.sock`);
+    assert.match(api[1]!, /^http:\/\/127\.0\.0\.1:\d+$/);
+    const dead = await runCli(["status"]);
+    assert.equal(dead.code, 69, dead.stderr);
+    assert.equal(
+      dead.stderr,
+      `dm-remap status: Cannot read the status from "${CLI_ENV.DM_REMAP_RUN_DIR}": no dm-remap ` +
+        `serve answers on a socket there: start one with "dm-remap serve <name>", or pass ` +
+        "--api-socket or --api-url\n",
+    );
   } finally {
     await cleanUp(c);
   }

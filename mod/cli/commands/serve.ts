@@ -16,6 +16,7 @@ import { checkDistinctDisks } from "../../assembly/distinct_disks.ts";
 import { mainIdentityOf, missingLayers } from "../../assembly/identity.ts";
 import { READ_RETRIES_MAX } from "../../constants.ts";
 import type { Device } from "../../device/device.ts";
+import { DeviceOpenError } from "../../errors.ts";
 import { closeAll, openPath, type ProbedPath, probePath, resolveSparePaths } from "../devices.ts";
 import type { CommandInput } from "../mod.ts";
 import {
@@ -76,7 +77,17 @@ export async function serveCommand({ values, positionals, output }: CommandInput
     const unrepaired = await openSpares(spareDevices, { repair: false });
     const setupName = unrepaired.description.setup.name;
     const mainPath = stringOption(values.main) ?? unrepaired.description.main.path;
-    const mainProbe = await probePath(mainPath);
+    const mainProbe = await probePath(mainPath).catch((error) => {
+      if (values.main !== undefined || !(error instanceof DeviceOpenError)) throw error;
+      if (error.code !== "ENOENT") throw error;
+      throw new DeviceOpenError(
+        mainPath,
+        `the main disk of setup "${setupName}" was recorded at this path, and nothing is there ` +
+          `now: name it with --main`,
+        "ENOENT",
+        error,
+      );
+    });
     checkDistinctDisks(`serve setup "${setupName}"`, [
       { role: "main", path: mainPath, stack: mainProbe.stack },
       ...spareDisks,
