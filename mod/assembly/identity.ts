@@ -5,7 +5,7 @@
  * | layer     | recorded for                 | compared                                    |
  * | --------- | ---------------------------- | ------------------------------------------- |
  * | kind/size | every main disk              | always                                      |
- * | hardware  | disks with a serial or WWN   | serial and WWN must be equal                |
+ * | hardware  | disks with a serial or WWN   | serial and WWN, and a partition's place     |
  * | file      | image files                  | device number and inode must be equal       |
  * | number    | block devices without serial | device number, or one of the by-id links    |
  *
@@ -141,9 +141,11 @@ function layerMismatch(
 ): string | undefined {
   switch (identityStrengthOf(recorded)) {
     case "hardware":
-      if (recorded.serial === probed.serial && recorded.wwn === probed.wwn) return undefined;
-      return `it has serial "${probed.serial ?? "-"}" and WWN "${probed.wwn ?? "-"}"; ` +
-        `${theMain} has serial "${recorded.serial ?? "-"}" and WWN "${recorded.wwn ?? "-"}"`;
+      if (recorded.serial !== probed.serial || recorded.wwn !== probed.wwn) {
+        return `it has serial "${probed.serial ?? "-"}" and WWN "${probed.wwn ?? "-"}"; ` +
+          `${theMain} has serial "${recorded.serial ?? "-"}" and WWN "${recorded.wwn ?? "-"}"`;
+      }
+      return partitionMismatch(recorded, probed, theMain);
     case "file":
       if (recorded.deviceNumber === probed.deviceNumber && recorded.inode === probed.inode) {
         return undefined;
@@ -168,6 +170,25 @@ function layerMismatch(
  */
 export function missingLayers(recorded: MainIdentity, probed: ProbedIdentity): boolean {
   return recorded.deviceNumber === undefined && probed.deviceNumber !== undefined;
+}
+
+/** Two partitions of one disk share its serial: they differ in number and start. */
+function partitionMismatch(
+  recorded: MainIdentity,
+  probed: ProbedIdentity,
+  theMain: string,
+): string | undefined {
+  if (recorded.partition === undefined) return undefined;
+  const where = (partition: ProbedIdentity["partition"]) =>
+    partition === undefined
+      ? "the whole disk"
+      : `partition ${partition.number} (from sector ${partition.startSector})`;
+  if (
+    recorded.partition.number === probed.partition?.number &&
+    recorded.partition.startSector === probed.partition?.startSector
+  ) return undefined;
+  return `it is ${where(probed.partition)}; ${theMain} is ${where(recorded.partition)} ` +
+    `of the same disk`;
 }
 
 function kindName(kind: "file" | "block"): string {

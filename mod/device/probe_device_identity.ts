@@ -29,6 +29,11 @@ export interface DeviceIdentity {
   inode?: number;
   /** The `/dev/disk/by-id` links to a block device, when udev made any. */
   byId?: string[];
+  /**
+   * Where a partition lies on its disk (whose serial and WWN it reports):
+   * two partitions of one disk differ here.
+   */
+  partition?: { number: number; startSector: number };
 }
 
 /** Options for {@link probeDeviceIdentity}. */
@@ -44,7 +49,8 @@ export interface ProbeDeviceIdentityOptions {
  *
  * A block device is found in sysfs by its major:minor number
  * (`/sys/dev/block/M:m`); a partition reports its whole disk's serial, WWN
- * and model. Attributes the kernel does not provide are left out.
+ * and model, and its own number and start sector. Attributes the kernel does
+ * not provide are left out.
  *
  * @param path The file or device node; symbolic links are followed.
  * @param options Where sysfs and the by-id links are.
@@ -84,10 +90,9 @@ export async function probeDeviceIdentity(
       "ENOENT",
     );
   }
-  // A partition's identity is its disk's: sysfs nests partitions inside the disk's directory.
-  const disk = await readAttribute(`${directory}/partition`) === undefined
-    ? directory
-    : `${await Deno.realPath(directory)}/..`;
+  // A partition's hardware identity is its disk's: sysfs nests partitions inside the disk's directory.
+  const partitionNumber = await readAttribute(`${directory}/partition`);
+  const disk = partitionNumber === undefined ? directory : `${await Deno.realPath(directory)}/..`;
   const identity: DeviceIdentity = { kind: "block", sizeBytes: Number(sectors) * 512 };
   const byId = await byIdLinksOf(rdev, options.byIdDirectory ?? BY_ID_DIRECTORY);
   const serial = await firstAttribute([`${disk}/device/serial`, `${disk}/serial`]) ??
@@ -98,6 +103,10 @@ export async function probeDeviceIdentity(
   if (wwn) identity.wwn = wwn;
   if (model) identity.model = model;
   identity.deviceNumber = deviceNumberOf(rdev);
+  const startSector = await readAttribute(`${directory}/start`);
+  if (partitionNumber !== undefined && startSector !== undefined) {
+    identity.partition = { number: Number(partitionNumber), startSector: Number(startSector) };
+  }
   if (byId.length > 0) identity.byId = byId;
   return identity;
 }

@@ -76,6 +76,26 @@ Deno.test("identityMismatch() compares the strongest recorded layer: one row per
         `"${DISK.path}" has serial "ZA1234567" and WWN "naa.5000c500a1b2c3d4"`,
       replaceable: true,
     }],
+    [
+      "another partition of the same disk, of the same size",
+      { ...DISK, partition: { number: 1, startSector: 2048 } },
+      { ...DISK, partition: { number: 2, startSector: 8390656 } },
+      {
+        reason: "it is partition 2 (from sector 8390656); the setup's main disk " +
+          `"${DISK.path}" is partition 1 (from sector 2048) of the same disk`,
+        replaceable: true,
+      },
+    ],
+    [
+      "the whole disk for a partition of it",
+      { ...DISK, partition: { number: 1, startSector: 2048 } },
+      DISK,
+      {
+        reason: "it is the whole disk; the setup's main disk " +
+          `"${DISK.path}" is partition 1 (from sector 2048) of the same disk`,
+        replaceable: true,
+      },
+    ],
     ["a virtual disk at its number", VIRTUAL, { ...VIRTUAL }, undefined],
     ["a virtual disk at another number", VIRTUAL, { ...VIRTUAL, deviceNumber: "254:32" }, {
       reason: 'it is device 254:32; the setup\'s main disk "/dev/vdb" was device 254:16 (it has ' +

@@ -143,7 +143,7 @@ Deno.test("probeDeviceIdentity() reads serial, WWN and model wherever sysfs keep
   }
 });
 
-Deno.test("probeDeviceIdentity() of a partition reports its disk's serial and the partition's size", async () => {
+Deno.test("probeDeviceIdentity() of a partition reports its disk's serial, and its own size, number and start", async () => {
   const root = await Deno.makeTempDir({ prefix: "dm-remap-sysfs-" });
   try {
     const disk = "devices/pci0000:00/block/sdz";
@@ -158,6 +158,7 @@ Deno.test("probeDeviceIdentity() of a partition reports its disk's serial and th
       ]),
       [`${disk}/sdz1/size`]: "2048\n",
       [`${disk}/sdz1/partition`]: "1\n",
+      [`${disk}/sdz1/start`]: "2048\n",
     });
     await Deno.mkdir(`${root}/dev/block`, { recursive: true });
     await Deno.symlink(`../../${disk}/sdz1`, `${root}/dev/block/${majorMinorOf("/dev/loop1")}`);
@@ -167,6 +168,7 @@ Deno.test("probeDeviceIdentity() of a partition reports its disk's serial and th
       sizeBytes: 2048 * 512,
       serial: "WD-1",
       deviceNumber: majorMinorOf("/dev/loop1"),
+      partition: { number: 1, startSector: 2048 },
     });
   } finally {
     await Deno.remove(root, { recursive: true });
