@@ -120,6 +120,12 @@ export const BACKUP_ARCHIVE_MAX = 10;
 /** How long `dm-remap status` waits for the server by default. */
 export const STATUS_TIMEOUT_MS_DEFAULT = 5_000;
 
+/** Devices followed below one device (partitions, dm/md slaves, loop files) when comparing disks. */
+export const STORAGE_STACK_NODES_MAX = 64;
+
+/** Processes whose open files are searched to name who holds a busy device. */
+export const PROCESSES_SEARCHED_MAX = 65_536;
+
 assert(COPY_SECTORS.length === 5, "five metadata copies");
 for (let i = 1; i < COPY_SECTORS.length; i++) {
   const gapBytes = (COPY_SECTORS[i]! - COPY_SECTORS[i - 1]!) * SECTOR_BYTES;

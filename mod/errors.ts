@@ -21,6 +21,60 @@ export type IoErrorCode =
   | "EBUSY"
   | "EOTHER";
 
+/** Linux errno numbers with their names and glibc's words (asm-generic/errno-base.h, errno.h). */
+const ERRNO_WORDS: Readonly<Record<number, readonly [string, string]>> = {
+  1: ["EPERM", "operation not permitted"],
+  2: ["ENOENT", "no such file or directory"],
+  4: ["EINTR", "interrupted system call"],
+  5: ["EIO", "input/output error"],
+  6: ["ENXIO", "no such device or address"],
+  9: ["EBADF", "bad file descriptor"],
+  11: ["EAGAIN", "resource temporarily unavailable"],
+  12: ["ENOMEM", "cannot allocate memory"],
+  13: ["EACCES", "permission denied"],
+  16: ["EBUSY", "device or resource busy"],
+  17: ["EEXIST", "file exists"],
+  18: ["EXDEV", "invalid cross-device link"],
+  19: ["ENODEV", "no such device"],
+  20: ["ENOTDIR", "not a directory"],
+  21: ["EISDIR", "is a directory"],
+  22: ["EINVAL", "invalid argument"],
+  23: ["ENFILE", "too many open files in system"],
+  24: ["EMFILE", "too many open files"],
+  25: ["ENOTTY", "inappropriate ioctl for device"],
+  26: ["ETXTBSY", "text file busy"],
+  27: ["EFBIG", "file too large"],
+  28: ["ENOSPC", "no space left on device"],
+  29: ["ESPIPE", "illegal seek"],
+  30: ["EROFS", "read-only file system"],
+  36: ["ENAMETOOLONG", "file name too long"],
+  38: ["ENOSYS", "function not implemented"],
+  40: ["ELOOP", "too many levels of symbolic links"],
+  61: ["ENODATA", "no data available"],
+  95: ["EOPNOTSUPP", "operation not supported"],
+  98: ["EADDRINUSE", "address already in use"],
+  99: ["EADDRNOTAVAIL", "cannot assign requested address"],
+  110: ["ETIMEDOUT", "connection timed out"],
+  111: ["ECONNREFUSED", "connection refused"],
+  121: ["EREMOTEIO", "remote I/O error"],
+  122: ["EDQUOT", "disk quota exceeded"],
+  125: ["ECANCELED", "operation canceled"],
+};
+
+/**
+ * An errno in words, for messages: never a bare number.
+ *
+ * @example
+ * ```ts
+ * import { errnoInWords } from "./errors.ts";
+ * console.log(errnoInWords(1)); // EPERM (operation not permitted)
+ * ```
+ */
+export function errnoInWords(errno: number): string {
+  const known = ERRNO_WORDS[errno];
+  return known ? `${known[0]} (${known[1]})` : `error number ${errno} (unknown to dm-remap)`;
+}
+
 /** Fields of {@link DeviceIoError}. */
 export interface DeviceIoErrorOptions {
   /** Path or label of the device that failed. */
@@ -58,8 +112,9 @@ export class DeviceIoError extends Error {
   readonly errno: number | undefined;
 
   constructor(action: string, options: DeviceIoErrorOptions) {
+    const reason = options.errno === undefined ? options.code : errnoInWords(options.errno);
     super(
-      `Cannot ${action} "${options.device}": offset ${options.offsetBytes}, length ${options.lengthBytes}: ${options.code}`,
+      `Cannot ${action} "${options.device}": offset ${options.offsetBytes}, length ${options.lengthBytes}: ${reason}`,
       { cause: options.cause },
     );
     this.device = options.device;
@@ -130,5 +185,16 @@ export class UnsupportedVersionError extends Error {
         `upgrade dm-remap; nothing was written`,
     );
     this.device = device;
+  }
+}
+
+/** Listening on a socket path or TCP address failed: it is taken, or not ours to replace. */
+export class ListenError extends Error {
+  override name = "ListenError";
+  /** The socket path or `host:port`. */
+  readonly address: string;
+  constructor(what: string, address: string, detail: string, cause?: unknown) {
+    super(`Cannot serve ${what} on "${address}": ${detail}`, { cause });
+    this.address = address;
   }
 }

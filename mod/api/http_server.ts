@@ -14,8 +14,8 @@
  */
 
 import type { Hono } from "hono";
-import { UsageError } from "../errors.ts";
-import { removeStaleSocket, socketProblemOf } from "../unix_socket.ts";
+import { ListenError, UsageError } from "../errors.ts";
+import { listenProblemOf, removeStaleSocket } from "../unix_socket.ts";
 import type { ApiEnv } from "./_env.ts";
 
 /** Where to listen; at least one of the two. */
@@ -45,13 +45,10 @@ export interface ApiServer {
 }
 
 /** Listening on an address failed: in use, no permission, or not ours to replace. */
-export class ApiListenError extends Error {
+export class ApiListenError extends ListenError {
   override name = "ApiListenError";
-  /** The socket path or `host:port`. */
-  readonly address: string;
   constructor(address: string, detail: string, cause?: unknown) {
-    super(`Cannot serve the status API on "${address}": ${detail}`, { cause });
-    this.address = address;
+    super("the status API", address, detail, cause);
   }
 }
 
@@ -107,7 +104,7 @@ export async function serveApi(app: Hono<ApiEnv>, options: ServeApiOptions): Pro
     if (options.unixPath !== undefined) {
       const path = options.unixPath;
       await removeStaleSocket(path).catch((error) => {
-        throw new ApiListenError(path, socketProblemOf(error as Error), error);
+        throw new ApiListenError(path, listenProblemOf(error), error);
       });
       servers.push(
         listen(path, () => Deno.serve({ transport: "unix", path, onListen: quiet }, app.fetch)),
@@ -146,17 +143,7 @@ function listen(address: string, start: () => Deno.HttpServer): Deno.HttpServer 
   try {
     return start();
   } catch (error) {
-    if (error instanceof Deno.errors.AddrInUse) {
-      throw new ApiListenError(address, "address in use", error);
-    }
-    if (error instanceof Deno.errors.PermissionDenied) {
-      throw new ApiListenError(address, "permission denied", error);
-    }
-    throw new ApiListenError(
-      address,
-      error instanceof Error ? error.message : String(error),
-      error,
-    );
+    throw new ApiListenError(address, listenProblemOf(error), error);
   }
 }
 

@@ -34,6 +34,7 @@
  *   pendingBlocks: [],
  *   nbd: { exportName: "vault", connections: 0 },
  *   uptimeSeconds: 1,
+ *   version: "0.1.0",
  * };
  * const source: StatusSource = {
  *   status() {

@@ -61,6 +61,8 @@ export interface SetupStatus {
   pendingBlocks: number[];
   nbd: { exportName: string; unixPath?: string; tcp?: string; connections: number };
   uptimeSeconds: number;
+  /** The dm-remap version serving it. */
+  version: string;
 }
 
 /** One remap, for the remaps listing. */

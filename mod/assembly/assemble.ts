@@ -13,9 +13,9 @@
 import type { Device } from "../device/device.ts";
 import { SetupMismatchError } from "../errors.ts";
 import { type SpareReport, SpareStore } from "../metadata/spare_store.ts";
-import type { SuperblockPayload } from "../metadata/superblock.ts";
+import type { MainIdentity, SuperblockPayload } from "../metadata/superblock.ts";
 import { RemapDevice, type RemapDeviceOptions, type SpareMember } from "../remap/remap_device.ts";
-import { identityMismatch, type ProbedIdentity } from "./identity.ts";
+import { type IdentityMismatch, identityMismatch, type ProbedIdentity } from "./identity.ts";
 
 /** The spares of one setup, opened and ordered by spare index. */
 export interface OpenedSpares {
@@ -97,22 +97,64 @@ export async function openSpares(
 }
 
 /**
+ * Checks that a probed device is the setup's main disk.
+ *
+ * @param options `force`: accept a replaceable device (same kind and size,
+ *   another identity); the caller then records its identity.
+ * @returns The mismatch that `force` accepted, or undefined when the device is the main disk.
+ * @throws {SetupMismatchError} When it is not, saying what differs and how to proceed.
+ */
+export function checkMainIdentity(
+  description: SuperblockPayload,
+  probed: ProbedIdentity,
+  options: { force?: boolean } = {},
+): IdentityMismatch | undefined {
+  const mismatch = identityMismatch(description.main, probed);
+  if (mismatch === undefined || (mismatch.replaceable && options.force)) return mismatch;
+  const replace = mismatch.replaceable
+    ? `; if the main disk was replaced by this one, pass --force to accept it and record its identity`
+    : "";
+  throw new SetupMismatchError(
+    probed.path,
+    `it is not the main disk of setup "${description.setup.name}": ${mismatch.reason}. ` +
+      `Name the right one with --main${replace}`,
+  );
+}
+
+/**
+ * Records a new identity of the main disk on every spare (a replaced disk
+ * accepted with `--force`, or the layers a setup from an older version lacks),
+ * with the next generation.
+ */
+export async function recordMainIdentity(spares: OpenedSpares, main: MainIdentity): Promise<void> {
+  const { description } = spares;
+  const generation = description.setup.generation + 1;
+  // A failed spare takes no metadata writes, as in the engine: its older generation loses.
+  const active = spares.stores.filter((_, index) => description.spares[index]!.state === "active");
+  for (const store of active) {
+    await store.writeMetadata((payload) => {
+      payload.main = main;
+      payload.setup.generation = generation;
+    });
+  }
+  spares.description = structuredClone(active[0]?.payload ?? description);
+}
+
+/**
  * Checks the main disk against the setup and builds the remap engine.
  *
- * @throws {SetupMismatchError} When the main disk is not the recorded one.
+ * @throws {SetupMismatchError} When the main disk is not the recorded one (as a rejection).
  */
-export async function assembleSetup(
+export function assembleSetup(
   main: { device: Device; identity: ProbedIdentity },
   spares: OpenedSpares,
   options: RemapDeviceOptions = {},
 ): Promise<RemapDevice> {
   const { description } = spares;
-  const mismatch = await identityMismatch(description.main, main.identity);
-  if (mismatch) {
-    throw new SetupMismatchError(
-      main.identity.path,
-      `it is not the main disk of setup "${description.setup.name}": ${mismatch}. Name the right one with --main`,
-    );
+  try {
+    checkMainIdentity(description, main.identity);
+  } catch (error) {
+    return Promise.reject(error);
   }
   const members: SpareMember[] = spares.stores.map((store, index) => ({
     index,
@@ -120,9 +162,11 @@ export async function assembleSetup(
     store,
     active: description.spares[index]!.state === "active",
   }));
-  return new RemapDevice(description.setup.name, main.device, members, {
-    pending: description.pending,
-    degraded: description.setup.state === "degraded",
-    ...options,
-  });
+  return Promise.resolve(
+    new RemapDevice(description.setup.name, main.device, members, {
+      pending: description.pending,
+      degraded: description.setup.state === "degraded",
+      ...options,
+    }),
+  );
 }

@@ -1,21 +1,47 @@
 /**
- * Opening the devices a command names, with the identity the setup records.
+ * Opening the devices a command names, with what they are: the identity the
+ * setup records, and the storage they lie on (to refuse two names of one disk).
  *
  * @module
  */
 
 import type { Device } from "../device/device.ts";
 import { openFileDevice } from "../device/file_device.ts";
-import { probeDeviceIdentity } from "../device/probe_device_identity.ts";
+import { canonicalPathOf, probeDeviceIdentity } from "../device/probe_device_identity.ts";
+import { type StorageStack, storageStackOf } from "../device/storage_stack.ts";
 import type { ProbedIdentity } from "../assembly/identity.ts";
 import { discoverSetups, type FoundSetup, listCandidates } from "../assembly/discover.ts";
 import { SetupMismatchError, UsageError } from "../errors.ts";
 import { STATE_DIR } from "./options.ts";
+import { readRegistryEntry } from "./setup_registry.ts";
 
 /** An opened device and what was probed of it. */
 export interface OpenedDevice {
   device: Device;
+  /** Its identity; `path` is the canonical path (absolute, by-id for disks that have one). */
   identity: ProbedIdentity;
+}
+
+/** What a path is, found without opening it. */
+export interface ProbedPath {
+  /** The path as given. */
+  given: string;
+  identity: ProbedIdentity;
+  stack: StorageStack;
+}
+
+/**
+ * Finds what a path is without opening it: its identity, canonical path and storage stack.
+ *
+ * @throws {DeviceOpenError} When the path is missing or neither a file nor a block device.
+ */
+export async function probePath(path: string): Promise<ProbedPath> {
+  const probed = await probeDeviceIdentity(path);
+  return {
+    given: path,
+    identity: { path: await canonicalPathOf(path, probed), ...probed },
+    stack: await storageStackOf(path),
+  };
 }
 
 /**
@@ -31,12 +57,13 @@ export async function openPath(
   options: { readOnly: boolean; direct?: boolean },
 ): Promise<OpenedDevice> {
   const probed = await probeDeviceIdentity(path);
+  const identity = { path: await canonicalPathOf(path, probed), ...probed };
   const device = await openFileDevice(path, {
     readOnly: options.readOnly,
     exclusive: !options.readOnly,
     direct: options.direct ?? false,
   });
-  return { device, identity: { path, ...probed } };
+  return { device, identity };
 }
 
 /** Closes devices, ignoring failures: used on error paths where the first error matters. */
@@ -44,22 +71,52 @@ export async function closeAll(devices: Iterable<Device>): Promise<void> {
   await Promise.allSettled([...devices].map((device) => device.close()));
 }
 
+/** Whether every spare of a found setup was found. */
+function isComplete(setup: FoundSetup): boolean {
+  const indexes = new Set(setup.spares.map((spare) => spare.spareIndex));
+  return indexes.size === setup.spareCount;
+}
+
+function probeReadOnly(path: string): Promise<Device> {
+  return openFileDevice(path, { readOnly: true });
+}
+
 /**
- * Finds the spares of the setup called `name` on this machine's disks and
- * in the scan directories.
+ * The setups called `name`: first where the registry says it was created,
+ * then on this machine's block devices and in the scan directories.
  *
- * @throws {UsageError} When no setup or more than one setup has that name.
+ * @returns Every setup of that name found, the registered one first.
+ */
+export async function findSetupsNamed(name: string, scanDirs: string[]): Promise<FoundSetup[]> {
+  const entry = await readRegistryEntry(name);
+  if (entry) {
+    const registered = (await discoverSetups(entry.spares, probeReadOnly))
+      .find((setup) => setup.uuid === entry.uuid && setup.name === name);
+    if (registered && isComplete(registered)) return [registered];
+  }
+  const directories = scanDirs.length > 0 ? scanDirs : [STATE_DIR];
+  const candidates = [...entry?.spares ?? [], ...await listCandidates(directories)];
+  const found = (await discoverSetups(candidates, probeReadOnly))
+    .filter((setup) => setup.name === name);
+  return found.sort((a, b) => Number(b.uuid === entry?.uuid) - Number(a.uuid === entry?.uuid));
+}
+
+/**
+ * Finds the spares of the setup called `name`.
+ *
+ * @throws {UsageError} When no setup has that name.
+ * @throws {SetupMismatchError} When several setups have it and none is registered.
  */
 export async function findSetupByName(name: string, scanDirs: string[]): Promise<FoundSetup> {
-  const directories = scanDirs.length > 0 ? scanDirs : [STATE_DIR];
-  const found = (await discoverSetups(
-    await listCandidates(directories),
-    (path) => openFileDevice(path, { readOnly: true }),
-  )).filter((setup) => setup.name === name);
+  const found = await findSetupsNamed(name, scanDirs);
+  const entry = await readRegistryEntry(name);
+  const registered = found.find((setup) => setup.uuid === entry?.uuid);
+  if (registered) return registered;
   if (found.length === 0) {
+    const directories = scanDirs.length > 0 ? scanDirs : [STATE_DIR];
     throw new UsageError(
-      `No setup named "${name}" on this machine's block devices or in ${directories.join(", ")}: ` +
-        `check the name, or name its spares with --spare`,
+      `No setup named "${name}" in ${STATE_DIR}/setups, on this machine's block devices or in ` +
+        `${directories.join(", ")}: check the name, or name its spares with --spare`,
     );
   }
   if (found.length > 1) {

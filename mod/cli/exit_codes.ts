@@ -6,20 +6,23 @@
  * | 0 | success |
  * | 1 | the command ran and found a problem (e.g. `check` found invalid copies), or the answer at a prompt was no |
  * | 2 | usage: the command line or input is wrong, or a write needs confirmation and there is no terminal and no `--yes`; nothing was touched |
- * | 3 | device I/O: a device could not be opened, read or written |
- * | 4 | data-integrity refusal: no valid metadata, wrong setup or disk, data that `--force` would destroy, newer format |
- * | 69 | a service is unavailable: no `serve` answers, or a socket or port is taken |
- * | 70 | internal error (an assertion failed): a bug, please report it |
+ * | 3 | device I/O: a device or file could not be opened, read or written |
+ * | 4 | data-integrity refusal: no valid metadata, wrong setup or disk, two names of one disk, data that `--force` would destroy, newer format |
+ * | 69 | unavailable: no `serve` answers, a device is in use by another process, or a socket or port is taken |
+ * | 70 | internal error (an assertion failed, or a bug): please report it |
+ *
+ * Only code 70 prints a stack trace: every other code is an operating error
+ * whose message says what to do.
  *
  * @module
  */
 
 import { AssertionError } from "../assert.ts";
 import { StatusRequestError } from "../api/client.ts";
-import { ApiListenError } from "../api/http_server.ts";
 import {
   DeviceIoError,
   DeviceOpenError,
+  ListenError,
   NoValidCopyError,
   RefusedError,
   SetupMismatchError,
@@ -39,14 +42,18 @@ export const EXIT_INTERNAL = 70;
 export function exitCodeFor(error: unknown): number {
   if (error instanceof AssertionError) return EXIT_INTERNAL;
   if (error instanceof UsageError) return EXIT_USAGE;
+  if (error instanceof DeviceOpenError && error.code === "EBUSY") return EXIT_UNAVAILABLE;
   if (error instanceof DeviceIoError || error instanceof DeviceOpenError) return EXIT_DEVICE;
   if (
     error instanceof NoValidCopyError || error instanceof SetupMismatchError ||
     error instanceof RefusedError ||
     error instanceof UnsupportedVersionError
   ) return EXIT_INTEGRITY;
-  if (error instanceof StatusRequestError || error instanceof ApiListenError) {
-    return EXIT_UNAVAILABLE;
-  }
+  if (error instanceof StatusRequestError || error instanceof ListenError) return EXIT_UNAVAILABLE;
+  if (error instanceof Deno.errors.AddrInUse) return EXIT_UNAVAILABLE;
+  // Any other error of the operating system (a directory that cannot be made, a full disk).
+  if (OS_ERRORS.some((kind) => error instanceof kind)) return EXIT_DEVICE;
   return EXIT_INTERNAL;
 }
+
+const OS_ERRORS: readonly (new (...args: never[]) => Error)[] = Object.values(Deno.errors);

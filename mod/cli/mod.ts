@@ -13,6 +13,8 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../errors.ts";
+import { VERSION } from "../version.ts";
+import { STATE_DIR } from "./options.ts";
 import { EXIT_USAGE, exitCodeFor } from "./exit_codes.ts";
 import { checkCommand } from "./commands/check.ts";
 import { createCommand } from "./commands/create.ts";
@@ -44,8 +46,6 @@ interface Command {
   options: NonNullable<ParseArgsConfig["options"]>;
   run: (input: CommandInput) => Promise<number>;
 }
-
-const STATE_DIR_HELP = "the *.img files of --scan-dir (default /var/lib/dm-remap)";
 
 /** `check --salvage` (`commands/salvage.ts`): rebuilding copies from the spares' logs alone. */
 const SALVAGE_OPTIONS: NonNullable<ParseArgsConfig["options"]> = {
@@ -79,8 +79,9 @@ const COMMANDS: Record<string, Command> = {
     usage:
       "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
-      "[--buffered] [--events-db <path>] [--backup-dir <dir>]",
+      "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force]",
     options: {
+      force: { type: "boolean" },
       main: { type: "string" },
       spare: { type: "string", multiple: true },
       socket: { type: "string" },
@@ -159,8 +160,9 @@ function help(): string {
   }
   lines.push(
     "",
-    "Run `dm-remap <command> --help` for a command's options.",
-    `Setups are found by name on the block devices in /proc/partitions and in ${STATE_DIR_HELP}.`,
+    "Run `dm-remap <command> --help` for a command's options, `dm-remap --version` for the version.",
+    `Setups are found by name where create registered them (${STATE_DIR}/setups), then on the`,
+    `block devices in /proc/partitions and in the *.img files of --scan-dir (default ${STATE_DIR}).`,
   );
   return lines.join("\n");
 }
@@ -172,6 +174,10 @@ function help(): string {
  */
 export async function runCli(args: string[], output: CliOutput = defaultOutput()): Promise<number> {
   const [name, ...rest] = args;
+  if (name === "--version" || name === "version") {
+    output.out(`dm-remap ${VERSION}`);
+    return 0;
+  }
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     output.out(help());
     return name === undefined ? EXIT_USAGE : 0;

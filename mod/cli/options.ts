@@ -68,9 +68,15 @@ export function onePositional(
   return positionals[0];
 }
 
-/** Where a setup's sockets live by default. */
-export const RUN_DIR = "/run/dm-remap";
-/** Where image-file spares are looked for by default. */
-export const STATE_DIR = "/var/lib/dm-remap";
+/**
+ * Where a setup's sockets live by default (`DM_REMAP_RUN_DIR` moves it, as
+ * tests and private installations do).
+ */
+export const RUN_DIR = Deno.env.get("DM_REMAP_RUN_DIR") ?? "/run/dm-remap";
+/**
+ * Where setups are registered, events kept and image-file spares looked for
+ * by default (`DM_REMAP_STATE_DIR` moves it).
+ */
+export const STATE_DIR = Deno.env.get("DM_REMAP_STATE_DIR") ?? "/var/lib/dm-remap";
 /** Where metadata backups are kept by default (`--backup-dir`), as LVM keeps /etc/lvm/backup. */
 export const BACKUP_DIR = `${STATE_DIR}/backup`;

@@ -22,6 +22,7 @@ import { EventHistory } from "../events/event_history.ts";
 import { DataPlane } from "../dataplane/data_plane.ts";
 import { FileDevice } from "../device/file_device.ts";
 import { FaultyDevice } from "../fault/faulty_device.ts";
+import { servingMarkerOfThisProcess } from "./serving_marker.ts";
 
 /** Where and how to serve. */
 export interface ServingOptions {
@@ -109,6 +110,14 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
   });
   await backups?.requestUnlessCurrent("serve start");
   const dataPlane = dataPlaneFor(engine, options);
+  // Until everything listens, a failure leaves the disks as they were: the
+  // engine has written nothing, and closing it writes nothing either.
+  const abandon = async (error: unknown, stopNbd: () => Promise<void> | void): Promise<never> => {
+    await stopNbd();
+    await engine.close();
+    history.close();
+    throw error;
+  };
   const nbd = await serveNbd({
     dataPlane,
     device: engine,
@@ -118,7 +127,7 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
     unixPath: options.nbdUnixPath,
     tcp: options.nbdTcp,
     log: (line) => output.err(`dm-remap[${name}] nbd: ${line}`),
-  });
+  }).catch((error) => abandon(error, () => dataPlane?.close()));
   const nbdAddresses = [
     ...(options.nbdUnixPath
       ? [`nbd+unix:///${options.exportName}?socket=${options.nbdUnixPath}`]
@@ -141,7 +150,9 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
   const api = await serveApi(createApp(source), {
     unixPath: options.apiUnixPath,
     tcp: options.apiTcp,
-  });
+  }).catch((error) => abandon(error, () => nbd.close()));
+  // The clean-stop flag: removed by engine.close() when stop() runs.
+  await engine.markServing(servingMarkerOfThisProcess());
   history.record({
     type: "started",
     message:

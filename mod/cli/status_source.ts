@@ -10,6 +10,7 @@ import type { OpenedSpares } from "../assembly/assemble.ts";
 import { FORMAT_VERSION } from "../metadata/superblock.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import type { EventHistory } from "../events/event_history.ts";
+import { VERSION } from "../version.ts";
 
 /** What the NBD side reports. */
 export interface NbdView {
@@ -104,6 +105,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
           connections: nbd.connections(),
         },
         uptimeSeconds: Math.floor((Date.now() - startedMs) / 1000),
+        version: VERSION,
       };
     },
     events(limit: number) {

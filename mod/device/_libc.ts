@@ -31,6 +31,7 @@ export { EINTR_RETRIES_MAX };
 
 /** Linux `errno` values the device layer names (asm-generic/errno-base.h, errno.h). */
 export const ERRNO = {
+  EPERM: 1,
   ENOENT: 2,
   EINTR: 4,
   EIO: 5,
@@ -67,7 +68,12 @@ export const IOCTL = {
   BLKZEROOUT: 0x127fn,
   BLKSSZGET: 0x1268n,
   BLKGETSIZE64: 0x80081272n,
+  /** `LOOP_GET_STATUS64` (linux/loop.h): a loop device's `struct loop_info64`. */
+  LOOP_GET_STATUS64: 0x4c05n,
 } as const;
+
+/** `sizeof(struct loop_info64)`: five u64, four u32, three name/key arrays, two u64. */
+const LOOP_INFO64_BYTES = 5 * 8 + 4 * 4 + 64 + 64 + 32 + 2 * 8;
 
 /** `pwritev2()` flag: the write is durable when the call returns (linux/fs.h). */
 export const RWF_DSYNC = 0x02;
@@ -308,6 +314,29 @@ export class FileDescriptor implements PositionalIo {
     const result = this.#libc.close(this.fd);
     return result === -1 ? -lastErrno() : result;
   }
+}
+
+/**
+ * The file behind a loop device: `lo_device` and `lo_inode` of LOOP_GET_STATUS64,
+ * the `st_dev` (kernel encoding, as glibc's) and `st_ino` of its backing file.
+ *
+ * @returns The backing file's device and inode, or `-errno` (ENXIO for an unbound loop device).
+ */
+export function loopBackingOf(path: string): { device: number; inode: number } | number {
+  const fd = openPath(path, OPEN_FLAGS.O_RDONLY);
+  if (fd < 0) return fd;
+  const info = new BigUint64Array(LOOP_INFO64_BYTES / 8);
+  try {
+    const argument = new Uint8Array(info.buffer);
+    const result = callSync(() => loadLibc().ioctlSync(fd, IOCTL.LOOP_GET_STATUS64, argument));
+    if (result < 0) return result;
+  } finally {
+    loadLibc().close(fd);
+  }
+  const device = Number(info[0]);
+  const inode = Number(info[1]);
+  assert(Number.isSafeInteger(device) && Number.isSafeInteger(inode), "loop backing fits a number");
+  return { device, inode };
 }
 
 /** The address of a buffer's first byte, to check O_DIRECT alignment. */

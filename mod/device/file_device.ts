@@ -46,7 +46,8 @@
  */
 
 import { assert } from "../assert.ts";
-import { DeviceIoError, DeviceOpenError, type IoErrorCode } from "../errors.ts";
+import { DeviceIoError, DeviceOpenError, errnoInWords, type IoErrorCode } from "../errors.ts";
+import { busyReasonOf, describeUsers, lockHoldersOf } from "./device_users.ts";
 import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "./device.ts";
 import { isRangeInside } from "./device.ts";
 import {
@@ -418,7 +419,18 @@ function openFileDeviceNow(path: string, options: OpenFileDeviceOptions): FileDe
   const readOnly = options.readOnly ?? false;
   const direct = options.direct ?? false;
   const exclusive = options.exclusive ?? false;
-  const kind = kindOf(path, statOrThrow(path, path));
+  const info = statOrThrow(path, path);
+  const kind = kindOf(path, info);
+  // Root may write a file whose mode forbids it; a file made read-only is someone's decision.
+  if (!readOnly && kind === "file" && info.mode !== null && (info.mode & 0o222) === 0) {
+    const mode = (info.mode & 0o7777).toString(8).padStart(4, "0");
+    throw new DeviceOpenError(
+      path,
+      `it is a read-only file (mode ${mode}) and would be written: ` +
+        `make it writable ("chmod u+w") if it may be`,
+      "EROFS",
+    );
+  }
   try {
     loadLibc();
   } catch (error) {
@@ -490,7 +502,12 @@ function statOrThrow(path: string, statPath: string): Deno.FileInfo {
         error,
       );
     }
-    throw new DeviceOpenError(path, `stat failed: ${error}`, "EOTHER", error);
+    throw new DeviceOpenError(
+      path,
+      `it cannot be examined: ${(error as Error).message}`,
+      "EOTHER",
+      error,
+    );
   }
 }
 
@@ -509,15 +526,12 @@ function openError(path: string, errno: number, context: { direct: boolean }): D
   const messages: Partial<Record<number, [string, IoErrorCode]>> = {
     [ERRNO.ENOENT]: ["no such file or device: check the path", "ENOENT"],
     [ERRNO.EACCES]: ["permission denied: run as root or add the user to the disk group", "EACCES"],
-    [ERRNO.EBUSY]: [
-      "it is in use (mounted, or claimed by another program): stop that user first",
-      "EBUSY",
+    [ERRNO.EPERM]: [
+      "operation not permitted: the file may be immutable or append-only " +
+      '(see "lsattr", undo with "chattr -i -a"), or a security policy forbids it',
+      "EACCES",
     ],
-    [ERRNO.EAGAIN]: [
-      "another program holds an exclusive lock on it: stop that program first",
-      "EBUSY",
-    ],
-    [ERRNO.EROFS]: ["it is read-only: open it read-only", "EROFS"],
+    [ERRNO.EROFS]: ["it is on a read-only filesystem or device: make it writable first", "EROFS"],
     [ERRNO.EISDIR]: ["it is a directory: give a disk or image path", "EINVAL"],
   };
   if (errno === ERRNO.EINVAL && context.direct) {
@@ -527,9 +541,36 @@ function openError(path: string, errno: number, context: { direct: boolean }): D
       "EINVAL",
     );
   }
+  if (errno === ERRNO.EAGAIN || errno === ERRNO.EBUSY) {
+    return new DeviceOpenError(path, busyMessage(path, errno), "EBUSY");
+  }
   const [message, code] = messages[errno] ??
-    [`the system call failed with errno ${errno}`, ioErrorCodeOf(errno)];
+    [`the system call failed: ${errnoInWords(errno)}`, ioErrorCodeOf(errno)];
   return new DeviceOpenError(path, message, code);
+}
+
+/** Who holds a busy file (its lock) or block device (mounts, stacked devices, openers). */
+function busyMessage(path: string, errno: number): string {
+  let info: Deno.FileInfo | undefined;
+  try {
+    info = Deno.statSync(path);
+  } catch {
+    info = undefined;
+  }
+  if (errno === ERRNO.EAGAIN) {
+    const holders = info ? lockHoldersOf(info) : [];
+    if (holders.length === 0) {
+      return "another program holds an exclusive lock on it: stop that program first";
+    }
+    const serving = holders.some((holder) => / serve( |$)/.test(holder.command));
+    return `${describeUsers(holders, "holds an exclusive lock on it")}` +
+      (serving
+        ? ": a dm-remap serve is already using it; stop that process first"
+        : ": stop that process first");
+  }
+  const reason = info ? busyReasonOf(info) : undefined;
+  return `it is in use${reason ? ` (${reason})` : " (mounted, or claimed by another program)"}: ` +
+    "stop that user first";
 }
 
 function rangeOf(range: ByteRange): ByteRange {

@@ -1,12 +1,17 @@
 /**
- * What identifies a main disk across reboots: its kind, size, and for block
- * devices the serial number, WWN and model that the kernel reports in sysfs.
- * Paths like `/dev/sdb` change between boots; these do not.
+ * What identifies a main disk across reboots, in layers from strong to weak:
+ * the hardware's serial number, WWN and model that the kernel reports in
+ * sysfs, and the `/dev/disk/by-id` names udev makes from them; for a block
+ * device without them (a virtual disk, a dm device), its device number; for a
+ * file, the device and inode of the file. Paths like `/dev/sdb` or
+ * `./main.img` name a disk for a moment; these identify it.
  *
  * @module
  */
 
 import { DeviceOpenError } from "../errors.ts";
+import { readAttribute } from "./_sysfs.ts";
+import { deviceNumberOf, statDevicePath } from "./storage_stack.ts";
 
 /** What {@link probeDeviceIdentity} found. */
 export interface DeviceIdentity {
@@ -15,12 +20,28 @@ export interface DeviceIdentity {
   serial?: string;
   wwn?: string;
   model?: string;
+  /**
+   * `major:minor`: a block device's own number, or for a file the number of
+   * the device holding its filesystem. Absent in setups made before it was recorded.
+   */
+  deviceNumber?: string;
+  /** A file's inode number. */
+  inode?: number;
+  /** The `/dev/disk/by-id` links to a block device, when udev made any. */
+  byId?: string[];
+  /**
+   * Where a partition lies on its disk (whose serial and WWN it reports):
+   * two partitions of one disk differ here.
+   */
+  partition?: { number: number; startSector: number };
 }
 
 /** Options for {@link probeDeviceIdentity}. */
 export interface ProbeDeviceIdentityOptions {
   /** Where sysfs is mounted; tests point it at a fake tree. @default "/sys" */
   sysfsRoot?: string;
+  /** Where udev keeps the by-id links. @default "/dev/disk/by-id" */
+  byIdDirectory?: string;
 }
 
 /**
@@ -28,11 +49,13 @@ export interface ProbeDeviceIdentityOptions {
  *
  * A block device is found in sysfs by its major:minor number
  * (`/sys/dev/block/M:m`); a partition reports its whole disk's serial, WWN
- * and model. Attributes the kernel does not provide are left out.
+ * and model, and its own number and start sector. Attributes the kernel does
+ * not provide are left out.
  *
  * @param path The file or device node; symbolic links are followed.
- * @param options Where sysfs is.
- * @returns Kind and size, plus serial, WWN and model when sysfs has them.
+ * @param options Where sysfs and the by-id links are.
+ * @returns Kind and size; a file's filesystem device number and inode; a block
+ * device's number, and its serial, WWN, model and by-id links when it has them.
  * @throws {DeviceOpenError} When the path is missing or is neither a regular file nor a block device.
  *
  * @example
@@ -46,28 +69,19 @@ export async function probeDeviceIdentity(
   path: string,
   options: ProbeDeviceIdentityOptions = {},
 ): Promise<DeviceIdentity> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(path);
-  } catch (error) {
-    const code = error instanceof Deno.errors.NotFound ? "ENOENT" : "EACCES";
-    throw new DeviceOpenError(
-      path,
-      `it cannot be examined: ${(error as Error).message}`,
-      code,
-      error,
-    );
+  const info = await statDevicePath(path);
+  if (info.isFile) {
+    return {
+      kind: "file",
+      sizeBytes: info.size,
+      deviceNumber: deviceNumberOf(info.dev),
+      inode: info.ino!,
+    };
   }
-  if (info.isFile) return { kind: "file", sizeBytes: info.size };
-  if (!info.isBlockDevice || info.rdev === null) {
-    throw new DeviceOpenError(
-      path,
-      "it is neither a regular file nor a block device: give a disk or image path",
-      "EINVAL",
-    );
-  }
+  // statDevicePath() let only files and block devices through: this is a block device.
+  const rdev = info.rdev!;
   const sysfsRoot = options.sysfsRoot ?? "/sys";
-  const directory = `${sysfsRoot}/dev/block/${majorOf(info.rdev)}:${minorOf(info.rdev)}`;
+  const directory = `${sysfsRoot}/dev/block/${deviceNumberOf(rdev)}`;
   const sectors = await readAttribute(`${directory}/size`);
   if (sectors === undefined) {
     throw new DeviceOpenError(
@@ -76,11 +90,11 @@ export async function probeDeviceIdentity(
       "ENOENT",
     );
   }
-  // A partition's identity is its disk's: sysfs nests partitions inside the disk's directory.
-  const disk = await readAttribute(`${directory}/partition`) === undefined
-    ? directory
-    : `${await Deno.realPath(directory)}/..`;
+  // A partition's hardware identity is its disk's: sysfs nests partitions inside the disk's directory.
+  const partitionNumber = await readAttribute(`${directory}/partition`);
+  const disk = partitionNumber === undefined ? directory : `${await Deno.realPath(directory)}/..`;
   const identity: DeviceIdentity = { kind: "block", sizeBytes: Number(sectors) * 512 };
+  const byId = await byIdLinksOf(rdev, options.byIdDirectory ?? BY_ID_DIRECTORY);
   const serial = await firstAttribute([`${disk}/device/serial`, `${disk}/serial`]) ??
     await vpdSerial(`${disk}/device/vpd_pg80`);
   const wwn = await firstAttribute([`${disk}/wwid`, `${disk}/device/wwid`]);
@@ -88,29 +102,53 @@ export async function probeDeviceIdentity(
   if (serial) identity.serial = serial;
   if (wwn) identity.wwn = wwn;
   if (model) identity.model = model;
+  identity.deviceNumber = deviceNumberOf(rdev);
+  const startSector = await readAttribute(`${directory}/start`);
+  if (partitionNumber !== undefined && startSector !== undefined) {
+    identity.partition = { number: Number(partitionNumber), startSector: Number(startSector) };
+  }
+  if (byId.length > 0) identity.byId = byId;
   return identity;
 }
 
-/** glibc's `gnu_dev_major`, over a 64-bit `dev_t`. */
-function majorOf(rdev: number): number {
-  const dev = BigInt(rdev);
-  return Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
+/** Where udev links disks by their hardware identity. */
+export const BY_ID_DIRECTORY = "/dev/disk/by-id";
+
+/**
+ * The path to record for a disk: for a block device its first `/dev/disk/by-id`
+ * link (WWN first), else the stable name it was given (`/dev/mapper/…`,
+ * `/dev/disk/…`), else its real path; for a file its real, absolute path.
+ *
+ * @param path The path as given; relative paths are taken from the current directory.
+ * @param identity What {@link probeDeviceIdentity} found for it.
+ */
+export async function canonicalPathOf(path: string, identity: DeviceIdentity): Promise<string> {
+  const preferred =
+    [...identity.byId ?? []].sort((a, b) =>
+      Number(!a.includes("/wwn-")) - Number(!b.includes("/wwn-")) || a.localeCompare(b)
+    )[0];
+  if (preferred) return preferred;
+  const absolute = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  if (identity.kind === "block" && /^\/dev\/(mapper|disk)\//.test(absolute)) return absolute;
+  return await Deno.realPath(path);
 }
 
-/** glibc's `gnu_dev_minor`. */
-function minorOf(rdev: number): number {
-  const dev = BigInt(rdev);
-  return Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
-}
-
-/** A sysfs attribute, trimmed; undefined when missing or empty. */
-async function readAttribute(path: string): Promise<string | undefined> {
+/** The by-id links that resolve to the block device `rdev`, sorted. */
+async function byIdLinksOf(rdev: number, directory: string): Promise<string[]> {
+  const links: string[] = [];
   try {
-    const text = (await Deno.readTextFile(path)).trim();
-    return text === "" ? undefined : text;
+    for await (const entry of Deno.readDir(directory)) {
+      const link = `${directory}/${entry.name}`;
+      try {
+        if ((await Deno.stat(link)).rdev === rdev) links.push(link);
+      } catch {
+        // A dangling link names a disk that is gone.
+      }
+    }
   } catch {
-    return undefined;
+    return [];
   }
+  return links.sort();
 }
 
 async function firstAttribute(paths: readonly string[]): Promise<string | undefined> {

@@ -47,6 +47,17 @@ export interface MainIdentity extends DeviceIdentity {
   fingerprint: string;
 }
 
+/** The process serving a setup, identified across PID reuse by its boot and start time. */
+export interface ServingMarker {
+  pid: number;
+  host: string;
+  /** `/proc/sys/kernel/random/boot_id` when it started. */
+  bootId: string;
+  /** The process's start time in clock ticks since boot (`/proc/PID/stat`, field 22). */
+  processStartTicks: number;
+  startedMs: number;
+}
+
 /** One spare as the setup knows it. */
 export interface SpareRecord {
   index: number;
@@ -79,7 +90,13 @@ export interface SuperblockPayload {
     createdMs: number;
     /** Bumped when setup-wide fields change, so assembly picks the newest description. */
     generation: number;
+    /** "degraded" once a failed block could not be remapped. */
     state: "clean" | "degraded";
+    /**
+     * Who serves the setup: written when `serve` starts, removed when it stops
+     * cleanly. Present with the server gone means it did not stop cleanly.
+     */
+    serving?: ServingMarker;
   };
   main: MainIdentity;
   spares: SpareRecord[];

@@ -22,13 +22,13 @@
  * @module
  */
 
-import { assert } from "../assert.ts";
+import { assert, AssertionError } from "../assert.ts";
 import { NBD_CONNECTIONS_MAX } from "../constants.ts";
 import type { Device } from "../device/device.ts";
-import { UsageError } from "../errors.ts";
+import { errnoInWords, ListenError, UsageError } from "../errors.ts";
 import { ConnByteStream } from "./byte_stream.ts";
 import { serveConnection } from "./connection.ts";
-import { removeSocketFile, removeStaleSocket } from "../unix_socket.ts";
+import { listenProblemOf, removeSocketFile, removeStaleSocket } from "../unix_socket.ts";
 import { exportProblem, type NbdExport } from "./handshake.ts";
 import type { DataPlane } from "../dataplane/data_plane.ts";
 import {
@@ -133,13 +133,19 @@ export async function serveNbd(options: NbdServerOptions): Promise<NbdServer> {
   let unixFd: number | undefined;
   try {
     if (options.unixPath !== undefined) {
-      await removeStaleSocket(options.unixPath);
-      if (options.dataPlane) unixFd = listenDataPlane(options.unixPath);
-      else listeners.push(Deno.listen({ transport: "unix", path: options.unixPath }));
+      const path = options.unixPath;
+      await claimAddress(path, async () => {
+        await removeStaleSocket(path);
+        if (options.dataPlane) unixFd = listenDataPlane(path);
+        else listeners.push(Deno.listen({ transport: "unix", path }));
+      });
     }
     if (options.tcp !== undefined) {
       const hostname = options.tcp.hostname ?? NBD_TCP_HOSTNAME_DEFAULT;
-      listeners.push(Deno.listen({ transport: "tcp", hostname, port: options.tcp.port }));
+      const port = options.tcp.port;
+      await claimAddress(`${hostname}:${port}`, () => {
+        listeners.push(Deno.listen({ transport: "tcp", hostname, port }));
+      });
     }
   } catch (error) {
     for (const listener of listeners) listener.close();
@@ -157,9 +163,19 @@ const LISTEN_BACKLOG = 64;
 
 function listenDataPlane(path: string): number {
   const fd = listenUnix(path, LISTEN_BACKLOG);
-  if (fd === -98) throw new Deno.errors.AddrInUse(`Cannot listen on ${path}: address in use`);
-  if (fd < 0) throw new Error(`Cannot listen on ${path}: errno ${-fd}`);
+  if (fd === -98) throw new Deno.errors.AddrInUse(`Cannot listen on "${path}": address in use`);
+  if (fd < 0) throw new Error(`Cannot listen on "${path}": ${errnoInWords(-fd)}`);
   return fd;
+}
+
+/** Runs one listening step; its failure becomes a {@link ListenError} naming the address. */
+async function claimAddress(address: string, step: () => void | Promise<void>): Promise<void> {
+  try {
+    await step();
+  } catch (error) {
+    if (error instanceof AssertionError) throw error;
+    throw new ListenError("NBD", address, listenProblemOf(error), error);
+  }
 }
 
 interface Connection {

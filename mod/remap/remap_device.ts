@@ -39,6 +39,7 @@ import { isRangeInside } from "../device/device.ts";
 import { DeviceIoError } from "../errors.ts";
 import { slotOffsetBytes } from "../metadata/spare_layout.ts";
 import type { SpareStore } from "../metadata/spare_store.ts";
+import type { ServingMarker } from "../metadata/superblock.ts";
 import { IoGate } from "./io_gate.ts";
 import { RemapTable, type SlotLocation } from "./remap_table.ts";
 import { EngineStatePublisher } from "./shared_state.ts";
@@ -151,6 +152,7 @@ export class RemapDevice implements Device {
   readonly #metadataDelayMs: number;
   readonly #onSetupWritten: () => void;
   #degraded: boolean;
+  #serving: ServingMarker | undefined;
   #queue: RemapRequest[] = [];
   #draining: Promise<void> | undefined;
   #metadataTail: Promise<void> = Promise.resolve();
@@ -295,10 +297,24 @@ export class RemapDevice implements Device {
     await Promise.all(devices.map((device) => device.flush()));
   }
 
+  /**
+   * Records who serves the setup in every active spare's metadata now;
+   * {@link close} removes it, so its presence afterwards means no clean stop.
+   */
+  markServing(marker: ServingMarker): Promise<void> {
+    this.#serving = marker;
+    this.#metadataDirty = true;
+    return this.persistState();
+  }
+
   /** Waits for remaps in progress, writes pending metadata, and closes every device. */
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.#draining;
+    if (this.#serving !== undefined) {
+      this.#serving = undefined;
+      this.#metadataDirty = true;
+    }
     await this.persistState();
     this.#closed = true;
     await Promise.all(
@@ -735,6 +751,7 @@ export class RemapDevice implements Device {
         await spare.store.writeMetadata((payload) => {
           payload.setup.generation = generation;
           payload.setup.state = this.#degraded ? "degraded" : "clean";
+          payload.setup.serving = this.#serving;
           payload.pending = pending;
           for (const member of this.#spares) {
             payload.spares[member.index]!.state = member.active ? "active" : "failed";

@@ -190,7 +190,7 @@ Deno.test("createApp() GET /metrics answers every metric family in text format 0
     ["dm_remap_remaps_created_total", "counter", [[setup, 1]]],
     ["dm_remap_remaps", "gauge", [[setup, 3]]],
     ["dm_remap_pending_blocks", "gauge", [[setup, 2]]],
-    ["dm_remap_degraded", "gauge", [[setup, 0]]],
+    ["dm_remap_degraded", "gauge", [[setup, 1]]], // pending blocks make health 503
     ["dm_remap_spare_active", "gauge", [[{ ...setup, spare: "0" }, 1], [
       { ...setup, spare: "1" },
       1,

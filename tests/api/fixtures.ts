@@ -74,6 +74,7 @@ export function statusFixture(overrides: Partial<SetupStatus> = {}): SetupStatus
     pendingBlocks: [],
     nbd: { exportName: "vault", unixPath: "/run/dm-remap/vault.nbd", connections: 1 },
     uptimeSeconds: 3600,
+    version: "0.1.0",
     ...overrides,
   };
 }

@@ -17,15 +17,28 @@ Deno.test("healthOf() is ok exactly when it gives no reason, and names each reas
   const rows: [
     scenario: string,
     status: SetupStatus,
-    expected: "ok" | "degraded",
+    expected: "ok" | "pending" | "degraded",
     reasons: string[],
   ][] = [
     ["clean setup with free slots", base, "ok", []],
     [
-      "pending blocks alone (waiting for the write that remaps them)",
+      "pending blocks alone (unreadable until the write that remaps them)",
       statusFixture({ pendingBlocks: [4, 8], counters: { ...base.counters, pending: 2 } }),
-      "ok",
-      [],
+      "pending",
+      ["2 blocks are pending: unreadable on the main disk, and read as errors until the client rewrites them"],
+    ],
+    [
+      "one pending block on a degraded setup",
+      statusFixture({
+        setup: { ...base.setup, state: "degraded" },
+        pendingBlocks: [4],
+        counters: { ...base.counters, pending: 1 },
+      }),
+      "degraded",
+      [
+        'Setup "vault" is in the degraded state',
+        "1 block is pending: unreadable on the main disk, and read as errors until the client rewrites it",
+      ],
     ],
     [
       "one spare full, another with room",

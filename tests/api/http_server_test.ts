@@ -195,7 +195,8 @@ Deno.test("serveApi() on a TCP port in use fails with ApiListenError and leaves 
           assert.equal(error.address, `127.0.0.1:${taken.addr.port}`);
           assert.equal(
             error.message,
-            `Cannot serve the status API on "127.0.0.1:${taken.addr.port}": address in use`,
+            `Cannot serve the status API on "127.0.0.1:${taken.addr.port}": address in use: ` +
+              "another program listens there; stop it or choose another port",
           );
           return true;
         },

@@ -12,29 +12,34 @@
  */
 
 import assert from "node:assert/strict";
-import { probeDeviceIdentity } from "../../mod/device/probe_device_identity.ts";
+import { canonicalPathOf, probeDeviceIdentity } from "../../mod/device/probe_device_identity.ts";
+import { deviceNumberOf } from "../../mod/device/storage_stack.ts";
 import { DeviceOpenError } from "../../mod/errors.ts";
 import { attachLoopDevice, makeSparseImage } from "./fixtures.ts";
 
-Deno.test("probeDeviceIdentity() of an image file gives its kind and size only", async () => {
+Deno.test("probeDeviceIdentity() of an image file gives its kind, size, device and inode", async () => {
   const image = await makeSparseImage(2 * 1024 * 1024);
   try {
+    const info = await Deno.stat(image.path);
     assert.deepEqual(await probeDeviceIdentity(image.path), {
       kind: "file",
       sizeBytes: 2 * 1024 * 1024,
+      deviceNumber: deviceNumberOf(info.dev),
+      inode: info.ino,
     });
   } finally {
     await image.cleanup();
   }
 });
 
-Deno.test("probeDeviceIdentity() of a loop device gives kind block and its size, no serial", async () => {
+Deno.test("probeDeviceIdentity() of a loop device gives kind block, its size and number, no serial", async () => {
   const image = await makeSparseImage(3 * 1024 * 1024);
   const loop = await attachLoopDevice(image.path);
   try {
     assert.deepEqual(await probeDeviceIdentity(loop.path), {
       kind: "block",
       sizeBytes: 3 * 1024 * 1024,
+      deviceNumber: majorMinorOf(loop.path),
     });
   } finally {
     await loop.detach();
@@ -124,7 +129,12 @@ Deno.test("probeDeviceIdentity() reads serial, WWN and model wherever sysfs keep
       const identity = await probeDeviceIdentity("/dev/loop0", { sysfsRoot: root });
       assert.deepEqual(
         identity,
-        { kind: "block", sizeBytes: 16384 * 512, ...row.expected },
+        {
+          kind: "block",
+          sizeBytes: 16384 * 512,
+          ...row.expected,
+          deviceNumber: majorMinorOf("/dev/loop0"),
+        },
         row.name,
       );
     } finally {
@@ -133,7 +143,7 @@ Deno.test("probeDeviceIdentity() reads serial, WWN and model wherever sysfs keep
   }
 });
 
-Deno.test("probeDeviceIdentity() of a partition reports its disk's serial and the partition's size", async () => {
+Deno.test("probeDeviceIdentity() of a partition reports its disk's serial, and its own size, number and start", async () => {
   const root = await Deno.makeTempDir({ prefix: "dm-remap-sysfs-" });
   try {
     const disk = "devices/pci0000:00/block/sdz";
@@ -148,12 +158,55 @@ Deno.test("probeDeviceIdentity() of a partition reports its disk's serial and th
       ]),
       [`${disk}/sdz1/size`]: "2048\n",
       [`${disk}/sdz1/partition`]: "1\n",
+      [`${disk}/sdz1/start`]: "2048\n",
     });
     await Deno.mkdir(`${root}/dev/block`, { recursive: true });
     await Deno.symlink(`../../${disk}/sdz1`, `${root}/dev/block/${majorMinorOf("/dev/loop1")}`);
     const identity = await probeDeviceIdentity("/dev/loop1", { sysfsRoot: root });
-    assert.deepEqual(identity, { kind: "block", sizeBytes: 2048 * 512, serial: "WD-1" });
+    assert.deepEqual(identity, {
+      kind: "block",
+      sizeBytes: 2048 * 512,
+      serial: "WD-1",
+      deviceNumber: majorMinorOf("/dev/loop1"),
+      partition: { number: 1, startSector: 2048 },
+    });
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("probeDeviceIdentity() lists the by-id links to a disk, and canonicalPathOf() prefers the WWN one", async () => {
+  const byId = await Deno.makeTempDir({ prefix: "dm-remap-by-id-" });
+  try {
+    await Deno.symlink("/dev/loop0", `${byId}/virtio-disk7`);
+    await Deno.symlink("/dev/loop0", `${byId}/wwn-0x5000c500a1b2c3d4`);
+    await Deno.symlink("/dev/loop1", `${byId}/virtio-other`);
+    await Deno.symlink("/dev/nonexistent", `${byId}/dangling`);
+    const identity = await probeDeviceIdentity("/dev/loop0", { byIdDirectory: byId });
+    assert.deepEqual(identity.byId, [`${byId}/virtio-disk7`, `${byId}/wwn-0x5000c500a1b2c3d4`]);
+    assert.equal(await canonicalPathOf("/dev/loop0", identity), `${byId}/wwn-0x5000c500a1b2c3d4`);
+  } finally {
+    await Deno.remove(byId, { recursive: true });
+  }
+});
+
+Deno.test("canonicalPathOf() gives a file's real absolute path, and keeps /dev/mapper names", async () => {
+  const image = await makeSparseImage(1024 * 1024);
+  const directory = image.path.slice(0, image.path.lastIndexOf("/"));
+  try {
+    await Deno.symlink("disk.img", `${directory}/link.img`);
+    const identity = await probeDeviceIdentity(`${directory}/link.img`);
+    const cwd = Deno.cwd();
+    Deno.chdir(directory);
+    try {
+      assert.equal(await canonicalPathOf("link.img", identity), await Deno.realPath(image.path));
+      assert.equal(await canonicalPathOf("./disk.img", identity), await Deno.realPath(image.path));
+    } finally {
+      Deno.chdir(cwd);
+    }
+    const block = { kind: "block" as const, sizeBytes: 512 };
+    assert.equal(await canonicalPathOf("/dev/mapper/main", block), "/dev/mapper/main");
+  } finally {
+    await image.cleanup();
   }
 });

@@ -2,14 +2,21 @@
  * The single-file deployment: the bundle runs the whole product on its own.
  *
  * Method: bundle main.ts to a temporary file with `deno bundle`, then run the
- * embedded demo from it, with no access to the source tree's modules.
+ * embedded demo from it, with no access to the source tree's modules; run it
+ * again on the same state directory, which it must refuse untouched; and ask
+ * the bundle its version.
  */
 
 import assert from "node:assert/strict";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
-Deno.test("the deno bundle runs the demo end to end: remaps, status, clean stop", async () => {
+async function sha256(path: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test("the deno bundle runs the demo end to end: remaps, status, clean stop; no second run over it", async () => {
   const directory = await Deno.makeTempDir({ prefix: "dm-remap-bundle-" });
   try {
     const bundle = `${directory}/dm-remap.js`;
@@ -20,29 +27,46 @@ Deno.test("the deno bundle runs the demo end to end: remaps, status, clean stop"
       stderr: "piped",
     }).output();
     assert.equal(built.code, 0, new TextDecoder().decode(built.stderr));
-    const run = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-all",
-        bundle,
-        "demo",
-        "--once",
-        "--state-dir",
-        `${directory}/state`,
-        "--tcp",
-        "127.0.0.1:0",
-        "--api-tcp",
-        "127.0.0.1:0",
-      ],
-      cwd: directory,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const runBundle = (args: string[]) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-all", bundle, ...args],
+        cwd: directory,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    const demoArgs = [
+      "demo",
+      "--once",
+      "--state-dir",
+      `${directory}/state`,
+      "--tcp",
+      "127.0.0.1:0",
+      "--api-tcp",
+      "127.0.0.1:0",
+    ];
+    const run = await runBundle(demoArgs);
     const stdout = new TextDecoder().decode(run.stdout);
     assert.equal(run.code, 0, stdout + new TextDecoder().decode(run.stderr));
     assert.match(stdout, /Wrote the 8 failing blocks: 8 new remaps/);
     assert.match(stdout, /spare {2}0 .*: active, 8\/12800 slots used, 5\/5 copies valid/);
     assert.match(stdout, /Stopped cleanly/);
+
+    const images = ["main.img", "spare0.img", "spare1.img"].map((name) =>
+      `${directory}/state/${name}`
+    );
+    const before = await Promise.all(images.map(sha256));
+    const again = await runBundle(demoArgs);
+    assert.equal(again.code, 4);
+    assert.match(
+      new TextDecoder().decode(again.stderr),
+      /^dm-remap demo: The demo's state directory ".*\/state" is not empty .* Remove it \("rm -r .*\/state"\) or give another with --state-dir\n$/,
+    );
+    assert.deepEqual(await Promise.all(images.map(sha256)), before);
+
+    const { version } = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
+    const versionRun = await runBundle(["--version"]);
+    assert.equal(versionRun.code, 0);
+    assert.equal(new TextDecoder().decode(versionRun.stdout), `dm-remap ${version}\n`);
   } finally {
     await Deno.remove(directory, { recursive: true });
   }

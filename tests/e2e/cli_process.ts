@@ -8,6 +8,35 @@ const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
 const DENO = Deno.execPath();
 const READY_MS_MAX = 30_000;
 
+/**
+ * The CLI's state and run directories (setup registry, events, sockets) for
+ * this test process: its own, so tests never touch /var/lib/dm-remap or
+ * /run/dm-remap, and test files running in parallel never see each other's
+ * setups. Removed when the process ends.
+ */
+const PROCESS_DIR = Deno.makeTempDirSync({ prefix: "dm-remap-e2e-state-" });
+globalThis.addEventListener("unload", () => Deno.removeSync(PROCESS_DIR, { recursive: true }));
+
+/** The environment every CLI run gets: `DM_REMAP_STATE_DIR` and `DM_REMAP_RUN_DIR`. */
+export const CLI_ENV: Readonly<Record<string, string>> = {
+  DM_REMAP_STATE_DIR: `${PROCESS_DIR}/state`,
+  DM_REMAP_RUN_DIR: `${PROCESS_DIR}/run`,
+};
+
+/** Where and how to run the CLI. */
+export interface CliRunOptions {
+  /** The working directory. @default this process's */
+  cwd?: string;
+  /** Variables added to {@link CLI_ENV}. */
+  env?: Record<string, string>;
+  /**
+   * Kill the command (SIGTERM) when it runs longer: a command that should be
+   * refused but serves instead then fails its test instead of hanging it.
+   * @default no limit
+   */
+  timeoutMs?: number;
+}
+
 /** The outcome of a finished CLI run. */
 export interface CliRun {
   code: number;
@@ -16,12 +45,15 @@ export interface CliRun {
 }
 
 /** Runs `dm-remap args...` to completion. */
-export async function runCli(args: string[]): Promise<CliRun> {
+export async function runCli(args: string[], options: CliRunOptions = {}): Promise<CliRun> {
   const output = await new Deno.Command(DENO, {
     args: ["run", "--allow-all", MAIN_TS, ...args],
+    cwd: options.cwd,
+    env: { ...CLI_ENV, ...options.env },
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
+    signal: options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs),
   }).output();
   const decoder = new TextDecoder();
   return {
@@ -33,16 +65,26 @@ export async function runCli(args: string[]): Promise<CliRun> {
 
 /** A `dm-remap serve` running in the background. */
 export interface ServeProcess {
+  /** The process id. */
+  pid: number;
   /** Sends a signal: SIGTERM for a clean stop, SIGKILL for a crash. */
   kill(signal: Deno.Signal): void;
   /** Waits for the exit; returns the code and everything it printed. */
   finished(): Promise<CliRun>;
 }
 
-/** Starts `dm-remap serve args...` and resolves once it prints that it is serving. */
-export async function startServe(args: string[]): Promise<ServeProcess> {
+/**
+ * Starts `dm-remap serve args...` and resolves once it prints that it is serving.
+ * `command` replaces the whole command line (the systemd unit's ExecStart).
+ */
+export async function startServe(
+  args: string[],
+  options: CliRunOptions & { command?: string[] } = {},
+): Promise<ServeProcess> {
   const child = new Deno.Command(DENO, {
-    args: ["run", "--allow-all", MAIN_TS, "serve", ...args],
+    args: options.command ?? ["run", "--allow-all", MAIN_TS, "serve", ...args],
+    cwd: options.cwd,
+    env: { ...CLI_ENV, ...options.env },
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
@@ -79,6 +121,7 @@ export async function startServe(args: string[]): Promise<ServeProcess> {
   await Promise.race([ready, timeout, early]);
   early.catch(() => {});
   return {
+    pid: child.pid,
     kill(signal) {
       try {
         child.kill(signal);

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { NBD_CONNECTIONS_MAX } from "../../mod/constants.ts";
-import { UsageError } from "../../mod/errors.ts";
+import { ListenError, UsageError } from "../../mod/errors.ts";
 import { StreamEndedError } from "../../mod/nbd/byte_stream.ts";
 import { type NbdServer, type NbdServerOptions, serveNbd } from "../../mod/nbd/server.ts";
 import {
@@ -177,7 +177,15 @@ Deno.test("serveNbd refuses a Unix socket another server listens on, and leaves 
         preferredBlockBytes: 512,
         unixPath,
       }),
-      Deno.errors.AddrInUse,
+      (error) => {
+        assert.ok(error instanceof ListenError);
+        assert.equal(
+          error.message,
+          `Cannot serve NBD on "${unixPath}": another process answers on it; ` +
+            "is `dm-remap serve` already running?",
+        );
+        return true;
+      },
     );
     const conn = await Deno.connect({ transport: "unix", path: unixPath });
     conn.close();
@@ -199,10 +207,39 @@ Deno.test("serveNbd refuses to replace a file that is not a socket", async () =>
         preferredBlockBytes: 512,
         unixPath,
       }),
-      UsageError,
+      ListenError,
     );
     assert.equal(await Deno.readTextFile(unixPath), "precious");
   } finally {
+    await removeDirOf(unixPath);
+  }
+});
+
+Deno.test("serveNbd on a TCP port in use names the port, and leaves its Unix socket unclaimed", async () => {
+  const unixPath = await tempSocketPath();
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    await assert.rejects(
+      serveNbd({
+        device: new ScriptedDevice(SIZE_BYTES),
+        exportName: "d",
+        preferredBlockBytes: 512,
+        unixPath,
+        tcp: { hostname: "127.0.0.1", port: taken.addr.port },
+      }),
+      (error) => {
+        assert.ok(error instanceof ListenError);
+        assert.equal(
+          error.message,
+          `Cannot serve NBD on "127.0.0.1:${taken.addr.port}": address in use: another ` +
+            "program listens there; stop it or choose another port",
+        );
+        return true;
+      },
+    );
+    await assert.rejects(Deno.lstat(unixPath), Deno.errors.NotFound);
+  } finally {
+    taken.close();
     await removeDirOf(unixPath);
   }
 });

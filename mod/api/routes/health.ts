@@ -1,14 +1,15 @@
 /**
- * `GET /api/v1/health`: ok or degraded, as an HTTP status monitoring can alert on.
+ * `GET /api/v1/health`: ok or not, as an HTTP status monitoring can alert on.
  *
  * The setup is degraded when it can no longer protect new failures:
  * - the setup state is "degraded" (a failed block could not be remapped), or
  * - a spare has failed, or
  * - no active spare has a free slot, so the next failed write cannot be remapped.
  *
- * Pending blocks alone do not degrade: they are unreadable blocks waiting for
- * the write that remaps them, which is the designed path. They are reported
- * here and in `/metrics` (`dm_remap_pending_blocks`) for alerts of their own.
+ * It is not ok either while blocks are pending: their data could not be read
+ * from the main disk, and every read of them fails until a write remaps them.
+ * The client has lost data there, which someone must look at, even though
+ * the setup itself is working as designed.
  *
  * @module
  */
@@ -19,8 +20,9 @@ import type { SetupStatus } from "../status.ts";
 
 /** The health report; `reasons` is empty exactly when `status` is "ok". */
 export interface Health {
-  status: "ok" | "degraded";
-  /** Why the setup is degraded, one sentence each. */
+  /** "degraded" wins over "pending" when both apply. */
+  status: "ok" | "pending" | "degraded";
+  /** Why the setup is not ok, one sentence each. */
   reasons: string[];
   setup: { name: string; uuid: string; state: "clean" | "degraded" };
   spares: { active: number; failed: number; slotsFree: number };
@@ -31,7 +33,7 @@ export interface Health {
  * Judges the health of a setup from its status.
  *
  * @param status The current status.
- * @returns "ok" with no reasons, or "degraded" with at least one.
+ * @returns "ok" with no reasons, or "pending" or "degraded" with at least one.
  */
 export function healthOf(status: SetupStatus): Health {
   const reasons: string[] = [];
@@ -44,17 +46,25 @@ export function healthOf(status: SetupStatus): Health {
   const active = status.spares.filter((spare) => spare.state === "active");
   const slotsFree = active.reduce((sum, spare) => sum + (spare.slotCount - spare.slotsUsed), 0);
   if (slotsFree === 0) reasons.push("No active spare has a free slot: add a spare");
+  const degraded = reasons.length > 0;
+  const pending = status.counters.pending;
+  if (pending > 0) {
+    reasons.push(
+      `${pending} ${pending === 1 ? "block is" : "blocks are"} pending: unreadable on the main ` +
+        `disk, and read as errors until the client rewrites ${pending === 1 ? "it" : "them"}`,
+    );
+  }
   return {
-    status: reasons.length === 0 ? "ok" : "degraded",
+    status: degraded ? "degraded" : pending > 0 ? "pending" : "ok",
     reasons,
     setup: { name: status.setup.name, uuid: status.setup.uuid, state: status.setup.state },
     spares: { active: active.length, failed: status.spares.length - active.length, slotsFree },
-    pendingBlocks: status.counters.pending,
+    pendingBlocks: pending,
   };
 }
 
 /**
- * Answers 200 when the setup is ok and 503 when it is degraded.
+ * Answers 200 when the setup is ok and 503 when it is degraded or has pending blocks.
  *
  * @param c The request context; reads `c.var.status`.
  * @returns The {@link Health} report.

@@ -81,7 +81,7 @@ export function metricFamiliesOf(status: SetupStatus): MetricFamily[] {
     one(
       "dm_remap_degraded",
       "gauge",
-      "1 when /api/v1/health answers 503, else 0.",
+      "1 when /api/v1/health answers 503 (degraded, or blocks pending), else 0.",
       degradedValue(status),
     ),
     perSpare(
@@ -126,5 +126,5 @@ export function getMetrics(c: Context<ApiEnv>): Response {
 }
 
 function degradedValue(status: SetupStatus): number {
-  return healthOf(status).status === "degraded" ? 1 : 0;
+  return healthOf(status).status === "ok" ? 0 : 1;
 }

@@ -3,8 +3,11 @@
  * copy by copy, like `fsck -n` (read-only unless `--repair`).
  *
  * Exit 0 when all five copies are valid and current, 1 when some are not
- * (repaired with `--repair`), 4 when none is valid. With `--salvage` it
- * rebuilds lost copies from the remap logs instead (`salvage.ts`).
+ * (repaired with `--repair`), 4 when none is valid. It also tells whether
+ * the setup was stopped cleanly, is being served, or was left by a server
+ * that crashed (see `serving_marker.ts`); that alone is not a problem.
+ * With `--salvage` it rebuilds lost copies from the remap logs instead
+ * (`salvage.ts`).
  *
  * @module
  */
@@ -19,6 +22,7 @@ import { salvageCommand } from "./salvage.ts";
 
 /** Options that only `check --salvage` takes. */
 const SALVAGE_ONLY = ["yes", "main", "name", "block-size", "scan-dir", "backup-dir"];
+import { describeShutdownState, shutdownStateOf } from "../serving_marker.ts";
 
 /** Checks one spare and prints the report. */
 export async function checkCommand(input: CommandInput): Promise<number> {
@@ -35,6 +39,7 @@ export async function checkCommand(input: CommandInput): Promise<number> {
     const { store, report } = await SpareStore.open(device, { repair });
     const problems = report.copies.filter((copy) => copy.stale).length;
     const { setup, spareIndex, table, layout } = store.payload;
+    const shutdown = shutdownStateOf(setup.serving);
     if (values.json) {
       output.out(JSON.stringify({
         device: path,
@@ -43,6 +48,9 @@ export async function checkCommand(input: CommandInput): Promise<number> {
           name: setup.name,
           generation: setup.generation,
           state: setup.state,
+          clean: shutdown === "clean",
+          shutdown,
+          serving: setup.serving ?? null,
         },
         spareIndex,
         sequence: store.sequence,
@@ -54,8 +62,10 @@ export async function checkCommand(input: CommandInput): Promise<number> {
         repaired: report.copies.filter((copy) => copy.repaired).length,
       }));
     } else {
+      output.out(`${path}: spare ${spareIndex} of setup "${setup.name}" (${setup.uuid})`);
       output.out(
-        `${path}: spare ${spareIndex} of setup "${setup.name}" (${setup.uuid}), ${setup.state}`,
+        `  state: ${describeShutdownState(setup.serving)}` +
+          (setup.state === "degraded" ? "; DEGRADED: a failed block could not be remapped" : ""),
       );
       for (const copy of report.copies) {
         const state = copy.valid ? `valid, sequence ${copy.sequence}` : `INVALID: ${copy.reason}`;

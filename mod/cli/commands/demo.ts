@@ -4,7 +4,9 @@
  * failing through the fault layer, writes to them so that remapping happens,
  * then serves the setup over NBD and the status API until Ctrl-C.
  *
- * Running it again reuses the images: the remaps made last time are still there.
+ * It writes only into a state directory of its own: a new one, or an empty
+ * one. A directory that holds anything (an earlier run, where a client may
+ * have written data since, or someone's files) is refused, never reused.
  *
  * @module
  */
@@ -12,8 +14,8 @@
 import { openSpares } from "../../assembly/assemble.ts";
 import { createSetup } from "../../assembly/create.ts";
 import { FaultyDevice } from "../../fault/faulty_device.ts";
-import { readCopies } from "../../metadata/spare_store.ts";
-import { DeviceIoError } from "../../errors.ts";
+import { assert } from "../../assert.ts";
+import { DeviceIoError, RefusedError } from "../../errors.ts";
 import type { Device } from "../../device/device.ts";
 import { closeAll, openPath } from "../devices.ts";
 import type { CommandInput } from "../mod.ts";
@@ -33,13 +35,13 @@ const EXPORT_NAME = "demo";
 /** Runs the demo; with `--once` it stops after the remapping instead of serving. */
 export async function demoCommand({ values, output }: CommandInput): Promise<number> {
   const stateDir = stringOption(values["state-dir"]) ?? "state";
-  await Deno.mkdir(stateDir, { recursive: true });
+  await claimStateDirectory(stateDir);
   const paths = {
     main: `${stateDir}/main.img`,
     spares: [`${stateDir}/spare0.img`, `${stateDir}/spare1.img`],
   };
-  await ensureSparseFile(paths.main, MAIN_BYTES);
-  for (const path of paths.spares) await ensureSparseFile(path, SPARE_BYTES);
+  await createSparseFile(paths.main, MAIN_BYTES);
+  for (const path of paths.spares) await createSparseFile(path, SPARE_BYTES);
 
   const stopRequested = values.once === true ? Promise.resolve() : untilSignal();
   const devices: Device[] = [];
@@ -52,17 +54,15 @@ export async function demoCommand({ values, output }: CommandInput): Promise<num
       devices.push(spare.device);
       spareDevices.push(spare.device);
     }
-    if (!(await readCopies(spareDevices[0]!)).some((copy) => copy.valid)) {
-      await createSetup({
-        name: "demo",
-        main,
-        spares: spareDevices.map((device, i) => ({ device, path: paths.spares[i]! })),
-        blockBytes: BLOCK_BYTES,
-      });
-      output.out(
-        `Created setup "demo": ${paths.main} (1 GiB) with spares ${paths.spares.join(", ")}`,
-      );
-    }
+    await createSetup({
+      name: "demo",
+      main,
+      spares: spareDevices.map((device, i) => ({ device, path: paths.spares[i]! })),
+      blockBytes: BLOCK_BYTES,
+    });
+    output.out(
+      `Created setup "demo": ${paths.main} (1 GiB) with spares ${paths.spares.join(", ")}`,
+    );
     const faultyMain = new FaultyDevice(main.device, {
       blockBytes: BLOCK_BYTES,
       badBlocks: FAILING_BLOCKS,
@@ -114,13 +114,37 @@ export async function demoCommand({ values, output }: CommandInput): Promise<num
   }
 }
 
-async function ensureSparseFile(path: string, sizeBytes: number): Promise<void> {
+/**
+ * Makes `path` the demo's own directory: created now, or existing and empty.
+ *
+ * @throws {RefusedError} When it holds anything: the demo never writes over data it did not write.
+ */
+async function claimStateDirectory(path: string): Promise<void> {
+  const parent = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
+  await Deno.mkdir(parent || "/", { recursive: true });
   try {
-    await Deno.stat(path);
+    await Deno.mkdir(path);
+    return;
   } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    const file = await Deno.open(path, { create: true, write: true });
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  }
+  for await (const entry of Deno.readDir(path)) {
+    throw new RefusedError(
+      path,
+      `The demo's state directory "${path}" is not empty (it holds "${entry.name}", from an ` +
+        `earlier run or someone's files): the demo writes only into a new or empty directory, ` +
+        `so that it never writes over data it did not write itself. Remove it ` +
+        `("rm -r ${path}") or give another with --state-dir`,
+    );
+  }
+}
+
+/** Creates a sparse image; an existing file is an error (the directory was just claimed). */
+async function createSparseFile(path: string, sizeBytes: number): Promise<void> {
+  const file = await Deno.open(path, { createNew: true, write: true });
+  try {
     await file.truncate(sizeBytes);
+  } finally {
     file.close();
   }
 }
@@ -140,13 +164,13 @@ async function exerciseFailingBlocks(
   output.out(
     `Wrote the ${FAILING_BLOCKS.length} failing blocks: ${engine.remapCount - before} new remaps`,
   );
-  try {
-    await engine.read(new Uint8Array(BLOCK_BYTES), UNREADABLE_BLOCK * BLOCK_BYTES);
-    output.out(`Block ${UNREADABLE_BLOCK} was readable (it was rewritten in an earlier run)`);
-  } catch (error) {
-    if (!(error instanceof DeviceIoError)) throw error;
-    output.out(
-      `Reading block ${UNREADABLE_BLOCK} gave EIO, as it must: it is pending until it is rewritten`,
-    );
-  }
+  const unreadable = await engine.read(new Uint8Array(BLOCK_BYTES), UNREADABLE_BLOCK * BLOCK_BYTES)
+    .then(() => false, (error) => {
+      if (!(error instanceof DeviceIoError)) throw error;
+      return true;
+    });
+  assert(unreadable, "the fault layer fails every read of the unreadable block");
+  output.out(
+    `Reading block ${UNREADABLE_BLOCK} gave EIO, as it must: it is pending until it is rewritten`,
+  );
 }

@@ -2,13 +2,22 @@
  * `dm-remap serve (<name> | --spare <dev>...)`: assemble from the disks and
  * serve until SIGTERM/SIGINT.
  *
+ * Nothing is written before every check has passed: the spares are opened
+ * exclusively (a second `serve` of the setup is refused, naming the process
+ * that serves it), read without repair, the main disk is found and compared
+ * with them by what it is, and its identity with the recorded one. Only then
+ * are stale copies repaired and the setup served.
+ *
  * @module
  */
 
-import { openSpares } from "../../assembly/assemble.ts";
+import { checkMainIdentity, openSpares, recordMainIdentity } from "../../assembly/assemble.ts";
+import { checkDistinctDisks } from "../../assembly/distinct_disks.ts";
+import { mainIdentityOf, missingLayers } from "../../assembly/identity.ts";
 import { READ_RETRIES_MAX } from "../../constants.ts";
 import type { Device } from "../../device/device.ts";
-import { closeAll, openPath, resolveSparePaths } from "../devices.ts";
+import { DeviceOpenError } from "../../errors.ts";
+import { closeAll, openPath, type ProbedPath, probePath, resolveSparePaths } from "../devices.ts";
 import type { CommandInput } from "../mod.ts";
 import {
   BACKUP_DIR,
@@ -16,11 +25,12 @@ import {
   listOption,
   onePositional,
   RUN_DIR,
+  STATE_DIR,
   stringOption,
   tcpOption,
 } from "../options.ts";
 import { startServing, untilSignal } from "../serving.ts";
-import { STATE_DIR } from "../options.ts";
+import { shutdownStateOf } from "../serving_marker.ts";
 
 /** The event history lives with the setup's state, where it survives reboots. */
 async function defaultEventsPath(setupName: string): Promise<string> {
@@ -42,16 +52,58 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   });
   const nbdTcp = tcpOption("tcp", stringOption(values.tcp));
   const apiTcp = tcpOption("api-tcp", stringOption(values["api-tcp"]));
+  const force = values.force === true;
   // Listen before anything starts, so a stop request during startup is not lost.
   const stopRequested = untilSignal();
   const devices: Device[] = [];
   try {
     const direct = values.buffered !== true;
+    const spareProbes: ProbedPath[] = [];
+    for (const path of resolved.sparePaths) spareProbes.push(await probePath(path));
+    const spareDisks = spareProbes.map((probe) => ({
+      role: "spare" as const,
+      path: probe.given,
+      stack: probe.stack,
+    }));
+    checkDistinctDisks(
+      name === undefined ? "serve the setup" : `serve setup "${name}"`,
+      spareDisks,
+    );
+    const spareDevices: Device[] = [];
     for (const path of resolved.sparePaths) {
-      devices.push((await openPath(path, { readOnly: false, direct })).device);
+      spareDevices.push((await openPath(path, { readOnly: false, direct })).device);
+      devices.push(spareDevices.at(-1)!);
     }
-    const spares = await openSpares(devices);
-    const setupName = spares.description.setup.name;
+    // Read without repair first: nothing is written until the main disk is known to be right.
+    const unrepaired = await openSpares(spareDevices, { repair: false });
+    const setupName = unrepaired.description.setup.name;
+    const mainPath = stringOption(values.main) ?? unrepaired.description.main.path;
+    const mainProbe = await probePath(mainPath).catch((error) => {
+      if (values.main !== undefined || !(error instanceof DeviceOpenError)) throw error;
+      if (error.code !== "ENOENT") throw error;
+      throw new DeviceOpenError(
+        mainPath,
+        `the main disk of setup "${setupName}" was recorded at this path, and nothing is there ` +
+          `now: name it with --main`,
+        "ENOENT",
+        error,
+      );
+    });
+    checkDistinctDisks(`serve setup "${setupName}"`, [
+      { role: "main", path: mainPath, stack: mainProbe.stack },
+      ...spareDisks,
+    ]);
+    const mismatch = checkMainIdentity(unrepaired.description, mainProbe.identity, { force });
+    const main = await openPath(mainPath, { readOnly: false, direct });
+    devices.push(main.device);
+    const spares = await openSpares(spareDevices);
+    const last = spares.description.setup.serving;
+    if (last !== undefined && shutdownStateOf(last) === "not-clean") {
+      output.err(
+        `dm-remap[${setupName}]: the last serve (process ${last.pid} on ${last.host}) did not ` +
+          `stop cleanly; its remaps were replayed from the log`,
+      );
+    }
     for (const report of spares.reports) {
       const repaired = report.copies.filter((copy) => copy.repaired).length;
       output.err(
@@ -59,15 +111,20 @@ export async function serveCommand({ values, positionals, output }: CommandInput
           (repaired > 0 ? `, ${repaired} repaired` : ""),
       );
     }
-    const mainPath = stringOption(values.main) ?? spares.description.main.path;
-    const main = await openPath(mainPath, { readOnly: false, direct });
-    devices.push(main.device);
-    const nbdUnixPath = stringOption(values.socket) ??
-      (nbdTcp ? undefined : `${RUN_DIR}/${setupName}.nbd.sock`);
-    const apiUnixPath = stringOption(values["api-socket"]) ??
-      (apiTcp ? undefined : `${RUN_DIR}/${setupName}.api.sock`);
+    if (mismatch !== undefined || missingLayers(spares.description.main, main.identity)) {
+      await recordMainIdentity(spares, await mainIdentityOf(main.identity));
+      output.err(
+        mismatch === undefined
+          ? `dm-remap[${setupName}]: recorded the main disk's identity in full (this setup was ` +
+            `made by an older version, which recorded its size and serial only)`
+          : `dm-remap[${setupName}]: --force: accepted "${main.identity.path}" as the main disk ` +
+            `(${mismatch.reason}) and recorded its identity`,
+      );
+    }
+    const nbdUnixPath = stringOption(values.socket) ?? `${RUN_DIR}/${setupName}.nbd.sock`;
+    const apiUnixPath = stringOption(values["api-socket"]) ?? `${RUN_DIR}/${setupName}.api.sock`;
     for (const path of [nbdUnixPath, apiUnixPath]) {
-      if (path) await Deno.mkdir(path.slice(0, path.lastIndexOf("/")) || "/", { recursive: true });
+      await Deno.mkdir(path.slice(0, path.lastIndexOf("/")) || "/", { recursive: true });
     }
     const serving = await startServing({
       main,

@@ -6,7 +6,9 @@
  */
 
 import type { SetupStatus } from "../../api/status.ts";
-import { fetchStatus } from "../../api/client.ts";
+import { healthOf } from "../../api/routes/health.ts";
+import { fetchStatus, StatusRequestError } from "../../api/client.ts";
+import { socketAnswers } from "../../unix_socket.ts";
 import { UsageError } from "../../errors.ts";
 import type { CommandInput } from "../mod.ts";
 import { onePositional, RUN_DIR, stringOption } from "../options.ts";
@@ -33,25 +35,35 @@ async function defaultApiSocket(name: string | undefined): Promise<string> {
   const sockets: string[] = [];
   try {
     for await (const entry of Deno.readDir(RUN_DIR)) {
-      if (entry.name.endsWith(".api.sock")) sockets.push(`${RUN_DIR}/${entry.name}`);
+      const path = `${RUN_DIR}/${entry.name}`;
+      // A socket left by a server that was killed answers nobody: it is not a running setup.
+      if (entry.name.endsWith(".api.sock") && await socketAnswers(path).catch(() => false)) {
+        sockets.push(path);
+      }
     }
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
   if (sockets.length === 1) return sockets[0]!;
-  throw new UsageError(
-    sockets.length === 0
-      ? `No running setup found in ${RUN_DIR}: start one with "dm-remap serve <name>", or pass --api-socket or --api-url`
-      : `${sockets.length} setups are running (${sockets.join(", ")}): name one`,
-  );
+  if (sockets.length === 0) {
+    throw new StatusRequestError(
+      RUN_DIR,
+      `no dm-remap serve answers on a socket there: start one with "dm-remap serve <name>", ` +
+        `or pass --api-socket or --api-url`,
+    );
+  }
+  throw new UsageError(`${sockets.length} setups are running (${sockets.join(", ")}): name one`);
 }
 
 /** The human-readable status report. */
 export function formatStatus(status: SetupStatus): string {
   const { setup, main, counters } = status;
+  const health = healthOf(status);
   const lines = [
-    `Setup "${setup.name}" (${setup.uuid}): ${setup.state.toUpperCase()}`,
-    `  size ${setup.sizeBytes} bytes, block size ${setup.blockBytes}, format version ${setup.formatVersion}`,
+    `Setup "${setup.name}" (${setup.uuid}): serving, ${health.status.toUpperCase()}`,
+    ...health.reasons.map((reason) => `  ! ${reason}`),
+    `  size ${setup.sizeBytes} bytes, block size ${setup.blockBytes}, format version ${setup.formatVersion}` +
+    (status.version ? `, served by dm-remap ${status.version}` : ""),
     `  main   ${main.path} (${main.kind}, ${main.sizeBytes} bytes)`,
   ];
   for (const spare of status.spares) {
