@@ -188,6 +188,20 @@ Deno.test("vm 6: a server frozen under I/O is reported as an I/O stall, with whe
   });
 });
 
+Deno.test("vm 7: a partition of the main disk and the disk of a main partition are refused as spares, nothing written", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({ scenario: "overlap", disks });
+    report("overlap", run);
+    assertChecks(run, [
+      "partition",
+      "refuse_partition_as_spare",
+      "refuse_disk_as_spare_of_its_partition",
+      "disk_unchanged",
+      "io_watch",
+    ]);
+  });
+});
+
 Deno.test("vm perf: fio on /dev/nbd0 against the raw virtio disk (reported, not asserted)", async () => {
   await withImages(async ({ disks }) => {
     const run = await bootVm({ scenario: "perf", disks });
