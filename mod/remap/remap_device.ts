@@ -77,6 +77,7 @@ export interface RemapDeviceOptions {
   /**
    * Called after the setup's description (a new generation) was written to
    * the spares, while no remap can change the stores: the moment to back it up.
+   * Not called for a generation that only records or clears who serves it.
    * @default ignore
    */
   onSetupWritten?: () => void;
@@ -158,6 +159,12 @@ export class RemapDevice implements Device {
   #metadataTail: Promise<void> = Promise.resolve();
   #metadataTimer: ReturnType<typeof setTimeout> | undefined;
   #metadataDirty = false;
+  /**
+   * Whether the state written next differs in more than who serves the setup:
+   * only then is it a change of the setup worth a backup (as LVM backs up
+   * after a change of the configuration, not after an activation).
+   */
+  #setupStateChanged = false;
   #closed = false;
 
   /**
@@ -648,7 +655,7 @@ export class RemapDevice implements Device {
         this.#pending.add(blockIndex);
         this.#shared.publishPending(this.#pending);
         this.#onEvent({ type: "pending", blockIndex });
-        this.#metadataDirty = true;
+        this.#metadataDirty = this.#setupStateChanged = true;
       }
       this.#onEvent({ type: "remap-failed", blockIndex, reason: failure.message });
       requests.forEach((request) => request.reject(failure));
@@ -691,7 +698,7 @@ export class RemapDevice implements Device {
         this.#table.insert(blockIndex, location);
         if (this.#pending.delete(blockIndex)) {
           this.#shared.publishPending(this.#pending);
-          this.#metadataDirty = true;
+          this.#metadataDirty = this.#setupStateChanged = true;
         }
         this.counters.remapsCreated++;
         this.#onEvent({ type: "remap", blockIndex, ...location });
@@ -702,7 +709,7 @@ export class RemapDevice implements Device {
     const reason = "no spare has a free slot that can be written";
     if (!this.#degraded) {
       this.#degraded = true;
-      this.#metadataDirty = true;
+      this.#metadataDirty = this.#setupStateChanged = true;
       this.#onEvent({ type: "degraded", reason });
     }
     const failures = new Map<number, Error>();
@@ -726,12 +733,12 @@ export class RemapDevice implements Device {
 
   #failSpare(spare: SpareMember, reason: string): void {
     spare.active = false;
-    this.#metadataDirty = true;
+    this.#metadataDirty = this.#setupStateChanged = true;
     this.#onEvent({ type: "spare-failed", spareIndex: spare.index, reason });
   }
 
   #scheduleMetadata(): void {
-    this.#metadataDirty = true;
+    this.#metadataDirty = this.#setupStateChanged = true;
     if (this.#metadataTimer !== undefined || this.#closed) return;
     this.#metadataTimer = setTimeout(() => {
       this.#metadataTimer = undefined;
@@ -743,6 +750,8 @@ export class RemapDevice implements Device {
   async #writeSetupState(): Promise<void> {
     if (!this.#metadataDirty) return;
     this.#metadataDirty = false;
+    const setupStateChanged = this.#setupStateChanged;
+    this.#setupStateChanged = false;
     const pending = this.pendingBlocks.slice(0, PENDING_MAX);
     const generation =
       Math.max(...this.#spares.map((spare) => spare.store.payload.setup.generation)) + 1;
@@ -762,7 +771,7 @@ export class RemapDevice implements Device {
         this.#failSpare(spare, (error as Error).message);
       }
     }
-    this.#onSetupWritten();
+    if (setupStateChanged) this.#onSetupWritten();
   }
 }
 
