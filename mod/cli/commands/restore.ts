@@ -47,7 +47,9 @@ export async function restoreCommand(
   const devices: NamedDevice[] = [];
   try {
     for (const path of sparePaths) {
-      devices.push({ device: (await openPath(path, { readOnly: false })).device, path });
+      // The canonical path is what the copies record, as create records it.
+      const { device, identity } = await openPath(path, { readOnly: false });
+      devices.push({ device, path: identity.path });
     }
     const plan = await planRestore(backup, devices, { source, force: values.force === true });
     output.out(`Restoring from backup "${source}" (written ${backup.written}, ${backup.reason}).`);

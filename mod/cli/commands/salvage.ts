@@ -58,9 +58,9 @@ export async function salvageCommand(input: CommandInput): Promise<number> {
   try {
     const devices: NamedDevice[] = [];
     for (const path of positionals) {
-      const { device } = await openPath(path, { readOnly: !repair });
+      const { device, identity } = await openPath(path, { readOnly: !repair });
       opened.push(device);
-      devices.push({ device, path });
+      devices.push({ device, path: identity.path });
     }
     const salvage = await salvageSpares(devices, { blockBytes });
     const elsewhere = await findOtherSpares(
