@@ -395,7 +395,7 @@ class DirectTransmission {
   // ------------------------------------------------------------ reading
 
   #parseRequests(): void {
-    if (this.#incoming && !this.#continueIncoming(this.#incoming)) return;
+    if (this.#incoming && !this.#continueIncoming(this.#incoming)) return this.#endInputIfDrained();
     while (this.#nextRequestAdmitted()) {
       const type = this.#inView.getUint16(this.#inStart + 6);
       const lengthBytes = this.#inView.getUint32(this.#inStart + 24);
@@ -578,9 +578,18 @@ class DirectTransmission {
     return false;
   }
 
-  /** After the client shut its side: stops reading once no complete request header is left. */
+  /**
+   * After the client shut its side: stops reading once no complete request
+   * header is left, or at once when a write's payload can never arrive.
+   */
   #endInputIfDrained(): void {
-    if (!this.#inputEnded || this.#inEnd - this.#inStart >= REQUEST_HEADER_BYTES) return;
+    if (!this.#inputEnded) return;
+    if (this.#incoming) {
+      // Its reply can never be sent: the connection ends once its pieces are done.
+      this.#failure ??= new Deno.errors.UnexpectedEof("The stream ended inside a write");
+      return this.#stopReading("eof");
+    }
+    if (this.#inEnd - this.#inStart >= REQUEST_HEADER_BYTES) return;
     if (this.#inEnd > this.#inStart) {
       this.#failure ??= new Deno.errors.UnexpectedEof("The stream ended inside a request");
     }

@@ -35,6 +35,7 @@ import {
 } from "../../mod/dataplane/_syscalls.ts";
 import { COUNTERS, type FromWorker, MAILBOX } from "../../mod/dataplane/messages.ts";
 import { openFileDevice } from "../../mod/device/file_device.ts";
+import { REQUEST_HEADER_BYTES } from "../../mod/nbd/protocol.ts";
 import { pattern } from "../remap/harness.ts";
 import {
   BytePipe,
@@ -52,6 +53,7 @@ import { startServedSetup } from "./_setup.ts";
 
 const MIB = 1024 * 1024;
 const NBD_CMD_READ = 0;
+const NBD_CMD_WRITE = 1;
 const NBD_CMD_DISC = 2;
 /** NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES. */
 const CLIENT_FLAGS = 3;
@@ -65,6 +67,11 @@ interface Row {
   readBytes: number;
   /** Whether the client shuts its side after sending (else it waits with its side open). */
   halfClose: boolean;
+  /**
+   * Whether the stream ends inside a write's payload instead of with
+   * NBD_CMD_DISC: the reads before it are answered, then the connection ends.
+   */
+  truncatedWrite?: boolean;
 }
 
 const ROWS: Row[] = [];
@@ -77,10 +84,22 @@ for (const halfClose of [false, true]) {
   );
 }
 
+ROWS.push({
+  limit: "NBD_INFLIGHT_MAX",
+  count: NBD_INFLIGHT_MAX + 172,
+  readBytes: 512,
+  halfClose: true,
+  truncatedWrite: true,
+});
+
 assert(3 * NBD_REQUEST_BYTES_MAX > NBD_INFLIGHT_BYTES_MAX, "the second row parks its third read");
 
 for (const row of ROWS) {
-  const clientSide = row.halfClose ? "shuts its side after sending" : "keeps its side open";
+  const clientSide = row.truncatedWrite
+    ? "shuts its side inside a write's payload"
+    : row.halfClose
+    ? "shuts its side after sending"
+    : "keeps its side open";
   Deno.test(`connection worker: requests parked by ${row.limit} are served after a turn that completes everything in flight (the client ${clientSide})`, async () => {
     await using served = await startServedSetup({ direct: false });
     const before = pattern(64 * MIB, 3);
@@ -98,7 +117,10 @@ for (const row of ROWS) {
       ...offsets.map((offset, cookie) =>
         encodeRequest({ type: NBD_CMD_READ, cookie, offset, length: row.readBytes })
       ),
-      encodeRequest({ type: NBD_CMD_DISC, cookie: 0 }),
+      row.truncatedWrite
+        ? encodeRequest({ type: NBD_CMD_WRITE, cookie: 0, offset: 0, length: 65536 })
+          .subarray(0, REQUEST_HEADER_BYTES + 1024)
+        : encodeRequest({ type: NBD_CMD_DISC, cookie: 0 }),
     );
     const pair = createSocketPair();
     assert(typeof pair !== "number", `socketpair failed: errno ${-pair}`);
@@ -138,7 +160,16 @@ for (const row of ROWS) {
       const { bytes, stalled, errno } = await drained;
       assert(!stalled, `the server stopped answering: ${bytes.length} bytes of replies came`);
       assertEquals(errno, undefined);
-      assertEquals(posted.at(-1), { type: "ended", end: "disconnect" });
+      assertEquals(
+        posted.at(-1),
+        row.truncatedWrite
+          ? {
+            type: "ended",
+            end: "failed",
+            error: { name: "UnexpectedEof", message: "The stream ended inside a write" },
+          }
+          : { type: "ended", end: "disconnect" },
+      );
       const client = readerOf(bytes.subarray(GREETING_BYTES));
       assertEquals((await readOptionReplies(client)).at(-1)!.type, 1, "NBD_OPT_GO acknowledged");
       const answered = new Set<number>();
