@@ -5,7 +5,7 @@
  * @module
  */
 
-import { inWorker, runConnectionWorker } from "./mod/dataplane/worker_main.ts";
+import { inWorker, runConnectionWorker } from "./mod/datapath/worker_main.ts";
 
 // The NBD data plane starts its connection workers from this same module, so
 // the single-file bundle needs no second file. The CLI is imported only

@@ -106,7 +106,7 @@ try {
     ),
   ]);
   rows.push([
-    "FFI nonblocking pread 4K, BigInt args (as _libc.ts)",
+    "FFI nonblocking pread 4K, BigInt args (as mod/sys/libc.ts)",
     await measure((w) => libc.pread(fd, buffers[w]!, BigInt(BLOCK), BigInt(randomOffset()))),
   ]);
   rows.push([

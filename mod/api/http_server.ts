@@ -15,7 +15,7 @@
 
 import type { Hono } from "hono";
 import { ListenError, UsageError } from "../errors.ts";
-import { listenProblemOf, removeStaleSocket } from "../unix_socket.ts";
+import { listenProblemOf, removeStaleSocket } from "../sys/unix_socket.ts";
 import type { ApiEnv } from "./_env.ts";
 
 /** Where to listen; at least one of the two. */

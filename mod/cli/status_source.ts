@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { DataPlaneCounters } from "../dataplane/data_plane.ts";
+import type { DataPlaneCounters } from "../datapath/data_plane.ts";
 import type { SetupStatus, StatusSource } from "../api/status.ts";
 import type { OpenedSpares } from "../assembly/assemble.ts";
 import { FORMAT_VERSION } from "../metadata/superblock.ts";

@@ -1,7 +1,7 @@
 /**
  * A `Device` over a regular file (a disk image) or a Linux block device.
  *
- * I/O goes through libc by FFI on worker threads (see `_libc.ts`), so a slow or
+ * I/O goes through libc by FFI on worker threads (see `mod/sys/libc.ts`), so a slow or
  * failing disk never blocks the event loop. Short reads and writes are looped;
  * a read that reaches the end of the file early is an error, never short data.
  *
@@ -60,8 +60,8 @@ import {
   OPEN_FLAGS,
   openPath,
   type PositionalIo,
-} from "./_libc.ts";
-import { AioRing } from "./_aio.ts";
+} from "../sys/libc.ts";
+import { AioRing } from "../sys/aio.ts";
 import { alignedBytes, isAligned } from "../aligned_bytes.ts";
 import {
   BOUNCE_BYTES_MAX,

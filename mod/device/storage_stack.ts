@@ -25,7 +25,7 @@
 
 import { STORAGE_STACK_NODES_MAX } from "../constants.ts";
 import { DeviceOpenError } from "../errors.ts";
-import { loopBackingOf } from "./_libc.ts";
+import { loopBackingOf } from "../sys/libc.ts";
 import { readAttribute } from "./_sysfs.ts";
 
 /** One file or block device in a stack. */

@@ -20,7 +20,7 @@ import {
   ioErrorCodeOf,
   OPEN_FLAGS,
   openPath,
-} from "../../mod/device/_libc.ts";
+} from "../../mod/sys/libc.ts";
 
 Deno.test("FileDescriptor.pread() and fdatasync() on a descriptor that is not open return -EBADF", async () => {
   // A number far above any open descriptor: closing a real one could race with

@@ -8,7 +8,7 @@
 import type { SetupStatus } from "../../api/status.ts";
 import { healthOf } from "../../api/routes/health.ts";
 import { fetchStatus, StatusRequestError } from "../../api/client.ts";
-import { socketAnswers } from "../../unix_socket.ts";
+import { socketAnswers } from "../../sys/unix_socket.ts";
 import { UsageError } from "../../errors.ts";
 import type { CommandInput } from "../mod.ts";
 import { onePositional, RUN_DIR, stringOption } from "../options.ts";

@@ -1,0 +1,331 @@
+/**
+ * The NBD data plane, engine side: serves each accepted Unix-socket
+ * connection on a worker thread of its own ({@link serveWorkerConnection}),
+ * answers the requests workers forward with the same {@link RequestExecutor}
+ * as the event-loop server, and tells workers when the remap gate reopens.
+ *
+ * It applies to setups whose disks are files or block devices
+ * ({@link DiskHandle}): a worker does I/O on their descriptors itself. A
+ * fault-injection layer over the main disk stays in charge: requests that
+ * touch its bad blocks are forwarded through it ({@link FaultView}).
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import type { Device } from "../device/device.ts";
+import type { NbdExport } from "../export/nbd/handshake.ts";
+import { ShapedBufferPools } from "../aligned_bytes.ts";
+import { RequestExecutor } from "../export/nbd/transmission.ts";
+import type { EngineStatePublisher } from "../remap/shared_state.ts";
+import {
+  closeDescriptor,
+  createEventFd,
+  SHUT_RD,
+  SHUT_RDWR,
+  shutdownSocket,
+  signalEventFd,
+  unconsumedSentBytes,
+  unreadBytes,
+} from "../sys/syscalls.ts";
+import {
+  COUNTERS,
+  type DiskHandle,
+  type FaultView,
+  type FromWorker,
+  MAILBOX,
+  type SpareHandle,
+  type ToWorker,
+  type WorkerSetup,
+} from "./messages.ts";
+import type { ConnectionOutcome } from "../export/nbd/connection.ts";
+export type { DiskHandle, FaultView, SpareHandle };
+
+/** What the data plane serves. */
+export interface DataPlaneOptions {
+  /** The engine: forwarded requests go to it; its shared state routes the workers. */
+  engine: Device & { readonly sharedState: EngineStatePublisher; readonly blockBytes: number };
+  main: DiskHandle;
+  /** By spare index. */
+  spares: SpareHandle[];
+  /** The module a worker starts: one that calls `runConnectionWorker()`. */
+  workerUrl: URL;
+  /** A fault-injection layer between the engine and the main disk. @default none */
+  faults?: FaultView;
+}
+
+/** Request counters over all workers, for the status API. */
+export interface DataPlaneCounters {
+  reads: number;
+  writes: number;
+  bytesRead: number;
+  bytesWritten: number;
+  flushes: number;
+}
+
+/** One connection on its worker. */
+export interface DataPlaneConnection {
+  /** Resolves when the connection is over and its worker gone. */
+  readonly done: Promise<ConnectionOutcome>;
+  /** True until the handshake is over. */
+  readonly negotiating: boolean;
+  /** Ends reading requests; those in flight are answered, then the connection ends. */
+  stop(): void;
+  /** Cuts the connection now (handshake timeout, shutdown grace period over). */
+  abort(): void;
+}
+
+/** Pause after a handshake before the next worker starts, so a burst of connects (nbd-client -C 2) is served first. */
+const WORKER_PREPARE_DELAY_MS = 200;
+
+/** Serves connections on workers for one engine. */
+export class DataPlane {
+  readonly #options: DataPlaneOptions;
+  readonly #connections = new Set<WorkerConnection>();
+  /** Counters of connections that ended, so totals never go down. */
+  readonly #retired: DataPlaneCounters = {
+    reads: 0,
+    writes: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    flushes: 0,
+  };
+  #retiredAnswered = 0;
+  readonly #stopListening: () => void;
+  /**
+   * A worker started ahead of the next connection: starting one on accept
+   * holds up the client's handshake (qemu-img and nbd-client connect per
+   * command). It is started only once the connections
+   * before it are serving, so its start never competes with their first
+   * requests (under emulation, compiling a worker takes seconds).
+   */
+  #ready: Worker | undefined;
+  #readyTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(options: DataPlaneOptions) {
+    this.#options = options;
+    this.#stopListening = options.engine.sharedState.onOpen(() => {
+      for (const connection of this.#connections) connection.gateOpened();
+    });
+    this.#ready = this.#startWorker();
+  }
+
+  /** Requests answered by workers, ended connections included. */
+  get answered(): number {
+    let total = this.#retiredAnswered;
+    for (const connection of this.#connections) total += connection.answered;
+    return total;
+  }
+
+  /** Request counters over all workers, ended connections included. */
+  counters(): DataPlaneCounters {
+    const total = { ...this.#retired };
+    for (const connection of this.#connections) addCounters(total, connection.counters);
+    return total;
+  }
+
+  /**
+   * Serves an accepted socket on a new worker. The socket is closed when the
+   * connection is over.
+   */
+  serve(fd: number, exported: NbdExport, onTransmission: () => void): DataPlaneConnection {
+    const worker = this.#ready ?? this.#startWorker();
+    this.#ready = undefined;
+    const connection = new WorkerConnection(worker, fd, exported, this.#options, () => {
+      onTransmission();
+      this.#prepareNextWorker();
+    });
+    this.#connections.add(connection);
+    void connection.done.finally(() => {
+      this.#connections.delete(connection);
+      addCounters(this.#retired, connection.counters);
+      this.#retiredAnswered += connection.answered;
+    });
+    return connection;
+  }
+
+  /**
+   * One line per open connection: its phase, what its worker received and
+   * answered, and what its socket holds unread. For a stall report: a request
+   * the client counts as sent shows here as received, unread, or neither.
+   */
+  describeConnections(): string[] {
+    return [...this.#connections].map((connection, index) => connection.describe(index + 1));
+  }
+
+  /** Stops following the engine's gate; every connection must be over. */
+  close(): void {
+    assert(this.#connections.size === 0, "the data plane closes after its connections");
+    this.#stopListening();
+    clearTimeout(this.#readyTimer);
+    this.#ready?.terminate();
+    this.#ready = undefined;
+  }
+
+  /** Starts the next connection's worker shortly, unless one is ready or coming. */
+  #prepareNextWorker(): void {
+    if (this.#ready !== undefined || this.#readyTimer !== undefined) return;
+    this.#readyTimer = setTimeout(() => {
+      this.#readyTimer = undefined;
+      this.#ready ??= this.#startWorker();
+    }, WORKER_PREPARE_DELAY_MS);
+  }
+
+  #startWorker(): Worker {
+    return new Worker(this.#options.workerUrl, { type: "module" });
+  }
+}
+
+function addCounters(total: DataPlaneCounters, counters: Float64Array): void {
+  total.reads += counters[COUNTERS.READS]!;
+  total.writes += counters[COUNTERS.WRITES]!;
+  total.bytesRead += counters[COUNTERS.BYTES_READ]!;
+  total.bytesWritten += counters[COUNTERS.BYTES_WRITTEN]!;
+  total.flushes += counters[COUNTERS.FLUSHES]!;
+}
+
+class WorkerConnection implements DataPlaneConnection {
+  readonly done: Promise<ConnectionOutcome>;
+  negotiating = true;
+  readonly counters = new Float64Array(new SharedArrayBuffer(COUNTERS.WORDS * 8));
+  readonly #fd: number;
+  readonly #wakeFd: number;
+  readonly #mailbox = new Int32Array(new SharedArrayBuffer(MAILBOX.WORDS * 4));
+  readonly #worker: Worker;
+  readonly #options: DataPlaneOptions;
+  #executor: RequestExecutor | undefined;
+  #ended = false;
+  #finish!: (outcome: ConnectionOutcome) => void;
+  #crash!: (error: Error) => void;
+
+  constructor(
+    worker: Worker,
+    fd: number,
+    exported: NbdExport,
+    options: DataPlaneOptions,
+    onTransmission: () => void,
+  ) {
+    this.#fd = fd;
+    this.#options = options;
+    const wakeFd = createEventFd();
+    if (wakeFd < 0) throw new Error(`Cannot create an eventfd: errno ${-wakeFd}`);
+    this.#wakeFd = wakeFd;
+    this.done = new Promise<ConnectionOutcome>((resolve, reject) => {
+      this.#finish = resolve;
+      this.#crash = reject;
+    }).finally(() => this.#release());
+    this.#worker = worker;
+    this.#worker.onmessage = (event: MessageEvent<FromWorker>) => {
+      const message = event.data;
+      switch (message.type) {
+        case "transmission":
+          this.negotiating = false;
+          this.#executor = new RequestExecutor(
+            options.engine,
+            message.session,
+            new ShapedBufferPools(),
+          );
+          onTransmission();
+          return;
+        case "forward":
+          for (const { id, header, payload } of message.requests) {
+            void this.#answerForwarded(id, header, payload);
+          }
+          return;
+        case "ended":
+          this.#ended = true;
+          return this.#finish(outcomeOf(message));
+        case "crashed": {
+          this.#ended = true;
+          const error = new Error(`A connection worker failed: ${message.message}`);
+          error.stack = message.stack;
+          return this.#crash(error);
+        }
+      }
+    };
+    this.#worker.onerror = (event) => {
+      event.preventDefault();
+      this.#ended = true;
+      this.#crash(new Error(`A connection worker failed: ${event.message}`));
+    };
+    const setup: WorkerSetup = {
+      connectionFd: fd,
+      wakeFd,
+      mailbox: this.#mailbox,
+      counters: this.counters,
+      export: exported,
+      blockBytes: options.engine.blockBytes,
+      main: options.main,
+      spares: options.spares,
+      state: options.engine.sharedState.buffers,
+      faults: options.faults,
+    };
+    this.#worker.postMessage({ type: "setup", setup } satisfies ToWorker);
+  }
+
+  get answered(): number {
+    return Atomics.load(this.#mailbox, MAILBOX.ANSWERED);
+  }
+
+  describe(serial: number): string {
+    const counters = this.counters;
+    return `worker connection ${serial} (fd ${this.#fd}): ` +
+      `${this.negotiating ? "negotiating" : "transmission"}, ` +
+      `${counters[COUNTERS.BYTES_RECEIVED]} bytes and ` +
+      `${counters[COUNTERS.REQUESTS_RECEIVED]} requests received, ${this.answered} answered, ` +
+      `${unreadBytes(this.#fd)} bytes unread in the socket, ` +
+      `${
+        unconsumedSentBytes(this.#fd)
+      } bytes of socket memory hold replies the client has not read, ` +
+      `${Atomics.load(this.#mailbox, MAILBOX.POSTED)} messages posted to the worker`;
+  }
+
+  stop(): void {
+    Atomics.store(this.#mailbox, MAILBOX.STOP, 1);
+    shutdownSocket(this.#fd, SHUT_RD);
+  }
+
+  abort(): void {
+    shutdownSocket(this.#fd, SHUT_RDWR);
+  }
+
+  gateOpened(): void {
+    this.#send({ type: "gate-open", state: this.#options.engine.sharedState.buffers });
+  }
+
+  async #answerForwarded(
+    id: number,
+    header: Parameters<RequestExecutor["execute"]>[0],
+    payload: Uint8Array | undefined,
+  ): Promise<void> {
+    assert(this.#executor !== undefined, "requests are forwarded after the handshake");
+    const reply = await this.#executor.execute(header, payload).catch((error) => {
+      this.#crash(error);
+      return undefined;
+    });
+    if (reply) this.#send({ type: "reply", id, reply });
+  }
+
+  #send(message: ToWorker): void {
+    if (this.#ended) return;
+    this.#worker.postMessage(message);
+    Atomics.add(this.#mailbox, MAILBOX.POSTED, 1);
+    signalEventFd(this.#wakeFd);
+  }
+
+  #release(): void {
+    this.#ended = true;
+    closeDescriptor(this.#fd);
+    closeDescriptor(this.#wakeFd);
+    this.#worker.terminate();
+  }
+}
+
+function outcomeOf(message: Extract<FromWorker, { type: "ended" }>): ConnectionOutcome {
+  if (message.error) {
+    const error = new Error(message.error.message);
+    error.name = message.error.name;
+    return { end: "failed", error };
+  }
+  return { end: message.end } as ConnectionOutcome;
+}

@@ -1,0 +1,105 @@
+/**
+ * What the engine's thread and a connection worker say to each other.
+ *
+ * Every message to a worker is followed by a count in its mailbox and a
+ * signal on its eventfd: the worker waits in poll(), not in its event loop,
+ * so the count tells it how many messages to take before going on.
+ *
+ * @module
+ */
+
+import type { NbdExport, NbdSession } from "../export/nbd/handshake.ts";
+import type { RequestHeader } from "../export/nbd/protocol.ts";
+import type { SharedEngineBuffers } from "../remap/shared_state.ts";
+import type { SharedFaults } from "../fault/faulty_device.ts";
+
+/** A disk as the worker reaches it: an open descriptor of this process. */
+export interface DiskHandle {
+  fd: number;
+  /** Opened with O_DIRECT: buffers must be aligned (else the request goes to the engine). */
+  direct: boolean;
+}
+
+/** A spare's descriptor and where its data slots start. */
+export interface SpareHandle extends DiskHandle {
+  /** The spare's index in the setup. */
+  index: number;
+  dataOffsetBytes: number;
+}
+
+/** A fault-injection layer between the engine and the main disk, as the workers see it. */
+export interface FaultView {
+  /** Its bad blocks; a request that touches one for its kind goes through the layer (forwarded). */
+  badBlocks: SharedFaults;
+  /** The unit of its bad blocks. */
+  blockBytes: number;
+}
+
+/** Words of a worker's mailbox (an `Int32Array` over shared memory). */
+export const MAILBOX = {
+  /** Messages posted to the worker so far. */
+  POSTED: 0,
+  /** Set when the server shuts down: end after the requests in flight. */
+  STOP: 1,
+  /** Replies the worker has sent (for the status counters). */
+  ANSWERED: 2,
+  WORDS: 4,
+} as const;
+
+/** Words of a worker's counters (a `Float64Array` over shared memory, written only by the worker). */
+export const COUNTERS = {
+  READS: 0,
+  WRITES: 1,
+  BYTES_READ: 2,
+  BYTES_WRITTEN: 3,
+  FLUSHES: 4,
+  /** Bytes received from the client, handshake included. */
+  BYTES_RECEIVED: 5,
+  /** Request headers taken from the input (the client's requests as the worker saw them). */
+  REQUESTS_RECEIVED: 6,
+  WORDS: 7,
+} as const;
+
+/** Everything a worker needs to serve one connection. */
+export interface WorkerSetup {
+  /** The accepted socket. */
+  connectionFd: number;
+  /** Signalled after each message to the worker. */
+  wakeFd: number;
+  mailbox: Int32Array;
+  counters: Float64Array;
+  export: NbdExport;
+  blockBytes: number;
+  main: DiskHandle;
+  /** By spare index. */
+  spares: SpareHandle[];
+  state: SharedEngineBuffers;
+  /** The fault layer over the main disk, if the setup has one. */
+  faults: FaultView | undefined;
+}
+
+/** From the engine's thread to a worker. */
+export type ToWorker =
+  | { type: "setup"; setup: WorkerSetup }
+  /** The reply to a forwarded request, ready to send. */
+  | { type: "reply"; id: number; reply: Uint8Array }
+  /** The gate reopened; the table arrays may be new. */
+  | { type: "gate-open"; state: SharedEngineBuffers };
+
+/** A request handed to the engine as the client sent it; `id` pairs it with its reply. */
+export interface ForwardedRequest {
+  id: number;
+  header: RequestHeader;
+  payload: Uint8Array | undefined;
+}
+
+/** From a worker to the engine's thread. */
+export type FromWorker =
+  /** The handshake is over; forwarded requests are answered in this session's reply style. */
+  | { type: "transmission"; session: NbdSession }
+  /** Requests the worker does not serve itself (an error, a pending block, a trim, ...). */
+  | { type: "forward"; requests: ForwardedRequest[] }
+  /** The connection is over; `error` when it failed. */
+  | { type: "ended"; end: string; error?: { name: string; message: string } }
+  /** A programmer error: the process must die. */
+  | { type: "crashed"; message: string; stack: string };

@@ -1,0 +1,219 @@
+/**
+ * The socket, poll and eventfd calls of the NBD data plane, through Deno FFI.
+ *
+ * Why not `Deno.listen`: a `Deno.Conn` cannot be handed to a worker, and the
+ * data plane serves each connection on a worker thread of its own, which
+ * blocks in these calls the way an nbdkit thread does. Every wrapper returns
+ * the result or `-errno`.
+ *
+ * @module
+ */
+
+import { addressOf, callSync } from "../sys/libc.ts";
+
+const SYMBOLS = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  // On a thread of the runtime's pool: the accept loop must not block the event loop.
+  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32", nonblocking: true },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  fdatasync: { parameters: ["i32"], result: "i32" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwritev2: { parameters: ["i32", "buffer", "i32", "i64", "i32"], result: "isize" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+type Symbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+let symbols: Symbols | undefined;
+
+function libc(): Symbols {
+  symbols ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  return symbols;
+}
+
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_CLOEXEC = 0o2000000;
+const SOCKADDR_UN_BYTES = 110;
+const SUN_PATH_BYTES = 108;
+/** `recv`/`sendmsg` flags. */
+export const MSG_DONTWAIT = 0x40;
+export const MSG_NOSIGNAL = 0x4000;
+/** `shutdown` directions. */
+export const SHUT_RD = 0;
+export const SHUT_WR = 1;
+export const SHUT_RDWR = 2;
+/** `poll` events. */
+export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
+const EFD_CLOEXEC = 0o2000000;
+const EFD_NONBLOCK = 0o4000;
+
+/**
+ * A Unix stream socket bound to `path` and listening.
+ *
+ * @returns The socket or `-errno` (EADDRINUSE when the path exists).
+ */
+export function listenUnix(path: string, backlog: number): number {
+  const encoded = new TextEncoder().encode(path);
+  if (encoded.length >= SUN_PATH_BYTES) return -36; // ENAMETOOLONG
+  const address = new Uint8Array(SOCKADDR_UN_BYTES);
+  new DataView(address.buffer).setUint16(0, AF_UNIX, true);
+  address.set(encoded, 2);
+  const fd = callSync(() => libc().socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd < 0) return fd;
+  const bound = callSync(() => libc().bind(fd, address, SOCKADDR_UN_BYTES));
+  const listening = bound < 0 ? bound : callSync(() => libc().listen(fd, backlog));
+  if (listening < 0) {
+    libc().close(fd);
+    return listening;
+  }
+  return fd;
+}
+
+/**
+ * A connected pair of Unix stream sockets, as `socketpair(2)` makes them.
+ *
+ * @returns The two descriptors, or `-errno`.
+ */
+export function createSocketPair(): [number, number] | number {
+  const fds = new Int32Array(2);
+  const result = callSync(() =>
+    libc().socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, new Uint8Array(fds.buffer))
+  );
+  return result < 0 ? result : [fds[0]!, fds[1]!];
+}
+
+/** Waits for a connection on a thread of the pool: the new socket or `-1` (the listener was shut down or failed). */
+export async function acceptConnection(listenFd: number): Promise<number> {
+  return await libc().accept4(listenFd, null, null, SOCK_CLOEXEC);
+}
+
+const FIONREAD = 0x541bn;
+const SIOCOUTQ = 0x5411n;
+
+/** Bytes in a socket's receive queue that this process has not read yet (`FIONREAD`), or `-errno`. */
+export function unreadBytes(fd: number): number {
+  return socketQueueBytes(fd, FIONREAD);
+}
+
+/** Socket memory (truesize) holding what this process sent and the peer has not read yet (`SIOCOUTQ`), or `-errno`. */
+export function unconsumedSentBytes(fd: number): number {
+  return socketQueueBytes(fd, SIOCOUTQ);
+}
+
+function socketQueueBytes(fd: number, request: bigint): number {
+  const count = new Int32Array(1);
+  const result = callSync(() => libc().ioctl(fd, request, new Uint8Array(count.buffer)));
+  return result < 0 ? result : count[0]!;
+}
+
+/** `recv`: bytes received, 0 at end of stream, or `-errno`. */
+export function receive(fd: number, buffer: Uint8Array, flags: number): number {
+  return callSync(() => libc().recv(fd, buffer, BigInt(buffer.length), flags));
+}
+
+/** `poll` over a prepared `struct pollfd` array: ready descriptors or `-errno`. */
+export function pollDescriptors(fds: Uint8Array, count: number, timeoutMs: number): number {
+  return callSync(() => libc().poll(fds, BigInt(count), timeoutMs));
+}
+
+/** A non-blocking eventfd, or `-errno`. */
+export function createEventFd(): number {
+  return callSync(() => libc().eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+}
+
+const eventCell = new BigUint64Array(1);
+const eventBytes = new Uint8Array(eventCell.buffer);
+
+/** Adds one to an eventfd, waking whoever polls it. */
+export function signalEventFd(fd: number): void {
+  eventCell[0] = 1n;
+  callSync(() => libc().write(fd, eventBytes, 8n));
+}
+
+/** Resets an eventfd; returns its count (0 if it was not signalled). */
+export function drainEventFd(fd: number): number {
+  const result = callSync(() => libc().read(fd, eventBytes, 8n));
+  return result === 8 ? Number(eventCell[0]) : 0;
+}
+
+/** `shutdown(fd, how)`: 0 or `-errno` (ENOTCONN once the peer is gone, which is fine). */
+export function shutdownSocket(fd: number, how: number): number {
+  return callSync(() => libc().shutdown(fd, how));
+}
+
+const SOL_SOCKET = 1;
+const SO_SNDBUF = 7;
+const SO_SNDBUFFORCE = 32;
+const intCell = new Int32Array(1);
+const intBytes = new Uint8Array(intCell.buffer);
+
+/**
+ * Asks for a socket send buffer of `bytes` (Linux doubles it for its
+ * bookkeeping): past `net.core.wmem_max` where the process may
+ * (CAP_NET_ADMIN, SO_SNDBUFFORCE), else up to it. 0 or `-errno`.
+ */
+export function growSendBuffer(fd: number, bytes: number): number {
+  intCell[0] = bytes;
+  const forced = callSync(() => libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, intBytes, 4));
+  if (forced === 0) return 0;
+  return callSync(() => libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUF, intBytes, 4));
+}
+
+/** `close(fd)`. Not retried on EINTR: Linux has released the fd anyway. */
+export function closeDescriptor(fd: number): void {
+  libc().close(fd);
+}
+
+/** `fdatasync(fd)`: 0 or `-errno`; blocks the calling (worker) thread. */
+export function syncData(fd: number): number {
+  return callSync(() => libc().fdatasync(fd));
+}
+
+const singleIovec = new BigUint64Array(2);
+const singleIovecBytes = new Uint8Array(singleIovec.buffer);
+
+/** `pread` on the calling (worker) thread: bytes read or `-errno`. */
+export function readAt(fd: number, buffer: Uint8Array, offsetBytes: number): number {
+  return callSync(() => libc().pread(fd, buffer, BigInt(buffer.length), BigInt(offsetBytes)));
+}
+
+/** `pwrite`, or `pwritev2` with `rwFlags` (RWF_DSYNC): bytes written or `-errno`. */
+export function writeAt(
+  fd: number,
+  data: Uint8Array,
+  offsetBytes: number,
+  rwFlags: number,
+): number {
+  if (rwFlags === 0) {
+    return callSync(() => libc().pwrite(fd, data, BigInt(data.length), BigInt(offsetBytes)));
+  }
+  singleIovec[0] = addressOf(data);
+  singleIovec[1] = BigInt(data.length);
+  return callSync(() => libc().pwritev2(fd, singleIovecBytes, 1, BigInt(offsetBytes), rwFlags));
+}
+
+/** `send` of one buffer: bytes sent or `-errno`. */
+export function sendBytes(fd: number, data: Uint8Array, flags: number): number {
+  return callSync(() => libc().send(fd, data, BigInt(data.length), flags));
+}
+
+/** `syscall(number, ...)` for the AIO calls: the result or `-errno`. */
+export function rawSyscall(number: bigint, a: bigint, b: bigint, c: bigint, d: bigint): number {
+  return callSync(() => libc().syscall(number, a, b, c, d, 0n));
+}
+
+export { addressOf };

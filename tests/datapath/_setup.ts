@@ -1,0 +1,139 @@
+/**
+ * A setup on real files served by the NBD data plane, for tests with real
+ * clients. The engine sees the main file through a fault layer, the workers
+ * through its descriptor: so a test can make remaps and pending blocks
+ * through the engine (as if the disk had failed there) and then check that
+ * the workers route every request by them. With `faultsVisible`, the workers
+ * also see the fault layer's bad blocks, as `serve` sets it up.
+ *
+ * @module
+ */
+
+import { assembleSetup, openSpares } from "../../mod/assembly/assemble.ts";
+import { createSetup } from "../../mod/assembly/create.ts";
+import { DataPlane } from "../../mod/datapath/data_plane.ts";
+import type { Device } from "../../mod/device/device.ts";
+import { type FileDevice, openFileDevice } from "../../mod/device/file_device.ts";
+import { FaultyDevice } from "../../mod/fault/faulty_device.ts";
+import { minimumSpareBytes } from "../../mod/metadata/spare_layout.ts";
+import { type NbdServer, serveNbd } from "../../mod/export/nbd/server.ts";
+import type { RemapDevice, RemapEvent } from "../../mod/remap/remap_device.ts";
+
+/** The worker module tests start (main.ts does the same from the CLI). */
+export const WORKER_URL = new URL("../../mod/datapath/worker_entry.ts", import.meta.url);
+
+/** Options of {@link startServedSetup}. */
+export interface ServedSetupOptions {
+  mainBytes?: number;
+  spareSlots?: number;
+  /** Serve this file as the main disk instead of a new one (a failing disk, say). */
+  mainPath?: string;
+  /** O_DIRECT for every disk. @default true */
+  direct?: boolean;
+  /** Whether workers send requests touching the fault layer's bad blocks through it. @default false */
+  faultsVisible?: boolean;
+  /** Also listen on a free TCP port of 127.0.0.1 (served on the event loop). @default false */
+  tcp?: boolean;
+}
+
+/** A served setup; dispose it to stop everything and remove the files. */
+export interface ServedSetup extends AsyncDisposable {
+  engine: RemapDevice;
+  events: RemapEvent[];
+  /** The engine's view of the main disk: faults set here reach only forwarded requests. */
+  faulty: FaultyDevice;
+  dataPlane: DataPlane;
+  server: NbdServer;
+  mainPath: string;
+  sparePath: string;
+  uri: string;
+  blockBytes: number;
+}
+
+/** Creates a setup on files in a new temporary directory and serves it on a Unix socket. */
+export async function startServedSetup(options: ServedSetupOptions = {}): Promise<ServedSetup> {
+  const blockBytes = 4096;
+  const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "dm-remap-dataplane-" });
+  const mainPath = options.mainPath ?? `${dir}/main.img`;
+  const sparePath = `${dir}/spare.img`;
+  if (options.mainPath === undefined) {
+    await Deno.writeFile(mainPath, new Uint8Array(0));
+    await Deno.truncate(mainPath, options.mainBytes ?? 64 * 1024 * 1024);
+  }
+  await Deno.writeFile(sparePath, new Uint8Array(0));
+  await Deno.truncate(
+    sparePath,
+    minimumSpareBytes(blockBytes) + (options.spareSlots ?? 4096) * blockBytes,
+  );
+  const direct = options.direct ?? true;
+  const main = await openFileDevice(mainPath, { direct });
+  const spare = await openFileDevice(sparePath, { direct });
+  const identity = { path: mainPath, kind: "file" as const, sizeBytes: main.sizeBytes };
+  const faulty = new FaultyDevice(main, { blockBytes: 512 });
+  await createSetup({
+    name: "dp",
+    main: { device: faulty, identity },
+    spares: [{ device: spare, path: sparePath }],
+    blockBytes,
+  });
+  const events: RemapEvent[] = [];
+  const engine = await assembleSetup({ device: faulty, identity }, await openSpares([spare]), {
+    readRetries: 0,
+    metadataDelayMs: 0,
+    onEvent: (event) => events.push(event),
+  });
+  const dataPlane = new DataPlane({
+    engine,
+    main: { fd: main.fd, direct },
+    spares: [{
+      index: 0,
+      fd: spare.fd,
+      direct,
+      dataOffsetBytes: engine.spares[0]!.store.payload.layout.dataOffsetBytes,
+    }],
+    workerUrl: WORKER_URL,
+    faults: options.faultsVisible
+      ? { badBlocks: faulty.sharedFaults, blockBytes: faulty.blockBytes }
+      : undefined,
+  });
+  const socketPath = `${dir}/nbd.sock`;
+  const server = await serveNbd({
+    device: engine,
+    dataPlane,
+    exportName: "dp",
+    preferredBlockBytes: blockBytes,
+    unixPath: socketPath,
+    tcp: options.tcp ? { hostname: "127.0.0.1", port: 0 } : undefined,
+  });
+  return {
+    engine,
+    events,
+    faulty,
+    dataPlane,
+    server,
+    mainPath,
+    sparePath,
+    uri: `nbd+unix:///dp?socket=${socketPath}`,
+    blockBytes,
+    async [Symbol.asyncDispose]() {
+      await server.close();
+      await engine.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** Bytes of a file at an offset, read around every layer. */
+export async function fileBytes(path: string, offsetBytes: number, lengthBytes: number) {
+  using file = await Deno.open(path);
+  await file.seek(offsetBytes, Deno.SeekMode.Start);
+  const bytes = new Uint8Array(lengthBytes);
+  for (let filled = 0; filled < lengthBytes;) {
+    const count = await file.read(bytes.subarray(filled));
+    if (count === null) throw new Error(`${path} ends before ${offsetBytes + lengthBytes}`);
+    filled += count;
+  }
+  return bytes;
+}
+
+export type { Device, FileDevice };
