@@ -14,13 +14,7 @@
 
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import {
-  ERRNO,
-  FileDescriptor,
-  ioErrorCodeOf,
-  OPEN_FLAGS,
-  openPath,
-} from "../../mod/sys/libc.ts";
+import { ERRNO, FileDescriptor, ioErrorCodeOf, OPEN_FLAGS, openPath } from "../../mod/sys/libc.ts";
 
 Deno.test("FileDescriptor.pread() and fdatasync() on a descriptor that is not open return -EBADF", async () => {
   // A number far above any open descriptor: closing a real one could race with

@@ -19,7 +19,11 @@ import type {
   WriteZeroesOptions,
 } from "../../../mod/device/device.ts";
 import { MemoryDevice } from "../../../mod/device/memory_device.ts";
-import { type ByteStream, ConnByteStream, StreamEndedError } from "../../../mod/export/nbd/byte_stream.ts";
+import {
+  type ByteStream,
+  ConnByteStream,
+  StreamEndedError,
+} from "../../../mod/export/nbd/byte_stream.ts";
 import { concatBytes } from "../../../mod/export/nbd/protocol.ts";
 
 // ---------------------------------------------------------------------------
