@@ -17,11 +17,8 @@
  * @module
  */
 
-/** A byte range of a device. */
-export interface ByteRange {
-  offsetBytes: number;
-  lengthBytes: number;
-}
+import type { ByteRange } from "../byte_range.ts";
+export type { ByteRange };
 
 /** Options for {@link Device.write}. */
 export interface WriteOptions {

@@ -25,7 +25,7 @@
 
 import { assert } from "../assert.ts";
 import type { IoErrorCode } from "../errors.ts";
-import type { ByteRange } from "../device/device.ts";
+import type { ByteRange } from "../byte_range.ts";
 import { EINTR_RETRIES_MAX } from "../constants.ts";
 export { EINTR_RETRIES_MAX };
 
