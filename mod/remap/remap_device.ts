@@ -256,7 +256,7 @@ export class RemapDevice implements Device {
     this.#checkRequest({ offsetBytes, lengthBytes: buffer.length });
     this.counters.reads++;
     return this.#gate.shared(async () => {
-      await Promise.all(
+      await settleAll(
         this.#plan(offsetBytes, buffer.length, false).map((run) => this.#readRun(buffer, run)),
       );
       this.counters.bytesRead += buffer.length;
@@ -283,7 +283,7 @@ export class RemapDevice implements Device {
   discard(range: ByteRange): Promise<void> {
     this.#checkRequest(range);
     return this.#gate.shared(async () => {
-      await Promise.all(
+      await settleAll(
         this.#plan(range.offsetBytes, range.lengthBytes, false).map(async (run) => {
           if (run.kind === "slot") {
             await this.#spareOf(run).device.writeZeroes(this.#slotRange(run), { mayPunch: true });
@@ -301,7 +301,7 @@ export class RemapDevice implements Device {
     this.counters.flushes++;
     const devices = [this.#main, ...this.#spares.map((spare) => spare.device)];
     if (this.#shared.takeWorkerWrites()) devices.forEach((device) => device.noteOutsideWrites?.());
-    await Promise.all(devices.map((device) => device.flush()));
+    await settleAll(devices.map((device) => device.flush()));
   }
 
   /**
@@ -324,7 +324,7 @@ export class RemapDevice implements Device {
     }
     await this.persistState();
     this.#closed = true;
-    await Promise.all(
+    await settleAll(
       [this.#main, ...this.#spares.map((spare) => spare.device)].map((device) => device.close()),
     );
   }
@@ -441,7 +441,7 @@ export class RemapDevice implements Device {
 
   async #writeRuns(data: Uint8Array, offsetBytes: number): Promise<Touched> {
     const touched: Touched = { main: false, spares: new Set(), failed: [] };
-    await Promise.all(
+    await settleAll(
       this.#plan(offsetBytes, data.length, true).map(async (run) => {
         const piece = data.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
         if (run.kind === "slot") {
@@ -479,7 +479,7 @@ export class RemapDevice implements Device {
 
   async #zeroRuns(range: ByteRange, mayPunch: boolean): Promise<Touched> {
     const touched: Touched = { main: false, spares: new Set(), failed: [] };
-    await Promise.all(
+    await settleAll(
       this.#plan(range.offsetBytes, range.lengthBytes, true).map(async (run) => {
         if (run.kind === "slot") {
           touched.spares.add(run.location.spareIndex);
@@ -529,7 +529,7 @@ export class RemapDevice implements Device {
   async #flushTouched(touched: Touched): Promise<void> {
     const devices = [...touched.spares].map((index) => this.#spares[index]!.device);
     if (touched.main) devices.push(this.#main);
-    await Promise.all(devices.map((device) => device.flush()));
+    await settleAll(devices.map((device) => device.flush()));
   }
 
   /** Queues block writes for the group commit; resolves when all are durable on spares. */
@@ -680,7 +680,7 @@ export class RemapDevice implements Device {
       const taking = remaining.slice(0, layout.slotCount - spare.store.slotsUsed);
       const firstSlot = spare.store.slotsUsed;
       try {
-        await Promise.all(
+        await settleAll(
           taking.map((blockIndex, i) =>
             spare.device.write(images.get(blockIndex)!, slotOffsetBytes(layout, firstSlot + i))
           ),
@@ -788,4 +788,16 @@ function isIoError(error: unknown): error is DeviceIoError {
 
 function ignoreIoError(error: unknown): void {
   if (!isIoError(error)) throw error;
+}
+
+/**
+ * Waits for every promise, then throws the first rejection. Unlike
+ * `Promise.all`, a request never ends while a disk I/O of it is still in
+ * flight: the I/O would outlive the gate it ran under, and a late read would
+ * fill a buffer its caller has already reused.
+ */
+async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(promises);
+  const failure = results.find((result) => result.status === "rejected");
+  if (failure) throw failure.reason;
 }

@@ -1,13 +1,19 @@
 /**
- * Deterministic simulation of the remap engine under storage faults.
+ * Deterministic simulation of the remap engine under storage faults and
+ * simulated time.
  *
  * Goal: no acknowledged write is ever lost and no read ever returns data that
- * was never written, through failing sectors, full spares and power cuts.
- * Method (after TigerBeetle's VOPR): a seeded PRNG drives writes (some FUA),
- * reads, flushes, new bad sectors on the main disk, and crashes that drop
- * every unflushed write (`MemoryDevice.crash()`), against a model that keeps,
- * per sector, the values a read may return now and the values a crash may
- * leave. A failure prints the seed; the seed and commit replay it exactly.
+ * was never written, through failing sectors, full spares, power cuts and
+ * disks that complete requests out of order.
+ * Method (after TigerBeetle's VOPR): a seeded PRNG drives batches of up to
+ * {@link BATCH_MAX} concurrent writes (some FUA) and reads on distinct sectors,
+ * flushes, new bad sectors on the main disk, and crashes that drop every
+ * unflushed write (`MemoryDevice.crash()`), against a model that keeps, per
+ * sector, the values a read may return now and the values a crash may leave.
+ * Every disk is a {@link TimedDisk}: requests complete after random virtual
+ * delays, in random order, and no request may overlap a write in flight.
+ * A failure prints the seed; `DMREMAP_SEED=N` runs that seed alone, and the
+ * seed and commit replay it exactly.
  */
 
 import assert from "node:assert/strict";
@@ -21,6 +27,7 @@ import { DeviceIoError } from "../../mod/errors.ts";
 import { minimumSpareBytes } from "../../mod/metadata/spare_layout.ts";
 import { SECTOR_BYTES } from "../../mod/constants.ts";
 import { memoryIdentity } from "../remap/harness.ts";
+import { DiskClock, TimedDisk } from "./timed_disk.ts";
 
 const BLOCK_BYTES = 4096;
 const MAIN_BYTES = 512 * 1024;
@@ -28,6 +35,8 @@ const SECTORS = MAIN_BYTES / SECTOR_BYTES;
 const SPARE_SLOTS = 40;
 const OPERATIONS = 400;
 const SEEDS = 12;
+/** Most client requests in flight at once. */
+const BATCH_MAX = 8;
 
 /** What each sector may hold: now, and after a crash. */
 class Model {
@@ -79,36 +88,40 @@ function valueOf(bytes: Uint8Array, sector: number): number {
 }
 
 interface World {
+  clock: DiskClock;
   main: MemoryDevice;
   spares: MemoryDevice[];
   faulty: FaultyDevice;
   engine: RemapDevice;
 }
 
+/** Starts the engine over timed disks: the fault layer sits above the main disk's timing. */
 async function assemble(
+  clock: DiskClock,
   main: MemoryDevice,
   spares: MemoryDevice[],
   faulty: FaultyDevice,
 ): Promise<RemapDevice> {
-  return await assembleSetup(
-    { device: faulty, identity: memoryIdentity(main) },
-    await openSpares(spares),
-    {
-      readRetries: 0,
-      metadataDelayMs: 0,
-    },
-  );
+  const timedSpares = spares.map((spare) => new TimedDisk(spare, clock));
+  return await clock.settle((async () =>
+    await assembleSetup(
+      { device: faulty, identity: memoryIdentity(main) },
+      await openSpares(timedSpares),
+      { readRetries: 0, metadataDelayMs: 0 },
+    ))());
 }
 
 /** Power cut: unflushed writes vanish, bad sectors stay bad, the engine restarts from the disks. */
 async function crash(world: World): Promise<World> {
+  world.clock.powerCut();
   const main = world.main.crash();
   const spares = world.spares.map((spare) => spare.crash());
-  const faulty = new FaultyDevice(main, { blockBytes: SECTOR_BYTES });
+  const faulty = new FaultyDevice(new TimedDisk(main, world.clock), { blockBytes: SECTOR_BYTES });
   for (const block of world.faulty.listBadBlocks()) {
     faulty.addBadBlocks([block], world.faulty.failureOf(block)!);
   }
-  return { main, spares, faulty, engine: await assemble(main, spares, faulty) };
+  const engine = await assemble(world.clock, main, spares, faulty);
+  return { clock: world.clock, main, spares, faulty, engine };
 }
 
 function readFailureAllowed(world: World, firstSector: number, sectorCount: number): boolean {
@@ -130,13 +143,101 @@ function writeFailureAllowed(world: World, firstSector: number, sectorCount: num
   return readFailureAllowed(world, firstBlock * perBlock, (lastBlock - firstBlock + 1) * perBlock);
 }
 
-async function simulate(seed: number): Promise<{ remaps: number; crashes: number }> {
+/** One client request of a batch: a write or a read of whole sectors. */
+interface ClientRequest {
+  kind: "write" | "read";
+  firstSector: number;
+  sectorCount: number;
+  fua: boolean;
+}
+
+/**
+ * Up to {@link BATCH_MAX} reads and writes on distinct sectors, so their
+ * effects do not depend on the order the disks complete them in. Requests of
+ * one batch may share a block: a remap's read-modify-write of a block must not
+ * bring back an older copy of a sector that another request writes.
+ */
+function planBatch(random: () => number): ClientRequest[] {
+  const pick = (limit: number) => Math.floor(random() * limit);
+  const usedSectors = new Set<number>();
+  const batch: ClientRequest[] = [];
+  const size = 1 + pick(BATCH_MAX);
+  while (batch.length < size) {
+    const firstSector = pick(SECTORS - 16);
+    const sectors = Array.from({ length: 1 + pick(16) }, (_, i) => firstSector + i);
+    if (sectors.some((sector) => usedSectors.has(sector))) continue;
+    sectors.forEach((sector) => usedSectors.add(sector));
+    const kind = random() < 0.55 ? "write" : "read";
+    const fua = kind === "write" && random() < 0.3;
+    batch.push({ kind, firstSector, sectorCount: sectors.length, fua });
+  }
+  return batch;
+}
+
+/** Runs one request and checks it against the model; returns how to update the model. */
+async function serveRequest(
+  world: World,
+  model: Model,
+  request: ClientRequest,
+  context: { where: string; nextValue: () => number },
+): Promise<() => void> {
+  const { firstSector, sectorCount, fua } = request;
+  const where = `${context.where} ${request.kind} sectors ${firstSector}+${sectorCount}`;
+  if (request.kind === "write") {
+    const values = Array.from({ length: sectorCount }, context.nextValue);
+    const data = new Uint8Array(sectorCount * SECTOR_BYTES);
+    values.forEach((value, i) => data.set(sectorBytes(value), i * SECTOR_BYTES));
+    const outcome = await world.engine.write(data, firstSector * SECTOR_BYTES, { fua }).then(
+      (): "fua" | "acked" => fua ? "fua" : "acked",
+      (error) => {
+        if (!(error instanceof DeviceIoError)) throw error;
+        assert.ok(
+          writeFailureAllowed(world, firstSector, sectorCount),
+          `${where}: write failed: ${error.message}`,
+        );
+        return "failed" as const;
+      },
+    );
+    return () => values.forEach((value, i) => model.wrote(firstSector + i, value, outcome));
+  }
+  const buffer = new Uint8Array(sectorCount * SECTOR_BYTES);
+  const ok = await world.engine.read(buffer, firstSector * SECTOR_BYTES).then(
+    () => true,
+    (error) => {
+      if (!(error instanceof DeviceIoError)) throw error;
+      assert.ok(
+        readFailureAllowed(world, firstSector, sectorCount),
+        `${where}: read failed: ${error.message}`,
+      );
+      return false;
+    },
+  );
+  const values = ok ? Array.from({ length: sectorCount }, (_, i) => valueOf(buffer, i)) : [];
+  values.forEach((value, i) => {
+    const allowed = model.current[firstSector + i]!;
+    assert.ok(
+      allowed.has(value),
+      `${where}: sector ${firstSector + i} read ${value}, may be ${[...allowed]}`,
+    );
+  });
+  return () => values.forEach((value, i) => model.observed(firstSector + i, value));
+}
+
+interface SimulationResult {
+  remaps: number;
+  crashes: number;
+  inFlightMax: number;
+  reordered: number;
+}
+
+async function simulate(seed: number): Promise<SimulationResult> {
   const random = seededRandom(seed);
   const pick = (limit: number) => Math.floor(random() * limit);
+  // Timing draws from a stream of its own, so a change of workload keeps the same delays.
+  const clock = new DiskClock(seededRandom(seed ^ 0x5eed));
   const main = new MemoryDevice("main", MAIN_BYTES);
   const spareBytes = minimumSpareBytes(BLOCK_BYTES) + (SPARE_SLOTS - 16) * BLOCK_BYTES;
   const spares = [new MemoryDevice("spare0", spareBytes), new MemoryDevice("spare1", spareBytes)];
-  const faulty = new FaultyDevice(main, { blockBytes: SECTOR_BYTES });
   await createSetup({
     name: "sim",
     main: { device: main, identity: memoryIdentity(main) },
@@ -144,62 +245,35 @@ async function simulate(seed: number): Promise<{ remaps: number; crashes: number
     blockBytes: BLOCK_BYTES,
   });
   await Promise.all(spares.map((spare) => spare.flush()));
-  let world: World = { main, spares, faulty, engine: await assemble(main, spares, faulty) };
+  const faulty = new FaultyDevice(new TimedDisk(main, clock), { blockBytes: SECTOR_BYTES });
+  let world: World = {
+    clock,
+    main,
+    spares,
+    faulty,
+    engine: await assemble(clock, main, spares, faulty),
+  };
   const model = new Model();
   let nextValue = 1;
   let crashes = 0;
 
   for (let step = 0; step < OPERATIONS; step++) {
     const roll = random();
-    const firstSector = pick(SECTORS - 16);
-    const sectorCount = 1 + pick(16);
-    const where = `seed ${seed} step ${step} sectors ${firstSector}+${sectorCount}`;
-    if (roll < 0.45) {
-      const fua = random() < 0.3;
-      const values = Array.from({ length: sectorCount }, () => nextValue++);
-      const data = new Uint8Array(sectorCount * SECTOR_BYTES);
-      values.forEach((value, i) => data.set(sectorBytes(value), i * SECTOR_BYTES));
-      const outcome = await world.engine.write(data, firstSector * SECTOR_BYTES, { fua }).then(
-        (): "fua" | "acked" => fua ? "fua" : "acked",
-        (error) => {
-          if (!(error instanceof DeviceIoError)) throw error;
-          assert.ok(
-            writeFailureAllowed(world, firstSector, sectorCount),
-            `${where}: write failed: ${error.message}`,
-          );
-          return "failed" as const;
-        },
+    const where = `seed ${seed} step ${step}`;
+    if (roll < 0.8) {
+      const batch = planBatch(random);
+      const context = { where, nextValue: () => nextValue++ };
+      const updates = await clock.settle(
+        Promise.all(batch.map((request) => serveRequest(world, model, request, context))),
       );
-      values.forEach((value, i) => model.wrote(firstSector + i, value, outcome));
-    } else if (roll < 0.8) {
-      const buffer = new Uint8Array(sectorCount * SECTOR_BYTES);
-      const ok = await world.engine.read(buffer, firstSector * SECTOR_BYTES).then(
-        () => true,
-        (error) => {
-          if (!(error instanceof DeviceIoError)) throw error;
-          assert.ok(
-            readFailureAllowed(world, firstSector, sectorCount),
-            `${where}: read failed: ${error.message}`,
-          );
-          return false;
-        },
-      );
-      for (let i = 0; ok && i < sectorCount; i++) {
-        const value = valueOf(buffer, i);
-        const allowed = model.current[firstSector + i]!;
-        assert.ok(
-          allowed.has(value),
-          `${where}: sector ${firstSector + i} read ${value}, may be ${[...allowed]}`,
-        );
-        model.observed(firstSector + i, value);
-      }
+      updates.forEach((update) => update());
     } else if (roll < 0.88) {
-      await world.engine.flush();
+      await clock.settle(world.engine.flush());
       model.flushed();
     } else if (roll < 0.96) {
       const failOn = (["write", "write", "both", "read"] as const)[pick(4)]!;
       world.faulty.setBad({
-        offsetBytes: firstSector * SECTOR_BYTES,
+        offsetBytes: pick(SECTORS - 16) * SECTOR_BYTES,
         lengthBytes: SECTOR_BYTES * (1 + pick(3)),
       }, failOn);
     } else {
@@ -213,7 +287,7 @@ async function simulate(seed: number): Promise<{ remaps: number; crashes: number
   model.crashed();
   for (let sector = 0; sector < SECTORS; sector++) {
     const buffer = new Uint8Array(SECTOR_BYTES);
-    const readable = await world.engine.read(buffer, sector * SECTOR_BYTES).then(
+    const readable = await clock.settle(world.engine.read(buffer, sector * SECTOR_BYTES)).then(
       () => true,
       () => false,
     );
@@ -230,25 +304,48 @@ async function simulate(seed: number): Promise<{ remaps: number; crashes: number
       `seed ${seed}: sector ${sector} holds ${valueOf(buffer, 0)}, may be ${[...allowed]}`,
     );
   }
+  assert.deepEqual(clock.overlaps, [], `seed ${seed}: requests overlapped a write in flight`);
   const remaps = world.engine.remapCount;
-  await world.engine.close();
-  return { remaps, crashes };
+  await clock.settle(world.engine.close());
+  return { remaps, crashes, inFlightMax: clock.inFlightMax, reordered: clock.reordered };
 }
 
-Deno.test("simulation: random writes, reads, bad sectors and power cuts never lose an acknowledged write", async () => {
-  let remaps = 0;
-  let crashes = 0;
-  for (let seed = 1; seed <= SEEDS; seed++) {
-    const result = await simulate(seed);
-    remaps += result.remaps;
-    crashes += result.crashes;
+/** The seeds to run: `DMREMAP_SEED` alone when set, else 1..{@link SEEDS}. */
+function seedsToRun(): number[] {
+  const chosen = Deno.env.get("DMREMAP_SEED");
+  if (chosen === undefined) return Array.from({ length: SEEDS }, (_, i) => i + 1);
+  const seed = Number(chosen);
+  if (!Number.isSafeInteger(seed)) throw new Error(`DMREMAP_SEED="${chosen}" is not an integer`);
+  return [seed];
+}
+
+Deno.test("simulation: concurrent writes and reads, bad sectors, power cuts and out-of-order disks never lose an acknowledged write", async () => {
+  const seeds = seedsToRun();
+  const total: SimulationResult = { remaps: 0, crashes: 0, inFlightMax: 0, reordered: 0 };
+  for (const seed of seeds) {
+    const result = await simulate(seed).catch((error) => {
+      console.error(`simulation failed with seed ${seed}: replay with DMREMAP_SEED=${seed}`);
+      throw error;
+    });
+    total.remaps += result.remaps;
+    total.crashes += result.crashes;
+    total.inFlightMax = Math.max(total.inFlightMax, result.inFlightMax);
+    total.reordered += result.reordered;
   }
-  // The simulation must actually exercise remapping and recovery to prove anything.
-  assert.ok(remaps > SEEDS * 5, `only ${remaps} remaps over ${SEEDS} seeds`);
-  assert.ok(crashes > SEEDS, `only ${crashes} crashes over ${SEEDS} seeds`);
+  // The simulation must actually exercise remapping, recovery and concurrency to prove anything.
+  assert.ok(
+    total.remaps > seeds.length * 5,
+    `only ${total.remaps} remaps over ${seeds.length} seeds`,
+  );
+  if (seeds.length === SEEDS) {
+    assert.ok(total.crashes > SEEDS, `only ${total.crashes} crashes over ${SEEDS} seeds`);
+  }
+  assert.ok(total.inFlightMax >= BATCH_MAX, `at most ${total.inFlightMax} disk requests in flight`);
+  assert.ok(total.reordered > 0, "no disk request ever completed before an earlier one");
   console.log(
-    `${SEEDS} seeds × ${OPERATIONS} steps: ${remaps} remaps, ${
-      crashes + SEEDS
-    } crashes, all consistent`,
+    `${seeds.length} seeds × ${OPERATIONS} steps: ${total.remaps} remaps, ${
+      total.crashes + seeds.length
+    } crashes, up to ${total.inFlightMax} disk requests in flight, ${total.reordered} ` +
+      `completions out of order, all consistent`,
   );
 });
