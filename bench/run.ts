@@ -1194,9 +1194,11 @@ async function main() {
       `${ROOT}/bench/results/${stamp}-ratios.svg`,
       svg(ratioTable, svgLabels),
     );
+    // The development runs are written by hand; each report carries them on.
+    const developmentRuns = await Deno.readTextFile(`${ROOT}/bench/DEVELOPMENT_RUNS.md`);
     await Deno.writeTextFile(
       `${ROOT}/bench/RESULTS.md`,
-      markdown(result, stamp, workloads, targets),
+      `${markdown(result, stamp, workloads, targets)}\n${developmentRuns}`,
     );
     log(
       `wrote bench/results/${stamp}.json, bench/results/${stamp}-ratios.svg, bench/RESULTS.md in ${
