@@ -14,7 +14,10 @@
  * /dev/shm directory removed in `finally` and on SIGINT/SIGTERM.
  *
  * Usage: scripts/bench.sh [--runtime 3] [--ramp 1] [--reps 5] [--targets a,b]
- *          [--workloads a,b] [--no-profile] [--no-extras] [--quick]
+ *          [--workloads a,b] [--no-profile] [--no-extras] [--quick] [--baseline DIR]
+ * `--baseline DIR` adds the target dmremap-baseline: passthrough served by the
+ * code in DIR (a checkout of an older commit), so a change is measured against
+ * its parent in the same repetitions, seconds apart.
  * Output: bench/results/<date>.json and bench/RESULTS.md (+ bench/results/<date>-ratios.svg).
  *
  * @module
@@ -29,6 +32,8 @@ const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
  * the code under test halfway (each server start would load the new files).
  */
 let CODE = ROOT;
+/** The code of the dmremap-baseline target, copied at the start like {@link CODE}. */
+let BASELINE_CODE: string | undefined;
 const DENO = Deno.execPath();
 const GIB = 1024 * 1024 * 1024;
 
@@ -45,6 +50,7 @@ const { values: args } = parseArgs({
     "no-profile": { type: "boolean", default: false },
     "no-extras": { type: "boolean", default: false },
     "no-write": { type: "boolean", default: false },
+    baseline: { type: "string" },
     quick: { type: "boolean", default: false },
   },
 });
@@ -362,6 +368,8 @@ interface Files {
   ptSpare: string;
   mainBuffered: string;
   bufferedSpare: string;
+  mainBaseline: string;
+  baselineSpare: string;
   mainFaulty: string;
   main16: string;
   spare1m: string;
@@ -396,6 +404,8 @@ async function prepareFiles(): Promise<
     ptSpare: `${workDir}/pt-spare.img`,
     mainBuffered: `${workDir}/main-buffered.img`,
     bufferedSpare: `${workDir}/buffered-spare.img`,
+    mainBaseline: `${workDir}/main-baseline.img`,
+    baselineSpare: `${workDir}/baseline-spare.img`,
     mainFaulty: `${workDir}/main-faulty.img`,
     main16: `${workDir}/main16.img`,
     spare1m: `${workDir}/spare1m.img`,
@@ -408,11 +418,12 @@ async function prepareFiles(): Promise<
   const seed = `${workDir}/seed.img`;
   log("filling the 1 GiB seed file with random data");
   await run("sh", ["-c", `head -c ${GIB} /dev/urandom > ${seed}`]);
-  for (const main of [files.main, files.mainBuffered, files.mainFaulty]) {
+  for (const main of [files.main, files.mainBuffered, files.mainBaseline, files.mainFaulty]) {
     await run("cp", ["--sparse=always", seed, main]);
   }
   await createSetup("pt", files.main, files.ptSpare, 64 << 20);
   await createSetup("pb", files.mainBuffered, files.bufferedSpare, 64 << 20);
+  await createSetup("bl", files.mainBaseline, files.baselineSpare, 64 << 20);
   // 1M remaps need 1M distinct 4 KiB blocks, more than a 1 GiB disk has. Two
   // layouts, each on a sparse main disk whose first GiB is a copy of main.img,
   // where fio runs: dense, 16 GiB with every 4th block remapped, so one block
@@ -452,6 +463,7 @@ async function prepareFiles(): Promise<
   const mainDiskSpeeds = await evenOutMainDisks([
     files.main,
     files.mainBuffered,
+    files.mainBaseline,
     files.mainFaulty,
     files.main16,
     files.main1t,
@@ -518,7 +530,8 @@ type TargetId =
   | "dmremap-buffered"
   | "dmremap-1m"
   | "dmremap-1m-spread"
-  | "dmremap-faulty";
+  | "dmremap-faulty"
+  | "dmremap-baseline";
 const TARGETS: TargetId[] = [
   "raw",
   "nbdkit",
@@ -537,6 +550,7 @@ const TARGET_LABELS: Record<TargetId, string> = {
   "dmremap-1m": `dm-remap, ${REMAPS} remaps, dense (1 block in 4)`,
   "dmremap-1m-spread": `dm-remap, ${REMAPS} remaps, spread over 1 TiB (1 block in 268)`,
   "dmremap-faulty": `dm-remap, bad block every ${BAD_EVERY} (remaps being created)`,
+  "dmremap-baseline": `dm-remap passthrough, the code of ${args.baseline ?? "--baseline"}`,
 };
 
 function sockets(tag: string) {
@@ -561,9 +575,12 @@ async function startTarget(
       });
     case "dmremap":
     case "dmremap-buffered":
+    case "dmremap-baseline":
     case "dmremap-1m":
     case "dmremap-1m-spread": {
-      const [spare, main, name] = id === "dmremap-1m"
+      const [spare, main, name] = id === "dmremap-baseline"
+        ? [files.baselineSpare, files.mainBaseline, "bl"]
+        : id === "dmremap-1m"
         ? [files.spare1m, files.main16, "rm"]
         : id === "dmremap-1m-spread"
         ? [files.spare1mSpread, files.main1t, "rs"]
@@ -574,7 +591,7 @@ async function startTarget(
         "run",
         "-A",
         ...extraDenoFlags,
-        `${CODE}/main.ts`,
+        `${id === "dmremap-baseline" ? BASELINE_CODE : CODE}/main.ts`,
         "serve",
         "--spare",
         spare,
@@ -840,6 +857,8 @@ const PROFILE_CASES: [TargetId, string][] = [
   ["dmremap", "randrw70-4k-qd32-4conn"],
   ["dmremap-1m", "randrw70-4k-qd32-4conn"],
   ["dmremap", "randread-4k-qd32"],
+  ["dmremap", "randwrite-4k-qd32"],
+  ["dmremap-baseline", "randwrite-4k-qd32"],
 ];
 
 async function profile(files: Files, targets: TargetId[]): Promise<ProfileReport[]> {
@@ -988,6 +1007,8 @@ const RATIOS: [string, TargetId, TargetId][] = [
   ["1M remaps spread ÷ passthrough", "dmremap-1m-spread", "dmremap"],
   ["1M remaps ÷ nbdkit", "dmremap-1m", "nbdkit"],
   ["remapping ÷ passthrough", "dmremap-faulty", "dmremap"],
+  ["passthrough ÷ baseline", "dmremap", "dmremap-baseline"],
+  ["baseline ÷ nbdkit", "dmremap-baseline", "nbdkit"],
 ];
 
 /**
@@ -1092,12 +1113,12 @@ async function machine() {
 }
 
 /** Copies the code under test into the work directory (node_modules linked). */
-async function snapshotCode(): Promise<string> {
-  const code = `${workDir}/code`;
+async function snapshotCode(from: string, name: string): Promise<string> {
+  const code = `${workDir}/${name}`;
   await Deno.mkdir(code);
   const entries = ["main.ts", "deno.json", "deno.lock", "package.json", "mod", "bench"];
   for (const entry of entries) {
-    if (await exists(`${ROOT}/${entry}`)) await run("cp", ["-r", `${ROOT}/${entry}`, `${code}/`]);
+    if (await exists(`${from}/${entry}`)) await run("cp", ["-r", `${from}/${entry}`, `${code}/`]);
   }
   await Deno.remove(`${code}/bench/results`, { recursive: true }).catch(() => {});
   await Deno.symlink(`${ROOT}/node_modules`, `${code}/node_modules`);
@@ -1132,12 +1153,22 @@ async function main() {
   workDir = Deno.env.get("BENCH_DIR") ??
     await Deno.makeTempDir({ dir: "/dev/shm", prefix: "dm-remap-bench-" });
   try {
-    const targets = (args.targets?.split(",") ?? TARGETS) as TargetId[];
+    const targets = (args.targets?.split(",") ??
+      TARGETS.filter((target) => target !== "dmremap-baseline")) as TargetId[];
+    if (args.baseline !== undefined && !targets.includes("dmremap-baseline")) {
+      targets.push("dmremap-baseline");
+    }
+    if (targets.includes("dmremap-baseline") && args.baseline === undefined) {
+      throw new Error(
+        "The target dmremap-baseline needs --baseline DIR: a checkout to compare with",
+      );
+    }
     const workloads = args.workloads
       ? WORKLOADS.filter((w) => args.workloads!.split(",").includes(w.id))
       : WORKLOADS;
     const info = await machine();
-    CODE = await snapshotCode();
+    CODE = await snapshotCode(ROOT, "code");
+    if (args.baseline !== undefined) BASELINE_CODE = await snapshotCode(args.baseline, "baseline");
     log(
       `${info.cpu}, ${info.nproc} CPUs; ${targets.length} targets × ${workloads.length} workloads × ${REPS} reps × ${
         RUNTIME_S + RAMP_S
