@@ -98,6 +98,11 @@ export interface SlotGrant {
   slotCount: number;
 }
 
+/** A spare as the set keeps it: only the set changes a spare's state. */
+interface OwnedSpare extends SpareMember {
+  state: SpareState;
+}
+
 /** Options for {@link SpareSet}. */
 export interface SpareSetOptions {
   /** Which spare takes new slots. @default inOrderPlacement */
@@ -124,7 +129,7 @@ function slotsFreeOf(spare: SpareMember): number {
 export class SpareSet {
   /** The block size every spare shares. */
   readonly blockBytes: number;
-  readonly #members: { -readonly [Key in keyof SpareMember]: SpareMember[Key] }[];
+  readonly #members: OwnedSpare[];
   readonly #placement: SparePlacement;
 
   /**
