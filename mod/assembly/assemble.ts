@@ -14,7 +14,8 @@ import type { Device } from "../device/device.ts";
 import { SetupMismatchError } from "../errors.ts";
 import { type SpareReport, SpareStore } from "../metadata/spare_store.ts";
 import type { MainIdentity, SuperblockPayload } from "../metadata/superblock.ts";
-import { RemapDevice, type RemapDeviceOptions, type SpareMember } from "../remap/remap_device.ts";
+import { RemapDevice, type RemapDeviceOptions } from "../remap/remap_device.ts";
+import type { SpareMember } from "../remap/spare_set.ts";
 import { type IdentityMismatch, identityMismatch, type ProbedIdentity } from "./identity.ts";
 
 /** The spares of one setup, opened and ordered by spare index. */
@@ -160,7 +161,7 @@ export function assembleSetup(
     index,
     device: store.device,
     store,
-    active: description.spares[index]!.state === "active",
+    state: description.spares[index]!.state,
   }));
   return Promise.resolve(
     new RemapDevice(description.setup.name, main.device, members, {

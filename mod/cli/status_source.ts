@@ -70,7 +70,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
             uuid: record.uuid,
             path: spare.device.name,
             sizeBytes: spare.device.sizeBytes,
-            state: spare.active ? "active" : "failed",
+            state: spare.state,
             slotCount: spare.store.payload.layout.slotCount,
             slotsUsed: spare.store.slotsUsed,
             validCopies: report.validCopies,

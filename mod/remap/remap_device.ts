@@ -13,8 +13,8 @@
  *   per group) under the exclusive side of an {@link IoGate}, so a
  *   read-modify-write sees every write that completed before it.
  * - A spare whose write or flush fails takes no new slots; the remap moves to
- *   the next spare. With none left the request fails (EIO) and the setup is
- *   degraded; nothing acknowledged is lost.
+ *   the next spare its {@link SpareSet} grants. With none left the request
+ *   fails (EIO) and the setup is degraded; nothing acknowledged is lost.
  * - Zeroing or trimming a remapped block zeroes its slot, so stale data
  *   never resurfaces from the spare.
  * - Table and pending list are published to shared memory
@@ -38,20 +38,11 @@ import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "../dev
 import { isRangeInside } from "../device/device.ts";
 import { DeviceIoError } from "../errors.ts";
 import { slotOffsetBytes } from "../metadata/spare_layout.ts";
-import type { SpareStore } from "../metadata/spare_store.ts";
 import type { ServingMarker } from "../metadata/superblock.ts";
 import { IoGate } from "./io_gate.ts";
 import { RemapTable, type SlotLocation } from "./remap_table.ts";
 import { EngineStatePublisher } from "./shared_state.ts";
-
-/** A spare as the engine uses it. */
-export interface SpareMember {
-  index: number;
-  device: Device;
-  store: SpareStore;
-  /** False once a write or flush failed: it takes no new slots. */
-  active: boolean;
-}
+import { type SpareMember, type SparePlacement, SpareSet } from "./spare_set.ts";
 
 /** What the engine reports as it works. */
 export type RemapEvent =
@@ -81,6 +72,8 @@ export interface RemapDeviceOptions {
    * @default ignore
    */
   onSetupWritten?: () => void;
+  /** Which spare new slots are taken from. @default inOrderPlacement */
+  placement?: SparePlacement;
 }
 
 /** Request and error counters for the status API. */
@@ -143,7 +136,7 @@ export class RemapDevice implements Device {
     remapBatches: 0,
   };
   readonly #main: Device;
-  readonly #spares: SpareMember[];
+  readonly #spares: SpareSet;
   readonly #table: RemapTable;
   readonly #pending: Set<number>;
   readonly #gate = new IoGate();
@@ -168,21 +161,21 @@ export class RemapDevice implements Device {
   #closed = false;
 
   /**
-   * Builds the engine from an opened main disk and opened spares.
-   * The table is rebuilt from every spare's slots.
+   * Builds the engine from an opened main disk and opened spares, which a
+   * {@link SpareSet} takes over. The table is rebuilt from every spare's slots.
    */
-  constructor(name: string, main: Device, spares: SpareMember[], options: RemapDeviceOptions = {}) {
-    assert(spares.length > 0, "a setup has at least one spare");
-    const blockBytes = spares[0]!.store.payload.setup.blockBytes;
-    assert(
-      spares.every((spare) => spare.store.payload.setup.blockBytes === blockBytes),
-      "one block size",
-    );
+  constructor(
+    name: string,
+    main: Device,
+    spares: readonly SpareMember[],
+    options: RemapDeviceOptions = {},
+  ) {
+    this.#spares = new SpareSet(spares, { placement: options.placement });
+    const blockBytes = this.#spares.blockBytes;
     this.name = name;
     this.sizeBytes = main.sizeBytes;
     this.blockBytes = blockBytes;
     this.#main = main;
-    this.#spares = spares;
     this.#readRetries = options.readRetries ?? READ_RETRIES_DEFAULT;
     assert(
       this.#readRetries >= 0 && this.#readRetries <= READ_RETRIES_MAX,
@@ -236,8 +229,8 @@ export class RemapDevice implements Device {
   }
 
   /** The spares with their state. */
-  get spares(): readonly Readonly<SpareMember>[] {
-    return this.#spares;
+  get spares(): readonly SpareMember[] {
+    return this.#spares.members;
   }
 
   /** Where a block is remapped to, if it is. */
@@ -299,7 +292,7 @@ export class RemapDevice implements Device {
 
   async flush(): Promise<void> {
     this.counters.flushes++;
-    const devices = [this.#main, ...this.#spares.map((spare) => spare.device)];
+    const devices = [this.#main, ...this.#spares.members.map((spare) => spare.device)];
     if (this.#shared.takeWorkerWrites()) devices.forEach((device) => device.noteOutsideWrites?.());
     await settleAll(devices.map((device) => device.flush()));
   }
@@ -325,7 +318,9 @@ export class RemapDevice implements Device {
     await this.persistState();
     this.#closed = true;
     await settleAll(
-      [this.#main, ...this.#spares.map((spare) => spare.device)].map((device) => device.close()),
+      [this.#main, ...this.#spares.members.map((spare) => spare.device)].map((device) =>
+        device.close()
+      ),
     );
   }
 
@@ -373,9 +368,7 @@ export class RemapDevice implements Device {
   }
 
   #spareOf(run: { location: SlotLocation }): SpareMember {
-    const spare = this.#spares[run.location.spareIndex];
-    assert(spare !== undefined, "a slot lives on a known spare");
-    return spare;
+    return this.#spares.get(run.location.spareIndex);
   }
 
   #slotRange(run: Extract<Run, { kind: "slot" }>): ByteRange {
@@ -527,7 +520,7 @@ export class RemapDevice implements Device {
   }
 
   async #flushTouched(touched: Touched): Promise<void> {
-    const devices = [...touched.spares].map((index) => this.#spares[index]!.device);
+    const devices = [...touched.spares].map((index) => this.#spares.get(index).device);
     if (touched.main) devices.push(this.#main);
     await settleAll(devices.map((device) => device.flush()));
   }
@@ -666,19 +659,18 @@ export class RemapDevice implements Device {
   }
 
   /**
-   * Puts block images in new slots, trying spares in order. Returns the
-   * blocks that found no place, with the error for their requests.
+   * Puts block images in new slots on the spares the spare set grants, until
+   * every block has a slot or no spare can take one. Returns the blocks that
+   * found no place, with the error for their requests.
    */
   async #placeOnSpares(images: Map<number, Uint8Array>): Promise<Map<number, Error>> {
     let remaining = [...images.keys()];
     while (remaining.length > 0) {
-      const spare = this.#spares.find((member) =>
-        member.active && member.store.slotsUsed < member.store.payload.layout.slotCount
-      );
-      if (!spare) break;
+      const grant = this.#spares.chooseSlots({ blockCount: remaining.length });
+      if (!grant) break;
+      const { spare, firstSlotIndex: firstSlot } = grant;
       const layout = spare.store.payload.layout;
-      const taking = remaining.slice(0, layout.slotCount - spare.store.slotsUsed);
-      const firstSlot = spare.store.slotsUsed;
+      const taking = remaining.slice(0, grant.slotCount);
       try {
         await settleAll(
           taking.map((blockIndex, i) =>
@@ -732,7 +724,7 @@ export class RemapDevice implements Device {
   }
 
   #failSpare(spare: SpareMember, reason: string): void {
-    spare.active = false;
+    this.#spares.markFailed(spare.index);
     this.#metadataDirty = this.#setupStateChanged = true;
     this.#onEvent({ type: "spare-failed", spareIndex: spare.index, reason });
   }
@@ -754,16 +746,16 @@ export class RemapDevice implements Device {
     this.#setupStateChanged = false;
     const pending = this.pendingBlocks.slice(0, PENDING_MAX);
     const generation =
-      Math.max(...this.#spares.map((spare) => spare.store.payload.setup.generation)) + 1;
-    for (const spare of this.#spares.filter((member) => member.active)) {
+      Math.max(...this.#spares.members.map((spare) => spare.store.payload.setup.generation)) + 1;
+    for (const spare of this.#spares.working) {
       try {
         await spare.store.writeMetadata((payload) => {
           payload.setup.generation = generation;
           payload.setup.state = this.#degraded ? "degraded" : "clean";
           payload.setup.serving = this.#serving;
           payload.pending = pending;
-          for (const member of this.#spares) {
-            payload.spares[member.index]!.state = member.active ? "active" : "failed";
+          for (const member of this.#spares.members) {
+            payload.spares[member.index]!.state = member.state;
           }
         });
       } catch (error) {

@@ -126,7 +126,7 @@ Deno.test("RemapDevice moves to the next spare when a spare's write fails, and m
   await engine.write(data, 0);
   assert.deepEqual(engine.lookup(0), { spareIndex: 1, slotIndex: 0 });
   assert.deepEqual(await readBack(engine, 0, 4 * KIB), data);
-  assert.equal(engine.spares[0]!.active, false);
+  assert.equal(engine.spares[0]!.state, "failed");
   assert.ok(events.some((event) => event.type === "spare-failed" && event.spareIndex === 0));
   await engine.close();
 });

@@ -1,0 +1,212 @@
+/**
+ * The spares of a setup: which spares belong to it, the state of each, and
+ * which of them a new remap takes its slots from. The engine asks this set
+ * for slots and reports a failed spare to it; it never walks the spares to
+ * place a block itself.
+ *
+ * A spare's state ({@link SpareState}, as the metadata records it):
+ * - `active`: its slots are read and written, it takes the setup's metadata,
+ *   and it takes new slots while it has free ones.
+ * - `failed`: a write or flush on it failed. Its slots stay mapped and are
+ *   still read, but it takes no new slots and no metadata.
+ *
+ * Free slots are not kept here: a spare's store counts the slots its log
+ * holds, and slots are taken in order, so the next free slot is always the
+ * first one the log does not hold yet.
+ *
+ * Invariants:
+ * - Spares are numbered 0 to n-1 in order, n between 1 and `SPARES_MAX`.
+ * - Every spare has the setup's one block size.
+ * - A granted slot is on an `active` spare and not yet used.
+ * - Only an `active` spare becomes `failed`, and never back.
+ *
+ * Which of the spares that can take a slot is used is a
+ * {@link SparePlacement}; the default, {@link inOrderPlacement}, takes the
+ * lowest-numbered one, so a setup fills its spares one after another.
+ *
+ * Where this set grows next (spare pools), each is one method here:
+ * - Adding a spare while serving: an `add(member)` that checks the next index
+ *   and the block size as the constructor does and appends the member. The
+ *   engine calls it while it holds its gate exclusively, after the setup's
+ *   metadata listing the spare is durable and the data plane's workers hold
+ *   the spare's descriptor.
+ * - Draining a spare: a `draining` state (a new value of the metadata's spare
+ *   state) set by a method like {@link SpareSet.markFailed}.
+ *   {@link SpareSet.chooseSlots} offers only `active` spares to the
+ *   placement and {@link SpareSet.working} lists every spare not failed, so a
+ *   draining spare keeps its slots and its metadata but takes no new slots.
+ *
+ * @example A placement that fills the highest-numbered spare first
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { SparePlacement } from "./spare_set.ts";
+ *
+ * const lastFirst = {
+ *   choose(candidates: readonly { index: number }[]) {
+ *     return candidates.at(-1)?.index;
+ *   },
+ * } satisfies SparePlacement;
+ * assert.equal(lastFirst.choose([{ index: 0 }, { index: 2 }]), 2);
+ * ```
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import { SPARES_MAX } from "../constants.ts";
+import type { Device } from "../device/device.ts";
+import type { SpareStore } from "../metadata/spare_store.ts";
+import type { SpareRecord } from "../metadata/superblock.ts";
+
+/** A spare's state, as the setup's metadata records it. */
+export type SpareState = SpareRecord["state"];
+
+/** A spare as the engine uses it. */
+export interface SpareMember {
+  readonly index: number;
+  readonly device: Device;
+  readonly store: SpareStore;
+  readonly state: SpareState;
+}
+
+/** What a placement is asked to find a spare for. */
+export interface PlacementRequest {
+  /** Blocks of one group commit still waiting for a slot; at least 1. */
+  blockCount: number;
+}
+
+/** Which spare new slots are taken from. */
+export interface SparePlacement {
+  /**
+   * Picks one of the candidates, or none (the remap then fails as with no
+   * spare left).
+   *
+   * @param candidates The spares that can take a slot now (active, with a
+   *   free slot), in index order; never empty.
+   * @param request What the slots are for.
+   * @returns The index of the chosen candidate, or undefined to choose none.
+   */
+  choose(candidates: readonly SpareMember[], request: PlacementRequest): number | undefined;
+}
+
+/** Slots granted on one spare for blocks of a group commit. */
+export interface SlotGrant {
+  spare: SpareMember;
+  /** The spare's first free slot: its log appends slots in order. */
+  firstSlotIndex: number;
+  /** How many of the waiting blocks take slots here: at most the free slots. */
+  slotCount: number;
+}
+
+/** A spare as the set keeps it: only the set changes a spare's state. */
+interface OwnedSpare extends SpareMember {
+  state: SpareState;
+}
+
+/** Options for {@link SpareSet}. */
+export interface SpareSetOptions {
+  /** Which spare takes new slots. @default inOrderPlacement */
+  placement?: SparePlacement;
+}
+
+/**
+ * Today's placement: the lowest-numbered spare that can take a slot, so the
+ * spares fill one after another and a restart or a restore finds the same
+ * slots in the same place.
+ */
+export const inOrderPlacement: SparePlacement = {
+  choose(candidates) {
+    return candidates[0]?.index;
+  },
+};
+
+/** The slots of a spare its log does not hold yet. */
+function slotsFreeOf(spare: SpareMember): number {
+  return spare.store.payload.layout.slotCount - spare.store.slotsUsed;
+}
+
+/** Membership, per-spare state and placement of a setup's spares. */
+export class SpareSet {
+  /** The block size every spare shares. */
+  readonly blockBytes: number;
+  readonly #members: OwnedSpare[];
+  readonly #placement: SparePlacement;
+
+  /**
+   * Takes over opened spares; their states are the ones the metadata records.
+   *
+   * @param members The spares, numbered 0 to n-1 in order.
+   * @param options The placement.
+   */
+  constructor(members: readonly SpareMember[], options: SpareSetOptions = {}) {
+    assert(members.length > 0, "a setup has at least one spare");
+    assert(members.length <= SPARES_MAX, "a setup has at most SPARES_MAX spares");
+    this.blockBytes = members[0]!.store.payload.setup.blockBytes;
+    members.forEach((member, position) => {
+      assert(member.index === position, "spares are numbered in order");
+      assert(member.store.payload.setup.blockBytes === this.blockBytes, "one block size");
+    });
+    this.#members = members.map((member) => ({ ...member }));
+    this.#placement = options.placement ?? inOrderPlacement;
+  }
+
+  /** Every spare, in index order, with its state. */
+  get members(): readonly SpareMember[] {
+    return this.#members;
+  }
+
+  /** The spares that still take writes (every one not failed), in index order. */
+  get working(): readonly SpareMember[] {
+    return this.#members.filter((member) => member.state !== "failed");
+  }
+
+  /**
+   * The spare with this index.
+   *
+   * @param spareIndex A spare of this set, as a slot location names it.
+   * @returns The spare.
+   */
+  get(spareIndex: number): SpareMember {
+    const spare = this.#members[spareIndex];
+    assert(spare !== undefined, "a slot lives on a known spare");
+    return spare;
+  }
+
+  /**
+   * Where the next blocks of a group commit go: free slots on the spare the
+   * placement chooses among those that can take one.
+   *
+   * @param request How many blocks wait for a slot.
+   * @returns The granted slots, or undefined when no spare can take one (the
+   *   spares are exhausted).
+   */
+  chooseSlots(request: PlacementRequest): SlotGrant | undefined {
+    assert(request.blockCount > 0, "slots are asked for at least one block");
+    const candidates = this.#members.filter((member) =>
+      member.state === "active" && slotsFreeOf(member) > 0
+    );
+    if (candidates.length === 0) return undefined;
+    const chosen = this.#placement.choose(candidates, request);
+    if (chosen === undefined) return undefined;
+    const spare = candidates.find((candidate) => candidate.index === chosen);
+    assert(spare !== undefined, "the placement chooses one of the candidates");
+    return {
+      spare,
+      firstSlotIndex: spare.store.slotsUsed,
+      slotCount: Math.min(request.blockCount, slotsFreeOf(spare)),
+    };
+  }
+
+  /**
+   * Records that a write or flush on a spare failed: it takes no new slots
+   * and no metadata from now on.
+   *
+   * @param spareIndex An active spare.
+   */
+  markFailed(spareIndex: number): void {
+    const spare = this.#members[spareIndex];
+    assert(spare !== undefined, "a known spare fails");
+    assert(spare.state === "active", "only an active spare fails");
+    spare.state = "failed";
+  }
+}
