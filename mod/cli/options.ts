@@ -6,7 +6,7 @@
  */
 
 import { UsageError } from "../errors.ts";
-import type { OptionValue } from "./mod.ts";
+import type { OptionValue } from "./command.ts";
 
 /** A TCP endpoint. */
 export interface TcpAddress {

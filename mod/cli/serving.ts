@@ -15,7 +15,7 @@ import type { SetupStatus } from "../api/status.ts";
 import type { Device } from "../device/device.ts";
 import { serveNbd } from "../export/nbd/server.ts";
 import type { RemapDevice, RemapEvent } from "../remap/remap_device.ts";
-import type { CliOutput } from "./mod.ts";
+import type { CliOutput } from "./command.ts";
 import type { TcpAddress } from "./options.ts";
 import { statusSourceOf } from "./status_source.ts";
 import { EventHistory } from "../events/event_history.ts";

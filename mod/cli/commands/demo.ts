@@ -18,7 +18,7 @@ import { assert } from "../../assert.ts";
 import { DeviceIoError, RefusedError } from "../../errors.ts";
 import type { Device } from "../../device/device.ts";
 import { closeAll, openPath } from "../devices.ts";
-import type { CommandInput } from "../mod.ts";
+import type { CommandInput } from "../command.ts";
 import { stringOption, tcpOption } from "../options.ts";
 import { startServing, untilSignal } from "../serving.ts";
 import { formatStatus } from "./status.ts";

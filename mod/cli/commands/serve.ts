@@ -18,7 +18,7 @@ import { READ_RETRIES_MAX } from "../../constants.ts";
 import type { Device } from "../../device/device.ts";
 import { DeviceOpenError } from "../../errors.ts";
 import { closeAll, openPath, type ProbedPath, probePath, resolveSparePaths } from "../devices.ts";
-import type { CommandInput } from "../mod.ts";
+import type { CommandInput } from "../command.ts";
 import {
   BACKUP_DIR,
   integerOption,
