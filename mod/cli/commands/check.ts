@@ -22,7 +22,7 @@ import { salvageCommand } from "./salvage.ts";
 
 /** Options that only `check --salvage` takes. */
 const SALVAGE_ONLY = ["yes", "main", "name", "block-size", "scan-dir", "backup-dir"];
-import { describeShutdownState, shutdownStateOf } from "../serving_marker.ts";
+import { describeShutdownState, shutdownStateOf } from "../../service/serving_marker.ts";
 
 /** Checks one spare and prints the report. */
 export async function checkCommand(input: CommandInput): Promise<number> {
