@@ -136,8 +136,8 @@ export class SetupService {
     this.events.subscribe((event) => {
       if (isEngineEvent(event)) this.#log(`${this.#prefix}: ${describeEvent(event)}`);
     });
-    this.#history = EventHistory.open(settings.eventsPath);
-    this.#unsubscribeHistory = this.#history.subscribeTo(this.events);
+    const history = this.#history = EventHistory.open(settings.eventsPath);
+    this.#unsubscribeHistory = history.subscribeTo(this.events);
     this.#backups = this.#backupKeeper();
     const engine = this.#engine = await assembleSetup(this.#disks.main, this.#disks.spares, {
       readRetries: settings.readRetries,
@@ -145,7 +145,7 @@ export class SetupService {
       onEvent: (event) => this.events.publish(event),
     });
     await this.#backups?.requestUnlessCurrent("serve start");
-    await this.#startComponents(engine);
+    await this.#startComponents(engine, history);
     // The clean-stop flag: removed by engine.close() when stop() runs.
     await engine.markServing(servingMarkerOfThisProcess());
     this.events.publish({
@@ -157,7 +157,7 @@ export class SetupService {
   }
 
   /** The exports first, then the API, which shows them. */
-  async #startComponents(engine: RemapDevice): Promise<void> {
+  async #startComponents(engine: RemapDevice, history: EventHistory): Promise<void> {
     this.#nbd = new NbdExport(engine, {
       main: this.#disks.main,
       settings: this.#settings.nbd,
@@ -168,7 +168,7 @@ export class SetupService {
     this.#feeders.push(this.#nbd);
     this.#status = statusSourceOf(engine, {
       spares: this.#disks.spares,
-      history: this.#history!,
+      history,
       served: this.#nbd.served,
       nbd: this.#nbd.view,
     });
