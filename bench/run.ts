@@ -1297,7 +1297,7 @@ function markdown(r: any, stamp: string, workloads: Workload[], targets: TargetI
     `- 1M remaps, two layouts, each made offline with SpareStore.appendRemaps (bench/make_remaps.ts) on a sparse main disk whose first GiB is the same data, where fio runs (a 1 GiB disk has only 262,144 4 KiB blocks, fewer than 1M). Dense: ${r.remapBuild.remaps} remaps, every ${r.remapBuild.stride}th 4 KiB block (jittered) of a 16 GiB disk, so 1 block in ${r.remapBuild.stride} of fio's range is on a spare and a 1 MiB request takes about ${
       256 / r.remapBuild.stride + 1
     } disk I/Os (its main-disk runs, and one vectored I/O for its slots, which are consecutive). Spread: ${r.remapBuild.spread?.remaps} remaps, every ${r.remapBuild.spread?.stride}th block of a 1 TiB disk (a 4 TB disk with 1M bad blocks), so fio's range holds ${r.remapBuild.spread?.filledSlots} of them; the table is the same size. In both, the slots of remapped blocks in fio's range hold the block's data (${r.remapBuild.filledSlots} and ${r.remapBuild.spread?.filledSlots} slots), as after a real remap; the others were never written.`,
-    `- Remaps being created: bench/serve_faulty.ts (startServing over a FaultyDevice) with one write-failing 4 KiB block in every ${r.settings.badEvery}, a fresh setup for each run, so every run creates remaps as fio first writes each bad block.`,
+    `- Remaps being created: bench/serve_faulty.ts (SetupService over a FaultyDevice) with one write-failing 4 KiB block in every ${r.settings.badEvery}, a fresh setup for each run, so every run creates remaps as fio first writes each bad block.`,
     "",
     "## Throughput (4 KiB rows: IOPS, read+write; 1 MiB rows: MB/s)",
     "",

@@ -2,7 +2,7 @@
  * Serves a setup whose main disk fails writes to chosen blocks, for the
  * benchmark's "remaps being created" target and the remap-commit latency.
  *
- * It assembles exactly like `dm-remap serve` (mod/cli/serving.ts startServing)
+ * It serves exactly like `dm-remap serve` (mod/service/setup_service.ts SetupService)
  * but wraps the main device in the fault layer's FaultyDevice first. The
  * connection workers send every request that touches a bad block through it. The CLI
  * has no fault flag on purpose; this script is bench-only.
@@ -19,8 +19,9 @@
 import { parseArgs } from "node:util";
 import { openSpares } from "../mod/assembly/assemble.ts";
 import { openPath } from "../mod/cli/devices.ts";
-import { startServing, untilSignal } from "../mod/cli/serving.ts";
+import { untilSignal } from "../mod/cli/stop_signal.ts";
 import { FaultyDevice } from "../mod/fault/faulty_device.ts";
+import { SetupService } from "../mod/service/setup_service.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -62,17 +63,20 @@ if (values["bad-range"]) {
   faulty.setBad({ offsetBytes: offsetBytes!, lengthBytes: lengthBytes! }, "write");
   badBlocks += Math.ceil(lengthBytes! / blockBytes);
 }
-const serving = await startServing({
-  main: { device: faulty, identity: main.identity },
-  spares,
-  exportName: spares.description.setup.name,
-  nbdUnixPath: values.socket,
-  apiUnixPath: values["api-socket"],
-  eventsPath: values["events-db"] ?? `${values.spare}.events.sqlite`,
-  output,
-  // This script is not main.ts, which doubles as the connection workers' module.
-  workerUrl: new URL("../mod/datapath/worker_entry.ts", import.meta.url),
+const serving = new SetupService({ main: { device: faulty, identity: main.identity }, spares }, {
+  settings: {
+    nbd: {
+      exportName: spares.description.setup.name,
+      unixPath: values.socket,
+      // This script is not main.ts, which doubles as the connection workers' module.
+      workerUrl: new URL("../mod/datapath/worker_entry.ts", import.meta.url),
+    },
+    api: { unixPath: values["api-socket"] },
+    eventsPath: values["events-db"] ?? `${values.spare}.events.sqlite`,
+  },
+  log: output.err,
 });
+await serving.start();
 output.out(
   `dm-remap[faulty]: serving ${serving.engine.sizeBytes} bytes, ${serving.engine.remapCount} remaps, ${badBlocks} bad blocks`,
 );

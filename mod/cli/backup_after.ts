@@ -7,7 +7,7 @@
 
 import { writeBackup } from "../assembly/backup_directory.ts";
 import { type BackupSource, setupBackupOf } from "../metadata/setup_backup.ts";
-import type { CliOutput } from "./mod.ts";
+import type { CliOutput } from "./command.ts";
 import { BACKUP_DIR } from "./options.ts";
 
 /**

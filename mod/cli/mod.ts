@@ -23,22 +23,7 @@ import { remapsCommand } from "./commands/remaps.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { statusCommand } from "./commands/status.ts";
-
-/** Where a command writes. */
-export interface CliOutput {
-  out: (line: string) => void;
-  err: (line: string) => void;
-}
-
-/** One parsed option: a flag, a string, or a repeated option's list. */
-export type OptionValue = string | boolean | (string | boolean)[] | undefined;
-
-/** Parsed flags and positionals of one command. */
-export interface CommandInput {
-  values: Record<string, OptionValue>;
-  positionals: string[];
-  output: CliOutput;
-}
+import type { CliOutput, CommandInput } from "./command.ts";
 
 interface Command {
   summary: string;

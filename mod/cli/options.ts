@@ -6,13 +6,8 @@
  */
 
 import { UsageError } from "../errors.ts";
-import type { OptionValue } from "./mod.ts";
-
-/** A TCP endpoint. */
-export interface TcpAddress {
-  hostname: string;
-  port: number;
-}
+import type { TcpListener } from "../service/settings.ts";
+import type { OptionValue } from "./command.ts";
 
 /** Parses `--name` as a whole number in [min, max]. */
 export function integerOption(
@@ -31,7 +26,7 @@ export function integerOption(
 }
 
 /** Parses `[host:]port`; the host defaults to 127.0.0.1 so nothing is exposed by accident. */
-export function tcpOption(name: string, text: string | undefined): TcpAddress | undefined {
+export function tcpOption(name: string, text: string | undefined): TcpListener | undefined {
   if (text === undefined) return undefined;
   const match = /^(?:(\[[0-9a-fA-F:]+\]|[^:]+):)?(\d+)$/.exec(text);
   const port = match ? Number(match[2]) : NaN;

@@ -21,6 +21,8 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { assert } from "../assert.ts";
 import { EVENTS_MAX } from "../constants.ts";
+import type { EventBus } from "./event_bus.ts";
+import { describeEvent, type SetupEvent } from "./setup_event.ts";
 
 /** One event as recorded. */
 export interface HistoryEvent {
@@ -29,6 +31,17 @@ export interface HistoryEvent {
   blockIndex?: number;
   spareIndex?: number;
   slotIndex?: number;
+}
+
+/** A typed event as the history keeps it: its kind, its words, and the indexes it names. */
+export function historyEventOf(event: SetupEvent): HistoryEvent {
+  return {
+    type: event.type,
+    message: describeEvent(event),
+    blockIndex: "blockIndex" in event ? event.blockIndex : undefined,
+    spareIndex: "spareIndex" in event ? event.spareIndex : undefined,
+    slotIndex: "slotIndex" in event ? event.slotIndex : undefined,
+  };
 }
 
 /** One event as stored. */
@@ -94,6 +107,15 @@ export class EventHistory {
       this.#prune.run(EVENTS_MAX);
       this.#insertsSincePrune = 0;
     }
+  }
+
+  /**
+   * Records every event `bus` publishes from now on.
+   *
+   * @returns A function that stops recording.
+   */
+  subscribeTo(bus: EventBus): () => void {
+    return bus.subscribe((event) => this.record(historyEventOf(event)));
   }
 
   /** The newest events first, at most `limit`, only those after `afterId`. */

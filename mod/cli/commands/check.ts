@@ -16,13 +16,13 @@ import { UsageError } from "../../errors.ts";
 import { SpareStore } from "../../metadata/spare_store.ts";
 import { EXIT_OK, EXIT_PROBLEM_FOUND } from "../exit_codes.ts";
 import { closeAll, openPath } from "../devices.ts";
-import type { CommandInput } from "../mod.ts";
+import type { CommandInput } from "../command.ts";
 import { onePositional } from "../options.ts";
 import { salvageCommand } from "./salvage.ts";
 
 /** Options that only `check --salvage` takes. */
 const SALVAGE_ONLY = ["yes", "main", "name", "block-size", "scan-dir", "backup-dir"];
-import { describeShutdownState, shutdownStateOf } from "../serving_marker.ts";
+import { describeShutdownState, shutdownStateOf } from "../../service/serving_marker.ts";
 
 /** Checks one spare and prints the report. */
 export async function checkCommand(input: CommandInput): Promise<number> {

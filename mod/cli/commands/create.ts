@@ -19,7 +19,7 @@ import type { Device } from "../../device/device.ts";
 import { backupAfter } from "../backup_after.ts";
 import { storageKeyOf } from "../../device/storage_stack.ts";
 import { closeAll, findSetupsNamed, openPath, type ProbedPath, probePath } from "../devices.ts";
-import type { CommandInput } from "../mod.ts";
+import type { CommandInput } from "../command.ts";
 import { integerOption, listOption, onePositional, stringOption } from "../options.ts";
 import { writeRegistryEntry } from "../setup_registry.ts";
 

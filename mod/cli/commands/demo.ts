@@ -18,9 +18,11 @@ import { assert } from "../../assert.ts";
 import { DeviceIoError, RefusedError } from "../../errors.ts";
 import type { Device } from "../../device/device.ts";
 import { closeAll, openPath } from "../devices.ts";
-import type { CommandInput } from "../mod.ts";
-import { stringOption, tcpOption } from "../options.ts";
-import { startServing, untilSignal } from "../serving.ts";
+import { SetupService } from "../../service/setup_service.ts";
+import type { CommandInput } from "../command.ts";
+import { stringOption } from "../options.ts";
+import { DEMO_EXPORT_NAME, demoSettings } from "../service_settings.ts";
+import { untilSignal } from "../stop_signal.ts";
 import { formatStatus } from "./status.ts";
 
 const MAIN_BYTES = 1024 * 1024 * 1024;
@@ -30,7 +32,6 @@ const BLOCK_BYTES = 4096;
 const FAILING_BLOCKS = [0, 1000, 1001, 4096, 65_536, 131_072, 200_000, 262_143];
 /** A block that can no longer be read: its read is EIO and it becomes pending. */
 const UNREADABLE_BLOCK = 300;
-const EXPORT_NAME = "demo";
 
 /** Runs the demo; with `--once` it stops after the remapping instead of serving. */
 export async function demoCommand({ values, output }: CommandInput): Promise<number> {
@@ -73,18 +74,11 @@ export async function demoCommand({ values, output }: CommandInput): Promise<num
         FAILING_BLOCKS.join(", ")
       } fail reads and writes; block ${UNREADABLE_BLOCK} fails reads`,
     );
-    const serving = await startServing({
+    const serving = new SetupService({
       main: { device: faultyMain, identity: main.identity },
       spares: await openSpares(spareDevices),
-      exportName: EXPORT_NAME,
-      nbdUnixPath: `${stateDir}/demo.nbd.sock`,
-      nbdTcp: tcpOption("tcp", stringOption(values.tcp) ?? "127.0.0.1:10809"),
-      apiUnixPath: `${stateDir}/demo.api.sock`,
-      apiTcp: tcpOption("api-tcp", stringOption(values["api-tcp"]) ?? "127.0.0.1:8080"),
-      eventsPath: `${stateDir}/demo.events.sqlite`,
-      backupDir: `${stateDir}/backup`,
-      output,
-    });
+    }, { settings: demoSettings(values, stateDir), log: (line) => output.err(line) });
+    await serving.start();
     devices.length = 0;
     await exerciseFailingBlocks(serving.engine, output);
     output.out("");
@@ -96,7 +90,7 @@ export async function demoCommand({ values, output }: CommandInput): Promise<num
       output.out(`  qemu-io -f raw '${address}' -c 'read -v 0 512'`);
     }
     output.out(
-      `  nbd-client -unix ${stateDir}/demo.nbd.sock /dev/nbd0 -N ${EXPORT_NAME} -b 4096   (kernel with nbd.ko)`,
+      `  nbd-client -unix ${stateDir}/demo.nbd.sock /dev/nbd0 -N ${DEMO_EXPORT_NAME} -b 4096   (kernel with nbd.ko)`,
     );
     for (const address of serving.apiAddresses) output.out(`  status API: ${address}`);
     output.out(

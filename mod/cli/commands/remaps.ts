@@ -8,7 +8,7 @@
 import { openSpares } from "../../assembly/assemble.ts";
 import type { Device } from "../../device/device.ts";
 import { closeAll, openPath, resolveSparePaths } from "../devices.ts";
-import type { CommandInput } from "../mod.ts";
+import type { CommandInput } from "../command.ts";
 import { listOption, onePositional } from "../options.ts";
 
 /** Prints every remap: block, byte offset on the main disk, spare and slot. */

@@ -20,7 +20,7 @@ import { backupAfter } from "../backup_after.ts";
 import { confirmWrite } from "../confirm.ts";
 import { closeAll, openPath } from "../devices.ts";
 import { EXIT_OK, EXIT_PROBLEM_FOUND } from "../exit_codes.ts";
-import type { CommandInput } from "../mod.ts";
+import type { CommandInput } from "../command.ts";
 import { BACKUP_DIR, listOption, onePositional, stringOption } from "../options.ts";
 
 /** Restores spares from a backup after showing the plan and asking. */

@@ -30,7 +30,7 @@ import { backupAfter } from "../backup_after.ts";
 import { confirmWrite } from "../confirm.ts";
 import { closeAll, openPath } from "../devices.ts";
 import { EXIT_OK, EXIT_PROBLEM_FOUND } from "../exit_codes.ts";
-import type { CommandInput } from "../mod.ts";
+import type { CommandInput } from "../command.ts";
 import { integerOption, listOption, STATE_DIR, stringOption } from "../options.ts";
 
 /** Salvages the given spares: reports what their logs prove and, with --repair, rebuilds them. */

@@ -14,29 +14,15 @@
 import { checkMainIdentity, openSpares, recordMainIdentity } from "../../assembly/assemble.ts";
 import { checkDistinctDisks } from "../../assembly/distinct_disks.ts";
 import { mainIdentityOf, missingLayers } from "../../assembly/identity.ts";
-import { READ_RETRIES_MAX } from "../../constants.ts";
 import type { Device } from "../../device/device.ts";
 import { DeviceOpenError } from "../../errors.ts";
+import { shutdownStateOf } from "../../service/serving_marker.ts";
+import { SetupService } from "../../service/setup_service.ts";
+import type { CommandInput } from "../command.ts";
 import { closeAll, openPath, type ProbedPath, probePath, resolveSparePaths } from "../devices.ts";
-import type { CommandInput } from "../mod.ts";
-import {
-  BACKUP_DIR,
-  integerOption,
-  listOption,
-  onePositional,
-  RUN_DIR,
-  STATE_DIR,
-  stringOption,
-  tcpOption,
-} from "../options.ts";
-import { startServing, untilSignal } from "../serving.ts";
-import { shutdownStateOf } from "../serving_marker.ts";
-
-/** The event history lives with the setup's state, where it survives reboots. */
-async function defaultEventsPath(setupName: string): Promise<string> {
-  await Deno.mkdir(STATE_DIR, { recursive: true });
-  return `${STATE_DIR}/${setupName}.events.sqlite`;
-}
+import { listOption, onePositional, stringOption } from "../options.ts";
+import { parseServeFlags, serveSettings } from "../service_settings.ts";
+import { untilSignal } from "../stop_signal.ts";
 
 /** Serves a setup in the foreground; systemd runs it as a simple service. */
 export async function serveCommand({ values, positionals, output }: CommandInput): Promise<number> {
@@ -46,12 +32,7 @@ export async function serveCommand({ values, positionals, output }: CommandInput
     listOption(values.spare),
     listOption(values["scan-dir"]),
   );
-  const readRetries = integerOption("read-retries", stringOption(values["read-retries"]), {
-    min: 0,
-    max: READ_RETRIES_MAX,
-  });
-  const nbdTcp = tcpOption("tcp", stringOption(values.tcp));
-  const apiTcp = tcpOption("api-tcp", stringOption(values["api-tcp"]));
+  const flags = parseServeFlags(values);
   const force = values.force === true;
   // Listen before anything starts, so a stop request during startup is not lost.
   const stopRequested = untilSignal();
@@ -121,24 +102,11 @@ export async function serveCommand({ values, positionals, output }: CommandInput
             `(${mismatch.reason}) and recorded its identity`,
       );
     }
-    const nbdUnixPath = stringOption(values.socket) ?? `${RUN_DIR}/${setupName}.nbd.sock`;
-    const apiUnixPath = stringOption(values["api-socket"]) ?? `${RUN_DIR}/${setupName}.api.sock`;
-    for (const path of [nbdUnixPath, apiUnixPath]) {
-      await Deno.mkdir(path.slice(0, path.lastIndexOf("/")) || "/", { recursive: true });
-    }
-    const serving = await startServing({
-      main,
-      spares,
-      exportName: stringOption(values["export-name"]) ?? setupName,
-      nbdUnixPath,
-      nbdTcp,
-      apiUnixPath,
-      apiTcp,
-      readRetries,
-      eventsPath: stringOption(values["events-db"]) ?? await defaultEventsPath(setupName),
-      backupDir: stringOption(values["backup-dir"]) ?? BACKUP_DIR,
-      output,
+    const serving = new SetupService({ main, spares }, {
+      settings: serveSettings(flags, setupName),
+      log: (line) => output.err(line),
     });
+    await serving.start();
     output.out(
       `dm-remap[${setupName}]: serving ${serving.engine.sizeBytes} bytes, ${serving.engine.remapCount} remaps`,
     );

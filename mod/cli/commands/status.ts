@@ -10,7 +10,7 @@ import { healthOf } from "../../api/routes/health.ts";
 import { fetchStatus, StatusRequestError } from "../../api/client.ts";
 import { socketAnswers } from "../../sys/unix_socket.ts";
 import { UsageError } from "../../errors.ts";
-import type { CommandInput } from "../mod.ts";
+import type { CommandInput } from "../command.ts";
 import { onePositional, RUN_DIR, stringOption } from "../options.ts";
 
 /** Prints the status of one running setup. */

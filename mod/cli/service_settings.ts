@@ -1,0 +1,98 @@
+/**
+ * The one place the CLI turns flags and defaults into the settings of a
+ * running setup ({@link ServiceSettings}): `serve` puts its sockets under
+ * {@link RUN_DIR} and its history under {@link STATE_DIR}, named after the
+ * setup; `demo` keeps everything in its own state directory.
+ *
+ * @module
+ */
+
+import { READ_RETRIES_MAX } from "../constants.ts";
+import type { ServiceSettings, TcpListener } from "../service/settings.ts";
+import type { OptionValue } from "./command.ts";
+import {
+  BACKUP_DIR,
+  integerOption,
+  RUN_DIR,
+  STATE_DIR,
+  stringOption,
+  tcpOption,
+} from "./options.ts";
+
+/** `serve`'s flags, checked; undefined where not given. */
+export interface ServeFlags {
+  socket?: string;
+  tcp?: TcpListener;
+  apiSocket?: string;
+  apiTcp?: TcpListener;
+  exportName?: string;
+  readRetries?: number;
+  eventsDb?: string;
+  backupDir?: string;
+}
+
+/**
+ * Checks `serve`'s service flags before any disk is opened, so a usage
+ * error comes first.
+ *
+ * @throws {UsageError} When a number or an address is malformed.
+ */
+export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags {
+  return {
+    readRetries: integerOption("read-retries", stringOption(values["read-retries"]), {
+      min: 0,
+      max: READ_RETRIES_MAX,
+    }),
+    tcp: tcpOption("tcp", stringOption(values.tcp)),
+    apiTcp: tcpOption("api-tcp", stringOption(values["api-tcp"])),
+    socket: stringOption(values.socket),
+    apiSocket: stringOption(values["api-socket"]),
+    exportName: stringOption(values["export-name"]),
+    eventsDb: stringOption(values["events-db"]),
+    backupDir: stringOption(values["backup-dir"]),
+  };
+}
+
+/** `serve`'s settings: the flags, and where they are absent the defaults for `setupName`. */
+export function serveSettings(flags: ServeFlags, setupName: string): ServiceSettings {
+  return {
+    nbd: {
+      exportName: flags.exportName ?? setupName,
+      unixPath: flags.socket ?? `${RUN_DIR}/${setupName}.nbd.sock`,
+      tcp: flags.tcp,
+    },
+    api: { unixPath: flags.apiSocket ?? `${RUN_DIR}/${setupName}.api.sock`, tcp: flags.apiTcp },
+    // The history lives with the setup's state, where it survives reboots.
+    eventsPath: flags.eventsDb ?? `${STATE_DIR}/${setupName}.events.sqlite`,
+    backupDir: flags.backupDir ?? BACKUP_DIR,
+    readRetries: flags.readRetries,
+  };
+}
+
+/** The demo's export name. */
+export const DEMO_EXPORT_NAME = "demo";
+
+/**
+ * `demo`'s settings: sockets, history and backups in `stateDir`; NBD and the
+ * API also on their usual local ports unless `--tcp`/`--api-tcp` say otherwise.
+ *
+ * @throws {UsageError} When an address is malformed.
+ */
+export function demoSettings(
+  values: Record<string, OptionValue>,
+  stateDir: string,
+): ServiceSettings {
+  return {
+    nbd: {
+      exportName: DEMO_EXPORT_NAME,
+      unixPath: `${stateDir}/demo.nbd.sock`,
+      tcp: tcpOption("tcp", stringOption(values.tcp) ?? "127.0.0.1:10809"),
+    },
+    api: {
+      unixPath: `${stateDir}/demo.api.sock`,
+      tcp: tcpOption("api-tcp", stringOption(values["api-tcp"]) ?? "127.0.0.1:8080"),
+    },
+    eventsPath: `${stateDir}/demo.events.sqlite`,
+    backupDir: `${stateDir}/backup`,
+  };
+}

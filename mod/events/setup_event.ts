@@ -1,0 +1,56 @@
+/**
+ * Everything a running setup reports: what the engine does to blocks and
+ * spares ({@link RemapEvent}), and the service starting and stopping. One
+ * discriminated union, so a subscriber switches on `type` and the compiler
+ * checks it handled every kind.
+ *
+ * @example Describing an event as a log line
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeEvent } from "./setup_event.ts";
+ *
+ * assert.equal(
+ *   describeEvent({ type: "remap", blockIndex: 7, spareIndex: 0, slotIndex: 3 }),
+ *   "remapped block 7 to spare 0 slot 3",
+ * );
+ * ```
+ *
+ * @module
+ */
+
+import type { RemapEvent } from "../remap/remap_device.ts";
+
+/** The service's own lifecycle, as the history records it. */
+export type ServiceEvent =
+  | { type: "started"; sizeBytes: number; remapCount: number; pendingCount: number }
+  | { type: "stopped"; remapCount: number };
+
+/** One event of a running setup. */
+export type SetupEvent = RemapEvent | ServiceEvent;
+
+/** Describes an event in words: the history's message and the log's line. */
+export function describeEvent(event: SetupEvent): string {
+  switch (event.type) {
+    case "remap":
+      return `remapped block ${event.blockIndex} to spare ${event.spareIndex} slot ${event.slotIndex}`;
+    case "pending":
+      return `block ${event.blockIndex} is unreadable: pending until it is rewritten`;
+    case "read-error":
+      return `read error on the main disk: offset ${event.offsetBytes}, length ${event.lengthBytes}`;
+    case "remap-failed":
+      return `could not remap block ${event.blockIndex}: ${event.reason}`;
+    case "spare-failed":
+      return `spare ${event.spareIndex} failed and takes no new remaps: ${event.reason}`;
+    case "degraded":
+      return `setup degraded: ${event.reason}`;
+    case "started":
+      return `serving ${event.sizeBytes} bytes with ${event.remapCount} remaps, ${event.pendingCount} pending`;
+    case "stopped":
+      return `stopped cleanly with ${event.remapCount} remaps`;
+  }
+}
+
+/** Whether the engine reported it (the service's own events are not engine events). */
+export function isEngineEvent(event: SetupEvent): event is RemapEvent {
+  return event.type !== "started" && event.type !== "stopped";
+}

@@ -1,0 +1,149 @@
+/**
+ * The setup's NBD export: the server on its Unix socket and TCP address, and
+ * the data plane's connection workers when this process can hand them the
+ * disks. While it runs, SIGUSR1 reports each worker connection's state.
+ *
+ * @module
+ */
+
+import { DataPlane, type DataPlaneCounters } from "../datapath/data_plane.ts";
+import type { Device } from "../device/device.ts";
+import { FileDevice } from "../device/file_device.ts";
+import { type NbdServer, serveNbd } from "../export/nbd/server.ts";
+import { FaultyDevice } from "../fault/faulty_device.ts";
+import type { RemapDevice } from "../remap/remap_device.ts";
+import { assert } from "../assert.ts";
+import type { ServiceComponent } from "./component.ts";
+import type { NbdSettings } from "./settings.ts";
+import type { NbdView } from "./status_source.ts";
+
+/** Options of {@link NbdExport}. */
+export interface NbdExportOptions {
+  /** The main disk as opened: the data plane's workers do I/O on its descriptor. */
+  main: { device: Device };
+  settings: NbdSettings;
+  /** Shown by clients. */
+  description: string;
+  /** Receives the server's log lines and the SIGUSR1 report, one line at a time. */
+  log: (line: string) => void;
+}
+
+/** Serves the engine over NBD between {@link start} and {@link stop}. */
+export class NbdExport implements ServiceComponent {
+  readonly #engine: RemapDevice;
+  readonly #options: NbdExportOptions;
+  #dataPlane: DataPlane | undefined;
+  #server: NbdServer | undefined;
+  // SIGUSR1 reports each worker connection's state, as dd reports its
+  // progress: what a stall report needs from a server whose workers are blocked.
+  readonly #reportConnections = () => {
+    for (const line of this.#dataPlane?.describeConnections() ?? []) this.#options.log(line);
+  };
+
+  constructor(engine: RemapDevice, options: NbdExportOptions) {
+    this.#engine = engine;
+    this.#options = options;
+  }
+
+  async start(): Promise<void> {
+    const { settings } = this.#options;
+    const dataPlane = dataPlaneFor(this.#engine, {
+      main: this.#options.main,
+      nbdUnixPath: settings.unixPath,
+      workerUrl: settings.workerUrl,
+    });
+    this.#server = await serveNbd({
+      dataPlane,
+      device: this.#engine,
+      exportName: settings.exportName,
+      description: this.#options.description,
+      preferredBlockBytes: this.#engine.blockBytes,
+      unixPath: settings.unixPath,
+      tcp: settings.tcp,
+      log: (line) => this.#options.log(`nbd: ${line}`),
+    }).catch(async (error) => {
+      await dataPlane?.close();
+      throw error;
+    });
+    this.#dataPlane = dataPlane;
+    Deno.addSignalListener("SIGUSR1", this.#reportConnections);
+  }
+
+  /** Stops accepting, lets requests in flight finish, and closes the workers. */
+  async stop(): Promise<void> {
+    Deno.removeSignalListener("SIGUSR1", this.#reportConnections);
+    await this.#running().close();
+  }
+
+  /** The addresses clients connect to, as NBD URIs. */
+  get addresses(): string[] {
+    const { settings } = this.#options;
+    const server = this.#running();
+    return [
+      ...(settings.unixPath
+        ? [`nbd+unix:///${settings.exportName}?socket=${settings.unixPath}`]
+        : []),
+      ...(server.tcpPort !== undefined
+        ? [`nbd://${settings.tcp!.hostname}:${server.tcpPort}/${settings.exportName}`]
+        : []),
+    ];
+  }
+
+  /** What the status API shows of the export. */
+  get view(): NbdView {
+    const { settings } = this.#options;
+    const server = this.#running();
+    return {
+      exportName: settings.exportName,
+      unixPath: settings.unixPath,
+      tcp: server.tcpPort !== undefined ? `${settings.tcp!.hostname}:${server.tcpPort}` : undefined,
+      connections: () => server.connectionCount,
+    };
+  }
+
+  /** Requests the workers served themselves (not through the engine); none without workers. */
+  get served(): (() => DataPlaneCounters) | undefined {
+    const dataPlane = this.#dataPlane;
+    return dataPlane ? () => dataPlane.counters() : undefined;
+  }
+
+  #running(): NbdServer {
+    assert(this.#server !== undefined, "the NBD export has started");
+    return this.#server;
+  }
+}
+
+/** What {@link dataPlaneFor} decides from. */
+interface DataPlaneInputs {
+  main: { device: Device };
+  nbdUnixPath?: string;
+  workerUrl?: URL;
+}
+
+/**
+ * Worker threads serve the Unix socket when every disk is a file or block
+ * device this process opened (a worker does I/O on the descriptors itself),
+ * with a fault-injection layer over the main disk or without.
+ */
+function dataPlaneFor(engine: RemapDevice, options: DataPlaneInputs): DataPlane | undefined {
+  const faulty = options.main.device instanceof FaultyDevice ? options.main.device : undefined;
+  const main = faulty ? faulty.inner : options.main.device;
+  if (options.nbdUnixPath === undefined || !(main instanceof FileDevice)) return undefined;
+  const spares = [];
+  for (const spare of engine.spares) {
+    if (!(spare.device instanceof FileDevice)) return undefined;
+    spares[spare.index] = {
+      index: spare.index,
+      fd: spare.device.fd,
+      direct: spare.device.direct,
+      dataOffsetBytes: spare.store.payload.layout.dataOffsetBytes,
+    };
+  }
+  return new DataPlane({
+    engine,
+    main: { fd: main.fd, direct: main.direct },
+    spares,
+    workerUrl: options.workerUrl ?? new URL(Deno.mainModule),
+    faults: faulty && { badBlocks: faulty.sharedFaults, blockBytes: faulty.blockBytes },
+  });
+}

@@ -1,0 +1,219 @@
+/**
+ * One running setup: the engine assembled from its disks, the exports that
+ * feed it, the status API, the event history, the metadata backups and the
+ * clean-stop marker, with one lifecycle.
+ *
+ * Start takes things in order (history, engine, NBD export, status API,
+ * serving marker); a start that fails half-way releases what it took, and
+ * leaves the disks as they were: until the marker, the engine has written
+ * nothing, and closing it writes nothing either. Stop is ordered so nothing
+ * is lost: the exports stop accepting and drain, the engine flushes every
+ * device, writes its metadata (removing the marker) and closes, then the
+ * readers of the engine (the API) stop, and the history records the stop.
+ *
+ * @module
+ */
+
+import { dirname } from "node:path";
+import type { SetupStatus, StatusSource } from "../api/status.ts";
+import { assembleSetup, type OpenedSpares } from "../assembly/assemble.ts";
+import { BackupKeeper } from "../assembly/backup_directory.ts";
+import type { ProbedIdentity } from "../assembly/identity.ts";
+import { assert } from "../assert.ts";
+import type { Device } from "../device/device.ts";
+import { EventBus } from "../events/event_bus.ts";
+import { EventHistory } from "../events/event_history.ts";
+import { describeEvent, isEngineEvent } from "../events/setup_event.ts";
+import type { RemapDevice } from "../remap/remap_device.ts";
+import type { ServiceComponent } from "./component.ts";
+import { NbdExport } from "./nbd_export.ts";
+import { servingMarkerOfThisProcess } from "./serving_marker.ts";
+import type { ServiceSettings } from "./settings.ts";
+import { StatusApi } from "./status_api.ts";
+import { statusSourceOf } from "./status_source.ts";
+
+/** The opened, checked disks of a setup: what the CLI hands the service. */
+export interface SetupDisks {
+  main: { device: Device; identity: ProbedIdentity };
+  spares: OpenedSpares;
+}
+
+/** Options of {@link SetupService}. */
+export interface SetupServiceOptions {
+  settings: ServiceSettings;
+  /** Receives each log line (engine events, NBD notes, failed backups), prefixed with the setup's name. */
+  log: (line: string) => void;
+}
+
+/** A setup served from {@link start} to {@link stop}. */
+export class SetupService {
+  /** Every event of the setup; the history and the log subscribe to it. */
+  readonly events: EventBus = new EventBus();
+  readonly #disks: SetupDisks;
+  readonly #settings: ServiceSettings;
+  readonly #log: (line: string) => void;
+  readonly #prefix: string;
+  #history: EventHistory | undefined;
+  #unsubscribeHistory: (() => void) | undefined;
+  #backups: BackupKeeper | undefined;
+  #engine: RemapDevice | undefined;
+  #status: StatusSource | undefined;
+  #nbd: NbdExport | undefined;
+  #api: StatusApi | undefined;
+  /** Started components that send the engine requests: they stop before it closes. */
+  readonly #feeders: ServiceComponent[] = [];
+  /** Started components that only read the engine: they stop after it closed. */
+  readonly #readers: ServiceComponent[] = [];
+  #starting: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
+
+  constructor(disks: SetupDisks, options: SetupServiceOptions) {
+    this.#disks = disks;
+    this.#settings = options.settings;
+    this.#log = options.log;
+    this.#prefix = `dm-remap[${disks.spares.description.setup.name}]`;
+  }
+
+  /**
+   * Assembles the engine and starts serving it. Once only.
+   *
+   * @throws The first failure (a listen error, a device error), after
+   * releasing everything the start had taken.
+   */
+  start(): Promise<void> {
+    assert(this.#starting === undefined && this.#stopping === undefined, "a service starts once");
+    this.#starting = this.#start().catch(async (error) => {
+      await this.#release({ clean: false });
+      throw error;
+    });
+    return this.#starting;
+  }
+
+  /**
+   * Stops accepting, drains, flushes, persists and closes everything.
+   * Idempotent; during a start it waits for the start, and after a failed
+   * start there is nothing left to stop.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      const started = await this.#starting?.then(() => true, () => false);
+      if (started) await this.#release({ clean: true });
+    })();
+    return this.#stopping;
+  }
+
+  /** The engine, once started. */
+  get engine(): RemapDevice {
+    assert(this.#engine !== undefined, "the service has started");
+    return this.#engine;
+  }
+
+  /** The same view the status API serves. */
+  status(): SetupStatus {
+    assert(this.#status !== undefined, "the service has started");
+    return this.#status.status();
+  }
+
+  /** Where NBD clients connect, as URIs. */
+  get nbdAddresses(): string[] {
+    assert(this.#nbd !== undefined, "the service has started");
+    return this.#nbd.addresses;
+  }
+
+  /** Where the status API answers: socket paths and URLs. */
+  get apiAddresses(): string[] {
+    assert(this.#api !== undefined, "the service has started");
+    return this.#api.addresses;
+  }
+
+  async #start(): Promise<void> {
+    const settings = this.#settings;
+    await createParentDirectories([
+      settings.nbd.unixPath,
+      settings.api.unixPath,
+      settings.eventsPath,
+    ]);
+    this.events.subscribe((event) => {
+      if (isEngineEvent(event)) this.#log(`${this.#prefix}: ${describeEvent(event)}`);
+    });
+    const history = this.#history = EventHistory.open(settings.eventsPath);
+    this.#unsubscribeHistory = history.subscribeTo(this.events);
+    this.#backups = this.#backupKeeper();
+    const engine = this.#engine = await assembleSetup(this.#disks.main, this.#disks.spares, {
+      readRetries: settings.readRetries,
+      onSetupWritten: () => this.#backups?.request("setup state"),
+      onEvent: (event) => this.events.publish(event),
+    });
+    await this.#backups?.requestUnlessCurrent("serve start");
+    await this.#startComponents(engine, history);
+    // The clean-stop flag: removed by engine.close() when stop() runs.
+    await engine.markServing(servingMarkerOfThisProcess());
+    this.events.publish({
+      type: "started",
+      sizeBytes: engine.sizeBytes,
+      remapCount: engine.remapCount,
+      pendingCount: engine.pendingBlocks.length,
+    });
+  }
+
+  /** The exports first, then the API, which shows them. */
+  async #startComponents(engine: RemapDevice, history: EventHistory): Promise<void> {
+    this.#nbd = new NbdExport(engine, {
+      main: this.#disks.main,
+      settings: this.#settings.nbd,
+      description: `dm-remap setup ${this.#disks.spares.description.setup.name}`,
+      log: (line) => this.#log(`${this.#prefix} ${line}`),
+    });
+    await this.#nbd.start();
+    this.#feeders.push(this.#nbd);
+    this.#status = statusSourceOf(engine, {
+      spares: this.#disks.spares,
+      history,
+      served: this.#nbd.served,
+      nbd: this.#nbd.view,
+    });
+    this.#api = new StatusApi(this.#status, this.#settings.api);
+    await this.#api.start();
+    this.#readers.push(this.#api);
+  }
+
+  /** Releases what was taken, in the order that loses nothing; `clean` for a stop after a start. */
+  async #release(options: { clean: boolean }): Promise<void> {
+    for (const component of this.#feeders.splice(0).reverse()) await component.stop();
+    const engine = this.#engine;
+    if (engine !== undefined) {
+      // After a failed start there is nothing to flush: the engine wrote nothing.
+      if (options.clean) await engine.flush();
+      await engine.close();
+    }
+    await this.#backups?.idle();
+    for (const component of this.#readers.splice(0).reverse()) await component.stop();
+    if (options.clean && engine !== undefined) {
+      this.events.publish({ type: "stopped", remapCount: engine.remapCount });
+    }
+    this.#unsubscribeHistory?.();
+    this.#history?.close();
+  }
+
+  #backupKeeper(): BackupKeeper | undefined {
+    const directory = this.#settings.backupDir;
+    if (directory === undefined) return undefined;
+    return new BackupKeeper(
+      directory,
+      () => this.#disks.spares.stores,
+      (error) =>
+        this.#log(
+          `${this.#prefix}: cannot write the metadata backup in ${directory}: ${
+            (error as Error).message
+          }`,
+        ),
+    );
+  }
+}
+
+/** Creates the directories the sockets and the history go in, where missing. */
+async function createParentDirectories(paths: readonly (string | undefined)[]): Promise<void> {
+  for (const path of paths) {
+    if (path !== undefined) await Deno.mkdir(dirname(path), { recursive: true });
+  }
+}
