@@ -27,7 +27,7 @@ const LAYERS: Record<string, number> = {
   "mod/fault": 3,
   "mod/metadata": 3,
   "mod/remap": 4,
-  "mod/events": 4,
+  "mod/events": 5,
   "mod/datapath": 5,
   "mod/assembly": 5,
   "mod/export/nbd": 6,
