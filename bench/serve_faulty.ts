@@ -71,7 +71,7 @@ const serving = await startServing({
   eventsPath: values["events-db"] ?? `${values.spare}.events.sqlite`,
   output,
   // This script is not main.ts, which doubles as the connection workers' module.
-  workerUrl: new URL("../mod/datapath/worker_entry.ts", import.meta.url),
+  workerUrl: new URL("../mod/export/nbd/worker_entry.ts", import.meta.url),
 });
 output.out(
   `dm-remap[faulty]: serving ${serving.engine.sizeBytes} bytes, ${serving.engine.remapCount} remaps, ${badBlocks} bad blocks`,

@@ -40,7 +40,7 @@ export interface ServingOptions {
   backupDir?: string;
   output: CliOutput;
   /**
-   * The module NBD connection workers start (it must call `runConnectionWorker()`
+   * The module NBD connection workers start (it must call `runNbdConnectionWorker()`
    * when loaded in a worker, as main.ts and the bundle do). @default Deno.mainModule
    */
   workerUrl?: URL;
@@ -209,7 +209,7 @@ function dataPlaneFor(engine: RemapDevice, options: ServingOptions): DataPlane |
       index: spare.index,
       fd: spare.device.fd,
       direct: spare.device.direct,
-      dataOffsetBytes: spare.store.payload.layout.dataOffsetBytes,
+      layout: spare.store.payload.layout,
     };
   }
   return new DataPlane({
