@@ -69,7 +69,7 @@ const serving = new SetupService({ main: { device: faulty, identity: main.identi
       exportName: spares.description.setup.name,
       unixPath: values.socket,
       // This script is not main.ts, which doubles as the connection workers' module.
-      workerUrl: new URL("../mod/datapath/worker_entry.ts", import.meta.url),
+      workerUrl: new URL("../mod/export/nbd/worker_entry.ts", import.meta.url),
     },
     api: { unixPath: values["api-socket"] },
     eventsPath: values["events-db"] ?? `${values.spare}.events.sqlite`,

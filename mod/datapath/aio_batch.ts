@@ -1,5 +1,5 @@
 /**
- * Linux AIO for a data-plane worker: requests are prepared one by one,
+ * Linux AIO for a data-plane worker, its default {@link IoQueue}: requests are prepared one by one,
  * submitted together with one io_submit, and reaped without blocking.
  * Completions also count on an eventfd, so the worker's poll() wakes for the
  * ones that finish later (a real disk; tmpfs completes inside io_submit).
@@ -23,29 +23,17 @@ import { assert } from "../assert.ts";
 import { AIO_SLOTS_MAX } from "../constants.ts";
 import { AIO_OPCODE, AIO_SYSCALLS, EVENT_BYTES, IOCB_BYTES, writeIocb } from "../sys/aio.ts";
 import { ERRNO } from "../sys/libc.ts";
+import type { IoQueue, IoRequest } from "./io_queue.ts";
 import { addressOf, rawSyscall, readAt, syncData, writeAt } from "../sys/syscalls.ts";
 
 /** Pieces of memory one vectored request takes at most (far below the kernel's IOV_MAX, 1024). */
 export const VECTOR_SEGMENTS_MAX = 64;
 
-/** What a prepared request does. */
-export interface AioRequest {
-  /** PREAD, PWRITE or FDSYNC; with `segments`, PREAD or PWRITE goes to the kernel as PREADV or PWRITEV. */
-  opcode: number;
-  fd: number;
-  /**
-   * The data (empty for FDSYNC); must stay untouched until completion. For
-   * PREADV/PWRITEV: the first segment, which keeps their memory alive.
-   */
-  buffer: Uint8Array;
-  /** For PREADV/PWRITEV: the pieces of memory, in disk order. */
-  segments?: readonly Uint8Array[];
-  offsetBytes: number;
-  rwFlags: number;
-}
-
-/** One AIO context with a fixed number of slots; `T` is whatever the caller wants back. */
-export class AioBatch<T> {
+/**
+ * One AIO context with a fixed number of slots; `T` is whatever the caller
+ * wants back. The data path's {@link IoQueue}.
+ */
+export class AioBatch<T> implements IoQueue<T> {
   readonly #context: bigint;
   readonly #eventFd: number;
   readonly #iocbs = new Uint8Array(AIO_SLOTS_MAX * IOCB_BYTES);
@@ -60,7 +48,7 @@ export class AioBatch<T> {
   readonly #prepared = new BigUint64Array(AIO_SLOTS_MAX);
   readonly #bases = new WeakMap<ArrayBufferLike, bigint>();
   /** The lone prepared request, kept to run synchronously. */
-  #lone: AioRequest | undefined;
+  #lone: IoRequest | undefined;
   readonly #preparedAddress = addressOf(new Uint8Array(this.#prepared.buffer));
   readonly #events = new BigInt64Array(AIO_SLOTS_MAX * (EVENT_BYTES / 8));
   readonly #eventsAddress = addressOf(new Uint8Array(this.#events.buffer));
@@ -99,7 +87,7 @@ export class AioBatch<T> {
   }
 
   /** Prepares one request; it goes to the kernel at the next {@link submit}. */
-  prepare(request: AioRequest, owner: T): void {
+  prepare(request: IoRequest, owner: T): void {
     const slot = this.#freeSlots.pop();
     assert(slot !== undefined, "the caller checked for a free slot");
     // The kernel writes into read buffers after submit: they must be off V8's moving heap.

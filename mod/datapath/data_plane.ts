@@ -1,8 +1,13 @@
 /**
- * The NBD data plane, engine side: serves each accepted Unix-socket
- * connection on a worker thread of its own ({@link serveWorkerConnection}),
- * answers the requests workers forward with the same {@link RequestExecutor}
- * as the event-loop server, and tells workers when the remap gate reopens.
+ * The data plane, engine side: serves each accepted socket on a worker
+ * thread of its own, answers the requests workers forward (in the neutral
+ * form of `data_request.ts`) with the {@link DataExecutor} over the engine,
+ * and tells workers when the remap gate reopens.
+ *
+ * It is transport-neutral: the worker module (an export's worker entry, e.g.
+ * `export/nbd/connection_worker.ts`) and what that export needs on the worker
+ * (NBD: the export on offer) are opaque to it; it only moves neutral requests
+ * and results, the gate's reopening and the stop signal.
  *
  * It applies to setups whose disks are files or block devices
  * ({@link DiskHandle}): a worker does I/O on their descriptors itself. A
@@ -14,9 +19,8 @@
 
 import { assert } from "../assert.ts";
 import type { Device } from "../device/device.ts";
-import type { NbdExport } from "../export/nbd/handshake.ts";
-import { ShapedBufferPools } from "../aligned_bytes.ts";
-import { RequestExecutor } from "../export/nbd/transmission.ts";
+import { DataExecutor } from "./data_executor.ts";
+import type { DataRequest } from "./data_request.ts";
 import type { EngineStatePublisher } from "../remap/shared_state.ts";
 import {
   closeDescriptor,
@@ -38,8 +42,16 @@ import {
   type ToWorker,
   type WorkerSetup,
 } from "./messages.ts";
-import type { ConnectionOutcome } from "../export/nbd/connection.ts";
 export type { DiskHandle, FaultView, SpareHandle };
+
+/** How a connection on a worker ended. */
+export type ConnectionOutcome =
+  /** The client gave up before serving began (NBD_OPT_ABORT). */
+  | { end: "aborted" }
+  /** The client said goodbye, hung up between requests, or the server stopped. */
+  | { end: "disconnect" | "eof" | "stopped" }
+  /** The client broke its protocol or the connection failed; `error` says how. */
+  | { end: "failed"; error: Error };
 
 /** What the data plane serves. */
 export interface DataPlaneOptions {
@@ -48,7 +60,10 @@ export interface DataPlaneOptions {
   main: DiskHandle;
   /** By spare index. */
   spares: SpareHandle[];
-  /** The module a worker starts: one that calls `runConnectionWorker()`. */
+  /**
+   * The module a worker starts: an export's worker entry (NBD: one that calls
+   * `runNbdConnectionWorker()`). The data plane knows nothing of its protocol.
+   */
   workerUrl: URL;
   /** A fault-injection layer between the engine and the main disk. @default none */
   faults?: FaultView;
@@ -67,12 +82,20 @@ export interface DataPlaneCounters {
 export interface DataPlaneConnection {
   /** Resolves when the connection is over and its worker gone. */
   readonly done: Promise<ConnectionOutcome>;
-  /** True until the handshake is over. */
+  /** True until the connection's setup (the NBD handshake) is over. */
   readonly negotiating: boolean;
   /** Ends reading requests; those in flight are answered, then the connection ends. */
   stop(): void;
   /** Cuts the connection now (handshake timeout, shutdown grace period over). */
   abort(): void;
+}
+
+/** Options of {@link DataPlane.serve}. */
+export interface ServeOptions {
+  /** The export's own setup for its worker (NBD: the export on offer); structured-cloneable. */
+  transport: unknown;
+  /** Called once the connection serves requests (the NBD handshake is over). */
+  onServing: () => void;
 }
 
 /** Pause after a handshake before the next worker starts, so a burst of connects (nbd-client -C 2) is served first. */
@@ -127,12 +150,16 @@ export class DataPlane {
   /**
    * Serves an accepted socket on a new worker. The socket is closed when the
    * connection is over.
+   *
+   * @param fd The accepted socket.
+   * @param options What the worker's export needs (passed through) and who
+   * hears that the connection serves requests.
    */
-  serve(fd: number, exported: NbdExport, onTransmission: () => void): DataPlaneConnection {
+  serve(fd: number, options: ServeOptions): DataPlaneConnection {
     const worker = this.#ready ?? this.#startWorker();
     this.#ready = undefined;
-    const connection = new WorkerConnection(worker, fd, exported, this.#options, () => {
-      onTransmission();
+    const connection = new WorkerConnection(worker, fd, options.transport, this.#options, () => {
+      options.onServing();
       this.#prepareNextWorker();
     });
     this.#connections.add(connection);
@@ -193,7 +220,7 @@ class WorkerConnection implements DataPlaneConnection {
   readonly #mailbox = new Int32Array(new SharedArrayBuffer(MAILBOX.WORDS * 4));
   readonly #worker: Worker;
   readonly #options: DataPlaneOptions;
-  #executor: RequestExecutor | undefined;
+  readonly #executor: DataExecutor;
   #ended = false;
   #finish!: (outcome: ConnectionOutcome) => void;
   #crash!: (error: Error) => void;
@@ -201,12 +228,13 @@ class WorkerConnection implements DataPlaneConnection {
   constructor(
     worker: Worker,
     fd: number,
-    exported: NbdExport,
+    transport: unknown,
     options: DataPlaneOptions,
-    onTransmission: () => void,
+    onServing: () => void,
   ) {
     this.#fd = fd;
     this.#options = options;
+    this.#executor = new DataExecutor(options.engine);
     const wakeFd = createEventFd();
     if (wakeFd < 0) throw new Error(`Cannot create an eventfd: errno ${-wakeFd}`);
     this.#wakeFd = wakeFd;
@@ -218,19 +246,12 @@ class WorkerConnection implements DataPlaneConnection {
     this.#worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
       switch (message.type) {
-        case "transmission":
+        case "serving":
           this.negotiating = false;
-          this.#executor = new RequestExecutor(
-            options.engine,
-            message.session,
-            new ShapedBufferPools(),
-          );
-          onTransmission();
+          onServing();
           return;
         case "forward":
-          for (const { id, header, payload } of message.requests) {
-            void this.#answerForwarded(id, header, payload);
-          }
+          for (const { id, request } of message.requests) void this.#answerForwarded(id, request);
           return;
         case "ended":
           this.#ended = true;
@@ -253,7 +274,7 @@ class WorkerConnection implements DataPlaneConnection {
       wakeFd,
       mailbox: this.#mailbox,
       counters: this.counters,
-      export: exported,
+      transport,
       blockBytes: options.engine.blockBytes,
       main: options.main,
       spares: options.spares,
@@ -293,17 +314,13 @@ class WorkerConnection implements DataPlaneConnection {
     this.#send({ type: "gate-open", state: this.#options.engine.sharedState.buffers });
   }
 
-  async #answerForwarded(
-    id: number,
-    header: Parameters<RequestExecutor["execute"]>[0],
-    payload: Uint8Array | undefined,
-  ): Promise<void> {
-    assert(this.#executor !== undefined, "requests are forwarded after the handshake");
-    const reply = await this.#executor.execute(header, payload).catch((error) => {
+  async #answerForwarded(id: number, request: DataRequest): Promise<void> {
+    assert(!this.negotiating, "requests are forwarded once the connection serves");
+    const result = await this.#executor.execute(request).catch((error) => {
       this.#crash(error);
       return undefined;
     });
-    if (reply) this.#send({ type: "reply", id, reply });
+    if (result) this.#send({ type: "result", id, result });
   }
 
   #send(message: ToWorker): void {

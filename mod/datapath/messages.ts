@@ -5,11 +5,16 @@
  * signal on its eventfd: the worker waits in poll(), not in its event loop,
  * so the count tells it how many messages to take before going on.
  *
+ * The messages are transport-neutral: requests travel to the engine as
+ * {@link DataRequest}s and come back as {@link DataResult}s; what an export
+ * needs on its worker (NBD: the export on offer) rides along opaquely in
+ * {@link WorkerSetup.transport}.
+ *
  * @module
  */
 
-import type { NbdExport, NbdSession } from "../export/nbd/handshake.ts";
-import type { RequestHeader } from "../export/nbd/protocol.ts";
+import type { DataRequest, DataResult } from "./data_request.ts";
+import type { SpareLayout } from "../metadata/spare_layout.ts";
 import type { SharedEngineBuffers } from "../remap/shared_state.ts";
 import type { SharedFaults } from "../fault/faulty_device.ts";
 
@@ -20,11 +25,11 @@ export interface DiskHandle {
   direct: boolean;
 }
 
-/** A spare's descriptor and where its data slots start. */
+/** A spare's descriptor and where its regions are (its slots among them). */
 export interface SpareHandle extends DiskHandle {
   /** The spare's index in the setup. */
   index: number;
-  dataOffsetBytes: number;
+  layout: SpareLayout;
 }
 
 /** A fault-injection layer between the engine and the main disk, as the workers see it. */
@@ -68,7 +73,11 @@ export interface WorkerSetup {
   wakeFd: number;
   mailbox: Int32Array;
   counters: Float64Array;
-  export: NbdExport;
+  /**
+   * What the export's worker needs beyond the data path (NBD: the export on
+   * offer); the data plane passes it through without looking.
+   */
+  transport: unknown;
   blockBytes: number;
   main: DiskHandle;
   /** By spare index. */
@@ -81,22 +90,21 @@ export interface WorkerSetup {
 /** From the engine's thread to a worker. */
 export type ToWorker =
   | { type: "setup"; setup: WorkerSetup }
-  /** The reply to a forwarded request, ready to send. */
-  | { type: "reply"; id: number; reply: Uint8Array }
+  /** The result of a forwarded request. */
+  | { type: "result"; id: number; result: DataResult }
   /** The gate reopened; the table arrays may be new. */
   | { type: "gate-open"; state: SharedEngineBuffers };
 
-/** A request handed to the engine as the client sent it; `id` pairs it with its reply. */
+/** A request handed to the engine; `id` pairs it with its result. */
 export interface ForwardedRequest {
   id: number;
-  header: RequestHeader;
-  payload: Uint8Array | undefined;
+  request: DataRequest;
 }
 
 /** From a worker to the engine's thread. */
 export type FromWorker =
-  /** The handshake is over; forwarded requests are answered in this session's reply style. */
-  | { type: "transmission"; session: NbdSession }
+  /** The connection is past its setup (the NBD handshake) and serves requests. */
+  | { type: "serving" }
   /** Requests the worker does not serve itself (an error, a pending block, a trim, ...). */
   | { type: "forward"; requests: ForwardedRequest[] }
   /** The connection is over; `error` when it failed. */

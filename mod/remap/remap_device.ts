@@ -40,6 +40,7 @@ import { DeviceIoError } from "../errors.ts";
 import { slotOffsetBytes } from "../metadata/spare_layout.ts";
 import type { ServingMarker } from "../metadata/superblock.ts";
 import { IoGate } from "./io_gate.ts";
+import { type PlanSource, RequestPlanner, type Run } from "./plan.ts";
 import { RemapTable, type SlotLocation } from "./remap_table.ts";
 import { EngineStatePublisher } from "./shared_state.ts";
 import { type SpareMember, type SparePlacement, SpareSet } from "./spare_set.ts";
@@ -89,24 +90,6 @@ export interface RemapCounters {
   remapBatches: number;
 }
 
-type Run =
-  | { kind: "main"; offsetBytes: number; lengthBytes: number; bufferOffset: number }
-  | {
-    kind: "slot";
-    blockIndex: number;
-    location: SlotLocation;
-    offsetBytes: number;
-    lengthBytes: number;
-    bufferOffset: number;
-  }
-  | {
-    kind: "pending";
-    blockIndex: number;
-    offsetBytes: number;
-    lengthBytes: number;
-    bufferOffset: number;
-  };
-
 /** Part of one client write that must go to a new or existing slot. */
 interface BlockWrite {
   blockIndex: number;
@@ -139,6 +122,9 @@ export class RemapDevice implements Device {
   readonly #spares: SpareSet;
   readonly #table: RemapTable;
   readonly #pending: Set<number>;
+  readonly #planner: RequestPlanner;
+  /** What plans read: the table alone, or with the pending blocks as runs of their own. */
+  readonly #planSources: { table: PlanSource; withPending: PlanSource };
   readonly #gate = new IoGate();
   readonly #shared: EngineStatePublisher;
   readonly #readRetries: number;
@@ -201,6 +187,27 @@ export class RemapDevice implements Device {
     );
     this.#shared = new EngineStatePublisher(this.#table);
     this.#shared.publishPending(this.#pending);
+    this.#planner = new RequestPlanner({
+      blockBytes,
+      layoutOf: (spareIndex) => this.#spareAt(spareIndex).store.payload.layout,
+    });
+    const table = this.#table;
+    const pending = this.#pending;
+    this.#planSources = {
+      table: {
+        get remapCount() {
+          return table.size;
+        },
+        table,
+      },
+      withPending: {
+        get remapCount() {
+          return table.size;
+        },
+        table,
+        pending,
+      },
+    };
   }
 
   /** The table, pending list and gate as other threads see them. */
@@ -279,7 +286,7 @@ export class RemapDevice implements Device {
       await settleAll(
         this.#plan(range.offsetBytes, range.lengthBytes, false).map(async (run) => {
           if (run.kind === "slot") {
-            await this.#spareOf(run).device.writeZeroes(this.#slotRange(run), { mayPunch: true });
+            await this.#spareAt(run.spareIndex).device.writeZeroes(run, { mayPunch: true });
           } else {
             // Discard is a hint and promises no contents, so a failing main
             // disk may refuse it without the client having lost anything.
@@ -340,50 +347,21 @@ export class RemapDevice implements Device {
     );
   }
 
-  /** Splits a request into main-disk runs and per-block slot (and pending) pieces. */
+  /** Splits a request into main-disk and slot runs (and pending blocks, for writes). */
   #plan(offsetBytes: number, lengthBytes: number, splitPending: boolean): Run[] {
-    if (this.#table.size === 0 && (!splitPending || this.#pending.size === 0)) {
-      return [{ kind: "main", offsetBytes, lengthBytes, bufferOffset: 0 }];
-    }
-    const runs: Run[] = [];
-    const end = offsetBytes + lengthBytes;
-    for (let position = offsetBytes; position < end;) {
-      const blockIndex = Math.floor(position / this.blockBytes);
-      const pieceEnd = Math.min(end, (blockIndex + 1) * this.blockBytes);
-      const piece = {
-        offsetBytes: position,
-        lengthBytes: pieceEnd - position,
-        bufferOffset: position - offsetBytes,
-      };
-      const location = this.#table.lookup(blockIndex);
-      const last = runs[runs.length - 1];
-      if (location) runs.push({ kind: "slot", blockIndex, location, ...piece });
-      else if (splitPending && this.#pending.has(blockIndex)) {
-        runs.push({ kind: "pending", blockIndex, ...piece });
-      } else if (last?.kind === "main") last.lengthBytes += piece.lengthBytes;
-      else runs.push({ kind: "main", ...piece });
-      position = pieceEnd;
-    }
-    return runs;
+    const source = splitPending ? this.#planSources.withPending : this.#planSources.table;
+    // A fresh array: the runs are used across awaits, while other requests plan.
+    return [...this.#planner.plan({ offsetBytes, lengthBytes }, source)];
   }
 
-  #spareOf(run: { location: SlotLocation }): SpareMember {
-    return this.#spares.get(run.location.spareIndex);
-  }
-
-  #slotRange(run: Extract<Run, { kind: "slot" }>): ByteRange {
-    const layout = this.#spareOf(run).store.payload.layout;
-    const inBlock = run.offsetBytes - run.blockIndex * this.blockBytes;
-    return {
-      offsetBytes: slotOffsetBytes(layout, run.location.slotIndex) + inBlock,
-      lengthBytes: run.lengthBytes,
-    };
+  #spareAt(spareIndex: number): SpareMember {
+    return this.#spares.get(spareIndex);
   }
 
   async #readRun(buffer: Uint8Array, run: Run): Promise<void> {
     const target = buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
     if (run.kind === "slot") {
-      await this.#spareOf(run).device.read(target, this.#slotRange(run).offsetBytes);
+      await this.#spareAt(run.spareIndex).device.read(target, run.offsetBytes);
       return;
     }
     try {
@@ -438,8 +416,8 @@ export class RemapDevice implements Device {
       this.#plan(offsetBytes, data.length, true).map(async (run) => {
         const piece = data.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
         if (run.kind === "slot") {
-          touched.spares.add(run.location.spareIndex);
-          await this.#spareOf(run).device.write(piece, this.#slotRange(run).offsetBytes);
+          touched.spares.add(run.spareIndex);
+          await this.#spareAt(run.spareIndex).device.write(piece, run.offsetBytes);
         } else if (run.kind === "pending") {
           touched.failed.push(this.#blockWrite(run.offsetBytes, piece));
         } else {
@@ -475,8 +453,8 @@ export class RemapDevice implements Device {
     await settleAll(
       this.#plan(range.offsetBytes, range.lengthBytes, true).map(async (run) => {
         if (run.kind === "slot") {
-          touched.spares.add(run.location.spareIndex);
-          await this.#spareOf(run).device.writeZeroes(this.#slotRange(run), { mayPunch });
+          touched.spares.add(run.spareIndex);
+          await this.#spareAt(run.spareIndex).device.writeZeroes(run, { mayPunch });
           return;
         }
         const zeros = new Uint8Array(run.lengthBytes);
@@ -590,7 +568,7 @@ export class RemapDevice implements Device {
   /** A write that raced with the remap of its block: the slot exists now. */
   async #writeIntoSlot(blockIndex: number, requests: RemapRequest[]): Promise<void> {
     const location = this.#table.lookup(blockIndex)!;
-    const spare = this.#spareOf({ location });
+    const spare = this.#spareAt(location.spareIndex);
     const slotStart = slotOffsetBytes(spare.store.payload.layout, location.slotIndex);
     try {
       for (const request of requests) {

@@ -129,6 +129,27 @@ export class RemapTable {
     return this.#keys[this.#find(blockIndex)] !== EMPTY;
   }
 
+  /** True when no block of the extent holding `blockIndex` is remapped (see RemapTableReader). */
+  extentIsClear(blockIndex: number): boolean {
+    return extentIsClear(this.#summary, blockIndex);
+  }
+
+  /** The bucket holding `blockIndex`, or -1 when it is not remapped (see RemapTableReader). */
+  bucketOf(blockIndex: number): number {
+    const bucket = this.#find(blockIndex);
+    return this.#keys[bucket] === EMPTY ? -1 : bucket;
+  }
+
+  /** The spare index of an occupied bucket. */
+  spareAt(bucket: number): number {
+    return this.#spares[bucket]!;
+  }
+
+  /** The slot index of an occupied bucket. */
+  slotAt(bucket: number): number {
+    return this.#slots[bucket]!;
+  }
+
   /** Records a remap; a block is remapped at most once. */
   insert(blockIndex: number, location: SlotLocation): void {
     assert(Number.isSafeInteger(blockIndex) && blockIndex >= 0, "block index is a safe integer");
@@ -209,8 +230,7 @@ export class RemapTableReader {
    * may be, so its blocks must be looked up one by one.
    */
   extentIsClear(blockIndex: number): boolean {
-    const bit = extentBit(this.#summary, blockIndex);
-    return (this.#summary[bit >>> 5]! & (1 << (bit & 31))) === 0;
+    return extentIsClear(this.#summary, blockIndex);
   }
 
   /**
@@ -239,6 +259,11 @@ function extentBit(summary: Uint32Array, blockIndex: number): number {
   const bits = summary.length * 32;
   // Bit operations are exact only below 2^31; past that the (slower) modulo is.
   return extent <= 0x7fff_ffff ? extent & (bits - 1) : extent % bits;
+}
+
+function extentIsClear(summary: Uint32Array, blockIndex: number): boolean {
+  const bit = extentBit(summary, blockIndex);
+  return (summary[bit >>> 5]! & (1 << (bit & 31))) === 0;
 }
 
 function markExtent(summary: Uint32Array, blockIndex: number): void {

@@ -136,7 +136,7 @@ function dataPlaneFor(engine: RemapDevice, options: DataPlaneInputs): DataPlane 
       index: spare.index,
       fd: spare.device.fd,
       direct: spare.device.direct,
-      dataOffsetBytes: spare.store.payload.layout.dataOffsetBytes,
+      layout: spare.store.payload.layout,
     };
   }
   return new DataPlane({

@@ -27,7 +27,7 @@ export interface NbdSettings extends ListenSettings {
   exportName: string;
   /**
    * The module the data plane's connection workers start (it must call
-   * `runConnectionWorker()` when loaded in a worker, as main.ts and the
+   * `runNbdConnectionWorker()` when loaded in a worker, as main.ts and the
    * bundle do). Workers serve the Unix socket when every disk is a file or
    * block device this process opened; otherwise requests go through the
    * engine on the event loop. @default Deno.mainModule

@@ -20,7 +20,7 @@ import { type NbdServer, serveNbd } from "../../mod/export/nbd/server.ts";
 import type { RemapDevice, RemapEvent } from "../../mod/remap/remap_device.ts";
 
 /** The worker module tests start (main.ts does the same from the CLI). */
-export const WORKER_URL = new URL("../../mod/datapath/worker_entry.ts", import.meta.url);
+export const WORKER_URL = new URL("../../mod/export/nbd/worker_entry.ts", import.meta.url);
 
 /** Options of {@link startServedSetup}. */
 export interface ServedSetupOptions {
@@ -89,7 +89,7 @@ export async function startServedSetup(options: ServedSetupOptions = {}): Promis
       index: 0,
       fd: spare.fd,
       direct,
-      dataOffsetBytes: engine.spares[0]!.store.payload.layout.dataOffsetBytes,
+      layout: engine.spares[0]!.store.payload.layout,
     }],
     workerUrl: WORKER_URL,
     faults: options.faultsVisible

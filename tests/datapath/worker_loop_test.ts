@@ -24,7 +24,8 @@ import {
   NBD_INFLIGHT_MAX,
   NBD_REQUEST_BYTES_MAX,
 } from "../../mod/constants.ts";
-import { MessageQueue, serveWorkerConnection } from "../../mod/datapath/connection_worker.ts";
+import { MessageQueue } from "../../mod/datapath/data_path.ts";
+import { serveWorkerConnection } from "../../mod/export/nbd/connection_worker.ts";
 import {
   closeDescriptor,
   createEventFd,
@@ -141,14 +142,18 @@ for (const row of ROWS) {
           wakeFd,
           mailbox: new Int32Array(new SharedArrayBuffer(MAILBOX.WORDS * 4)),
           counters: new Float64Array(new SharedArrayBuffer(COUNTERS.WORDS * 8)),
-          export: { name: "dp", sizeBytes: main.sizeBytes, preferredBlockBytes: served.blockBytes },
+          transport: {
+            name: "dp",
+            sizeBytes: main.sizeBytes,
+            preferredBlockBytes: served.blockBytes,
+          },
           blockBytes: served.blockBytes,
           main: { fd: main.fd, direct: false },
           spares: [{
             index: 0,
             fd: spare.fd,
             direct: false,
-            dataOffsetBytes: served.engine.spares[0]!.store.payload.layout.dataOffsetBytes,
+            layout: served.engine.spares[0]!.store.payload.layout,
           }],
           state: served.engine.sharedState.buffers,
           faults: undefined,

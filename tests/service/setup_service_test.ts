@@ -22,7 +22,7 @@ import type { ServiceSettings } from "../../mod/service/settings.ts";
 const BLOCK_BYTES = 4096;
 /** A main-disk block whose writes fail, so writing it makes a remap. */
 const BAD_BLOCK = 5;
-const WORKER_URL = new URL("../../mod/datapath/worker_entry.ts", import.meta.url);
+const WORKER_URL = new URL("../../mod/export/nbd/worker_entry.ts", import.meta.url);
 
 /** A setup "svc" on files in `dir`, created once. */
 async function createFiles(dir: string): Promise<void> {

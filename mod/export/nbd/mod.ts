@@ -8,6 +8,17 @@
  *   its two phases. Tests and fuzzers drive these with in-memory bytes.
  * - `protocol.ts` holds the wire constants and the error table
  *   ({@link nbdErrnoOf}).
+ * - `commands.ts` turns NBD commands into the data path's neutral requests
+ *   (`datapath/data_request.ts`) and their results into NBD replies; the
+ *   event-loop connections run them through `RequestExecutor`
+ *   (`transmission.ts`), which is the data path's `DataExecutor` plus NBD
+ *   validation and framing.
+ * - `connection_worker.ts` is the NBD side of a connection on a worker
+ *   thread (the data plane, `datapath/data_plane.ts`): the handshake entry
+ *   (`serveWorkerConnection`), request parsing, payload receive, reply
+ *   framing and the socket poll loop; the disk I/O, the remap gate and
+ *   forwarding to the engine are the transport-neutral `datapath/data_path.ts`.
+ *   `worker_entry.ts` is the worker module tests start.
  *
  * What is implemented, the limits and the error mapping are described in
  * `docs/protocol.md`.

@@ -268,7 +268,22 @@ export class NbdProtocolError extends Error {
  */
 export function nbdErrnoOf(error: unknown): number {
   if (!(error instanceof DeviceIoError)) throw error;
-  const errno = NBD_ERRNO_OF_CODE[error.code];
+  return nbdErrnoOfCode(error.code);
+}
+
+/**
+ * The NBD error value of a device error code: how the data path's neutral
+ * errors ({@link DeviceIoError.code}) reach an NBD client, through the same
+ * table as {@link nbdErrnoOf}.
+ *
+ * @example
+ * ```ts
+ * import { NBD_EPERM, nbdErrnoOfCode } from "./protocol.ts";
+ * console.assert(nbdErrnoOfCode("EROFS") === NBD_EPERM);
+ * ```
+ */
+export function nbdErrnoOfCode(code: IoErrorCode): number {
+  const errno = NBD_ERRNO_OF_CODE[code];
   assert(errno !== undefined && errno !== 0, "every I/O error code maps to a nonzero NBD error");
   return errno;
 }

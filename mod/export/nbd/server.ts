@@ -11,8 +11,8 @@
  * restarted by systemd from durable state.
  *
  * With a {@link DataPlane}, connections on the Unix socket are served on
- * worker threads instead (see `mod/datapath/`): the socket is then made with
- * libc, since a `Deno.Conn` cannot move to a worker. TCP connections are
+ * worker threads instead (`connection_worker.ts` over `mod/datapath/`): the
+ * socket is then made with libc, since a `Deno.Conn` cannot move to a worker. TCP connections are
  * always served on the event loop.
  *
  * Shutdown ({@link NbdServer.close}) stops accepting, closes connections still
@@ -284,7 +284,10 @@ class Server implements NbdServer {
 
   #trackWorker(fd: number): void {
     const label = `connection ${++this.#connectionSerial}`;
-    const served = this.#dataPlane!.serve(fd, this.#export, () => clearTimeout(deadline));
+    const served = this.#dataPlane!.serve(fd, {
+      transport: this.#export,
+      onServing: () => clearTimeout(deadline),
+    });
     const connection: Connection = {
       label,
       get negotiating() {

@@ -27,18 +27,15 @@
  * @module
  */
 
-import { assert, unreachable } from "../../assert.ts";
+import { assert } from "../../assert.ts";
 import { NBD_INFLIGHT_MAX, NBD_REQUEST_BYTES_MAX, SECTOR_BYTES } from "../../constants.ts";
-import type { ByteRange, Device } from "../../device/device.ts";
+import type { Device } from "../../device/device.ts";
 import type { ByteStream } from "./byte_stream.ts";
 import { StreamEndedError } from "./byte_stream.ts";
 import type { NbdSession } from "./handshake.ts";
 import {
   decodeRequestHeader,
   encodeBlockStatusChunk,
-  encodeErrorChunk,
-  encodeNoneChunk,
-  encodeSimpleReply,
   NBD_CMD_BLOCK_STATUS,
   NBD_CMD_CACHE,
   NBD_CMD_DISC,
@@ -54,14 +51,20 @@ import {
   NBD_CMD_WRITE_ZEROES,
   NBD_EINVAL,
   NBD_ENOSPC,
-  NBD_ENOTSUP,
-  nbdErrnoOf,
   readReplyPrefixBytes,
   REQUEST_HEADER_BYTES,
   type RequestHeader,
   writeReadReplyPrefix,
 } from "./protocol.ts";
 import { ReplyQueue } from "./reply_queue.ts";
+import {
+  dataRequestOf,
+  encodeErrorReply,
+  encodeOkReply,
+  type NbdProblem,
+  problemOf,
+} from "./commands.ts";
+import { DataExecutor } from "../../datapath/data_executor.ts";
 import { NBD_INFLIGHT_BYTES_MAX, SKIP_CHUNK_BYTES } from "../../constants.ts";
 import { ShapedBufferPools } from "../../aligned_bytes.ts";
 export { NBD_INFLIGHT_BYTES_MAX, SKIP_CHUNK_BYTES };
@@ -93,13 +96,8 @@ export type TransmissionEnd =
   /** The stop signal fired (server shutdown). */
   | "stopped";
 
-/** Why a request is refused before it reaches the device. */
-export interface RequestProblem {
-  /** The `NBD_E*` value to answer with. */
-  errno: number;
-  /** Why, for the structured error chunk's message. */
-  message: string;
-}
+/** Why a request is refused before it reaches the device: the `NBD_E*` value and why. */
+export type RequestProblem = NbdProblem;
 
 /** What request validation needs to know. */
 export interface RequestContext {
@@ -371,13 +369,15 @@ class TransmissionLoop {
 
 /**
  * Validates one request, carries it out against a device and encodes its
- * reply: the part of a connection that neither reads nor writes the socket,
- * so the event-loop connections and the requests the data plane's workers
- * forward are answered by the same code.
+ * reply: the part of an event-loop connection that neither reads nor writes
+ * the socket. What each command does is the data path's
+ * {@link DataExecutor}, the same code that answers the requests connection
+ * workers forward; only validation and framing are NBD's.
  */
 export class RequestExecutor {
-  #device: Device;
+  #executor: DataExecutor;
   #session: NbdSession;
+  #sizeBytes: number;
   #replyBuffers: ShapedBufferPools;
 
   /**
@@ -386,8 +386,9 @@ export class RequestExecutor {
    * @param replyBuffers Where read replies get their buffers.
    */
   constructor(device: Device, session: NbdSession, replyBuffers: ShapedBufferPools) {
-    this.#device = device;
+    this.#executor = new DataExecutor(device, replyBuffers);
     this.#session = session;
+    this.#sizeBytes = device.sizeBytes;
     this.#replyBuffers = replyBuffers;
   }
 
@@ -398,99 +399,49 @@ export class RequestExecutor {
    * @throws {unknown} Anything that is not a `DeviceIoError` (a programmer error).
    */
   async execute(header: RequestHeader, payload: Uint8Array | undefined): Promise<Uint8Array> {
-    const problem = validateRequest(header, {
-      sizeBytes: this.#device.sizeBytes,
-      session: this.#session,
-    });
-    if (problem) return this.#errorReply(header, problem);
-    try {
-      return await this.#perform(header, payload);
-    } catch (error) {
-      const errno = nbdErrnoOf(error); // Rethrows anything that is not a DeviceIoError.
-      return this.#errorReply(header, { errno, message: (error as Error).message });
-    }
-  }
-
-  /** Carries out a validated request. */
-  async #perform(header: RequestHeader, payload: Uint8Array | undefined): Promise<Uint8Array> {
-    const range = { offsetBytes: Number(header.offset), lengthBytes: header.lengthBytes };
-    assert(Number.isSafeInteger(range.offsetBytes), "a validated offset is a safe integer");
-    const fua = (header.flags & NBD_CMD_FLAG_FUA) !== 0;
-    switch (header.type) {
-      case NBD_CMD_READ:
-        return await this.#readReply(header, range);
-      case NBD_CMD_WRITE:
-        assert(
-          payload !== undefined && payload.length === range.lengthBytes,
-          "a valid write has its payload",
-        );
-        if (range.lengthBytes > 0) await this.#device.write(payload, range.offsetBytes, { fua });
-        return this.#okReply(header);
-      case NBD_CMD_FLUSH:
-        await this.#device.flush();
-        return this.#okReply(header);
-      case NBD_CMD_TRIM:
-        await forEachPiece(range, (piece) => this.#device.discard(piece));
-        // Discard has no FUA of its own; a flush makes the trim durable.
-        if (fua && range.lengthBytes > 0) await this.#device.flush();
-        return this.#okReply(header);
-      case NBD_CMD_CACHE:
-        return this.#okReply(header);
-      case NBD_CMD_WRITE_ZEROES:
-        return await this.#writeZeroes(header, range, fua);
-      case NBD_CMD_BLOCK_STATUS:
-        assert(this.#session.baseAllocationId !== undefined, "block status was validated");
-        // One extent, flags 0 (allocated data): never wrong, since we do not
-        // track holes. REQ_ONE is honoured too: this is exactly one extent.
-        return encodeBlockStatusChunk(header.cookie, this.#session.baseAllocationId, [
-          { lengthBytes: range.lengthBytes, flags: 0 },
-        ]);
-      default:
-        unreachable(`validated command ${header.type} has a handler`);
-    }
-  }
-
-  async #readReply(header: RequestHeader, range: ByteRange): Promise<Uint8Array> {
-    if (range.lengthBytes === 0) return this.#okReply(header);
     const structuredReplies = this.#session.structuredReplies;
-    const prefixBytes = readReplyPrefixBytes(structuredReplies);
+    const problem = validateRequest(header, { sizeBytes: this.#sizeBytes, session: this.#session });
+    if (problem) return encodeErrorReply(header.cookie, { problem, structuredReplies });
+    if (header.type === NBD_CMD_BLOCK_STATUS) return blockStatusReply(header, this.#session);
     // Read straight into the reply buffer behind room for its header: no copy,
     // and the data starts on an O_DIRECT boundary, so the disk needs no bounce copy.
-    const reply = this.#replyBuffers.take(prefixBytes, range.lengthBytes);
-    await this.#device.read(reply.subarray(prefixBytes), range.offsetBytes);
+    const prefixBytes = readReplyPrefixBytes(structuredReplies);
+    const reply = header.type === NBD_CMD_READ && header.lengthBytes > 0
+      ? this.#replyBuffers.take(prefixBytes, header.lengthBytes)
+      : undefined;
+    const request = dataRequestOf(header, reply ? reply.subarray(prefixBytes) : payload);
+    const result = await this.#executor.execute(request);
+    if (result.error) {
+      if (reply) this.#replyBuffers.give(reply, prefixBytes);
+      return encodeErrorReply(header.cookie, {
+        problem: problemOf(result.error),
+        structuredReplies,
+      });
+    }
+    if (reply === undefined) return encodeOkReply(header.cookie, structuredReplies);
     writeReadReplyPrefix(reply, {
       cookie: header.cookie,
-      offsetBytes: range.offsetBytes,
+      offsetBytes: request.offsetBytes,
       structuredReplies,
     });
     return reply;
   }
+}
 
-  async #writeZeroes(header: RequestHeader, range: ByteRange, fua: boolean): Promise<Uint8Array> {
-    if ((header.flags & NBD_CMD_FLAG_FAST_ZERO) !== 0) {
-      // Fail fast and leave the contents alone, as the spec asks.
-      return this.#errorReply(header, {
-        errno: NBD_ENOTSUP,
-        message: "Fast zeroing is not supported",
-      });
-    }
-    const mayPunch = (header.flags & NBD_CMD_FLAG_NO_HOLE) === 0;
-    await forEachPiece(range, (piece) => this.#device.writeZeroes(piece, { fua, mayPunch }));
-    return this.#okReply(header);
-  }
-
-  #okReply(header: RequestHeader): Uint8Array {
-    return this.#session.structuredReplies
-      ? encodeNoneChunk(header.cookie)
-      : encodeSimpleReply(header.cookie, 0);
-  }
-
-  #errorReply(header: RequestHeader, problem: RequestProblem): Uint8Array {
-    assert(problem.errno !== 0, "an error reply carries an error");
-    return this.#session.structuredReplies
-      ? encodeErrorChunk(header.cookie, problem.errno, problem.message)
-      : encodeSimpleReply(header.cookie, problem.errno);
-  }
+/**
+ * BLOCK_STATUS for `base:allocation`: one extent, flags 0 (allocated data).
+ * Never wrong, since we do not track holes; REQ_ONE is honoured too, as this
+ * is exactly one extent. No device is asked, so a connection worker answers
+ * it itself.
+ *
+ * @param header A validated BLOCK_STATUS request.
+ * @param session The session, with the metadata context the client selected.
+ */
+export function blockStatusReply(header: RequestHeader, session: NbdSession): Uint8Array {
+  assert(session.baseAllocationId !== undefined, "block status was validated");
+  return encodeBlockStatusChunk(header.cookie, session.baseAllocationId, [
+    { lengthBytes: header.lengthBytes, flags: 0 },
+  ]);
 }
 
 /** Payload memory a request holds while in flight. */
@@ -498,26 +449,4 @@ function payloadBytesOf(header: RequestHeader): number {
   const carriesPayload = header.type === NBD_CMD_READ || header.type === NBD_CMD_WRITE;
   // Oversized requests are refused without a buffer (writes are skipped piecewise).
   return carriesPayload && header.lengthBytes <= NBD_REQUEST_BYTES_MAX ? header.lengthBytes : 0;
-}
-
-/**
- * Runs `action` over a range in pieces of at most NBD_REQUEST_BYTES_MAX, in order.
- * Trim and write-zeroes may be longer than that (the spec allows it for
- * commands without payload); splitting keeps what the layers below allocate bounded.
- */
-async function forEachPiece(
-  range: ByteRange,
-  action: (piece: ByteRange) => Promise<void>,
-): Promise<void> {
-  const endBytes = range.offsetBytes + range.lengthBytes;
-  for (
-    let offsetBytes = range.offsetBytes;
-    offsetBytes < endBytes;
-    offsetBytes += NBD_REQUEST_BYTES_MAX
-  ) {
-    await action({
-      offsetBytes,
-      lengthBytes: Math.min(NBD_REQUEST_BYTES_MAX, endBytes - offsetBytes),
-    });
-  }
 }

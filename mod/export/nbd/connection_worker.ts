@@ -1,6 +1,9 @@
 /**
- * One NBD connection served on a worker thread: the handshake, then a
- * transmission loop that does its own socket and disk I/O.
+ * One NBD connection served on a worker thread: the handshake
+ * ({@link serveWorkerConnection}), then a transmission loop that frames NBD
+ * over its own socket and hands every request to the transport-neutral data
+ * path (`datapath/data_path.ts`), which does the disk I/O or forwards the
+ * request to the engine's thread.
  *
  * Why a thread per connection: on the event loop every request paid for
  * promises, a runtime op per socket read and write and a thread hop or a
@@ -11,46 +14,40 @@
  * written in parts while the rest arrives, as nbdkit's threads overlap one
  * request's receive with another's write.
  *
- * What the worker serves itself: READ and WRITE (FUA too) of blocks that are
- * on the main disk or already remapped (slot I/O on the spare), and FLUSH.
- * Everything else goes to the engine's thread as is ({@link FromWorker}
- * "forward"): every I/O error, writes touching pending blocks, TRIM,
- * WRITE_ZEROES, CACHE, BLOCK_STATUS, and requests whose pieces would break
- * O_DIRECT alignment. The engine then applies the data rules exactly as for
- * any other request, so there is one implementation of them.
- *
- * Consistency with remaps: a request enters the engine's cross-thread gate
- * before its lookups and leaves once its I/O completed; the engine changes
- * the table only while nobody is inside (see `remap/shared_state.ts`).
- * Requests that find the gate closed wait here and are retried when the
- * engine reopens it.
+ * What is NBD's here: request headers and their validation, payload
+ * receive, BLOCK_STATUS (answered here: one allocated extent, no device
+ * involved), reply framing (simple or structured, per session) and
+ * batching, the in-flight limits, and the poll loop with its liveness
+ * invariant ({@link NbdTransmission}'s `#assertMaySleep`). Results come back
+ * from the data path in neutral form; their errors become NBD errors through
+ * `nbdErrnoOf`'s table (`commands.ts`).
  *
  * @module
  */
 
-import { assert } from "../assert.ts";
+import { assert } from "../../assert.ts";
 import {
-  AIO_SLOTS_MAX,
   CONN_READ_BUFFER_BYTES,
   DIRECT_ALIGN_BYTES,
   NBD_INFLIGHT_BYTES_MAX,
   NBD_INFLIGHT_MAX,
   NBD_REQUEST_BYTES_MAX,
-} from "../constants.ts";
-import { ShapedBufferPools } from "../aligned_bytes.ts";
-import { AIO_OPCODE } from "../sys/aio.ts";
-import { ERRNO, RWF_DSYNC } from "../sys/libc.ts";
-import { ConnByteStream } from "../export/nbd/byte_stream.ts";
-import { isConnectionFailure } from "../export/nbd/connection.ts";
-import { type NbdSession, runHandshake } from "../export/nbd/handshake.ts";
+} from "../../constants.ts";
+import { ShapedBufferPools } from "../../aligned_bytes.ts";
+import { ERRNO } from "../../sys/libc.ts";
+import { DataPath, type MessageQueue, type PathRequest } from "../../datapath/data_path.ts";
+import type { DataError } from "../../datapath/data_request.ts";
+import { COUNTERS, type FromWorker, MAILBOX, type WorkerSetup } from "../../datapath/messages.ts";
+import { runConnectionWorker } from "../../datapath/worker_main.ts";
+import { ConnByteStream } from "./byte_stream.ts";
+import { isConnectionFailure } from "./connection.ts";
+import { type NbdExport, type NbdSession, runHandshake } from "./handshake.ts";
+import { blockStatusReply, validateRequest } from "./transmission.ts";
+import { dataFlagsOf, dataOpOf, encodeErrorReply, encodeOkReply, problemOf } from "./commands.ts";
 import {
   decodeRequestHeaderAt,
-  encodeErrorChunk,
-  encodeNoneChunk,
-  encodeSimpleReply,
+  NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
-  NBD_CMD_FLAG_FUA,
-  NBD_CMD_FLUSH,
   NBD_CMD_READ,
   NBD_CMD_WRITE,
   NbdProtocolError,
@@ -58,15 +55,8 @@ import {
   REQUEST_HEADER_BYTES,
   type RequestHeader,
   writeReadReplyPrefix,
-} from "../export/nbd/protocol.ts";
-import { validateRequest } from "../export/nbd/transmission.ts";
-import { EngineStateReader } from "../remap/shared_state.ts";
-import { SUMMARY_EXTENT_BLOCKS } from "../remap/remap_table.ts";
-import { SharedBlockListReader } from "../shared_block_list.ts";
-import { AioBatch, VECTOR_SEGMENTS_MAX } from "./aio_batch.ts";
+} from "./protocol.ts";
 import {
-  closeDescriptor,
-  createEventFd,
   drainEventFd,
   growSendBuffer,
   MSG_DONTWAIT,
@@ -78,16 +68,12 @@ import {
   sendBytes,
   SHUT_RDWR,
   shutdownSocket,
-  syncData,
-} from "../sys/syscalls.ts";
-import {
-  COUNTERS,
-  type ForwardedRequest,
-  type FromWorker,
-  MAILBOX,
-  type ToWorker,
-  type WorkerSetup,
-} from "./messages.ts";
+} from "../../sys/syscalls.ts";
+
+/** Starts a worker that serves one NBD connection: what an NBD worker module calls. */
+export function runNbdConnectionWorker(): void {
+  runConnectionWorker(serveWorkerConnection);
+}
 
 /**
  * Replies up to this size are copied together into one send buffer: a copy
@@ -123,30 +109,8 @@ const IDLE_POLL_MICROS = 100;
  */
 const STREAM_PART_BYTES_MIN = 128 * 1024;
 
-/** Takes the messages the engine's thread posts, in order. */
-export class MessageQueue {
-  #queued: ToWorker[] = [];
-  #waiting: ((message: ToWorker) => void) | undefined;
-
-  /** Hands over a message that arrived. */
-  push(message: ToWorker): void {
-    const waiting = this.#waiting;
-    this.#waiting = undefined;
-    if (waiting) waiting(message);
-    else this.#queued.push(message);
-  }
-
-  /** The next message; waits in the event loop until it arrives. */
-  next(): Promise<ToWorker> {
-    const queued = this.#queued.shift();
-    if (queued) return Promise.resolve(queued);
-    assert(this.#waiting === undefined, "one reader takes messages");
-    return new Promise((resolve) => this.#waiting = resolve);
-  }
-}
-
 /**
- * Serves the connection in `setup` until it ends; posts "transmission" after
+ * Serves the connection in `setup` until it ends; posts "serving" after
  * the handshake and "ended" at the end. The caller closes nothing: the socket
  * belongs to the engine's thread, which closes it after "ended".
  */
@@ -161,16 +125,16 @@ export async function serveWorkerConnection(
   const stream = new ConnByteStream(socket);
   let result;
   try {
-    result = await runHandshake(stream, { export: setup.export });
+    result = await runHandshake(stream, { export: setup.transport as NbdExport });
   } catch (error) {
     post(endedWith(error));
     return;
   }
   if (result.kind === "aborted") return post({ type: "ended", end: "aborted" });
-  post({ type: "transmission", session: result.session });
-  let loop: DirectTransmission;
+  post({ type: "serving" });
+  let loop: NbdTransmission;
   try {
-    loop = new DirectTransmission(setup, result.session, stream.takeBuffered(), messages, post);
+    loop = new NbdTransmission(setup, result.session, stream.takeBuffered(), messages, post);
   } catch (error) {
     // No eventfd or AIO context (fs.aio-max-nr reached): this connection ends, the server goes on.
     shutdownSocket(setup.connectionFd, SHUT_RDWR);
@@ -226,33 +190,13 @@ function connectionError(what: string, errno: number): Error {
 }
 
 /** A request from the time it is read until its reply is queued. */
-interface Request {
+interface Request extends PathRequest {
   header: RequestHeader;
-  /** Write data, aligned. */
-  payload: Uint8Array | undefined;
-  /** Read reply: prefix, then the data the disk reads into. */
+  /** Read reply: prefix, then the data the disk reads into (`data`). */
   reply: Uint8Array | undefined;
   costBytes: number;
-  piecesLeft: number;
-  /**
-   * Whether it goes to the engine's thread whole once none of its own pieces
-   * is in flight: a piece failed, or a part of it cannot be served here.
-   */
-  toEngine: boolean;
-  /** How many times it counted itself into the engine's gate: once per part started. */
-  gateEntries: number;
-  /** Bytes of the request whose disk I/O is prepared; a large write starts parts while its payload arrives. */
-  startedBytes: number;
   /** Payload bytes of a write received so far. */
   receivedBytes: number;
-}
-
-/** One disk I/O of a request. */
-interface Piece {
-  request: Request;
-  lengthBytes: number;
-  /** For flush pieces: the descriptor, to repeat the sync without AIO if AIO refuses it. */
-  syncFd: number;
 }
 
 /** One queued reply. */
@@ -262,36 +206,15 @@ interface Outgoing {
   pooled: boolean;
 }
 
-/** A planned piece of a read or write: one range of one disk. */
-interface Run {
-  fd: number;
-  direct: boolean;
-  deviceOffset: number;
-  /** Where its memory starts in the request (the first segment's, for a vectored run). */
-  bufferOffset: number;
-  lengthBytes: number;
-  /**
-   * For a run whose memory is in pieces (remapped blocks in consecutive slots,
-   * main-disk blocks between them): offset and length in the request of each
-   * piece, in disk order. Undefined for one piece of memory.
-   */
-  segments: number[] | undefined;
-}
-
-class DirectTransmission {
+/** The transmission phase of one connection on its worker (see the module doc). */
+class NbdTransmission {
   readonly #setup: WorkerSetup;
   readonly #fd: number;
   readonly #session: NbdSession;
-  readonly #messages: MessageQueue;
-  readonly #post: (message: FromWorker) => void;
-  readonly #state: EngineStateReader;
-  readonly #faults: { reads: SharedBlockListReader; writes: SharedBlockListReader } | undefined;
-  readonly #aioEventFd: number;
-  readonly #aio: AioBatch<Piece>;
+  readonly #path: DataPath<Request>;
   readonly #replyBuffers = new ShapedBufferPools();
   readonly #payloads = new ShapedBufferPools();
   readonly #prefixBytes: number;
-  readonly #blockBytes: number;
   readonly #in = new Uint8Array(CONN_READ_BUFFER_BYTES);
   readonly #inView = new DataView(this.#in.buffer);
   #inStart = 0;
@@ -308,24 +231,14 @@ class DirectTransmission {
   /** Requests read and not yet answered. */
   #inflight = 0;
   #inflightBytes = 0;
-  /** Waiting for the gate to reopen or for free AIO slots. */
-  #waiting: Request[] = [];
-  /** Whether a request found too few free AIO slots in this turn. */
-  #waitingForRoom = false;
   /** The write whose payload is arriving: socket bytes go straight into its payload. */
   #incoming: Request | undefined;
   /** Whether the incoming write starts parts before all of it arrived. */
   #incomingStreams = false;
   /** Parts of a streamed write start and end on this: a block and an O_DIRECT boundary. */
   readonly #streamAlignBytes: number;
-  #forwarded = new Map<number, Request>();
-  #toForward: ForwardedRequest[] = [];
-  #nextId = 1;
-  #messagesTaken = 0;
   #out: Outgoing[] = [];
   #outSent = 0;
-  #wroteSinceNote = false;
-  readonly #runs: Run[] = [];
   readonly #sendBuffer = new Uint8Array(SEND_BUFFER_BYTES);
   /** Whether the last request was a write larger than SEND_COPY_BYTES_MAX. */
   #largeWrites = false;
@@ -344,52 +257,27 @@ class DirectTransmission {
     this.#setup = setup;
     this.#fd = setup.connectionFd;
     this.#session = session;
-    this.#messages = messages;
-    this.#post = post;
-    this.#state = new EngineStateReader(setup.state);
-    this.#faults = setup.faults && {
-      reads: new SharedBlockListReader(setup.faults.badBlocks.reads),
-      writes: new SharedBlockListReader(setup.faults.badBlocks.writes),
-    };
     this.#prefixBytes = readReplyPrefixBytes(session.structuredReplies);
-    this.#blockBytes = setup.blockBytes;
     this.#streamAlignBytes = Math.max(setup.blockBytes, DIRECT_ALIGN_BYTES);
     this.#in.set(leftover);
     this.#inEnd = leftover.length;
-    const eventFd = createEventFd();
-    if (eventFd < 0) throw new Error(`Cannot create an eventfd: errno ${-eventFd}`);
-    this.#aioEventFd = eventFd;
-    const aio = AioBatch.open<Piece>(eventFd);
-    if (typeof aio === "number") {
-      closeDescriptor(eventFd);
-      throw new Error(`Cannot set up Linux AIO (fs.aio-max-nr?): errno ${-aio}`);
-    }
-    this.#aio = aio;
+    this.#path = new DataPath<Request>({ setup, messages, post, onDone: this.#done });
   }
 
   async run(): Promise<"disconnect" | "eof" | "stopped"> {
     for (;;) {
-      await this.#takeMessages();
-      this.#retryWaiting();
+      await this.#path.beginTurn();
       if (this.#reading) this.#parseRequests();
-      this.#aio.submit();
-      this.#aio.reap(this.#complete);
-      if (this.#wroteSinceNote) {
-        this.#state.noteWrites();
-        this.#wroteSinceNote = false;
-      }
-      this.#postForwarded();
+      this.#path.endTurn();
       this.#send();
-      if (this.#failure && this.#aio.inflight === 0) throw this.#failure;
+      if (this.#failure && this.#path.diskInflight === 0) throw this.#failure;
       if (!this.#reading && this.#inflight === 0 && this.#out.length === 0) return this.#end;
       this.#wait();
     }
   }
 
   close(): void {
-    assert(this.#aio.inflight === 0, "no disk I/O outlives the connection");
-    this.#aio.close();
-    closeDescriptor(this.#aioEventFd);
+    this.#path.close();
   }
 
   // ------------------------------------------------------------ reading
@@ -418,14 +306,21 @@ class DirectTransmission {
       }
       this.#largeWrites = header.type === NBD_CMD_WRITE && lengthBytes > SEND_COPY_BYTES_MAX;
       const request: Request = {
-        header,
-        payload: undefined,
-        reply: undefined,
-        costBytes,
+        // Commands without a neutral form never reach the data path: they are
+        // refused or answered here (#route).
+        op: dataOpOf(header.type) ?? "cache",
+        offsetBytes: Number(header.offset),
+        lengthBytes,
+        flags: dataFlagsOf(header.flags),
+        data: undefined,
+        arriving: false,
         piecesLeft: 0,
         toEngine: false,
         gateEntries: 0,
         startedBytes: 0,
+        header,
+        reply: undefined,
+        costBytes,
         receivedBytes: 0,
       };
       this.#inflight++;
@@ -433,6 +328,7 @@ class DirectTransmission {
       this.#setup.counters[COUNTERS.REQUESTS_RECEIVED]!++;
       if (carriesPayload && !this.#takePayload(request)) {
         this.#incoming = request;
+        request.arriving = true;
         this.#incomingStreams = lengthBytes > STREAM_PART_BYTES_MIN &&
           Number(header.offset) % this.#streamAlignBytes === 0 &&
           this.#problemWith(header) === undefined;
@@ -478,7 +374,7 @@ class DirectTransmission {
     const buffered = Math.min(lengthBytes, this.#inEnd - this.#inStart);
     payload.set(this.#in.subarray(this.#inStart, this.#inStart + buffered));
     this.#inStart += buffered;
-    request.payload = payload;
+    request.data = payload;
     request.receivedBytes = buffered;
     return buffered === lengthBytes;
   }
@@ -487,7 +383,10 @@ class DirectTransmission {
   #skipPayload(lengthBytes: number): void {
     for (let skipped = 0; skipped < lengthBytes;) {
       if (this.#inStart === this.#inEnd) {
-        this.#settleDiskIo();
+        // A request's I/O holds it inside the engine's gate, and a remap
+        // commit waits for the gate to empty: a client that stalls in the
+        // middle of a payload must not stall every other client's remaps.
+        this.#path.settle();
         if (!this.#receiveBlocking()) return;
       }
       const count = Math.min(lengthBytes - skipped, this.#inEnd - this.#inStart);
@@ -504,32 +403,16 @@ class DirectTransmission {
   #continueIncoming(request: Request): boolean {
     const lengthBytes = request.header.lengthBytes;
     if (request.receivedBytes < lengthBytes) {
-      if (this.#incomingStreams && !request.toEngine && this.#waiting.length === 0) {
-        const arrived = request.receivedBytes - request.receivedBytes % this.#streamAlignBytes;
-        if (
-          arrived - request.startedBytes >= STREAM_PART_BYTES_MIN &&
-          this.#startRange(request, arrived) === "engine"
-        ) request.toEngine = true;
+      const arrived = request.receivedBytes - request.receivedBytes % this.#streamAlignBytes;
+      if (this.#incomingStreams && arrived - request.startedBytes >= STREAM_PART_BYTES_MIN) {
+        this.#path.startPart(request, arrived);
       }
       return false;
     }
     this.#incoming = undefined;
-    if (request.startedBytes === 0 && !request.toEngine) this.#route(request);
-    else if (!request.toEngine) this.#startData(request);
-    else if (request.piecesLeft === 0) this.#finish(request);
+    // A streamed write was valid before its parts started: #route starts the rest.
+    this.#route(request);
     return true;
-  }
-
-  /**
-   * Submits what is prepared and waits for all disk I/O in flight, before
-   * this worker blocks on its client. A request's I/O holds it inside the
-   * engine's gate, and a remap commit waits for the gate to empty: a client
-   * that stalls in the middle of a payload must not stall every other
-   * client's remaps with it.
-   */
-  #settleDiskIo(): void {
-    this.#aio.submit();
-    this.#aio.reapAll(this.#complete);
   }
 
   /** Blocks until more bytes arrive; false when the stream ended. */
@@ -552,7 +435,7 @@ class DirectTransmission {
    */
   #receiveRoom(): Uint8Array {
     const incoming = this.#incoming;
-    if (incoming) return incoming.payload!.subarray(incoming.receivedBytes);
+    if (incoming) return incoming.data!.subarray(incoming.receivedBytes);
     this.#compactInput();
     const room = this.#largeWrites ? REQUEST_HEADER_BYTES : this.#in.length - this.#inEnd;
     return this.#in.subarray(this.#inEnd, this.#inEnd + room);
@@ -624,357 +507,63 @@ class DirectTransmission {
 
   #problemWith(header: RequestHeader) {
     return validateRequest(header, {
-      sizeBytes: this.#setup.export.sizeBytes,
+      sizeBytes: (this.#setup.transport as NbdExport).sizeBytes,
       session: this.#session,
     });
   }
 
-  /** Answers a request the protocol refuses, or starts it here or on the engine's thread. */
+  /** Answers a request the protocol refuses or BLOCK_STATUS, or hands it to the data path. */
   #route(request: Request): void {
     const { header } = request;
     const problem = this.#problemWith(header);
+    const structuredReplies = this.#session.structuredReplies;
     if (problem) {
-      this.#answer(
-        request,
-        this.#session.structuredReplies
-          ? encodeErrorChunk(header.cookie, problem.errno, problem.message)
-          : encodeSimpleReply(header.cookie, problem.errno),
-        false,
-      );
+      this.#answer(request, encodeErrorReply(header.cookie, { problem, structuredReplies }), false);
       return;
     }
-    const dataCommand = header.type === NBD_CMD_READ || header.type === NBD_CMD_WRITE;
-    if (dataCommand && header.lengthBytes > 0) this.#startData(request);
-    else if (header.type === NBD_CMD_FLUSH) this.#startFlush(request);
-    else this.#forward(request);
-  }
-
-  #retryWaiting(): void {
-    this.#waitingForRoom = false;
-    if (this.#waiting.length === 0) return;
-    const waiting = this.#waiting;
-    this.#waiting = [];
-    for (const request of waiting) this.#startData(request);
-  }
-
-  /** Starts what is left of a read or write here, or queues it for the gate, or sends it to the engine. */
-  #startData(request: Request): void {
-    const outcome = this.#waiting.length > 0
-      ? "wait"
-      : this.#startRange(request, request.header.lengthBytes);
-    if (outcome === "wait") this.#waiting.push(request);
-    else if (outcome === "engine") {
-      request.toEngine = true;
-      if (request.piecesLeft === 0) this.#finish(request);
+    if (header.type === NBD_CMD_BLOCK_STATUS) {
+      return this.#answer(request, blockStatusReply(header, this.#session), false);
     }
-  }
-
-  /**
-   * Plans the request's bytes from `startedBytes` to `endBytes` into runs on
-   * the main disk and on slots, and prepares their I/O inside the gate.
-   * "wait": the gate is closed or AIO is full; "engine": this part must go
-   * through the engine's thread.
-   */
-  #startRange(request: Request, endBytes: number): "started" | "wait" | "engine" {
-    const { header } = request;
-    const isWrite = header.type === NBD_CMD_WRITE;
-    const startBytes = request.startedBytes;
-    const offsetBytes = Number(header.offset) + startBytes;
-    const lengthBytes = endBytes - startBytes;
-    if (this.#touchesFaults(header.type, offsetBytes, lengthBytes)) return "engine";
-    if (!this.#state.tryEnter()) return "wait";
-    const blockBytes = this.#blockBytes;
-    const firstBlock = Math.floor(offsetBytes / blockBytes);
-    const lastBlock = Math.floor((offsetBytes + lengthBytes - 1) / blockBytes);
-    if (isWrite && this.#state.anyPending(firstBlock, lastBlock)) {
-      this.#state.leave();
-      return "engine";
-    }
-    const runs = this.#plan(offsetBytes, lengthBytes, firstBlock, lastBlock);
-    // Payloads and reply data start on an O_DIRECT boundary (ShapedBufferPools),
-    // so a piece is aligned exactly when its offset in the request is. The
-    // engine's device layer bounces unaligned pieces.
-    if (runs.some((run) => run.direct && !this.#aligned(run, startBytes))) {
-      this.#state.leave();
-      return "engine";
-    }
-    if (runs.length > this.#aio.free) {
-      this.#state.leave();
-      if (runs.length > AIO_SLOTS_MAX) return "engine"; // it can never fit
-      // Slots are held by I/O in flight or prepared in this turn (submitted
-      // before the wait): the wait wakes when that I/O completes, at once when
-      // none is in flight.
-      this.#waitingForRoom = true;
-      return "wait";
-    }
-    let buffer: Uint8Array;
-    if (isWrite) buffer = request.payload!;
-    else {
-      const reply = request.reply ?? this.#replyBuffers.take(this.#prefixBytes, header.lengthBytes);
+    if (request.op === "read" && request.lengthBytes > 0 && request.reply === undefined) {
+      // The disk (or the engine's result) fills the reply behind room for its header.
+      const reply = this.#replyBuffers.take(this.#prefixBytes, request.lengthBytes);
       request.reply = reply;
-      buffer = reply.subarray(this.#prefixBytes);
+      request.data = reply.subarray(this.#prefixBytes);
     }
-    request.gateEntries++;
-    request.piecesLeft += runs.length;
-    request.startedBytes = endBytes;
-    const rwFlags = isWrite && (header.flags & NBD_CMD_FLAG_FUA) !== 0 ? RWF_DSYNC : 0;
-    for (const run of runs) {
-      const from = startBytes + run.bufferOffset;
-      const segments = run.segments && this.#segmentsOf(buffer, startBytes, run.segments);
-      this.#aio.prepare({
-        opcode: isWrite ? AIO_OPCODE.PWRITE : AIO_OPCODE.PREAD,
-        fd: run.fd,
-        buffer: segments ? segments[0]! : buffer.subarray(from, from + run.lengthBytes),
-        segments,
-        offsetBytes: run.deviceOffset,
-        rwFlags,
-      }, { request, lengthBytes: run.lengthBytes, syncFd: -1 });
-    }
-    return "started";
+    this.#path.start(request);
   }
 
-  /** Whether every piece of a run's memory starts on an O_DIRECT boundary. */
-  #aligned(run: Run, startBytes: number): boolean {
-    const segments = run.segments;
-    if (segments === undefined) return (startBytes + run.bufferOffset) % DIRECT_ALIGN_BYTES === 0;
-    for (let i = 0; i < segments.length; i += 2) {
-      if ((startBytes + segments[i]!) % DIRECT_ALIGN_BYTES !== 0) return false;
+  /** The data path is done with a request: queue its reply. */
+  #done = (request: Request, error: DataError | undefined): void => {
+    const { header } = request;
+    const structuredReplies = this.#session.structuredReplies;
+    const reply = request.reply;
+    request.reply = undefined;
+    if (error) {
+      if (reply) this.#replyBuffers.give(reply, this.#prefixBytes);
+      const problem = problemOf(error);
+      this.#answer(request, encodeErrorReply(header.cookie, { problem, structuredReplies }), false);
+      return;
     }
-    return true;
-  }
-
-  #segmentsOf(buffer: Uint8Array, startBytes: number, segments: number[]): Uint8Array[] {
-    const views: Uint8Array[] = [];
-    for (let i = 0; i < segments.length; i += 2) {
-      const from = startBytes + segments[i]!;
-      views.push(buffer.subarray(from, from + segments[i + 1]!));
+    if (reply === undefined) {
+      return this.#answer(request, encodeOkReply(header.cookie, structuredReplies), false);
     }
-    return views;
-  }
-
-  /** Whether the fault layer may fail this request: then it must go through the layer. */
-  #touchesFaults(type: number, offsetBytes: number, lengthBytes: number): boolean {
-    if (this.#faults === undefined) return false;
-    const faultBytes = this.#setup.faults!.blockBytes;
-    const list = type === NBD_CMD_WRITE ? this.#faults.writes : this.#faults.reads;
-    return list.anyBetween(
-      Math.floor(offsetBytes / faultBytes),
-      Math.floor((offsetBytes + lengthBytes - 1) / faultBytes),
-    );
-  }
-
-  /**
-   * Splits a request at remapped blocks. Pieces that follow each other on one
-   * disk stay one run: consecutive main-disk blocks, remapped neighbours whose
-   * slots are neighbours too (a bad patch remapped in order), and remapped
-   * blocks in consecutive slots with main-disk blocks between them, which
-   * become one vectored I/O (every 4th block remapped in order: 65 I/Os for
-   * 1 MiB instead of 128).
-   */
-  #plan(offsetBytes: number, lengthBytes: number, firstBlock: number, lastBlock: number): Run[] {
-    const runs = this.#runs;
-    runs.length = 0;
-    const main = this.#setup.main;
-    if (this.#state.remapCount === 0) {
-      runs.push({
-        fd: main.fd,
-        direct: main.direct,
-        deviceOffset: offsetBytes,
-        bufferOffset: 0,
-        lengthBytes,
-        segments: undefined,
-      });
-      return runs;
-    }
-    const table = this.#state.table;
-    const blockBytes = this.#blockBytes;
-    const end = offsetBytes + lengthBytes;
-    let last: Run | undefined;
-    let lastOnSpare: Run | undefined;
-    for (let block = firstBlock, next; block <= lastBlock; block = next) {
-      // An extent without remaps is one piece on the main disk, with no lookups.
-      let bucket = -1;
-      if (table.extentIsClear(block)) {
-        next = Math.min(
-          lastBlock + 1,
-          (Math.floor(block / SUMMARY_EXTENT_BLOCKS) + 1) * SUMMARY_EXTENT_BLOCKS,
-        );
-      } else {
-        next = block + 1;
-        bucket = table.bucketOf(block);
-      }
-      const start = Math.max(offsetBytes, block * blockBytes);
-      const pieceBytes = Math.min(end, next * blockBytes) - start;
-      const bufferOffset = start - offsetBytes;
-      let disk: { fd: number; direct: boolean } = main;
-      let deviceOffset = start;
-      if (bucket >= 0) {
-        const spare = this.#setup.spares[table.spareAt(bucket)];
-        assert(spare !== undefined, "a slot lives on a known spare");
-        disk = spare;
-        deviceOffset = spare.dataOffsetBytes + table.slotAt(bucket) * blockBytes +
-          (start - block * blockBytes);
-      }
-      const before = bucket >= 0 ? lastOnSpare : last;
-      if (
-        before !== undefined && before.fd === disk.fd &&
-        before.deviceOffset + before.lengthBytes === deviceOffset &&
-        this.#extend(before, before === last, bufferOffset, pieceBytes)
-      ) {
-        last = before;
-        continue;
-      }
-      last = {
-        fd: disk.fd,
-        direct: disk.direct,
-        deviceOffset,
-        bufferOffset,
-        lengthBytes: pieceBytes,
-        segments: undefined,
-      };
-      if (bucket >= 0) lastOnSpare = last;
-      runs.push(last);
-    }
-    return runs;
-  }
-
-  /**
-   * Adds the next piece on `run`'s disk to it: at the end of its memory when
-   * `adjacent` (the piece just before in the request is its last), else as
-   * one more segment. False when the run has all the segments one I/O takes.
-   */
-  #extend(run: Run, adjacent: boolean, bufferOffset: number, pieceBytes: number): boolean {
-    const segments = run.segments;
-    if (adjacent) {
-      if (segments) segments[segments.length - 1]! += pieceBytes;
-    } else if (segments === undefined) {
-      run.segments = [run.bufferOffset, run.lengthBytes, bufferOffset, pieceBytes];
-    } else if (segments.length < 2 * VECTOR_SEGMENTS_MAX) segments.push(bufferOffset, pieceBytes);
-    else return false;
-    run.lengthBytes += pieceBytes;
-    return true;
-  }
-
-  /** FLUSH: fdatasync of the main disk and every spare, through AIO. */
-  #startFlush(request: Request): void {
-    const fds = [this.#setup.main.fd, ...this.#setup.spares.map((spare) => spare.fd)];
-    if (fds.length > this.#aio.free || this.#faults?.writes.everything) {
-      return this.#forward(request);
-    }
-    request.piecesLeft = fds.length;
-    for (const fd of fds) {
-      this.#aio.prepare(
-        { opcode: AIO_OPCODE.FDSYNC, fd, buffer: new Uint8Array(0), offsetBytes: 0, rwFlags: 0 },
-        { request, lengthBytes: 0, syncFd: fd },
-      );
-    }
-  }
-
-  /** One disk I/O finished: `result` is bytes done or `-errno`. */
-  #complete = (piece: Piece, result: number): void => {
-    let outcome = result;
-    if (outcome === -ERRNO.EINVAL && piece.syncFd >= 0) outcome = syncData(piece.syncFd);
-    const request = piece.request;
-    if (outcome !== piece.lengthBytes) request.toEngine = true;
-    if (--request.piecesLeft > 0) return;
-    for (; request.gateEntries > 0; request.gateEntries--) this.#state.leave();
-    if (request === this.#incoming) return; // the rest of its payload is still arriving
-    // The rest waits for the gate.
-    if (!request.toEngine && request.startedBytes < request.header.lengthBytes) return;
-    this.#finish(request);
+    writeReadReplyPrefix(reply, {
+      cookie: header.cookie,
+      offsetBytes: request.offsetBytes,
+      structuredReplies,
+    });
+    this.#answer(request, reply, true);
   };
 
-  /** Everything the request started here is done: answer it, or hand it to the engine. */
-  #finish(request: Request): void {
-    if (request.toEngine) return this.#forward(request);
-    const { header } = request;
-    const counters = this.#setup.counters;
-    if (header.type === NBD_CMD_READ) {
-      const reply = request.reply!;
-      request.reply = undefined;
-      writeReadReplyPrefix(reply, {
-        cookie: header.cookie,
-        offsetBytes: Number(header.offset),
-        structuredReplies: this.#session.structuredReplies,
-      });
-      counters[COUNTERS.READS]!++;
-      counters[COUNTERS.BYTES_READ]! += header.lengthBytes;
-      return this.#answer(request, reply, true);
-    }
-    if (header.type === NBD_CMD_WRITE) {
-      this.#wroteSinceNote = true;
-      counters[COUNTERS.WRITES]!++;
-      counters[COUNTERS.BYTES_WRITTEN]! += header.lengthBytes;
-    } else counters[COUNTERS.FLUSHES]!++;
-    this.#answer(request, this.#okReply(header), false);
-  }
-
-  /** Hands a request to the engine's thread, which answers with the reply bytes. */
-  #forward(request: Request): void {
-    if (request.reply) {
-      this.#replyBuffers.give(request.reply, this.#prefixBytes);
-      request.reply = undefined;
-    }
-    const id = this.#nextId++;
-    this.#forwarded.set(id, request);
-    this.#toForward.push({ id, header: request.header, payload: request.payload });
-  }
-
-  /**
-   * Posts the requests forwarded in this turn as one message: the engine then
-   * starts them in one task, so failing writes of one burst share one group
-   * commit (and one closing of the gate) instead of one each.
-   */
-  #postForwarded(): void {
-    if (this.#toForward.length === 0) return;
-    this.#post({ type: "forward", requests: this.#toForward });
-    this.#toForward = [];
-  }
-
   #answer(request: Request, reply: Uint8Array, pooled: boolean): void {
-    if (request.payload) {
-      this.#giveBackPayload(request.payload);
-      request.payload = undefined;
-    }
+    // A write's data is its payload buffer; a read's is a view of its reply.
+    if (request.op === "write" && request.data) this.#payloads.give(request.data, 0);
+    request.data = undefined;
     this.#inflight--;
     this.#inflightBytes -= request.costBytes;
     assert(this.#inflight >= 0 && this.#inflightBytes >= 0, "in-flight counts never go negative");
     this.#out.push({ bytes: reply, pooled });
-  }
-
-  #okReply(header: RequestHeader): Uint8Array {
-    return this.#session.structuredReplies
-      ? encodeNoneChunk(header.cookie)
-      : encodeSimpleReply(header.cookie, 0);
-  }
-
-  #giveBackPayload(payload: Uint8Array): void {
-    this.#payloads.give(payload, 0);
-  }
-
-  // ------------------------------------------------------------ engine messages
-
-  /** Takes every message posted so far (the mailbox counts them). */
-  async #takeMessages(): Promise<void> {
-    const posted = Atomics.load(this.#setup.mailbox, MAILBOX.POSTED);
-    while (this.#messagesTaken < posted) {
-      const message = await this.#messages.next();
-      this.#messagesTaken++;
-      switch (message.type) {
-        case "reply": {
-          const request = this.#forwarded.get(message.id);
-          assert(request !== undefined, "a reply answers a forwarded request");
-          this.#forwarded.delete(message.id);
-          this.#answer(request, message.reply, false);
-          break;
-        }
-        case "gate-open":
-          this.#state.adopt(message.state);
-          break;
-        case "setup":
-          assert(false, "a worker is set up once");
-      }
-    }
   }
 
   // ------------------------------------------------------------ replies and waiting
@@ -990,7 +579,7 @@ class DirectTransmission {
       // socket buffer full. Only with no disk I/O in flight, though: requests
       // inside the engine's gate must not wait for this client to read (see
       // settleDiskIo). A client that stops reading is cut off at stop.
-      const blocking = large && this.#aio.inflight === 0;
+      const blocking = large && this.#path.diskInflight === 0;
       const sent = sendBytes(
         this.#fd,
         chunk,
@@ -1042,7 +631,7 @@ class DirectTransmission {
   /** Blocks until something can happen: bytes to read, room to send, disk I/O done, a message. */
   #wait(): void {
     // Nothing in flight means every slot is free again: retry at once.
-    if (this.#waitingForRoom && this.#aio.inflight === 0) return;
+    if (this.#path.retriesNow) return;
     // A request that the in-flight limits parked in the input buffer and now
     // admit: the client may have sent all it will send and be waiting for its
     // reply, so the next turn parses it before anything waits on the socket.
@@ -1051,8 +640,8 @@ class DirectTransmission {
       this.#incoming !== undefined ||
       (this.#inflight < NBD_INFLIGHT_MAX && this.#inputRoomBytes() > 0)
     );
-    const idle = this.#aio.inflight === 0 && this.#out.length === 0 &&
-      this.#forwarded.size === 0 && this.#waiting.length === 0;
+    const idle = this.#path.diskInflight === 0 && this.#out.length === 0 &&
+      !this.#path.awaitsEngine;
     if (canRead && idle) {
       if (this.#idlePollPays && this.#pollBeforeSleeping()) return;
       // Only the client can start anything: wait in recv itself (shutdown() ends it at stop).
@@ -1068,9 +657,10 @@ class DirectTransmission {
     const canSend = this.#out.length > 0 && this.#failure === undefined;
     const socketEvents = (canRead ? POLLIN : 0) | (canSend ? POLLOUT : 0);
     count = this.#pollEntry(view, count, this.#fd, socketEvents);
-    if (this.#aio.inflight > 0) count = this.#pollEntry(view, count, this.#aioEventFd, POLLIN);
+    const disk = this.#path.diskInflight > 0;
+    if (disk) count = this.#pollEntry(view, count, this.#path.eventFd, POLLIN);
     count = this.#pollEntry(view, count, this.#setup.wakeFd, POLLIN);
-    this.#assertMaySleep({ replies: canSend, wake: true, disk: this.#aio.inflight > 0 });
+    this.#assertMaySleep({ replies: canSend, wake: true, disk });
     const ready = pollDescriptors(this.#pollFds, count, -1);
     if (ready <= 0) return;
     for (let i = 0; i < count; i++) {
@@ -1095,10 +685,10 @@ class DirectTransmission {
     if (this.#out.length > 0 && this.#failure === undefined) {
       assert(watched.replies, "a sleep with replies queued wakes when the socket takes them");
     }
-    if (this.#forwarded.size > 0 || this.#waiting.length > 0) {
+    if (this.#path.awaitsEngine) {
       assert(watched.wake, "a sleep with requests on the engine or the gate wakes for them");
     }
-    if (this.#aio.inflight > 0) {
+    if (this.#path.diskInflight > 0) {
       assert(watched.disk, "a sleep with disk I/O in flight wakes for it");
     }
     if (this.#reading && this.#inputEnded) {
