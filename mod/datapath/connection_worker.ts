@@ -1,5 +1,6 @@
 /**
- * One NBD connection served on a worker thread: the handshake, then a
+ * One NBD connection served on a worker thread, from the end of its
+ * handshake (done on the engine's thread, see `export/nbd/negotiator.ts`): a
  * transmission loop that does its own socket and disk I/O.
  *
  * Why a thread per connection: on the event loop every request paid for
@@ -40,9 +41,8 @@ import {
 import { ShapedBufferPools } from "../aligned_bytes.ts";
 import { AIO_OPCODE } from "../sys/aio.ts";
 import { ERRNO, RWF_DSYNC } from "../sys/libc.ts";
-import { ConnByteStream } from "../export/nbd/byte_stream.ts";
 import { isConnectionFailure } from "../export/nbd/connection.ts";
-import { type NbdSession, runHandshake } from "../export/nbd/handshake.ts";
+import type { NbdSession } from "../export/nbd/handshake.ts";
 import {
   decodeRequestHeaderAt,
   encodeErrorChunk,
@@ -146,31 +146,27 @@ export class MessageQueue {
 }
 
 /**
- * Serves the connection in `setup` until it ends; posts "transmission" after
- * the handshake and "ended" at the end. The caller closes nothing: the socket
- * belongs to the engine's thread, which closes it after "ended".
+ * Readies an accepted socket for a worker (its send buffer). Called before
+ * the handshake's last reply: once the client has it, the connection is as
+ * it will stay.
+ */
+export function prepareWorkerSocket(fd: number): void {
+  growSendBuffer(fd, SOCKET_SEND_BUFFER_BYTES);
+}
+
+/**
+ * Serves the connection in `setup`, past its handshake, until it ends; posts
+ * "ended" at the end. The caller closes nothing: the socket belongs to the
+ * engine's thread, which closes it after "ended".
  */
 export async function serveWorkerConnection(
   setup: WorkerSetup,
   messages: MessageQueue,
   post: (message: FromWorker) => void,
 ): Promise<void> {
-  // Before the handshake: once the client has its reply, the connection is as it will stay.
-  growSendBuffer(setup.connectionFd, SOCKET_SEND_BUFFER_BYTES);
-  const socket = new BlockingSocket(setup.connectionFd, setup.counters);
-  const stream = new ConnByteStream(socket);
-  let result;
-  try {
-    result = await runHandshake(stream, { export: setup.export });
-  } catch (error) {
-    post(endedWith(error));
-    return;
-  }
-  if (result.kind === "aborted") return post({ type: "ended", end: "aborted" });
-  post({ type: "transmission", session: result.session });
   let loop: DirectTransmission;
   try {
-    loop = new DirectTransmission(setup, result.session, stream.takeBuffered(), messages, post);
+    loop = new DirectTransmission(setup, setup.session, setup.received, messages, post);
   } catch (error) {
     // No eventfd or AIO context (fs.aio-max-nr reached): this connection ends, the server goes on.
     shutdownSocket(setup.connectionFd, SHUT_RDWR);
@@ -195,30 +191,6 @@ export async function serveWorkerConnection(
 function endedWith(error: unknown): FromWorker {
   if (!isConnectionFailure(error)) throw error;
   return { type: "ended", end: "failed", error: { name: error.name, message: error.message } };
-}
-
-/** Blocking recv/send on the worker's own thread, for the handshake. */
-class BlockingSocket {
-  readonly #fd: number;
-  readonly #counters: Float64Array;
-
-  constructor(fd: number, counters: Float64Array) {
-    this.#fd = fd;
-    this.#counters = counters;
-  }
-
-  read(buffer: Uint8Array): Promise<number | null> {
-    const count = receive(this.#fd, buffer, 0);
-    if (count < 0) return Promise.reject(connectionError("receive", -count));
-    this.#counters[COUNTERS.BYTES_RECEIVED]! += count;
-    return Promise.resolve(count === 0 ? null : count);
-  }
-
-  write(data: Uint8Array): Promise<number> {
-    const count = sendBytes(this.#fd, data, MSG_NOSIGNAL);
-    if (count < 0) return Promise.reject(connectionError("send", -count));
-    return Promise.resolve(count);
-  }
 }
 
 function connectionError(what: string, errno: number): Error {

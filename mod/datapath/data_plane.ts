@@ -1,6 +1,7 @@
 /**
- * The NBD data plane, engine side: serves each accepted Unix-socket
- * connection on a worker thread of its own ({@link serveWorkerConnection}),
+ * The NBD data plane, engine side: serves each Unix-socket connection that
+ * finished its handshake on a worker thread of its own
+ * ({@link serveWorkerConnection}),
  * answers the requests workers forward with the same {@link RequestExecutor}
  * as the event-loop server, and tells workers when the remap gate reopens.
  *
@@ -14,7 +15,6 @@
 
 import { assert } from "../assert.ts";
 import type { Device } from "../device/device.ts";
-import type { NbdExport } from "../export/nbd/handshake.ts";
 import { ShapedBufferPools } from "../aligned_bytes.ts";
 import { RequestExecutor } from "../export/nbd/transmission.ts";
 import type { EngineStatePublisher } from "../remap/shared_state.ts";
@@ -39,6 +39,8 @@ import {
   type WorkerSetup,
 } from "./messages.ts";
 import type { ConnectionOutcome } from "../export/nbd/connection.ts";
+import type { NegotiatedConnection } from "../export/nbd/negotiator.ts";
+import { prepareWorkerSocket } from "./connection_worker.ts";
 export type { DiskHandle, FaultView, SpareHandle };
 
 /** What the data plane serves. */
@@ -67,8 +69,6 @@ export interface DataPlaneCounters {
 export interface DataPlaneConnection {
   /** Resolves when the connection is over and its worker gone. */
   readonly done: Promise<ConnectionOutcome>;
-  /** True until the handshake is over. */
-  readonly negotiating: boolean;
   /** Ends reading requests; those in flight are answered, then the connection ends. */
   stop(): void;
   /** Cuts the connection now (handshake timeout, shutdown grace period over). */
@@ -125,16 +125,25 @@ export class DataPlane {
   }
 
   /**
-   * Serves an accepted socket on a new worker. The socket is closed when the
-   * connection is over.
+   * Readies an accepted socket for a worker. Call it before the handshake's
+   * last reply: the client then finds the connection as it will stay.
    */
-  serve(fd: number, exported: NbdExport, onTransmission: () => void): DataPlaneConnection {
+  prepareSocket(fd: number): void {
+    prepareWorkerSocket(fd);
+  }
+
+  /**
+   * Serves a socket past its handshake on a worker: the pre-negotiated entry.
+   * The socket may come from the server's own handshake
+   * ({@link NegotiatedConnection}) or from anywhere else that negotiated on
+   * it (a connection the kernel's NBD client was given, say); it must block,
+   * and it is closed when the connection is over.
+   */
+  serve(fd: number, negotiated: NegotiatedConnection): DataPlaneConnection {
     const worker = this.#ready ?? this.#startWorker();
     this.#ready = undefined;
-    const connection = new WorkerConnection(worker, fd, exported, this.#options, () => {
-      onTransmission();
-      this.#prepareNextWorker();
-    });
+    const connection = new WorkerConnection(worker, fd, negotiated, this.#options);
+    this.#prepareNextWorker();
     this.#connections.add(connection);
     void connection.done.finally(() => {
       this.#connections.delete(connection);
@@ -186,14 +195,13 @@ function addCounters(total: DataPlaneCounters, counters: Float64Array): void {
 
 class WorkerConnection implements DataPlaneConnection {
   readonly done: Promise<ConnectionOutcome>;
-  negotiating = true;
   readonly counters = new Float64Array(new SharedArrayBuffer(COUNTERS.WORDS * 8));
   readonly #fd: number;
   readonly #wakeFd: number;
   readonly #mailbox = new Int32Array(new SharedArrayBuffer(MAILBOX.WORDS * 4));
   readonly #worker: Worker;
   readonly #options: DataPlaneOptions;
-  #executor: RequestExecutor | undefined;
+  readonly #executor: RequestExecutor;
   #ended = false;
   #finish!: (outcome: ConnectionOutcome) => void;
   #crash!: (error: Error) => void;
@@ -201,12 +209,17 @@ class WorkerConnection implements DataPlaneConnection {
   constructor(
     worker: Worker,
     fd: number,
-    exported: NbdExport,
+    negotiated: NegotiatedConnection,
     options: DataPlaneOptions,
-    onTransmission: () => void,
   ) {
     this.#fd = fd;
     this.#options = options;
+    this.#executor = new RequestExecutor(
+      options.engine,
+      negotiated.session,
+      new ShapedBufferPools(),
+    );
+    this.counters[COUNTERS.BYTES_RECEIVED] = negotiated.receivedBytes;
     const wakeFd = createEventFd();
     if (wakeFd < 0) throw new Error(`Cannot create an eventfd: errno ${-wakeFd}`);
     this.#wakeFd = wakeFd;
@@ -218,15 +231,6 @@ class WorkerConnection implements DataPlaneConnection {
     this.#worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
       switch (message.type) {
-        case "transmission":
-          this.negotiating = false;
-          this.#executor = new RequestExecutor(
-            options.engine,
-            message.session,
-            new ShapedBufferPools(),
-          );
-          onTransmission();
-          return;
         case "forward":
           for (const { id, header, payload } of message.requests) {
             void this.#answerForwarded(id, header, payload);
@@ -253,7 +257,9 @@ class WorkerConnection implements DataPlaneConnection {
       wakeFd,
       mailbox: this.#mailbox,
       counters: this.counters,
-      export: exported,
+      export: negotiated.export,
+      session: negotiated.session,
+      received: negotiated.received,
       blockBytes: options.engine.blockBytes,
       main: options.main,
       spares: options.spares,
@@ -270,7 +276,6 @@ class WorkerConnection implements DataPlaneConnection {
   describe(serial: number): string {
     const counters = this.counters;
     return `worker connection ${serial} (fd ${this.#fd}): ` +
-      `${this.negotiating ? "negotiating" : "transmission"}, ` +
       `${counters[COUNTERS.BYTES_RECEIVED]} bytes and ` +
       `${counters[COUNTERS.REQUESTS_RECEIVED]} requests received, ${this.answered} answered, ` +
       `${unreadBytes(this.#fd)} bytes unread in the socket, ` +
@@ -298,7 +303,6 @@ class WorkerConnection implements DataPlaneConnection {
     header: Parameters<RequestExecutor["execute"]>[0],
     payload: Uint8Array | undefined,
   ): Promise<void> {
-    assert(this.#executor !== undefined, "requests are forwarded after the handshake");
     const reply = await this.#executor.execute(header, payload).catch((error) => {
       this.#crash(error);
       return undefined;

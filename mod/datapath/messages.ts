@@ -62,13 +62,17 @@ export const COUNTERS = {
 
 /** Everything a worker needs to serve one connection. */
 export interface WorkerSetup {
-  /** The accepted socket. */
+  /** The socket, past its handshake; it blocks. */
   connectionFd: number;
   /** Signalled after each message to the worker. */
   wakeFd: number;
   mailbox: Int32Array;
   counters: Float64Array;
   export: NbdExport;
+  /** What the handshake agreed on. */
+  session: NbdSession;
+  /** Bytes the client sent behind its last option, read with it: transmission starts from them. */
+  received: Uint8Array;
   blockBytes: number;
   main: DiskHandle;
   /** By spare index. */
@@ -95,8 +99,6 @@ export interface ForwardedRequest {
 
 /** From a worker to the engine's thread. */
 export type FromWorker =
-  /** The handshake is over; forwarded requests are answered in this session's reply style. */
-  | { type: "transmission"; session: NbdSession }
   /** Requests the worker does not serve itself (an error, a pending block, a trim, ...). */
   | { type: "forward"; requests: ForwardedRequest[] }
   /** The connection is over; `error` when it failed. */

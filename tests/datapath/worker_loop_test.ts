@@ -36,6 +36,7 @@ import {
 import { COUNTERS, type FromWorker, MAILBOX } from "../../mod/datapath/messages.ts";
 import { openFileDevice } from "../../mod/device/file_device.ts";
 import { REQUEST_HEADER_BYTES } from "../../mod/export/nbd/protocol.ts";
+import { negotiateSocket } from "../../mod/export/nbd/negotiator.ts";
 import { pattern } from "../remap/harness.ts";
 import {
   BytePipe,
@@ -135,13 +136,22 @@ for (const row of ROWS) {
       );
       drain.postMessage({ fd: clientFd });
       const posted: FromWorker[] = [];
+      const exported = {
+        name: "dp",
+        sizeBytes: main.sizeBytes,
+        preferredBlockBytes: served.blockBytes,
+      };
+      const negotiated = await negotiateSocket(serverFd, exported);
+      assert(negotiated !== "aborted");
       await serveWorkerConnection(
         {
           connectionFd: serverFd,
           wakeFd,
           mailbox: new Int32Array(new SharedArrayBuffer(MAILBOX.WORDS * 4)),
           counters: new Float64Array(new SharedArrayBuffer(COUNTERS.WORDS * 8)),
-          export: { name: "dp", sizeBytes: main.sizeBytes, preferredBlockBytes: served.blockBytes },
+          export: exported,
+          session: negotiated.session,
+          received: negotiated.received,
           blockBytes: served.blockBytes,
           main: { fd: main.fd, direct: false },
           spares: [{
