@@ -93,13 +93,13 @@ export class DataPlane {
   #retiredAnswered = 0;
   readonly #stopListening: () => void;
   /**
-   * A worker started ahead of the next connection: starting one on accept
-   * holds up the client's handshake (qemu-img and nbd-client connect per
-   * command). It is started only once the connections
+   * A worker started ahead of the next connection: starting one when a
+   * handshake ends holds up the client's first request (qemu-img and
+   * nbd-client connect per command). It is started only once the connections
    * before it are serving, so its start never competes with their first
    * requests (under emulation, compiling a worker takes seconds).
    */
-  #ready: Worker | undefined;
+  #ready: SpareWorker | undefined;
   #readyTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: DataPlaneOptions) {
@@ -133,15 +133,48 @@ export class DataPlane {
   }
 
   /**
+   * Resolves once a started worker waits for the next connection: from then
+   * on, a client's handshake does not wait for a worker's start.
+   */
+  async spareReady(): Promise<void> {
+    this.#ready ??= this.#startWorker();
+    await this.#ready.started;
+  }
+
+  /**
+   * Takes a worker for a connection whose handshake is about to end, once it
+   * has started: the client's first request then finds it serving, as when
+   * the worker ran the handshake itself (a start takes seconds on a loaded
+   * machine). Give it to {@link serve}, or terminate it.
+   *
+   * @throws {Error} When the worker cannot start (its module fails to load).
+   */
+  async claimWorker(): Promise<Worker> {
+    const spare = this.#ready ?? this.#startWorker();
+    this.#ready = undefined;
+    await spare.started;
+    return spare.worker;
+  }
+
+  /**
    * Serves a socket past its handshake on a worker: the pre-negotiated entry.
    * The socket may come from the server's own handshake
    * ({@link NegotiatedConnection}) or from anywhere else that negotiated on
    * it (a connection the kernel's NBD client was given, say); it must block,
    * and it is closed when the connection is over.
+   *
+   * @param options.worker One from {@link claimWorker}. @default the spare one, or a new one
    */
-  serve(fd: number, negotiated: NegotiatedConnection): DataPlaneConnection {
-    const worker = this.#ready ?? this.#startWorker();
-    this.#ready = undefined;
+  serve(
+    fd: number,
+    negotiated: NegotiatedConnection,
+    options: { worker?: Worker } = {},
+  ): DataPlaneConnection {
+    let worker = options.worker;
+    if (worker === undefined) {
+      worker = (this.#ready ?? this.#startWorker()).worker;
+      this.#ready = undefined;
+    }
     const connection = new WorkerConnection(worker, fd, negotiated, this.#options);
     this.#prepareNextWorker();
     this.#connections.add(connection);
@@ -167,7 +200,7 @@ export class DataPlane {
     assert(this.#connections.size === 0, "the data plane closes after its connections");
     this.#stopListening();
     clearTimeout(this.#readyTimer);
-    this.#ready?.terminate();
+    this.#ready?.worker.terminate();
     this.#ready = undefined;
   }
 
@@ -180,9 +213,27 @@ export class DataPlane {
     }, WORKER_PREPARE_DELAY_MS);
   }
 
-  #startWorker(): Worker {
-    return new Worker(this.#options.workerUrl, { type: "module" });
+  #startWorker(): SpareWorker {
+    const worker = new Worker(this.#options.workerUrl, { type: "module" });
+    const started = new Promise<void>((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<FromWorker>) => {
+        if (event.data.type === "started") resolve();
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        reject(new Error(`A connection worker failed to start: ${event.message}`));
+      };
+    });
+    // Only a claim waits for the start; a spare that fails is a failure when claimed.
+    started.catch(() => {});
+    return { worker, started };
   }
+}
+
+/** A worker for the next connection, and when it is running. */
+interface SpareWorker {
+  worker: Worker;
+  started: Promise<void>;
 }
 
 function addCounters(total: DataPlaneCounters, counters: Float64Array): void {
@@ -231,6 +282,8 @@ class WorkerConnection implements DataPlaneConnection {
     this.#worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
       switch (message.type) {
+        case "started":
+          return;
         case "forward":
           for (const { id, header, payload } of message.requests) {
             void this.#answerForwarded(id, header, payload);

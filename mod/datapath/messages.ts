@@ -99,6 +99,8 @@ export interface ForwardedRequest {
 
 /** From a worker to the engine's thread. */
 export type FromWorker =
+  /** The worker runs and waits for its setup. */
+  | { type: "started" }
   /** Requests the worker does not serve itself (an error, a pending block, a trim, ...). */
   | { type: "forward"; requests: ForwardedRequest[] }
   /** The connection is over; `error` when it failed. */

@@ -33,4 +33,5 @@ export function runConnectionWorker(): void {
       post({ type: "crashed", message: failure.message, stack: failure.stack ?? "" });
     });
   };
+  post({ type: "started" });
 }

@@ -64,7 +64,7 @@ Deno.test("data plane: a socket negotiated before the worker starts is served, r
   const [serverFd, clientFd] = socketPair();
   try {
     const exported = { name: "dp", sizeBytes: setup.engine.sizeBytes, preferredBlockBytes: 4096 };
-    const negotiating = negotiateSocket(serverFd, exported);
+    const negotiating = negotiateSocket(serverFd, { export: exported });
     const client = fdClient(clientFd);
     await greet(client);
     const data = pattern(setup.blockBytes, 11);

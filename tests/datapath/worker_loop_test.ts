@@ -141,7 +141,7 @@ for (const row of ROWS) {
         sizeBytes: main.sizeBytes,
         preferredBlockBytes: served.blockBytes,
       };
-      const negotiated = await negotiateSocket(serverFd, exported);
+      const negotiated = await negotiateSocket(serverFd, { export: exported });
       assert(negotiated !== "aborted");
       await serveWorkerConnection(
         {

@@ -27,7 +27,12 @@ import {
   sendBytes,
 } from "../../sys/syscalls.ts";
 import { ConnByteStream, type ConnLike } from "./byte_stream.ts";
-import { type NbdExport, type NbdSession, runHandshake } from "./handshake.ts";
+import {
+  type HandshakeOptions,
+  type NbdExport,
+  type NbdSession,
+  runHandshake,
+} from "./handshake.ts";
 
 /** A connection past its handshake, ready for transmission. */
 export interface NegotiatedConnection {
@@ -108,27 +113,27 @@ export class PolledSocket implements ConnLike {
  *
  * @param fd An accepted socket; the caller closes it when this fails or the client aborts.
  *   To give up on a client (a deadline, shutdown), shut the socket down: this then fails.
- * @param exported The export on offer.
+ * @param options The export on offer; what to await before the last reply.
  * @returns The connection past its handshake, or "aborted" after NBD_OPT_ABORT.
  * @throws {NbdProtocolError} When the client breaks the protocol.
  * @throws {StreamEndedError} When the client goes away (or the socket was shut down).
  *
  * @example
  * ```ts ignore
- * const negotiated = await negotiateSocket(fd, exported);
+ * const negotiated = await negotiateSocket(fd, { export: exported });
  * if (negotiated !== "aborted") dataPlane.serve(fd, negotiated);
  * ```
  */
 export async function negotiateSocket(
   fd: number,
-  exported: NbdExport,
+  options: HandshakeOptions,
 ): Promise<NegotiatedConnection | "aborted"> {
   const socket = new PolledSocket(fd);
   const stream = new ConnByteStream(socket);
-  const result = await runHandshake(stream, { export: exported });
+  const result = await runHandshake(stream, options);
   if (result.kind === "aborted") return "aborted";
   return {
-    export: exported,
+    export: options.export,
     session: result.session,
     received: stream.takeBuffered(),
     receivedBytes: socket.receivedBytes,

@@ -322,15 +322,21 @@ class Server implements NbdServer {
       cut();
     }, this.#handshakeTimeoutMs);
     this.#connections.add(connection);
+    let worker: Worker | undefined;
     const task = (async () => {
-      const negotiated = await negotiateSocket(fd, this.#export).catch((error: unknown) => {
+      const negotiated = await negotiateSocket(fd, {
+        export: this.#export,
+        beforeTransmission: async () => {
+          worker = await this.#dataPlane!.claimWorker();
+        },
+      }).catch((error: unknown) => {
         if (!isConnectionFailure(error)) throw error;
         if (!cutByUs) this.#log(`${label}: connection ended: ${error.name}: ${error.message}`);
         return "failed" as const;
       });
       clearTimeout(deadline);
-      if (typeof negotiated === "string" || this.#stop.signal.aborted) return;
-      served = this.#dataPlane!.serve(fd, negotiated);
+      if (typeof negotiated === "string" || this.#stop.signal.aborted) return worker?.terminate();
+      served = this.#dataPlane!.serve(fd, negotiated, { worker });
       const outcome = await served.done;
       if (outcome.end === "failed") {
         this.#log(`${label}: connection ended: ${outcome.error.name}: ${outcome.error.message}`);

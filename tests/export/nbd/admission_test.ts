@@ -7,7 +7,8 @@
  * bytes costs the server next to nothing, so the next honest client is
  * through its handshake within {@link HONEST_HANDSHAKE_MS}, as with nbdkit.
  * Method: a served setup with the data plane on its Unix socket and the event
- * loop on TCP; each transport takes the same seeded burst, then one client
+ * loop on TCP, once its spare worker runs (a worker's start is not
+ * admission); each transport takes the same seeded burst, then one client
  * times its connect and NBD_OPT_GO. Fewer clients sit than
  * NBD_CONNECTIONS_MAX, since those count as connections and the ones past
  * the limit are refused by design (server_test.ts); the honest client must
@@ -138,6 +139,7 @@ async function patiently<T>(promise: Promise<T>): Promise<T> {
 for (const transport of ["unix", "tcp"] as const) {
   Deno.test(`admission over ${transport}: after ${ABANDONED_HANDSHAKES} abandoned handshakes and ${GARBAGE_STREAMS} garbage streams, an honest client negotiates within ${HONEST_HANDSHAKE_MS} ms`, async () => {
     await using setup = await startServedSetup({ tcp: true });
+    await setup.dataPlane.spareReady();
     const connect: Connect = transport === "unix"
       ? () => Deno.connect({ transport: "unix", path: setup.server.unixPath! })
       : () => Deno.connect({ hostname: "127.0.0.1", port: setup.server.tcpPort! });
