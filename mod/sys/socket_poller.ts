@@ -45,6 +45,13 @@ class SocketPoller {
   /** Resolves with poll's revents once `fd` is ready for `events`, hung up or failed. */
   ready(fd: number, events: number): Promise<number> {
     assert(!this.#waiters.has(fd), "one task waits on a socket at a time");
+    if (this.#wakeFd < 0) {
+      // Once per process, at the first wait.
+      const wakeFd = createEventFd();
+      if (wakeFd < 0) throw new Error(`Cannot create an eventfd: errno ${-wakeFd}`);
+      this.#wakeFd = wakeFd;
+      pollOnPool = Deno.dlopen("libc.so.6", SYMBOLS).symbols.poll;
+    }
     return new Promise((resolve) => {
       this.#waiters.set(fd, { events, resolve });
       if (this.#loop === undefined) this.#loop = this.#run();
@@ -56,9 +63,7 @@ class SocketPoller {
   }
 
   async #run(): Promise<void> {
-    if (this.#wakeFd < 0) this.#wakeFd = createEventFd();
-    if (this.#wakeFd < 0) throw new Error(`Cannot create an eventfd: errno ${-this.#wakeFd}`);
-    pollOnPool ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols.poll;
+    const poll = pollOnPool!;
     while (this.#waiters.size > 0) {
       // A new array each time: the one of the poll in progress belongs to its thread.
       const entries = [
@@ -73,7 +78,7 @@ class SocketPoller {
       });
       this.#polling = true;
       // -1 only on EINTR or a lack of memory: both pass, and the loop polls again.
-      const ready = await pollOnPool(fds, BigInt(entries.length), -1);
+      const ready = await poll(fds, BigInt(entries.length), -1);
       this.#polling = false;
       if (ready <= 0) continue;
       if (view.getInt16(6, true) !== 0) {
