@@ -82,8 +82,6 @@ export interface DataPlaneCounters {
 export interface DataPlaneConnection {
   /** Resolves when the connection is over and its worker gone. */
   readonly done: Promise<ConnectionOutcome>;
-  /** True until the connection's setup (the NBD handshake) is over. */
-  readonly negotiating: boolean;
   /** Ends reading requests; those in flight are answered, then the connection ends. */
   stop(): void;
   /** Cuts the connection now (handshake timeout, shutdown grace period over). */
@@ -92,10 +90,16 @@ export interface DataPlaneConnection {
 
 /** Options of {@link DataPlane.serve}. */
 export interface ServeOptions {
-  /** The export's own setup for its worker (NBD: the export on offer); structured-cloneable. */
+  /**
+   * What the export's worker needs beyond the data path (NBD: the export,
+   * the negotiated session, the bytes received behind the last option);
+   * structured-cloneable, passed through unread.
+   */
   transport: unknown;
-  /** Called once the connection serves requests (the NBD handshake is over). */
-  onServing: () => void;
+  /** Bytes the connection received before it came here (its handshake), for the counters. @default 0 */
+  receivedBytes?: number;
+  /** One from {@link DataPlane.claimWorker}. @default the spare one, or a new one */
+  worker?: Worker;
 }
 
 /** Pause after a handshake before the next worker starts, so a burst of connects (nbd-client -C 2) is served first. */
@@ -116,13 +120,13 @@ export class DataPlane {
   #retiredAnswered = 0;
   readonly #stopListening: () => void;
   /**
-   * A worker started ahead of the next connection: starting one on accept
-   * holds up the client's handshake (qemu-img and nbd-client connect per
-   * command). It is started only once the connections
+   * A worker started ahead of the next connection: starting one when a
+   * handshake ends holds up the client's first request (qemu-img and
+   * nbd-client connect per command). It is started only once the connections
    * before it are serving, so its start never competes with their first
    * requests (under emulation, compiling a worker takes seconds).
    */
-  #ready: Worker | undefined;
+  #ready: SpareWorker | undefined;
   #readyTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: DataPlaneOptions) {
@@ -148,20 +152,44 @@ export class DataPlane {
   }
 
   /**
-   * Serves an accepted socket on a new worker. The socket is closed when the
-   * connection is over.
+   * Resolves once a started worker waits for the next connection: from then
+   * on, a client's handshake does not wait for a worker's start.
+   */
+  async spareReady(): Promise<void> {
+    this.#ready ??= this.#startWorker();
+    await this.#ready.started;
+  }
+
+  /**
+   * Takes a worker for a connection whose handshake is about to end, once it
+   * has started: the client's first request then finds it serving, as when
+   * the worker ran the handshake itself (a start takes seconds on a loaded
+   * machine). Give it to {@link serve}, or terminate it.
    *
-   * @param fd The accepted socket.
-   * @param options What the worker's export needs (passed through) and who
-   * hears that the connection serves requests.
+   * @throws {Error} When the worker cannot start (its module fails to load).
+   */
+  async claimWorker(): Promise<Worker> {
+    const spare = this.#ready ?? this.#startWorker();
+    this.#ready = undefined;
+    await spare.started;
+    return spare.worker;
+  }
+
+  /**
+   * Serves a socket past its setup (for NBD, the handshake) on a worker: the
+   * pre-negotiated entry. The socket may come from the server's own handshake
+   * or from anywhere else that negotiated on it (a connection the kernel's NBD
+   * client was given, say); it must block, and it is closed when the
+   * connection is over.
    */
   serve(fd: number, options: ServeOptions): DataPlaneConnection {
-    const worker = this.#ready ?? this.#startWorker();
-    this.#ready = undefined;
-    const connection = new WorkerConnection(worker, fd, options.transport, this.#options, () => {
-      options.onServing();
-      this.#prepareNextWorker();
-    });
+    let worker = options.worker;
+    if (worker === undefined) {
+      worker = (this.#ready ?? this.#startWorker()).worker;
+      this.#ready = undefined;
+    }
+    const connection = new WorkerConnection(worker, fd, options, this.#options);
+    this.#prepareNextWorker();
     this.#connections.add(connection);
     void connection.done.finally(() => {
       this.#connections.delete(connection);
@@ -185,7 +213,7 @@ export class DataPlane {
     assert(this.#connections.size === 0, "the data plane closes after its connections");
     this.#stopListening();
     clearTimeout(this.#readyTimer);
-    this.#ready?.terminate();
+    this.#ready?.worker.terminate();
     this.#ready = undefined;
   }
 
@@ -198,9 +226,27 @@ export class DataPlane {
     }, WORKER_PREPARE_DELAY_MS);
   }
 
-  #startWorker(): Worker {
-    return new Worker(this.#options.workerUrl, { type: "module" });
+  #startWorker(): SpareWorker {
+    const worker = new Worker(this.#options.workerUrl, { type: "module" });
+    const started = new Promise<void>((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<FromWorker>) => {
+        if (event.data.type === "started") resolve();
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        reject(new Error(`A connection worker failed to start: ${event.message}`));
+      };
+    });
+    // Only a claim waits for the start; a spare that fails is a failure when claimed.
+    started.catch(() => {});
+    return { worker, started };
   }
+}
+
+/** A worker for the next connection, and when it is running. */
+interface SpareWorker {
+  worker: Worker;
+  started: Promise<void>;
 }
 
 function addCounters(total: DataPlaneCounters, counters: Float64Array): void {
@@ -213,7 +259,6 @@ function addCounters(total: DataPlaneCounters, counters: Float64Array): void {
 
 class WorkerConnection implements DataPlaneConnection {
   readonly done: Promise<ConnectionOutcome>;
-  negotiating = true;
   readonly counters = new Float64Array(new SharedArrayBuffer(COUNTERS.WORDS * 8));
   readonly #fd: number;
   readonly #wakeFd: number;
@@ -225,16 +270,11 @@ class WorkerConnection implements DataPlaneConnection {
   #finish!: (outcome: ConnectionOutcome) => void;
   #crash!: (error: Error) => void;
 
-  constructor(
-    worker: Worker,
-    fd: number,
-    transport: unknown,
-    options: DataPlaneOptions,
-    onServing: () => void,
-  ) {
+  constructor(worker: Worker, fd: number, serve: ServeOptions, options: DataPlaneOptions) {
     this.#fd = fd;
     this.#options = options;
     this.#executor = new DataExecutor(options.engine);
+    this.counters[COUNTERS.BYTES_RECEIVED] = serve.receivedBytes ?? 0;
     const wakeFd = createEventFd();
     if (wakeFd < 0) throw new Error(`Cannot create an eventfd: errno ${-wakeFd}`);
     this.#wakeFd = wakeFd;
@@ -246,9 +286,7 @@ class WorkerConnection implements DataPlaneConnection {
     this.#worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
       switch (message.type) {
-        case "serving":
-          this.negotiating = false;
-          onServing();
+        case "started":
           return;
         case "forward":
           for (const { id, request } of message.requests) void this.#answerForwarded(id, request);
@@ -274,7 +312,7 @@ class WorkerConnection implements DataPlaneConnection {
       wakeFd,
       mailbox: this.#mailbox,
       counters: this.counters,
-      transport,
+      transport: serve.transport,
       blockBytes: options.engine.blockBytes,
       main: options.main,
       spares: options.spares,
@@ -291,7 +329,6 @@ class WorkerConnection implements DataPlaneConnection {
   describe(serial: number): string {
     const counters = this.counters;
     return `worker connection ${serial} (fd ${this.#fd}): ` +
-      `${this.negotiating ? "negotiating" : "transmission"}, ` +
       `${counters[COUNTERS.BYTES_RECEIVED]} bytes and ` +
       `${counters[COUNTERS.REQUESTS_RECEIVED]} requests received, ${this.answered} answered, ` +
       `${unreadBytes(this.#fd)} bytes unread in the socket, ` +
@@ -315,7 +352,6 @@ class WorkerConnection implements DataPlaneConnection {
   }
 
   async #answerForwarded(id: number, request: DataRequest): Promise<void> {
-    assert(!this.negotiating, "requests are forwarded once the connection serves");
     const result = await this.#executor.execute(request).catch((error) => {
       this.#crash(error);
       return undefined;

@@ -67,7 +67,7 @@ export const COUNTERS = {
 
 /** Everything a worker needs to serve one connection. */
 export interface WorkerSetup {
-  /** The accepted socket. */
+  /** The socket, past its handshake; it blocks. */
   connectionFd: number;
   /** Signalled after each message to the worker. */
   wakeFd: number;
@@ -103,8 +103,8 @@ export interface ForwardedRequest {
 
 /** From a worker to the engine's thread. */
 export type FromWorker =
-  /** The connection is past its setup (the NBD handshake) and serves requests. */
-  | { type: "serving" }
+  /** The worker runs and waits for its setup. */
+  | { type: "started" }
   /** Requests the worker does not serve itself (an error, a pending block, a trim, ...). */
   | { type: "forward"; requests: ForwardedRequest[] }
   /** The connection is over; `error` when it failed. */

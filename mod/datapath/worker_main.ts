@@ -41,4 +41,5 @@ export function runConnectionWorker(serve: ServeConnection): void {
       post({ type: "crashed", message: failure.message, stack: failure.stack ?? "" });
     });
   };
+  post({ type: "started" });
 }

@@ -16,8 +16,7 @@ const SYMBOLS = {
   socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   listen: { parameters: ["i32", "i32"], result: "i32" },
-  // On a thread of the runtime's pool: the accept loop must not block the event loop.
-  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32", nonblocking: true },
+  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
@@ -46,6 +45,7 @@ function libc(): Symbols {
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
 const SOCK_CLOEXEC = 0o2000000;
+const SOCK_NONBLOCK = 0o4000;
 const SOCKADDR_UN_BYTES = 110;
 const SUN_PATH_BYTES = 108;
 /** `recv`/`sendmsg` flags. */
@@ -62,7 +62,8 @@ const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
 
 /**
- * A Unix stream socket bound to `path` and listening.
+ * A Unix stream socket bound to `path` and listening, non-blocking: accepting
+ * with nothing queued fails with EAGAIN (wait for POLLIN, see `socket_poller.ts`).
  *
  * @returns The socket or `-errno` (EADDRINUSE when the path exists).
  */
@@ -72,7 +73,7 @@ export function listenUnix(path: string, backlog: number): number {
   const address = new Uint8Array(SOCKADDR_UN_BYTES);
   new DataView(address.buffer).setUint16(0, AF_UNIX, true);
   address.set(encoded, 2);
-  const fd = callSync(() => libc().socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const fd = callSync(() => libc().socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd < 0) return fd;
   const bound = callSync(() => libc().bind(fd, address, SOCKADDR_UN_BYTES));
   const listening = bound < 0 ? bound : callSync(() => libc().listen(fd, backlog));
@@ -96,9 +97,14 @@ export function createSocketPair(): [number, number] | number {
   return result < 0 ? result : [fds[0]!, fds[1]!];
 }
 
-/** Waits for a connection on a thread of the pool: the new socket or `-1` (the listener was shut down or failed). */
-export async function acceptConnection(listenFd: number): Promise<number> {
-  return await libc().accept4(listenFd, null, null, SOCK_CLOEXEC);
+/**
+ * Takes a queued connection from a non-blocking listener ({@link listenUnix}).
+ * The new socket blocks (Linux does not pass O_NONBLOCK on).
+ *
+ * @returns The new socket, or `-errno`: EAGAIN when none is queued, EINVAL once the listener is shut down.
+ */
+export function acceptQueued(listenFd: number): number {
+  return callSync(() => libc().accept4(listenFd, null, null, SOCK_CLOEXEC));
 }
 
 const FIONREAD = 0x541bn;

@@ -37,6 +37,7 @@ import {
 import { COUNTERS, type FromWorker, MAILBOX } from "../../mod/datapath/messages.ts";
 import { openFileDevice } from "../../mod/device/file_device.ts";
 import { REQUEST_HEADER_BYTES } from "../../mod/export/nbd/protocol.ts";
+import { negotiateSocket } from "../../mod/export/nbd/negotiator.ts";
 import { pattern } from "../remap/harness.ts";
 import {
   BytePipe,
@@ -136,17 +137,20 @@ for (const row of ROWS) {
       );
       drain.postMessage({ fd: clientFd });
       const posted: FromWorker[] = [];
+      const exported = {
+        name: "dp",
+        sizeBytes: main.sizeBytes,
+        preferredBlockBytes: served.blockBytes,
+      };
+      const negotiated = await negotiateSocket(serverFd, { export: exported });
+      assert(negotiated !== "aborted");
       await serveWorkerConnection(
         {
           connectionFd: serverFd,
           wakeFd,
           mailbox: new Int32Array(new SharedArrayBuffer(MAILBOX.WORDS * 4)),
           counters: new Float64Array(new SharedArrayBuffer(COUNTERS.WORDS * 8)),
-          transport: {
-            name: "dp",
-            sizeBytes: main.sizeBytes,
-            preferredBlockBytes: served.blockBytes,
-          },
+          transport: negotiated,
           blockBytes: served.blockBytes,
           main: { fd: main.fd, direct: false },
           spares: [{

@@ -1,9 +1,9 @@
 /**
- * One NBD connection served on a worker thread: the handshake
- * ({@link serveWorkerConnection}), then a transmission loop that frames NBD
- * over its own socket and hands every request to the transport-neutral data
- * path (`datapath/data_path.ts`), which does the disk I/O or forwards the
- * request to the engine's thread.
+ * One NBD connection served on a worker thread, from the end of its
+ * handshake (done on the engine's thread, see `negotiator.ts`): a
+ * transmission loop that frames NBD over its own socket and hands every
+ * request to the transport-neutral data path (`datapath/data_path.ts`),
+ * which does the disk I/O or forwards the request to the engine's thread.
  *
  * Why a thread per connection: on the event loop every request paid for
  * promises, a runtime op per socket read and write and a thread hop or a
@@ -39,9 +39,9 @@ import { DataPath, type MessageQueue, type PathRequest } from "../../datapath/da
 import type { DataError } from "../../datapath/data_request.ts";
 import { COUNTERS, type FromWorker, MAILBOX, type WorkerSetup } from "../../datapath/messages.ts";
 import { runConnectionWorker } from "../../datapath/worker_main.ts";
-import { ConnByteStream } from "./byte_stream.ts";
 import { isConnectionFailure } from "./connection.ts";
-import { type NbdExport, type NbdSession, runHandshake } from "./handshake.ts";
+import type { NbdSession } from "./handshake.ts";
+import type { NegotiatedConnection } from "./negotiator.ts";
 import { blockStatusReply, validateRequest } from "./transmission.ts";
 import { dataFlagsOf, dataOpOf, encodeErrorReply, encodeOkReply, problemOf } from "./commands.ts";
 import {
@@ -110,31 +110,28 @@ const IDLE_POLL_MICROS = 100;
 const STREAM_PART_BYTES_MIN = 128 * 1024;
 
 /**
- * Serves the connection in `setup` until it ends; posts "serving" after
- * the handshake and "ended" at the end. The caller closes nothing: the socket
- * belongs to the engine's thread, which closes it after "ended".
+ * Readies an accepted socket for a worker (its send buffer). Called before
+ * the handshake's last reply: once the client has it, the connection is as
+ * it will stay.
+ */
+export function prepareWorkerSocket(fd: number): void {
+  growSendBuffer(fd, SOCKET_SEND_BUFFER_BYTES);
+}
+
+/**
+ * Serves the connection in `setup`, past its handshake, until it ends; posts
+ * "ended" at the end. The caller closes nothing: the socket belongs to the
+ * engine's thread, which closes it after "ended".
  */
 export async function serveWorkerConnection(
   setup: WorkerSetup,
   messages: MessageQueue,
   post: (message: FromWorker) => void,
 ): Promise<void> {
-  // Before the handshake: once the client has its reply, the connection is as it will stay.
-  growSendBuffer(setup.connectionFd, SOCKET_SEND_BUFFER_BYTES);
-  const socket = new BlockingSocket(setup.connectionFd, setup.counters);
-  const stream = new ConnByteStream(socket);
-  let result;
-  try {
-    result = await runHandshake(stream, { export: setup.transport as NbdExport });
-  } catch (error) {
-    post(endedWith(error));
-    return;
-  }
-  if (result.kind === "aborted") return post({ type: "ended", end: "aborted" });
-  post({ type: "serving" });
+  const negotiated = setup.transport as NegotiatedConnection;
   let loop: NbdTransmission;
   try {
-    loop = new NbdTransmission(setup, result.session, stream.takeBuffered(), messages, post);
+    loop = new NbdTransmission(setup, negotiated.session, negotiated.received, messages, post);
   } catch (error) {
     // No eventfd or AIO context (fs.aio-max-nr reached): this connection ends, the server goes on.
     shutdownSocket(setup.connectionFd, SHUT_RDWR);
@@ -159,30 +156,6 @@ export async function serveWorkerConnection(
 function endedWith(error: unknown): FromWorker {
   if (!isConnectionFailure(error)) throw error;
   return { type: "ended", end: "failed", error: { name: error.name, message: error.message } };
-}
-
-/** Blocking recv/send on the worker's own thread, for the handshake. */
-class BlockingSocket {
-  readonly #fd: number;
-  readonly #counters: Float64Array;
-
-  constructor(fd: number, counters: Float64Array) {
-    this.#fd = fd;
-    this.#counters = counters;
-  }
-
-  read(buffer: Uint8Array): Promise<number | null> {
-    const count = receive(this.#fd, buffer, 0);
-    if (count < 0) return Promise.reject(connectionError("receive", -count));
-    this.#counters[COUNTERS.BYTES_RECEIVED]! += count;
-    return Promise.resolve(count === 0 ? null : count);
-  }
-
-  write(data: Uint8Array): Promise<number> {
-    const count = sendBytes(this.#fd, data, MSG_NOSIGNAL);
-    if (count < 0) return Promise.reject(connectionError("send", -count));
-    return Promise.resolve(count);
-  }
 }
 
 function connectionError(what: string, errno: number): Error {
@@ -507,7 +480,7 @@ class NbdTransmission {
 
   #problemWith(header: RequestHeader) {
     return validateRequest(header, {
-      sizeBytes: (this.#setup.transport as NbdExport).sizeBytes,
+      sizeBytes: (this.#setup.transport as NegotiatedConnection).export.sizeBytes,
       session: this.#session,
     });
   }

@@ -115,6 +115,11 @@ export type HandshakeResult =
 export interface HandshakeOptions {
   /** The export on offer. */
   export: NbdExport;
+  /**
+   * Awaited before the reply that ends the handshake: transmission starts
+   * only once whatever serves it is ready. @default none
+   */
+  beforeTransmission?: () => Promise<void>;
 }
 
 /** The context id we hand out for `base:allocation` (any value works; clients treat it as opaque). */
@@ -212,6 +217,7 @@ export async function runHandshake(
       await stream.write(concatBytes(outcome.replies)).catch(() => {});
       return { kind: "aborted" };
     }
+    if (outcome.end === "transmission") await options.beforeTransmission?.();
     await stream.write(concatBytes(outcome.replies));
     if (outcome.end === "transmission") {
       return {

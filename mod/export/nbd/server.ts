@@ -11,9 +11,16 @@
  * restarted by systemd from durable state.
  *
  * With a {@link DataPlane}, connections on the Unix socket are served on
- * worker threads instead (`connection_worker.ts` over `mod/datapath/`): the
- * socket is then made with libc, since a `Deno.Conn` cannot move to a worker. TCP connections are
- * always served on the event loop.
+ * worker threads instead (see `mod/datapath/`): the socket is then made with
+ * libc, since a `Deno.Conn` cannot move to a worker. Such a connection
+ * negotiates on the event loop first ({@link negotiateSocket}) and gets its
+ * worker only once it chose the export: clients that connect and hang up,
+ * stall or send garbage cost no thread, so they cannot keep an honest client
+ * waiting. TCP connections are always served on the event loop.
+ *
+ * Admission is bounded the same way on every listener: at most
+ * NBD_CONNECTIONS_MAX connections, those still negotiating included (more are
+ * refused at once), and each handshake within `handshakeTimeoutMs`.
  *
  * Shutdown ({@link NbdServer.close}) stops accepting, closes connections still
  * in the handshake, lets requests in flight finish and their replies be sent,
@@ -30,14 +37,20 @@ import { ConnByteStream } from "./byte_stream.ts";
 import { serveConnection } from "./connection.ts";
 import { listenProblemOf, removeSocketFile, removeStaleSocket } from "../../sys/unix_socket.ts";
 import { exportProblem, type NbdExport } from "./handshake.ts";
-import type { DataPlane } from "../../datapath/data_plane.ts";
+import type { DataPlane, DataPlaneConnection } from "../../datapath/data_plane.ts";
+import { ERRNO } from "../../sys/libc.ts";
+import { socketReady } from "../../sys/socket_poller.ts";
 import {
-  acceptConnection,
+  acceptQueued,
   closeDescriptor,
   listenUnix,
+  POLLIN,
   SHUT_RDWR,
   shutdownSocket,
 } from "../../sys/syscalls.ts";
+import { isConnectionFailure } from "./connection.ts";
+import { negotiateSocket } from "./negotiator.ts";
+import { prepareWorkerSocket } from "./connection_worker.ts";
 import { NBD_CLOSE_TIMEOUT_MS_DEFAULT, NBD_HANDSHAKE_TIMEOUT_MS_DEFAULT } from "../../constants.ts";
 export { NBD_CLOSE_TIMEOUT_MS_DEFAULT, NBD_HANDSHAKE_TIMEOUT_MS_DEFAULT };
 
@@ -158,8 +171,12 @@ export async function serveNbd(options: NbdServerOptions): Promise<NbdServer> {
   return new Server(listeners, unixFd, exported, options);
 }
 
-/** Backlog of the data plane's listening socket. */
-const LISTEN_BACKLOG = 64;
+/**
+ * Backlog of the data plane's listening socket: deep, so a burst of connects
+ * waits to be accepted instead of being refused (the kernel caps it at
+ * net.core.somaxconn).
+ */
+const LISTEN_BACKLOG = 4096;
 
 function listenDataPlane(path: string): number {
   const fd = listenUnix(path, LISTEN_BACKLOG);
@@ -253,7 +270,7 @@ class Server implements NbdServer {
   async #shutdown(): Promise<void> {
     this.#stop.abort();
     for (const listener of this.#listeners) listener.close();
-    // Wakes the accept blocked on a pool thread; the descriptor closes once it returned.
+    // Wakes the accept loop waiting for a connection; the descriptor closes once it returned.
     if (this.#unixFd !== undefined) shutdownSocket(this.#unixFd, SHUT_RDWR);
     await Promise.all(this.#acceptLoops);
     if (this.#unixFd !== undefined) closeDescriptor(this.#unixFd);
@@ -282,34 +299,58 @@ class Server implements NbdServer {
     this.#dataPlane?.close();
   }
 
+  /** Negotiates on the event loop, then hands the connection to a worker. */
   #trackWorker(fd: number): void {
     const label = `connection ${++this.#connectionSerial}`;
-    const served = this.#dataPlane!.serve(fd, {
-      transport: this.#export,
-      onServing: () => clearTimeout(deadline),
-    });
+    prepareWorkerSocket(fd);
+    let served: DataPlaneConnection | undefined;
+    let cutByUs = false;
+    // Shut down, not closed: the handshake may be waiting on the socket (see socketReady).
+    const cut = () => {
+      cutByUs = true;
+      shutdownSocket(fd, SHUT_RDWR);
+    };
     const connection: Connection = {
       label,
       get negotiating() {
-        return served.negotiating;
+        return served === undefined;
       },
-      close: () => served.abort(),
-      stop: () => served.stop(),
+      close: () => served ? served.abort() : cut(),
+      stop: () => served?.stop(),
     };
     const deadline = setTimeout(() => {
-      if (!served.negotiating) return;
       this.#log(`${label}: no export chosen within ${this.#handshakeTimeoutMs} ms, closing`);
-      served.abort();
+      cut();
     }, this.#handshakeTimeoutMs);
-    if (this.#stop.signal.aborted) served.stop();
     this.#connections.add(connection);
-    const task = served.done.then((outcome) => {
+    let worker: Worker | undefined;
+    const task = (async () => {
+      const negotiated = await negotiateSocket(fd, {
+        export: this.#export,
+        beforeTransmission: async () => {
+          worker = await this.#dataPlane!.claimWorker();
+        },
+      }).catch((error: unknown) => {
+        if (!isConnectionFailure(error)) throw error;
+        if (!cutByUs) this.#log(`${label}: connection ended: ${error.name}: ${error.message}`);
+        return "failed" as const;
+      });
+      clearTimeout(deadline);
+      if (typeof negotiated === "string" || this.#stop.signal.aborted) return worker?.terminate();
+      served = this.#dataPlane!.serve(fd, {
+        transport: negotiated,
+        receivedBytes: negotiated.receivedBytes,
+        worker,
+      });
+      const outcome = await served.done;
       if (outcome.end === "failed") {
         this.#log(`${label}: connection ended: ${outcome.error.name}: ${outcome.error.message}`);
       }
-    }).finally(() => {
+    })().finally(() => {
       clearTimeout(deadline);
       this.#connections.delete(connection);
+      // Closed only now: until then, close() may still shut the socket down.
+      if (served === undefined) closeDescriptor(fd);
       this.#tasks.delete(task);
     });
     this.#tasks.add(task);
@@ -368,15 +409,20 @@ class Server implements NbdServer {
     });
   }
 
-  /** Accepts on the data plane's socket; each connection goes to a worker. */
+  /** Accepts on the data plane's socket; each connection negotiates, then goes to a worker. */
   #acceptDataPlane(listenFd: number): Promise<void> {
     return this.#acceptLoop<number>({
       accept: async () => {
-        const fd = await acceptConnection(listenFd);
-        if (fd >= 0) return fd;
-        if (this.#stop.signal.aborted) return "closed";
-        this.#log("cannot accept a connection");
-        return "failed";
+        for (;;) {
+          const fd = acceptQueued(listenFd);
+          if (fd >= 0) return fd;
+          if (this.#stop.signal.aborted) return "closed";
+          if (fd !== -ERRNO.EAGAIN) {
+            this.#log(`cannot accept a connection: ${errnoInWords(-fd)}`);
+            return "failed";
+          }
+          await socketReady(listenFd, POLLIN);
+        }
       },
       close: closeDescriptor,
       track: (fd) => this.#trackWorker(fd),
