@@ -20,8 +20,6 @@ import type { TcpAddress } from "./options.ts";
 import { statusSourceOf } from "./status_source.ts";
 import { EventHistory } from "../events/event_history.ts";
 import { DataPlane } from "../datapath/data_plane.ts";
-import { FileDevice } from "../device/file_device.ts";
-import { FaultyDevice } from "../fault/faulty_device.ts";
 import { servingMarkerOfThisProcess } from "./serving_marker.ts";
 
 /** Where and how to serve. */
@@ -194,21 +192,24 @@ export async function startServing(options: ServingOptions): Promise<Serving> {
 }
 
 /**
- * Worker threads serve the Unix socket when every disk is a file or block
- * device this process opened (a worker does I/O on the descriptors itself),
- * with a fault-injection layer over the main disk or without.
+ * Worker threads serve the Unix socket when every disk offers direct access
+ * (a worker does I/O on the descriptors itself). The main disk may leave
+ * ranges to its device, which then sees the requests touching them; the
+ * workers check no such ranges on spares, so a spare that leaves any is
+ * served through the engine, like a disk without direct access.
  */
 function dataPlaneFor(engine: RemapDevice, options: ServingOptions): DataPlane | undefined {
-  const faulty = options.main.device instanceof FaultyDevice ? options.main.device : undefined;
-  const main = faulty ? faulty.inner : options.main.device;
-  if (options.nbdUnixPath === undefined || !(main instanceof FileDevice)) return undefined;
+  if (options.nbdUnixPath === undefined) return undefined;
+  const main = options.main.device.directAccess?.();
+  if (main === undefined) return undefined;
   const spares = [];
   for (const spare of engine.spares) {
-    if (!(spare.device instanceof FileDevice)) return undefined;
+    const access = spare.device.directAccess?.();
+    if (access === undefined || access.leftToDevice !== undefined) return undefined;
     spares[spare.index] = {
       index: spare.index,
-      fd: spare.device.fd,
-      direct: spare.device.direct,
+      fd: access.fd,
+      direct: access.direct,
       dataOffsetBytes: spare.store.payload.layout.dataOffsetBytes,
     };
   }
@@ -217,7 +218,7 @@ function dataPlaneFor(engine: RemapDevice, options: ServingOptions): DataPlane |
     main: { fd: main.fd, direct: main.direct },
     spares,
     workerUrl: options.workerUrl ?? new URL(Deno.mainModule),
-    faults: faulty && { badBlocks: faulty.sharedFaults, blockBytes: faulty.blockBytes },
+    leftToDevice: main.leftToDevice,
   });
 }
 

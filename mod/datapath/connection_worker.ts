@@ -285,7 +285,9 @@ class DirectTransmission {
   readonly #messages: MessageQueue;
   readonly #post: (message: FromWorker) => void;
   readonly #state: EngineStateReader;
-  readonly #faults: { reads: SharedBlockListReader; writes: SharedBlockListReader } | undefined;
+  readonly #leftToDevice:
+    | { reads: SharedBlockListReader; writes: SharedBlockListReader }
+    | undefined;
   readonly #aioEventFd: number;
   readonly #aio: AioBatch<Piece>;
   readonly #replyBuffers = new ShapedBufferPools();
@@ -324,7 +326,6 @@ class DirectTransmission {
   #messagesTaken = 0;
   #out: Outgoing[] = [];
   #outSent = 0;
-  #wroteSinceNote = false;
   readonly #runs: Run[] = [];
   readonly #sendBuffer = new Uint8Array(SEND_BUFFER_BYTES);
   /** Whether the last request was a write larger than SEND_COPY_BYTES_MAX. */
@@ -347,9 +348,9 @@ class DirectTransmission {
     this.#messages = messages;
     this.#post = post;
     this.#state = new EngineStateReader(setup.state);
-    this.#faults = setup.faults && {
-      reads: new SharedBlockListReader(setup.faults.badBlocks.reads),
-      writes: new SharedBlockListReader(setup.faults.badBlocks.writes),
+    this.#leftToDevice = setup.leftToDevice && {
+      reads: new SharedBlockListReader(setup.leftToDevice.reads),
+      writes: new SharedBlockListReader(setup.leftToDevice.writes),
     };
     this.#prefixBytes = readReplyPrefixBytes(session.structuredReplies);
     this.#blockBytes = setup.blockBytes;
@@ -374,10 +375,6 @@ class DirectTransmission {
       if (this.#reading) this.#parseRequests();
       this.#aio.submit();
       this.#aio.reap(this.#complete);
-      if (this.#wroteSinceNote) {
-        this.#state.noteWrites();
-        this.#wroteSinceNote = false;
-      }
       this.#postForwarded();
       this.#send();
       if (this.#failure && this.#aio.inflight === 0) throw this.#failure;
@@ -681,7 +678,7 @@ class DirectTransmission {
     const startBytes = request.startedBytes;
     const offsetBytes = Number(header.offset) + startBytes;
     const lengthBytes = endBytes - startBytes;
-    if (this.#touchesFaults(header.type, offsetBytes, lengthBytes)) return "engine";
+    if (this.#isLeftToDevice(header.type, offsetBytes, lengthBytes)) return "engine";
     if (!this.#state.tryEnter()) return "wait";
     const blockBytes = this.#blockBytes;
     const firstBlock = Math.floor(offsetBytes / blockBytes);
@@ -752,14 +749,14 @@ class DirectTransmission {
     return views;
   }
 
-  /** Whether the fault layer may fail this request: then it must go through the layer. */
-  #touchesFaults(type: number, offsetBytes: number, lengthBytes: number): boolean {
-    if (this.#faults === undefined) return false;
-    const faultBytes = this.#setup.faults!.blockBytes;
-    const list = type === NBD_CMD_WRITE ? this.#faults.writes : this.#faults.reads;
+  /** Whether the main disk's device must see this request itself: then it goes through the engine. */
+  #isLeftToDevice(type: number, offsetBytes: number, lengthBytes: number): boolean {
+    if (this.#leftToDevice === undefined) return false;
+    const listBytes = this.#setup.leftToDevice!.blockBytes;
+    const list = type === NBD_CMD_WRITE ? this.#leftToDevice.writes : this.#leftToDevice.reads;
     return list.anyBetween(
-      Math.floor(offsetBytes / faultBytes),
-      Math.floor((offsetBytes + lengthBytes - 1) / faultBytes),
+      Math.floor(offsetBytes / listBytes),
+      Math.floor((offsetBytes + lengthBytes - 1) / listBytes),
     );
   }
 
@@ -858,7 +855,7 @@ class DirectTransmission {
   /** FLUSH: fdatasync of the main disk and every spare, through AIO. */
   #startFlush(request: Request): void {
     const fds = [this.#setup.main.fd, ...this.#setup.spares.map((spare) => spare.fd)];
-    if (fds.length > this.#aio.free || this.#faults?.writes.everything) {
+    if (fds.length > this.#aio.free || this.#leftToDevice?.writes.everything) {
       return this.#forward(request);
     }
     request.piecesLeft = fds.length;
@@ -902,7 +899,6 @@ class DirectTransmission {
       return this.#answer(request, reply, true);
     }
     if (header.type === NBD_CMD_WRITE) {
-      this.#wroteSinceNote = true;
       counters[COUNTERS.WRITES]!++;
       counters[COUNTERS.BYTES_WRITTEN]! += header.lengthBytes;
     } else counters[COUNTERS.FLUSHES]!++;

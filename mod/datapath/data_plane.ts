@@ -5,15 +5,15 @@
  * as the event-loop server, and tells workers when the remap gate reopens.
  *
  * It applies to setups whose disks are files or block devices
- * ({@link DiskHandle}): a worker does I/O on their descriptors itself. A
- * fault-injection layer over the main disk stays in charge: requests that
- * touch its bad blocks are forwarded through it ({@link FaultView}).
+ * ({@link DiskHandle}): a worker does I/O on their descriptors itself. The
+ * main disk's device stays in charge of the ranges it leaves to itself
+ * ({@link LeftToDevice}): requests that touch them are forwarded through it.
  *
  * @module
  */
 
 import { assert } from "../assert.ts";
-import type { Device } from "../device/device.ts";
+import type { Device, LeftToDevice } from "../device/device.ts";
 import type { NbdExport } from "../export/nbd/handshake.ts";
 import { ShapedBufferPools } from "../aligned_bytes.ts";
 import { RequestExecutor } from "../export/nbd/transmission.ts";
@@ -31,7 +31,6 @@ import {
 import {
   COUNTERS,
   type DiskHandle,
-  type FaultView,
   type FromWorker,
   MAILBOX,
   type SpareHandle,
@@ -39,7 +38,7 @@ import {
   type WorkerSetup,
 } from "./messages.ts";
 import type { ConnectionOutcome } from "../export/nbd/connection.ts";
-export type { DiskHandle, FaultView, SpareHandle };
+export type { DiskHandle, SpareHandle };
 
 /** What the data plane serves. */
 export interface DataPlaneOptions {
@@ -50,8 +49,8 @@ export interface DataPlaneOptions {
   spares: SpareHandle[];
   /** The module a worker starts: one that calls `runConnectionWorker()`. */
   workerUrl: URL;
-  /** A fault-injection layer between the engine and the main disk. @default none */
-  faults?: FaultView;
+  /** Ranges of the main disk its device must see itself. @default none */
+  leftToDevice?: LeftToDevice;
 }
 
 /** Request counters over all workers, for the status API. */
@@ -258,7 +257,7 @@ class WorkerConnection implements DataPlaneConnection {
       main: options.main,
       spares: options.spares,
       state: options.engine.sharedState.buffers,
-      faults: options.faults,
+      leftToDevice: options.leftToDevice,
     };
     this.#worker.postMessage({ type: "setup", setup } satisfies ToWorker);
   }

@@ -11,7 +11,7 @@
 import type { NbdExport, NbdSession } from "../export/nbd/handshake.ts";
 import type { RequestHeader } from "../export/nbd/protocol.ts";
 import type { SharedEngineBuffers } from "../remap/shared_state.ts";
-import type { SharedFaults } from "../fault/faulty_device.ts";
+import type { LeftToDevice } from "../device/device.ts";
 
 /** A disk as the worker reaches it: an open descriptor of this process. */
 export interface DiskHandle {
@@ -25,14 +25,6 @@ export interface SpareHandle extends DiskHandle {
   /** The spare's index in the setup. */
   index: number;
   dataOffsetBytes: number;
-}
-
-/** A fault-injection layer between the engine and the main disk, as the workers see it. */
-export interface FaultView {
-  /** Its bad blocks; a request that touches one for its kind goes through the layer (forwarded). */
-  badBlocks: SharedFaults;
-  /** The unit of its bad blocks. */
-  blockBytes: number;
 }
 
 /** Words of a worker's mailbox (an `Int32Array` over shared memory). */
@@ -74,8 +66,8 @@ export interface WorkerSetup {
   /** By spare index. */
   spares: SpareHandle[];
   state: SharedEngineBuffers;
-  /** The fault layer over the main disk, if the setup has one. */
-  faults: FaultView | undefined;
+  /** What the main disk's device must see itself: requests touching it are forwarded. */
+  leftToDevice: LeftToDevice | undefined;
 }
 
 /** From the engine's thread to a worker. */

@@ -300,7 +300,6 @@ export class RemapDevice implements Device {
   async flush(): Promise<void> {
     this.counters.flushes++;
     const devices = [this.#main, ...this.#spares.map((spare) => spare.device)];
-    if (this.#shared.takeWorkerWrites()) devices.forEach((device) => device.noteOutsideWrites?.());
     await Promise.all(devices.map((device) => device.flush()));
   }
 
