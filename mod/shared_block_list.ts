@@ -1,9 +1,9 @@
 /**
  * A sorted list of block indexes in shared memory: one thread publishes it,
  * others ask whether a range of blocks touches it, without a message. The
- * engine publishes its pending blocks this way, the fault layer its bad
- * blocks, and the NBD data plane's workers send the requests that touch them
- * to the engine's thread.
+ * engine publishes its pending blocks this way, and a device the ranges it
+ * leaves to itself under direct access (`Device.directAccess`); the NBD data
+ * plane's workers send the requests that touch them to the engine's thread.
  *
  * A sequence lock orders it: the writer makes the sequence odd, writes, and
  * makes it even again; a reader retries while the sequence is odd or moved.

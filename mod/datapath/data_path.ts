@@ -139,7 +139,9 @@ export class DataPath<R extends PathRequest> {
   readonly #post: (message: FromWorker) => void;
   readonly #onDone: (request: R, error: DataError | undefined) => void;
   readonly #state: EngineStateReader;
-  readonly #faults: { reads: SharedBlockListReader; writes: SharedBlockListReader } | undefined;
+  readonly #leftToDevice:
+    | { reads: SharedBlockListReader; writes: SharedBlockListReader }
+    | undefined;
   readonly #eventFd: number;
   readonly #io: IoQueue<Piece<R>>;
   readonly #planner: RequestPlanner;
@@ -151,7 +153,6 @@ export class DataPath<R extends PathRequest> {
   #toForward: ForwardedRequest[] = [];
   #nextId = 1;
   #messagesTaken = 0;
-  #wroteSinceNote = false;
 
   /** @throws {Error} When no eventfd or I/O queue can be had (fs.aio-max-nr reached). */
   constructor(options: DataPathOptions<R>) {
@@ -161,9 +162,9 @@ export class DataPath<R extends PathRequest> {
     this.#post = options.post;
     this.#onDone = options.onDone;
     this.#state = new EngineStateReader(setup.state);
-    this.#faults = setup.faults && {
-      reads: new SharedBlockListReader(setup.faults.badBlocks.reads),
-      writes: new SharedBlockListReader(setup.faults.badBlocks.writes),
+    this.#leftToDevice = setup.leftToDevice && {
+      reads: new SharedBlockListReader(setup.leftToDevice.reads),
+      writes: new SharedBlockListReader(setup.leftToDevice.writes),
     };
     this.#planner = new RequestPlanner({
       blockBytes: setup.blockBytes,
@@ -211,10 +212,6 @@ export class DataPath<R extends PathRequest> {
   endTurn(): void {
     this.#io.submit();
     this.#io.reap(this.#complete);
-    if (this.#wroteSinceNote) {
-      this.#state.noteWrites();
-      this.#wroteSinceNote = false;
-    }
     this.#postForwarded();
   }
 
@@ -295,7 +292,7 @@ export class DataPath<R extends PathRequest> {
     const startBytes = request.startedBytes;
     const offsetBytes = request.offsetBytes + startBytes;
     const lengthBytes = endBytes - startBytes;
-    if (this.#touchesFaults(request.op, offsetBytes, lengthBytes)) return "engine";
+    if (this.#isLeftToDevice(request.op, offsetBytes, lengthBytes)) return "engine";
     if (!this.#state.tryEnter()) return "wait";
     const blockBytes = this.#setup.blockBytes;
     const firstBlock = Math.floor(offsetBytes / blockBytes);
@@ -354,24 +351,24 @@ export class DataPath<R extends PathRequest> {
   }
 
   /**
-   * Whether the fault layer may fail this request (for a flush: whether it
-   * fails every write): then it must go through the layer (forwarded).
+   * Whether the main disk's device must see this request itself (for a
+   * flush: whether it lists every write): then it goes through the engine.
    */
-  #touchesFaults(op: DataOp, offsetBytes: number, lengthBytes: number): boolean {
-    if (this.#faults === undefined) return false;
-    if (op === "flush") return this.#faults.writes.everything;
-    const faultBytes = this.#setup.faults!.blockBytes;
-    const list = op === "write" ? this.#faults.writes : this.#faults.reads;
+  #isLeftToDevice(op: DataOp, offsetBytes: number, lengthBytes: number): boolean {
+    if (this.#leftToDevice === undefined) return false;
+    if (op === "flush") return this.#leftToDevice.writes.everything;
+    const listBytes = this.#setup.leftToDevice!.blockBytes;
+    const list = op === "write" ? this.#leftToDevice.writes : this.#leftToDevice.reads;
     return list.anyBetween(
-      Math.floor(offsetBytes / faultBytes),
-      Math.floor((offsetBytes + lengthBytes - 1) / faultBytes),
+      Math.floor(offsetBytes / listBytes),
+      Math.floor((offsetBytes + lengthBytes - 1) / listBytes),
     );
   }
 
   /** Flush: fdatasync of the main disk and every spare, through the queue. */
   #startFlush(request: R): void {
     const fds = [this.#setup.main.fd, ...this.#setup.spares.map((spare) => spare.fd)];
-    if (fds.length > this.#io.free || this.#touchesFaults("flush", 0, 0)) {
+    if (fds.length > this.#io.free || this.#isLeftToDevice("flush", 0, 0)) {
       return this.#forward(request);
     }
     request.piecesLeft = fds.length;
@@ -405,7 +402,6 @@ export class DataPath<R extends PathRequest> {
       counters[COUNTERS.READS]!++;
       counters[COUNTERS.BYTES_READ]! += request.lengthBytes;
     } else if (request.op === "write") {
-      this.#wroteSinceNote = true;
       counters[COUNTERS.WRITES]!++;
       counters[COUNTERS.BYTES_WRITTEN]! += request.lengthBytes;
     } else counters[COUNTERS.FLUSHES]!++;

@@ -10,15 +10,15 @@
  * and results, the gate's reopening and the stop signal.
  *
  * It applies to setups whose disks are files or block devices
- * ({@link DiskHandle}): a worker does I/O on their descriptors itself. A
- * fault-injection layer over the main disk stays in charge: requests that
- * touch its bad blocks are forwarded through it ({@link FaultView}).
+ * ({@link DiskHandle}): a worker does I/O on their descriptors itself. The
+ * main disk's device stays in charge of the ranges it leaves to itself
+ * ({@link LeftToDevice}): requests that touch them are forwarded through it.
  *
  * @module
  */
 
 import { assert } from "../assert.ts";
-import type { Device } from "../device/device.ts";
+import type { Device, LeftToDevice } from "../device/device.ts";
 import { DataExecutor } from "./data_executor.ts";
 import type { DataRequest } from "./data_request.ts";
 import type { EngineStatePublisher } from "../remap/shared_state.ts";
@@ -35,14 +35,13 @@ import {
 import {
   COUNTERS,
   type DiskHandle,
-  type FaultView,
   type FromWorker,
   MAILBOX,
   type SpareHandle,
   type ToWorker,
   type WorkerSetup,
 } from "./messages.ts";
-export type { DiskHandle, FaultView, SpareHandle };
+export type { DiskHandle, SpareHandle };
 
 /** How a connection on a worker ended. */
 export type ConnectionOutcome =
@@ -65,8 +64,8 @@ export interface DataPlaneOptions {
    * `runNbdConnectionWorker()`). The data plane knows nothing of its protocol.
    */
   workerUrl: URL;
-  /** A fault-injection layer between the engine and the main disk. @default none */
-  faults?: FaultView;
+  /** Ranges of the main disk its device must see itself. @default none */
+  leftToDevice?: LeftToDevice;
 }
 
 /** Request counters over all workers, for the status API. */
@@ -317,7 +316,7 @@ class WorkerConnection implements DataPlaneConnection {
       main: options.main,
       spares: options.spares,
       state: options.engine.sharedState.buffers,
-      faults: options.faults,
+      leftToDevice: options.leftToDevice,
     };
     this.#worker.postMessage({ type: "setup", setup } satisfies ToWorker);
   }

@@ -16,7 +16,7 @@
 import type { DataRequest, DataResult } from "./data_request.ts";
 import type { SpareLayout } from "../metadata/spare_layout.ts";
 import type { SharedEngineBuffers } from "../remap/shared_state.ts";
-import type { SharedFaults } from "../fault/faulty_device.ts";
+import type { LeftToDevice } from "../device/device.ts";
 
 /** A disk as the worker reaches it: an open descriptor of this process. */
 export interface DiskHandle {
@@ -30,14 +30,6 @@ export interface SpareHandle extends DiskHandle {
   /** The spare's index in the setup. */
   index: number;
   layout: SpareLayout;
-}
-
-/** A fault-injection layer between the engine and the main disk, as the workers see it. */
-export interface FaultView {
-  /** Its bad blocks; a request that touches one for its kind goes through the layer (forwarded). */
-  badBlocks: SharedFaults;
-  /** The unit of its bad blocks. */
-  blockBytes: number;
 }
 
 /** Words of a worker's mailbox (an `Int32Array` over shared memory). */
@@ -83,8 +75,8 @@ export interface WorkerSetup {
   /** By spare index. */
   spares: SpareHandle[];
   state: SharedEngineBuffers;
-  /** The fault layer over the main disk, if the setup has one. */
-  faults: FaultView | undefined;
+  /** What the main disk's device must see itself: requests touching it are forwarded. */
+  leftToDevice: LeftToDevice | undefined;
 }
 
 /** From the engine's thread to a worker. */

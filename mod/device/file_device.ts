@@ -48,7 +48,13 @@
 import { assert } from "../assert.ts";
 import { DeviceIoError, DeviceOpenError, errnoInWords, type IoErrorCode } from "../errors.ts";
 import { busyReasonOf, describeUsers, lockHoldersOf } from "./device_users.ts";
-import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "./device.ts";
+import type {
+  ByteRange,
+  Device,
+  DirectAccess,
+  WriteOptions,
+  WriteZeroesOptions,
+} from "./device.ts";
 import { isRangeInside } from "./device.ts";
 import {
   ERRNO,
@@ -134,6 +140,8 @@ export class FileDevice implements Device {
    * completes after a flush began is not covered by it, so it sets this again.
    */
   #unflushed = false;
+  /** Set once {@link directAccess} handed the descriptor out: then no flush is skipped. */
+  #sharedWithDirectWriters = false;
   #flushing: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
@@ -152,16 +160,14 @@ export class FileDevice implements Device {
   }
 
   /**
-   * The open descriptor, for the NBD data plane's workers, which do their own
-   * I/O on it; they must report their writes through {@link noteOutsideWrites}.
+   * Offers the open descriptor to a direct reader/writer, with nothing to
+   * leave to this object. Its writes are invisible here, so from now on every
+   * flush syncs.
    */
-  get fd(): number {
-    return this.#descriptor.fd;
-  }
-
-  /** Writes reached this file other than through this object: the next flush must not be skipped. */
-  noteOutsideWrites(): void {
-    this.#unflushed = true;
+  directAccess(): DirectAccess {
+    this.#check({ offsetBytes: 0, lengthBytes: 0 });
+    this.#sharedWithDirectWriters = true;
+    return { fd: this.#descriptor.fd, direct: this.direct };
   }
 
   /** Reads `buffer.length` bytes at `offsetBytes`. @throws {DeviceIoError} */
@@ -203,13 +209,17 @@ export class FileDevice implements Device {
   /**
    * Makes completed writes durable (fdatasync). Nothing written since the last
    * flush began means nothing to sync, but a flush still running may be the
-   * one that covers the caller's writes, so it is waited for.
+   * one that covers the caller's writes, so it is waited for. Once the
+   * descriptor is shared with direct writers, this object cannot know what
+   * was written, so it always syncs.
    *
    * @throws {DeviceIoError}
    */
   flush(): Promise<void> {
     this.#check({ offsetBytes: 0, lengthBytes: 0 });
-    if (!this.#unflushed) return this.#flushing ?? Promise.resolve();
+    if (!this.#unflushed && !this.#sharedWithDirectWriters) {
+      return this.#flushing ?? Promise.resolve();
+    }
     this.#unflushed = false;
     const flushing = this.#track(() =>
       this.#sync("flush", { offsetBytes: 0, lengthBytes: this.sizeBytes })

@@ -10,11 +10,12 @@
  * - `rates`: `readEio`, `writeEio`, `flushEio` probabilities (default 0).
  * - `seed`: the PRNG seed for the rates (default 1).
  *
- * The bad blocks are also published in shared memory ({@link FaultyDevice.sharedFaults}),
- * one list for reads and one for writes, so the NBD data plane's workers,
- * which do I/O on the wrapped disk's descriptor, send every request that may
- * fail (with a random rate, every request of that kind) through this layer
- * instead. The layer alone decides what fails.
+ * When the wrapped device offers direct access ({@link FaultyDevice.directAccess}),
+ * this layer offers the same descriptor with its bad blocks as the ranges to
+ * leave to it, one shared-memory list for reads and one for writes: a direct
+ * reader/writer then sends every request that may fail (with a random rate,
+ * every request of that kind, and with a write or flush rate every flush)
+ * through this layer. The layer alone decides what fails.
  *
  * @example Failing one 4 KiB block of a memory device
  * ```ts
@@ -36,16 +37,14 @@
 
 import { assert } from "../assert.ts";
 import { FAULT_SHARED_BLOCKS_MAX, SECTOR_BYTES } from "../constants.ts";
-import { type SharedBlockListBuffers, SharedBlockListWriter } from "../shared_block_list.ts";
-
-/** Where a fault layer may fail requests, as threads that bypass it see it. */
-export interface SharedFaults {
-  /** Blocks that fail reads; everything while a read fault rate is set. */
-  reads: SharedBlockListBuffers;
-  /** Blocks that fail writes; everything while a write or flush fault rate is set. */
-  writes: SharedBlockListBuffers;
-}
-import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "../device/device.ts";
+import { SharedBlockListWriter } from "../shared_block_list.ts";
+import type {
+  ByteRange,
+  Device,
+  DirectAccess,
+  WriteOptions,
+  WriteZeroesOptions,
+} from "../device/device.ts";
 import { isRangeInside } from "../device/device.ts";
 import { DeviceIoError } from "../errors.ts";
 import {
@@ -112,14 +111,27 @@ export class FaultyDevice implements Device {
     this.addBadBlocks(options.badBlocks ?? []);
   }
 
-  /** The device this layer wraps. */
-  get inner(): Device {
-    return this.#next;
-  }
-
-  /** Where this layer may fail requests (blocks in units of {@link blockBytes}), for threads that bypass it. */
-  get sharedFaults(): SharedFaults {
-    return { reads: this.#sharedReads.buffers, writes: this.#sharedWrites.buffers };
+  /**
+   * The wrapped device's direct access, with the blocks where this layer may
+   * fail requests as the ranges to leave to it: reads of blocks that fail
+   * reads, writes of blocks that fail writes, and everything of a kind while
+   * its random rate is set (a write or flush rate covers flushes too).
+   *
+   * @returns `undefined` when the wrapped device offers none, or leaves
+   * ranges to itself already: two layers' lists are not merged, so then
+   * every request goes through the layers.
+   */
+  directAccess(): DirectAccess | undefined {
+    const inner = this.#next.directAccess?.();
+    if (inner === undefined || inner.leftToDevice !== undefined) return undefined;
+    return {
+      ...inner,
+      leftToDevice: {
+        reads: this.#sharedReads.buffers,
+        writes: this.#sharedWrites.buffers,
+        blockBytes: this.blockBytes,
+      },
+    };
   }
 
   /** Marks blocks bad for reads, writes or both (default both), replacing what they were. */
@@ -210,11 +222,6 @@ export class FaultyDevice implements Device {
     const healing = this.#beforeWrite("write zeroes to", range);
     await this.#next.writeZeroes(range, options);
     this.#heal(healing);
-  }
-
-  /** Passes the news on: the wrapped device is where a flush could be skipped. */
-  noteOutsideWrites(): void {
-    this.#next.noteOutsideWrites?.();
   }
 
   async flush(): Promise<void> {

@@ -300,7 +300,6 @@ export class RemapDevice implements Device {
   async flush(): Promise<void> {
     this.counters.flushes++;
     const devices = [this.#main, ...this.#spares.members.map((spare) => spare.device)];
-    if (this.#shared.takeWorkerWrites()) devices.forEach((device) => device.noteOutsideWrites?.());
     await settleAll(devices.map((device) => device.flush()));
   }
 

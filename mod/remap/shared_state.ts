@@ -31,8 +31,6 @@ const GATE_CLOSED = 0;
 const INSIDE = 1;
 const TABLE_GENERATION = 2;
 const TABLE_SIZE = 3;
-/** Bumped by workers when writes of theirs completed; the engine's flush checks it. */
-const WORKER_WRITES = 4;
 const CONTROL_WORDS = 8;
 /** Longest wait for a worker's notification before the count is checked again. */
 const GATE_WAIT_MS = 100;
@@ -52,7 +50,6 @@ export class EngineStatePublisher {
   readonly #pending = new SharedBlockListWriter(PENDING_MAX);
   readonly #table: RemapTable;
   readonly #onOpen = new Set<() => void>();
-  #workerWritesSeen = 0;
 
   /** @param table The engine's table; its arrays are what readers look into. */
   constructor(table: RemapTable) {
@@ -103,14 +100,6 @@ export class EngineStatePublisher {
   /** Replaces the published pending list (past PENDING_MAX blocks, every write counts as pending). */
   publishPending(blocks: Iterable<number>): void {
     this.#pending.publish(blocks);
-  }
-
-  /** Whether workers completed writes since the last call: the devices' flush must not skip them. */
-  takeWorkerWrites(): boolean {
-    const writes = Atomics.load(this.#control, WORKER_WRITES);
-    const changed = writes !== this.#workerWritesSeen;
-    this.#workerWritesSeen = writes;
-    return changed;
   }
 
   #publishTable(): void {
@@ -182,10 +171,5 @@ export class EngineStateReader {
   /** Whether any block from `firstBlock` to `lastBlock` (inclusive) is pending. */
   anyPending(firstBlock: number, lastBlock: number): boolean {
     return this.#pending.anyBetween(firstBlock, lastBlock);
-  }
-
-  /** Records that writes of this worker completed, for the engine's flush. */
-  noteWrites(): void {
-    Atomics.add(this.#control, WORKER_WRITES, 1);
   }
 }

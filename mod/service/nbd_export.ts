@@ -8,9 +8,7 @@
 
 import { DataPlane, type DataPlaneCounters } from "../datapath/data_plane.ts";
 import type { Device } from "../device/device.ts";
-import { FileDevice } from "../device/file_device.ts";
 import { type NbdServer, serveNbd } from "../export/nbd/server.ts";
-import { FaultyDevice } from "../fault/faulty_device.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import { assert } from "../assert.ts";
 import type { ServiceComponent } from "./component.ts";
@@ -121,21 +119,24 @@ interface DataPlaneInputs {
 }
 
 /**
- * Worker threads serve the Unix socket when every disk is a file or block
- * device this process opened (a worker does I/O on the descriptors itself),
- * with a fault-injection layer over the main disk or without.
+ * Worker threads serve the Unix socket when every disk offers direct access
+ * (a worker does I/O on the descriptors itself). The main disk may leave
+ * ranges to its device, which then sees the requests touching them; the
+ * workers check no such ranges on spares, so a spare that leaves any is
+ * served through the engine, like a disk without direct access.
  */
 function dataPlaneFor(engine: RemapDevice, options: DataPlaneInputs): DataPlane | undefined {
-  const faulty = options.main.device instanceof FaultyDevice ? options.main.device : undefined;
-  const main = faulty ? faulty.inner : options.main.device;
-  if (options.nbdUnixPath === undefined || !(main instanceof FileDevice)) return undefined;
+  if (options.nbdUnixPath === undefined) return undefined;
+  const main = options.main.device.directAccess?.();
+  if (main === undefined) return undefined;
   const spares = [];
   for (const spare of engine.spares) {
-    if (!(spare.device instanceof FileDevice)) return undefined;
+    const access = spare.device.directAccess?.();
+    if (access === undefined || access.leftToDevice !== undefined) return undefined;
     spares[spare.index] = {
       index: spare.index,
-      fd: spare.device.fd,
-      direct: spare.device.direct,
+      fd: access.fd,
+      direct: access.direct,
       layout: spare.store.payload.layout,
     };
   }
@@ -144,6 +145,6 @@ function dataPlaneFor(engine: RemapDevice, options: DataPlaneInputs): DataPlane 
     main: { fd: main.fd, direct: main.direct },
     spares,
     workerUrl: options.workerUrl ?? new URL(Deno.mainModule),
-    faults: faulty && { badBlocks: faulty.sharedFaults, blockBytes: faulty.blockBytes },
+    leftToDevice: main.leftToDevice,
   });
 }

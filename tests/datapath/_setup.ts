@@ -4,7 +4,7 @@
  * through its descriptor: so a test can make remaps and pending blocks
  * through the engine (as if the disk had failed there) and then check that
  * the workers route every request by them. With `faultsVisible`, the workers
- * also see the fault layer's bad blocks, as `serve` sets it up.
+ * also leave the fault layer's bad blocks to it, as `serve` sets it up.
  *
  * @module
  */
@@ -82,19 +82,18 @@ export async function startServedSetup(options: ServedSetupOptions = {}): Promis
     metadataDelayMs: 0,
     onEvent: (event) => events.push(event),
   });
+  const mainAccess = options.faultsVisible ? faulty.directAccess()! : main.directAccess();
   const dataPlane = new DataPlane({
     engine,
-    main: { fd: main.fd, direct },
+    main: { fd: mainAccess.fd, direct },
     spares: [{
       index: 0,
-      fd: spare.fd,
+      fd: spare.directAccess().fd,
       direct,
       layout: engine.spares[0]!.store.payload.layout,
     }],
     workerUrl: WORKER_URL,
-    faults: options.faultsVisible
-      ? { badBlocks: faulty.sharedFaults, blockBytes: faulty.blockBytes }
-      : undefined,
+    leftToDevice: mainAccess.leftToDevice,
   });
   const socketPath = `${dir}/nbd.sock`;
   const server = await serveNbd({

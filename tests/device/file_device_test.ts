@@ -15,6 +15,7 @@ import assert from "node:assert/strict";
 import { AssertionError } from "../../mod/assert.ts";
 import { FileDevice, openFileDevice } from "../../mod/device/file_device.ts";
 import { DeviceIoError, DeviceOpenError } from "../../mod/errors.ts";
+import { FileDescriptor, OPEN_FLAGS, openPath } from "../../mod/sys/libc.ts";
 import { pattern, runDeviceConformance } from "./device_conformance.ts";
 import { attachLoopDevice, directCapableDirectory, makeSparseImage } from "./fixtures.ts";
 
@@ -149,6 +150,42 @@ Deno.test("FileDevice opened readOnly reads, and refuses writes, zeroing and dis
     }
     await device.flush();
     assert.deepEqual(await Deno.readFile(image.path), pattern(64 * 1024, 9));
+  } finally {
+    await device.close();
+    await image.cleanup();
+  }
+});
+
+/** A descriptor that counts its fdatasync calls, to see which flushes reach the kernel. */
+class CountingDescriptor extends FileDescriptor {
+  syncs = 0;
+  override fdatasync(): Promise<number> {
+    this.syncs++;
+    return super.fdatasync();
+  }
+}
+
+Deno.test("FileDevice.directAccess() offers its descriptor, and from then on every flush syncs", async () => {
+  const image = await makeSparseImage(64 * 1024);
+  const fd = openPath(image.path, OPEN_FLAGS.O_RDWR);
+  assert.ok(fd >= 0, `open failed: errno ${-fd}`);
+  const descriptor = new CountingDescriptor(fd);
+  const device = new FileDevice({
+    path: image.path,
+    descriptor,
+    kind: "file",
+    sizeBytes: 64 * 1024,
+    readOnly: false,
+    direct: false,
+  });
+  try {
+    await device.flush();
+    assert.equal(descriptor.syncs, 0, "nothing written through it: nothing to sync");
+    assert.deepEqual(device.directAccess(), { fd, direct: false });
+    // Writes through the descriptor are invisible to the device: each flush must sync them.
+    await device.flush();
+    await device.flush();
+    assert.equal(descriptor.syncs, 2);
   } finally {
     await device.close();
     await image.cleanup();

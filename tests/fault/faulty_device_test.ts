@@ -5,7 +5,8 @@
  * FaultyDevice over a MemoryDevice; table rows of (block size, mode, bad
  * blocks or a bad range and what it fails, request) → (outcome, bad blocks
  * after, what the memory holds).
- * Without faults it must also pass the device conformance suite.
+ * Without faults it must also pass the device conformance suite. Over a file,
+ * it offers the file's direct access with its bad blocks as ranges to leave.
  *
  * @module
  */
@@ -17,6 +18,9 @@ import { DeviceIoError } from "../../mod/errors.ts";
 import type { ByteRange } from "../../mod/device/device.ts";
 import type { FailOn } from "../../mod/fault/fault_model.ts";
 import { FaultyDevice, type FaultyDeviceOptions } from "../../mod/fault/faulty_device.ts";
+import { openFileDevice } from "../../mod/device/file_device.ts";
+import { SharedBlockListReader } from "../../mod/shared_block_list.ts";
+import { makeSparseImage } from "../device/fixtures.ts";
 import { pattern, runDeviceConformance } from "../device/device_conformance.ts";
 
 runDeviceConformance("FaultyDevice (no faults)", (sizeBytes) => {
@@ -406,11 +410,45 @@ Deno.test("FaultyDevice failed flush is not forwarded: a crash then loses the un
   assert.deepEqual(survivor.peek({ offsetBytes: 0, lengthBytes: 512 }), new Uint8Array(512));
 });
 
-Deno.test("FaultyDevice passes noteOutsideWrites on, so the wrapped device's next flush is not skipped", () => {
-  let noted = 0;
-  const inner = Object.assign(new MemoryDevice("mem0", 1 << 20), {
-    noteOutsideWrites: () => noted++,
-  });
-  new FaultyDevice(inner).noteOutsideWrites();
-  assert.equal(noted, 1);
+Deno.test("FaultyDevice.directAccess() offers the wrapped descriptor and leaves its bad blocks to itself", async () => {
+  const image = await makeSparseImage(DEVICE_BYTES);
+  const file = await openFileDevice(image.path);
+  try {
+    const faulty = new FaultyDevice(file, { blockBytes: 4096, badBlocks: [3] });
+    faulty.addBadBlocks([5], "read");
+    const access = faulty.directAccess()!;
+    assert.equal(access.fd, file.directAccess().fd);
+    assert.equal(access.direct, false);
+    assert.equal(access.leftToDevice!.blockBytes, 4096);
+    const reads = new SharedBlockListReader(access.leftToDevice!.reads);
+    const writes = new SharedBlockListReader(access.leftToDevice!.writes);
+    assert.deepEqual([3, 4, 5].map((block) => reads.anyBetween(block, block)), [true, false, true]);
+    assert.deepEqual([3, 4, 5].map((block) => writes.anyBetween(block, block)), [
+      true,
+      false,
+      false,
+    ]);
+    // The lists are live: changes after the grant reach the direct reader/writer.
+    faulty.setBad({ offsetBytes: 4 * 4096, lengthBytes: 4096 }, "write");
+    assert.equal(writes.anyBetween(4, 4), true);
+    assert.equal(writes.everything, false);
+    faulty.setRates({ flushEio: 0.5 });
+    assert.equal(writes.everything, true, "a flush rate leaves writes and flushes to the layer");
+    assert.equal(reads.everything, false);
+  } finally {
+    await file.close();
+    await image.cleanup();
+  }
+});
+
+Deno.test("FaultyDevice.directAccess() is undefined over a device without it or over another fault layer", async () => {
+  assert.equal(new FaultyDevice(new MemoryDevice("mem0", DEVICE_BYTES)).directAccess(), undefined);
+  const image = await makeSparseImage(DEVICE_BYTES);
+  const file = await openFileDevice(image.path);
+  try {
+    assert.equal(new FaultyDevice(new FaultyDevice(file)).directAccess(), undefined);
+  } finally {
+    await file.close();
+    await image.cleanup();
+  }
 });

@@ -88,11 +88,3 @@ Deno.test("shared state: the pending list answers range queries", () => {
   publisher.publishPending([]);
   assert.equal(reader.anyPending(0, 2_000_000), false);
 });
-
-Deno.test("shared state: the engine's flush learns of worker writes once", () => {
-  const { publisher, reader } = pair();
-  assert.equal(publisher.takeWorkerWrites(), false);
-  reader.noteWrites();
-  assert.equal(publisher.takeWorkerWrites(), true);
-  assert.equal(publisher.takeWorkerWrites(), false);
-});
