@@ -421,6 +421,26 @@ async function prepareFiles(): Promise<
   for (const main of [files.main, files.mainBuffered, files.mainBaseline, files.mainFaulty]) {
     await run("cp", ["--sparse=always", seed, main]);
   }
+  for (
+    const [main, mainBytes] of [[files.main16, 16 * GIB], [
+      files.main1t,
+      SPREAD_MAIN_BYTES,
+    ]] as const
+  ) {
+    await run("cp", ["--sparse=always", seed, main]);
+    await Deno.truncate(main, mainBytes);
+  }
+  await Deno.remove(seed);
+  // Before any setup records its main disk: a copy made again is another
+  // file (another inode), which serve would refuse as not the recorded disk.
+  const mainDiskSpeeds = await evenOutMainDisks([
+    files.main,
+    files.mainBuffered,
+    files.mainBaseline,
+    files.mainFaulty,
+    files.main16,
+    files.main1t,
+  ]);
   await createSetup("pt", files.main, files.ptSpare, 64 << 20);
   await createSetup("pb", files.mainBuffered, files.bufferedSpare, 64 << 20);
   await createSetup("bl", files.mainBaseline, files.baselineSpare, 64 << 20);
@@ -435,8 +455,6 @@ async function prepareFiles(): Promise<
     spare: string,
     mainBytes: number,
   ): Promise<Record<string, number>> => {
-    await run("cp", ["--sparse=always", seed, main]);
-    await Deno.truncate(main, mainBytes);
     log(`creating ${REMAPS} remaps offline over ${mainBytes / GIB} GiB`);
     const built = await run(DENO, [
       "run",
@@ -459,15 +477,7 @@ async function prepareFiles(): Promise<
   };
   const dense = await build("rm", files.main16, files.spare1m, 16 * GIB);
   const spread = await build("rs", files.main1t, files.spare1mSpread, SPREAD_MAIN_BYTES);
-  await Deno.remove(seed);
-  const mainDiskSpeeds = await evenOutMainDisks([
-    files.main,
-    files.mainBuffered,
-    files.mainBaseline,
-    files.mainFaulty,
-    files.main16,
-    files.main1t,
-  ]);
+
   return { files, remapBuild: { ...dense, spread }, mainDiskSpeeds };
 }
 
