@@ -26,11 +26,15 @@
 
 import { assert } from "./assert.ts";
 
-const SEQUENCE = 0;
-const COUNT = 1;
-/** 1 when every range counts as listed. */
-const EVERYTHING = 2;
-const CONTROL_WORDS = 4;
+/** Words of the control array. */
+const CONTROL = {
+  /** Odd while the writer changes the list (a seqlock). */
+  SEQUENCE: 0,
+  COUNT: 1,
+  /** 1 when every range counts as listed. */
+  EVERYTHING: 2,
+  WORDS: 4,
+} as const;
 
 /** The shared arrays; structured-cloneable, to post to a worker. */
 export interface SharedBlockListBuffers {
@@ -46,7 +50,7 @@ export class SharedBlockListWriter {
   constructor(capacity: number) {
     assert(Number.isSafeInteger(capacity) && capacity > 0, "capacity is a positive integer");
     this.buffers = {
-      control: new Int32Array(new SharedArrayBuffer(CONTROL_WORDS * 4)),
+      control: new Int32Array(new SharedArrayBuffer(CONTROL.WORDS * 4)),
       blocks: new Float64Array(new SharedArrayBuffer(capacity * 8)),
     };
   }
@@ -55,20 +59,20 @@ export class SharedBlockListWriter {
   publish(blocks: Iterable<number>): void {
     const sorted = [...blocks].sort((a, b) => a - b);
     const { control, blocks: shared } = this.buffers;
-    Atomics.add(control, SEQUENCE, 1);
+    Atomics.add(control, CONTROL.SEQUENCE, 1);
     const fits = sorted.length <= shared.length;
     if (fits) shared.set(sorted);
-    Atomics.store(control, COUNT, fits ? sorted.length : 0);
-    Atomics.store(control, EVERYTHING, fits ? 0 : 1);
-    Atomics.add(control, SEQUENCE, 1);
+    Atomics.store(control, CONTROL.COUNT, fits ? sorted.length : 0);
+    Atomics.store(control, CONTROL.EVERYTHING, fits ? 0 : 1);
+    Atomics.add(control, CONTROL.SEQUENCE, 1);
   }
 
   /** Makes every range count as listed, until the next {@link publish}. */
   publishEverything(): void {
     const { control } = this.buffers;
-    Atomics.add(control, SEQUENCE, 1);
-    Atomics.store(control, EVERYTHING, 1);
-    Atomics.add(control, SEQUENCE, 1);
+    Atomics.add(control, CONTROL.SEQUENCE, 1);
+    Atomics.store(control, CONTROL.EVERYTHING, 1);
+    Atomics.add(control, CONTROL.SEQUENCE, 1);
   }
 }
 
@@ -84,17 +88,17 @@ export class SharedBlockListReader {
 
   /** Whether every range counts as listed. */
   get everything(): boolean {
-    return Atomics.load(this.#control, EVERYTHING) !== 0;
+    return Atomics.load(this.#control, CONTROL.EVERYTHING) !== 0;
   }
 
   /** Whether a listed block lies from `firstBlock` to `lastBlock`, inclusive. */
   anyBetween(firstBlock: number, lastBlock: number): boolean {
     for (;;) {
-      const sequence = Atomics.load(this.#control, SEQUENCE);
+      const sequence = Atomics.load(this.#control, CONTROL.SEQUENCE);
       if (sequence % 2 !== 0) continue;
-      const found = Atomics.load(this.#control, EVERYTHING) !== 0 ||
-        this.#listedBetween(Atomics.load(this.#control, COUNT), firstBlock, lastBlock);
-      if (Atomics.load(this.#control, SEQUENCE) === sequence) return found;
+      const found = Atomics.load(this.#control, CONTROL.EVERYTHING) !== 0 ||
+        this.#listedBetween(Atomics.load(this.#control, CONTROL.COUNT), firstBlock, lastBlock);
+      if (Atomics.load(this.#control, CONTROL.SEQUENCE) === sequence) return found;
     }
   }
 

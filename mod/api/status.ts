@@ -8,6 +8,7 @@
  */
 
 import type { StoredEvent } from "../events/event_history.ts";
+import type { RemapCounters } from "../remap/remap_device.ts";
 
 /** Health of one spare's five metadata copies. */
 export interface CopyHealth {
@@ -46,18 +47,8 @@ export interface SetupStatus {
   };
   main: { path: string; kind: "file" | "block"; sizeBytes: number; fingerprint: string };
   spares: SpareStatus[];
-  counters: {
-    reads: number;
-    writes: number;
-    bytesRead: number;
-    bytesWritten: number;
-    flushes: number;
-    readErrors: number;
-    writeErrors: number;
-    remaps: number;
-    remapsCreated: number;
-    pending: number;
-  };
+  /** The engine's request and error counters, with the setup's remaps and pending blocks now. */
+  counters: Omit<RemapCounters, "remapBatches"> & { remaps: number; pending: number };
   pendingBlocks: number[];
   nbd: { exportName: string; unixPath?: string; tcp?: string; connections: number };
   uptimeSeconds: number;

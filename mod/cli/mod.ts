@@ -32,6 +32,13 @@ interface Command {
   run: (input: CommandInput) => Promise<number>;
 }
 
+/** Options several commands take, spelled once. */
+const SPARE_OPTION = { spare: { type: "string", multiple: true } } as const;
+const FORCE_OPTION = { force: { type: "boolean" } } as const;
+const JSON_OPTION = { json: { type: "boolean" } } as const;
+const SCAN_DIR_OPTION = { "scan-dir": { type: "string", multiple: true } } as const;
+const BACKUP_DIR_OPTION = { "backup-dir": { type: "string" } } as const;
+
 /** `check --salvage` (`commands/salvage.ts`): rebuilding copies from the spares' logs alone. */
 const SALVAGE_OPTIONS: NonNullable<ParseArgsConfig["options"]> = {
   salvage: { type: "boolean" },
@@ -39,8 +46,8 @@ const SALVAGE_OPTIONS: NonNullable<ParseArgsConfig["options"]> = {
   main: { type: "string" },
   name: { type: "string" },
   "block-size": { type: "string" },
-  "scan-dir": { type: "string", multiple: true },
-  "backup-dir": { type: "string" },
+  ...SCAN_DIR_OPTION,
+  ...BACKUP_DIR_OPTION,
 };
 
 const COMMANDS: Record<string, Command> = {
@@ -51,11 +58,11 @@ const COMMANDS: Record<string, Command> = {
       "[--backup-dir <dir>]",
     options: {
       main: { type: "string" },
-      spare: { type: "string", multiple: true },
+      ...SPARE_OPTION,
       "block-size": { type: "string" },
-      force: { type: "boolean" },
-      json: { type: "boolean" },
-      "backup-dir": { type: "string" },
+      ...FORCE_OPTION,
+      ...JSON_OPTION,
+      ...BACKUP_DIR_OPTION,
     },
     run: createCommand,
   },
@@ -66,19 +73,19 @@ const COMMANDS: Record<string, Command> = {
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
       "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force]",
     options: {
-      force: { type: "boolean" },
+      ...FORCE_OPTION,
       main: { type: "string" },
-      spare: { type: "string", multiple: true },
+      ...SPARE_OPTION,
       socket: { type: "string" },
       tcp: { type: "string" },
       "api-socket": { type: "string" },
       "api-tcp": { type: "string" },
       "export-name": { type: "string" },
       "read-retries": { type: "string" },
-      "scan-dir": { type: "string", multiple: true },
+      ...SCAN_DIR_OPTION,
       buffered: { type: "boolean" },
       "events-db": { type: "string" },
-      "backup-dir": { type: "string" },
+      ...BACKUP_DIR_OPTION,
     },
     run: serveCommand,
   },
@@ -88,7 +95,7 @@ const COMMANDS: Record<string, Command> = {
     options: {
       "api-socket": { type: "string" },
       "api-url": { type: "string" },
-      json: { type: "boolean" },
+      ...JSON_OPTION,
     },
     run: statusCommand,
   },
@@ -97,7 +104,7 @@ const COMMANDS: Record<string, Command> = {
     usage: "check <spare> [--json] [--repair]\n" +
       "       dm-remap check --salvage <spare>... [--repair --main <dev> --name <name> [--yes]] " +
       "[--block-size N] [--scan-dir <dir>...] [--backup-dir <dir>] [--json]",
-    options: { json: { type: "boolean" }, repair: { type: "boolean" }, ...SALVAGE_OPTIONS },
+    options: { ...JSON_OPTION, repair: { type: "boolean" }, ...SALVAGE_OPTIONS },
     run: checkCommand,
   },
   restore: {
@@ -106,10 +113,10 @@ const COMMANDS: Record<string, Command> = {
       "restore <name|uuid> [--from <file>] --spare <dev>... [--yes] [--force] [--backup-dir <dir>]",
     options: {
       from: { type: "string" },
-      spare: { type: "string", multiple: true },
+      ...SPARE_OPTION,
       yes: { type: "boolean" },
-      force: { type: "boolean" },
-      "backup-dir": { type: "string" },
+      ...FORCE_OPTION,
+      ...BACKUP_DIR_OPTION,
     },
     run: restoreCommand,
   },
@@ -117,9 +124,9 @@ const COMMANDS: Record<string, Command> = {
     summary: "list a setup's remapped blocks, read from its spares",
     usage: "remaps (<name> | --spare <dev>...) [--json] [--scan-dir <dir>...]",
     options: {
-      spare: { type: "string", multiple: true },
-      json: { type: "boolean" },
-      "scan-dir": { type: "string", multiple: true },
+      ...SPARE_OPTION,
+      ...JSON_OPTION,
+      ...SCAN_DIR_OPTION,
     },
     run: remapsCommand,
   },

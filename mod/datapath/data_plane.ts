@@ -32,16 +32,8 @@ import {
   unconsumedSentBytes,
   unreadBytes,
 } from "../sys/syscalls.ts";
-import {
-  COUNTERS,
-  type DiskHandle,
-  type FromWorker,
-  MAILBOX,
-  type SpareHandle,
-  type ToWorker,
-  type WorkerSetup,
-} from "./messages.ts";
-export type { DiskHandle, SpareHandle };
+import { COUNTERS, MAILBOX } from "./messages.ts";
+import type { DiskHandle, FromWorker, SpareHandle, ToWorker, WorkerSetup } from "./messages.ts";
 
 /** How a connection on a worker ended. */
 export type ConnectionOutcome =

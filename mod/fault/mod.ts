@@ -22,12 +22,4 @@
  */
 
 export { FaultyDevice, type FaultyDeviceOptions } from "./faulty_device.ts";
-export {
-  checkFaultRates,
-  type FailOn,
-  type FaultCounters,
-  type FaultRates,
-  seededRandom,
-  type WriteFaultMode,
-  zeroFaultCounters,
-} from "./fault_model.ts";
+export * from "./fault_model.ts";

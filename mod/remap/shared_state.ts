@@ -27,11 +27,15 @@ import {
 } from "../shared_block_list.ts";
 
 /** Words of the control array. */
-const GATE_CLOSED = 0;
-const INSIDE = 1;
-const TABLE_GENERATION = 2;
-const TABLE_SIZE = 3;
-const CONTROL_WORDS = 8;
+const CONTROL = {
+  /** 1 while the engine holds the gate closed for a commit. */
+  GATE_CLOSED: 0,
+  /** Requests of the workers inside the gate. */
+  INSIDE: 1,
+  TABLE_GENERATION: 2,
+  TABLE_SIZE: 3,
+  WORDS: 8,
+} as const;
 /** Longest wait for a worker's notification before the count is checked again. */
 const GATE_WAIT_MS = 100;
 
@@ -46,7 +50,7 @@ export interface SharedEngineBuffers {
 
 /** The engine's side: publishes state and closes the gate around remaps. */
 export class EngineStatePublisher {
-  readonly #control = new Int32Array(new SharedArrayBuffer(CONTROL_WORDS * 4));
+  readonly #control = new Int32Array(new SharedArrayBuffer(CONTROL.WORDS * 4));
   readonly #pending = new SharedBlockListWriter(PENDING_MAX);
   readonly #table: RemapTable;
   readonly #onOpen = new Set<() => void>();
@@ -69,13 +73,16 @@ export class EngineStatePublisher {
 
   /** Closes the gate and resolves once no worker is inside. */
   async close(): Promise<void> {
-    assert(Atomics.load(this.#control, GATE_CLOSED) === 0, "the gate is closed by one owner");
-    Atomics.store(this.#control, GATE_CLOSED, 1);
+    assert(
+      Atomics.load(this.#control, CONTROL.GATE_CLOSED) === 0,
+      "the gate is closed by one owner",
+    );
+    Atomics.store(this.#control, CONTROL.GATE_CLOSED, 1);
     for (;;) {
-      const inside = Atomics.load(this.#control, INSIDE);
+      const inside = Atomics.load(this.#control, CONTROL.INSIDE);
       if (inside === 0) return;
       assert(inside > 0, "workers inside never go negative");
-      const waiting = Atomics.waitAsync(this.#control, INSIDE, inside, GATE_WAIT_MS);
+      const waiting = Atomics.waitAsync(this.#control, CONTROL.INSIDE, inside, GATE_WAIT_MS);
       if (!waiting.async) continue;
       // Deno does not count this wait as pending work: a timer keeps the event loop alive.
       const keepAlive = setTimeout(() => {}, GATE_WAIT_MS);
@@ -87,7 +94,7 @@ export class EngineStatePublisher {
   /** Publishes the table (new arrays after a grow) and reopens the gate. */
   open(): void {
     this.#publishTable();
-    Atomics.store(this.#control, GATE_CLOSED, 0);
+    Atomics.store(this.#control, CONTROL.GATE_CLOSED, 0);
     for (const listener of this.#onOpen) listener();
   }
 
@@ -103,8 +110,8 @@ export class EngineStatePublisher {
   }
 
   #publishTable(): void {
-    Atomics.store(this.#control, TABLE_GENERATION, this.#table.generation);
-    Atomics.store(this.#control, TABLE_SIZE, this.#table.size);
+    Atomics.store(this.#control, CONTROL.TABLE_GENERATION, this.#table.generation);
+    Atomics.store(this.#control, CONTROL.TABLE_SIZE, this.#table.size);
   }
 }
 
@@ -130,7 +137,7 @@ export class EngineStateReader {
 
   /** Remapped blocks, as of the last time the gate opened. */
   get remapCount(): number {
-    return Atomics.load(this.#control, TABLE_SIZE);
+    return Atomics.load(this.#control, CONTROL.TABLE_SIZE);
   }
 
   /**
@@ -148,10 +155,10 @@ export class EngineStateReader {
    * committed or this worker's table arrays are out of date: the request waits.
    */
   tryEnter(): boolean {
-    Atomics.add(this.#control, INSIDE, 1);
+    Atomics.add(this.#control, CONTROL.INSIDE, 1);
     if (
-      Atomics.load(this.#control, GATE_CLOSED) === 0 &&
-      Atomics.load(this.#control, TABLE_GENERATION) === this.#generation
+      Atomics.load(this.#control, CONTROL.GATE_CLOSED) === 0 &&
+      Atomics.load(this.#control, CONTROL.TABLE_GENERATION) === this.#generation
     ) {
       return true;
     }
@@ -161,10 +168,10 @@ export class EngineStateReader {
 
   /** Counts one request out, waking the engine if it waits to close the gate. */
   leave(): void {
-    const before = Atomics.sub(this.#control, INSIDE, 1);
+    const before = Atomics.sub(this.#control, CONTROL.INSIDE, 1);
     assert(before > 0, "a request leaves the gate once");
-    if (before === 1 && Atomics.load(this.#control, GATE_CLOSED) !== 0) {
-      Atomics.notify(this.#control, INSIDE);
+    if (before === 1 && Atomics.load(this.#control, CONTROL.GATE_CLOSED) !== 0) {
+      Atomics.notify(this.#control, CONTROL.INSIDE);
     }
   }
 

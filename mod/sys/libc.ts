@@ -81,30 +81,22 @@ export const RWF_DSYNC = 0x02;
 /** `flock()` operations (sys/file.h). */
 export const LOCK_EX_NB = 0x02 | 0x04;
 
+/** The errno values that have a name of their own in `errors.ts`. */
+const IO_ERROR_CODES: ReadonlyMap<number, IoErrorCode> = new Map([
+  [ERRNO.EIO, "EIO"],
+  [ERRNO.ENOSPC, "ENOSPC"],
+  [ERRNO.EINVAL, "EINVAL"],
+  [ERRNO.EROFS, "EROFS"],
+  [ERRNO.EOPNOTSUPP, "ENOTSUP"],
+  [ERRNO.EBADF, "EBADF"],
+  [ERRNO.EACCES, "EACCES"],
+  [ERRNO.EBUSY, "EBUSY"],
+  [ERRNO.ENOENT, "ENOENT"],
+]);
+
 /** Translates an errno into the error names of `errors.ts`; the rest are `"EOTHER"`. */
 export function ioErrorCodeOf(errno: number): IoErrorCode {
-  switch (errno) {
-    case ERRNO.EIO:
-      return "EIO";
-    case ERRNO.ENOSPC:
-      return "ENOSPC";
-    case ERRNO.EINVAL:
-      return "EINVAL";
-    case ERRNO.EROFS:
-      return "EROFS";
-    case ERRNO.EOPNOTSUPP:
-      return "ENOTSUP";
-    case ERRNO.EBADF:
-      return "EBADF";
-    case ERRNO.EACCES:
-      return "EACCES";
-    case ERRNO.EBUSY:
-      return "EBUSY";
-    case ERRNO.ENOENT:
-      return "ENOENT";
-    default:
-      return "EOTHER";
-  }
+  return IO_ERROR_CODES.get(errno) ?? "EOTHER";
 }
 
 const IO_PREAD = ["i32", "buffer", "usize", "i64"] as const;
