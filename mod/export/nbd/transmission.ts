@@ -220,7 +220,6 @@ class HaltedError extends Error {
 
 class TransmissionLoop {
   #stream: ByteStream;
-  #device: Device;
   #session: NbdSession;
   #stopSignal: AbortSignal | undefined;
   #onReply: (() => void) | undefined;
@@ -235,7 +234,6 @@ class TransmissionLoop {
 
   constructor(stream: ByteStream, options: TransmissionOptions) {
     this.#stream = stream;
-    this.#device = options.device;
     this.#session = options.session;
     this.#stopSignal = options.stopSignal;
     this.#onReply = options.onReply;
