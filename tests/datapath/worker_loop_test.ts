@@ -41,10 +41,13 @@ import { negotiateSocket } from "../../mod/export/nbd/negotiator.ts";
 import { pattern } from "../remap/harness.ts";
 import {
   BytePipe,
+  CLIENT_FLAGS,
   concat,
   encodeOption,
   encodeRequest,
+  GREETING_BYTES,
   infoData,
+  NBD_OPT_GO,
   readOptionReplies,
   readSimpleReply,
   u32,
@@ -57,11 +60,6 @@ const MIB = 1024 * 1024;
 const NBD_CMD_READ = 0;
 const NBD_CMD_WRITE = 1;
 const NBD_CMD_DISC = 2;
-/** NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES. */
-const CLIENT_FLAGS = 3;
-const NBD_OPT_GO = 7;
-/** The greeting: NBDMAGIC, IHAVEOPT, handshake flags. */
-const GREETING_BYTES = 18;
 
 interface Row {
   limit: string;

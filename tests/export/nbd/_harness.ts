@@ -176,6 +176,11 @@ export function socketClient(conn: Deno.Conn): WireClient & { closed: Promise<vo
 // ---------------------------------------------------------------------------
 // Wire-level client encoding (independent of mod/export/nbd/protocol.ts on purpose).
 
+/** The greeting: NBDMAGIC, IHAVEOPT, handshake flags. */
+export const GREETING_BYTES = 18;
+/** NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES. */
+export const CLIENT_FLAGS = 3;
+export const NBD_OPT_GO = 7;
 export const MAGIC_NBDMAGIC = 0x4e42444d41474943n;
 export const MAGIC_IHAVEOPT = 0x49484156454f5054n;
 export const MAGIC_OPTION_REPLY = 0x3e889045565a9n;

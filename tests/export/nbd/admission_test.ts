@@ -18,10 +18,13 @@
 import assert, { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { NBD_CONNECTIONS_MAX } from "../../../mod/constants.ts";
 import {
+  CLIENT_FLAGS,
   concat,
   encodeOption,
   encodeRequest,
+  GREETING_BYTES,
   infoData,
+  NBD_OPT_GO,
   negotiate,
   randomBytes,
   readOptionReplies,
@@ -37,17 +40,12 @@ import { startServedSetup } from "../../datapath/_setup.ts";
 const HONEST_HANDSHAKE_MS = 100;
 const ABANDONED_HANDSHAKES = 200;
 const GARBAGE_STREAMS = 100;
-/** The greeting: NBDMAGIC, IHAVEOPT, handshake flags. */
-const GREETING_BYTES = 18;
 /**
  * A hostile client gives up waiting for the server after this long, and the
  * honest one's failure is reported after it: a server that fails the test
  * still ends it, with the time measured.
  */
 const PATIENCE_MS = 15_000;
-/** NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES. */
-const CLIENT_FLAGS = 3;
-const NBD_OPT_GO = 7;
 
 type Connect = () => Promise<Deno.Conn>;
 
