@@ -18,7 +18,7 @@
 
 import { parseArgs } from "node:util";
 import { openSpares } from "../mod/assembly/assemble.ts";
-import { openPath } from "../mod/cli/devices.ts";
+import { openPath } from "../mod/assembly/open_path.ts";
 import { untilSignal } from "../mod/cli/stop_signal.ts";
 import { FaultyDevice } from "../mod/fault/faulty_device.ts";
 import { SetupService } from "../mod/service/setup_service.ts";

@@ -15,7 +15,7 @@
 
 import assert from "node:assert/strict";
 import { assembleSetup, openSpares } from "../../mod/assembly/assemble.ts";
-import { openPath } from "../../mod/cli/devices.ts";
+import { openPath } from "../../mod/assembly/open_path.ts";
 import { COPY_BYTES, COPY_SECTORS, SECTOR_BYTES } from "../../mod/constants.ts";
 import { DeviceIoError } from "../../mod/errors.ts";
 import { FaultyDevice } from "../../mod/fault/faulty_device.ts";

@@ -15,7 +15,7 @@
 import { UsageError } from "../../errors.ts";
 import { SpareStore } from "../../metadata/spare_store.ts";
 import { EXIT_OK, EXIT_PROBLEM_FOUND } from "../exit_codes.ts";
-import { closeAll, openPath } from "../devices.ts";
+import { closeAll, openPath } from "../../assembly/open_path.ts";
 import type { CommandInput } from "../command.ts";
 import { onePositional } from "../options.ts";
 import { salvageCommand } from "./salvage.ts";

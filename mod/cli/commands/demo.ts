@@ -17,7 +17,7 @@ import { FaultyDevice } from "../../fault/faulty_device.ts";
 import { assert } from "../../assert.ts";
 import { DeviceIoError, RefusedError } from "../../errors.ts";
 import type { Device } from "../../device/device.ts";
-import { closeAll, openPath } from "../devices.ts";
+import { closeAll, openPath } from "../../assembly/open_path.ts";
 import { SetupService } from "../../service/setup_service.ts";
 import type { CommandInput } from "../command.ts";
 import { stringOption } from "../options.ts";

@@ -7,7 +7,8 @@
 
 import { openSpares } from "../../assembly/assemble.ts";
 import type { Device } from "../../device/device.ts";
-import { closeAll, openPath, resolveSparePaths } from "../devices.ts";
+import { closeAll, openPath } from "../../assembly/open_path.ts";
+import { resolveSparePaths } from "../find_setup.ts";
 import type { CommandInput } from "../command.ts";
 import { listOption, onePositional } from "../options.ts";
 

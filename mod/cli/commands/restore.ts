@@ -18,7 +18,7 @@ import { type NamedDevice, planRestore } from "../../assembly/restore.ts";
 import { RefusedError, UsageError } from "../../errors.ts";
 import { backupAfter } from "../backup_after.ts";
 import { confirmWrite } from "../confirm.ts";
-import { closeAll, openPath } from "../devices.ts";
+import { closeAll, openPath } from "../../assembly/open_path.ts";
 import { EXIT_OK, EXIT_PROBLEM_FOUND } from "../exit_codes.ts";
 import type { CommandInput } from "../command.ts";
 import { BACKUP_DIR, listOption, onePositional, stringOption } from "../options.ts";

@@ -28,7 +28,7 @@ import { openFileDevice } from "../../device/file_device.ts";
 import { UsageError } from "../../errors.ts";
 import { backupAfter } from "../backup_after.ts";
 import { confirmWrite } from "../confirm.ts";
-import { closeAll, openPath } from "../devices.ts";
+import { closeAll, openPath } from "../../assembly/open_path.ts";
 import { EXIT_OK, EXIT_PROBLEM_FOUND } from "../exit_codes.ts";
 import type { CommandInput } from "../command.ts";
 import { integerOption, listOption, STATE_DIR, stringOption } from "../options.ts";
