@@ -9,8 +9,8 @@
  * path that hands a buffer back (or answers) before its I/O completed reads
  * or writes the wrong bytes and the model sees it. Main-disk reads and writes
  * may fail with a transient EIO instead of running (the disk gave up once;
- * the engine's retry finds it working). Main-disk I/O that the disk's device
- * must see itself (its bad blocks) is recorded as a bypass.
+ * the engine's retry finds it working). Main-disk I/O that only the engine
+ * may do (on bad or pending blocks) is recorded as a bypass.
  *
  * It signals nothing: the test drives the data path's turns, and a turn's
  * `reap` takes whatever the clock completed since the last one.
@@ -39,10 +39,11 @@ export interface SimulatedIoQueueOptions {
   /** Draws the transient faults. */
   random: () => number;
   /**
-   * Whether the main disk's device must see such a request itself: the data
-   * path must have left it to the engine, so doing it here is a bypass.
+   * Whether the data path must forward such a main-disk request to the engine
+   * (the device sees it fail, or the engine remaps it): doing it here is a
+   * bypass.
    */
-  leftToDevice: (kind: "read" | "write", range: ByteRange) => boolean;
+  mustForward: (kind: "read" | "write", range: ByteRange) => boolean;
 }
 
 interface Submitted<T> {
@@ -65,7 +66,7 @@ export class SimulatedIoQueue<T> implements IoQueue<T> {
   reordered = 0;
   /** Transient EIOs returned. */
   transientFaults = 0;
-  /** Main-disk I/O the device should have seen itself, described, for the test to assert empty. */
+  /** Main-disk I/O the data path should have forwarded, described, for the test to assert empty. */
   readonly bypasses: string[] = [];
 
   constructor(options: SimulatedIoQueueOptions) {
@@ -88,6 +89,16 @@ export class SimulatedIoQueue<T> implements IoQueue<T> {
 
   prepare(request: IoRequest, owner: T): void {
     assert(this.free > 0, "the caller checked for a free slot");
+    // Checked here, right after the data path's lookups: the engine may mark
+    // a block pending before the submit, and then the write is still right.
+    const kind = kindOf(request.opcode);
+    const range = { offsetBytes: request.offsetBytes, lengthBytes: lengthOf(request) };
+    if (
+      kind !== "flush" && request.fd === this.#options.mainFd &&
+      this.#options.mustForward(kind, range)
+    ) {
+      this.bypasses.push(`${kind} ${range.offsetBytes}+${range.lengthBytes} on the main disk`);
+    }
     this.#prepared.push({ request, owner, order: -1 });
   }
 
@@ -99,18 +110,10 @@ export class SimulatedIoQueue<T> implements IoQueue<T> {
       const { request } = submitted;
       const disk = this.#options.diskNames.get(request.fd);
       assert(disk !== undefined, `descriptor ${request.fd} is a disk of the setup`);
-      const kind = kindOf(request.opcode);
-      const range = { offsetBytes: request.offsetBytes, lengthBytes: lengthOf(request) };
-      if (
-        kind !== "flush" && request.fd === this.#options.mainFd &&
-        this.#options.leftToDevice(kind, range)
-      ) {
-        this.bypasses.push(`${kind} ${range.offsetBytes}+${range.lengthBytes} on ${disk}`);
-      }
       void clock.schedule({
         disk,
-        kind,
-        range,
+        kind: kindOf(request.opcode),
+        range: { offsetBytes: request.offsetBytes, lengthBytes: lengthOf(request) },
         complete: () => Promise.resolve(this.#complete(submitted)),
       }, clock.epoch);
     }
