@@ -1,5 +1,5 @@
 /**
- * Deterministic simulation of a worker's data path over the remap engine,
+ * Seeded simulation of a worker's data path over the remap engine,
  * under storage faults and simulated time.
  *
  * Goal: the data path a connection worker runs (`DataPath`) never answers a
@@ -21,7 +21,9 @@
  * FUA) on distinct sectors and flushes, started over several turns, checked
  * against a per-sector model of the values a read may return; at the end
  * every sector is read through the engine and checked.
- * A failure prints the seed; `DMREMAP_SEED=N` runs that seed alone.
+ * A failure prints the seed; `DMREMAP_SEED=N` runs that seed alone, with the
+ * same workload, faults and delays (the engine's own timers may still shift
+ * an interleaving, as in `remap_sim_test.ts`).
  */
 
 import assert from "node:assert/strict";
@@ -193,8 +195,7 @@ class EngineThread {
 
   /** The worker's `post`. */
   post = (message: FromWorker): void => {
-    assert.equal(message.type, "forward", "a data path only forwards");
-    if (message.type !== "forward") return;
+    if (message.type !== "forward") assert.fail(`a data path only forwards, not "${message.type}"`);
     for (const { id, request } of message.requests) {
       this.forwarded++;
       void this.#executor.execute({ ...request, data: request.data?.slice() }).then(
