@@ -68,7 +68,7 @@ const SECTORS = MAIN_BYTES / SECTOR_BYTES;
 const SPARE_SLOTS = 40;
 const SPARE_COUNT = 2;
 const STEPS = 500;
-const SEEDS = 16;
+const SEEDS = 32;
 /** Most client requests of one batch. */
 const BATCH_MAX = 8;
 /** Probability that a main-disk read or write of the data path fails once with EIO. */
