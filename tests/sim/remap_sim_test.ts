@@ -28,6 +28,16 @@ import { minimumSpareBytes } from "../../mod/metadata/spare_layout.ts";
 import { SECTOR_BYTES } from "../../mod/constants.ts";
 import { memoryIdentity } from "../remap/harness.ts";
 import { DiskClock, TimedDisk } from "./timed_disk.ts";
+import {
+  type ClientRequest,
+  Model,
+  planBatch,
+  readFailureAllowed,
+  sectorBytes,
+  seedsToRun,
+  valueOf,
+  writeFailureAllowed,
+} from "./_model.ts";
 
 const BLOCK_BYTES = 4096;
 const MAIN_BYTES = 512 * 1024;
@@ -37,55 +47,6 @@ const OPERATIONS = 400;
 const SEEDS = 12;
 /** Most client requests in flight at once. */
 const BATCH_MAX = 8;
-
-/** What each sector may hold: now, and after a crash. */
-class Model {
-  current: Set<number>[] = Array.from({ length: SECTORS }, () => new Set([0]));
-  afterCrash: Set<number>[] = Array.from({ length: SECTORS }, () => new Set([0]));
-
-  wrote(sector: number, value: number, outcome: "acked" | "fua" | "failed"): void {
-    if (outcome === "failed") {
-      this.current[sector]!.add(value);
-      this.afterCrash[sector]!.add(value);
-    } else {
-      this.current[sector] = new Set([value]);
-      if (outcome === "fua") this.afterCrash[sector] = new Set([value]);
-      else this.afterCrash[sector]!.add(value);
-    }
-  }
-
-  flushed(): void {
-    this.afterCrash = this.current.map((values) => new Set(values));
-  }
-
-  crashed(): void {
-    this.current = this.afterCrash.map((values) => new Set(values));
-  }
-
-  observed(sector: number, value: number): void {
-    this.current[sector] = new Set([value]);
-    // What is on the media after a read is what a crash keeps, unless unflushed.
-    if (this.afterCrash[sector]!.size === 1) this.afterCrash[sector] = new Set([value]);
-  }
-}
-
-/** A sector's contents: its value stamped in every 4 bytes, so torn or foreign data shows. */
-function sectorBytes(value: number): Uint8Array {
-  const bytes = new Uint8Array(SECTOR_BYTES);
-  new DataView(bytes.buffer).setUint32(0, value, true);
-  bytes.copyWithin(4, 0, SECTOR_BYTES - 4);
-  for (let i = 4; i < SECTOR_BYTES; i += 4) new DataView(bytes.buffer).setUint32(i, value, true);
-  return bytes;
-}
-
-function valueOf(bytes: Uint8Array, sector: number): number {
-  const view = new DataView(bytes.buffer, bytes.byteOffset + sector * SECTOR_BYTES, SECTOR_BYTES);
-  const value = view.getUint32(0, true);
-  for (let i = 4; i < SECTOR_BYTES; i += 4) {
-    if (view.getUint32(i, true) !== value) return -1;
-  }
-  return value;
-}
 
 interface World {
   clock: DiskClock;
@@ -124,56 +85,6 @@ async function crash(world: World): Promise<World> {
   return { clock: world.clock, main, spares, faulty, engine };
 }
 
-function readFailureAllowed(world: World, firstSector: number, sectorCount: number): boolean {
-  for (let sector = firstSector; sector < firstSector + sectorCount; sector++) {
-    const remapped =
-      world.engine.lookup(Math.floor(sector * SECTOR_BYTES / BLOCK_BYTES)) !== undefined;
-    const failure = world.faulty.failureOf(sector);
-    if (!remapped && (failure === "read" || failure === "both")) return true;
-  }
-  return false;
-}
-
-function writeFailureAllowed(world: World, firstSector: number, sectorCount: number): boolean {
-  if (world.engine.degraded) return true;
-  // A partial-block remap must read the rest of the block: allowed to fail if that is unreadable.
-  const firstBlock = Math.floor(firstSector * SECTOR_BYTES / BLOCK_BYTES);
-  const lastBlock = Math.floor(((firstSector + sectorCount) * SECTOR_BYTES - 1) / BLOCK_BYTES);
-  const perBlock = BLOCK_BYTES / SECTOR_BYTES;
-  return readFailureAllowed(world, firstBlock * perBlock, (lastBlock - firstBlock + 1) * perBlock);
-}
-
-/** One client request of a batch: a write or a read of whole sectors. */
-interface ClientRequest {
-  kind: "write" | "read";
-  firstSector: number;
-  sectorCount: number;
-  fua: boolean;
-}
-
-/**
- * Up to {@link BATCH_MAX} reads and writes on distinct sectors, so their
- * effects do not depend on the order the disks complete them in. Requests of
- * one batch may share a block: a remap's read-modify-write of a block must not
- * bring back an older copy of a sector that another request writes.
- */
-function planBatch(random: () => number): ClientRequest[] {
-  const pick = (limit: number) => Math.floor(random() * limit);
-  const usedSectors = new Set<number>();
-  const batch: ClientRequest[] = [];
-  const size = 1 + pick(BATCH_MAX);
-  while (batch.length < size) {
-    const firstSector = pick(SECTORS - 16);
-    const sectors = Array.from({ length: 1 + pick(16) }, (_, i) => firstSector + i);
-    if (sectors.some((sector) => usedSectors.has(sector))) continue;
-    sectors.forEach((sector) => usedSectors.add(sector));
-    const kind = random() < 0.55 ? "write" : "read";
-    const fua = kind === "write" && random() < 0.3;
-    batch.push({ kind, firstSector, sectorCount: sectors.length, fua });
-  }
-  return batch;
-}
-
 /** Runs one request and checks it against the model; returns how to update the model. */
 async function serveRequest(
   world: World,
@@ -192,7 +103,7 @@ async function serveRequest(
       (error) => {
         if (!(error instanceof DeviceIoError)) throw error;
         assert.ok(
-          writeFailureAllowed(world, firstSector, sectorCount),
+          writeFailureAllowed(world, { firstSector, sectorCount }),
           `${where}: write failed: ${error.message}`,
         );
         return "failed" as const;
@@ -206,7 +117,7 @@ async function serveRequest(
     (error) => {
       if (!(error instanceof DeviceIoError)) throw error;
       assert.ok(
-        readFailureAllowed(world, firstSector, sectorCount),
+        readFailureAllowed(world, { firstSector, sectorCount }),
         `${where}: read failed: ${error.message}`,
       );
       return false;
@@ -253,7 +164,7 @@ async function simulate(seed: number): Promise<SimulationResult> {
     faulty,
     engine: await assemble(clock, main, spares, faulty),
   };
-  const model = new Model();
+  const model = new Model(SECTORS);
   let nextValue = 1;
   let crashes = 0;
 
@@ -261,7 +172,7 @@ async function simulate(seed: number): Promise<SimulationResult> {
     const roll = random();
     const where = `seed ${seed} step ${step}`;
     if (roll < 0.8) {
-      const batch = planBatch(random);
+      const batch = planBatch(random, { sectorCount: SECTORS, batchMax: BATCH_MAX });
       const context = { where, nextValue: () => nextValue++ };
       const updates = await clock.settle(
         Promise.all(batch.map((request) => serveRequest(world, model, request, context))),
@@ -293,7 +204,7 @@ async function simulate(seed: number): Promise<SimulationResult> {
     );
     if (!readable) {
       assert.ok(
-        readFailureAllowed(world, sector, 1),
+        readFailureAllowed(world, { firstSector: sector, sectorCount: 1 }),
         `seed ${seed}: final read of sector ${sector} failed`,
       );
       continue;
@@ -310,17 +221,8 @@ async function simulate(seed: number): Promise<SimulationResult> {
   return { remaps, crashes, inFlightMax: clock.inFlightMax, reordered: clock.reordered };
 }
 
-/** The seeds to run: `DMREMAP_SEED` alone when set, else 1..{@link SEEDS}. */
-function seedsToRun(): number[] {
-  const chosen = Deno.env.get("DMREMAP_SEED");
-  if (chosen === undefined) return Array.from({ length: SEEDS }, (_, i) => i + 1);
-  const seed = Number(chosen);
-  if (!Number.isSafeInteger(seed)) throw new Error(`DMREMAP_SEED="${chosen}" is not an integer`);
-  return [seed];
-}
-
 Deno.test("simulation: concurrent writes and reads, bad sectors, power cuts and out-of-order disks never lose an acknowledged write", async () => {
-  const seeds = seedsToRun();
+  const seeds = seedsToRun(SEEDS);
   const total: SimulationResult = { remaps: 0, crashes: 0, inFlightMax: 0, reordered: 0 };
   for (const seed of seeds) {
     const result = await simulate(seed).catch((error) => {

@@ -19,6 +19,7 @@ import { setImmediate } from "node:timers";
 import type {
   ByteRange,
   Device,
+  DirectAccess,
   WriteOptions,
   WriteZeroesOptions,
 } from "../../mod/device/device.ts";
@@ -41,6 +42,16 @@ interface InFlight extends DiskRequest {
   completeAtMs: number;
   /** Issue order, to count completions that overtook earlier requests. */
   order: number;
+}
+
+/** Options of {@link DiskClock.settle}. */
+export interface SettleOptions {
+  /**
+   * Runs before each completion; resolves true when it did something, and
+   * then the world gets another round before a disk completes anything.
+   * @default none
+   */
+  worker?: () => Promise<boolean>;
 }
 
 /** The virtual clock and completion queue of one simulated world. */
@@ -97,8 +108,11 @@ export class DiskClock {
   /**
    * Runs the world until `work` resolves: lets the code under test issue its
    * requests, then completes the earliest pending one, again and again.
+   * A `worker` (code that does not run on its own, like a data path's turns)
+   * goes first each round; while it finds something to do, no disk moves, so
+   * a round's outcome does not depend on how long real I/O below took.
    */
-  async settle<T>(work: Promise<T>): Promise<T> {
+  async settle<T>(work: Promise<T>, options: SettleOptions = {}): Promise<T> {
     let done = false;
     // A handler now, so a rejection while the loop turns is not reported as unhandled.
     work.then(() => done = true, () => done = true);
@@ -106,6 +120,7 @@ export class DiskClock {
     while (!done) {
       await new Promise((resolve) => setImmediate(resolve));
       if (done) break;
+      if (options.worker !== undefined && await options.worker()) continue;
       const next = this.#takeEarliest();
       if (next === undefined) {
         // Nothing in flight: the engine waits on a timer of its own (group commit).
@@ -212,6 +227,15 @@ export class TimedDisk implements Device {
       range,
       complete: () => this.#next.writeZeroes(range, options),
     }, this.#epoch);
+  }
+
+  /**
+   * The disk below's direct access: a direct reader/writer (the data path)
+   * bypasses this object, so its I/O is timed by its own simulated queue on
+   * the same clock (`simulated_io_queue.ts`).
+   */
+  directAccess(): DirectAccess | undefined {
+    return this.#next.directAccess?.();
   }
 
   close(): Promise<void> {
