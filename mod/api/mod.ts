@@ -19,6 +19,7 @@
  * ```ts
  * import { createApp, fetchStatus, serveApi } from "./mod.ts";
  * import type { SetupStatus, StatusSource } from "./mod.ts";
+ * import { zeroEventCounts } from "../events/setup_event.ts";
  *
  * const status: SetupStatus = {
  *   setup: {
@@ -32,6 +33,7 @@
  *     readErrors: 0, writeErrors: 0, remaps: 0, remapsCreated: 0, pending: 0,
  *   },
  *   pendingBlocks: [],
+ *   events: zeroEventCounts(),
  *   nbd: { exportName: "vault", connections: 0 },
  *   uptimeSeconds: 1,
  *   version: "0.1.0",
@@ -89,6 +91,7 @@ export {
 export { DASHBOARD_POLL_INTERVAL_MS } from "./routes/dashboard.ts";
 export { type Health, healthOf } from "./routes/health.ts";
 export { metricFamiliesOf } from "./routes/metrics.ts";
+export { EventCounts } from "./event_counts.ts";
 export {
   parseRemapsQuery,
   REMAPS_PAGE_ENTRIES_DEFAULT,

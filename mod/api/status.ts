@@ -8,6 +8,7 @@
  */
 
 import type { StoredEvent } from "../events/event_history.ts";
+import type { SetupEventType } from "../events/setup_event.ts";
 import type { RemapCounters } from "../remap/remap_device.ts";
 
 /** Health of one spare's five metadata copies. */
@@ -50,6 +51,8 @@ export interface SetupStatus {
   /** The engine's request and error counters, with the setup's remaps and pending blocks now. */
   counters: Omit<RemapCounters, "remapBatches"> & { remaps: number; pending: number };
   pendingBlocks: number[];
+  /** Events of each kind since the service started. */
+  events: Record<SetupEventType, number>;
   nbd: { exportName: string; unixPath?: string; tcp?: string; connections: number };
   uptimeSeconds: number;
   /** The dm-remap version serving it. */

@@ -28,6 +28,23 @@ export type ServiceEvent =
 /** One event of a running setup. */
 export type SetupEvent = RemapEvent | ServiceEvent;
 
+/** The kinds of event. */
+export type SetupEventType = SetupEvent["type"];
+
+/** A count per kind of event, every kind at zero (the compiler checks that none is missing). */
+export function zeroEventCounts(): Record<SetupEventType, number> {
+  return {
+    "remap": 0,
+    "pending": 0,
+    "read-error": 0,
+    "remap-failed": 0,
+    "spare-failed": 0,
+    "degraded": 0,
+    "started": 0,
+    "stopped": 0,
+  };
+}
+
 /** Describes an event in words: the history's message and the log's line. */
 export function describeEvent(event: SetupEvent): string {
   switch (event.type) {

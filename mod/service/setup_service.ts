@@ -22,6 +22,7 @@ import type { ProbedIdentity } from "../assembly/identity.ts";
 import { assert } from "../assert.ts";
 import type { Device } from "../device/device.ts";
 import { EventBus } from "../events/event_bus.ts";
+import { EventCounts } from "../api/event_counts.ts";
 import { EventHistory } from "../events/event_history.ts";
 import { describeEvent, isEngineEvent } from "../events/setup_event.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
@@ -47,8 +48,10 @@ export interface SetupServiceOptions {
 
 /** A setup served from {@link start} to {@link stop}. */
 export class SetupService {
-  /** Every event of the setup; the history and the log subscribe to it. */
+  /** Every event of the setup; the history, the log and the status API subscribe to it. */
   readonly events: EventBus = new EventBus();
+  /** The status API's count of events by kind, from the start on. */
+  readonly #eventCounts = new EventCounts();
   readonly #disks: SetupDisks;
   readonly #settings: ServiceSettings;
   readonly #log: (line: string) => void;
@@ -138,6 +141,7 @@ export class SetupService {
     });
     const history = this.#history = EventHistory.open(settings.eventsPath);
     this.#unsubscribeHistory = history.subscribeTo(this.events);
+    this.#eventCounts.subscribeTo(this.events);
     this.#backups = this.#backupKeeper();
     const engine = this.#engine = await assembleSetup(this.#disks.main, this.#disks.spares, {
       readRetries: settings.readRetries,
@@ -171,6 +175,7 @@ export class SetupService {
       history,
       served: this.#nbd.served,
       nbd: this.#nbd.view,
+      eventCounts: this.#eventCounts,
     });
     this.#api = new StatusApi(this.#status, this.#settings.api);
     await this.#api.start();

@@ -10,6 +10,7 @@ import type { OpenedSpares } from "../assembly/assemble.ts";
 import { FORMAT_VERSION } from "../metadata/superblock.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import type { EventHistory } from "../events/event_history.ts";
+import type { EventCounts } from "../api/event_counts.ts";
 import { VERSION } from "../version.ts";
 
 /** What the NBD side reports. */
@@ -27,6 +28,8 @@ export interface StatusSources {
   history: EventHistory;
   /** Requests the NBD data plane's workers served themselves (not through the engine). @default none */
   served?: () => DataPlaneCounters;
+  /** The API's count of the setup's events. */
+  eventCounts: EventCounts;
 }
 
 /** A StatusSource over a live engine; every call reads current values. */
@@ -98,6 +101,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
           pending: pendingBlocks.length,
         },
         pendingBlocks,
+        events: sources.eventCounts.current(),
         nbd: {
           exportName: nbd.exportName,
           unixPath: nbd.unixPath,

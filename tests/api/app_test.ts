@@ -207,6 +207,16 @@ Deno.test("createApp() GET /metrics answers every metric family in text format 0
       ...setup,
       spare: "1",
     }, 4]]],
+    ["dm_remap_events_total", "counter", [
+      [{ ...setup, type: "remap" }, 1],
+      [{ ...setup, type: "pending" }, 0],
+      [{ ...setup, type: "read-error" }, 2],
+      [{ ...setup, type: "remap-failed" }, 0],
+      [{ ...setup, type: "spare-failed" }, 0],
+      [{ ...setup, type: "degraded" }, 0],
+      [{ ...setup, type: "started" }, 1],
+      [{ ...setup, type: "stopped" }, 0],
+    ]],
     ["dm_remap_nbd_connections", "gauge", [[setup, 1]]],
     ["dm_remap_uptime_seconds", "gauge", [[setup, 3600]]],
   ];

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { zeroEventCounts } from "../../mod/events/setup_event.ts";
 import type {
   CopyHealth,
   RemapEntry,
@@ -72,6 +73,7 @@ export function statusFixture(overrides: Partial<SetupStatus> = {}): SetupStatus
       pending: 0,
     },
     pendingBlocks: [],
+    events: { ...zeroEventCounts(), "remap": 1, "read-error": 2, "started": 1 },
     nbd: { exportName: "vault", unixPath: "/run/dm-remap/vault.nbd", connections: 1 },
     uptimeSeconds: 3600,
     version: "0.1.0",

@@ -137,7 +137,7 @@ Deno.test("SetupService.start() serves the setup; stop() releases the sockets an
   }
 });
 
-Deno.test("SetupService publishes typed events to subscribers, the log and the history", async () => {
+Deno.test("SetupService publishes typed events to subscribers, the log, the status API and the history", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dm-remap-service-" });
   try {
     await createFiles(dir);
@@ -150,6 +150,7 @@ Deno.test("SetupService publishes typed events to subscribers, the log and the h
     service.events.subscribe((event) => seen.push(event));
     await service.start();
     await service.engine.write(new Uint8Array(BLOCK_BYTES), BAD_BLOCK * BLOCK_BYTES, { fua: true });
+    const counted = (await fetchStatus(`${dir}/run/api.sock`)).events;
     await service.stop();
 
     assert.deepEqual(seen.map((event) => event.type), ["started", "remap", "stopped"]);
@@ -160,6 +161,11 @@ Deno.test("SetupService publishes typed events to subscribers, the log and the h
       slotIndex: 0,
     });
     assert.deepEqual(log, [`dm-remap[svc]: remapped block ${BAD_BLOCK} to spare 0 slot 0`]);
+    assert.deepEqual(
+      [counted.started, counted.remap, counted.stopped, counted.pending],
+      [1, 1, 0, 0],
+      "the status API counted the events before the stop",
+    );
     const history = EventHistory.open(`${dir}/state/events.sqlite`);
     const stored = history.recent(10).reverse().map(({ id: _, timeMs: __, ...event }) => event);
     history.close();

@@ -104,6 +104,15 @@ export function metricFamiliesOf(status: SetupStatus): MetricFamily[] {
         return spare.validCopies;
       },
     ),
+    {
+      name: "dm_remap_events_total",
+      type: "counter",
+      help: "Events of each kind since the setup was served (remap, pending, read-error, ...).",
+      samples: Object.entries(status.events).map(([type, value]) => ({
+        labels: { ...setup, type },
+        value,
+      })),
+    },
     one("dm_remap_nbd_connections", "gauge", "NBD clients connected now.", status.nbd.connections),
     one(
       "dm_remap_uptime_seconds",
