@@ -105,28 +105,46 @@ const IO_FALLOCATE = ["i32", "i32", "i64", "i64"] as const;
 const IO_IOCTL = ["i32", "u64", "buffer"] as const;
 const SYSCALL_ARGS = ["i64", "i64", "i64", "i64", "i64", "i64"] as const;
 
+/**
+ * The calls that may wait on a disk. Each is declared twice: as itself, run
+ * on a thread of the runtime's pool (`nonblocking`: a slow or failing disk
+ * never stalls the event loop), and as `<name>Sync`, run on the caller's
+ * thread, for worker threads that wait in their own loop.
+ */
+const DISK_CALLS = {
+  pread: { parameters: IO_PREAD, result: "isize" },
+  pwrite: { parameters: IO_PREAD, result: "isize" },
+  pwritev2: { parameters: IO_PWRITEV2, result: "isize" },
+  fdatasync: { parameters: ["i32"], result: "i32" },
+  fallocate: { parameters: IO_FALLOCATE, result: "i32" },
+  ioctl: { parameters: IO_IOCTL, result: "i32" },
+  // syscall(2) for the Linux AIO calls, which glibc does not wrap. glibc's
+  // syscall() is a register shuffle, so declaring six fixed i64 arguments is
+  // safe for this variadic function on x86_64 and aarch64.
+  syscall: { parameters: SYSCALL_ARGS, result: "i64" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** {@link DISK_CALLS} as the pool-thread declarations and their `Sync` twins. */
+type WithSyncTwins<T> =
+  & { [Name in keyof T]: T[Name] & { nonblocking: true } }
+  & { [Name in keyof T as `${Name & string}Sync`]: T[Name] & { name: Name } };
+
+function withSyncTwins<T extends Deno.ForeignLibraryInterface>(calls: T): WithSyncTwins<T> {
+  const symbols: Record<string, Deno.ForeignFunction> = {};
+  for (const [name, call] of Object.entries(calls)) {
+    symbols[name] = { ...call as Deno.ForeignFunction, nonblocking: true };
+    symbols[`${name}Sync`] = { ...call as Deno.ForeignFunction, name };
+  }
+  // Built key by key above; the mapped type states the result the loop guarantees.
+  return symbols as unknown as WithSyncTwins<T>;
+}
+
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   flock: { parameters: ["i32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
-  pread: { parameters: IO_PREAD, result: "isize", nonblocking: true },
-  preadSync: { name: "pread", parameters: IO_PREAD, result: "isize" },
-  pwrite: { parameters: IO_PREAD, result: "isize", nonblocking: true },
-  pwriteSync: { name: "pwrite", parameters: IO_PREAD, result: "isize" },
-  pwritev2: { parameters: IO_PWRITEV2, result: "isize", nonblocking: true },
-  pwritev2Sync: { name: "pwritev2", parameters: IO_PWRITEV2, result: "isize" },
-  fdatasync: { parameters: ["i32"], result: "i32", nonblocking: true },
-  fdatasyncSync: { name: "fdatasync", parameters: ["i32"], result: "i32" },
-  fallocate: { parameters: IO_FALLOCATE, result: "i32", nonblocking: true },
-  fallocateSync: { name: "fallocate", parameters: IO_FALLOCATE, result: "i32" },
-  ioctl: { parameters: IO_IOCTL, result: "i32", nonblocking: true },
-  ioctlSync: { name: "ioctl", parameters: IO_IOCTL, result: "i32" },
-  // syscall(2) for the Linux AIO calls, which glibc does not wrap. glibc's
-  // syscall() is a register shuffle, so declaring six fixed i64 arguments is
-  // safe for this variadic function on x86_64 and aarch64.
-  syscall: { parameters: SYSCALL_ARGS, result: "i64", nonblocking: true },
-  syscallSync: { name: "syscall", parameters: SYSCALL_ARGS, result: "i64" },
+  ...withSyncTwins(DISK_CALLS),
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The libc functions dm-remap calls. */

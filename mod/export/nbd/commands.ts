@@ -14,15 +14,8 @@ import {
   encodeErrorChunk,
   encodeNoneChunk,
   encodeSimpleReply,
-  NBD_CMD_CACHE,
-  NBD_CMD_FLAG_FAST_ZERO,
-  NBD_CMD_FLAG_FUA,
-  NBD_CMD_FLAG_NO_HOLE,
-  NBD_CMD_FLUSH,
-  NBD_CMD_READ,
-  NBD_CMD_TRIM,
-  NBD_CMD_WRITE,
-  NBD_CMD_WRITE_ZEROES,
+  NBD_CMD,
+  NBD_CMD_FLAG,
   nbdErrnoOfCode,
   type RequestHeader,
 } from "./protocol.ts";
@@ -35,24 +28,19 @@ export interface NbdProblem {
   message: string;
 }
 
+/** The commands with a neutral form, and that form. */
+const DATA_OPS: Readonly<Partial<Record<number, DataOp>>> = {
+  [NBD_CMD.READ]: "read",
+  [NBD_CMD.WRITE]: "write",
+  [NBD_CMD.FLUSH]: "flush",
+  [NBD_CMD.TRIM]: "trim",
+  [NBD_CMD.WRITE_ZEROES]: "write-zeroes",
+  [NBD_CMD.CACHE]: "cache",
+};
+
 /** The neutral operation of a validated command, or undefined for BLOCK_STATUS (answered by NBD code). */
 export function dataOpOf(type: number): DataOp | undefined {
-  switch (type) {
-    case NBD_CMD_READ:
-      return "read";
-    case NBD_CMD_WRITE:
-      return "write";
-    case NBD_CMD_FLUSH:
-      return "flush";
-    case NBD_CMD_TRIM:
-      return "trim";
-    case NBD_CMD_WRITE_ZEROES:
-      return "write-zeroes";
-    case NBD_CMD_CACHE:
-      return "cache";
-    default:
-      return undefined;
-  }
+  return DATA_OPS[type];
 }
 
 /**
@@ -90,9 +78,9 @@ const DATA_FLAGS: readonly Readonly<DataFlags>[] = Array.from(
  * worker's hot path asks once per request).
  */
 export function dataFlagsOf(nbdFlags: number): Readonly<DataFlags> {
-  const bits = ((nbdFlags & NBD_CMD_FLAG_FUA) !== 0 ? 1 : 0) |
-    ((nbdFlags & NBD_CMD_FLAG_NO_HOLE) !== 0 ? 2 : 0) |
-    ((nbdFlags & NBD_CMD_FLAG_FAST_ZERO) !== 0 ? 4 : 0);
+  const bits = ((nbdFlags & NBD_CMD_FLAG.FUA) !== 0 ? 1 : 0) |
+    ((nbdFlags & NBD_CMD_FLAG.NO_HOLE) !== 0 ? 2 : 0) |
+    ((nbdFlags & NBD_CMD_FLAG.FAST_ZERO) !== 0 ? 4 : 0);
   return DATA_FLAGS[bits]!;
 }
 

@@ -46,10 +46,7 @@ import { blockStatusReply, validateRequest } from "./transmission.ts";
 import { dataFlagsOf, dataOpOf, encodeErrorReply, encodeOkReply, problemOf } from "./commands.ts";
 import {
   decodeRequestHeaderAt,
-  NBD_CMD_BLOCK_STATUS,
-  NBD_CMD_DISC,
-  NBD_CMD_READ,
-  NBD_CMD_WRITE,
+  NBD_CMD,
   NbdProtocolError,
   readReplyPrefixBytes,
   REQUEST_HEADER_BYTES,
@@ -260,7 +257,7 @@ class NbdTransmission {
     while (this.#nextRequestAdmitted()) {
       const type = this.#inView.getUint16(this.#inStart + 6);
       const lengthBytes = this.#inView.getUint32(this.#inStart + 24);
-      const carriesPayload = type === NBD_CMD_WRITE && lengthBytes <= NBD_REQUEST_BYTES_MAX;
+      const carriesPayload = type === NBD_CMD.WRITE && lengthBytes <= NBD_REQUEST_BYTES_MAX;
       const costBytes = this.#costOfBufferedRequest();
       let header: RequestHeader;
       try {
@@ -273,11 +270,11 @@ class NbdTransmission {
         break;
       }
       this.#inStart += REQUEST_HEADER_BYTES;
-      if (header.type === NBD_CMD_DISC) {
+      if (header.type === NBD_CMD.DISC) {
         this.#stopReading("disconnect");
         break;
       }
-      this.#largeWrites = header.type === NBD_CMD_WRITE && lengthBytes > SEND_COPY_BYTES_MAX;
+      this.#largeWrites = header.type === NBD_CMD.WRITE && lengthBytes > SEND_COPY_BYTES_MAX;
       const request: Request = {
         // Commands without a neutral form never reach the data path: they are
         // refused or answered here (#route).
@@ -307,7 +304,7 @@ class NbdTransmission {
           this.#problemWith(header) === undefined;
         break;
       }
-      if (header.type === NBD_CMD_WRITE && !carriesPayload) this.#skipPayload(lengthBytes);
+      if (header.type === NBD_CMD.WRITE && !carriesPayload) this.#skipPayload(lengthBytes);
       this.#route(request);
     }
     if (this.#inStart === this.#inEnd) this.#inStart = this.#inEnd = 0;
@@ -332,7 +329,7 @@ class NbdTransmission {
   #costOfBufferedRequest(): number {
     const type = this.#inView.getUint16(this.#inStart + 6);
     const lengthBytes = this.#inView.getUint32(this.#inStart + 24);
-    const dataCommand = type === NBD_CMD_WRITE || type === NBD_CMD_READ;
+    const dataCommand = type === NBD_CMD.WRITE || type === NBD_CMD.READ;
     return dataCommand && lengthBytes <= NBD_REQUEST_BYTES_MAX ? lengthBytes : 0;
   }
 
@@ -494,7 +491,7 @@ class NbdTransmission {
       this.#answer(request, encodeErrorReply(header.cookie, { problem, structuredReplies }), false);
       return;
     }
-    if (header.type === NBD_CMD_BLOCK_STATUS) {
+    if (header.type === NBD_CMD.BLOCK_STATUS) {
       return this.#answer(request, blockStatusReply(header, this.#session), false);
     }
     if (request.op === "read" && request.lengthBytes > 0 && request.reply === undefined) {

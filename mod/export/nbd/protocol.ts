@@ -147,36 +147,41 @@ export const NBD_SIMPLE_REPLY_MAGIC = 0x67446698;
 /** Magic of a structured reply chunk (32 bits). */
 export const NBD_STRUCTURED_REPLY_MAGIC = 0x668e33ef;
 
-/** Read; data follows the reply. */
-export const NBD_CMD_READ = 0;
-/** Write; data follows the request. */
-export const NBD_CMD_WRITE = 1;
-/** Disconnect after the requests in flight; no reply. */
-export const NBD_CMD_DISC = 2;
-/** Make every completed write durable. */
-export const NBD_CMD_FLUSH = 3;
-/** Discard a range (a hint). */
-export const NBD_CMD_TRIM = 4;
-/** Prefetch a range (a hint). */
-export const NBD_CMD_CACHE = 5;
-/** Make a range read back as zeros. */
-export const NBD_CMD_WRITE_ZEROES = 6;
-/** Report allocation of a range for the selected metadata context. */
-export const NBD_CMD_BLOCK_STATUS = 7;
+/** Commands (16 bits), named as NBD_CMD_<NAME> in the protocol. */
+export const NBD_CMD = {
+  /** Read; data follows the reply. */
+  READ: 0,
+  /** Write; data follows the request. */
+  WRITE: 1,
+  /** Disconnect after the requests in flight; no reply. */
+  DISC: 2,
+  /** Make every completed write durable. */
+  FLUSH: 3,
+  /** Discard a range (a hint). */
+  TRIM: 4,
+  /** Prefetch a range (a hint). */
+  CACHE: 5,
+  /** Make a range read back as zeros. */
+  WRITE_ZEROES: 6,
+  /** Report allocation of a range for the selected metadata context. */
+  BLOCK_STATUS: 7,
+} as const;
 
-// Command flags (16 bits).
-/** Force unit access: durable before the reply. */
-export const NBD_CMD_FLAG_FUA = 1 << 0;
-/** Write zeroes without deallocating. */
-export const NBD_CMD_FLAG_NO_HOLE = 1 << 1;
-/** Do not fragment the read reply. */
-export const NBD_CMD_FLAG_DF = 1 << 2;
-/** Block status: one extent only. */
-export const NBD_CMD_FLAG_REQ_ONE = 1 << 3;
-/** Write zeroes only if faster than writing; else fail with NBD_ENOTSUP. */
-export const NBD_CMD_FLAG_FAST_ZERO = 1 << 4;
-/** Only meaningful with extended headers, which we do not negotiate. */
-export const NBD_CMD_FLAG_PAYLOAD_LEN = 1 << 5;
+/** Command flags (16 bits), named as NBD_CMD_FLAG_<NAME> in the protocol. */
+export const NBD_CMD_FLAG = {
+  /** Force unit access: durable before the reply. */
+  FUA: 1 << 0,
+  /** Write zeroes without deallocating. */
+  NO_HOLE: 1 << 1,
+  /** Do not fragment the read reply. */
+  DF: 1 << 2,
+  /** Block status: one extent only. */
+  REQ_ONE: 1 << 3,
+  /** Write zeroes only if faster than writing; else fail with NBD_ENOTSUP. */
+  FAST_ZERO: 1 << 4,
+  /** Only meaningful with extended headers, which we do not negotiate. */
+  PAYLOAD_LEN: 1 << 5,
+} as const;
 
 /** Structured reply chunk flag: last chunk of the reply. */
 export const NBD_REPLY_FLAG_DONE = 1 << 0;

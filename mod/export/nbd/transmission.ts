@@ -36,19 +36,8 @@ import type { NbdSession } from "./handshake.ts";
 import {
   decodeRequestHeader,
   encodeBlockStatusChunk,
-  NBD_CMD_BLOCK_STATUS,
-  NBD_CMD_CACHE,
-  NBD_CMD_DISC,
-  NBD_CMD_FLAG_DF,
-  NBD_CMD_FLAG_FAST_ZERO,
-  NBD_CMD_FLAG_FUA,
-  NBD_CMD_FLAG_NO_HOLE,
-  NBD_CMD_FLAG_REQ_ONE,
-  NBD_CMD_FLUSH,
-  NBD_CMD_READ,
-  NBD_CMD_TRIM,
-  NBD_CMD_WRITE,
-  NBD_CMD_WRITE_ZEROES,
+  NBD_CMD,
+  NBD_CMD_FLAG,
   NBD_EINVAL,
   NBD_ENOSPC,
   readReplyPrefixBytes,
@@ -157,13 +146,13 @@ export function validateRequest(
       message: `Flags 0x${flags.toString(16)} are not valid for command ${type}`,
     };
   }
-  if (type === NBD_CMD_FLUSH) {
+  if (type === NBD_CMD.FLUSH) {
     if (offset !== 0n || lengthBytes !== 0) {
       return { errno: NBD_EINVAL, message: "Flush takes no range" };
     }
     return undefined;
   }
-  if ((type === NBD_CMD_READ || type === NBD_CMD_WRITE) && lengthBytes > NBD_REQUEST_BYTES_MAX) {
+  if ((type === NBD_CMD.READ || type === NBD_CMD.WRITE) && lengthBytes > NBD_REQUEST_BYTES_MAX) {
     return {
       errno: NBD_EINVAL,
       message: `Length ${lengthBytes} exceeds ${NBD_REQUEST_BYTES_MAX} bytes`,
@@ -177,14 +166,14 @@ export function validateRequest(
   }
   if (offset + BigInt(lengthBytes) > BigInt(context.sizeBytes)) {
     // The spec asks for ENOSPC on writes past the end, EINVAL for the rest.
-    const writes = type === NBD_CMD_WRITE || type === NBD_CMD_WRITE_ZEROES;
+    const writes = type === NBD_CMD.WRITE || type === NBD_CMD.WRITE_ZEROES;
     return {
       errno: writes ? NBD_ENOSPC : NBD_EINVAL,
       message:
         `Offset ${offset} and length ${lengthBytes} go past the end (${context.sizeBytes} bytes)`,
     };
   }
-  if (type === NBD_CMD_BLOCK_STATUS) {
+  if (type === NBD_CMD.BLOCK_STATUS) {
     if (context.session.baseAllocationId === undefined) {
       return { errno: NBD_EINVAL, message: "No metadata context was selected" };
     }
@@ -196,18 +185,18 @@ export function validateRequest(
 /** Flags valid per command; undefined for unknown commands. FUA is valid on every command. */
 function allowedFlagsOf(type: number, session: NbdSession): number | undefined {
   switch (type) {
-    case NBD_CMD_READ:
-      return NBD_CMD_FLAG_FUA | (session.structuredReplies ? NBD_CMD_FLAG_DF : 0);
-    case NBD_CMD_WRITE:
-    case NBD_CMD_DISC:
-    case NBD_CMD_FLUSH:
-    case NBD_CMD_TRIM:
-    case NBD_CMD_CACHE:
-      return NBD_CMD_FLAG_FUA;
-    case NBD_CMD_WRITE_ZEROES:
-      return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
-    case NBD_CMD_BLOCK_STATUS:
-      return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE;
+    case NBD_CMD.READ:
+      return NBD_CMD_FLAG.FUA | (session.structuredReplies ? NBD_CMD_FLAG.DF : 0);
+    case NBD_CMD.WRITE:
+    case NBD_CMD.DISC:
+    case NBD_CMD.FLUSH:
+    case NBD_CMD.TRIM:
+    case NBD_CMD.CACHE:
+      return NBD_CMD_FLAG.FUA;
+    case NBD_CMD.WRITE_ZEROES:
+      return NBD_CMD_FLAG.FUA | NBD_CMD_FLAG.NO_HOLE | NBD_CMD_FLAG.FAST_ZERO;
+    case NBD_CMD.BLOCK_STATUS:
+      return NBD_CMD_FLAG.FUA | NBD_CMD_FLAG.REQ_ONE;
     default:
       return undefined;
   }
@@ -274,12 +263,12 @@ class TransmissionLoop {
         throw error;
       }
       const header = decodeRequestHeader(headerBytes);
-      if (header.type === NBD_CMD_DISC) return "disconnect";
+      if (header.type === NBD_CMD.DISC) return "disconnect";
       const costBytes = payloadBytesOf(header);
       await this.#waitUntil(() =>
         this.#inflightBytes === 0 || this.#inflightBytes + costBytes <= NBD_INFLIGHT_BYTES_MAX
       );
-      const payload = header.type === NBD_CMD_WRITE
+      const payload = header.type === NBD_CMD.WRITE
         ? await this.#readPayload(header.lengthBytes)
         : undefined;
       this.#start(header, payload, costBytes);
@@ -400,11 +389,11 @@ export class RequestExecutor {
     const structuredReplies = this.#session.structuredReplies;
     const problem = validateRequest(header, { sizeBytes: this.#sizeBytes, session: this.#session });
     if (problem) return encodeErrorReply(header.cookie, { problem, structuredReplies });
-    if (header.type === NBD_CMD_BLOCK_STATUS) return blockStatusReply(header, this.#session);
+    if (header.type === NBD_CMD.BLOCK_STATUS) return blockStatusReply(header, this.#session);
     // Read straight into the reply buffer behind room for its header: no copy,
     // and the data starts on an O_DIRECT boundary, so the disk needs no bounce copy.
     const prefixBytes = readReplyPrefixBytes(structuredReplies);
-    const reply = header.type === NBD_CMD_READ && header.lengthBytes > 0
+    const reply = header.type === NBD_CMD.READ && header.lengthBytes > 0
       ? this.#replyBuffers.take(prefixBytes, header.lengthBytes)
       : undefined;
     const request = dataRequestOf(header, reply ? reply.subarray(prefixBytes) : payload);
@@ -444,7 +433,7 @@ export function blockStatusReply(header: RequestHeader, session: NbdSession): Ui
 
 /** Payload memory a request holds while in flight. */
 function payloadBytesOf(header: RequestHeader): number {
-  const carriesPayload = header.type === NBD_CMD_READ || header.type === NBD_CMD_WRITE;
+  const carriesPayload = header.type === NBD_CMD.READ || header.type === NBD_CMD.WRITE;
   // Oversized requests are refused without a buffer (writes are skipped piecewise).
   return carriesPayload && header.lengthBytes <= NBD_REQUEST_BYTES_MAX ? header.lengthBytes : 0;
 }

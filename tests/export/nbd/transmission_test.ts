@@ -16,20 +16,8 @@ import { DeviceIoError, type IoErrorCode } from "../../../mod/errors.ts";
 import { StreamEndedError } from "../../../mod/export/nbd/byte_stream.ts";
 import { type NbdSession, transmissionFlagsOf } from "../../../mod/export/nbd/handshake.ts";
 import {
-  NBD_CMD_BLOCK_STATUS,
-  NBD_CMD_CACHE,
-  NBD_CMD_DISC,
-  NBD_CMD_FLAG_DF,
-  NBD_CMD_FLAG_FAST_ZERO,
-  NBD_CMD_FLAG_FUA,
-  NBD_CMD_FLAG_NO_HOLE,
-  NBD_CMD_FLAG_PAYLOAD_LEN,
-  NBD_CMD_FLAG_REQ_ONE,
-  NBD_CMD_FLUSH,
-  NBD_CMD_READ,
-  NBD_CMD_TRIM,
-  NBD_CMD_WRITE,
-  NBD_CMD_WRITE_ZEROES,
+  NBD_CMD,
+  NBD_CMD_FLAG,
   NBD_EINVAL,
   NBD_EIO,
   NBD_ENOSPC,
@@ -104,7 +92,7 @@ function send(client: PipeClient, request: TestRequest): void {
 
 /** Sends NBD_CMD_DISC and checks the loop ends with "disconnect". */
 async function disconnect(started: Started): Promise<void> {
-  send(started.client, { type: NBD_CMD_DISC, cookie: 0 });
+  send(started.client, { type: NBD_CMD.DISC, cookie: 0 });
   assert.equal(await started.end, "disconnect");
 }
 
@@ -115,9 +103,9 @@ function pattern(lengthBytes: number, seed: number): Uint8Array {
 Deno.test("transmission reads back what was written, with simple replies", async () => {
   const started = start();
   const data = pattern(8192, 1);
-  send(started.client, { type: NBD_CMD_WRITE, cookie: 1, offset: 4096, payload: data });
+  send(started.client, { type: NBD_CMD.WRITE, cookie: 1, offset: 4096, payload: data });
   assert.deepEqual(await readSimpleReply(started.client), { error: 0, cookie: 1n });
-  send(started.client, { type: NBD_CMD_READ, cookie: 2, offset: 4096, length: 8192 });
+  send(started.client, { type: NBD_CMD.READ, cookie: 2, offset: 4096, length: 8192 });
   assert.deepEqual(await readSimpleReply(started.client), { error: 0, cookie: 2n });
   assert.deepEqual(await started.client.readExact(8192), data);
   await disconnect(started);
@@ -135,114 +123,114 @@ const INVALID_REQUESTS: {
   { name: "NBD_CMD_RESIZE (8), not offered", request: { type: 8, cookie: 1 }, error: NBD_EINVAL },
   {
     name: "read with offset not 512-aligned",
-    request: { type: NBD_CMD_READ, cookie: 1, offset: 100, length: 512 },
+    request: { type: NBD_CMD.READ, cookie: 1, offset: 100, length: 512 },
     error: NBD_EINVAL,
   },
   {
     name: "read with length not 512-aligned",
-    request: { type: NBD_CMD_READ, cookie: 1, length: 1000 },
+    request: { type: NBD_CMD.READ, cookie: 1, length: 1000 },
     error: NBD_EINVAL,
   },
   {
     name: "write with length not 512-aligned",
-    request: { type: NBD_CMD_WRITE, cookie: 1, payload: new Uint8Array(100) },
+    request: { type: NBD_CMD.WRITE, cookie: 1, payload: new Uint8Array(100) },
     error: NBD_EINVAL,
   },
   {
     name: "read past the end",
-    request: { type: NBD_CMD_READ, cookie: 1, offset: SIZE_BYTES - 512, length: 1024 },
+    request: { type: NBD_CMD.READ, cookie: 1, offset: SIZE_BYTES - 512, length: 1024 },
     error: NBD_EINVAL,
   },
   {
     name: "read at a 64-bit offset",
-    request: { type: NBD_CMD_READ, cookie: 1, offset: 0xfffffffffffffe00n, length: 512 },
+    request: { type: NBD_CMD.READ, cookie: 1, offset: 0xfffffffffffffe00n, length: 512 },
     error: NBD_EINVAL,
   },
   {
     name: "write past the end",
-    request: { type: NBD_CMD_WRITE, cookie: 1, offset: SIZE_BYTES, payload: new Uint8Array(512) },
+    request: { type: NBD_CMD.WRITE, cookie: 1, offset: SIZE_BYTES, payload: new Uint8Array(512) },
     error: NBD_ENOSPC,
   },
   {
     name: "write zeroes past the end",
-    request: { type: NBD_CMD_WRITE_ZEROES, cookie: 1, offset: SIZE_BYTES - 512, length: 1024 },
+    request: { type: NBD_CMD.WRITE_ZEROES, cookie: 1, offset: SIZE_BYTES - 512, length: 1024 },
     error: NBD_ENOSPC,
   },
   {
     name: "trim past the end",
-    request: { type: NBD_CMD_TRIM, cookie: 1, offset: SIZE_BYTES, length: 512 },
+    request: { type: NBD_CMD.TRIM, cookie: 1, offset: SIZE_BYTES, length: 512 },
     error: NBD_EINVAL,
   },
   {
     name: "cache past the end",
-    request: { type: NBD_CMD_CACHE, cookie: 1, offset: SIZE_BYTES, length: 512 },
+    request: { type: NBD_CMD.CACHE, cookie: 1, offset: SIZE_BYTES, length: 512 },
     error: NBD_EINVAL,
   },
   {
     name: "read longer than NBD_REQUEST_BYTES_MAX",
-    request: { type: NBD_CMD_READ, cookie: 1, length: NBD_REQUEST_BYTES_MAX + 512 },
+    request: { type: NBD_CMD.READ, cookie: 1, length: NBD_REQUEST_BYTES_MAX + 512 },
     error: NBD_EINVAL,
   },
   {
     name: "flush with a range",
-    request: { type: NBD_CMD_FLUSH, cookie: 1, offset: 0, length: 512 },
+    request: { type: NBD_CMD.FLUSH, cookie: 1, offset: 0, length: 512 },
     error: NBD_EINVAL,
   },
   {
     name: "read with NO_HOLE",
-    request: { type: NBD_CMD_READ, cookie: 1, flags: NBD_CMD_FLAG_NO_HOLE, length: 512 },
+    request: { type: NBD_CMD.READ, cookie: 1, flags: NBD_CMD_FLAG.NO_HOLE, length: 512 },
     error: NBD_EINVAL,
   },
   {
     name: "read with DF without structured replies",
-    request: { type: NBD_CMD_READ, cookie: 1, flags: NBD_CMD_FLAG_DF, length: 512 },
+    request: { type: NBD_CMD.READ, cookie: 1, flags: NBD_CMD_FLAG.DF, length: 512 },
     error: NBD_EINVAL,
   },
   {
     name: "write with FAST_ZERO",
     request: {
-      type: NBD_CMD_WRITE,
+      type: NBD_CMD.WRITE,
       cookie: 1,
-      flags: NBD_CMD_FLAG_FAST_ZERO,
+      flags: NBD_CMD_FLAG.FAST_ZERO,
       payload: new Uint8Array(512),
     },
     error: NBD_EINVAL,
   },
   {
     name: "trim with REQ_ONE",
-    request: { type: NBD_CMD_TRIM, cookie: 1, flags: NBD_CMD_FLAG_REQ_ONE, length: 512 },
+    request: { type: NBD_CMD.TRIM, cookie: 1, flags: NBD_CMD_FLAG.REQ_ONE, length: 512 },
     error: NBD_EINVAL,
   },
   {
     name: "write zeroes with PAYLOAD_LEN",
     request: {
-      type: NBD_CMD_WRITE_ZEROES,
+      type: NBD_CMD.WRITE_ZEROES,
       cookie: 1,
-      flags: NBD_CMD_FLAG_PAYLOAD_LEN,
+      flags: NBD_CMD_FLAG.PAYLOAD_LEN,
       length: 512,
     },
     error: NBD_EINVAL,
   },
   {
     name: "cache with an undefined flag bit",
-    request: { type: NBD_CMD_CACHE, cookie: 1, flags: 0x8000, length: 512 },
+    request: { type: NBD_CMD.CACHE, cookie: 1, flags: 0x8000, length: 512 },
     error: NBD_EINVAL,
   },
   {
     name: "block status without a metadata context",
-    request: { type: NBD_CMD_BLOCK_STATUS, cookie: 1, length: 512 },
+    request: { type: NBD_CMD.BLOCK_STATUS, cookie: 1, length: 512 },
     error: NBD_EINVAL,
     structured: true,
   },
   {
     name: "structured read past the end",
-    request: { type: NBD_CMD_READ, cookie: 1, offset: SIZE_BYTES, length: 512 },
+    request: { type: NBD_CMD.READ, cookie: 1, offset: SIZE_BYTES, length: 512 },
     error: NBD_EINVAL,
     structured: true,
   },
   {
     name: "structured write past the end",
-    request: { type: NBD_CMD_WRITE, cookie: 1, offset: SIZE_BYTES, payload: new Uint8Array(512) },
+    request: { type: NBD_CMD.WRITE, cookie: 1, offset: SIZE_BYTES, payload: new Uint8Array(512) },
     error: NBD_ENOSPC,
     structured: true,
   },
@@ -263,7 +251,7 @@ for (const { name, request, error, structured } of INVALID_REQUESTS) {
       assert.deepEqual(await readSimpleReply(started.client), { error, cookie: 1n });
     }
     // The stream is still in sync: a valid request after it works.
-    send(started.client, { type: NBD_CMD_WRITE, cookie: 2, payload: new Uint8Array(512).fill(9) });
+    send(started.client, { type: NBD_CMD.WRITE, cookie: 2, payload: new Uint8Array(512).fill(9) });
     if (structured) assert.equal((await readChunk(started.client)).type, NBD_REPLY_TYPE_NONE);
     else assert.deepEqual(await readSimpleReply(started.client), { error: 0, cookie: 2n });
     await disconnect(started);
@@ -278,10 +266,10 @@ for (const { name, request, error, structured } of INVALID_REQUESTS) {
 Deno.test("transmission skips the payload of a write longer than NBD_REQUEST_BYTES_MAX, answers EINVAL, stays in sync", async () => {
   const started = start();
   const lengthBytes = NBD_REQUEST_BYTES_MAX + 4096;
-  send(started.client, { type: NBD_CMD_WRITE, cookie: 1, length: lengthBytes });
+  send(started.client, { type: NBD_CMD.WRITE, cookie: 1, length: lengthBytes });
   started.client.write(new Uint8Array(lengthBytes).fill(0xee));
   assert.deepEqual(await readSimpleReply(started.client), { error: NBD_EINVAL, cookie: 1n });
-  send(started.client, { type: NBD_CMD_READ, cookie: 2, length: 512 });
+  send(started.client, { type: NBD_CMD.READ, cookie: 2, length: 512 });
   assert.deepEqual(await readSimpleReply(started.client), { error: 0, cookie: 2n });
   assert.deepEqual(await started.client.readExact(512), new Uint8Array(512));
   await disconnect(started);
@@ -297,8 +285,8 @@ Deno.test("transmission completes requests out of order: a slow first read is an
   device.memory.write(pattern(512, 3), 0);
   device.memory.write(pattern(512, 4), 512);
   const started = start({ device });
-  send(started.client, { type: NBD_CMD_READ, cookie: 1, offset: 0, length: 512 });
-  send(started.client, { type: NBD_CMD_READ, cookie: 2, offset: 512, length: 512 });
+  send(started.client, { type: NBD_CMD.READ, cookie: 1, offset: 0, length: 512 });
+  send(started.client, { type: NBD_CMD.READ, cookie: 2, offset: 512, length: 512 });
   const first = await readSimpleReply(started.client);
   assert.deepEqual(first, { error: 0, cookie: 2n }, "the second request is answered first");
   assert.deepEqual(await started.client.readExact(512), pattern(512, 4));
@@ -313,11 +301,11 @@ Deno.test("transmission sends a structured read as one OFFSET_DATA chunk marked 
   await device.memory.write(pattern(4096, 5), 8192);
   const started = start({ structured: true, device });
   send(started.client, {
-    type: NBD_CMD_READ,
+    type: NBD_CMD.READ,
     cookie: 0xfeedfacecafebeefn,
     offset: 8192,
     length: 4096,
-    flags: NBD_CMD_FLAG_DF,
+    flags: NBD_CMD_FLAG.DF,
   });
   const chunk = await readChunk(started.client);
   assert.equal(chunk.type, NBD_REPLY_TYPE_OFFSET_DATA);
@@ -330,7 +318,7 @@ Deno.test("transmission sends a structured read as one OFFSET_DATA chunk marked 
 
 Deno.test("transmission answers structured non-read commands with a final NONE chunk", async () => {
   const started = start({ structured: true });
-  send(started.client, { type: NBD_CMD_FLUSH, cookie: 3 });
+  send(started.client, { type: NBD_CMD.FLUSH, cookie: 3 });
   const chunk = await readChunk(started.client);
   assert.deepEqual(chunk, {
     flags: NBD_REPLY_FLAG_DONE,
@@ -366,7 +354,7 @@ for (const { code, errno } of ERROR_MAPPING) {
     });
     for (const structured of [false, true]) {
       const started = start({ structured, device: failing });
-      send(started.client, { type: NBD_CMD_READ, cookie: 1, offset: 4096, length: 512 });
+      send(started.client, { type: NBD_CMD.READ, cookie: 1, offset: 4096, length: 512 });
       if (structured) {
         const chunk = await readChunk(started.client);
         assert.equal(chunk.type, NBD_REPLY_TYPE_ERROR);
@@ -376,7 +364,7 @@ for (const { code, errno } of ERROR_MAPPING) {
         // No payload follows a failed simple read.
         assert.deepEqual(await readSimpleReply(started.client), { error: errno, cookie: 1n });
       }
-      send(started.client, { type: NBD_CMD_READ, cookie: 2, offset: 0, length: 512 });
+      send(started.client, { type: NBD_CMD.READ, cookie: 2, offset: 0, length: 512 });
       if (structured) {
         assert.equal((await readChunk(started.client)).type, NBD_REPLY_TYPE_OFFSET_DATA);
       } else assert.deepEqual(await readSimpleReply(started.client), { error: 0, cookie: 2n });
@@ -390,7 +378,7 @@ Deno.test("transmission rethrows an AssertionError from the device instead of re
     if (call.op === "write") throw new AssertionError("range inside the device");
   });
   const started = start({ device });
-  send(started.client, { type: NBD_CMD_WRITE, cookie: 1, payload: new Uint8Array(512) });
+  send(started.client, { type: NBD_CMD.WRITE, cookie: 1, payload: new Uint8Array(512) });
   const end = await started.end;
   assert.ok(end instanceof AssertionError, `expected the AssertionError, got ${String(end)}`);
   assert.equal(started.client.toClient.bufferedBytes, 0, "no reply was sent for it");
@@ -401,19 +389,19 @@ Deno.test("transmission rethrows a TypeError from the device: only DeviceIoError
     throw new TypeError("oops");
   });
   const started = start({ device });
-  send(started.client, { type: NBD_CMD_FLUSH, cookie: 1 });
+  send(started.client, { type: NBD_CMD.FLUSH, cookie: 1 });
   assert.ok(await started.end instanceof TypeError);
 });
 
-Deno.test("transmission NBD_CMD_DISC waits for the requests in flight and answers them first", async () => {
+Deno.test("transmission NBD_CMD.DISC waits for the requests in flight and answers them first", async () => {
   const slow = gate();
   const device = new ScriptedDevice(
     SIZE_BYTES,
     (call) => call.op === "write" ? slow.promise : undefined,
   );
   const started = start({ device });
-  send(started.client, { type: NBD_CMD_WRITE, cookie: 1, payload: new Uint8Array(512).fill(1) });
-  send(started.client, { type: NBD_CMD_DISC, cookie: 2 });
+  send(started.client, { type: NBD_CMD.WRITE, cookie: 1, payload: new Uint8Array(512).fill(1) });
+  send(started.client, { type: NBD_CMD.DISC, cookie: 2 });
   let ended = false;
   void started.end.then(() => ended = true);
   await settle();
@@ -430,18 +418,18 @@ Deno.test("transmission NBD_CMD_DISC waits for the requests in flight and answer
 Deno.test("transmission passes FUA to the device as { fua: true } and flushes on FLUSH", async () => {
   const started = start();
   send(started.client, {
-    type: NBD_CMD_WRITE,
+    type: NBD_CMD.WRITE,
     cookie: 1,
-    flags: NBD_CMD_FLAG_FUA,
+    flags: NBD_CMD_FLAG.FUA,
     payload: new Uint8Array(512),
   });
   send(started.client, {
-    type: NBD_CMD_WRITE,
+    type: NBD_CMD.WRITE,
     cookie: 2,
     offset: 512,
     payload: new Uint8Array(512),
   });
-  send(started.client, { type: NBD_CMD_FLUSH, cookie: 3 });
+  send(started.client, { type: NBD_CMD.FLUSH, cookie: 3 });
   for (let index = 0; index < 3; index++) {
     assert.equal((await readSimpleReply(started.client)).error, 0);
   }
@@ -454,11 +442,11 @@ Deno.test("transmission passes FUA to the device as { fua: true } and flushes on
 /** Rows: write-zeroes flags → what the device is asked (or not asked). */
 const ZERO_CASES: { flags: number; expected: { fua: boolean; mayPunch: boolean } | number }[] = [
   { flags: 0, expected: { fua: false, mayPunch: true } },
-  { flags: NBD_CMD_FLAG_NO_HOLE, expected: { fua: false, mayPunch: false } },
-  { flags: NBD_CMD_FLAG_FUA, expected: { fua: true, mayPunch: true } },
-  { flags: NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE, expected: { fua: true, mayPunch: false } },
-  { flags: NBD_CMD_FLAG_FAST_ZERO, expected: NBD_ENOTSUP },
-  { flags: NBD_CMD_FLAG_FAST_ZERO | NBD_CMD_FLAG_NO_HOLE, expected: NBD_ENOTSUP },
+  { flags: NBD_CMD_FLAG.NO_HOLE, expected: { fua: false, mayPunch: false } },
+  { flags: NBD_CMD_FLAG.FUA, expected: { fua: true, mayPunch: true } },
+  { flags: NBD_CMD_FLAG.FUA | NBD_CMD_FLAG.NO_HOLE, expected: { fua: true, mayPunch: false } },
+  { flags: NBD_CMD_FLAG.FAST_ZERO, expected: NBD_ENOTSUP },
+  { flags: NBD_CMD_FLAG.FAST_ZERO | NBD_CMD_FLAG.NO_HOLE, expected: NBD_ENOTSUP },
 ];
 
 for (const { flags, expected } of ZERO_CASES) {
@@ -466,7 +454,7 @@ for (const { flags, expected } of ZERO_CASES) {
     const device = new ScriptedDevice(SIZE_BYTES);
     await device.memory.write(new Uint8Array(4096).fill(0xaa), 0);
     const started = start({ device });
-    send(started.client, { type: NBD_CMD_WRITE_ZEROES, cookie: 1, flags, length: 4096 });
+    send(started.client, { type: NBD_CMD.WRITE_ZEROES, cookie: 1, flags, length: 4096 });
     const reply = await readSimpleReply(started.client);
     await disconnect(started);
     const zeroes = device.callsOf("writeZeroes");
@@ -490,10 +478,10 @@ for (const { flags, expected } of ZERO_CASES) {
 
 Deno.test("transmission TRIM discards the range, and with FUA flushes before replying", async () => {
   const started = start();
-  send(started.client, { type: NBD_CMD_TRIM, cookie: 1, offset: 4096, length: 8192 });
+  send(started.client, { type: NBD_CMD.TRIM, cookie: 1, offset: 4096, length: 8192 });
   assert.equal((await readSimpleReply(started.client)).error, 0);
   assert.equal(started.device.callsOf("flush").length, 0);
-  send(started.client, { type: NBD_CMD_TRIM, cookie: 2, flags: NBD_CMD_FLAG_FUA, length: 512 });
+  send(started.client, { type: NBD_CMD.TRIM, cookie: 2, flags: NBD_CMD_FLAG.FUA, length: 512 });
   assert.equal((await readSimpleReply(started.client)).error, 0);
   await disconnect(started);
   assert.deepEqual(started.device.calls.map((call) => call.op), ["discard", "discard", "flush"]);
@@ -507,8 +495,8 @@ Deno.test("transmission splits TRIM and WRITE_ZEROES longer than NBD_REQUEST_BYT
   const sizeBytes = 3 * NBD_REQUEST_BYTES_MAX;
   const started = start({ device: new ScriptedDevice(sizeBytes) });
   const lengthBytes = 2 * NBD_REQUEST_BYTES_MAX + 512;
-  send(started.client, { type: NBD_CMD_WRITE_ZEROES, cookie: 1, length: lengthBytes });
-  send(started.client, { type: NBD_CMD_TRIM, cookie: 2, length: lengthBytes });
+  send(started.client, { type: NBD_CMD.WRITE_ZEROES, cookie: 1, length: lengthBytes });
+  send(started.client, { type: NBD_CMD.TRIM, cookie: 2, length: lengthBytes });
   for (let index = 0; index < 2; index++) {
     assert.equal((await readSimpleReply(started.client)).error, 0);
   }
@@ -525,7 +513,7 @@ Deno.test("transmission splits TRIM and WRITE_ZEROES longer than NBD_REQUEST_BYT
 
 Deno.test("transmission CACHE validates the range and succeeds without touching the device", async () => {
   const started = start();
-  send(started.client, { type: NBD_CMD_CACHE, cookie: 1, offset: 0, length: SIZE_BYTES });
+  send(started.client, { type: NBD_CMD.CACHE, cookie: 1, offset: 0, length: SIZE_BYTES });
   assert.deepEqual(await readSimpleReply(started.client), { error: 0, cookie: 1n });
   await disconnect(started);
   assert.equal(started.device.calls.length, 0);
@@ -535,9 +523,9 @@ for (const reqOne of [false, true]) {
   Deno.test(`transmission BLOCK_STATUS${reqOne ? " with REQ_ONE" : ""} reports the range as one allocated extent`, async () => {
     const started = start({ structured: true, context: true });
     send(started.client, {
-      type: NBD_CMD_BLOCK_STATUS,
+      type: NBD_CMD.BLOCK_STATUS,
       cookie: 4,
-      flags: reqOne ? NBD_CMD_FLAG_REQ_ONE : 0,
+      flags: reqOne ? NBD_CMD_FLAG.REQ_ONE : 0,
       offset: 65536,
       length: 131072,
     });
@@ -556,8 +544,8 @@ for (const reqOne of [false, true]) {
 Deno.test("transmission answers zero-length reads and writes without calling the device", async () => {
   for (const structured of [false, true]) {
     const started = start({ structured });
-    send(started.client, { type: NBD_CMD_READ, cookie: 1, offset: 512, length: 0 });
-    send(started.client, { type: NBD_CMD_WRITE, cookie: 2, offset: 512, length: 0 });
+    send(started.client, { type: NBD_CMD.READ, cookie: 1, offset: 512, length: 0 });
+    send(started.client, { type: NBD_CMD.WRITE, cookie: 2, offset: 512, length: 0 });
     for (const cookie of [1n, 2n]) {
       if (structured) assert.equal((await readChunk(started.client)).cookie, cookie);
       else assert.deepEqual(await readSimpleReply(started.client), { error: 0, cookie });
@@ -574,8 +562,8 @@ Deno.test("transmission ends with NbdProtocolError on a bad request magic, after
     (call) => call.op === "write" ? slow.promise : undefined,
   );
   const started = start({ device });
-  send(started.client, { type: NBD_CMD_WRITE, cookie: 1, payload: new Uint8Array(512).fill(5) });
-  send(started.client, { type: NBD_CMD_READ, cookie: 2, length: 512, magic: 0x12560953 });
+  send(started.client, { type: NBD_CMD.WRITE, cookie: 1, payload: new Uint8Array(512).fill(5) });
+  send(started.client, { type: NBD_CMD.READ, cookie: 2, length: 512, magic: 0x12560953 });
   await settle();
   slow.open();
   const end = await started.end;
@@ -591,7 +579,7 @@ Deno.test("transmission ends with NbdProtocolError on a bad request magic, after
 Deno.test("transmission ends with StreamEndedError when the client hangs up inside a write payload; nothing is written", async () => {
   const started = start();
   started.client.write(
-    encodeRequest({ type: NBD_CMD_WRITE, cookie: 1, payload: new Uint8Array(4096) }).subarray(
+    encodeRequest({ type: NBD_CMD.WRITE, cookie: 1, payload: new Uint8Array(4096) }).subarray(
       0,
       28 + 1000,
     ),
@@ -604,7 +592,7 @@ Deno.test("transmission ends with StreamEndedError when the client hangs up insi
 
 Deno.test("transmission returns eof when the client hangs up between requests", async () => {
   const started = start();
-  send(started.client, { type: NBD_CMD_FLUSH, cookie: 1 });
+  send(started.client, { type: NBD_CMD.FLUSH, cookie: 1 });
   await readSimpleReply(started.client);
   started.client.end();
   assert.equal(await started.end, "eof");
@@ -616,7 +604,7 @@ Deno.test("transmission keeps at most NBD_INFLIGHT_MAX requests in flight and re
   const started = start({ device });
   const total = NBD_INFLIGHT_MAX + 20;
   for (let cookie = 0; cookie < total; cookie++) {
-    send(started.client, { type: NBD_CMD_FLUSH, cookie });
+    send(started.client, { type: NBD_CMD.FLUSH, cookie });
   }
   for (let turn = 0; turn < 5; turn++) await settle();
   assert.equal(device.active, NBD_INFLIGHT_MAX, "the reader stopped at the limit");
@@ -636,7 +624,7 @@ Deno.test("transmission bounds payload bytes in flight: two maximal reads do not
   const started = start({ device });
   for (let cookie = 0; cookie < 3; cookie++) {
     send(started.client, {
-      type: NBD_CMD_READ,
+      type: NBD_CMD.READ,
       cookie,
       offset: cookie * NBD_REQUEST_BYTES_MAX,
       length: NBD_REQUEST_BYTES_MAX,
@@ -657,7 +645,7 @@ Deno.test("transmission stop signal: requests in flight finish and are answered,
   const device = new ScriptedDevice(SIZE_BYTES, () => slow.promise);
   const stop = new AbortController();
   const started = start({ device, stopSignal: stop.signal });
-  send(started.client, { type: NBD_CMD_FLUSH, cookie: 1 });
+  send(started.client, { type: NBD_CMD.FLUSH, cookie: 1 });
   await settle();
   stop.abort();
   await settle();
@@ -670,7 +658,7 @@ Deno.test("transmission coalesces replies that are ready together into one write
   const started = start();
   const burst = [];
   for (let cookie = 0; cookie < 50; cookie++) {
-    burst.push(encodeRequest({ type: NBD_CMD_FLUSH, cookie }));
+    burst.push(encodeRequest({ type: NBD_CMD.FLUSH, cookie }));
   }
   for (const request of burst) started.client.write(request);
   for (let index = 0; index < 50; index++) await readSimpleReply(started.client);
@@ -684,7 +672,7 @@ Deno.test("transmission coalesces replies that are ready together into one write
 Deno.test("transmission ends with the write error when the client stops reading replies", async () => {
   const started = start();
   started.pipe.closeServer();
-  send(started.client, { type: NBD_CMD_FLUSH, cookie: 1 });
+  send(started.client, { type: NBD_CMD.FLUSH, cookie: 1 });
   const end = await started.end;
   assert.ok(end instanceof Deno.errors.BrokenPipe, String(end));
 });
