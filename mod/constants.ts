@@ -77,6 +77,18 @@ export const BUFFER_POOL_SHAPES_MAX = 4;
 export const FAULT_SHARED_BLOCKS_MAX = 65_536;
 /** NBD: connections served at once. */
 export const NBD_CONNECTIONS_MAX = 64;
+/** Kernel attach: connections to `/dev/nbdN` (the kernel spreads requests over them). */
+export const ATTACH_CONNECTIONS_DEFAULT = 2;
+/** Kernel attach: seconds before the kernel sends a request without a reply again (its own default). */
+export const ATTACH_REQUEST_TIMEOUT_S_DEFAULT = 30;
+/**
+ * Kernel attach: seconds the kernel holds I/O while no server is connected
+ * (a restart, an upgrade), before failing it, as multipath's queue_if_no_path
+ * with a limit.
+ */
+export const ATTACH_DEAD_CONNECTION_TIMEOUT_S_DEFAULT = 600;
+/** Kernel attach: the longest timeout accepted (a day). */
+export const KERNEL_TIMEOUT_S_MAX = 86_400;
 
 /** The largest zero buffer written at once when the kernel cannot zero a range itself. */
 export const ZERO_CHUNK_BYTES = 1024 * 1024;

@@ -53,7 +53,14 @@ export interface SetupStatus {
   pendingBlocks: number[];
   /** Events of each kind since the service started. */
   events: Record<SetupEventType, number>;
-  nbd: { exportName: string; unixPath?: string; tcp?: string; connections: number };
+  nbd: {
+    exportName: string;
+    unixPath?: string;
+    tcp?: string;
+    connections: number;
+    /** The kernel's device the server attached itself (`/dev/nbdN`). */
+    kernelDevice?: string;
+  };
   uptimeSeconds: number;
   /** The dm-remap version serving it. */
   version: string;

@@ -29,6 +29,11 @@ interface Command {
   summary: string;
   usage: string;
   options: NonNullable<ParseArgsConfig["options"]>;
+  /**
+   * Flags whose value may be left out (`--attach` means `--attach auto`):
+   * the value used then, and which following words are the flag's own.
+   */
+  optionalValues?: Record<string, { implied: string; isValue: (word: string) => boolean }>;
   run: (input: CommandInput) => Promise<number>;
 }
 
@@ -71,7 +76,8 @@ const COMMANDS: Record<string, Command> = {
     usage:
       "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
-      "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force]",
+      "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force]\n" +
+      "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]",
     options: {
       ...FORCE_OPTION,
       main: { type: "string" },
@@ -86,6 +92,13 @@ const COMMANDS: Record<string, Command> = {
       buffered: { type: "boolean" },
       "events-db": { type: "string" },
       ...BACKUP_DIR_OPTION,
+      attach: { type: "string" },
+      connections: { type: "string" },
+      "io-timeout": { type: "string" },
+      "dead-timeout": { type: "string" },
+    },
+    optionalValues: {
+      attach: { implied: "auto", isValue: (word) => word === "auto" || word.startsWith("/dev/") },
     },
     run: serveCommand,
   },
@@ -187,7 +200,7 @@ export async function runCli(args: string[], output: CliOutput = defaultOutput()
     let parsed;
     try {
       parsed = parseArgs({
-        args: rest,
+        args: withImpliedValues(rest, command.optionalValues ?? {}),
         options: command.options,
         allowPositionals: true,
         strict: true,
@@ -202,6 +215,23 @@ export async function runCli(args: string[], output: CliOutput = defaultOutput()
     if (code === 70) output.err((error as Error).stack ?? "");
     return code;
   }
+}
+
+/** Inserts the implied value after a flag given without one (see {@link Command.optionalValues}). */
+function withImpliedValues(
+  args: readonly string[],
+  optional: NonNullable<Command["optionalValues"]>,
+): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    out.push(args[i]!);
+    const flag = optional[args[i]!.replace(/^--/, "")];
+    if (args[i]!.startsWith("--") && flag !== undefined) {
+      const next = args[i + 1];
+      if (next === undefined || !flag.isValue(next)) out.push(flag.implied);
+    }
+  }
+  return out;
 }
 
 function defaultOutput(): CliOutput {

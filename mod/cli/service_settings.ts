@@ -7,8 +7,16 @@
  * @module
  */
 
-import { READ_RETRIES_MAX } from "../constants.ts";
-import type { ServiceSettings, TcpListener } from "../service/settings.ts";
+import {
+  ATTACH_CONNECTIONS_DEFAULT,
+  ATTACH_DEAD_CONNECTION_TIMEOUT_S_DEFAULT,
+  ATTACH_REQUEST_TIMEOUT_S_DEFAULT,
+  KERNEL_TIMEOUT_S_MAX,
+  NBD_CONNECTIONS_MAX,
+  READ_RETRIES_MAX,
+} from "../constants.ts";
+import { UsageError } from "../errors.ts";
+import type { KernelAttachSettings, ServiceSettings, TcpListener } from "../service/settings.ts";
 import type { OptionValue } from "./command.ts";
 import {
   BACKUP_DIR,
@@ -29,6 +37,7 @@ export interface ServeFlags {
   readRetries?: number;
   eventsDb?: string;
   backupDir?: string;
+  attach?: KernelAttachSettings;
 }
 
 /**
@@ -50,6 +59,33 @@ export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags
     exportName: stringOption(values["export-name"]),
     eventsDb: stringOption(values["events-db"]),
     backupDir: stringOption(values["backup-dir"]),
+    attach: attachFlags(values),
+  };
+}
+
+/** `--attach` and the flags that shape it; undefined without `--attach`. */
+function attachFlags(values: Record<string, OptionValue>): KernelAttachSettings | undefined {
+  const device = stringOption(values.attach);
+  const shaping = ["connections", "io-timeout", "dead-timeout"].filter((flag) => values[flag]);
+  if (device === undefined) {
+    if (shaping.length > 0) throw new UsageError(`--${shaping[0]} needs --attach`);
+    return undefined;
+  }
+  if (device !== "auto" && !/^\/dev\/nbd\d+$/.test(device)) {
+    throw new UsageError(`--attach "${device}": give auto or /dev/nbdN`);
+  }
+  const seconds = { min: 1, max: KERNEL_TIMEOUT_S_MAX };
+  return {
+    device,
+    connections: integerOption("connections", stringOption(values.connections), {
+      min: 1,
+      max: NBD_CONNECTIONS_MAX,
+    }) ?? ATTACH_CONNECTIONS_DEFAULT,
+    requestTimeoutS: integerOption("io-timeout", stringOption(values["io-timeout"]), seconds) ??
+      ATTACH_REQUEST_TIMEOUT_S_DEFAULT,
+    deadConnectionTimeoutS:
+      integerOption("dead-timeout", stringOption(values["dead-timeout"]), seconds) ??
+        ATTACH_DEAD_CONNECTION_TIMEOUT_S_DEFAULT,
   };
 }
 
@@ -60,6 +96,7 @@ export function serveSettings(flags: ServeFlags, setupName: string): ServiceSett
       exportName: flags.exportName ?? setupName,
       unixPath: flags.socket ?? `${RUN_DIR}/${setupName}.nbd.sock`,
       tcp: flags.tcp,
+      attach: flags.attach,
     },
     api: { unixPath: flags.apiSocket ?? `${RUN_DIR}/${setupName}.api.sock`, tcp: flags.apiTcp },
     // The history lives with the setup's state, where it survives reboots.

@@ -9,6 +9,7 @@
 import { DataPlane, type DataPlaneCounters } from "../datapath/data_plane.ts";
 import type { Device } from "../device/device.ts";
 import { type NbdServer, serveNbd } from "../export/nbd/server.ts";
+import { KernelAttachment, type KernelRelease } from "../export/nbd/kernel_attachment.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import { assert } from "../assert.ts";
 import type { ServiceComponent } from "./component.ts";
@@ -22,9 +23,18 @@ export interface NbdExportOptions {
   settings: NbdSettings;
   /** Shown by clients. */
   description: string;
+  /** Recorded as the kernel device's backend: the setup's UUID, so a later server finds it. */
+  backend: string;
   /** Receives the server's log lines and the SIGUSR1 report, one line at a time. */
   log: (line: string) => void;
 }
+
+/**
+ * What becomes of the kernel device at stop: `auto` detaches it unless it is
+ * in use (mounted, stacked on, open), and then leaves it attached, holding
+ * its I/O for the next server (a restart).
+ */
+export type KernelDeviceAtStop = KernelRelease | "auto";
 
 /** Serves the engine over NBD between {@link start} and {@link stop}. */
 export class NbdExport implements ServiceComponent {
@@ -32,6 +42,9 @@ export class NbdExport implements ServiceComponent {
   readonly #options: NbdExportOptions;
   #dataPlane: DataPlane | undefined;
   #server: NbdServer | undefined;
+  #kernel: KernelAttachment | undefined;
+  /** Set by the service before {@link stop}. */
+  kernelDeviceAtStop: KernelDeviceAtStop = "auto";
   // SIGUSR1 reports each worker connection's state, as dd reports its
   // progress: what a stall report needs from a server whose workers are blocked.
   readonly #reportConnections = () => {
@@ -50,6 +63,12 @@ export class NbdExport implements ServiceComponent {
       nbdUnixPath: settings.unixPath,
       workerUrl: settings.workerUrl,
     });
+    if (settings.attach && dataPlane === undefined) {
+      throw new Error(
+        "cannot attach /dev/nbd*: the kernel's connections are served by workers, which need " +
+          "every disk opened by this process (no fault layer) and a Unix socket export",
+      );
+    }
     this.#server = await serveNbd({
       dataPlane,
       device: this.#engine,
@@ -64,13 +83,53 @@ export class NbdExport implements ServiceComponent {
       throw error;
     });
     this.#dataPlane = dataPlane;
+    if (settings.attach) await this.#attachKernel(dataPlane!, settings.attach);
     Deno.addSignalListener("SIGUSR1", this.#reportConnections);
+  }
+
+  async #attachKernel(dataPlane: DataPlane, attach: NonNullable<NbdSettings["attach"]>) {
+    const kernel = new KernelAttachment(dataPlane, {
+      settings: attach,
+      export: {
+        name: this.#options.settings.exportName,
+        sizeBytes: this.#engine.sizeBytes,
+        preferredBlockBytes: this.#engine.blockBytes,
+      },
+      backend: this.#options.backend,
+      log: (line) => this.#options.log(`nbd: ${line}`),
+    });
+    try {
+      await kernel.attach();
+    } catch (error) {
+      await kernel.release("keep");
+      await this.#server!.close();
+      throw error;
+    }
+    this.#kernel = kernel;
+  }
+
+  /** The kernel's device, once attached. */
+  get kernelDevice(): string | undefined {
+    return this.#kernel?.devicePath;
   }
 
   /** Stops accepting, lets requests in flight finish, and closes the workers. */
   async stop(): Promise<void> {
     Deno.removeSignalListener("SIGUSR1", this.#reportConnections);
+    await this.#releaseKernel();
     await this.#running().close();
+  }
+
+  async #releaseKernel(): Promise<void> {
+    const kernel = this.#kernel;
+    if (kernel === undefined) return;
+    let how = this.kernelDeviceAtStop;
+    if (how === "auto") {
+      const busy = kernel.busyReason();
+      if (busy !== undefined) this.#options.log(`nbd: ${kernel.devicePath} is in use (${busy})`);
+      how = busy === undefined ? "detach" : "keep";
+    }
+    await kernel.release(how);
   }
 
   /** The addresses clients connect to, as NBD URIs. */
@@ -95,7 +154,8 @@ export class NbdExport implements ServiceComponent {
       exportName: settings.exportName,
       unixPath: settings.unixPath,
       tcp: server.tcpPort !== undefined ? `${settings.tcp!.hostname}:${server.tcpPort}` : undefined,
-      connections: () => server.connectionCount,
+      connections: () => server.connectionCount + (this.#kernel?.connectionCount ?? 0),
+      kernelDevice: () => this.#kernel?.devicePath,
     };
   }
 

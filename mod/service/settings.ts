@@ -7,6 +7,9 @@
  * @module
  */
 
+import type { KernelAttachSettings } from "../export/nbd/kernel_attachment.ts";
+export type { KernelAttachSettings };
+
 /** A TCP address to listen on; port 0 picks a free port. */
 export interface TcpListener {
   hostname: string;
@@ -33,6 +36,8 @@ export interface NbdSettings extends ListenSettings {
    * engine on the event loop. @default Deno.mainModule
    */
   workerUrl?: URL;
+  /** The kernel's `/dev/nbdN`, attached by the server itself. @default not attached */
+  attach?: KernelAttachSettings;
 }
 
 /** Everything a {@link SetupService} is told. */

@@ -27,7 +27,7 @@ import { EventHistory } from "../events/event_history.ts";
 import { describeEvent, isEngineEvent } from "../events/setup_event.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import type { ServiceComponent } from "./component.ts";
-import { NbdExport } from "./nbd_export.ts";
+import { type KernelDeviceAtStop, NbdExport } from "./nbd_export.ts";
 import { servingMarkerOfThisProcess } from "./serving_marker.ts";
 import type { ServiceSettings } from "./settings.ts";
 import { StatusApi } from "./status_api.ts";
@@ -96,10 +96,14 @@ export class SetupService {
    * Stops accepting, drains, flushes, persists and closes everything.
    * Idempotent; during a start it waits for the start, and after a failed
    * start there is nothing left to stop.
+   *
+   * @param options `kernelDevice`: what becomes of an attached `/dev/nbdN`
+   *   (default `auto`: detached unless in use, else left for the next server).
    */
-  stop(): Promise<void> {
+  stop(options: { kernelDevice?: KernelDeviceAtStop } = {}): Promise<void> {
     this.#stopping ??= (async () => {
       const started = await this.#starting?.then(() => true, () => false);
+      if (this.#nbd !== undefined) this.#nbd.kernelDeviceAtStop = options.kernelDevice ?? "auto";
       if (started) await this.#release({ clean: true });
     })();
     return this.#stopping;
@@ -121,6 +125,11 @@ export class SetupService {
   get nbdAddresses(): string[] {
     assert(this.#nbd !== undefined, "the service has started");
     return this.#nbd.addresses;
+  }
+
+  /** The kernel's device the server attached (`/dev/nbdN`), if any. */
+  get kernelDevice(): string | undefined {
+    return this.#nbd?.kernelDevice;
   }
 
   /** Where the status API answers: socket paths and URLs. */
@@ -166,6 +175,7 @@ export class SetupService {
       main: this.#disks.main,
       settings: this.#settings.nbd,
       description: `dm-remap setup ${this.#disks.spares.description.setup.name}`,
+      backend: `dm-remap:${this.#disks.spares.description.setup.uuid}`,
       log: (line) => this.#log(`${this.#prefix} ${line}`),
     });
     await this.#nbd.start();

@@ -19,6 +19,8 @@ export interface NbdView {
   unixPath?: string;
   tcp?: string;
   connections(): number;
+  /** The kernel's device the server attached (`/dev/nbdN`). @default none */
+  kernelDevice?: () => string | undefined;
 }
 
 /** What a status is read from besides the engine. */
@@ -107,6 +109,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
           unixPath: nbd.unixPath,
           tcp: nbd.tcp,
           connections: nbd.connections(),
+          kernelDevice: nbd.kernelDevice?.(),
         },
         uptimeSeconds: Math.floor((Date.now() - startedMs) / 1000),
         version: VERSION,

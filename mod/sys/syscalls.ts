@@ -136,6 +136,20 @@ export function pollDescriptors(fds: Uint8Array, count: number, timeoutMs: numbe
   return callSync(() => libc().poll(fds, BigInt(count), timeoutMs));
 }
 
+const POLLHUP = 0x10;
+const POLLRDHUP = 0x2000;
+const POLLFD_BYTES = 8;
+
+/** Whether a socket's peer has closed it, checked now (`poll` with a zero timeout). */
+export function peerHungUp(fd: number): boolean {
+  const entry = new Uint8Array(POLLFD_BYTES);
+  const view = new DataView(entry.buffer);
+  view.setInt32(0, fd, true);
+  view.setInt16(4, POLLRDHUP, true);
+  if (pollDescriptors(entry, 1, 0) <= 0) return false;
+  return (view.getInt16(6, true) & (POLLHUP | POLLRDHUP)) !== 0;
+}
+
 /** A non-blocking eventfd, or `-errno`. */
 export function createEventFd(): number {
   return callSync(() => libc().eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -177,6 +191,32 @@ export function growSendBuffer(fd: number, bytes: number): number {
   const forced = callSync(() => libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, intBytes, 4));
   if (forced === 0) return 0;
   return callSync(() => libc().setsockopt(fd, SOL_SOCKET, SO_SNDBUF, intBytes, 4));
+}
+
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const SO_RCVTIMEO = 20;
+
+/**
+ * A netlink socket of `protocol` (NETLINK_GENERIC is 16) whose receives give
+ * up after `timeoutMs` with EAGAIN, so a kernel that never answers cannot
+ * hang the caller. The socket or `-errno`.
+ */
+export function openNetlinkSocket(protocol: number, timeoutMs: number): number {
+  const fd = callSync(() => libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol));
+  if (fd < 0) return fd;
+  const timeval = new BigInt64Array([
+    BigInt(Math.floor(timeoutMs / 1000)),
+    BigInt((timeoutMs % 1000) * 1000),
+  ]);
+  const set = callSync(() =>
+    libc().setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, new Uint8Array(timeval.buffer), 16)
+  );
+  if (set < 0) {
+    libc().close(fd);
+    return set;
+  }
+  return fd;
 }
 
 /** `close(fd)`. Not retried on EINTR: Linux has released the fd anyway. */

@@ -152,6 +152,38 @@ Deno.test("vm 4: serve restarts under a mounted fs: fsynced data and the fs surv
   });
 });
 
+Deno.test("vm 8: serve attaches /dev/nbd0 itself; kill -9 and restarts under a mounted fs: no I/O error", async () => {
+  await withImages(async ({ disks }) => {
+    const cycles = 3;
+    const run = await bootVm({
+      scenario: "attach",
+      disks,
+      params: String(cycles),
+      timeoutMs: 600_000,
+    });
+    report("attach", run);
+    assertChecks(run, [
+      "dm_main",
+      "create",
+      "serve",
+      "nbd_attach",
+      "backend",
+      "api_device",
+      "mount",
+      ...Array.from({ length: cycles }, (_, i) => `kill9_restart_${i + 1}`),
+      "sigterm_restart_next_build",
+      "kept_attached_on_sigterm",
+      "writer_never_failed",
+      "no_io_errors",
+      "verify_fsynced",
+      "e2fsck",
+      "serve_stop",
+      "detached_on_stop",
+      "io_watch",
+    ]);
+  });
+});
+
 Deno.test("vm 5: a block written before it went bad reads as EIO, is pending, and a write heals it", async () => {
   await withImages(async ({ disks }) => {
     const run = await bootVm({ scenario: "readerr", disks });

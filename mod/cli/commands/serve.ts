@@ -49,6 +49,7 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   );
   for (const address of serving.nbdAddresses) output.out(`  NBD  ${address}`);
   for (const address of serving.apiAddresses) output.out(`  API  ${address}`);
+  if (serving.kernelDevice) output.out(`  KERNEL  ${serving.kernelDevice}`);
   const signal = await stopRequested;
   output.err(
     `dm-remap[${setupName}]: ${signal}: finishing in-flight requests, flushing, writing metadata`,

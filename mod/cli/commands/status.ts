@@ -78,7 +78,9 @@ export function formatStatus(status: SetupStatus): string {
       `${counters.readErrors} read errors, ${counters.writeErrors} write errors`,
     `  NBD    export "${status.nbd.exportName}"` +
       (status.nbd.unixPath ? `, unix ${status.nbd.unixPath}` : "") +
-      (status.nbd.tcp ? `, tcp ${status.nbd.tcp}` : "") + `, ${status.nbd.connections} connections`,
+      (status.nbd.tcp ? `, tcp ${status.nbd.tcp}` : "") +
+      (status.nbd.kernelDevice ? `, kernel ${status.nbd.kernelDevice}` : "") +
+      `, ${status.nbd.connections} connections`,
   );
   if (status.pendingBlocks.length > 0) {
     lines.push(
