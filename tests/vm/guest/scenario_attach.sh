@@ -18,7 +18,14 @@ check create dmremap create "$SETUP" --main "$MAIN" --spare "$DISK_SPARE" || ret
 attach_serve() {
   : >/tmp/serve.log
   SERVE_BUNDLE=${1:-/guest/dm-remap.js}
-  serve_start $ATTACH_ARGS && grep -q "KERNEL  /dev/nbd0" /tmp/serve.log
+  serve_start $ATTACH_ARGS || return 1
+  # The device line follows the "serving" line serve_start waits for.
+  waited=0
+  until grep -q "KERNEL  /dev/nbd0" /tmp/serve.log; do
+    waited=$((waited + 1))
+    [ $waited -gt 50 ] && return 1
+    sleep 0.1
+  done
 }
 
 if attach_serve; then result serve true "$(cat /tmp/serve.log)"; else
@@ -52,14 +59,24 @@ restart() {
   echo "stop exit $stopped; $(grep -E 'taken back|reads .* of' /tmp/serve.log); files $before -> $(wc -l </tmp/w.sums)"
 }
 
+# checked_restart CHECK ARGS...: restart in this shell (it sets SERVE_PID), then its result.
+checked_restart() {
+  name=$1
+  shift
+  restart "$@" >/tmp/restart.out 2>&1
+  code=$?
+  result "$name" "$([ $code -eq 0 ] && echo true || echo false)" "$(tail -c 1500 /tmp/restart.out)"
+  return $code
+}
+
 i=1
 while [ $i -le "$CYCLES" ]; do
-  check "kill9_restart_$i" restart KILL || break
+  checked_restart "kill9_restart_$i" KILL || break
   i=$((i + 1))
 done
 # "Another build": a copy of the bundle at another path, standing in for an upgrade's new file.
 { cat /guest/dm-remap.js; echo "// another build"; } >/tmp/dm-remap-next.js
-check sigterm_restart_next_build restart TERM /tmp/dm-remap-next.js
+checked_restart sigterm_restart_next_build TERM /tmp/dm-remap-next.js
 check kept_attached_on_sigterm grep -q "left attached" /tmp/serve.TERM.log
 
 touch /tmp/stop
