@@ -198,3 +198,11 @@ export class ListenError extends Error {
     this.address = address;
   }
 }
+
+/**
+ * The kernel's NBD device could not be attached or taken back: no nbd module,
+ * no capability, the device busy or served by another process.
+ */
+export class KernelAttachError extends Error {
+  override name = "KernelAttachError";
+}

@@ -8,6 +8,7 @@
 
 import { DataPlane, type DataPlaneCounters } from "../datapath/data_plane.ts";
 import type { Device } from "../device/device.ts";
+import { KernelAttachError } from "../errors.ts";
 import { type NbdServer, serveNbd } from "../export/nbd/server.ts";
 import { KernelAttachment, type KernelRelease } from "../export/nbd/kernel_attachment.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
@@ -64,7 +65,7 @@ export class NbdExport implements ServiceComponent {
       workerUrl: settings.workerUrl,
     });
     if (settings.attach && dataPlane === undefined) {
-      throw new Error(
+      throw new KernelAttachError(
         "cannot attach /dev/nbd*: the kernel's connections are served by workers, which need " +
           "every disk opened by this process (no fault layer) and a Unix socket export",
       );

@@ -28,6 +28,7 @@
  */
 
 import type { DataPlane, DataPlaneConnection } from "../../datapath/data_plane.ts";
+import { KernelAttachError } from "../../errors.ts";
 import { busyReasonOf } from "../../device/device_users.ts";
 import { closeDescriptor, createSocketPair, peerHungUp } from "../../sys/syscalls.ts";
 import { type NbdExport, type NbdSession, transmissionFlagsOf } from "./handshake.ts";
@@ -122,7 +123,7 @@ export class KernelAttachment {
     try {
       kernel = KernelNbd.open();
     } catch (error) {
-      throw new Error(describeNetlinkFailure(error, "cannot attach /dev/nbd*"));
+      throw new KernelAttachError(describeNetlinkFailure(error, "cannot attach /dev/nbd*"));
     }
     using _ = kernel;
     const existing = await this.#deviceWithOurBackend();
@@ -136,7 +137,7 @@ export class KernelAttachment {
           `connections (attempt ${attempt}); the 6.1 workqueue rescuer case, see docs/vm.md`,
       );
       if (attempt >= ATTACH_ATTEMPTS_MAX) {
-        throw new Error(`/dev/nbd${index}: the kernel did not read every connection`);
+        throw new KernelAttachError(`/dev/nbd${index}: the kernel did not read every connection`);
       }
       await this.#disconnect(kernel, index);
     }
@@ -180,7 +181,7 @@ export class KernelAttachment {
     } catch (error) {
       for (const [serverEnd] of pairs) closeDescriptor(serverEnd);
       const which = requested === undefined ? "a free /dev/nbd*" : settings.device;
-      throw new Error(describeNetlinkFailure(error, `cannot attach ${which}`));
+      throw new KernelAttachError(describeNetlinkFailure(error, `cannot attach ${which}`));
     } finally {
       for (const [, kernelEnd] of pairs) closeDescriptor(kernelEnd);
     }
@@ -202,7 +203,7 @@ export class KernelAttachment {
       }
     }
     if (taken === 0) {
-      throw new Error(
+      throw new KernelAttachError(
         `/dev/nbd${index} belongs to this setup and has no dead connection to replace: ` +
           `another server is serving it (stop it first)`,
       );
@@ -224,7 +225,9 @@ export class KernelAttachment {
       kernel.reconfigure(index, { sockets: [kernelEnd], backend: this.#options.backend });
     } catch (error) {
       closeDescriptor(serverEnd);
-      throw new Error(describeNetlinkFailure(error, `cannot take back /dev/nbd${index}`));
+      throw new KernelAttachError(
+        describeNetlinkFailure(error, `cannot take back /dev/nbd${index}`),
+      );
     } finally {
       closeDescriptor(kernelEnd);
     }
@@ -305,7 +308,7 @@ export class KernelAttachment {
       const pair = createSocketPair();
       if (typeof pair === "number") {
         for (const [a, b] of pairs) closeDescriptor(a), closeDescriptor(b);
-        throw new Error(`cannot make a socketpair for /dev/nbd*: errno ${-pair}`);
+        throw new KernelAttachError(`cannot make a socketpair for /dev/nbd*: errno ${-pair}`);
       }
       pairs.push(pair);
     }
@@ -350,7 +353,7 @@ export class KernelAttachment {
 function deviceIndexOf(path: string, strict = true): number | undefined {
   const match = /^\/dev\/nbd(\d+)$/.exec(path);
   if (match) return Number(match[1]);
-  if (strict) throw new Error(`"${path}" is not an NBD device: give auto or /dev/nbdN`);
+  if (strict) throw new KernelAttachError(`"${path}" is not an NBD device: give auto or /dev/nbdN`);
   return undefined;
 }
 
