@@ -163,6 +163,10 @@ Deno.test("vm 8: serve attaches /dev/nbd0 itself; kill -9 and restarts under a m
       timeoutMs: 300_000 + cycles * 60_000,
     });
     report("attach", run);
+    // One line per restart, for scripts/vm_attach_cycles.sh and docs/vm.md.
+    for (const check of run.checks.filter((check) => check.check.includes("restart"))) {
+      console.log(`  ${check.check} ${check.ok}: ${String(check.detail).replace(/\s+/g, " ")}`);
+    }
     assertChecks(run, [
       "dm_main",
       "create",
