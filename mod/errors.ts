@@ -200,6 +200,14 @@ export class RefusedError extends Error {
   }
 }
 
+/**
+ * What a command needs is not there or not free now: no server runs the
+ * setup, a device is in use, a server did not stop in time. Nothing was changed.
+ */
+export class UnavailableError extends Error {
+  override name = "UnavailableError";
+}
+
 /** The metadata was written by a newer format version than this program reads. */
 export class UnsupportedVersionError extends Error {
   override name = "UnsupportedVersionError";

@@ -23,6 +23,7 @@ import { remapsCommand } from "./commands/remaps.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { statusCommand } from "./commands/status.ts";
+import { stopCommand } from "./commands/stop.ts";
 import type { CliOutput, CommandInput } from "./command.ts";
 
 interface Command {
@@ -98,6 +99,12 @@ const COMMANDS: Record<string, Command> = {
       ...JSON_OPTION,
     },
     run: statusCommand,
+  },
+  stop: {
+    summary: "stop a running setup's serve and detach its kernel device (refused while in use)",
+    usage: "stop <name|uuid> [--force] [--timeout SECONDS] [--json]",
+    options: { ...FORCE_OPTION, timeout: { type: "string" }, ...JSON_OPTION },
+    run: stopCommand,
   },
   check: {
     summary: "check a spare's metadata copies and remap log, like fsck -n",

@@ -50,8 +50,12 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   for (const address of serving.nbdAddresses) output.out(`  NBD  ${address}`);
   for (const address of serving.apiAddresses) output.out(`  API  ${address}`);
   const signal = await stopRequested;
+  const meaning = await serving.stopRequest() === "detach"
+    ? "stop asked by dm-remap stop, the kernel device goes too"
+    : "a restart, a kernel device stays attached for the next server";
   output.err(
-    `dm-remap[${setupName}]: ${signal}: finishing in-flight requests, flushing, writing metadata`,
+    `dm-remap[${setupName}]: ${signal} (${meaning}): finishing in-flight requests, flushing, ` +
+      `writing metadata`,
   );
   await serving.stop();
   output.err(`dm-remap[${setupName}]: stopped cleanly`);
