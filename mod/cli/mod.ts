@@ -19,6 +19,7 @@ import { EXIT_USAGE, exitCodeFor } from "./exit_codes.ts";
 import { checkCommand } from "./commands/check.ts";
 import { createCommand } from "./commands/create.ts";
 import { demoCommand } from "./commands/demo.ts";
+import { eventsCommand } from "./commands/events.ts";
 import { remapsCommand } from "./commands/remaps.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { serveCommand } from "./commands/serve.ts";
@@ -136,6 +137,12 @@ const COMMANDS: Record<string, Command> = {
       ...SCAN_DIR_OPTION,
     },
     run: remapsCommand,
+  },
+  events: {
+    summary: "list the event history of one setup or of all, oldest first",
+    usage: "events [<name>] [--since <ISO time | duration like 2h>] [--db <path>] [--json]",
+    options: { since: { type: "string" }, db: { type: "string" }, ...JSON_OPTION },
+    run: eventsCommand,
   },
   demo: {
     summary: "create image files with a few failing sectors, then serve them (the embedded demo)",
