@@ -410,7 +410,11 @@ export class RemapDevice implements Device {
     try {
       return await io();
     } catch (error) {
-      if (isDeviceGone(error) && spare.state === "active") this.#failSpare(spare, error.message);
+      if (isDeviceGone(error) && spare.state === "active") {
+        this.#failSpare(spare, error.message);
+        // Outside a group commit nothing else writes the setup's state soon.
+        this.#scheduleMetadata();
+      }
       throw error;
     }
   }

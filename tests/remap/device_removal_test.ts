@@ -93,6 +93,9 @@ Deno.test("RemapDevice fails a spare that is gone: its slots read EIO, new remap
   assert.equal(await outcome(engine.read(new Uint8Array(4 * KIB), 0)), "EIO");
   assert.equal(engine.spares[0]!.state, "failed");
   assert.ok(events.some((event) => event.type === "spare-failed" && event.spareIndex === 0));
+  // The other spare's metadata records the failure soon, with no write to prompt it.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(engine.spares[1]!.store.payload.spares[0]!.state, "failed");
   assert.equal(await outcome(engine.write(pattern(4 * KIB, 4), 0)), "EIO");
   const next = pattern(4 * KIB, 5);
   await engine.write(next, 4 * KIB);
