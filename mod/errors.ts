@@ -8,9 +8,16 @@
  * @module
  */
 
-/** The POSIX error names the data path distinguishes. */
+/**
+ * The POSIX error names the data path distinguishes. `"EIO"` is a medium
+ * error: this request failed, the device is still there, and other blocks
+ * may work. `"ENODEV"` means the device is gone (ENODEV, ENXIO, or a block
+ * device whose size dropped under an open descriptor, as the kernel does to
+ * a removed disk): no request on it will work again, so no block is to blame.
+ */
 export type IoErrorCode =
   | "EIO"
+  | "ENODEV"
   | "ENOSPC"
   | "EINVAL"
   | "EROFS"
@@ -112,7 +119,8 @@ export class DeviceIoError extends Error {
   readonly errno: number | undefined;
 
   constructor(action: string, options: DeviceIoErrorOptions) {
-    const reason = options.errno === undefined ? options.code : errnoInWords(options.errno);
+    const known = options.errno === undefined ? options.code : errnoInWords(options.errno);
+    const reason = options.code === "ENODEV" ? `${known}; the device is gone` : known;
     super(
       `Cannot ${action} "${options.device}": offset ${options.offsetBytes}, length ${options.lengthBytes}: ${reason}`,
       { cause: options.cause },
@@ -123,6 +131,23 @@ export class DeviceIoError extends Error {
     this.code = options.code;
     this.errno = options.errno;
   }
+}
+
+/**
+ * Whether an error says that the device is gone rather than that one request
+ * failed ({@link IoErrorCode}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DeviceIoError, isDeviceGone } from "./errors.ts";
+ * const range = { device: "/dev/sdb", offsetBytes: 0, lengthBytes: 512 };
+ * assert.equal(isDeviceGone(new DeviceIoError("read", { ...range, code: "ENODEV" })), true);
+ * assert.equal(isDeviceGone(new DeviceIoError("read", { ...range, code: "EIO" })), false);
+ * ```
+ */
+export function isDeviceGone(error: unknown): error is DeviceIoError {
+  return error instanceof DeviceIoError && error.code === "ENODEV";
 }
 
 /** Opening or probing a device failed (missing, busy, wrong type, no permission). */
@@ -175,6 +200,14 @@ export class RefusedError extends Error {
   }
 }
 
+/**
+ * What a command needs is not there or not free now: no server runs the
+ * setup, a device is in use, a server did not stop in time. Nothing was changed.
+ */
+export class UnavailableError extends Error {
+  override name = "UnavailableError";
+}
+
 /** The metadata was written by a newer format version than this program reads. */
 export class UnsupportedVersionError extends Error {
   override name = "UnsupportedVersionError";
@@ -203,6 +236,6 @@ export class ListenError extends Error {
  * The kernel's NBD device could not be attached or taken back: no nbd module,
  * no capability, the device busy or served by another process.
  */
-export class KernelAttachError extends Error {
+export class KernelAttachError extends UnavailableError {
   override name = "KernelAttachError";
 }

@@ -43,7 +43,10 @@ export interface SetupStatus {
     name: string;
     blockBytes: number;
     sizeBytes: number;
-    state: "clean" | "degraded";
+    /** "failed" once the main disk is gone: every request is EIO. */
+    state: "clean" | "degraded" | "failed";
+    /** Why the setup failed, when it did. */
+    failure?: string;
     formatVersion: number;
   };
   main: { path: string; kind: "file" | "block"; sizeBytes: number; fingerprint: string };

@@ -8,7 +8,7 @@
  * | 2 | usage: the command line or input is wrong, or a write needs confirmation and there is no terminal and no `--yes`; nothing was touched |
  * | 3 | device I/O: a device or file could not be opened, read or written |
  * | 4 | data-integrity refusal: no valid metadata, wrong setup or disk, two names of one disk, data that `--force` would destroy, newer format |
- * | 69 | unavailable: no `serve` answers, a device is in use by another process, a socket or port is taken, or the kernel's NBD device cannot be attached |
+ * | 69 | unavailable: no `serve` answers or runs the setup, a device is in use by another process, a server did not stop in time, a socket or port is taken, or the kernel's NBD device cannot be attached |
  * | 70 | internal error (an assertion failed, or a bug): please report it |
  *
  * Only code 70 prints a stack trace: every other code is an operating error
@@ -22,11 +22,11 @@ import { StatusRequestError } from "../api/client.ts";
 import {
   DeviceIoError,
   DeviceOpenError,
-  KernelAttachError,
   ListenError,
   NoValidCopyError,
   RefusedError,
   SetupMismatchError,
+  UnavailableError,
   UnsupportedVersionError,
   UsageError,
 } from "../errors.ts";
@@ -50,8 +50,10 @@ export function exitCodeFor(error: unknown): number {
     error instanceof RefusedError ||
     error instanceof UnsupportedVersionError
   ) return EXIT_INTEGRITY;
-  if (error instanceof StatusRequestError || error instanceof ListenError) return EXIT_UNAVAILABLE;
-  if (error instanceof KernelAttachError) return EXIT_UNAVAILABLE;
+  if (
+    error instanceof StatusRequestError || error instanceof ListenError ||
+    error instanceof UnavailableError
+  ) return EXIT_UNAVAILABLE;
   if (error instanceof Deno.errors.AddrInUse) return EXIT_UNAVAILABLE;
   // Any other error of the operating system (a directory that cannot be made, a full disk).
   if (OS_ERRORS.some((kind) => error instanceof kind)) return EXIT_DEVICE;

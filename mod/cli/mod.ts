@@ -19,10 +19,12 @@ import { EXIT_USAGE, exitCodeFor } from "./exit_codes.ts";
 import { checkCommand } from "./commands/check.ts";
 import { createCommand } from "./commands/create.ts";
 import { demoCommand } from "./commands/demo.ts";
+import { eventsCommand } from "./commands/events.ts";
 import { remapsCommand } from "./commands/remaps.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { statusCommand } from "./commands/status.ts";
+import { stopCommand } from "./commands/stop.ts";
 import type { CliOutput, CommandInput } from "./command.ts";
 
 interface Command {
@@ -112,6 +114,12 @@ const COMMANDS: Record<string, Command> = {
     },
     run: statusCommand,
   },
+  stop: {
+    summary: "stop a running setup's serve and detach its kernel device (refused while in use)",
+    usage: "stop <name|uuid> [--force] [--timeout SECONDS] [--json]",
+    options: { ...FORCE_OPTION, timeout: { type: "string" }, ...JSON_OPTION },
+    run: stopCommand,
+  },
   check: {
     summary: "check a spare's metadata copies and remap log, like fsck -n",
     usage: "check <spare> [--json] [--repair]\n" +
@@ -142,6 +150,12 @@ const COMMANDS: Record<string, Command> = {
       ...SCAN_DIR_OPTION,
     },
     run: remapsCommand,
+  },
+  events: {
+    summary: "list the event history of one setup or of all, oldest first",
+    usage: "events [<name>] [--since <ISO time | duration like 2h>] [--db <path>] [--json]",
+    options: { since: { type: "string" }, db: { type: "string" }, ...JSON_OPTION },
+    run: eventsCommand,
   },
   demo: {
     summary: "create image files with a few failing sectors, then serve them (the embedded demo)",

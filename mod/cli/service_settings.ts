@@ -103,6 +103,7 @@ export function serveSettings(flags: ServeFlags, setupName: string): ServiceSett
     eventsPath: flags.eventsDb ?? `${STATE_DIR}/${setupName}.events.sqlite`,
     backupDir: flags.backupDir ?? BACKUP_DIR,
     readRetries: flags.readRetries,
+    runtimeDir: RUN_DIR,
   };
 }
 

@@ -8,7 +8,8 @@
  * main disk or already remapped (slot I/O on the spare), and flushes, through
  * an {@link IoQueue} (Linux AIO by default). Everything else goes to the
  * engine's thread as a {@link DataRequest} ("forward"): every I/O error,
- * writes touching pending blocks, trim, write-zeroes, cache, and requests
+ * every request once the setup has failed (its main disk is gone: no disk is
+ * touched here then, and the engine answers EIO), writes touching pending blocks, trim, write-zeroes, cache, and requests
  * whose pieces would break O_DIRECT alignment. The engine then applies the
  * data rules exactly as for any other request, so there is one
  * implementation of them (`data_executor.ts`).
@@ -292,7 +293,9 @@ export class DataPath<R extends PathRequest> {
     const startBytes = request.startedBytes;
     const offsetBytes = request.offsetBytes + startBytes;
     const lengthBytes = endBytes - startBytes;
-    if (this.#isLeftToDevice(request.op, offsetBytes, lengthBytes)) return "engine";
+    if (this.#state.failed || this.#isLeftToDevice(request.op, offsetBytes, lengthBytes)) {
+      return "engine";
+    }
     if (!this.#state.tryEnter()) return "wait";
     const blockBytes = this.#setup.blockBytes;
     const firstBlock = Math.floor(offsetBytes / blockBytes);
@@ -368,7 +371,7 @@ export class DataPath<R extends PathRequest> {
   /** Flush: fdatasync of the main disk and every spare, through the queue. */
   #startFlush(request: R): void {
     const fds = [this.#setup.main.fd, ...this.#setup.spares.map((spare) => spare.fd)];
-    if (fds.length > this.#io.free || this.#isLeftToDevice("flush", 0, 0)) {
+    if (this.#state.failed || fds.length > this.#io.free || this.#isLeftToDevice("flush", 0, 0)) {
       return this.#forward(request);
     }
     request.piecesLeft = fds.length;

@@ -29,6 +29,8 @@ export interface DeviceUsersOptions {
   procRoot?: string;
   /** Where sysfs is mounted. @default "/sys" */
   sysfsRoot?: string;
+  /** Processes not to count as users (besides this one), e.g. the device's own server. @default none */
+  exceptPids?: readonly number[];
 }
 
 /**
@@ -70,7 +72,7 @@ export function openersOf(info: Deno.FileInfo, options: DeviceUsersOptions = {})
   let searched = 0;
   for (const process of readDirNames(procRoot)) {
     const pid = Number(process);
-    if (!Number.isInteger(pid) || pid === Deno.pid) continue;
+    if (!Number.isInteger(pid) || pid === Deno.pid || options.exceptPids?.includes(pid)) continue;
     if (++searched > PROCESSES_SEARCHED_MAX) break;
     for (const fd of readDirNames(`${procRoot}/${pid}/fd`)) {
       let target: Deno.FileInfo;

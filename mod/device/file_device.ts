@@ -31,7 +31,9 @@
  * requests with EINVAL, reported as a `DeviceIoError` with code `"EINVAL"`.
  *
  * Every error names the whole request (`offsetBytes`, `lengthBytes`), not the
- * piece of it that failed.
+ * piece of it that failed. An error on a block device that has vanished
+ * (ENODEV, ENXIO, or a size smaller than when it was opened) has the code
+ * `"ENODEV"`, so the layers above never take a removed disk for bad sectors.
  *
  * @example Reading a disk image
  * ```ts ignore
@@ -389,8 +391,22 @@ export class FileDevice implements Device {
 
   #ioError(action: string, range: ByteRange, errno: number, cause?: unknown): DeviceIoError {
     assert(errno > 0, "an I/O error has a positive errno");
-    const code = ioErrorCodeOf(errno);
+    const code = this.#isGone() ? "ENODEV" : ioErrorCodeOf(errno);
     return new DeviceIoError(action, { device: this.name, ...rangeOf(range), code, errno, cause });
+  }
+
+  /**
+   * Whether the block device under the descriptor is gone: asked after an
+   * error, so a medium error (one bad sector) is told from a removed disk.
+   * The kernel drops a removed disk's capacity to zero (`blk_mark_disk_dead`)
+   * and answers I/O with EIO, or with nothing at all past the new end; a
+   * loop device whose backing file shrank looks the same. A regular file
+   * cannot vanish under an open descriptor.
+   */
+  #isGone(): boolean {
+    if (this.kind !== "block") return false;
+    // A size query that fails (-errno) on a device that opened fine counts as gone too.
+    return this.#descriptor.blockDeviceBytes() < this.sizeBytes;
   }
 }
 

@@ -69,6 +69,7 @@ export class EventHistory {
   readonly #database: DatabaseSync;
   readonly #insert: StatementSync;
   readonly #recent: StatementSync;
+  readonly #since: StatementSync;
   readonly #prune: StatementSync;
   #insertsSincePrune = 0;
 
@@ -82,6 +83,10 @@ export class EventHistory {
     this.#recent = database.prepare(
       "SELECT id, time_ms, type, message, block_index, spare_index, slot_index FROM events " +
         "WHERE id > ? ORDER BY id DESC LIMIT ?",
+    );
+    this.#since = database.prepare(
+      "SELECT id, time_ms, type, message, block_index, spare_index, slot_index FROM events " +
+        "WHERE time_ms >= ? ORDER BY id DESC LIMIT ?",
     );
     this.#prune = database.prepare(
       "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?",
@@ -121,22 +126,38 @@ export class EventHistory {
   /** The newest events first, at most `limit`, only those after `afterId`. */
   recent(limit: number, afterId = 0): StoredEvent[] {
     assert(Number.isSafeInteger(limit) && limit >= 0, "limit is a count");
-    const rows = this.#recent.all(afterId, limit) as Record<string, number | string | null>[];
-    return rows.map((row) => {
-      const stored: StoredEvent = {
-        id: Number(row.id),
-        timeMs: Number(row.time_ms),
-        type: String(row.type),
-        message: String(row.message),
-      };
-      if (row.block_index !== null) stored.blockIndex = Number(row.block_index);
-      if (row.spare_index !== null) stored.spareIndex = Number(row.spare_index);
-      if (row.slot_index !== null) stored.slotIndex = Number(row.slot_index);
-      return stored;
-    });
+    return (this.#recent.all(afterId, limit) as EventRow[]).map(storedEventOf);
+  }
+
+  /**
+   * The events recorded at or after a time, oldest first: the newest `limit`
+   * of them when there are more.
+   *
+   * @param sinceMs The earliest time, in ms since the epoch (0 for all).
+   * @param limit The most events returned.
+   */
+  since(sinceMs: number, limit: number): StoredEvent[] {
+    assert(Number.isSafeInteger(limit) && limit >= 0, "limit is a count");
+    return (this.#since.all(sinceMs, limit) as EventRow[]).map(storedEventOf).reverse();
   }
 
   close(): void {
     this.#database.close();
   }
+}
+
+/** A row of the events table as node:sqlite returns it. */
+type EventRow = Record<string, number | string | null>;
+
+function storedEventOf(row: EventRow): StoredEvent {
+  const stored: StoredEvent = {
+    id: Number(row.id),
+    timeMs: Number(row.time_ms),
+    type: String(row.type),
+    message: String(row.message),
+  };
+  if (row.block_index !== null) stored.blockIndex = Number(row.block_index);
+  if (row.spare_index !== null) stored.spareIndex = Number(row.spare_index);
+  if (row.slot_index !== null) stored.slotIndex = Number(row.slot_index);
+  return stored;
 }

@@ -40,6 +40,7 @@ export function zeroEventCounts(): Record<SetupEventType, number> {
     "remap-failed": 0,
     "spare-failed": 0,
     "degraded": 0,
+    "main-failed": 0,
     "started": 0,
     "stopped": 0,
   };
@@ -60,6 +61,8 @@ export function describeEvent(event: SetupEvent): string {
       return `spare ${event.spareIndex} failed and takes no new remaps: ${event.reason}`;
     case "degraded":
       return `setup degraded: ${event.reason}`;
+    case "main-failed":
+      return `setup failed, every request is EIO: ${event.reason}`;
     case "started":
       return `serving ${event.sizeBytes} bytes with ${event.remapCount} remaps, ${event.pendingCount} pending`;
     case "stopped":

@@ -29,6 +29,10 @@
  * flush makes nothing durable (with `MemoryDevice.crash()`, the unflushed
  * writes are then lost).
  *
+ * Removal (a pulled disk, a deleted device). Once removed, every request
+ * (read, write, writeZeroes, flush, discard) fails with `"ENODEV"`, as the
+ * device layer reports a disk that vanished; nothing brings it back.
+ *
  * Not modelled here: torn writes and power loss (`MemoryDevice.crash()`),
  * silent corruption (flip bytes in `MemoryDevice.peek()`), latency.
  *
@@ -71,6 +75,8 @@ export interface FaultCounters {
   randomWriteFaults: number;
   /** Flushes failed by the random flush rate. */
   randomFlushFaults: number;
+  /** Requests failed because the device was removed. */
+  removedRequests: number;
 }
 
 /** A fresh set of zero counters. */
@@ -82,6 +88,7 @@ export function zeroFaultCounters(): FaultCounters {
     randomReadFaults: 0,
     randomWriteFaults: 0,
     randomFlushFaults: 0,
+    removedRequests: 0,
   };
 }
 

@@ -9,6 +9,8 @@
  * - `badBlocks`: block indexes that start bad, failing reads and writes (default none).
  * - `rates`: `readEio`, `writeEio`, `flushEio` probabilities (default 0).
  * - `seed`: the PRNG seed for the rates (default 1).
+ * - {@link FaultyDevice.remove}: the device vanishes, as a pulled disk does;
+ *   every request from then on fails with `"ENODEV"`.
  *
  * When the wrapped device offers direct access ({@link FaultyDevice.directAccess}),
  * this layer offers the same descriptor with its bad blocks as the ranges to
@@ -89,6 +91,7 @@ export class FaultyDevice implements Device {
   readonly #sharedWrites = new SharedBlockListWriter(FAULT_SHARED_BLOCKS_MAX);
   #rates: Required<FaultRates>;
   #random: () => number;
+  #removed = false;
   #closed = false;
 
   /**
@@ -132,6 +135,16 @@ export class FaultyDevice implements Device {
         blockBytes: this.blockBytes,
       },
     };
+  }
+
+  /**
+   * Makes the device vanish, as a pulled disk or a deleted device does: every
+   * request from now on fails with `"ENODEV"` (a direct reader/writer is told
+   * to send everything here), and nothing brings it back.
+   */
+  remove(): void {
+    this.#removed = true;
+    this.#publish();
   }
 
   /** Marks blocks bad for reads, writes or both (default both), replacing what they were. */
@@ -198,6 +211,7 @@ export class FaultyDevice implements Device {
   async read(buffer: Uint8Array, offsetBytes: number): Promise<void> {
     const request = { offsetBytes, lengthBytes: buffer.length };
     this.#check(request);
+    this.#failIfRemoved("read", request);
     if (this.#touchedBadBlocks(request).some(([, fail]) => fail !== "write")) {
       this.counters.badBlockReads++;
       throw eio(this.name, "read", request);
@@ -226,6 +240,7 @@ export class FaultyDevice implements Device {
 
   async flush(): Promise<void> {
     assert(!this.#closed, `faulty device "${this.name}" is open`);
+    this.#failIfRemoved("flush", { offsetBytes: 0, lengthBytes: this.sizeBytes });
     if (this.#draw(this.#rates.flushEio)) {
       this.counters.randomFlushFaults++;
       throw eio(this.name, "flush", { offsetBytes: 0, lengthBytes: this.sizeBytes });
@@ -235,6 +250,7 @@ export class FaultyDevice implements Device {
 
   async discard(range: ByteRange): Promise<void> {
     this.#check(range);
+    this.#failIfRemoved("discard", range);
     await this.#next.discard(range);
   }
 
@@ -248,6 +264,7 @@ export class FaultyDevice implements Device {
    * blocks that the write heals when it succeeds.
    */
   #beforeWrite(action: string, request: ByteRange): number[] {
+    this.#failIfRemoved(action, request);
     const touched = this.#touchedBadBlocks(request);
     const failing = touched.filter(([, fail]) => fail !== "read").map(([blockIndex]) => blockIndex);
     if (
@@ -276,7 +293,24 @@ export class FaultyDevice implements Device {
     if (blockIndexes.length > 0) this.#publish();
   }
 
+  #failIfRemoved(action: string, request: ByteRange): void {
+    if (!this.#removed) return;
+    this.counters.removedRequests++;
+    throw new DeviceIoError(action, {
+      device: this.name,
+      offsetBytes: request.offsetBytes,
+      lengthBytes: request.lengthBytes,
+      code: "ENODEV",
+      errno: 19,
+    });
+  }
+
   #publish(): void {
+    if (this.#removed) {
+      this.#sharedReads.publishEverything();
+      this.#sharedWrites.publishEverything();
+      return;
+    }
     const failing = (kind: FailOn) =>
       [...this.#badBlocks].filter(([, fail]) => fail !== kind).map(([blockIndex]) => blockIndex);
     const { readEio, writeEio, flushEio } = this.#rates;

@@ -17,6 +17,13 @@
  *   fails (EIO) and the setup is degraded; nothing acknowledged is lost.
  * - Zeroing or trimming a remapped block zeroes its slot, so stale data
  *   never resurfaces from the spare.
+ * - A device that is gone (`"ENODEV"`, see `isDeviceGone`) is not a bad
+ *   block: no request on it works, so none of its blocks is to blame. A main
+ *   disk that is gone fails the setup: that request and every later one is
+ *   EIO, nothing becomes pending or remapped, and the data plane's workers
+ *   are told to send everything here. A spare that is gone fails as a spare
+ *   whose write failed (no new slots, no metadata), on a read too; requests
+ *   that touch its slots are EIO, never the main disk's stale data.
  * - Table and pending list are published to shared memory
  *   ({@link EngineStatePublisher}) for the NBD data plane's workers, and a
  *   group commit also closes the cross-thread gate, so no worker I/O is
@@ -36,7 +43,7 @@ import {
 } from "../constants.ts";
 import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "../device/device.ts";
 import { isRangeInside } from "../device/device.ts";
-import { DeviceIoError } from "../errors.ts";
+import { DeviceIoError, isDeviceGone } from "../errors.ts";
 import { slotOffsetBytes } from "../metadata/spare_layout.ts";
 import type { ServingMarker } from "../metadata/superblock.ts";
 import { IoGate } from "./io_gate.ts";
@@ -52,7 +59,8 @@ export type RemapEvent =
   | { type: "read-error"; offsetBytes: number; lengthBytes: number }
   | { type: "remap-failed"; blockIndex: number; reason: string }
   | { type: "spare-failed"; spareIndex: number; reason: string }
-  | { type: "degraded"; reason: string };
+  | { type: "degraded"; reason: string }
+  | { type: "main-failed"; reason: string };
 
 /** Options for {@link RemapDevice}. */
 export interface RemapDeviceOptions {
@@ -132,6 +140,8 @@ export class RemapDevice implements Device {
   readonly #metadataDelayMs: number;
   readonly #onSetupWritten: () => void;
   #degraded: boolean;
+  /** Why the setup failed: its main disk is gone. */
+  #failure: string | undefined;
   #serving: ServingMarker | undefined;
   #queue: RemapRequest[] = [];
   #draining: Promise<void> | undefined;
@@ -235,6 +245,11 @@ export class RemapDevice implements Device {
     return this.#degraded;
   }
 
+  /** Why the setup failed (its main disk is gone), or undefined while it serves. */
+  get failure(): string | undefined {
+    return this.#failure;
+  }
+
   /** The spares with their state. */
   get spares(): readonly SpareMember[] {
     return this.#spares.members;
@@ -253,54 +268,74 @@ export class RemapDevice implements Device {
   }
 
   read(buffer: Uint8Array, offsetBytes: number): Promise<void> {
-    this.#checkRequest({ offsetBytes, lengthBytes: buffer.length });
+    const range = { offsetBytes, lengthBytes: buffer.length };
+    this.#checkRequest(range);
     this.counters.reads++;
-    return this.#gate.shared(async () => {
-      await settleAll(
-        this.#plan(offsetBytes, buffer.length, false).map((run) => this.#readRun(buffer, run)),
-      );
-      this.counters.bytesRead += buffer.length;
+    return this.#answer("read", range, () =>
+      this.#gate.shared(async () => {
+        await settleAll(
+          this.#plan(offsetBytes, buffer.length, false).map((run) => this.#readRun(buffer, run)),
+        );
+        this.counters.bytesRead += buffer.length;
+      }));
+  }
+
+  write(data: Uint8Array, offsetBytes: number, options: WriteOptions = {}): Promise<void> {
+    const range = { offsetBytes, lengthBytes: data.length };
+    this.#checkRequest(range);
+    this.counters.writes++;
+    return this.#answer("write", range, async () => {
+      const touched = await this.#gate.shared(() => this.#writeRuns(data, offsetBytes));
+      if (touched.failed.length > 0) await this.#remap(touched.failed);
+      if (options.fua) await this.#flushTouched(touched);
+      this.counters.bytesWritten += data.length;
     });
   }
 
-  async write(data: Uint8Array, offsetBytes: number, options: WriteOptions = {}): Promise<void> {
-    this.#checkRequest({ offsetBytes, lengthBytes: data.length });
-    this.counters.writes++;
-    const touched = await this.#gate.shared(() => this.#writeRuns(data, offsetBytes));
-    if (touched.failed.length > 0) await this.#remap(touched.failed);
-    if (options.fua) await this.#flushTouched(touched);
-    this.counters.bytesWritten += data.length;
-  }
-
-  async writeZeroes(range: ByteRange, options: WriteZeroesOptions = {}): Promise<void> {
+  writeZeroes(range: ByteRange, options: WriteZeroesOptions = {}): Promise<void> {
     this.#checkRequest(range);
-    const touched = await this.#gate.shared(() => this.#zeroRuns(range, options.mayPunch ?? false));
-    if (touched.failed.length > 0) await this.#remap(touched.failed);
-    if (options.fua) await this.#flushTouched(touched);
+    return this.#answer("write zeroes to", range, async () => {
+      const touched = await this.#gate.shared(() =>
+        this.#zeroRuns(range, options.mayPunch ?? false)
+      );
+      if (touched.failed.length > 0) await this.#remap(touched.failed);
+      if (options.fua) await this.#flushTouched(touched);
+    });
   }
 
   /** Trims the main disk and zeroes the slots of remapped blocks in the range. */
   discard(range: ByteRange): Promise<void> {
     this.#checkRequest(range);
+    return this.#answer("discard", range, () => this.#discardRuns(range));
+  }
+
+  #discardRuns(range: ByteRange): Promise<void> {
     return this.#gate.shared(async () => {
       await settleAll(
         this.#plan(range.offsetBytes, range.lengthBytes, false).map(async (run) => {
           if (run.kind === "slot") {
-            await this.#spareAt(run.spareIndex).device.writeZeroes(run, { mayPunch: true });
+            const spare = this.#spareAt(run.spareIndex);
+            await this.#onSpare(spare, () => spare.device.writeZeroes(run, { mayPunch: true }));
           } else {
             // Discard is a hint and promises no contents, so a failing main
             // disk may refuse it without the client having lost anything.
-            await this.#main.discard(run).catch((error) => ignoreIoError(error));
+            await this.#onMain(() => this.#main.discard(run)).catch((error) =>
+              ignoreIoError(error)
+            );
           }
         }),
       );
     });
   }
 
-  async flush(): Promise<void> {
+  flush(): Promise<void> {
     this.counters.flushes++;
-    const devices = [this.#main, ...this.#spares.members.map((spare) => spare.device)];
-    await settleAll(devices.map((device) => device.flush()));
+    return this.#answer("flush", { offsetBytes: 0, lengthBytes: this.sizeBytes }, async () => {
+      await settleAll([
+        this.#onMain(() => this.#main.flush()),
+        ...this.#spares.members.map((spare) => this.#onSpare(spare, () => spare.device.flush())),
+      ]);
+    });
   }
 
   /**
@@ -337,6 +372,53 @@ export class RemapDevice implements Device {
     return this.#serializeMetadata(() => this.#writeSetupState());
   }
 
+  /**
+   * Runs a client request, unless the setup has failed. A device that is gone
+   * reaches the client as EIO, as any failed request does; inside the engine
+   * it stays `"ENODEV"`, so no catch below takes it for a bad block.
+   */
+  async #answer(action: string, range: ByteRange, request: () => Promise<void>): Promise<void> {
+    const failed = (cause: unknown) =>
+      new DeviceIoError(action, { device: this.name, ...range, code: "EIO", cause });
+    if (this.#failure !== undefined) throw failed(new Error(this.#failure));
+    try {
+      await request();
+    } catch (error) {
+      throw isDeviceGone(error) ? failed(error) : error;
+    }
+  }
+
+  /**
+   * Runs I/O on the main disk; when the disk turns out to be gone, fails the
+   * setup before the error goes on.
+   */
+  async #onMain<T>(io: () => Promise<T>): Promise<T> {
+    try {
+      return await io();
+    } catch (error) {
+      if (isDeviceGone(error) && this.#failure === undefined) {
+        this.#failure = `the main disk "${this.#main.name}" is gone: ${error.message}`;
+        this.#shared.markFailed();
+        this.#onEvent({ type: "main-failed", reason: this.#failure });
+      }
+      throw error;
+    }
+  }
+
+  /** Runs I/O on a spare; a spare that turns out to be gone fails as a spare. */
+  async #onSpare<T>(spare: SpareMember, io: () => Promise<T>): Promise<T> {
+    try {
+      return await io();
+    } catch (error) {
+      if (isDeviceGone(error) && spare.state === "active") {
+        this.#failSpare(spare, error.message);
+        // Outside a group commit nothing else writes the setup's state soon.
+        this.#scheduleMetadata();
+      }
+      throw error;
+    }
+  }
+
   #checkRequest(range: ByteRange): void {
     assert(!this.#closed, `setup "${this.name}" is open`);
     assert(isRangeInside(this, range), "request inside the device");
@@ -360,7 +442,8 @@ export class RemapDevice implements Device {
   async #readRun(buffer: Uint8Array, run: Run): Promise<void> {
     const target = buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
     if (run.kind === "slot") {
-      await this.#spareAt(run.spareIndex).device.read(target, run.offsetBytes);
+      const spare = this.#spareAt(run.spareIndex);
+      await this.#onSpare(spare, () => spare.device.read(target, run.offsetBytes));
       return;
     }
     try {
@@ -382,7 +465,7 @@ export class RemapDevice implements Device {
   async #readMain(target: Uint8Array, offsetBytes: number): Promise<void> {
     for (let attempt = 0;; attempt++) {
       try {
-        return await this.#main.read(target, offsetBytes);
+        return await this.#onMain(() => this.#main.read(target, offsetBytes));
       } catch (error) {
         if (!isIoError(error) || attempt >= this.#readRetries) throw error;
       }
@@ -395,7 +478,8 @@ export class RemapDevice implements Device {
     for (let position = run.offsetBytes; position < end;) {
       const blockIndex = Math.floor(position / this.blockBytes);
       const pieceEnd = Math.min(end, (blockIndex + 1) * this.blockBytes);
-      const failed = await this.#main.read(new Uint8Array(pieceEnd - position), position).then(
+      const block = new Uint8Array(pieceEnd - position);
+      const failed = await this.#onMain(() => this.#main.read(block, position)).then(
         () => false,
         (error) => isIoError(error) ? true : Promise.reject(error),
       );
@@ -416,7 +500,8 @@ export class RemapDevice implements Device {
         const piece = data.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
         if (run.kind === "slot") {
           touched.spares.add(run.spareIndex);
-          await this.#spareAt(run.spareIndex).device.write(piece, run.offsetBytes);
+          const spare = this.#spareAt(run.spareIndex);
+          await this.#onSpare(spare, () => spare.device.write(piece, run.offsetBytes));
         } else if (run.kind === "pending") {
           touched.failed.push(this.#blockWrite(run.offsetBytes, piece));
         } else {
@@ -431,7 +516,7 @@ export class RemapDevice implements Device {
   /** Writes a run to the main disk; on EIO, block by block, returning the blocks that failed. */
   async #writeMain(piece: Uint8Array, offsetBytes: number): Promise<BlockWrite[]> {
     try {
-      await this.#main.write(piece, offsetBytes);
+      await this.#onMain(() => this.#main.write(piece, offsetBytes));
       return [];
     } catch (error) {
       if (!isIoError(error)) throw error;
@@ -439,10 +524,10 @@ export class RemapDevice implements Device {
     this.counters.writeErrors++;
     const failed: BlockWrite[] = [];
     for (const block of this.#splitByBlock(piece, offsetBytes)) {
-      await this.#main.write(block.data, offsetBytes + (block.data.byteOffset - piece.byteOffset))
-        .catch(
-          (error) => isIoError(error) ? failed.push(block) : Promise.reject(error),
-        );
+      const blockOffsetBytes = offsetBytes + (block.data.byteOffset - piece.byteOffset);
+      await this.#onMain(() => this.#main.write(block.data, blockOffsetBytes)).catch(
+        (error) => isIoError(error) ? failed.push(block) : Promise.reject(error),
+      );
     }
     return failed;
   }
@@ -453,7 +538,8 @@ export class RemapDevice implements Device {
       this.#plan(range.offsetBytes, range.lengthBytes, true).map(async (run) => {
         if (run.kind === "slot") {
           touched.spares.add(run.spareIndex);
-          await this.#spareAt(run.spareIndex).device.writeZeroes(run, { mayPunch });
+          const spare = this.#spareAt(run.spareIndex);
+          await this.#onSpare(spare, () => spare.device.writeZeroes(run, { mayPunch }));
           return;
         }
         const zeros = new Uint8Array(run.lengthBytes);
@@ -463,7 +549,7 @@ export class RemapDevice implements Device {
         }
         touched.main = true;
         try {
-          await this.#main.writeZeroes(run, { mayPunch });
+          await this.#onMain(() => this.#main.writeZeroes(run, { mayPunch }));
         } catch (error) {
           if (!isIoError(error)) throw error;
           touched.failed.push(...await this.#writeMain(zeros, run.offsetBytes));
@@ -497,9 +583,12 @@ export class RemapDevice implements Device {
   }
 
   async #flushTouched(touched: Touched): Promise<void> {
-    const devices = [...touched.spares].map((index) => this.#spares.get(index).device);
-    if (touched.main) devices.push(this.#main);
-    await settleAll(devices.map((device) => device.flush()));
+    const flushes = [...touched.spares].map((index) => {
+      const spare = this.#spares.get(index);
+      return this.#onSpare(spare, () => spare.device.flush());
+    });
+    if (touched.main) flushes.push(this.#onMain(() => this.#main.flush()));
+    await settleAll(flushes);
   }
 
   /** Queues block writes for the group commit; resolves when all are durable on spares. */
@@ -522,6 +611,11 @@ export class RemapDevice implements Device {
         await this.#shared.close();
         try {
           await this.#serializeMetadata(() => this.#commitBatch(batch));
+        } catch (error) {
+          // A disk that vanished mid-commit fails what is left of the batch;
+          // requests already answered ignore the second answer.
+          if (!isDeviceGone(error)) throw error;
+          batch.forEach((request) => request.reject(error));
         } finally {
           this.#shared.open();
         }
@@ -571,9 +665,10 @@ export class RemapDevice implements Device {
     const slotStart = slotOffsetBytes(spare.store.payload.layout, location.slotIndex);
     try {
       for (const request of requests) {
-        await spare.device.write(request.data, slotStart + request.startInBlock);
+        const offsetBytes = slotStart + request.startInBlock;
+        await this.#onSpare(spare, () => spare.device.write(request.data, offsetBytes));
       }
-      await spare.device.flush();
+      await this.#onSpare(spare, () => spare.device.flush());
       requests.forEach((request) => request.resolve());
     } catch (error) {
       requests.forEach((request) => request.reject(error));
@@ -658,8 +753,8 @@ export class RemapDevice implements Device {
         const loggedFirst = await spare.store.appendRemaps(taking);
         assert(loggedFirst === firstSlot, "slots are logged where their data was written");
       } catch (error) {
-        if (!isIoError(error)) throw error;
-        this.#failSpare(spare, (error as Error).message);
+        if (!isIoError(error) && !isDeviceGone(error)) throw error;
+        this.#failSpare(spare, error.message);
         continue;
       }
       taking.forEach((blockIndex, i) => {
@@ -736,8 +831,8 @@ export class RemapDevice implements Device {
           }
         });
       } catch (error) {
-        if (!isIoError(error)) throw error;
-        this.#failSpare(spare, (error as Error).message);
+        if (!isIoError(error) && !isDeviceGone(error)) throw error;
+        this.#failSpare(spare, error.message);
       }
     }
     if (setupStateChanged) this.#onSetupWritten();

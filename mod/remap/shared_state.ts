@@ -11,6 +11,9 @@
  *   worker counts itself in, then checks the gate; the engine closes the
  *   gate, then waits for the count to reach zero.
  * - The pending list changes at any time ({@link SharedBlockListWriter}).
+ * - Once the engine marks the setup failed (its main disk is gone), it stays
+ *   failed: a worker then touches no disk and sends every request to the
+ *   engine, which answers EIO.
  * - A grown table means new arrays: the generation moves, and a worker whose
  *   arrays are older stays out until it has been handed the new ones.
  *
@@ -34,6 +37,8 @@ const CONTROL = {
   INSIDE: 1,
   TABLE_GENERATION: 2,
   TABLE_SIZE: 3,
+  /** 1 once the setup failed: its main disk is gone. */
+  FAILED: 4,
   WORDS: 8,
 } as const;
 /** Longest wait for a worker's notification before the count is checked again. */
@@ -102,6 +107,11 @@ export class EngineStatePublisher {
   onOpen(listener: () => void): () => void {
     this.#onOpen.add(listener);
     return () => this.#onOpen.delete(listener);
+  }
+
+  /** Tells every worker that the setup failed; there is no way back. */
+  markFailed(): void {
+    Atomics.store(this.#control, CONTROL.FAILED, 1);
   }
 
   /** Replaces the published pending list (past PENDING_MAX blocks, every write counts as pending). */
@@ -173,6 +183,11 @@ export class EngineStateReader {
     if (before === 1 && Atomics.load(this.#control, CONTROL.GATE_CLOSED) !== 0) {
       Atomics.notify(this.#control, CONTROL.INSIDE);
     }
+  }
+
+  /** Whether the engine marked the setup failed: every request then goes to it. */
+  get failed(): boolean {
+    return Atomics.load(this.#control, CONTROL.FAILED) !== 0;
   }
 
   /** Whether any block from `firstBlock` to `lastBlock` (inclusive) is pending. */

@@ -1,7 +1,8 @@
 /**
  * The service that owns a running setup: {@link SetupService} assembles the
  * engine from a setup's opened disks and serves it (NBD export, status API,
- * event history, backups, serving marker) from `start()` to `stop()`, as
+ * event history, backups, serving marker, runtime state under /run/dm-remap)
+ * from `start()` to `stop()`, as
  * one {@link ServiceSettings} object says. The CLI only parses flags into
  * those settings and calls it.
  *
@@ -51,6 +52,17 @@ export {
   type ShutdownState,
   shutdownStateOf,
 } from "./serving_marker.ts";
+export {
+  listRuntimeStates,
+  removeRuntimeState,
+  requestDetach,
+  type RuntimeState,
+  type RuntimeStateEntry,
+  runtimeStatePath,
+  type StopRequest,
+  stopRequestOf,
+  writeRuntimeState,
+} from "./runtime_state.ts";
 export type { ListenSettings, NbdSettings, ServiceSettings, TcpListener } from "./settings.ts";
 export { type SetupDisks, SetupService, type SetupServiceOptions } from "./setup_service.ts";
 export { StatusApi } from "./status_api.ts";

@@ -51,4 +51,10 @@ export interface ServiceSettings {
   backupDir?: string;
   /** Extra attempts at a failing main-disk read. @default READ_RETRIES_DEFAULT */
   readRetries?: number;
+  /**
+   * The runtime directory: the service records itself in
+   * `<dir>/setups/<uuid>.json` while it serves (`runtime_state.ts`).
+   * @default none (nothing recorded)
+   */
+  runtimeDir?: string;
 }

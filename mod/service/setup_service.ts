@@ -4,12 +4,13 @@
  * clean-stop marker, with one lifecycle.
  *
  * Start takes things in order (history, engine, NBD export, status API,
- * serving marker); a start that fails half-way releases what it took, and
+ * serving marker, runtime state); a start that fails half-way releases what it took, and
  * leaves the disks as they were: until the marker, the engine has written
  * nothing, and closing it writes nothing either. Stop is ordered so nothing
  * is lost: the exports stop accepting and drain, the engine flushes every
  * device, writes its metadata (removing the marker) and closes, then the
- * readers of the engine (the API) stop, and the history records the stop.
+ * readers of the engine (the API) stop, the history records the stop, and
+ * the runtime state file goes last.
  *
  * @module
  */
@@ -28,6 +29,14 @@ import { describeEvent, isEngineEvent } from "../events/setup_event.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import type { ServiceComponent } from "./component.ts";
 import { type KernelDeviceAtStop, NbdExport } from "./nbd_export.ts";
+import {
+  removeRuntimeState,
+  RUNTIME_STATE_VERSION,
+  type RuntimeState,
+  type StopRequest,
+  stopRequestOf,
+  writeRuntimeState,
+} from "./runtime_state.ts";
 import { servingMarkerOfThisProcess } from "./serving_marker.ts";
 import type { ServiceSettings } from "./settings.ts";
 import { StatusApi } from "./status_api.ts";
@@ -63,6 +72,8 @@ export class SetupService {
   #status: StatusSource | undefined;
   #nbd: NbdExport | undefined;
   #api: StatusApi | undefined;
+  /** What the runtime state file holds, once written. */
+  #runtimeState: RuntimeState | undefined;
   /** Started components that send the engine requests: they stop before it closes. */
   readonly #feeders: ServiceComponent[] = [];
   /** Started components that only read the engine: they stop after it closed. */
@@ -138,6 +149,18 @@ export class SetupService {
     return this.#api.addresses;
   }
 
+  /**
+   * What this process's stop means: "detach" when `dm-remap stop` asked it
+   * (the kernel device goes too), "restart" for any other SIGTERM (systemd
+   * restarting the unit, an upgrade: the kernel device stays attached for the
+   * next server). Valid until the stop has finished.
+   */
+  stopRequest(): Promise<StopRequest> {
+    const dir = this.#settings.runtimeDir;
+    if (dir === undefined) return Promise.resolve("restart");
+    return stopRequestOf(dir, this.#disks.spares.description.setup.uuid);
+  }
+
   async #start(): Promise<void> {
     const settings = this.#settings;
     await createParentDirectories([
@@ -167,6 +190,25 @@ export class SetupService {
       remapCount: engine.remapCount,
       pendingCount: engine.pendingBlocks.length,
     });
+    await this.#recordRuntimeState();
+  }
+
+  /** Tells the machine this process serves the setup: the last step of a start. */
+  async #recordRuntimeState(): Promise<void> {
+    const { setup } = this.#disks.spares.description;
+    this.#runtimeState = {
+      version: RUNTIME_STATE_VERSION,
+      process: servingMarkerOfThisProcess(),
+      name: setup.name,
+      uuid: setup.uuid,
+      main: this.#disks.main.identity.path,
+      spares: this.#disks.spares.stores.map((store) => store.device.name),
+      nbd: this.nbdAddresses,
+      api: this.apiAddresses,
+      ...(this.kernelDevice === undefined ? {} : { kernelDevice: this.kernelDevice }),
+    };
+    const dir = this.#settings.runtimeDir;
+    if (dir !== undefined) await writeRuntimeState(dir, this.#runtimeState);
   }
 
   /** The exports first, then the API, which shows them. */
@@ -208,6 +250,10 @@ export class SetupService {
     }
     this.#unsubscribeHistory?.();
     this.#history?.close();
+    const dir = this.#settings.runtimeDir;
+    if (dir !== undefined && this.#runtimeState !== undefined) {
+      await removeRuntimeState(dir, this.#runtimeState.uuid);
+    }
   }
 
   #backupKeeper(): BackupKeeper | undefined {

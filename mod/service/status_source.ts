@@ -58,7 +58,8 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
           name: description.setup.name,
           blockBytes: engine.blockBytes,
           sizeBytes: engine.sizeBytes,
-          state: engine.degraded ? "degraded" : "clean",
+          state: engine.failure !== undefined ? "failed" : engine.degraded ? "degraded" : "clean",
+          failure: engine.failure,
           formatVersion: FORMAT_VERSION,
         },
         main: {

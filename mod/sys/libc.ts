@@ -35,6 +35,7 @@ export const ERRNO = {
   ENOENT: 2,
   EINTR: 4,
   EIO: 5,
+  ENXIO: 6,
   EBADF: 9,
   EAGAIN: 11,
   EACCES: 13,
@@ -92,6 +93,9 @@ const IO_ERROR_CODES: ReadonlyMap<number, IoErrorCode> = new Map([
   [ERRNO.EACCES, "EACCES"],
   [ERRNO.EBUSY, "EBUSY"],
   [ERRNO.ENOENT, "ENOENT"],
+  // A removed disk or a detached device answers these: the device is gone.
+  [ERRNO.ENODEV, "ENODEV"],
+  [ERRNO.ENXIO, "ENODEV"],
 ]);
 
 /** Translates an errno into the error names of `errors.ts`; the rest are `"EOTHER"`. */

@@ -214,6 +214,7 @@ Deno.test("createApp() GET /metrics answers every metric family in text format 0
       [{ ...setup, type: "remap-failed" }, 0],
       [{ ...setup, type: "spare-failed" }, 0],
       [{ ...setup, type: "degraded" }, 0],
+      [{ ...setup, type: "main-failed" }, 0],
       [{ ...setup, type: "started" }, 1],
       [{ ...setup, type: "stopped" }, 0],
     ]],

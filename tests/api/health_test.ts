@@ -17,7 +17,7 @@ Deno.test("healthOf() is ok exactly when it gives no reason, and names each reas
   const rows: [
     scenario: string,
     status: SetupStatus,
-    expected: "ok" | "pending" | "degraded",
+    expected: "ok" | "pending" | "degraded" | "failed",
     reasons: string[],
   ][] = [
     ["clean setup with free slots", base, "ok", []],
@@ -79,6 +79,19 @@ Deno.test("healthOf() is ok exactly when it gives no reason, and names each reas
       }),
       "degraded",
       ['Spare 1 "/dev/spare1" has failed', "No active spare has a free slot: add a spare"],
+    ],
+    [
+      "main disk gone (failed wins over degraded)",
+      statusFixture({
+        setup: { ...base.setup, state: "failed", failure: 'the main disk "/dev/sda" is gone' },
+        spares: [spareFixture(0, { state: "failed" })],
+      }),
+      "failed",
+      [
+        'Setup "vault" has failed: the main disk "/dev/sda" is gone',
+        'Spare 0 "/dev/spare0" has failed',
+        "No active spare has a free slot: add a spare",
+      ],
     ],
     [
       "everything at once",

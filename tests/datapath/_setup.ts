@@ -28,6 +28,8 @@ export interface ServedSetupOptions {
   spareSlots?: number;
   /** Serve this file as the main disk instead of a new one (a failing disk, say). */
   mainPath?: string;
+  /** Use this file or device as the spare instead of a new file (at least the default size). */
+  sparePath?: string;
   /** O_DIRECT for every disk. @default true */
   direct?: boolean;
   /** Whether workers send requests touching the fault layer's bad blocks through it. @default false */
@@ -55,16 +57,15 @@ export async function startServedSetup(options: ServedSetupOptions = {}): Promis
   const blockBytes = 4096;
   const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "dm-remap-dataplane-" });
   const mainPath = options.mainPath ?? `${dir}/main.img`;
-  const sparePath = `${dir}/spare.img`;
+  const sparePath = options.sparePath ?? `${dir}/spare.img`;
   if (options.mainPath === undefined) {
     await Deno.writeFile(mainPath, new Uint8Array(0));
     await Deno.truncate(mainPath, options.mainBytes ?? 64 * 1024 * 1024);
   }
-  await Deno.writeFile(sparePath, new Uint8Array(0));
-  await Deno.truncate(
-    sparePath,
-    minimumSpareBytes(blockBytes) + (options.spareSlots ?? 4096) * blockBytes,
-  );
+  if (options.sparePath === undefined) {
+    await Deno.writeFile(sparePath, new Uint8Array(0));
+    await Deno.truncate(sparePath, spareBytesFor(blockBytes, options.spareSlots));
+  }
   const direct = options.direct ?? true;
   const main = await openFileDevice(mainPath, { direct });
   const spare = await openFileDevice(sparePath, { direct });
@@ -120,6 +121,11 @@ export async function startServedSetup(options: ServedSetupOptions = {}): Promis
       await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+/** The size of the spare {@link startServedSetup} makes: 4096 slots unless told. */
+export function spareBytesFor(blockBytes: number, spareSlots = 4096): number {
+  return minimumSpareBytes(blockBytes) + spareSlots * blockBytes;
 }
 
 /** Bytes of a file at an offset, read around every layer. */

@@ -60,3 +60,18 @@ Deno.test("EventHistory drops the oldest events beyond EVENTS_MAX", () => {
   assert.equal(kept[0]!.message, `event ${total - 1}`);
   history.close();
 });
+
+Deno.test("EventHistory.since() returns the events from a time on, oldest first, the newest when capped", async () => {
+  const history = EventHistory.open(":memory:");
+  history.record({ type: "started", message: "serving" });
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const cutMs = Date.now();
+  for (const blockIndex of [1, 2, 3]) {
+    history.record({ type: "remap", message: `remapped block ${blockIndex}`, blockIndex });
+  }
+  assert.deepEqual(history.since(0, 10).map((event) => event.id), [1, 2, 3, 4]);
+  assert.deepEqual(history.since(cutMs, 10).map((event) => event.blockIndex), [1, 2, 3]);
+  assert.deepEqual(history.since(cutMs, 2).map((event) => event.blockIndex), [2, 3]);
+  assert.deepEqual(history.since(Date.now() + 60_000, 10), []);
+  history.close();
+});

@@ -36,14 +36,14 @@ function makeFaulty(options: FaultyDeviceOptions): { memory: MemoryDevice; fault
   return { memory, faulty: new FaultyDevice(memory, options) };
 }
 
-/** "ok", or the error's code and range. */
-async function outcome(request: () => Promise<void>): Promise<string> {
+/** "ok", or the error's code and range; the error must name `device`. */
+async function outcome(request: () => Promise<void>, device = "mem0"): Promise<string> {
   try {
     await request();
     return "ok";
   } catch (error) {
     if (!(error instanceof DeviceIoError)) throw error;
-    assert.equal(error.device, "mem0");
+    assert.equal(error.device, device);
     return `${error.code} at ${error.offsetBytes}+${error.lengthBytes}`;
   }
 }
@@ -298,6 +298,7 @@ Deno.test("FaultyDevice counts injected faults and healed blocks", async () => {
     randomReadFaults: 0,
     randomWriteFaults: 0,
     randomFlushFaults: 0,
+    removedRequests: 0,
   });
   assert.deepEqual(faulty.listBadBlocks(), [0]);
 });
@@ -447,6 +448,39 @@ Deno.test("FaultyDevice.directAccess() is undefined over a device without it or 
   const file = await openFileDevice(image.path);
   try {
     assert.equal(new FaultyDevice(new FaultyDevice(file)).directAccess(), undefined);
+  } finally {
+    await file.close();
+    await image.cleanup();
+  }
+});
+
+Deno.test("FaultyDevice.remove() fails every later request with ENODEV and leaves everything to itself", async () => {
+  const image = await makeSparseImage(DEVICE_BYTES);
+  const file = await openFileDevice(image.path);
+  try {
+    const faulty = new FaultyDevice(file, { blockBytes: 4096 });
+    const access = faulty.directAccess()!;
+    const reads = new SharedBlockListReader(access.leftToDevice!.reads);
+    const writes = new SharedBlockListReader(access.leftToDevice!.writes);
+    assert.equal(await outcome(() => faulty.read(new Uint8Array(512), 0), file.name), "ok");
+    faulty.remove();
+    const outcomes = [
+      await outcome(() => faulty.read(new Uint8Array(512), 0), file.name),
+      await outcome(() => faulty.write(new Uint8Array(512), 4096), file.name),
+      await outcome(() => faulty.writeZeroes({ offsetBytes: 0, lengthBytes: 512 }), file.name),
+      await outcome(() => faulty.discard({ offsetBytes: 0, lengthBytes: 512 }), file.name),
+      await outcome(() => faulty.flush(), file.name),
+    ];
+    assert.deepEqual(outcomes, [
+      "ENODEV at 0+512",
+      "ENODEV at 4096+512",
+      "ENODEV at 0+512",
+      "ENODEV at 0+512",
+      `ENODEV at 0+${DEVICE_BYTES}`,
+    ]);
+    assert.equal(faulty.counters.removedRequests, 5);
+    assert.equal(reads.everything, true, "a direct reader sends every read to the layer");
+    assert.equal(writes.everything, true, "and every write and flush");
   } finally {
     await file.close();
     await image.cleanup();

@@ -18,6 +18,12 @@ import { FaultyDevice } from "../../mod/fault/faulty_device.ts";
 import { minimumSpareBytes } from "../../mod/metadata/spare_layout.ts";
 import { type SetupDisks, SetupService } from "../../mod/service/setup_service.ts";
 import type { ServiceSettings } from "../../mod/service/settings.ts";
+import {
+  listRuntimeStates,
+  requestDetach,
+  runtimeStatePath,
+  writeRuntimeState,
+} from "../../mod/service/runtime_state.ts";
 
 const BLOCK_BYTES = 4096;
 /** A main-disk block whose writes fail, so writing it makes a remap. */
@@ -208,6 +214,92 @@ Deno.test("SetupService.start() that fails half-way releases what it took and ma
     const again = new SetupService(await openDisks(dir), { settings, log: () => {} });
     await again.start();
     await again.stop();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SetupService records itself under the runtime directory while it serves, and removes the record at stop", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dm-remap-service-" });
+  try {
+    await createFiles(dir);
+    const runtimeDir = `${dir}/runtime`;
+    const service = new SetupService(await openDisks(dir), {
+      settings: settingsIn(dir, { runtimeDir }),
+      log: () => {},
+    });
+    await service.start();
+    const uuid = service.status().setup.uuid;
+    const [entry, ...others] = await listRuntimeStates(runtimeDir);
+    assert.deepEqual(others, []);
+    assert.equal(entry?.path, runtimeStatePath(runtimeDir, uuid));
+    assert.equal(entry.alive, true);
+    const { process, ...recorded } = entry.state;
+    assert.equal(process.pid, Deno.pid);
+    assert.ok(process.processStartTicks > 0, "the start ticks tell a reused PID apart");
+    assert.deepEqual(recorded, {
+      version: 1,
+      name: "svc",
+      uuid,
+      main: `${dir}/main.img`,
+      spares: [`${dir}/spare.img`],
+      nbd: service.nbdAddresses,
+      api: service.apiAddresses,
+    });
+
+    // The kernel device's entry is checked where a kernel attaches one: tests/vm, vm 8.
+    assert.equal(entry.state.kernelDevice, undefined, "no kernel device without --attach");
+    assert.equal(await service.stopRequest(), "restart", "a plain SIGTERM is a restart");
+    await requestDetach(runtimeDir, {
+      ...entry.state,
+      process: { ...process, pid: process.pid + 1 },
+    });
+    assert.equal(
+      await service.stopRequest(),
+      "restart",
+      "a request for another process is not ours",
+    );
+    await requestDetach(runtimeDir, entry.state);
+    assert.equal(await service.stopRequest(), "detach", "dm-remap stop asked this process");
+
+    await service.stop();
+    assert.deepEqual(await listRuntimeStates(runtimeDir), []);
+    assert.deepEqual(
+      [...Deno.readDirSync(`${runtimeDir}/setups`)],
+      [],
+      "the stop request went too",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("listRuntimeStates() marks the record of a server that is gone as stale", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dm-remap-runtime-" });
+  try {
+    const child = new Deno.Command("true").spawn();
+    await child.status;
+    const process = {
+      pid: child.pid,
+      host: Deno.hostname(),
+      bootId: Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim(),
+      processStartTicks: 1,
+      startedMs: Date.now(),
+    };
+    const state = {
+      version: 1 as const,
+      process,
+      name: "gone",
+      uuid: "00000000-0000-4000-8000-000000000001",
+      main: "/dev/sda",
+      spares: ["/dev/sdb"],
+      nbd: [],
+      api: [],
+    };
+    await writeRuntimeState(dir, state);
+    await Deno.writeTextFile(`${dir}/setups/garbage.json`, "{ not json");
+    const entries = await listRuntimeStates(dir);
+    assert.deepEqual(entries.map((entry) => [entry.state.name, entry.alive]), [["gone", false]]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,6 +1,8 @@
 /**
  * `GET /api/v1/health`: ok or not, as an HTTP status monitoring can alert on.
  *
+ * The setup has failed when its main disk is gone: every request is EIO.
+ *
  * The setup is degraded when it can no longer protect new failures:
  * - the setup state is "degraded" (a failed block could not be remapped), or
  * - a spare has failed, or
@@ -20,11 +22,11 @@ import type { SetupStatus } from "../status.ts";
 
 /** The health report; `reasons` is empty exactly when `status` is "ok". */
 export interface Health {
-  /** "degraded" wins over "pending" when both apply. */
-  status: "ok" | "pending" | "degraded";
+  /** "failed" wins over "degraded", which wins over "pending". */
+  status: "ok" | "pending" | "degraded" | "failed";
   /** Why the setup is not ok, one sentence each. */
   reasons: string[];
-  setup: { name: string; uuid: string; state: "clean" | "degraded" };
+  setup: { name: string; uuid: string; state: SetupStatus["setup"]["state"] };
   spares: { active: number; failed: number; slotsFree: number };
   pendingBlocks: number;
 }
@@ -37,6 +39,10 @@ export interface Health {
  */
 export function healthOf(status: SetupStatus): Health {
   const reasons: string[] = [];
+  const failed = status.setup.state === "failed";
+  if (failed) {
+    reasons.push(`Setup "${status.setup.name}" has failed: ${status.setup.failure}`);
+  }
   if (status.setup.state === "degraded") {
     reasons.push(`Setup "${status.setup.name}" is in the degraded state`);
   }
@@ -55,7 +61,7 @@ export function healthOf(status: SetupStatus): Health {
     );
   }
   return {
-    status: degraded ? "degraded" : pending > 0 ? "pending" : "ok",
+    status: failed ? "failed" : degraded ? "degraded" : pending > 0 ? "pending" : "ok",
     reasons,
     setup: { name: status.setup.name, uuid: status.setup.uuid, state: status.setup.state },
     spares: { active: active.length, failed: status.spares.length - active.length, slotsFree },
@@ -64,7 +70,7 @@ export function healthOf(status: SetupStatus): Health {
 }
 
 /**
- * Answers 200 when the setup is ok and 503 when it is degraded or has pending blocks.
+ * Answers 200 when the setup is ok and 503 when it failed, is degraded or has pending blocks.
  *
  * @param c The request context; reads `c.var.status`.
  * @returns The {@link Health} report.

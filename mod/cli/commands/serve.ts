@@ -51,10 +51,15 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   for (const address of serving.apiAddresses) output.out(`  API  ${address}`);
   if (serving.kernelDevice) output.out(`  KERNEL  ${serving.kernelDevice}`);
   const signal = await stopRequested;
+  const detach = await serving.stopRequest() === "detach";
+  const meaning = detach
+    ? "stop asked by dm-remap stop, the kernel device goes too"
+    : "a restart, a kernel device stays attached for the next server while it is in use";
   output.err(
-    `dm-remap[${setupName}]: ${signal}: finishing in-flight requests, flushing, writing metadata`,
+    `dm-remap[${setupName}]: ${signal} (${meaning}): finishing in-flight requests, flushing, ` +
+      `writing metadata`,
   );
-  await serving.stop();
+  await serving.stop({ kernelDevice: detach ? "detach" : "auto" });
   output.err(`dm-remap[${setupName}]: stopped cleanly`);
   return 0;
 }

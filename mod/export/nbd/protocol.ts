@@ -296,6 +296,7 @@ export function nbdErrnoOfCode(code: IoErrorCode): number {
 /** Exhaustive over {@link IoErrorCode}, so a new code cannot be forgotten here. */
 const NBD_ERRNO_OF_CODE: Readonly<Record<IoErrorCode, number>> = {
   EIO: NBD_EIO,
+  ENODEV: NBD_EIO,
   ENOSPC: NBD_ENOSPC,
   EINVAL: NBD_EINVAL,
   ENOTSUP: NBD_ENOTSUP,

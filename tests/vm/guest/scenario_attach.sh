@@ -34,6 +34,7 @@ if attach_serve; then result serve true "$(cat /tmp/serve.log)"; else
 fi
 check nbd_attach sh -c "grep 'attached with 2 connections' /tmp/serve.log && test \$(cat /sys/block/nbd0/size) -gt 0"
 check backend sh -c "grep -q '^dm-remap:' /sys/block/nbd0/backend && cat /sys/block/nbd0/backend"
+check runtime_state sh -c "grep '\"kernelDevice\": *\"/dev/nbd0\"' /run/dm-remap/setups/*.json"
 check api_device sh -c "$(declare_functions) status_json | grep '\"kernelDevice\": *\"/dev/nbd0\"'"
 check mkfs mkfs.ext4 -q -F -E nodiscard "$NBD" || return 1
 check mount mount -t ext4 "$NBD" "$MNT" || return 1
