@@ -333,7 +333,9 @@ export class RemapDevice implements Device {
     return this.#answer("flush", { offsetBytes: 0, lengthBytes: this.sizeBytes }, async () => {
       await settleAll([
         this.#onMain(() => this.#main.flush()),
-        ...this.#spares.members.map((spare) => this.#onSpare(spare, () => spare.device.flush())),
+        // A failed spare takes no writes, so nothing on it waits for a flush.
+        ...this.#spares.members.filter((spare) => spare.state === "active")
+          .map((spare) => this.#onSpare(spare, () => spare.device.flush())),
       ]);
     });
   }
@@ -771,11 +773,7 @@ export class RemapDevice implements Device {
     }
     if (remaining.length === 0) return new Map();
     const reason = "no spare has a free slot that can be written";
-    if (!this.#degraded) {
-      this.#degraded = true;
-      this.#metadataDirty = this.#setupStateChanged = true;
-      this.#onEvent({ type: "degraded", reason });
-    }
+    this.#degrade(reason);
     const failures = new Map<number, Error>();
     for (const blockIndex of remaining) {
       this.#onEvent({ type: "remap-failed", blockIndex, reason });
@@ -795,10 +793,22 @@ export class RemapDevice implements Device {
     return failures;
   }
 
+  /**
+   * A failed spare degrades the setup, as a failed member degrades an md
+   * array: the blocks in its slots are unreadable, and it takes no new ones.
+   */
   #failSpare(spare: SpareMember, reason: string): void {
     this.#spares.markFailed(spare.index);
     this.#metadataDirty = this.#setupStateChanged = true;
     this.#onEvent({ type: "spare-failed", spareIndex: spare.index, reason });
+    this.#degrade(`spare ${spare.index} failed`);
+  }
+
+  #degrade(reason: string): void {
+    if (this.#degraded) return;
+    this.#degraded = true;
+    this.#metadataDirty = this.#setupStateChanged = true;
+    this.#onEvent({ type: "degraded", reason });
   }
 
   #scheduleMetadata(): void {

@@ -102,6 +102,9 @@ Deno.test("RemapDevice fails a spare that is gone: its slots read EIO, new remap
   assert.deepEqual(engine.lookup(1), { spareIndex: 1, slotIndex: 0 });
   assert.deepEqual(await readBack(engine, 4 * KIB, 4 * KIB), next);
   assert.equal(engine.failure, undefined, "a spare gone degrades the setup, it does not fail it");
+  assert.equal(engine.degraded, true, "a failed spare degrades the setup");
+  assert.ok(events.some((event) => event.type === "degraded"));
+  await engine.flush(); // the gone spare takes no writes, so a flush does not wait on it
   assert.notDeepEqual(main.peek({ offsetBytes: 0, lengthBytes: 4 * KIB }), remapped);
   await engine.close();
 });
