@@ -2,16 +2,25 @@
  * Finding setups from the disks alone: every candidate device is probed for
  * metadata copies, and spares are grouped by setup.
  *
- * Candidates are the block devices the kernel lists in /proc/partitions plus
- * the image files in the given directories. Probing only reads.
+ * Candidates are the block devices in /sys/class/block (whole disks,
+ * partitions, bound loop devices, dm and md devices), except those of size 0,
+ * RAM disks (`ram*`, `zram*`) and the devices setups export (`nbd*`,
+ * `ublkb*`), plus the image files (`*.img`) in the scan directories. Probing
+ * only reads: {@link discover} runs each probe on a worker with a deadline
+ * (`probe_pool.ts`) and judges what it found (`discovery_report.ts`).
  *
  * @module
  */
 
+import { assert } from "../assert.ts";
+import { DISCOVER_CANDIDATES_MAX } from "../constants.ts";
 import type { Device } from "../device/device.ts";
+import { UsageError } from "../errors.ts";
 import { readCopies } from "../metadata/spare_store.ts";
 import { compareCopies, type ValidCopy } from "../metadata/superblock.ts";
-
+import { buildDiscoveryReport, type DiscoveryReport, type LastStop } from "./discovery_report.ts";
+import type { Prober } from "./probe_pool.ts";
+import type { ServingMarker } from "../metadata/superblock.ts";
 /** A spare found on a candidate device. */
 export interface FoundSpare {
   path: string;
@@ -30,32 +39,119 @@ export interface FoundSetup {
   spares: FoundSpare[];
 }
 
-/** Lists candidate paths: block devices from /proc/partitions, then image files in `directories`. */
-export async function listCandidates(directories: readonly string[]): Promise<string[]> {
-  const candidates: string[] = [];
-  try {
-    const partitions = await Deno.readTextFile("/proc/partitions");
-    for (const line of partitions.split("\n").slice(2)) {
-      const name = line.trim().split(/\s+/)[3];
-      if (name && !name.startsWith("ram") && !name.startsWith("nbd")) {
-        candidates.push(`/dev/${name}`);
-      }
-    }
-  } catch {
-    // Not Linux or no procfs: only the directories are searched.
-  }
+/** Block devices that are never candidates: RAM disks, and the devices setups export. */
+const NOT_CANDIDATES = /^(ram|zram|nbd|ublkb)\d/;
+
+/** Options for {@link listCandidates}. */
+export interface ListCandidatesOptions {
+  /** Include the block devices of sysfs. @default true */
+  blockDevices?: boolean;
+  /** Where sysfs is mounted; tests point it at a fake tree. @default "/sys" */
+  sysfsRoot?: string;
+  /** Where the device nodes are. @default "/dev" */
+  devDirectory?: string;
+}
+
+/**
+ * Lists candidate paths: block devices from /sys/class/block, then the image
+ * files (`*.img`) in `directories` (missing directories are skipped).
+ */
+export async function listCandidates(
+  directories: readonly string[],
+  options: ListCandidatesOptions = {},
+): Promise<string[]> {
+  const candidates = options.blockDevices === false ? [] : await listBlockDevices(options);
   for (const directory of directories) {
     try {
+      const names = [];
       for await (const entry of Deno.readDir(directory)) {
-        if (entry.isFile && entry.name.endsWith(".img")) {
-          candidates.push(`${directory}/${entry.name}`);
-        }
+        if (entry.isFile && entry.name.endsWith(".img")) names.push(entry.name);
       }
+      candidates.push(...names.sort().map((name) => `${directory}/${name}`));
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
   }
   return candidates;
+}
+
+async function listBlockDevices(options: ListCandidatesOptions): Promise<string[]> {
+  const classDirectory = `${options.sysfsRoot ?? "/sys"}/class/block`;
+  const names: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(classDirectory)) names.push(entry.name);
+  } catch {
+    // No sysfs (not Linux, or a container without it): only the directories are searched.
+    return [];
+  }
+  const devices = [];
+  for (const name of names.sort()) {
+    if (NOT_CANDIDATES.test(name)) continue;
+    const sectors = await readTrimmed(`${classDirectory}/${name}/size`);
+    if (sectors === undefined || Number(sectors) === 0) continue;
+    // An unbound loop device has size 0; a bound one names its backing file.
+    if (name.startsWith("loop")) {
+      if (await readTrimmed(`${classDirectory}/${name}/loop/backing_file`) === undefined) continue;
+    }
+    devices.push(`${options.devDirectory ?? "/dev"}/${name}`);
+  }
+  return devices;
+}
+
+async function readTrimmed(path: string): Promise<string | undefined> {
+  try {
+    const text = (await Deno.readTextFile(path)).trim();
+    return text === "" ? undefined : text;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Options for {@link discover}. */
+export interface DiscoverOptions extends ListCandidatesOptions {
+  /** Probe only these paths (`discover DEV...`). @default every candidate */
+  paths?: readonly string[];
+  /** Directories searched for image files. */
+  scanDirs: readonly string[];
+  /** Runs the probes: `probeInWorkers` with a deadline, or `probeInProcess` in tests. */
+  prober: Prober;
+  /** How a setup's last serve ended (`shutdownStateOf` of the service layer). */
+  lastStopOf: (marker: ServingMarker | undefined) => LastStop;
+}
+
+/**
+ * Probes every candidate and reports the setups found. The main disk of a
+ * setup is looked for among the candidates, then at the path it was last
+ * recorded at (a file outside the scan directories); either way it is
+ * recognised by its recorded identity, never by its path.
+ *
+ * @throws {UsageError} When there are more than {@link DISCOVER_CANDIDATES_MAX} candidates.
+ */
+export async function discover(options: DiscoverOptions): Promise<DiscoveryReport> {
+  const startMs = performance.now();
+  const candidates = [...new Set(options.paths ?? await listCandidates(options.scanDirs, options))];
+  if (candidates.length > DISCOVER_CANDIDATES_MAX) {
+    throw new UsageError(
+      `Cannot discover setups: ${candidates.length} candidates, more than ` +
+        `${DISCOVER_CANDIDATES_MAX}; name the devices to probe`,
+    );
+  }
+  const outcomes = await options.prober(candidates);
+  const first = buildDiscoveryReport(outcomes, { lastStopOf: options.lastStopOf });
+  const hints = [
+    ...new Set(
+      first.setups.filter((setup) => setup.main.path === undefined)
+        .map((setup) => setup.main.recordedPath)
+        .filter((path) => !candidates.includes(path)),
+    ),
+  ];
+  // A recorded path where nothing is now is no candidate: it is left out, not listed as unreadable.
+  const found = (await options.prober(hints)).filter((outcome) => outcome.probe?.identity);
+  assert(outcomes.length === candidates.length, "one outcome per candidate");
+  return buildDiscoveryReport([...outcomes, ...found], {
+    lastStopOf: options.lastStopOf,
+    elapsedMs: performance.now() - startMs,
+  });
 }
 
 /**

@@ -19,6 +19,7 @@ import { EXIT_USAGE, exitCodeFor } from "./exit_codes.ts";
 import { checkCommand } from "./commands/check.ts";
 import { createCommand } from "./commands/create.ts";
 import { demoCommand } from "./commands/demo.ts";
+import { discoverCommand } from "./commands/discover.ts";
 import { remapsCommand } from "./commands/remaps.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { serveCommand } from "./commands/serve.ts";
@@ -130,6 +131,12 @@ const COMMANDS: Record<string, Command> = {
     },
     run: remapsCommand,
   },
+  discover: {
+    summary: "find setups from the disks alone: state, confidence, conflicts (read only)",
+    usage: "discover [--json] [--scan-dir <dir>...] [--timeout-ms N] [<dev>...]",
+    options: { ...JSON_OPTION, ...SCAN_DIR_OPTION, "timeout-ms": { type: "string" } },
+    run: discoverCommand,
+  },
   demo: {
     summary: "create image files with a few failing sectors, then serve them (the embedded demo)",
     usage:
@@ -154,7 +161,7 @@ function help(): string {
     "",
     "Run `dm-remap <command> --help` for a command's options, `dm-remap --version` for the version.",
     `Setups are found by name where create registered them (${STATE_DIR}/setups), then on the`,
-    `block devices in /proc/partitions and in the *.img files of --scan-dir (default ${STATE_DIR}).`,
+    `block devices in /sys/class/block and in the *.img files of --scan-dir (default ${STATE_DIR}).`,
   );
   return lines.join("\n");
 }

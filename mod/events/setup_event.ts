@@ -25,8 +25,66 @@ export type ServiceEvent =
   | { type: "started"; sizeBytes: number; remapCount: number; pendingCount: number }
   | { type: "stopped"; remapCount: number };
 
+// ---- Discovery and assembly (issue 14, `dm-remap discover` / `dm-remap assemble`) ----
+
+/**
+ * What discovery and assembly decided about a setup, with the reasons and
+ * the devices involved. Recorded in the setup's history by the CLI; no
+ * running setup publishes them.
+ */
+export type AssemblyEvent =
+  | {
+    type: "discovered";
+    setupUuid: string;
+    state: string;
+    confidence: number;
+    reasons: string[];
+    devices: string[];
+  }
+  | {
+    type: "assembly-decision";
+    setupUuid: string;
+    /** `start`, `refuse`, `already-running`, `would-start` (dry run), `waiting` (incremental). */
+    decision: string;
+    reasons: string[];
+    devices: string[];
+  }
+  | {
+    type: "incremental-seen";
+    setupUuid: string;
+    spareIndex: number;
+    device: string;
+    seenCount: number;
+    expectedCount: number;
+  };
+
+const ASSEMBLY_EVENT_TYPES: ReadonlySet<string> = new Set<AssemblyEvent["type"]>([
+  "discovered",
+  "assembly-decision",
+  "incremental-seen",
+]);
+
+/** Describes a discovery or assembly event in words. */
+function describeAssemblyEvent(event: AssemblyEvent): string {
+  const because = (reasons: string[]) => reasons.length > 0 ? `: ${reasons.join("; ")}` : "";
+  const on = (devices: string[]) => devices.length > 0 ? ` [${devices.join(", ")}]` : "";
+  switch (event.type) {
+    case "discovered":
+      return `discovered setup ${event.setupUuid}: ${event.state}, confidence ` +
+        `${event.confidence}${on(event.devices)}${because(event.reasons)}`;
+    case "assembly-decision":
+      return `assemble ${event.setupUuid}: ${event.decision}${on(event.devices)}` +
+        because(event.reasons);
+    case "incremental-seen":
+      return `incremental: spare ${event.spareIndex} of ${event.setupUuid} seen on ` +
+        `"${event.device}" (${event.seenCount} of ${event.expectedCount} spares seen)`;
+  }
+}
+
+// ---- end of discovery and assembly ----
+
 /** One event of a running setup. */
-export type SetupEvent = RemapEvent | ServiceEvent;
+export type SetupEvent = RemapEvent | ServiceEvent | AssemblyEvent;
 
 /** The kinds of event. */
 export type SetupEventType = SetupEvent["type"];
@@ -42,6 +100,9 @@ export function zeroEventCounts(): Record<SetupEventType, number> {
     "degraded": 0,
     "started": 0,
     "stopped": 0,
+    "discovered": 0,
+    "assembly-decision": 0,
+    "incremental-seen": 0,
   };
 }
 
@@ -64,10 +125,15 @@ export function describeEvent(event: SetupEvent): string {
       return `serving ${event.sizeBytes} bytes with ${event.remapCount} remaps, ${event.pendingCount} pending`;
     case "stopped":
       return `stopped cleanly with ${event.remapCount} remaps`;
+    case "discovered":
+    case "assembly-decision":
+    case "incremental-seen":
+      return describeAssemblyEvent(event);
   }
 }
 
 /** Whether the engine reported it (the service's own events are not engine events). */
 export function isEngineEvent(event: SetupEvent): event is RemapEvent {
-  return event.type !== "started" && event.type !== "stopped";
+  return event.type !== "started" && event.type !== "stopped" &&
+    !ASSEMBLY_EVENT_TYPES.has(event.type);
 }
