@@ -132,6 +132,8 @@ export const PROBE_TIMEOUT_MS_DEFAULT = 2_000;
 export const PROBE_TIMEOUT_MS_MAX = 600_000;
 /** Probe workers `discover` runs at once: candidates are probed this many at a time. */
 export const PROBE_WORKERS_MAX = 4;
+/** How long a probe worker may take to start (load the program) before discovery fails. */
+export const PROBE_WORKER_START_MS_MAX = 30_000;
 /** Candidates one discovery probes at most (block devices plus image files). */
 export const DISCOVER_CANDIDATES_MAX = 4_096;
 /** The confidence (0-100) `assemble` requires by default to start a setup. */

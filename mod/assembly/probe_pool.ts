@@ -7,8 +7,7 @@
  * deadline the candidate is reported "timed out", its worker is abandoned
  * (terminated; a thread stuck in the kernel stays stuck, but nobody waits for
  * it) and a fresh worker takes the next candidate. The command then prints
- * and exits without waiting for the stuck read. A probe's deadline counts
- * from the worker's start, so one that never starts is reported too.
+ * and exits without waiting for the stuck read.
  *
  * Workers start from the program's own main module (`main.ts`, or the
  * single-file bundle), named {@link PROBE_WORKER_NAME} so it knows to run
@@ -18,7 +17,7 @@
  */
 
 import { assert } from "../assert.ts";
-import { PROBE_WORKERS_MAX } from "../constants.ts";
+import { PROBE_WORKER_START_MS_MAX, PROBE_WORKERS_MAX } from "../constants.ts";
 import { type CandidateProbe, probeCandidate } from "./candidate_probe.ts";
 import { PROBE_WORKER_NAME } from "./probe_worker_name.ts";
 
@@ -53,74 +52,109 @@ export interface ProbeInWorkersOptions {
 type ProbeReply = { type: "ready" } | { type: "probe"; probe: CandidateProbe };
 
 /**
- * Probes every path on a pool of workers, each probe within `timeoutMs`.
+ * Probes every path on a pool of workers, each probe within `timeoutMs` from
+ * the moment its worker takes it.
  *
  * @returns One outcome per path, in the order of `paths`.
- * @throws {Error} When a worker cannot start (a wrong `workerUrl`).
+ * @throws {Error} When a worker cannot start (a wrong `workerUrl`), or does
+ * not start within {@link PROBE_WORKER_START_MS_MAX}.
  */
 export function probeInWorkers(
   paths: readonly string[],
   options: ProbeInWorkersOptions,
 ): Promise<ProbeOutcome[]> {
   assert(options.timeoutMs > 0, "a probe deadline");
-  const outcomes = new Map<string, ProbeOutcome>();
-  const unique = [...new Set(paths)];
-  let nextIndex = 0;
   return new Promise((resolve, reject) => {
-    const finishIfDone = () => {
-      if (outcomes.size === unique.length) resolve(paths.map((path) => outcomes.get(path)!));
-    };
-    const startWorker = () => {
-      const worker = new Worker(options.workerUrl, { type: "module", name: PROBE_WORKER_NAME });
-      let current:
-        | { path: string; startMs: number; timer: ReturnType<typeof setTimeout> }
-        | undefined;
-      let ready = false;
-      const dispatch = () => {
-        const path = unique[nextIndex++];
-        if (path === undefined) {
-          worker.terminate();
-          return finishIfDone();
-        }
-        const startMs = performance.now();
-        const timer = setTimeout(() => {
-          outcomes.set(path, { path, elapsedMs: performance.now() - startMs, timedOut: true });
-          // Abandoned: a read stuck in the kernel cannot be interrupted, only left behind.
-          worker.terminate();
-          if (nextIndex < unique.length) startWorker();
-          finishIfDone();
-        }, options.timeoutMs);
-        current = { path, startMs, timer };
-        if (ready) worker.postMessage({ path });
-      };
-      worker.onmessage = (event: MessageEvent<ProbeReply>) => {
-        assert(current !== undefined, "a worker speaks only while it has a path");
-        if (event.data.type === "ready") {
-          ready = true;
-          return worker.postMessage({ path: current.path });
-        }
-        assert(event.data.probe.path === current.path, "one probe at a time per worker");
-        clearTimeout(current.timer);
-        outcomes.set(current.path, {
-          path: current.path,
-          elapsedMs: performance.now() - current.startMs,
-          probe: event.data.probe,
-          timedOut: false,
-        });
-        dispatch();
-      };
-      worker.onerror = (event) => {
-        event.preventDefault();
-        if (current !== undefined) clearTimeout(current.timer);
-        worker.terminate();
-        reject(new Error(`A discovery probe worker failed: ${event.message}`));
-      };
-      dispatch();
-    };
-    const workerCount = Math.min(unique.length, options.workersMax ?? PROBE_WORKERS_MAX);
-    for (let i = 0; i < workerCount; i++) startWorker();
-    finishIfDone();
+    const pool = new ProbePool(paths, options, { resolve, reject });
+    pool.start(options.workersMax ?? PROBE_WORKERS_MAX);
   });
+}
+
+/** How the pool ends {@link probeInWorkers}' promise. */
+interface PoolSettle {
+  resolve: (outcomes: ProbeOutcome[]) => void;
+  reject: (error: Error) => void;
+}
+
+/** The shared queue of {@link probeInWorkers} and the workers that take from it. */
+class ProbePool {
+  readonly #paths: readonly string[];
+  readonly #unique: string[];
+  readonly #options: ProbeInWorkersOptions;
+  readonly #settle: PoolSettle;
+  readonly #outcomes = new Map<string, ProbeOutcome>();
+  #nextIndex = 0;
+
+  constructor(
+    paths: readonly string[],
+    options: ProbeInWorkersOptions,
+    settle: PoolSettle,
+  ) {
+    this.#paths = paths;
+    this.#unique = [...new Set(paths)];
+    this.#options = options;
+    this.#settle = settle;
+  }
+
+  start(workersMax: number): void {
+    const workerCount = Math.min(this.#unique.length, workersMax);
+    for (let i = 0; i < workerCount; i++) this.#startWorker();
+    this.#finishIfDone();
+  }
+
+  #finishIfDone(): void {
+    if (this.#outcomes.size !== this.#unique.length) return;
+    this.#settle.resolve(this.#paths.map((path) => this.#outcomes.get(path)!));
+  }
+
+  #startWorker(): void {
+    const worker = new Worker(this.#options.workerUrl, { type: "module", name: PROBE_WORKER_NAME });
+    let current: { path: string; startMs: number; timer: ReturnType<typeof setTimeout> };
+    const fail = (message: string) => {
+      clearTimeout(current?.timer);
+      worker.terminate();
+      this.#settle.reject(new Error(`A discovery probe worker failed: ${message}`));
+    };
+    const startTimer = setTimeout(() => fail("it did not start"), PROBE_WORKER_START_MS_MAX);
+    const takeNext = () => {
+      const path = this.#unique[this.#nextIndex++];
+      if (path === undefined) {
+        worker.terminate();
+        return this.#finishIfDone();
+      }
+      const startMs = performance.now();
+      const timer = setTimeout(() => {
+        this.#outcomes.set(path, { path, elapsedMs: performance.now() - startMs, timedOut: true });
+        // Abandoned: a read stuck in the kernel cannot be interrupted, only left behind.
+        worker.terminate();
+        if (this.#nextIndex < this.#unique.length) this.#startWorker();
+        this.#finishIfDone();
+      }, this.#options.timeoutMs);
+      current = { path, startMs, timer };
+      worker.postMessage({ path });
+    };
+    worker.onmessage = (event: MessageEvent<ProbeReply>) => {
+      if (event.data.type === "ready") {
+        clearTimeout(startTimer);
+        return takeNext();
+      }
+      assert(event.data.probe.path === current.path, "one probe at a time per worker");
+      clearTimeout(current.timer);
+      const elapsedMs = performance.now() - current.startMs;
+      this.#outcomes.set(current.path, {
+        path: current.path,
+        elapsedMs,
+        probe: event.data.probe,
+        timedOut: false,
+      });
+      takeNext();
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      clearTimeout(startTimer);
+      fail(event.message);
+    };
+  }
 }
 
 /** Probes in this thread, one path after another, without a deadline: for tests and tools. */
