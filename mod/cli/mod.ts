@@ -16,6 +16,7 @@ import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { STATE_DIR } from "./options.ts";
 import { EXIT_USAGE, exitCodeFor } from "./exit_codes.ts";
+import { assembleCommand } from "./commands/assemble.ts";
 import { checkCommand } from "./commands/check.ts";
 import { createCommand } from "./commands/create.ts";
 import { demoCommand } from "./commands/demo.ts";
@@ -136,6 +137,21 @@ const COMMANDS: Record<string, Command> = {
     usage: "discover [--json] [--scan-dir <dir>...] [--timeout-ms N] [<dev>...]",
     options: { ...JSON_OPTION, ...SCAN_DIR_OPTION, "timeout-ms": { type: "string" } },
     run: discoverCommand,
+  },
+  assemble: {
+    summary: "start the complete setups found on the disks (--scan, names, or --incremental)",
+    usage: "assemble (--scan | <name|uuid>... | --incremental <dev>) [--dry-run] [--json] " +
+      "[--threshold N] [--scan-dir <dir>...] [--timeout-ms N]",
+    options: {
+      scan: { type: "boolean" },
+      incremental: { type: "string" },
+      "dry-run": { type: "boolean" },
+      threshold: { type: "string" },
+      "timeout-ms": { type: "string" },
+      ...JSON_OPTION,
+      ...SCAN_DIR_OPTION,
+    },
+    run: assembleCommand,
   },
   demo: {
     summary: "create image files with a few failing sectors, then serve them (the embedded demo)",
