@@ -214,8 +214,20 @@ export function buildDiscoveryReport(
     sightings.push(sightingOf(probe, probe.winner, probe.storageKey));
     bySetup.set(probe.winner.header.setupUuid, sightings);
   }
+  // A disk that is one setup's main disk is no candidate "mismatch" for another's.
+  const claimed = new Set(
+    [...bySetup.values()].flatMap((sightings) =>
+      plainDevices.filter((device) =>
+        identityMismatch(descriptionOf(sightings).main, device.identity) === undefined
+      ).map((device) => device.path)
+    ),
+  );
   const setups = [...bySetup.values()].map((sightings) =>
-    judgeSetup(sightings, plainDevices, options.lastStopOf)
+    judgeSetup(sightings, {
+      plainDevices: plainDevices.filter((device) => !claimed.has(device.path)),
+      claimed: plainDevices.filter((device) => claimed.has(device.path)),
+      lastStopOf: options.lastStopOf,
+    })
   );
   markDuplicateNames(setups);
   setups.sort((a, b) => a.name.localeCompare(b.name) || a.uuid.localeCompare(b.uuid));
@@ -284,12 +296,22 @@ function compareSightings(a: Sighting, b: Sighting): number {
   return (b.generation - a.generation) || compareCopies(a.winner.header, b.winner.header);
 }
 
-function judgeSetup(
-  sightings: Sighting[],
-  plainDevices: readonly { path: string; identity: ProbedIdentity; storageKey: string }[],
-  lastStopOf: (marker: ServingMarker | undefined) => LastStop,
-): SetupFinding {
-  const description = [...sightings].sort(compareSightings)[0]!.winner.payload;
+/** The newest description of a setup among its spares' metadata. */
+function descriptionOf(sightings: readonly Sighting[]): SuperblockPayload {
+  return [...sightings].sort(compareSightings)[0]!.winner.payload;
+}
+
+/** The devices without metadata, split by whether some setup's main disk identity matches. */
+interface PlainDevices {
+  /** Devices no setup claims as its main disk. */
+  plainDevices: readonly { path: string; identity: ProbedIdentity }[];
+  /** Devices that match some setup's main disk. */
+  claimed: readonly { path: string; identity: ProbedIdentity }[];
+  lastStopOf: (marker: ServingMarker | undefined) => LastStop;
+}
+
+function judgeSetup(sightings: Sighting[], devices: PlainDevices): SetupFinding {
+  const description = descriptionOf(sightings);
   const conflicts: Conflict[] = [];
   const spares = description.spares.map((record) => {
     const carrying = sightings
@@ -307,9 +329,9 @@ function judgeSetup(
     if (carrying.length > 1) conflicts.push(clonedSpareConflict(description, finding));
     return finding;
   });
-  const main = locateMain(description, plainDevices);
+  const main = locateMain(description, devices);
   if (main.matches.length > 1) conflicts.push(ambiguousMainConflict(description, main.matches));
-  const lastStop = lastStopOf(description.setup.serving);
+  const lastStop = devices.lastStopOf(description.setup.serving);
   const finding: SetupFinding = {
     uuid: description.setup.uuid,
     name: description.setup.name,
@@ -337,15 +359,16 @@ function publicSighting(sighting: Sighting): SpareSighting {
 /** The candidates that are the main disk, and those of its kind and size that are not. */
 function locateMain(
   description: SuperblockPayload,
-  plainDevices: readonly { path: string; identity: ProbedIdentity }[],
+  devices: PlainDevices,
 ): { finding: MainFinding; matches: { path: string; identity: ProbedIdentity }[] } {
   const recorded = description.main;
-  const matches = [];
+  const matches = devices.claimed.filter((device) =>
+    identityMismatch(recorded, device.identity) === undefined
+  );
   const mismatches = [];
-  for (const device of plainDevices) {
+  for (const device of devices.plainDevices) {
     const mismatch = identityMismatch(recorded, device.identity);
-    if (mismatch === undefined) matches.push(device);
-    else if (mismatch.replaceable) mismatches.push({ path: device.path, reason: mismatch.reason });
+    if (mismatch?.replaceable) mismatches.push({ path: device.path, reason: mismatch.reason });
   }
   const finding: MainFinding = {
     recordedPath: recorded.path,

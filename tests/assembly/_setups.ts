@@ -37,11 +37,18 @@ export async function makeImage(path: string, sizeBytes: number): Promise<void> 
  */
 export async function makeImageSetup(
   directory: string,
-  options: { name: string; prefix?: string; spareCount?: number; mainDirectory?: string },
+  options: {
+    name: string;
+    prefix?: string;
+    spareCount?: number;
+    mainDirectory?: string;
+    /** @default MAIN_BYTES */
+    mainBytes?: number;
+  },
 ): Promise<ImageSetup> {
   const prefix = options.prefix ?? options.name + "-";
   const mainPath = `${options.mainDirectory ?? directory}/${prefix}main.img`;
-  await makeImage(mainPath, MAIN_BYTES);
+  await makeImage(mainPath, options.mainBytes ?? MAIN_BYTES);
   const sparePaths = [];
   for (let index = 0; index < (options.spareCount ?? 2); index++) {
     sparePaths.push(`${directory}/${prefix}s${index}.img`);
