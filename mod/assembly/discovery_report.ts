@@ -191,7 +191,10 @@ export function buildDiscoveryReport(
     candidates.push(report);
     const probe = outcome.probe;
     if (probe?.identity === undefined || probe.storageKey === undefined) continue;
-    const samePath = storagePaths.get(probe.storageKey);
+    // A loop device and its file carry one spare, not two; but as main-disk candidates
+    // they differ in kind, and only one of them can match what the setup recorded.
+    const storage = probe.winner ? probe.storageKey : `${probe.identity.kind} ${probe.storageKey}`;
+    const samePath = storagePaths.get(storage);
     if (samePath !== undefined) {
       Object.assign(report, {
         status: "same-storage",
@@ -199,7 +202,7 @@ export function buildDiscoveryReport(
       });
       continue;
     }
-    storagePaths.set(probe.storageKey, probe.path);
+    storagePaths.set(storage, probe.path);
     if (probe.winner === undefined) {
       if (probe.validCopies === 0 && report.status === "no-metadata") {
         plainDevices.push({

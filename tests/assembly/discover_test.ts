@@ -325,3 +325,20 @@ async function run(command: string[]): Promise<string> {
 async function losetup(file: string): Promise<string> {
   return await run(["losetup", "--find", "--show", file]);
 }
+
+Deno.test("discover() over loop devices finds the main disk file behind the loop device", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "dm-remap-discover-" });
+  const loops: string[] = [];
+  try {
+    const setup = await makeImageSetup(directory, { name: "alpha" });
+    for (const file of [setup.mainPath, ...setup.sparePaths]) loops.push(await losetup(file));
+    const report = await discoverIn(`${directory}/none`, loops);
+    const alpha = setupNamed(report, "alpha");
+    assert.equal(alpha.state, "complete", JSON.stringify(alpha.pointsLost));
+    assert.deepEqual(alpha.spares.map((spare) => spare.found?.path), loops.slice(1));
+    assert.equal(alpha.main.path, setup.mainPath);
+  } finally {
+    for (const loop of loops) await run(["losetup", "-d", loop]);
+    await Deno.remove(directory, { recursive: true });
+  }
+});
