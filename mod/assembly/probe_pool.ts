@@ -53,101 +53,142 @@ type ProbeReply = { type: "ready" } | { type: "probe"; probe: CandidateProbe };
 
 /**
  * Probes every path on a pool of workers, each probe within `timeoutMs` from
- * the moment its worker takes it.
+ * the moment its worker takes it; the workers end with the call.
  *
  * @returns One outcome per path, in the order of `paths`.
  * @throws {Error} When a worker cannot start (a wrong `workerUrl`), or does
  * not start within {@link PROBE_WORKER_START_MS_MAX}.
  */
-export function probeInWorkers(
+export async function probeInWorkers(
   paths: readonly string[],
   options: ProbeInWorkersOptions,
 ): Promise<ProbeOutcome[]> {
-  assert(options.timeoutMs > 0, "a probe deadline");
-  return new Promise((resolve, reject) => {
-    const pool = new ProbePool(paths, options, { resolve, reject });
-    pool.start(options.workersMax ?? PROBE_WORKERS_MAX);
-  });
+  const pool = new ProbePool(options);
+  try {
+    return await pool.probe(paths);
+  } finally {
+    pool.close();
+  }
 }
 
-/** How the pool ends {@link probeInWorkers}' promise. */
-interface PoolSettle {
+/** One call's paths and the outcomes found so far. */
+interface ProbeBatch {
+  paths: readonly string[];
+  pending: number;
+  outcomes: Map<string, ProbeOutcome>;
   resolve: (outcomes: ProbeOutcome[]) => void;
   reject: (error: Error) => void;
 }
 
-/** The shared queue of {@link probeInWorkers} and the workers that take from it. */
-class ProbePool {
-  readonly #paths: readonly string[];
-  readonly #unique: string[];
+/** A worker of the pool, and the path it probes now. */
+interface PoolWorker {
+  worker: Worker;
+  ready: boolean;
+  current?: {
+    path: string;
+    batch: ProbeBatch;
+    startMs: number;
+    timer: ReturnType<typeof setTimeout>;
+  };
+}
+
+/**
+ * Workers that probe paths, kept between calls of {@link ProbePool.probe}
+ * (discovery probes twice: the candidates, then recorded main-disk paths), so
+ * a worker's start (loading the program) is paid once. {@link close} ends them.
+ */
+export class ProbePool {
   readonly #options: ProbeInWorkersOptions;
-  readonly #settle: PoolSettle;
-  readonly #outcomes = new Map<string, ProbeOutcome>();
-  #nextIndex = 0;
+  readonly #workers = new Set<PoolWorker>();
+  readonly #queue: { path: string; batch: ProbeBatch }[] = [];
 
-  constructor(
-    paths: readonly string[],
-    options: ProbeInWorkersOptions,
-    settle: PoolSettle,
-  ) {
-    this.#paths = paths;
-    this.#unique = [...new Set(paths)];
+  constructor(options: ProbeInWorkersOptions) {
+    assert(options.timeoutMs > 0, "a probe deadline");
     this.#options = options;
-    this.#settle = settle;
   }
 
-  start(workersMax: number): void {
-    const workerCount = Math.min(this.#unique.length, workersMax);
-    for (let i = 0; i < workerCount; i++) this.#startWorker();
-    this.#finishIfDone();
+  /** Probes `paths`; one outcome per path, in order. */
+  probe(paths: readonly string[]): Promise<ProbeOutcome[]> {
+    const unique = [...new Set(paths)];
+    if (unique.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) => {
+      const batch = { paths, pending: unique.length, outcomes: new Map(), resolve, reject };
+      for (const path of unique) this.#queue.push({ path, batch });
+      this.#pump();
+    });
   }
 
-  #finishIfDone(): void {
-    if (this.#outcomes.size !== this.#unique.length) return;
-    this.#settle.resolve(this.#paths.map((path) => this.#outcomes.get(path)!));
+  /** Ends every worker, idle or stuck. */
+  close(): void {
+    for (const member of this.#workers) this.#drop(member);
+  }
+
+  /** Gives queued paths to idle workers, and starts workers for the rest. */
+  #pump(): void {
+    for (const member of this.#workers) {
+      if (member.ready && member.current === undefined) this.#takeNext(member);
+    }
+    const starting = [...this.#workers].filter((member) => !member.ready).length;
+    const room = (this.#options.workersMax ?? PROBE_WORKERS_MAX) - this.#workers.size;
+    for (let i = 0; i < Math.min(room, this.#queue.length - starting); i++) this.#startWorker();
+  }
+
+  #takeNext(member: PoolWorker): void {
+    const next = this.#queue.shift();
+    if (next === undefined) return;
+    const { path, batch } = next;
+    const startMs = performance.now();
+    const timer = setTimeout(() => {
+      // Abandoned: a read stuck in the kernel cannot be interrupted, only left behind.
+      this.#drop(member);
+      this.#settle(batch, { path, elapsedMs: performance.now() - startMs, timedOut: true });
+      this.#pump();
+    }, this.#options.timeoutMs);
+    member.current = { path, batch, startMs, timer };
+    member.worker.postMessage({ path });
+  }
+
+  #settle(batch: ProbeBatch, outcome: ProbeOutcome): void {
+    batch.outcomes.set(outcome.path, outcome);
+    if (--batch.pending === 0) batch.resolve(batch.paths.map((path) => batch.outcomes.get(path)!));
+  }
+
+  #drop(member: PoolWorker): void {
+    clearTimeout(member.current?.timer);
+    member.worker.terminate();
+    this.#workers.delete(member);
   }
 
   #startWorker(): void {
     const worker = new Worker(this.#options.workerUrl, { type: "module", name: PROBE_WORKER_NAME });
-    let current: { path: string; startMs: number; timer: ReturnType<typeof setTimeout> };
+    const member: PoolWorker = { worker, ready: false };
+    this.#workers.add(member);
     const fail = (message: string) => {
-      clearTimeout(current?.timer);
-      worker.terminate();
-      this.#settle.reject(new Error(`A discovery probe worker failed: ${message}`));
+      const batches = new Set([member.current?.batch, ...this.#queue.map((entry) => entry.batch)]);
+      this.close();
+      this.#queue.length = 0;
+      const error = new Error(`A discovery probe worker failed: ${message}`);
+      for (const batch of batches) batch?.reject(error);
     };
     const startTimer = setTimeout(() => fail("it did not start"), PROBE_WORKER_START_MS_MAX);
-    const takeNext = () => {
-      const path = this.#unique[this.#nextIndex++];
-      if (path === undefined) {
-        worker.terminate();
-        return this.#finishIfDone();
-      }
-      const startMs = performance.now();
-      const timer = setTimeout(() => {
-        this.#outcomes.set(path, { path, elapsedMs: performance.now() - startMs, timedOut: true });
-        // Abandoned: a read stuck in the kernel cannot be interrupted, only left behind.
-        worker.terminate();
-        if (this.#nextIndex < this.#unique.length) this.#startWorker();
-        this.#finishIfDone();
-      }, this.#options.timeoutMs);
-      current = { path, startMs, timer };
-      worker.postMessage({ path });
-    };
     worker.onmessage = (event: MessageEvent<ProbeReply>) => {
       if (event.data.type === "ready") {
         clearTimeout(startTimer);
-        return takeNext();
+        member.ready = true;
+        return this.#takeNext(member);
       }
-      assert(event.data.probe.path === current.path, "one probe at a time per worker");
+      const current = member.current;
+      assert(current?.path === event.data.probe.path, "one probe at a time per worker");
       clearTimeout(current.timer);
+      member.current = undefined;
       const elapsedMs = performance.now() - current.startMs;
-      this.#outcomes.set(current.path, {
+      this.#settle(current.batch, {
         path: current.path,
         elapsedMs,
         probe: event.data.probe,
         timedOut: false,
       });
-      takeNext();
+      this.#takeNext(member);
     };
     worker.onerror = (event) => {
       event.preventDefault();

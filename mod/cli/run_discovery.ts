@@ -9,7 +9,7 @@
 import { checkSetupName } from "../assembly/create.ts";
 import { discover } from "../assembly/discover.ts";
 import type { DiscoveryReport, SetupFinding } from "../assembly/discovery_report.ts";
-import { probeInWorkers } from "../assembly/probe_pool.ts";
+import { ProbePool } from "../assembly/probe_pool.ts";
 import { EventHistory, historyEventOf } from "../events/event_history.ts";
 import type { SetupEvent } from "../events/setup_event.ts";
 import { shutdownStateOf } from "../service/serving_marker.ts";
@@ -26,14 +26,19 @@ export interface RunDiscoveryOptions {
 }
 
 /** Discovers setups, each candidate probed on a worker within `timeoutMs`. */
-export function runDiscovery(options: RunDiscoveryOptions): Promise<DiscoveryReport> {
-  const workerUrl = new URL(Deno.mainModule);
-  return discover({
-    paths: options.paths,
-    scanDirs: options.scanDirs.length > 0 ? options.scanDirs : [STATE_DIR],
-    prober: (paths) => probeInWorkers(paths, { workerUrl, timeoutMs: options.timeoutMs }),
-    lastStopOf: shutdownStateOf,
-  });
+export async function runDiscovery(options: RunDiscoveryOptions): Promise<DiscoveryReport> {
+  const pool = new ProbePool({ workerUrl: new URL(Deno.mainModule), timeoutMs: options.timeoutMs });
+  try {
+    return await discover({
+      paths: options.paths,
+      scanDirs: options.scanDirs.length > 0 ? options.scanDirs : [STATE_DIR],
+      prober: (paths) => pool.probe(paths),
+      lastStopOf: shutdownStateOf,
+    });
+  } finally {
+    // Workers stuck on a dead disk are left behind: the command exits without them.
+    pool.close();
+  }
 }
 
 /** The devices a setup was found on: its spares (winning and stale) and its main disk. */
