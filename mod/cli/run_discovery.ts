@@ -11,7 +11,7 @@ import { discover } from "../assembly/discover.ts";
 import type { DiscoveryReport, SetupFinding } from "../assembly/discovery_report.ts";
 import { ProbePool } from "../assembly/probe_pool.ts";
 import { EventHistory, historyEventOf } from "../events/event_history.ts";
-import type { SetupEvent } from "../events/setup_event.ts";
+import type { RecordedEvent } from "../events/setup_event.ts";
 import { shutdownStateOf } from "../service/serving_marker.ts";
 import { STATE_DIR } from "./options.ts";
 import { eventsPathOf } from "./service_settings.ts";
@@ -64,7 +64,7 @@ export function reasonsOf(setup: SetupFinding): string[] {
  */
 export async function recordInHistory(
   setupName: string,
-  events: SetupEvent[],
+  events: RecordedEvent[],
 ): Promise<string | undefined> {
   try {
     // The name comes from a disk, which may be foreign: it must be a name, not a path.

@@ -58,12 +58,6 @@ export type AssemblyEvent =
     expectedCount: number;
   };
 
-const ASSEMBLY_EVENT_TYPES: ReadonlySet<string> = new Set<AssemblyEvent["type"]>([
-  "discovered",
-  "assembly-decision",
-  "incremental-seen",
-]);
-
 /** Describes a discovery or assembly event in words. */
 function describeAssemblyEvent(event: AssemblyEvent): string {
   const because = (reasons: string[]) => reasons.length > 0 ? `: ${reasons.join("; ")}` : "";
@@ -83,8 +77,15 @@ function describeAssemblyEvent(event: AssemblyEvent): string {
 
 // ---- end of discovery and assembly ----
 
-/** One event of a running setup. */
-export type SetupEvent = RemapEvent | ServiceEvent | AssemblyEvent;
+/** One event of a running setup: what its event bus publishes. */
+export type SetupEvent = RemapEvent | ServiceEvent;
+
+/**
+ * Every event the history records: a running setup's, and the decisions
+ * discovery and assembly make about it (which no running setup publishes, so
+ * they are not counted per kind by the status API).
+ */
+export type RecordedEvent = SetupEvent | AssemblyEvent;
 
 /** The kinds of event. */
 export type SetupEventType = SetupEvent["type"];
@@ -100,14 +101,11 @@ export function zeroEventCounts(): Record<SetupEventType, number> {
     "degraded": 0,
     "started": 0,
     "stopped": 0,
-    "discovered": 0,
-    "assembly-decision": 0,
-    "incremental-seen": 0,
   };
 }
 
 /** Describes an event in words: the history's message and the log's line. */
-export function describeEvent(event: SetupEvent): string {
+export function describeEvent(event: RecordedEvent): string {
   switch (event.type) {
     case "remap":
       return `remapped block ${event.blockIndex} to spare ${event.spareIndex} slot ${event.slotIndex}`;
@@ -134,6 +132,5 @@ export function describeEvent(event: SetupEvent): string {
 
 /** Whether the engine reported it (the service's own events are not engine events). */
 export function isEngineEvent(event: SetupEvent): event is RemapEvent {
-  return event.type !== "started" && event.type !== "stopped" &&
-    !ASSEMBLY_EVENT_TYPES.has(event.type);
+  return event.type !== "started" && event.type !== "stopped";
 }

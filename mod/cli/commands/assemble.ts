@@ -34,7 +34,7 @@ import {
 import type { AssemblyDecision } from "../../assembly/assembly_plan.ts";
 import { ASSEMBLE_THRESHOLD_DEFAULT } from "../../constants.ts";
 import { UsageError } from "../../errors.ts";
-import type { SetupEvent } from "../../events/setup_event.ts";
+import type { RecordedEvent } from "../../events/setup_event.ts";
 import type { CliOutput, CommandInput } from "../command.ts";
 import { EXIT_OK, EXIT_PROBLEM_FOUND } from "../exit_codes.ts";
 import { integerOption, listOption, RUN_DIR, stringOption } from "../options.ts";
@@ -108,7 +108,7 @@ function decisionWord(decision: AssemblyDecision, dryRun: boolean): string {
 async function recordOutcome(outcome: AssembleOutcome, dryRun: boolean): Promise<string[]> {
   const warnings = outcome.report ? await recordDiscovery(outcome.report) : [];
   const note = outcome.incremental;
-  const byName = new Map<string, SetupEvent[]>();
+  const byName = new Map<string, RecordedEvent[]>();
   if (note?.outcome === "recorded") {
     byName.set(note.setupName!, [{
       type: "incremental-seen",
