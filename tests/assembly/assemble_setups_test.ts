@@ -242,3 +242,29 @@ Deno.test("withExclusiveLock() runs one holder at a time", async () => {
     await Deno.remove(directory, { recursive: true });
   }
 });
+
+Deno.test("assembleSetups() leaves alone a setup whose serving marker names a live server", async () => {
+  const { images, starts, options, cleanup } = await scene();
+  try {
+    await makeImageSetup(images, { name: "alpha" });
+    const outcome = await assembleSetups(options({
+      discover: async (paths) => {
+        const report = await discover({
+          paths,
+          scanDirs: [images],
+          blockDevices: false,
+          prober: probeInProcess,
+          lastStopOf: () => "serving",
+        });
+        for (const setup of report.setups) setup.servingPid = 777;
+        return report;
+      },
+    }));
+    assert.deepEqual(outcome.decisions.map((d) => [d.action, d.reasons]), [
+      ["already-running", ["being served by process 777 (its spares' serving marker)"]],
+    ]);
+    assert.equal(starts.length, 0);
+  } finally {
+    await cleanup();
+  }
+});

@@ -342,3 +342,100 @@ Deno.test("discover() over loop devices finds the main disk file behind the loop
     await Deno.remove(directory, { recursive: true });
   }
 });
+
+Deno.test("discover() takes points for invalid copies and for an unclean stop", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "dm-remap-discover-" });
+  try {
+    const setup = await makeImageSetup(directory, { name: "alpha" });
+    // Copy 1 of spare 1 (sector 1024) overwritten: 4 of 5 copies stay valid.
+    const file = await Deno.open(setup.sparePaths[1]!, { write: true });
+    await file.seek(1024 * 512, Deno.SeekMode.Start);
+    await file.write(new Uint8Array(512).fill(0xee));
+    file.close();
+    for (
+      const [lastStop, confidence, reason] of [
+        ["not-clean", 88, /the last serve did not stop cleanly/],
+        ["clean", 93, /copies invalid: spare 1 on ".*alpha-s1\.img" has 4\/5 valid copies/],
+      ] as const
+    ) {
+      const report = await discover({
+        scanDirs: [directory],
+        blockDevices: false,
+        prober: probeInProcess,
+        lastStopOf: () => lastStop,
+      });
+      const alpha = setupNamed(report, "alpha");
+      assert.equal(alpha.state, "complete");
+      assert.equal(alpha.confidence, confidence, JSON.stringify(alpha.pointsLost));
+      assert.ok(alpha.pointsLost.some((lost) => reason.test(lost.reason)));
+    }
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
+
+Deno.test("discover() report keeps the documented shape of discover --json", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "dm-remap-discover-" });
+  try {
+    await makeImageSetup(directory, { name: "alpha" });
+    await Deno.copyFile(`${directory}/alpha-s0.img`, `${directory}/clone.img`);
+    const report = await discoverIn(directory);
+    assert.deepEqual(Object.keys(report).sort(), ["candidates", "elapsedMs", "setups", "version"]);
+    assert.equal(report.version, 1);
+    const [setup] = report.setups;
+    assert.deepEqual(Object.keys(setup!).sort(), [
+      "confidence",
+      "conflicts",
+      "generation",
+      "lastStop",
+      "main",
+      "name",
+      "pointsLost",
+      "spares",
+      "sparesExpected",
+      "sparesFound",
+      "state",
+      "uuid",
+    ]);
+    assert.deepEqual(Object.keys(setup!.spares[0]!).sort(), [
+      "found",
+      "index",
+      "recordedPath",
+      "stale",
+      "state",
+      "uuid",
+    ]);
+    assert.deepEqual(Object.keys(setup!.spares[0]!.found!).sort(), [
+      "generation",
+      "path",
+      "sequence",
+      "timestampMs",
+      "validCopies",
+    ]);
+    assert.deepEqual(Object.keys(setup!.main).sort(), [
+      "identity",
+      "mismatches",
+      "path",
+      "recordedPath",
+      "strength",
+    ]);
+    assert.deepEqual(Object.keys(setup!.conflicts[0]!).sort(), [
+      "action",
+      "devices",
+      "explanation",
+      "kind",
+    ]);
+    const spare = report.candidates.find((candidate) => candidate.status === "spare");
+    assert.deepEqual(Object.keys(spare!).sort(), [
+      "kind",
+      "path",
+      "probeMs",
+      "setupUuid",
+      "sizeBytes",
+      "spareIndex",
+      "status",
+    ]);
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
