@@ -3,11 +3,11 @@
  * metadata copies, and spares are grouped by setup.
  *
  * Candidates are the block devices in /sys/class/block (whole disks,
- * partitions, bound loop devices, dm and md devices), except those of size 0,
- * RAM disks (`ram*`, `zram*`) and the devices setups export (`nbd*`,
- * `ublkb*`), plus the image files (`*.img`) in the scan directories. Probing
- * only reads: {@link discover} runs each probe on a worker with a deadline
- * (`probe_pool.ts`) and judges what it found (`discovery_report.ts`).
+ * partitions, bound loop devices, dm and md devices; `listBlockDevices` in
+ * `device/block_devices.ts` says which are left out), plus the image files
+ * (`*.img`) in the scan directories. Probing only reads: {@link discover}
+ * runs each probe on a worker with a deadline (`probe_pool.ts`) and judges
+ * what it found (`discovery_report.ts`).
  *
  * @module
  */
@@ -17,10 +17,11 @@ import { DISCOVER_CANDIDATES_MAX } from "../constants.ts";
 import type { Device } from "../device/device.ts";
 import { UsageError } from "../errors.ts";
 import { readCopies } from "../metadata/spare_store.ts";
-import { compareCopies, type ValidCopy } from "../metadata/superblock.ts";
+import { compareCopies, type ServingMarker, type ValidCopy } from "../metadata/superblock.ts";
+import { listBlockDevices, type ListBlockDevicesOptions } from "../device/block_devices.ts";
 import { buildDiscoveryReport, type DiscoveryReport, type LastStop } from "./discovery_report.ts";
 import type { Prober } from "./probe_pool.ts";
-import type { ServingMarker } from "../metadata/superblock.ts";
+
 /** A spare found on a candidate device. */
 export interface FoundSpare {
   path: string;
@@ -39,17 +40,10 @@ export interface FoundSetup {
   spares: FoundSpare[];
 }
 
-/** Block devices that are never candidates: RAM disks, and the devices setups export. */
-const NOT_CANDIDATES = /^(ram|zram|nbd|ublkb)\d/;
-
 /** Options for {@link listCandidates}. */
-export interface ListCandidatesOptions {
+export interface ListCandidatesOptions extends ListBlockDevicesOptions {
   /** Include the block devices of sysfs. @default true */
   blockDevices?: boolean;
-  /** Where sysfs is mounted; tests point it at a fake tree. @default "/sys" */
-  sysfsRoot?: string;
-  /** Where the device nodes are. @default "/dev" */
-  devDirectory?: string;
 }
 
 /**
@@ -75,45 +69,13 @@ export async function listCandidates(
   return candidates;
 }
 
-async function listBlockDevices(options: ListCandidatesOptions): Promise<string[]> {
-  const classDirectory = `${options.sysfsRoot ?? "/sys"}/class/block`;
-  const names: string[] = [];
-  try {
-    for await (const entry of Deno.readDir(classDirectory)) names.push(entry.name);
-  } catch {
-    // No sysfs (not Linux, or a container without it): only the directories are searched.
-    return [];
-  }
-  const devices = [];
-  for (const name of names.sort()) {
-    if (NOT_CANDIDATES.test(name)) continue;
-    const sectors = await readTrimmed(`${classDirectory}/${name}/size`);
-    if (sectors === undefined || Number(sectors) === 0) continue;
-    // An unbound loop device has size 0; a bound one names its backing file.
-    if (name.startsWith("loop")) {
-      if (await readTrimmed(`${classDirectory}/${name}/loop/backing_file`) === undefined) continue;
-    }
-    devices.push(`${options.devDirectory ?? "/dev"}/${name}`);
-  }
-  return devices;
-}
-
-async function readTrimmed(path: string): Promise<string | undefined> {
-  try {
-    const text = (await Deno.readTextFile(path)).trim();
-    return text === "" ? undefined : text;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Options for {@link discover}. */
 export interface DiscoverOptions extends ListCandidatesOptions {
   /** Probe only these paths (`discover DEV...`). @default every candidate */
   paths?: readonly string[];
   /** Directories searched for image files. */
   scanDirs: readonly string[];
-  /** Runs the probes: `probeInWorkers` with a deadline, or `probeInProcess` in tests. */
+  /** Runs the probes: a `ProbePool`'s workers with a deadline, or `probeInProcess` in tests. */
   prober: Prober;
   /** How a setup's last serve ended (`shutdownStateOf` of the service layer). */
   lastStopOf: (marker: ServingMarker | undefined) => LastStop;

@@ -34,8 +34,8 @@ export interface ProbeOutcome {
 /** Probes a list of paths; one outcome per path, in the same order. */
 export type Prober = (paths: readonly string[]) => Promise<ProbeOutcome[]>;
 
-/** Options for {@link probeInWorkers}. */
-export interface ProbeInWorkersOptions {
+/** Options for {@link ProbePool}. */
+export interface ProbePoolOptions {
   /** The module the workers run: the program's main module. */
   workerUrl: URL;
   /** A probe's deadline. */
@@ -50,26 +50,6 @@ export interface ProbeInWorkersOptions {
  * probe of each path it was given.
  */
 type ProbeReply = { type: "ready" } | { type: "probe"; probe: CandidateProbe };
-
-/**
- * Probes every path on a pool of workers, each probe within `timeoutMs` from
- * the moment its worker takes it; the workers end with the call.
- *
- * @returns One outcome per path, in the order of `paths`.
- * @throws {Error} When a worker cannot start (a wrong `workerUrl`), or does
- * not start within {@link PROBE_WORKER_START_MS_MAX}.
- */
-export async function probeInWorkers(
-  paths: readonly string[],
-  options: ProbeInWorkersOptions,
-): Promise<ProbeOutcome[]> {
-  const pool = new ProbePool(options);
-  try {
-    return await pool.probe(paths);
-  } finally {
-    pool.close();
-  }
-}
 
 /** One call's paths and the outcomes found so far. */
 interface ProbeBatch {
@@ -93,16 +73,19 @@ interface PoolWorker {
 }
 
 /**
- * Workers that probe paths, kept between calls of {@link ProbePool.probe}
+ * Workers that probe paths, each probe within `timeoutMs` from the moment
+ * its worker takes it. Workers are kept between calls of {@link ProbePool.probe}
  * (discovery probes twice: the candidates, then recorded main-disk paths), so
- * a worker's start (loading the program) is paid once. {@link close} ends them.
+ * a worker's start (loading the program) is paid once; {@link ProbePool.close}
+ * ends them. A worker that cannot start (a wrong `workerUrl`), or does not
+ * within {@link PROBE_WORKER_START_MS_MAX}, fails the calls waiting on it.
  */
 export class ProbePool {
-  readonly #options: ProbeInWorkersOptions;
+  readonly #options: ProbePoolOptions;
   readonly #workers = new Set<PoolWorker>();
   readonly #queue: { path: string; batch: ProbeBatch }[] = [];
 
-  constructor(options: ProbeInWorkersOptions) {
+  constructor(options: ProbePoolOptions) {
     assert(options.timeoutMs > 0, "a probe deadline");
     this.#options = options;
   }

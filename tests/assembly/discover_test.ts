@@ -12,9 +12,9 @@
  */
 
 import assert from "node:assert/strict";
-import { discover, listCandidates } from "../../mod/assembly/discover.ts";
+import { discover } from "../../mod/assembly/discover.ts";
 import type { DiscoveryReport, SetupFinding } from "../../mod/assembly/discovery_report.ts";
-import { probeInProcess, probeInWorkers } from "../../mod/assembly/probe_pool.ts";
+import { probeInProcess, ProbePool } from "../../mod/assembly/probe_pool.ts";
 import { bumpGeneration, hashFiles, MAIN_BYTES, makeImage, makeImageSetup } from "./_setups.ts";
 
 const PROBE_WORKER = new URL("./_probe_worker.ts", import.meta.url);
@@ -202,12 +202,13 @@ Deno.test("discover() on workers writes nothing and reports the same as in proce
     await makeImageSetup(directory, { name: "beta", spareCount: 1 });
     await Deno.copyFile(`${directory}/beta-s0.img`, `${directory}/beta-clone.img`);
     const before = await hashFiles(directory);
+    const pool = new ProbePool({ workerUrl: PROBE_WORKER, timeoutMs: 10_000 });
     const report = await discover({
       scanDirs: [directory],
       blockDevices: false,
-      prober: (paths) => probeInWorkers(paths, { workerUrl: PROBE_WORKER, timeoutMs: 10_000 }),
+      prober: (paths) => pool.probe(paths),
       lastStopOf: () => "clean",
-    });
+    }).finally(() => pool.close());
     assert.deepEqual(await hashFiles(directory), before);
     const inProcess = await discoverIn(directory);
     assert.deepEqual(
@@ -220,14 +221,17 @@ Deno.test("discover() on workers writes nothing and reports the same as in proce
   }
 });
 
-Deno.test("probeInWorkers() reports a probe that never answers as timed out, and goes on", async () => {
+Deno.test("ProbePool reports a probe that never answers as timed out, and goes on", async () => {
   const hanging = new URL("./_hanging_probe_worker.ts", import.meta.url);
   const startMs = performance.now();
-  const outcomes = await probeInWorkers(["/ok/1", "/hang/1", "/ok/2", "/hang/2", "/ok/3"], {
-    workerUrl: hanging,
-    timeoutMs: 500,
-    workersMax: 2,
-  });
+  const pool = new ProbePool({ workerUrl: hanging, timeoutMs: 500, workersMax: 2 });
+  const outcomes = await pool.probe(["/ok/1", "/hang/1", "/ok/2", "/hang/2", "/ok/3"]);
+  const again = await pool.probe(["/ok/4", "/ok/1"]);
+  pool.close();
+  assert.deepEqual(again.map((outcome) => [outcome.path, outcome.timedOut]), [
+    ["/ok/4", false],
+    ["/ok/1", false],
+  ]);
   const elapsedMs = performance.now() - startMs;
   assert.deepEqual(outcomes.map((outcome) => [outcome.path, outcome.timedOut]), [
     ["/ok/1", false],
@@ -276,42 +280,6 @@ Deno.test("discover() counts a loop device over a spare's file as the same stora
   } finally {
     if (loop) await run(["losetup", "-d", loop]);
     await Deno.remove(directory, { recursive: true });
-  }
-});
-
-Deno.test("listCandidates() lists block devices from sysfs, without exports, RAM disks or empty ones", async () => {
-  const sysfs = await Deno.makeTempDir({ prefix: "dm-remap-sysfs-" });
-  const devices: Record<string, { size: string; backing?: string }> = {
-    "dm-0": { size: "2048" },
-    "loop0": { size: "0" },
-    "loop1": { size: "2048", backing: "/srv/spare.img" },
-    "loop2": { size: "2048" },
-    "md0": { size: "2048" },
-    "nbd0": { size: "2048" },
-    "ram0": { size: "2048" },
-    "sda": { size: "0" },
-    "sdb": { size: "2048" },
-    "sdb1": { size: "1024" },
-    "ublkb0": { size: "2048" },
-    "zram0": { size: "2048" },
-  };
-  try {
-    for (const [name, device] of Object.entries(devices)) {
-      await Deno.mkdir(`${sysfs}/class/block/${name}/loop`, { recursive: true });
-      await Deno.writeTextFile(`${sysfs}/class/block/${name}/size`, `${device.size}\n`);
-      if (device.backing) {
-        await Deno.writeTextFile(`${sysfs}/class/block/${name}/loop/backing_file`, device.backing);
-      }
-    }
-    assert.deepEqual(await listCandidates([`${sysfs}/none`], { sysfsRoot: sysfs }), [
-      "/dev/dm-0",
-      "/dev/loop1",
-      "/dev/md0",
-      "/dev/sdb",
-      "/dev/sdb1",
-    ]);
-  } finally {
-    await Deno.remove(sysfs, { recursive: true });
   }
 });
 
