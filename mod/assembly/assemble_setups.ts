@@ -151,7 +151,8 @@ async function runningReasonOf(
   }
   for (const spare of setup.spares) {
     if (spare.found !== undefined && heldByAnotherProcess(spare.found.path)) {
-      return `spare "${spare.found.path}" is held by another process (a running serve)`;
+      return `spare "${spare.found.path}" is held exclusively by another process (a running ` +
+        `serve, or a mount or program that must let it go first)`;
     }
   }
   return undefined;
