@@ -143,7 +143,14 @@ export interface DiscoveryReport {
   setups: SetupFinding[];
 }
 
-/** The points each finding takes from the confidence. */
+/**
+ * The points each finding takes from the confidence. A state other than
+ * `complete` takes enough to stay below any sensible threshold on its own.
+ * The rest are weighed so that what happens in normal life keeps a setup at
+ * or above `assemble`'s default threshold (90): a virtual disk without serial
+ * (8) that lost power while served (2) is still started; a stale spare (10),
+ * or a weak identity and a degraded setup together, are not.
+ */
 export const CONFIDENCE_LOSS = {
   conflict: 60,
   spareMissing: 40,
@@ -151,10 +158,12 @@ export const CONFIDENCE_LOSS = {
   mainMismatch: 60,
   staleSpare: 10,
   failedSpare: 5,
-  invalidCopy: 2,
+  /** Per invalid copy: serve repairs it from the winner. */
+  invalidCopy: 1,
   degraded: 10,
-  notClean: 5,
-  identity: { "hardware": 0, "file": 5, "device-number": 15, "size-only": 30 },
+  /** The log is replayed on the next serve: normal after a power loss. */
+  notClean: 2,
+  identity: { "hardware": 0, "file": 5, "device-number": 8, "size-only": 30 },
   oldIdentityRecord: 5,
 } as const;
 

@@ -161,7 +161,10 @@ Deno.test("assembleSetups() leaves alone a setup whose spare another process hol
       assert.equal(heldByAnotherProcess(setup.sparePaths[1]!), true);
       const outcome = await assembleSetups(options());
       assert.equal(outcome.decisions[0]?.action, "already-running");
-      assert.match(outcome.decisions[0]!.reasons[0]!, /alpha-s1\.img" is held by another process/);
+      assert.match(
+        outcome.decisions[0]!.reasons[0]!,
+        /alpha-s1\.img" is held exclusively by another process/,
+      );
       assert.equal(starts.length, 0);
     } finally {
       await held.close();

@@ -322,8 +322,8 @@ Deno.test("discover() takes points for invalid copies and for an unclean stop", 
     file.close();
     for (
       const [lastStop, confidence, reason] of [
-        ["not-clean", 88, /the last serve did not stop cleanly/],
-        ["clean", 93, /copies invalid: spare 1 on ".*alpha-s1\.img" has 4\/5 valid copies/],
+        ["not-clean", 92, /the last serve did not stop cleanly/],
+        ["clean", 94, /copies invalid: spare 1 on ".*alpha-s1\.img" has 4\/5 valid copies/],
       ] as const
     ) {
       const report = await discover({
