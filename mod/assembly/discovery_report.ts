@@ -167,6 +167,14 @@ export const CONFIDENCE_LOSS = {
   oldIdentityRecord: 5,
 } as const;
 
+/** What recognises a main disk, by the strongest identity layer recorded. */
+const RECOGNISED_BY: Record<IdentityStrength, string> = {
+  "hardware": "its serial or WWN",
+  "file": "a file's device and inode",
+  "device-number": "its device number (it has no serial or WWN)",
+  "size-only": "its size",
+};
+
 /** Options for {@link buildDiscoveryReport}. */
 export interface BuildDiscoveryReportOptions {
   /** How the setup's last serve ended (`serving_marker.ts` `shutdownStateOf`). */
@@ -490,8 +498,7 @@ function scoreSetup(
   lose(
     setup,
     CONFIDENCE_LOSS.identity[strength],
-    `weak identity: the main disk is recognised ` +
-      `by ${strength === "file" ? "a file's device and inode" : strength} only`,
+    `weak identity: the main disk is recognised by ${RECOGNISED_BY[strength]} only`,
   );
   if (context.mainIdentity && missingLayers(description.main, context.mainIdentity)) {
     lose(

@@ -15,6 +15,8 @@ import assert from "node:assert/strict";
 import { discover } from "../../mod/assembly/discover.ts";
 import type { DiscoveryReport, SetupFinding } from "../../mod/assembly/discovery_report.ts";
 import { probeInProcess, ProbePool } from "../../mod/assembly/probe_pool.ts";
+import { createSetup } from "../../mod/assembly/create.ts";
+import { closeAll, openPath } from "../../mod/assembly/open_path.ts";
 import { bumpGeneration, hashFiles, MAIN_BYTES, makeImage, makeImageSetup } from "./_setups.ts";
 
 const PROBE_WORKER = new URL("./_probe_worker.ts", import.meta.url);
@@ -404,6 +406,44 @@ Deno.test("discover() report keeps the documented shape of discover --json", asy
       "status",
     ]);
   } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
+
+Deno.test("discover() takes points for a main disk known by its device number only", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "dm-remap-discover-" });
+  let loop: string | undefined;
+  try {
+    await makeImage(`${directory}/main.img`, MAIN_BYTES);
+    loop = await losetup(`${directory}/main.img`);
+    const spare = `${directory}/s0.img`;
+    await makeImage(spare, 32 * 1024 * 1024);
+    const main = await openPath(loop, { readOnly: false });
+    const device = (await openPath(spare, { readOnly: false })).device;
+    try {
+      await createSetup({
+        name: "virtual",
+        main,
+        spares: [{ device, path: spare }],
+        blockBytes: 4096,
+      });
+    } finally {
+      await closeAll([main.device, device]);
+    }
+    const report = await discoverIn(directory, [spare, loop]);
+    const virtual = setupNamed(report, "virtual");
+    assert.deepEqual([virtual.state, virtual.confidence, virtual.main.path], [
+      "complete",
+      92,
+      loop,
+    ]);
+    assert.deepEqual(virtual.pointsLost, [{
+      points: 8,
+      reason:
+        "weak identity: the main disk is recognised by its device number (it has no serial or WWN) only",
+    }]);
+  } finally {
+    if (loop) await run(["losetup", "-d", loop]);
     await Deno.remove(directory, { recursive: true });
   }
 });
