@@ -74,3 +74,43 @@ Deno.test("dm-remap discover rejects a bad --timeout-ms", async () => {
   assert.equal(run.code, 2);
   assert.match(run.stderr, /--timeout-ms takes a whole number from 1 to/);
 });
+
+Deno.test("the bundle's discover probes on workers started from the bundle itself", async () => {
+  const images = await imageDirectory({
+    "gb-main.img": 64 * MIB,
+    "gb-s0.img": 32 * MIB,
+  });
+  const name = `gb${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    const created = await runCli([
+      "create",
+      name,
+      "--main",
+      images.file("gb-main.img"),
+      "--spare",
+      images.file("gb-s0.img"),
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    const bundle = images.file("dm-remap.js");
+    const built = await new Deno.Command(Deno.execPath(), {
+      args: ["bundle", "--output", bundle, new URL("../../main.ts", import.meta.url).pathname],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(built.code, 0, new TextDecoder().decode(built.stderr));
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", bundle, "discover", "--json", images.file("gb-s0.img")],
+      env: CLI_ENV,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+    const report = JSON.parse(new TextDecoder().decode(output.stdout));
+    assert.deepEqual(
+      report.setups.map((setup: { name: string; state: string }) => [setup.name, setup.state]),
+      [[name, "complete"]],
+    );
+  } finally {
+    await images.cleanup();
+  }
+});
