@@ -247,6 +247,7 @@ export function buildDiscoveryReport(
       plainDevices: plainDevices.filter((device) => !claimed.has(device.path)),
       claimed: plainDevices.filter((device) => claimed.has(device.path)),
       lastStopOf: options.lastStopOf,
+      timedOut: candidates.filter((c) => c.status === "timed-out").map((c) => c.path),
     })
   );
   markDuplicateNames(setups);
@@ -321,16 +322,18 @@ function descriptionOf(sightings: readonly Sighting[]): SuperblockPayload {
   return [...sightings].sort(compareSightings)[0]!.winner.payload;
 }
 
-/** The devices without metadata, split by whether some setup's main disk identity matches. */
-interface PlainDevices {
+/** What a setup is judged against: the devices without metadata, and what could not be probed. */
+interface JudgeContext {
   /** Devices no setup claims as its main disk. */
   plainDevices: readonly { path: string; identity: ProbedIdentity }[];
   /** Devices that match some setup's main disk. */
   claimed: readonly { path: string; identity: ProbedIdentity }[];
   lastStopOf: (marker: ServingMarker | undefined) => LastStop;
+  /** Candidates whose probe timed out: a missing disk may be one of them. */
+  timedOut: readonly string[];
 }
 
-function judgeSetup(sightings: Sighting[], devices: PlainDevices): SetupFinding {
+function judgeSetup(sightings: Sighting[], devices: JudgeContext): SetupFinding {
   const description = descriptionOf(sightings);
   const conflicts: Conflict[] = [];
   const spares = description.spares.map((record) => {
@@ -367,7 +370,11 @@ function judgeSetup(sightings: Sighting[], devices: PlainDevices): SetupFinding 
     conflicts,
   };
   if (lastStop === "serving") finding.servingPid = description.setup.serving?.pid;
-  scoreSetup(finding, { description, mainIdentity: main.matches[0]?.identity });
+  scoreSetup(finding, {
+    description,
+    mainIdentity: main.matches[0]?.identity,
+    maybeOn: maybeOn(devices.timedOut),
+  });
   return finding;
 }
 
@@ -379,7 +386,7 @@ function publicSighting(sighting: Sighting): SpareSighting {
 /** The candidates that are the main disk, and those of its kind and size that are not. */
 function locateMain(
   description: SuperblockPayload,
-  devices: PlainDevices,
+  devices: JudgeContext,
 ): { finding: MainFinding; matches: { path: string; identity: ProbedIdentity }[] } {
   const recorded = description.main;
   const matches = devices.claimed.filter((device) =>
@@ -464,7 +471,12 @@ function lose(setup: SetupFinding, points: number, reason: string): void {
 /** Sets the state and takes the points for every finding. */
 function scoreSetup(
   setup: SetupFinding,
-  context: { description: SuperblockPayload; mainIdentity: ProbedIdentity | undefined },
+  context: {
+    description: SuperblockPayload;
+    mainIdentity: ProbedIdentity | undefined;
+    /** Said after "not found": where it may be (a candidate that timed out), or "". */
+    maybeOn: string;
+  },
 ): void {
   const { description } = context;
   const states: SetupState[] = [];
@@ -472,7 +484,7 @@ function scoreSetup(
     states.push("conflict");
     lose(setup, CONFIDENCE_LOSS.conflict, conflict.explanation);
   }
-  for (const spare of setup.spares) scoreSpare(setup, spare);
+  for (const spare of setup.spares) scoreSpare(setup, spare, context.maybeOn);
   if (setup.sparesFound < setup.sparesExpected) states.push("incomplete");
   if (setup.main.path === undefined && setup.conflicts.every((c) => c.kind !== "ambiguous-main")) {
     const mismatch = setup.main.mismatches[0];
@@ -490,7 +502,7 @@ function scoreSetup(
         setup,
         CONFIDENCE_LOSS.mainMissing,
         `the main disk (${setup.main.identity}, last at ` +
-          `"${setup.main.recordedPath}") is not among the candidates`,
+          `"${setup.main.recordedPath}") is not among the candidates${context.maybeOn}`,
       );
     }
   }
@@ -527,13 +539,19 @@ function scoreSetup(
   setup.state = order.find((state) => states.includes(state)) ?? "complete";
 }
 
-function scoreSpare(setup: SetupFinding, spare: SpareFinding): void {
+/** Where a disk not found may be: on a candidate whose probe timed out. */
+function maybeOn(timedOut: readonly string[]): string {
+  if (timedOut.length === 0) return "";
+  return `; it may be on a candidate whose probe timed out: ${timedOut.join(", ")}`;
+}
+
+function scoreSpare(setup: SetupFinding, spare: SpareFinding, whereMaybe: string): void {
   if (spare.found === undefined) {
     lose(
       setup,
       CONFIDENCE_LOSS.spareMissing,
       `spare ${spare.index} (${spare.uuid}, last at ` +
-        `"${spare.recordedPath}") was not found`,
+        `"${spare.recordedPath}") was not found${whereMaybe}`,
     );
     return;
   }

@@ -447,3 +447,32 @@ Deno.test("discover() takes points for a main disk known by its device number on
     await Deno.remove(directory, { recursive: true });
   }
 });
+
+Deno.test("discover() says a missing spare may be on a candidate whose probe timed out", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "dm-remap-discover-" });
+  try {
+    const setup = await makeImageSetup(directory, { name: "alpha" });
+    const dead = setup.sparePaths[1]!;
+    const report = await discover({
+      scanDirs: [directory],
+      blockDevices: false,
+      prober: async (paths) =>
+        (await probeInProcess(paths)).map((outcome) =>
+          outcome.path === dead ? { path: dead, elapsedMs: 2000, timedOut: true } : outcome
+        ),
+      lastStopOf: () => "clean",
+    });
+    const alpha = setupNamed(report, "alpha");
+    assert.equal(alpha.state, "incomplete");
+    assert.ok(
+      alpha.pointsLost.some((lost) =>
+        lost.reason.endsWith(
+          `was not found; it may be on a candidate whose probe timed out: ${dead}`,
+        )
+      ),
+      JSON.stringify(alpha.pointsLost),
+    );
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
