@@ -486,26 +486,8 @@ function scoreSetup(
   }
   for (const spare of setup.spares) scoreSpare(setup, spare, context.maybeOn);
   if (setup.sparesFound < setup.sparesExpected) states.push("incomplete");
-  if (setup.main.path === undefined && setup.conflicts.every((c) => c.kind !== "ambiguous-main")) {
-    const mismatch = setup.main.mismatches[0];
-    if (mismatch !== undefined) {
-      states.push("main-mismatch");
-      lose(
-        setup,
-        CONFIDENCE_LOSS.mainMismatch,
-        `"${mismatch.path}" has the main disk's kind ` +
-          `and size but is not it: ${mismatch.reason}`,
-      );
-    } else {
-      states.push("main-missing");
-      lose(
-        setup,
-        CONFIDENCE_LOSS.mainMissing,
-        `the main disk (${setup.main.identity}, last at ` +
-          `"${setup.main.recordedPath}") is not among the candidates${context.maybeOn}`,
-      );
-    }
-  }
+  const mainState = scoreMain(setup, context.maybeOn);
+  if (mainState !== undefined) states.push(mainState);
   const strength = setup.main.strength;
   lose(
     setup,
@@ -516,8 +498,8 @@ function scoreSetup(
     lose(
       setup,
       CONFIDENCE_LOSS.oldIdentityRecord,
-      `the setup records the main disk's size and ` +
-        `serial only (made by an older version); serve records the rest`,
+      "the setup records the main disk's size and serial only (made by an older version); " +
+        "serve records the rest",
     );
   }
   if (description.setup.state === "degraded") {
@@ -531,8 +513,7 @@ function scoreSetup(
     lose(
       setup,
       CONFIDENCE_LOSS.notClean,
-      "the last serve did not stop cleanly; the next serve " +
-        "replays the remap log",
+      "the last serve did not stop cleanly; the next serve replays the remap log",
     );
   }
   const order: SetupState[] = ["conflict", "incomplete", "main-mismatch", "main-missing"];
@@ -543,6 +524,28 @@ function scoreSetup(
 function maybeOn(timedOut: readonly string[]): string {
   if (timedOut.length === 0) return "";
   return `; it may be on a candidate whose probe timed out: ${timedOut.join(", ")}`;
+}
+
+/** The main disk's state when it was not found (none when ambiguous: that is a conflict). */
+function scoreMain(setup: SetupFinding, whereMaybe: string): SetupState | undefined {
+  if (setup.main.path !== undefined) return undefined;
+  if (setup.conflicts.some((conflict) => conflict.kind === "ambiguous-main")) return undefined;
+  const mismatch = setup.main.mismatches[0];
+  if (mismatch !== undefined) {
+    lose(
+      setup,
+      CONFIDENCE_LOSS.mainMismatch,
+      `"${mismatch.path}" has the main disk's kind and size but is not it: ${mismatch.reason}`,
+    );
+    return "main-mismatch";
+  }
+  lose(
+    setup,
+    CONFIDENCE_LOSS.mainMissing,
+    `the main disk (${setup.main.identity}, last at "${setup.main.recordedPath}") is not ` +
+      `among the candidates${whereMaybe}`,
+  );
+  return "main-missing";
 }
 
 function scoreSpare(setup: SetupFinding, spare: SpareFinding, whereMaybe: string): void {
