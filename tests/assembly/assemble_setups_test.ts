@@ -126,7 +126,17 @@ Deno.test("assembleSetups() run twice at once starts each setup exactly once", a
   try {
     await makeImageSetup(images, { name: "alpha" });
     await makeImageSetup(images, { name: "beta", spareCount: 1 });
-    const outcomes = await Promise.all([assembleSetups(options()), assembleSetups(options())]);
+    // A start that takes a while, as spawning does: without the lock the other run would
+    // decide meanwhile, before the start is recorded, and start the setup again.
+    const record = options().starter;
+    const slowStarter: AssembleSetupsOptions["starter"] = async (decision) => {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return await record(decision);
+    };
+    const outcomes = await Promise.all([
+      assembleSetups(options({ starter: slowStarter })),
+      assembleSetups(options({ starter: slowStarter })),
+    ]);
     assert.deepEqual(starts.map((decision) => decision.name).sort(), ["alpha", "beta"]);
     const actions = outcomes.map((outcome) => outcome.decisions.map((d) => d.action).join(","));
     assert.deepEqual(actions.sort(), ["already-running,already-running", "start,start"]);
