@@ -21,6 +21,7 @@
  * @module
  */
 
+import { assert } from "../assert.ts";
 import { ASSEMBLE_LOCK_WAIT_MS_MAX } from "../constants.ts";
 import { ERRNO, FileDescriptor, OPEN_FLAGS, openPath } from "../sys/libc.ts";
 import {
@@ -89,24 +90,32 @@ export interface AssembleOutcome extends AssemblyPlan {
 }
 
 /**
- * Discovers, decides and starts, holding the assemble lock throughout.
+ * Discovers, decides and starts, holding the assemble lock throughout. With
+ * `--incremental`, the one device is probed before the lock is taken (udev
+ * runs many at once at boot; they queue only for the record and the start).
  *
  * @throws {Error} When the lock stays taken for {@link ASSEMBLE_LOCK_WAIT_MS_MAX}.
  */
 export async function assembleSetups(options: AssembleSetupsOptions): Promise<AssembleOutcome> {
   await Deno.mkdir(options.runtimeDirectory, { recursive: true });
+  const device = options.mode.kind === "incremental" ? options.mode.device : undefined;
+  const deviceReport = device === undefined ? undefined : await options.discover([device]);
   return await withExclusiveLock(
     `${options.runtimeDirectory}/assemble.lock`,
-    () => assembleLocked(options),
+    () => assembleLocked(options, deviceReport),
   );
 }
 
-async function assembleLocked(options: AssembleSetupsOptions): Promise<AssembleOutcome> {
+async function assembleLocked(
+  options: AssembleSetupsOptions,
+  deviceReport: DiscoveryReport | undefined,
+): Promise<AssembleOutcome> {
   let selection: DecideAssemblyOptions["selection"] = { kind: "all" };
   let incremental: IncrementalNote | undefined;
   if (options.mode.kind === "named") selection = { kind: "named", names: options.mode.names };
   if (options.mode.kind === "incremental") {
-    incremental = await recordIncremental(options.mode.device, options);
+    assert(deviceReport !== undefined, "the incremental device was probed");
+    incremental = await recordIncremental(options.mode.device, { report: deviceReport, options });
     const complete = incremental.seen !== undefined &&
       incremental.seen.length === incremental.expected;
     if (!complete) return { decisions: [], notFound: [], started: {}, incremental };
@@ -185,9 +194,9 @@ export function heldByAnotherProcess(path: string): boolean {
 /** Records the device if it is a spare; says which indexes of its setup have been seen. */
 async function recordIncremental(
   device: string,
-  options: AssembleSetupsOptions,
+  context: { report: DiscoveryReport; options: AssembleSetupsOptions },
 ): Promise<IncrementalNote> {
-  const report = await options.discover([device]);
+  const { report, options } = context;
   const candidate = report.candidates.find((found) => found.path === device);
   const setup = report.setups.find((found) => found.uuid === candidate?.setupUuid);
   if (candidate?.status !== "spare" || setup === undefined) {

@@ -281,3 +281,24 @@ Deno.test("assembleSetups() leaves alone a setup whose serving marker names a li
     await cleanup();
   }
 });
+
+Deno.test("assembleSetups() --incremental for every spare at once starts the setup once", async () => {
+  const { images, runtime, starts, options, cleanup } = await scene();
+  try {
+    const setup = await makeImageSetup(images, { name: "alpha", spareCount: 3 });
+    const outcomes = await Promise.all(
+      setup.sparePaths.map((device) =>
+        assembleSetups(options({ mode: { kind: "incremental", device } }))
+      ),
+    );
+    assert.deepEqual(starts.map((decision) => decision.name), ["alpha"]);
+    assert.deepEqual(
+      outcomes.map((outcome) => outcome.incremental?.seen?.length).sort(),
+      [1, 2, 3],
+    );
+    const record = JSON.parse(await Deno.readTextFile(`${runtime}/incremental/${setup.uuid}.json`));
+    assert.deepEqual(Object.keys(record.seen).sort(), ["0", "1", "2"]);
+  } finally {
+    await cleanup();
+  }
+});
