@@ -170,8 +170,9 @@ const COMMANDS: Record<string, Command> = {
 
 function help(): string {
   const lines = ["Usage: dm-remap <command> [options]", "", "Commands:"];
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
   for (const [name, command] of Object.entries(COMMANDS)) {
-    lines.push(`  ${name.padEnd(8)} ${command.summary}`);
+    lines.push(`  ${name.padEnd(width)}  ${command.summary}`);
   }
   lines.push(
     "",
