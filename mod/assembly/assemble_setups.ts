@@ -132,15 +132,32 @@ async function assembleLocked(
     selection,
     runningReason: (setup) => running.get(setup.uuid),
   });
-  const started: Record<string, StartRecord> = {};
-  if (!options.dryRun) {
-    for (const decision of plan.decisions.filter((d) => d.action === "start")) {
-      const record = { ...await options.starter(decision), startedMs: Date.now() };
-      await writeJson(`${options.runtimeDirectory}/assembled/${decision.uuid}.json`, record);
-      started[decision.uuid] = record;
-    }
-  }
+  const started = options.dryRun ? {} : await startAll(plan.decisions, options);
   return { ...plan, started, incremental, report };
+}
+
+/**
+ * Starts every setup decided `start`, recording each start; a start that
+ * fails turns its decision into `start-failed` with the error, and the others go on.
+ */
+async function startAll(
+  decisions: AssemblyDecision[],
+  options: AssembleSetupsOptions,
+): Promise<Record<string, StartRecord>> {
+  const started: Record<string, StartRecord> = {};
+  for (const decision of decisions.filter((d) => d.action === "start")) {
+    let record: StartRecord;
+    try {
+      record = { ...await options.starter(decision), startedMs: Date.now() };
+    } catch (error) {
+      decision.action = "start-failed";
+      decision.reasons = [(error as Error).message, ...decision.reasons];
+      continue;
+    }
+    await writeJson(`${options.runtimeDirectory}/assembled/${decision.uuid}.json`, record);
+    started[decision.uuid] = record;
+  }
+  return started;
 }
 
 /** Who runs the setup, or undefined when nothing does. */

@@ -13,8 +13,11 @@
 
 import type { DiscoveryReport, SetupFinding } from "./discovery_report.ts";
 
-/** What assembly does with a setup. */
-export type AssemblyAction = "start" | "refuse" | "already-running";
+/**
+ * What assembly does with a setup; `start-failed` when the starter failed
+ * (set by `assemble_setups.ts`, never decided here).
+ */
+export type AssemblyAction = "start" | "refuse" | "already-running" | "start-failed";
 
 /** One setup's decision. */
 export interface AssemblyDecision {

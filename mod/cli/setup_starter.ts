@@ -66,24 +66,57 @@ export function serveCommandLine(
   return [...self, "serve", decision.name, ...spares, ...main, ...SERVE_ATTACH_ARGS];
 }
 
-/** A starter that runs `serve` detached, logging to `<runtimeDirectory>/<name>.log`. */
-export function processStarter(runtimeDirectory: string): SetupStarter {
-  return (decision) => {
-    const argv = serveCommandLine(decision, {
-      execPath: Deno.execPath(),
-      mainModule: Deno.mainModule,
-    });
+/** Options for {@link processStarter}. */
+export interface ProcessStarterOptions {
+  /** Where the log `<name>.log` goes (the runtime directory). */
+  logDirectory: string;
+  /** The program to run. @default this one: `Deno.execPath()` and `Deno.mainModule` */
+  program?: { execPath: string; mainModule: string };
+  /** How long a `serve` that exits at once is waited for, to report it. @default SERVE_EARLY_EXIT_MS */
+  earlyExitMs?: number;
+}
+
+/** How long `assemble` watches a `serve` it started for an exit at once (a refusal, a bad flag). */
+export const SERVE_EARLY_EXIT_MS = 1_500;
+
+/**
+ * A starter that runs `serve` detached, logging to `<logDirectory>/<name>.log`.
+ * A `serve` that exits within {@link SERVE_EARLY_EXIT_MS} (it refused the
+ * disks, or a flag) fails the start, with the end of its log.
+ */
+export function processStarter(options: ProcessStarterOptions): SetupStarter {
+  return async (decision) => {
+    const argv = serveCommandLine(
+      decision,
+      options.program ?? {
+        execPath: Deno.execPath(),
+        mainModule: Deno.mainModule,
+      },
+    );
+    const log = `${options.logDirectory}/${decision.name}.log`;
     // setsid: a session of its own, so the terminal's hangup or Ctrl-C does not reach it; the
     // shell only redirects and execs, so the pid is serve's.
     const child = new Deno.Command("setsid", {
       args: ["sh", "-c", 'exec "$@" >>"$DM_REMAP_SERVE_LOG" 2>&1 </dev/null', "sh", ...argv],
-      env: { DM_REMAP_SERVE_LOG: `${runtimeDirectory}/${decision.name}.log` },
+      env: { DM_REMAP_SERVE_LOG: log },
       stdin: "null",
       stdout: "null",
       stderr: "null",
     }).spawn();
     child.unref();
-    return Promise.resolve({ name: decision.name, pid: child.pid });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stillRunning = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), options.earlyExitMs ?? SERVE_EARLY_EXIT_MS);
+    });
+    const exited = await Promise.race([child.status, stillRunning]);
+    clearTimeout(timer);
+    if (exited !== undefined) {
+      const tail = (await Deno.readTextFile(log).catch(() => "")).trim().split("\n").slice(-5);
+      throw new Error(
+        `serve exited at once with code ${exited.code}; the end of "${log}": ${tail.join(" | ")}`,
+      );
+    }
+    return { name: decision.name, pid: child.pid };
   };
 }
 

@@ -302,3 +302,32 @@ Deno.test("assembleSetups() --incremental for every spare at once starts the set
     await cleanup();
   }
 });
+
+Deno.test("assembleSetups() reports a start that failed, records nothing for it, and starts the rest", async () => {
+  const { images, runtime, starts, options, cleanup } = await scene();
+  try {
+    await makeImageSetup(images, { name: "alpha" });
+    const beta = await makeImageSetup(images, { name: "beta" });
+    const record = options().starter;
+    const outcome = await assembleSetups(options({
+      starter: (decision) =>
+        decision.name === "alpha"
+          ? Promise.reject(new Error("serve exited at once with code 2"))
+          : record(decision),
+    }));
+    assert.deepEqual(outcome.decisions.map((d) => [d.name, d.action, d.reasons[0]]), [
+      ["alpha", "start-failed", "serve exited at once with code 2"],
+      [
+        "beta",
+        "start",
+        "-5: weak identity: the main disk is recognised by a file's device and inode only",
+      ],
+    ]);
+    assert.deepEqual(starts.map((decision) => decision.name), ["beta"]);
+    assert.deepEqual([...Deno.readDirSync(`${runtime}/assembled`)].map((entry) => entry.name), [
+      `${beta.uuid}.json`,
+    ]);
+  } finally {
+    await cleanup();
+  }
+});

@@ -13,7 +13,11 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { CLI_ENV, imageDirectory, runCli } from "./cli_process.ts";
 import { hashFiles } from "../assembly/_setups.ts";
-import { SERVE_ATTACH_ARGS, serveCommandLine } from "../../mod/cli/setup_starter.ts";
+import {
+  processStarter,
+  SERVE_ATTACH_ARGS,
+  serveCommandLine,
+} from "../../mod/cli/setup_starter.ts";
 import type { AssemblyDecision } from "../../mod/assembly/assembly_plan.ts";
 
 const MIB = 1024 * 1024;
@@ -129,4 +133,48 @@ Deno.test("serveCommandLine() runs this program's serve on the spares and main d
     ["/usr/bin/dm-remap", ...tail],
   );
   assert.deepEqual(SERVE_ATTACH_ARGS, ["--attach", "auto"]);
+});
+
+Deno.test("processStarter() runs serve detached and logging, and fails a serve that exits at once", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "dm-remap-starter-" });
+  const decision = { name: "alpha", sparePaths: ["/dev/sdb"] } as AssemblyDecision;
+  const program = (script: string) => {
+    const path = `${directory}/fake-dm-remap-${script.length}`;
+    Deno.writeTextFileSync(path, `#!/bin/sh\n${script}\n`, { mode: 0o755 });
+    return { execPath: path, mainModule: "file:///unused.ts" };
+  };
+  let pid: number | undefined;
+  try {
+    const lasting = processStarter({
+      logDirectory: directory,
+      program: program('echo "serving $*"; exec sleep 30'),
+      earlyExitMs: 500,
+    });
+    const started = await lasting(decision);
+    pid = started.pid;
+    assert.equal(started.name, "alpha");
+    const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
+    assert.match(cmdline, /sleep\x0030/);
+    // setsid: the serve leads a session of its own.
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    const session = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]);
+    assert.equal(session, pid);
+    assert.match(
+      await Deno.readTextFile(`${directory}/alpha.log`),
+      /^serving serve alpha --spare \/dev\/sdb --attach auto$/m,
+    );
+
+    const failing = processStarter({
+      logDirectory: directory,
+      program: program('echo "Unknown option --attach" >&2; exit 2'),
+      earlyExitMs: 5_000,
+    });
+    await assert.rejects(
+      failing(decision),
+      /serve exited at once with code 2; the end of ".*alpha\.log": .*Unknown option --attach/,
+    );
+  } finally {
+    if (pid !== undefined) Deno.kill(pid, "SIGKILL");
+    await Deno.remove(directory, { recursive: true });
+  }
 });

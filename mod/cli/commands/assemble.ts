@@ -59,7 +59,7 @@ export async function assembleCommand(
     dryRun,
     threshold,
     discover: (paths) => runDiscovery({ paths: paths && [...paths], scanDirs, timeoutMs }),
-    starter: await underSystemd() ? systemdStarter : processStarter(RUN_DIR),
+    starter: await underSystemd() ? systemdStarter : processStarter({ logDirectory: RUN_DIR }),
     runtimeDirectory: RUN_DIR,
     isStartAlive,
   });
@@ -85,7 +85,9 @@ export async function assembleCommand(
   } else {
     printOutcome(outcome, { dryRun, output });
   }
-  const refused = outcome.decisions.some((decision) => decision.action === "refuse");
+  const refused = outcome.decisions.some((decision) =>
+    decision.action === "refuse" || decision.action === "start-failed"
+  );
   return refused || outcome.notFound.length > 0 ? EXIT_PROBLEM_FOUND : EXIT_OK;
 }
 
