@@ -19,9 +19,11 @@
  *
  * `--json` prints `{ version: 1, dryRun, threshold, decisions[{uuid, name,
  * action, state, confidence, reasons, devices, sparePaths, mainPath,
- * started}], notFound[], incremental }`.
+ * started}], notFound[], incremental }`; `action` is `start` (also in a dry
+ * run, which starts nothing), `refuse`, `already-running` or `start-failed`
+ * (the `serve` started exited at once; the reasons carry its log's end).
  *
- * Exit code: 0 when nothing was refused or missing, 1 otherwise.
+ * Exit code: 0 when nothing was refused, failed or missing, 1 otherwise.
  *
  * @module
  */
