@@ -153,8 +153,8 @@ Deno.test("processStarter() runs serve detached and logging, and fails a serve t
     const started = await lasting(decision);
     pid = started.pid;
     assert.equal(started.name, "alpha");
-    const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
-    assert.match(cmdline, /sleep\x0030/);
+    const cmdline = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
+    assert.deepEqual(cmdline.slice(0, 2), ["sleep", "30"]);
     // setsid: the serve leads a session of its own.
     const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
     const session = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]);
