@@ -7,12 +7,16 @@
 
 import { inWorker } from "./mod/datapath/worker_main.ts";
 import { runNbdConnectionWorker } from "./mod/export/nbd/connection_worker.ts";
+import { PROBE_WORKER_NAME } from "./mod/assembly/probe_worker_name.ts";
 
 // The NBD data plane starts its connection workers from this same module, so
-// the single-file bundle needs no second file. The CLI is imported only
-// outside workers: a worker then loads just the data plane, and starts in a
-// fraction of the time.
-if (inWorker()) runNbdConnectionWorker();
+// the single-file bundle needs no second file; so does discovery, whose probe
+// workers carry their own name. The CLI is imported only outside workers: a
+// worker then loads just what it runs, and starts in a fraction of the time.
+if (inWorker() && (globalThis as { name?: string }).name === PROBE_WORKER_NAME) {
+  const { runProbeWorker } = await import("./mod/assembly/probe_pool.ts");
+  runProbeWorker();
+} else if (inWorker()) runNbdConnectionWorker();
 else if (import.meta.main) {
   const { runCli } = await import("./mod/cli/mod.ts");
   Deno.exit(await runCli(Deno.args));

@@ -138,6 +138,21 @@ export const STORAGE_STACK_NODES_MAX = 64;
 /** Processes whose open files are searched to name who holds a busy device. */
 export const PROCESSES_SEARCHED_MAX = 65_536;
 
+/** How long `discover` waits for one candidate's probe before reporting it "timed out". */
+export const PROBE_TIMEOUT_MS_DEFAULT = 2_000;
+/** The longest probe timeout `--timeout-ms` accepts. */
+export const PROBE_TIMEOUT_MS_MAX = 600_000;
+/** Probe workers `discover` runs at once: candidates are probed this many at a time. */
+export const PROBE_WORKERS_MAX = 4;
+/** How long a probe worker may take to start (load the program) before discovery fails. */
+export const PROBE_WORKER_START_MS_MAX = 30_000;
+/** Candidates one discovery probes at most (block devices plus image files). */
+export const DISCOVER_CANDIDATES_MAX = 4_096;
+/** The confidence (0-100) `assemble` requires by default to start a setup. */
+export const ASSEMBLE_THRESHOLD_DEFAULT = 90;
+/** How long `assemble` waits for another `assemble` to release the lock. */
+export const ASSEMBLE_LOCK_WAIT_MS_MAX = 60_000;
+
 assert(COPY_SECTORS.length === 5, "five metadata copies");
 for (let i = 1; i < COPY_SECTORS.length; i++) {
   const gapBytes = (COPY_SECTORS[i]! - COPY_SECTORS[i - 1]!) * SECTOR_BYTES;
@@ -155,3 +170,6 @@ assert(
   "pending list fits in a copy with room to spare",
 );
 assert(NBD_REQUEST_BYTES_MAX % BLOCK_BYTES_MAX === 0, "requests split into whole blocks");
+assert(PROBE_TIMEOUT_MS_DEFAULT <= PROBE_TIMEOUT_MS_MAX, "the default probe timeout is allowed");
+assert(PROBE_WORKERS_MAX >= 1, "discovery probes at least one candidate at a time");
+assert(ASSEMBLE_THRESHOLD_DEFAULT >= 0 && ASSEMBLE_THRESHOLD_DEFAULT <= 100, "a confidence");

@@ -16,9 +16,11 @@ import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { STATE_DIR } from "./options.ts";
 import { EXIT_USAGE, exitCodeFor } from "./exit_codes.ts";
+import { assembleCommand } from "./commands/assemble.ts";
 import { checkCommand } from "./commands/check.ts";
 import { createCommand } from "./commands/create.ts";
 import { demoCommand } from "./commands/demo.ts";
+import { discoverCommand } from "./commands/discover.ts";
 import { eventsCommand } from "./commands/events.ts";
 import { remapsCommand } from "./commands/remaps.ts";
 import { restoreCommand } from "./commands/restore.ts";
@@ -157,6 +159,27 @@ const COMMANDS: Record<string, Command> = {
     options: { since: { type: "string" }, db: { type: "string" }, ...JSON_OPTION },
     run: eventsCommand,
   },
+  discover: {
+    summary: "find setups from the disks alone: state, confidence, conflicts (read only)",
+    usage: "discover [--json] [--scan-dir <dir>...] [--timeout-ms N] [<dev>...]",
+    options: { ...JSON_OPTION, ...SCAN_DIR_OPTION, "timeout-ms": { type: "string" } },
+    run: discoverCommand,
+  },
+  assemble: {
+    summary: "start the complete setups found on the disks (--scan, names, or --incremental)",
+    usage: "assemble (--scan | <name|uuid>... | --incremental <dev>) [--dry-run] [--json] " +
+      "[--threshold N] [--scan-dir <dir>...] [--timeout-ms N]",
+    options: {
+      scan: { type: "boolean" },
+      incremental: { type: "string" },
+      "dry-run": { type: "boolean" },
+      threshold: { type: "string" },
+      "timeout-ms": { type: "string" },
+      ...JSON_OPTION,
+      ...SCAN_DIR_OPTION,
+    },
+    run: assembleCommand,
+  },
   demo: {
     summary: "create image files with a few failing sectors, then serve them (the embedded demo)",
     usage:
@@ -174,14 +197,15 @@ const COMMANDS: Record<string, Command> = {
 
 function help(): string {
   const lines = ["Usage: dm-remap <command> [options]", "", "Commands:"];
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
   for (const [name, command] of Object.entries(COMMANDS)) {
-    lines.push(`  ${name.padEnd(8)} ${command.summary}`);
+    lines.push(`  ${name.padEnd(width)}  ${command.summary}`);
   }
   lines.push(
     "",
     "Run `dm-remap <command> --help` for a command's options, `dm-remap --version` for the version.",
     `Setups are found by name where create registered them (${STATE_DIR}/setups), then on the`,
-    `block devices in /proc/partitions and in the *.img files of --scan-dir (default ${STATE_DIR}).`,
+    `block devices in /sys/class/block and in the *.img files of --scan-dir (default ${STATE_DIR}).`,
   );
   return lines.join("\n");
 }

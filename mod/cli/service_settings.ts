@@ -89,6 +89,11 @@ function attachFlags(values: Record<string, OptionValue>): KernelAttachSettings 
   };
 }
 
+/** Where a setup's event history is kept by default: `serve` and `assemble` write there. */
+export function eventsPathOf(setupName: string): string {
+  return `${STATE_DIR}/${setupName}.events.sqlite`;
+}
+
 /** `serve`'s settings: the flags, and where they are absent the defaults for `setupName`. */
 export function serveSettings(flags: ServeFlags, setupName: string): ServiceSettings {
   return {
@@ -100,7 +105,7 @@ export function serveSettings(flags: ServeFlags, setupName: string): ServiceSett
     },
     api: { unixPath: flags.apiSocket ?? `${RUN_DIR}/${setupName}.api.sock`, tcp: flags.apiTcp },
     // The history lives with the setup's state, where it survives reboots.
-    eventsPath: flags.eventsDb ?? `${STATE_DIR}/${setupName}.events.sqlite`,
+    eventsPath: flags.eventsDb ?? eventsPathOf(setupName),
     backupDir: flags.backupDir ?? BACKUP_DIR,
     readRetries: flags.readRetries,
     runtimeDir: RUN_DIR,

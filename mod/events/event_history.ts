@@ -22,7 +22,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { assert } from "../assert.ts";
 import { EVENTS_MAX } from "../constants.ts";
 import type { EventBus } from "./event_bus.ts";
-import { describeEvent, type SetupEvent } from "./setup_event.ts";
+import { describeEvent, type RecordedEvent } from "./setup_event.ts";
 
 /** One event as recorded. */
 export interface HistoryEvent {
@@ -34,7 +34,7 @@ export interface HistoryEvent {
 }
 
 /** A typed event as the history keeps it: its kind, its words, and the indexes it names. */
-export function historyEventOf(event: SetupEvent): HistoryEvent {
+export function historyEventOf(event: RecordedEvent): HistoryEvent {
   return {
     type: event.type,
     message: describeEvent(event),

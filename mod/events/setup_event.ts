@@ -25,8 +25,67 @@ export type ServiceEvent =
   | { type: "started"; sizeBytes: number; remapCount: number; pendingCount: number }
   | { type: "stopped"; remapCount: number };
 
-/** One event of a running setup. */
+// ---- Discovery and assembly (issue 14, `dm-remap discover` / `dm-remap assemble`) ----
+
+/**
+ * What discovery and assembly decided about a setup, with the reasons and
+ * the devices involved. Recorded in the setup's history by the CLI; no
+ * running setup publishes them.
+ */
+export type AssemblyEvent =
+  | {
+    type: "discovered";
+    setupUuid: string;
+    state: string;
+    confidence: number;
+    reasons: string[];
+    devices: string[];
+  }
+  | {
+    type: "assembly-decision";
+    setupUuid: string;
+    /** `start`, `refuse`, `already-running`, `would-start` (dry run), `waiting` (incremental). */
+    decision: string;
+    reasons: string[];
+    devices: string[];
+  }
+  | {
+    type: "incremental-seen";
+    setupUuid: string;
+    spareIndex: number;
+    device: string;
+    seenCount: number;
+    expectedCount: number;
+  };
+
+/** Describes a discovery or assembly event in words. */
+function describeAssemblyEvent(event: AssemblyEvent): string {
+  const because = (reasons: string[]) => reasons.length > 0 ? `: ${reasons.join("; ")}` : "";
+  const on = (devices: string[]) => devices.length > 0 ? ` [${devices.join(", ")}]` : "";
+  switch (event.type) {
+    case "discovered":
+      return `discovered setup ${event.setupUuid}: ${event.state}, confidence ` +
+        `${event.confidence}${on(event.devices)}${because(event.reasons)}`;
+    case "assembly-decision":
+      return `assemble ${event.setupUuid}: ${event.decision}${on(event.devices)}` +
+        because(event.reasons);
+    case "incremental-seen":
+      return `incremental: spare ${event.spareIndex} of ${event.setupUuid} seen on ` +
+        `"${event.device}" (${event.seenCount} of ${event.expectedCount} spares seen)`;
+  }
+}
+
+// ---- end of discovery and assembly ----
+
+/** One event of a running setup: what its event bus publishes. */
 export type SetupEvent = RemapEvent | ServiceEvent;
+
+/**
+ * Every event the history records: a running setup's, and the decisions
+ * discovery and assembly make about it (which no running setup publishes, so
+ * they are not counted per kind by the status API).
+ */
+export type RecordedEvent = SetupEvent | AssemblyEvent;
 
 /** The kinds of event. */
 export type SetupEventType = SetupEvent["type"];
@@ -47,7 +106,7 @@ export function zeroEventCounts(): Record<SetupEventType, number> {
 }
 
 /** Describes an event in words: the history's message and the log's line. */
-export function describeEvent(event: SetupEvent): string {
+export function describeEvent(event: RecordedEvent): string {
   switch (event.type) {
     case "remap":
       return `remapped block ${event.blockIndex} to spare ${event.spareIndex} slot ${event.slotIndex}`;
@@ -67,6 +126,10 @@ export function describeEvent(event: SetupEvent): string {
       return `serving ${event.sizeBytes} bytes with ${event.remapCount} remaps, ${event.pendingCount} pending`;
     case "stopped":
       return `stopped cleanly with ${event.remapCount} remaps`;
+    case "discovered":
+    case "assembly-decision":
+    case "incremental-seen":
+      return describeAssemblyEvent(event);
   }
 }
 

@@ -1,0 +1,148 @@
+/**
+ * How `assemble` starts a setup: under systemd, `systemctl start
+ * dm-remap@<name>.service`, so the unit owns the daemon; otherwise a `serve`
+ * of this same program, detached in a session of its own, its output
+ * appended to `<runtime dir>/<name>.log`.
+ *
+ * @module
+ */
+
+import type { AssemblyDecision } from "../assembly/assembly_plan.ts";
+import type { SetupStarter, StartRecord } from "../assembly/assemble_setups.ts";
+import { UsageError } from "../errors.ts";
+
+/**
+ * The flags `assemble` gives the `serve` it starts, so the kernel device is
+ * attached by the server itself. One constant, so it follows `serve`'s flags.
+ */
+export const SERVE_ATTACH_ARGS: readonly string[] = ["--attach", "auto"];
+
+/** Whether this machine runs systemd and has `systemctl` (sd_booted(3) checks the directory). */
+export async function underSystemd(): Promise<boolean> {
+  try {
+    await Deno.stat("/run/systemd/system");
+  } catch {
+    return false;
+  }
+  return await commandSucceeds(["systemctl", "--version"]);
+}
+
+/** The systemd unit that serves a setup. */
+export function unitOf(setupName: string): string {
+  return `dm-remap@${setupName}.service`;
+}
+
+/** Starts the setup's unit; the unit's `serve` finds the setup by name. */
+export const systemdStarter: SetupStarter = async (decision) => {
+  const unit = unitOf(decision.name);
+  const output = await new Deno.Command("systemctl", {
+    args: ["start", unit],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!output.success) {
+    throw new UsageError(
+      `Cannot start "${unit}": systemctl said: ${new TextDecoder().decode(output.stderr).trim()}`,
+    );
+  }
+  return { name: decision.name, unit };
+};
+
+/**
+ * The command line that runs `serve` for a decision with this program: the
+ * compiled binary itself, or the runtime with the main module (`main.ts` or
+ * the bundle). The spares and main disk are named as discovery found them.
+ */
+export function serveCommandLine(
+  decision: AssemblyDecision,
+  program: { execPath: string; mainModule: string },
+): string[] {
+  const runtime = program.execPath.split("/").at(-1)!;
+  const self = runtime === "deno" || runtime.startsWith("deno.")
+    ? [program.execPath, "run", "--allow-all", new URL(program.mainModule).pathname]
+    : [program.execPath];
+  const spares = decision.sparePaths.flatMap((path) => ["--spare", path]);
+  const main = decision.mainPath === undefined ? [] : ["--main", decision.mainPath];
+  return [...self, "serve", decision.name, ...spares, ...main, ...SERVE_ATTACH_ARGS];
+}
+
+/** Options for {@link processStarter}. */
+export interface ProcessStarterOptions {
+  /** Where the log `<name>.log` goes (the runtime directory). */
+  logDirectory: string;
+  /** The program to run. @default this one: `Deno.execPath()` and `Deno.mainModule` */
+  program?: { execPath: string; mainModule: string };
+  /** How long a `serve` that exits at once is waited for, to report it. @default SERVE_EARLY_EXIT_MS */
+  earlyExitMs?: number;
+}
+
+/** How long `assemble` watches a `serve` it started for an exit at once (a refusal, a bad flag). */
+export const SERVE_EARLY_EXIT_MS = 1_500;
+
+/**
+ * A starter that runs `serve` detached, logging to `<logDirectory>/<name>.log`.
+ * A `serve` that exits within {@link SERVE_EARLY_EXIT_MS} (it refused the
+ * disks, or a flag) fails the start, with the end of its log.
+ */
+export function processStarter(options: ProcessStarterOptions): SetupStarter {
+  return async (decision) => {
+    const argv = serveCommandLine(
+      decision,
+      options.program ?? {
+        execPath: Deno.execPath(),
+        mainModule: Deno.mainModule,
+      },
+    );
+    const log = `${options.logDirectory}/${decision.name}.log`;
+    // setsid: a session of its own, so the terminal's hangup or Ctrl-C does not reach it; the
+    // shell only redirects and execs, so the pid is serve's.
+    const child = new Deno.Command("setsid", {
+      args: ["sh", "-c", 'exec "$@" >>"$DM_REMAP_SERVE_LOG" 2>&1 </dev/null', "sh", ...argv],
+      env: { DM_REMAP_SERVE_LOG: log },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    child.unref();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stillRunning = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), options.earlyExitMs ?? SERVE_EARLY_EXIT_MS);
+    });
+    const exited = await Promise.race([child.status, stillRunning]);
+    clearTimeout(timer);
+    if (exited !== undefined) {
+      const tail = (await Deno.readTextFile(log).catch(() => "")).trim().split("\n").slice(-5);
+      throw new Error(
+        `serve exited at once with code ${exited.code}; the end of "${log}": ${tail.join(" | ")}`,
+      );
+    }
+    return { name: decision.name, pid: child.pid };
+  };
+}
+
+/** Whether what a start record names still runs: its unit is active, or its serve is alive. */
+export async function isStartAlive(record: StartRecord): Promise<boolean> {
+  if (record.unit !== undefined) {
+    return await commandSucceeds(["systemctl", "is-active", "--quiet", record.unit]);
+  }
+  try {
+    // A reused pid runs something else: the command line must be this setup's serve.
+    const words = (await Deno.readTextFile(`/proc/${record.pid}/cmdline`)).split("\0");
+    return words.includes("serve") && words.includes(record.name);
+  } catch {
+    return false;
+  }
+}
+
+async function commandSucceeds(argv: string[]): Promise<boolean> {
+  try {
+    const output = await new Deno.Command(argv[0]!, {
+      args: argv.slice(1),
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return output.success;
+  } catch {
+    return false;
+  }
+}
