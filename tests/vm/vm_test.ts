@@ -173,6 +173,7 @@ Deno.test("vm 8: serve attaches /dev/nbd0 itself; kill -9 and restarts under a m
       "serve",
       "nbd_attach",
       "backend",
+      "runtime_state",
       "api_device",
       "mount",
       ...Array.from({ length: cycles }, (_, i) => `kill9_restart_${i + 1}`),
@@ -182,8 +183,91 @@ Deno.test("vm 8: serve attaches /dev/nbd0 itself; kill -9 and restarts under a m
       "no_io_errors",
       "verify_fsynced",
       "e2fsck",
-      "serve_stop",
+      "stop_refused_while_mounted",
+      "stop_detaches",
       "detached_on_stop",
+      "io_watch",
+    ]);
+  });
+});
+
+Deno.test("vm 9: assemble --scan from the disks alone: a dd clone and a stranger refused untouched, one serve started, restarted", async () => {
+  await withImages(async ({ directory, disks }) => {
+    await createImage(`${directory}/clone.img`, SPARE_MIB);
+    await createImage(`${directory}/other.img`, MAIN_MIB);
+    const run = await bootVm({
+      scenario: "assemble",
+      disks: [
+        ...disks,
+        { path: `${directory}/clone.img`, serial: "clone" },
+        { path: `${directory}/other.img`, serial: "other" },
+      ],
+      timeoutMs: 600_000,
+    });
+    report("assemble", run);
+    assertChecks(run, [
+      "dm_main",
+      "create",
+      "refuse_dd_clone",
+      "clone_untouched",
+      "refuse_other_identity",
+      "other_untouched",
+      "dm_main_again",
+      "dry_run_starts_nothing",
+      "two_assembles_start_once",
+      "nbd_attach",
+      "already_running",
+      "mount",
+      "write_before_kill",
+      "killed",
+      "assemble_restarts",
+      "taken_back",
+      "write_after_restart",
+      "verify",
+      "e2fsck",
+      "no_io_errors",
+      "io_watch",
+    ]);
+  });
+});
+
+Deno.test("vm 10: the spare's disk is unplugged while serving: its remapped block is EIO, never the old copy", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({ scenario: "removal", disks });
+    report("removal", run);
+    assertChecks(run, [
+      "dm_main",
+      "create",
+      "serve",
+      "write_old",
+      "write_new",
+      "remapped",
+      "main_readable_again",
+      "read_new",
+      "remove_spare",
+      "read_remapped_is_eio",
+      "read_unremapped",
+      "write_unremapped",
+      "status_degraded",
+      "io_watch",
+    ]);
+  });
+});
+
+Deno.test("vm 11: the main disk is unplugged while serving: EIO, the setup failed, nothing remapped", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({ scenario: "main_removal", disks });
+    report("main_removal", run);
+    assertChecks(run, [
+      "create",
+      "serve",
+      "write_before",
+      "remove_main",
+      "read_is_eio",
+      "write_is_eio",
+      "read_elsewhere_is_eio",
+      "status_failed",
+      "nothing_remapped",
       "io_watch",
     ]);
   });

@@ -2,8 +2,8 @@
 # nbd-client); ext4 on it; a writer fsyncs file after file while the server is killed with
 # SIGKILL and started again $PARAMS times (default 3), then stopped with SIGTERM and replaced
 # by another build. The filesystem must see no error: no failed request in the kernel log,
-# the writer never fails, every fsynced file verifies, e2fsck -fn is clean. Last, a SIGTERM
-# with nothing mounted detaches the device.
+# the writer never fails, every fsynced file verifies, e2fsck -fn is clean. Last, `dm-remap stop`
+# refuses while the device is mounted and detaches it once it is not.
 note start
 CYCLES=${PARAMS:-3}
 ATTACH_ARGS="--attach --connections 2 --io-timeout 5 --dead-timeout 600"
@@ -94,6 +94,12 @@ cp /tmp/w.sums /tmp/sums
 check verify_fsynced verify_sums /tmp/sums
 umount "$MNT"
 check e2fsck e2fsck -fn "$NBD"
-serve_stop
+# dm-remap stop refuses while the device is mounted, naming the mount; unmounted, it detaches.
+check mount_for_stop mount -t ext4 -o ro "$NBD" "$MNT"
+stop_refused() { dmremap stop "$SETUP"; [ $? -eq 69 ]; }
+check stop_refused_while_mounted stop_refused
+umount "$MNT"
+check stop_detaches dmremap stop "$SETUP"
+wait "$SERVE_PID"
 check detached_on_stop sh -c "grep 'detached' /tmp/serve.log && test \$(cat /sys/block/nbd0/size) -eq 0"
 note end
