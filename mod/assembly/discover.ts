@@ -18,7 +18,11 @@ import type { Device } from "../device/device.ts";
 import { UsageError } from "../errors.ts";
 import { readCopies } from "../metadata/spare_store.ts";
 import { compareCopies, type ServingMarker, type ValidCopy } from "../metadata/superblock.ts";
-import { listBlockDevices, type ListBlockDevicesOptions } from "../device/block_devices.ts";
+import {
+  attachedNbdDevices,
+  listBlockDevices,
+  type ListBlockDevicesOptions,
+} from "../device/block_devices.ts";
 import { buildDiscoveryReport, type DiscoveryReport, type LastStop } from "./discovery_report.ts";
 import type { Prober } from "./probe_pool.ts";
 
@@ -110,10 +114,16 @@ export async function discover(options: DiscoverOptions): Promise<DiscoveryRepor
   // A recorded path where nothing is now is no candidate: it is left out, not listed as unreadable.
   const found = (await options.prober(hints)).filter((outcome) => outcome.probe?.identity);
   assert(outcomes.length === candidates.length, "one outcome per candidate");
-  return buildDiscoveryReport([...outcomes, ...found], {
+  const attached = await attachedNbdDevices({ sysfsRoot: options.sysfsRoot });
+  const report = buildDiscoveryReport([...outcomes, ...found], {
     lastStopOf: options.lastStopOf,
     elapsedMs: performance.now() - startMs,
   });
+  for (const setup of report.setups) {
+    const device = attached.get(setup.uuid);
+    if (device !== undefined) setup.kernelDevice = device;
+  }
+  return report;
 }
 
 /**

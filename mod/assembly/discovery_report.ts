@@ -128,6 +128,8 @@ export interface SetupFinding {
   lastStop: LastStop;
   /** The process serving it now (`lastStop` is `serving`). */
   servingPid?: number;
+  /** The kernel device attached for it (`/dev/nbdN`), found by its backend identifier. */
+  kernelDevice?: string;
   sparesExpected: number;
   sparesFound: number;
   spares: SpareFinding[];

@@ -13,6 +13,41 @@ import { readAttribute } from "./_sysfs.ts";
 /** Names of block devices that are never a setup's disk. */
 const NOT_SETUP_DISKS = /^(ram|zram|nbd|ublkb)\d/;
 
+/**
+ * The backend identifier a setup's kernel NBD device records
+ * (`/sys/block/nbdN/backend`): a later server finds the device by it, and
+ * the kernel refuses to let a server with another one take it over.
+ */
+export function nbdBackendOf(setupUuid: string): string {
+  return `dm-remap:${setupUuid}`;
+}
+
+/**
+ * The NBD devices attached for setups, by setup UUID, from their backend
+ * identifiers (see {@link nbdBackendOf}).
+ *
+ * @returns `/dev/nbdN` by UUID; empty when sysfs cannot be read.
+ */
+export async function attachedNbdDevices(
+  options: Pick<ListBlockDevicesOptions, "sysfsRoot"> = {},
+): Promise<Map<string, string>> {
+  const blockDirectory = `${options.sysfsRoot ?? "/sys"}/block`;
+  const devices = new Map<string, string>();
+  const prefix = nbdBackendOf("");
+  try {
+    for await (const entry of Deno.readDir(blockDirectory)) {
+      if (!/^nbd\d+$/.test(entry.name)) continue;
+      const backend = await readAttribute(`${blockDirectory}/${entry.name}/backend`);
+      if (backend?.startsWith(prefix)) {
+        devices.set(backend.slice(prefix.length), `/dev/${entry.name}`);
+      }
+    }
+  } catch {
+    // No sysfs: no attached devices to report.
+  }
+  return devices;
+}
+
 /** Options for {@link listBlockDevices}. */
 export interface ListBlockDevicesOptions {
   /** Where sysfs is mounted; tests point it at a fake tree. @default "/sys" */

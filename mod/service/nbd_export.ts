@@ -24,8 +24,8 @@ export interface NbdExportOptions {
   settings: NbdSettings;
   /** Shown by clients. */
   description: string;
-  /** Recorded as the kernel device's backend: the setup's UUID, so a later server finds it. */
-  backend: string;
+  /** The setup's UUID, recorded with the kernel device so a later server finds it. */
+  setupUuid: string;
   /** Receives the server's log lines and the SIGUSR1 report, one line at a time. */
   log: (line: string) => void;
 }
@@ -96,7 +96,7 @@ export class NbdExport implements ServiceComponent {
         sizeBytes: this.#engine.sizeBytes,
         preferredBlockBytes: this.#engine.blockBytes,
       },
-      backend: this.#options.backend,
+      setupUuid: this.#options.setupUuid,
       log: (line) => this.#options.log(`nbd: ${line}`),
     });
     try {

@@ -217,7 +217,7 @@ export class SetupService {
       main: this.#disks.main,
       settings: this.#settings.nbd,
       description: `dm-remap setup ${this.#disks.spares.description.setup.name}`,
-      backend: `dm-remap:${this.#disks.spares.description.setup.uuid}`,
+      setupUuid: this.#disks.spares.description.setup.uuid,
       log: (line) => this.#log(`${this.#prefix} ${line}`),
     });
     await this.#nbd.start();

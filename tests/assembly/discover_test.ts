@@ -17,6 +17,7 @@ import type { DiscoveryReport, SetupFinding } from "../../mod/assembly/discovery
 import { probeInProcess, ProbePool } from "../../mod/assembly/probe_pool.ts";
 import { createSetup } from "../../mod/assembly/create.ts";
 import { closeAll, openPath } from "../../mod/assembly/open_path.ts";
+import { nbdBackendOf } from "../../mod/device/block_devices.ts";
 import { bumpGeneration, hashFiles, MAIN_BYTES, makeImage, makeImageSetup } from "./_setups.ts";
 
 const PROBE_WORKER = new URL("./_probe_worker.ts", import.meta.url);
@@ -472,6 +473,31 @@ Deno.test("discover() says a missing spare may be on a candidate whose probe tim
       ),
       JSON.stringify(alpha.pointsLost),
     );
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
+
+Deno.test("discover() names the kernel device attached for a setup, found by its backend", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "dm-remap-discover-" });
+  try {
+    await makeImageSetup(directory, { name: "alpha" });
+    await makeImageSetup(directory, { name: "beta", spareCount: 1 });
+    const unattached = await discoverIn(directory);
+    const alpha = setupNamed(unattached, "alpha");
+    assert.equal(alpha.kernelDevice, undefined);
+    const sysfs = `${directory}/sysfs`;
+    await Deno.mkdir(`${sysfs}/block/nbd3`, { recursive: true });
+    await Deno.writeTextFile(`${sysfs}/block/nbd3/backend`, `${nbdBackendOf(alpha.uuid)}\n`);
+    const report = await discover({
+      scanDirs: [directory],
+      blockDevices: false,
+      sysfsRoot: sysfs,
+      prober: probeInProcess,
+      lastStopOf: () => "clean",
+    });
+    assert.equal(setupNamed(report, "alpha").kernelDevice, "/dev/nbd3");
+    assert.equal(setupNamed(report, "beta").kernelDevice, undefined);
   } finally {
     await Deno.remove(directory, { recursive: true });
   }

@@ -8,7 +8,11 @@
  */
 
 import assert from "node:assert/strict";
-import { listBlockDevices } from "../../mod/device/block_devices.ts";
+import {
+  attachedNbdDevices,
+  listBlockDevices,
+  nbdBackendOf,
+} from "../../mod/device/block_devices.ts";
 
 Deno.test("listBlockDevices() lists block devices from sysfs, without exports, RAM disks or empty ones", async () => {
   const sysfs = await Deno.makeTempDir({ prefix: "dm-remap-sysfs-" });
@@ -42,6 +46,30 @@ Deno.test("listBlockDevices() lists block devices from sysfs, without exports, R
       "/dev/sdb1",
     ]);
     assert.deepEqual(await listBlockDevices({ sysfsRoot: `${sysfs}/none` }), []);
+  } finally {
+    await Deno.remove(sysfs, { recursive: true });
+  }
+});
+
+Deno.test("attachedNbdDevices() maps setups to the NBD devices whose backend names them", async () => {
+  const sysfs = await Deno.makeTempDir({ prefix: "dm-remap-sysfs-" });
+  const backends: Record<string, string> = {
+    nbd0: `${nbdBackendOf("5eec-setup-a")}\n`,
+    nbd1: "", // configured by nothing
+    nbd2: "qemu-nbd:/srv/other.img\n", // another program's device
+    nbd11: nbdBackendOf("77aa-setup-b"),
+    sdb: nbdBackendOf("not-an-nbd-device"),
+  };
+  try {
+    for (const [name, backend] of Object.entries(backends)) {
+      await Deno.mkdir(`${sysfs}/block/${name}`, { recursive: true });
+      await Deno.writeTextFile(`${sysfs}/block/${name}/backend`, backend);
+    }
+    assert.deepEqual(
+      await attachedNbdDevices({ sysfsRoot: sysfs }),
+      new Map([["5eec-setup-a", "/dev/nbd0"], ["77aa-setup-b", "/dev/nbd11"]]),
+    );
+    assert.deepEqual(await attachedNbdDevices({ sysfsRoot: `${sysfs}/none` }), new Map());
   } finally {
     await Deno.remove(sysfs, { recursive: true });
   }

@@ -216,6 +216,7 @@ Deno.test("vm 9: assemble --scan from the disks alone: a dd clone and a stranger
       "dry_run_starts_nothing",
       "two_assembles_start_once",
       "nbd_attach",
+      "discover_device",
       "already_running",
       "mount",
       "write_before_kill",

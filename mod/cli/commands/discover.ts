@@ -18,7 +18,7 @@
  * a stable shape with a `version` field: `candidates[]` (path, status, kind,
  * sizeBytes, setupUuid, spareIndex, reason, probeMs) and `setups[]` (uuid,
  * name, generation, state, confidence, pointsLost[{points, reason}],
- * lastStop, servingPid, sparesExpected, sparesFound, spares[{index, uuid,
+ * lastStop, servingPid, kernelDevice, sparesExpected, sparesFound, spares[{index, uuid,
  * recordedPath, state, found{path, sequence, generation, timestampMs,
  * validCopies}, stale[]}], main{recordedPath, identity, strength, path,
  * mismatches[{path, reason}]}, conflicts[{kind, devices, explanation, action}]).
@@ -89,6 +89,7 @@ export function printReport(report: DiscoveryReport, output: CliOutput): void {
 function printSetup(setup: SetupFinding, output: CliOutput): void {
   output.out("");
   output.out(`${setup.name} (${setup.uuid}): ${setup.state}, confidence ${setup.confidence}`);
+  if (setup.kernelDevice) output.out(`  kernel device: ${setup.kernelDevice}`);
   for (const spare of setup.spares) {
     const found = spare.found;
     output.out(

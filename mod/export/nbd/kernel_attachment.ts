@@ -29,6 +29,7 @@
 
 import type { DataPlane, DataPlaneConnection } from "../../datapath/data_plane.ts";
 import { KernelAttachError } from "../../errors.ts";
+import { attachedNbdDevices, nbdBackendOf } from "../../device/block_devices.ts";
 import { busyReasonOf } from "../../device/device_users.ts";
 import { closeDescriptor, createSocketPair, peerHungUp } from "../../sys/syscalls.ts";
 import { type NbdExport, type NbdSession, transmissionFlagsOf } from "./handshake.ts";
@@ -55,8 +56,8 @@ export interface KernelAttachmentOptions {
   settings: KernelAttachSettings;
   /** The export: its size and block size configure the device. */
   export: NbdExport;
-  /** Recorded as the device's backend: identifies the setup to a later server. */
-  backend: string;
+  /** The setup's UUID: the device's backend identifier names it, for a later server. */
+  setupUuid: string;
   log: (line: string) => void;
   /** Where sysfs and procfs are mounted. @default "/sys", "/proc" */
   sysfsRoot?: string;
@@ -126,8 +127,9 @@ export class KernelAttachment {
       throw new KernelAttachError(describeNetlinkFailure(error, "cannot attach /dev/nbd*"));
     }
     using _ = kernel;
-    const existing = await this.#deviceWithOurBackend();
-    if (existing !== undefined) return await this.#takeBack(kernel, existing);
+    const attached = await attachedNbdDevices({ sysfsRoot: this.#options.sysfsRoot });
+    const existing = attached.get(this.#options.setupUuid);
+    if (existing !== undefined) return await this.#takeBack(kernel, deviceIndexOf(existing));
     for (let attempt = 1;; attempt++) {
       const index = this.#connect(kernel);
       const receivers = await this.#waitForReceivers(index);
@@ -176,7 +178,7 @@ export class KernelAttachment {
         sockets: pairs.map(([, kernelEnd]) => kernelEnd),
         requestTimeoutS: settings.requestTimeoutS,
         deadConnectionTimeoutS: settings.deadConnectionTimeoutS,
-        backend: this.#options.backend,
+        backend: nbdBackendOf(this.#options.setupUuid),
       });
     } catch (error) {
       for (const [serverEnd] of pairs) closeDescriptor(serverEnd);
@@ -222,7 +224,10 @@ export class KernelAttachment {
   #offerSocket(kernel: KernelNbd, index: number): boolean {
     const [serverEnd, kernelEnd] = this.#socketPairs(1)[0]!;
     try {
-      kernel.reconfigure(index, { sockets: [kernelEnd], backend: this.#options.backend });
+      kernel.reconfigure(index, {
+        sockets: [kernelEnd],
+        backend: nbdBackendOf(this.#options.setupUuid),
+      });
     } catch (error) {
       closeDescriptor(serverEnd);
       throw new KernelAttachError(
@@ -315,23 +320,6 @@ export class KernelAttachment {
     return pairs;
   }
 
-  /** This setup's device, left attached by an earlier server: its backend names the setup. */
-  async #deviceWithOurBackend(): Promise<number | undefined> {
-    const sysfs = this.#options.sysfsRoot ?? "/sys";
-    try {
-      for await (const entry of Deno.readDir(`${sysfs}/block`)) {
-        const index = deviceIndexOf(`/dev/${entry.name}`, false);
-        if (index === undefined) continue;
-        const backend = await Deno.readTextFile(`${sysfs}/block/${entry.name}/backend`)
-          .catch(() => "");
-        if (backend.trim() === this.#options.backend) return index;
-      }
-    } catch {
-      // No sysfs: nothing to take back.
-    }
-    return undefined;
-  }
-
   /**
    * How many kernel tasks run the receiver (`recv_work`) of `/dev/nbd{index}`,
    * once the count reaches the connections or the wait ends; undefined when
@@ -350,11 +338,10 @@ export class KernelAttachment {
 }
 
 /** `N` of `/dev/nbdN`. */
-function deviceIndexOf(path: string, strict = true): number | undefined {
+function deviceIndexOf(path: string): number {
   const match = /^\/dev\/nbd(\d+)$/.exec(path);
   if (match) return Number(match[1]);
-  if (strict) throw new KernelAttachError(`"${path}" is not an NBD device: give auto or /dev/nbdN`);
-  return undefined;
+  throw new KernelAttachError(`"${path}" is not an NBD device: give auto or /dev/nbdN`);
 }
 
 /** Tasks whose kernel stack is in `recv_work` for the device's workqueue (`nbdN-recv`). */

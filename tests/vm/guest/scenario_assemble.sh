@@ -85,6 +85,8 @@ done
 started_once() { cat /tmp/assemble1.log /tmp/assemble2.log; [ "$(serves)" -eq 1 ]; }
 check two_assembles_start_once started_once
 check nbd_attach sh -c "cat $LOG; grep -q 'attached with 2 connections' $LOG && test \$(cat /sys/block/nbd0/size) -gt 0"
+discover_device() { dmremap discover --timeout-ms 15000 | grep "kernel device: /dev/nbd0"; }
+check discover_device discover_device
 already_running() {
   assemble --scan --json >/tmp/again.json 2>&1
   tr -d '\n' </tmp/again.json | grep -o '"action": *"already-running"' || { cat /tmp/again.json; return 1; }
