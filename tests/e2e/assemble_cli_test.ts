@@ -17,6 +17,7 @@ import {
   processStarter,
   SERVE_ATTACH_ARGS,
   serveCommandLine,
+  systemdStarter,
 } from "../../mod/cli/setup_starter.ts";
 import type { AssemblyDecision } from "../../mod/assembly/assembly_plan.ts";
 
@@ -176,5 +177,39 @@ Deno.test("processStarter() runs serve detached and logging, and fails a serve t
   } finally {
     if (pid !== undefined) Deno.kill(pid, "SIGKILL");
     await Deno.remove(directory, { recursive: true });
+  }
+});
+
+Deno.test("systemdStarter() starts dm-remap@<name>.service with systemctl, and names systemctl's refusal", async () => {
+  // A stand-in systemctl on PATH records its arguments: this host runs no systemd. The unit
+  // itself is started by a real systemd in the boot-integration work (issue 19's guest).
+  const bin = await Deno.makeTempDir({ prefix: "dm-remap-systemctl-" });
+  const calls = `${bin}/calls`;
+  await Deno.writeTextFile(
+    `${bin}/systemctl`,
+    `#!/bin/sh\necho "$@" >>"${calls}"\n` +
+      `[ "$2" = "dm-remap@bad.service" ] && echo "Unit dm-remap@bad.service not found." >&2 && exit 5\n` +
+      "exit 0\n",
+  );
+  await Deno.chmod(`${bin}/systemctl`, 0o755);
+  const path = Deno.env.get("PATH");
+  Deno.env.set("PATH", `${bin}:${path}`);
+  try {
+    const decision = { name: "vault" } as AssemblyDecision;
+    assert.deepEqual(await systemdStarter(decision), {
+      name: "vault",
+      unit: "dm-remap@vault.service",
+    });
+    await assert.rejects(
+      systemdStarter({ name: "bad" } as AssemblyDecision),
+      /Cannot start "dm-remap@bad\.service": systemctl said: Unit dm-remap@bad\.service not found\./,
+    );
+    assert.equal(
+      await Deno.readTextFile(calls),
+      "start dm-remap@vault.service\nstart dm-remap@bad.service\n",
+    );
+  } finally {
+    Deno.env.set("PATH", path ?? "");
+    await Deno.remove(bin, { recursive: true });
   }
 });
