@@ -239,6 +239,7 @@ Deno.test("vm 10: the spare's disk is unplugged while serving: its remapped bloc
     assertChecks(run, [
       "dm_main",
       "create",
+      "refused_without_capability",
       "serve",
       "write_old",
       "write_new",

@@ -5,6 +5,16 @@
 note start
 check dm_main sh -c "$(declare_functions) main_table | dmsetup create main" || return 1
 check create dmremap create "$SETUP" --main "$MAIN" --spare "$DISK_SPARE" || return 1
+# Without CAP_SYS_ADMIN in the first user namespace (root only inside a new one), the kernel
+# refuses the nbd family's commands: serve says what is missing and exits 69.
+no_capability() {
+  unshare -U -r deno run -A /guest/dm-remap.js serve "$SETUP" --main "$MAIN" --spare "$DISK_SPARE" \
+    --socket /tmp/uns.sock --api-socket /tmp/uns.api.sock --attach >/tmp/uns.log 2>&1
+  code=$?
+  tail -c 600 /tmp/uns.log
+  [ $code -eq 69 ] && grep -q "needs CAP_SYS_ADMIN" /tmp/uns.log
+}
+check refused_without_capability no_capability
 if serve_start --attach --connections 1; then result serve true "$(cat /tmp/serve.log)"; else
   result serve false "$(cat /tmp/serve.log)"
   return 1
