@@ -138,10 +138,14 @@ export class KernelAttachment {
         `/dev/nbd${index}: the kernel reads ${receivers} of ${this.#options.settings.connections} ` +
           `connections (attempt ${attempt}); the 6.1 workqueue rescuer case, see docs/vm.md`,
       );
-      if (attempt >= ATTACH_ATTEMPTS_MAX) {
-        throw new KernelAttachError(`/dev/nbd${index}: the kernel did not read every connection`);
-      }
+      // Nothing uses a device this attach made: it can go before the next attempt or the refusal.
       await this.#disconnect(kernel, index);
+      if (attempt >= ATTACH_ATTEMPTS_MAX) {
+        throw new KernelAttachError(
+          `/dev/nbd${index}: the kernel read ${receivers} of ${this.#options.settings.connections} ` +
+            `connections in ${ATTACH_ATTEMPTS_MAX} attempts; try --connections 1`,
+        );
+      }
     }
   }
 
