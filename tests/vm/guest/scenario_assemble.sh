@@ -93,6 +93,9 @@ already_running() {
 }
 check already_running already_running
 
+# From here on the kernel log must show no failed I/O. Before it, an attach the kernel did not
+# read every connection of is disconnected ("shutting down sockets") and made again.
+mark filesystem
 check mkfs mkfs.ext4 -q -F -E nodiscard "$NBD" || return 1
 check mount mount -t ext4 "$NBD" "$MNT" || return 1
 check write_before_kill write_tree "$MNT/t" 20
@@ -117,7 +120,7 @@ check mount_verify mount -t ext4 -o ro "$NBD" "$MNT"
 check verify verify_sums /tmp/sums
 umount "$MNT"
 check e2fsck e2fsck -fn "$NBD"
-failed=$(dmesg | grep -iE "I/O error|EXT4-fs (error|warning)|Aborting journal|shutting down sockets" || true)
+failed=$(dmesg_since filesystem | grep -iE "I/O error|EXT4-fs (error|warning)|Aborting journal|shutting down sockets" || true)
 if [ -z "$failed" ]; then result no_io_errors true ""; else result no_io_errors false "$failed"; fi
 kill -TERM $(serve_pids)
 note end
