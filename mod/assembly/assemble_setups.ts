@@ -23,6 +23,7 @@
 
 import { assert } from "../assert.ts";
 import { ASSEMBLE_LOCK_WAIT_MS_MAX } from "../constants.ts";
+import { heldByAnotherProcess } from "../device/device_users.ts";
 import { ERRNO, FileDescriptor, OPEN_FLAGS, openPath } from "../sys/libc.ts";
 import {
   type AssemblyDecision,
@@ -182,30 +183,6 @@ async function runningReasonOf(
     }
   }
   return undefined;
-}
-
-/**
- * Whether another process holds a device exclusively: an `flock` on a file
- * (`serve` takes one on each file spare), `O_EXCL` on a block device. The
- * check takes the lock for an instant and releases it; it writes nothing.
- */
-export function heldByAnotherProcess(path: string): boolean {
-  let info: Deno.FileInfo;
-  try {
-    info = Deno.statSync(path);
-  } catch {
-    return false;
-  }
-  const flags = info.isBlockDevice ? OPEN_FLAGS.O_RDONLY | OPEN_FLAGS.O_EXCL : OPEN_FLAGS.O_RDONLY;
-  const fd = openPath(path, flags);
-  if (fd === -ERRNO.EBUSY) return true;
-  if (fd < 0) return false;
-  const descriptor = new FileDescriptor(fd);
-  try {
-    return info.isFile && descriptor.lockExclusive() === -ERRNO.EAGAIN;
-  } finally {
-    descriptor.close();
-  }
 }
 
 /** Records the device if it is a spare; says which indexes of its setup have been seen. */

@@ -11,6 +11,7 @@
  */
 
 import { PROCESSES_SEARCHED_MAX } from "../constants.ts";
+import { ERRNO, FileDescriptor, OPEN_FLAGS, openPath } from "../sys/libc.ts";
 import { deviceNumberOf } from "./storage_stack.ts";
 
 /** A process found using a device. */
@@ -117,6 +118,50 @@ export function busyReasonOf(
   const users = openersOf(info, options);
   if (users.length > 0) reasons.push(describeUsers(users, "has it open"));
   return reasons.length > 0 ? reasons.join("; ") : undefined;
+}
+
+/**
+ * Whether another process holds a device exclusively: an `flock` on a file
+ * (`serve` takes one on each file spare), `O_EXCL` on a block device. The
+ * check takes the lock for an instant and releases it; it writes nothing.
+ */
+export function heldByAnotherProcess(path: string): boolean {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch {
+    return false;
+  }
+  const flags = info.isBlockDevice ? OPEN_FLAGS.O_RDONLY | OPEN_FLAGS.O_EXCL : OPEN_FLAGS.O_RDONLY;
+  const fd = openPath(path, flags);
+  if (fd === -ERRNO.EBUSY) return true;
+  if (fd < 0) return false;
+  const descriptor = new FileDescriptor(fd);
+  try {
+    return info.isFile && descriptor.lockExclusive() === -ERRNO.EAGAIN;
+  } finally {
+    descriptor.close();
+  }
+}
+
+/**
+ * Why a block device node is in use, in words ({@link busyReasonOf}, or a
+ * holder that leaves no trace in procfs or sysfs but makes `O_EXCL` fail),
+ * or undefined when nothing uses it or the node is gone. This process, and
+ * `exceptPids`, do not count.
+ */
+export function deviceInUseReason(
+  path: string,
+  options: DeviceUsersOptions = {},
+): string | undefined {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch {
+    return undefined;
+  }
+  return busyReasonOf(info, options) ??
+    (heldByAnotherProcess(path) ? "it is claimed exclusively by another program" : undefined);
 }
 
 /** `process 1234 (cmd …) <doing>`, for one or more processes. */

@@ -7,9 +7,7 @@
  * @module
  */
 
-import { busyReasonOf } from "../device/device_users.ts";
-import { openFileDevice } from "../device/file_device.ts";
-import { DeviceOpenError, UnavailableError } from "../errors.ts";
+import { UnavailableError } from "../errors.ts";
 import {
   listRuntimeStates,
   requestDetach,
@@ -48,41 +46,6 @@ export async function findRunningSetup(dir: string, setup: string): Promise<Runt
         ? `: "${stale.path}" records process ${stale.state.process.pid}, which has ended`
         : ` (no record under ${dir}/setups)`),
   );
-}
-
-/**
- * Who uses a kernel block device, in words: where it is mounted, what is
- * stacked on it, which other processes have it open, or that someone holds
- * it exclusively. The server itself does not count.
- *
- * @param path The device node, e.g. `/dev/nbd0`.
- * @param serverPid The server of the device.
- * @returns The reason, or undefined when nothing uses it (or the node is gone).
- */
-export async function kernelDeviceUse(
-  path: string,
-  serverPid: number,
-): Promise<string | undefined> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
-  const reason = busyReasonOf(info, { exceptPids: [serverPid] });
-  if (reason !== undefined) return reason;
-  // A holder that leaves no trace in procfs or sysfs still makes O_EXCL fail.
-  try {
-    const device = await openFileDevice(path, { readOnly: true, exclusive: true });
-    await device.close();
-    return undefined;
-  } catch (error) {
-    if (error instanceof DeviceOpenError && error.code === "EBUSY") {
-      return "it is claimed exclusively by another program";
-    }
-    return undefined;
-  }
 }
 
 /** Options of {@link stopServer}. */

@@ -14,11 +14,11 @@ import assert from "node:assert/strict";
 import {
   assembleSetups,
   type AssembleSetupsOptions,
-  heldByAnotherProcess,
   type StartRecord,
   withExclusiveLock,
 } from "../../mod/assembly/assemble_setups.ts";
 import type { AssemblyDecision } from "../../mod/assembly/assembly_plan.ts";
+import { heldByAnotherProcess } from "../../mod/device/device_users.ts";
 import { discover } from "../../mod/assembly/discover.ts";
 import { probeInProcess } from "../../mod/assembly/probe_pool.ts";
 import { openFileDevice } from "../../mod/device/file_device.ts";

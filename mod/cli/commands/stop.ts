@@ -12,8 +12,9 @@
  * @module
  */
 
+import { deviceInUseReason } from "../../device/device_users.ts";
 import { UnavailableError } from "../../errors.ts";
-import { findRunningSetup, kernelDeviceUse, stopServer } from "../../service/stop_server.ts";
+import { findRunningSetup, stopServer } from "../../service/stop_server.ts";
 import type { CommandInput } from "../command.ts";
 import { integerOption, onePositional, RUN_DIR, stringOption } from "../options.ts";
 
@@ -32,7 +33,7 @@ export async function stopCommand({ values, positionals, output }: CommandInput)
   const { state } = await findRunningSetup(RUN_DIR, setup);
   const kernelDevice = state.kernelDevice;
   if (kernelDevice !== undefined && values.force !== true) {
-    const use = await kernelDeviceUse(kernelDevice, state.process.pid);
+    const use = deviceInUseReason(kernelDevice, { exceptPids: [state.process.pid] });
     if (use !== undefined) {
       throw new UnavailableError(
         `Setup "${state.name}" is in use: ${kernelDevice}: ${use}. Stop that user first ` +

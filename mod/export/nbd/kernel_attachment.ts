@@ -30,7 +30,7 @@
 import type { DataPlane, DataPlaneConnection } from "../../datapath/data_plane.ts";
 import { KernelAttachError } from "../../errors.ts";
 import { attachedNbdDevices, nbdBackendOf } from "../../device/block_devices.ts";
-import { busyReasonOf } from "../../device/device_users.ts";
+import { deviceInUseReason } from "../../device/device_users.ts";
 import { closeDescriptor, createSocketPair, peerHungUp } from "../../sys/syscalls.ts";
 import { type NbdExport, type NbdSession, transmissionFlagsOf } from "./handshake.ts";
 import { prepareWorkerSocket } from "./connection_worker.ts";
@@ -99,14 +99,10 @@ export class KernelAttachment {
   busyReason(): string | undefined {
     const path = this.devicePath;
     if (path === undefined) return undefined;
-    try {
-      return busyReasonOf(Deno.statSync(path), {
-        sysfsRoot: this.#options.sysfsRoot,
-        procRoot: this.#options.procRoot,
-      });
-    } catch {
-      return undefined;
-    }
+    return deviceInUseReason(path, {
+      sysfsRoot: this.#options.sysfsRoot,
+      procRoot: this.#options.procRoot,
+    });
   }
 
   /** Connections the kernel has now. */
