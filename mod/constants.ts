@@ -131,6 +131,14 @@ export const BACKUP_ARCHIVE_MAX = 10;
 
 /** How long `dm-remap status` waits for the server by default. */
 export const STATUS_TIMEOUT_MS_DEFAULT = 5_000;
+/** The most bytes of request line and headers the status API reads from one request. */
+export const API_REQUEST_HEAD_BYTES_MAX = 16 * 1024;
+/** The largest request body the status API takes (its mutations take small JSON options). */
+export const API_REQUEST_BODY_BYTES_MAX = 64 * 1024;
+/** How long a client of the API's Unix socket may take to send its whole request. */
+export const API_REQUEST_TIMEOUT_MS = 10_000;
+/** Connections the API's Unix socket serves at once; more are closed at once. */
+export const API_CONNECTIONS_MAX = 64;
 
 /** Devices followed below one device (partitions, dm/md slaves, loop files) when comparing disks. */
 export const STORAGE_STACK_NODES_MAX = 64;

@@ -4,7 +4,17 @@
  * @module
  */
 
+import type { PeerCredentials } from "../sys/syscalls.ts";
+import type { SetupControl } from "./control.ts";
 import type { StatusSource } from "./status.ts";
 
-/** What every handler can read from `c.var`: the injected status source. */
-export type ApiEnv = { Variables: { status: StatusSource } };
+/**
+ * What every handler can read: the injected status source and control in
+ * `c.var`, and in `c.env` what the server knows of the connection: the
+ * peer's credentials over the Unix socket (`unix_http_server.ts`), the
+ * remote address over TCP (`Deno.serve`), nothing from `app.request()`.
+ */
+export type ApiEnv = {
+  Bindings: { peer?: PeerCredentials; remoteAddr?: Deno.Addr } | undefined;
+  Variables: { status: StatusSource; control: SetupControl | undefined };
+};

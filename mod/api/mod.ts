@@ -1,15 +1,21 @@
 /**
- * The local status API of a running setup: a read-only Hono app with a JSON
- * status, a paged remap listing, a health check for monitoring, Prometheus
- * metrics and a small HTML dashboard; a server for a Unix socket and/or TCP;
- * and the client that `dm-remap status` uses.
+ * The local API of a running setup: a Hono app with a JSON status, a paged
+ * remap listing, the events, a health check for monitoring, Prometheus
+ * metrics, an OpenAPI document, a live HTML dashboard, and two guarded
+ * mutations (metadata repair, stop); a server for a Unix socket (with the
+ * peer's credentials) and/or TCP; and the client that `dm-remap status` uses.
  *
- * The API reads a {@link StatusSource} and nothing else: it never sees
- * devices and never changes the setup.
+ * The API reads a {@link StatusSource} and changes the setup only through a
+ * {@link SetupControl}: it never sees devices. Every method but GET, HEAD and
+ * OPTIONS passes `mutation_guard.ts` first.
  *
  * | Route                             | Answer                                      |
  * | --------------------------------- | ------------------------------------------- |
  * | `GET /`                           | HTML dashboard, polls the status every 2 s  |
+ * | `GET /api/v1/events?limit=`       | `{ events }`, newest first                  |
+ * | `GET /api/v1/openapi.json`        | the OpenAPI 3.1 document                    |
+ * | `POST /api/v1/metadata/repair`    | {@link MetadataRepair}; guarded             |
+ * | `POST /api/v1/stop`               | {@link StopAccepted} (202); guarded         |
  * | `GET /api/v1/status`              | {@link SetupStatus}                         |
  * | `GET /api/v1/remaps?offset=&limit=` | `{ total, entries }`; 400 on a bad query  |
  * | `GET /api/v1/health`              | {@link Health}; 200 ok, 503 degraded        |
@@ -63,7 +69,16 @@
  */
 
 export type { ApiEnv } from "./_env.ts";
-export { API_PATHS, type ApiErrorBody, createApp } from "./app.ts";
+export { API_ROUTES, type ApiErrorBody, createApp, type CreateAppOptions } from "./app.ts";
+export type {
+  MetadataRepair,
+  SetupControl,
+  SpareMetadataRepair,
+  StopAccepted,
+  StopRequestOptions,
+} from "./control.ts";
+export { guardMutations, type MutationGuardSettings, READ_METHODS } from "./mutation_guard.ts";
+export { API_OPERATIONS, type ApiOperation, openApiDocument } from "./openapi.ts";
 export {
   fetchStatus,
   type FetchStatusOptions,
@@ -71,10 +86,12 @@ export {
   StatusRequestError,
 } from "./client.ts";
 export {
+  API_SOCKET_MODE,
   API_TCP_HOSTNAME_DEFAULT,
   type ApiAddress,
   ApiListenError,
   type ApiServer,
+  isLoopback,
   serveApi,
   type ServeApiOptions,
 } from "./http_server.ts";

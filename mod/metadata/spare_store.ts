@@ -305,6 +305,45 @@ export class SpareStore {
   }
 
   /**
+   * Checks the five copies on disk against the state this store holds, and
+   * rewrites each copy that is unreadable, invalid, or not the current state
+   * (a copy that rotted, or one a failed write left behind) from that state.
+   * The caller serialises this with every other metadata write of the spare,
+   * so the state written is the newest one.
+   *
+   * @returns One report per copy: what was found, and whether it was rewritten.
+   * @throws {DeviceIoError} When a rewrite fails; copies rewritten before it stay rewritten.
+   */
+  async repairCopies(): Promise<CopyReport[]> {
+    const decoded = await readCopies(this.device);
+    const reports: CopyReport[] = [];
+    let winnerSeen = false;
+    for (const [copyIndex, copy] of decoded.entries()) {
+      const current = copy.valid && copy.header.sequence === this.#header.sequence &&
+        copy.header.timestampMs === this.#header.timestampMs;
+      reports.push({
+        copyIndex,
+        sector: COPY_SECTORS[copyIndex]!,
+        valid: copy.valid,
+        reason: copy.valid ? undefined : copy.reason,
+        sequence: copy.valid ? copy.header.sequence : undefined,
+        timestampMs: copy.valid ? copy.header.timestampMs : undefined,
+        formatVersion: copy.valid ? copy.header.formatVersion : undefined,
+        // The first copy that holds the current state stands for it, as the winner of an open does.
+        winner: current && !winnerSeen,
+        stale: !current,
+        repaired: false,
+      });
+      winnerSeen ||= current;
+    }
+    for (const report of reports.filter((each) => each.stale)) {
+      await writeCopy(this.device, { ...this.#header, copyIndex: report.copyIndex }, this.#payload);
+      report.repaired = true;
+    }
+    return reports;
+  }
+
+  /**
    * Makes remaps durable: logs that the next slots hold `blockIndexes`, in
    * order, and flushes. The caller wrote and flushed the slots' data first.
    *

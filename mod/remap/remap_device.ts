@@ -45,6 +45,7 @@ import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "../dev
 import { isRangeInside } from "../device/device.ts";
 import { DeviceIoError, isDeviceGone } from "../errors.ts";
 import { slotOffsetBytes } from "../metadata/spare_layout.ts";
+import type { CopyReport } from "../metadata/spare_store.ts";
 import type { ServingMarker } from "../metadata/superblock.ts";
 import { IoGate } from "./io_gate.ts";
 import { type PlanSource, RequestPlanner, type Run } from "./plan.ts";
@@ -108,6 +109,15 @@ interface BlockWrite {
 interface RemapRequest extends BlockWrite {
   resolve: () => void;
   reject: (error: unknown) => void;
+}
+
+/** What {@link RemapDevice.repairMetadata} did on one spare. */
+export interface SpareRepair {
+  spareIndex: number;
+  /** The five copies as they were found; `repaired` marks those rewritten. Empty after an error. */
+  copies: CopyReport[];
+  /** Why the spare could not be repaired (it is failed now). */
+  error?: string;
 }
 
 /** The remapped block device. */
@@ -365,6 +375,31 @@ export class RemapDevice implements Device {
         device.close()
       ),
     );
+  }
+
+  /**
+   * Rewrites every metadata copy of the working spares that is unreadable,
+   * invalid or stale, from the state the engine holds; between the other
+   * metadata writes, never during one. A spare that cannot be written fails,
+   * as it does when the setup state cannot be written to it.
+   *
+   * @returns Per working spare, its copies as found and whether each was rewritten, or the error.
+   */
+  repairMetadata(): Promise<SpareRepair[]> {
+    assert(!this.#closed, "metadata is repaired while the engine is open");
+    return this.#serializeMetadata(async () => {
+      const repairs: SpareRepair[] = [];
+      for (const spare of this.#spares.working) {
+        try {
+          repairs.push({ spareIndex: spare.index, copies: await spare.store.repairCopies() });
+        } catch (error) {
+          if (!isIoError(error) && !isDeviceGone(error)) throw error;
+          this.#failSpare(spare, error.message);
+          repairs.push({ spareIndex: spare.index, copies: [], error: error.message });
+        }
+      }
+      return repairs;
+    });
   }
 
   /** Writes the setup-wide state (pending list, spare states, degraded) to every active spare now. */
@@ -626,9 +661,9 @@ export class RemapDevice implements Device {
   }
 
   /** Serialises every change to the spares' metadata. */
-  #serializeMetadata(work: () => Promise<void>): Promise<void> {
+  #serializeMetadata<T>(work: () => Promise<T>): Promise<T> {
     const result = this.#metadataTail.then(work);
-    this.#metadataTail = result.catch(() => {});
+    this.#metadataTail = result.then(() => {}, () => {});
     return result;
   }
 

@@ -24,6 +24,21 @@ export interface ListenSettings {
   tcp?: TcpListener;
 }
 
+/** The status API: where it listens, and who may change the setup through it. */
+export interface ApiSettings extends ListenSettings {
+  /**
+   * The bearer token that allows mutations (POST) from any address; needed
+   * to listen on TCP beyond loopback. @default none (mutations only over the
+   * Unix socket, as root or `socketGroup`)
+   */
+  token?: string;
+  /**
+   * The group, by name or number, that owns the Unix socket (mode 0660): its
+   * members may connect and change the setup. @default none (root only)
+   */
+  socketGroup?: string | number;
+}
+
 /** The NBD export. */
 export interface NbdSettings extends ListenSettings {
   /** The export's name. */
@@ -44,7 +59,7 @@ export interface NbdSettings extends ListenSettings {
 export interface ServiceSettings {
   nbd: NbdSettings;
   /** The status API. */
-  api: ListenSettings;
+  api: ApiSettings;
   /** The setup's event history database (SQLite); its directory is created if missing. */
   eventsPath: string;
   /** Where the metadata backups go (`backup_directory.ts`). @default none (no backups) */

@@ -39,6 +39,7 @@ import {
 } from "./runtime_state.ts";
 import { servingMarkerOfThisProcess } from "./serving_marker.ts";
 import type { ServiceSettings } from "./settings.ts";
+import { setupControlOf } from "./setup_control.ts";
 import { StatusApi } from "./status_api.ts";
 import { statusSourceOf } from "./status_source.ts";
 
@@ -53,6 +54,11 @@ export interface SetupServiceOptions {
   settings: ServiceSettings;
   /** Receives each log line (engine events, NBD notes, failed backups), prefixed with the setup's name. */
   log: (line: string) => void;
+  /**
+   * Called once when `POST /api/v1/stop` asks the service to stop; the
+   * caller then calls {@link SetupService.stop} as on SIGTERM. @default none (the API refuses)
+   */
+  onStopRequested?: (request: { detach: boolean }) => void;
 }
 
 /** A setup served from {@link start} to {@link stop}. */
@@ -64,6 +70,7 @@ export class SetupService {
   readonly #disks: SetupDisks;
   readonly #settings: ServiceSettings;
   readonly #log: (line: string) => void;
+  readonly #onStopRequested: SetupServiceOptions["onStopRequested"];
   readonly #prefix: string;
   #history: EventHistory | undefined;
   #unsubscribeHistory: (() => void) | undefined;
@@ -85,6 +92,7 @@ export class SetupService {
     this.#disks = disks;
     this.#settings = options.settings;
     this.#log = options.log;
+    this.#onStopRequested = options.onStopRequested;
     this.#prefix = `dm-remap[${disks.spares.description.setup.name}]`;
   }
 
@@ -229,7 +237,14 @@ export class SetupService {
       nbd: this.#nbd.view,
       eventCounts: this.#eventCounts,
     });
-    this.#api = new StatusApi(this.#status, this.#settings.api);
+    const nbd = this.#nbd;
+    const control = setupControlOf({
+      engine,
+      spares: this.#disks.spares,
+      kernelDevice: () => nbd.kernelDevice,
+      onStopRequested: this.#onStopRequested,
+    });
+    this.#api = new StatusApi(this.#status, { control, settings: this.#settings.api });
     await this.#api.start();
     this.#readers.push(this.#api);
   }

@@ -1,30 +1,52 @@
 /**
  * The status API of a running setup, as a {@link ServiceComponent}: the Hono
- * app over a {@link StatusSource}, listening where the settings say.
+ * app over a {@link StatusSource} and a {@link SetupControl}, guarded by the
+ * settings' token and socket group, listening where the settings say.
  *
  * @module
  */
 
 import { createApp } from "../api/app.ts";
+import type { SetupControl } from "../api/control.ts";
 import { type ApiServer, serveApi } from "../api/http_server.ts";
 import type { StatusSource } from "../api/status.ts";
 import { assert } from "../assert.ts";
+import { groupIdOf } from "../sys/group_id.ts";
 import type { ServiceComponent } from "./component.ts";
-import type { ListenSettings } from "./settings.ts";
+import type { ApiSettings } from "./settings.ts";
 
 /** Serves the status API between {@link start} and {@link stop}. */
 export class StatusApi implements ServiceComponent {
   readonly #source: StatusSource;
-  readonly #settings: ListenSettings;
+  readonly #control: SetupControl;
+  readonly #settings: ApiSettings;
   #server: ApiServer | undefined;
 
-  constructor(source: StatusSource, settings: ListenSettings) {
+  constructor(source: StatusSource, options: { control: SetupControl; settings: ApiSettings }) {
     this.#source = source;
-    this.#settings = settings;
+    this.#control = options.control;
+    this.#settings = options.settings;
   }
 
+  /**
+   * Resolves the socket group and starts listening.
+   *
+   * @throws {UsageError} When the group does not exist, or TCP is beyond loopback without a token.
+   * @throws {ApiListenError} When an address cannot be bound.
+   */
   async start(): Promise<void> {
-    this.#server = await serveApi(createApp(this.#source), this.#settings);
+    const { token, socketGroup, unixPath, tcp } = this.#settings;
+    const socketGid = socketGroup === undefined ? undefined : await groupIdOf(socketGroup);
+    const app = createApp(this.#source, {
+      control: this.#control,
+      guard: { token, socketGid },
+    });
+    this.#server = await serveApi(app, {
+      unixPath,
+      tcp,
+      socketGid,
+      tokenConfigured: token !== undefined,
+    });
   }
 
   /** Stops listening, waits for answers in progress, and removes the socket file. */

@@ -25,6 +25,7 @@ const SYMBOLS = {
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   fdatasync: { parameters: ["i32"], result: "i32" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
@@ -195,6 +196,63 @@ export function growSendBuffer(fd: number, bytes: number): number {
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
+const SO_PEERCRED = 17;
+const SO_PEERGROUPS = 59;
+/** `sizeof(struct ucred)`: pid, uid, gid, each 32 bits. */
+const UCRED_BYTES = 12;
+/** The most supplementary groups read for a peer (Linux's NGROUPS_MAX is 65536; 256 covers real users). */
+const PEER_GROUPS_MAX = 256;
+
+/** Who is at the other end of a connected Unix socket, as the kernel recorded it at connect(). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  /** The primary group. */
+  gid: number;
+  /** The supplementary groups. */
+  groups: number[];
+}
+
+/**
+ * The credentials of a Unix socket's peer: `SO_PEERCRED` and `SO_PEERGROUPS`
+ * (Linux 4.13), taken by the kernel when the peer connected, so a peer cannot
+ * claim another identity.
+ *
+ * @returns The credentials, or `-errno` (ERANGE when the peer has more than {@link PEER_GROUPS_MAX} groups).
+ */
+export function peerCredentials(fd: number): PeerCredentials | number {
+  const ucred = new Uint32Array(UCRED_BYTES / 4);
+  const length = new Uint32Array([UCRED_BYTES]);
+  const got = callSync(() =>
+    libc().getsockopt(
+      fd,
+      SOL_SOCKET,
+      SO_PEERCRED,
+      new Uint8Array(ucred.buffer),
+      new Uint8Array(length.buffer),
+    )
+  );
+  if (got < 0) return got;
+  const groups = new Uint32Array(PEER_GROUPS_MAX);
+  const groupsLength = new Uint32Array([groups.byteLength]);
+  const gotGroups = callSync(() =>
+    libc().getsockopt(
+      fd,
+      SOL_SOCKET,
+      SO_PEERGROUPS,
+      new Uint8Array(groups.buffer),
+      new Uint8Array(groupsLength.buffer),
+    )
+  );
+  if (gotGroups < 0) return gotGroups;
+  return {
+    pid: ucred[0]!,
+    uid: ucred[1]!,
+    gid: ucred[2]!,
+    groups: [...groups.subarray(0, groupsLength[0]! / 4)],
+  };
+}
+
 const SO_RCVTIMEO = 20;
 
 /**

@@ -12,7 +12,8 @@
 import assert, { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { ConnByteStream } from "../../mod/export/nbd/byte_stream.ts";
 import { transmissionFlagsOf } from "../../mod/export/nbd/handshake.ts";
-import { negotiateSocket, PolledSocket } from "../../mod/export/nbd/negotiator.ts";
+import { negotiateSocket } from "../../mod/export/nbd/negotiator.ts";
+import { PolledSocket } from "../../mod/sys/polled_socket.ts";
 import { REQUEST_HEADER_BYTES } from "../../mod/export/nbd/protocol.ts";
 import { closeDescriptor, createSocketPair } from "../../mod/sys/syscalls.ts";
 import {

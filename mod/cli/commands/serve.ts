@@ -37,7 +37,12 @@ export async function serveCommand({ values, positionals, output }: CommandInput
     force: values.force === true,
     direct: values.buffered !== true,
   }, log);
-  const serving = new SetupService(disks, { settings: serveSettings(flags, setupName), log });
+  const askedByApi = Promise.withResolvers<{ detach: boolean }>();
+  const serving = new SetupService(disks, {
+    settings: serveSettings(flags, setupName),
+    log,
+    onStopRequested: askedByApi.resolve,
+  });
   try {
     await serving.start();
   } catch (error) {
@@ -50,14 +55,19 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   for (const address of serving.nbdAddresses) output.out(`  NBD  ${address}`);
   for (const address of serving.apiAddresses) output.out(`  API  ${address}`);
   if (serving.kernelDevice) output.out(`  KERNEL  ${serving.kernelDevice}`);
-  const signal = await stopRequested;
-  const detach = await serving.stopRequest() === "detach";
-  const meaning = detach
+  const asked = await Promise.race([stopRequested, askedByApi.promise]);
+  const fromApi = typeof asked === "object";
+  const detach = fromApi ? asked.detach : await serving.stopRequest() === "detach";
+  const meaning = fromApi
+    ? `stop asked through the API, ${
+      detach ? "the kernel device goes too" : "a kernel device stays"
+    }`
+    : detach
     ? "stop asked by dm-remap stop, the kernel device goes too"
     : "a restart, a kernel device stays attached for the next server while it is in use";
   output.err(
-    `dm-remap[${setupName}]: ${signal} (${meaning}): finishing in-flight requests, flushing, ` +
-      `writing metadata`,
+    `dm-remap[${setupName}]: ${fromApi ? "POST /api/v1/stop" : asked} (${meaning}): finishing ` +
+      `in-flight requests, flushing, writing metadata`,
   );
   await serving.stop({ kernelDevice: detach ? "detach" : "auto" });
   output.err(`dm-remap[${setupName}]: stopped cleanly`);

@@ -1,0 +1,59 @@
+/**
+ * What the API's mutating routes may ask of a running setup. Like the
+ * {@link StatusSource}, it is injected: the API never sees devices, and the
+ * service decides how each request is carried out.
+ *
+ * @module
+ */
+
+import type { CopyHealth } from "./status.ts";
+
+/** What a metadata repair found and did on one spare. */
+export interface SpareMetadataRepair {
+  index: number;
+  path: string;
+  /** The five copies as they were found; `repaired` marks those rewritten. */
+  copies: CopyHealth[];
+  /** Copies rewritten. */
+  repairedCopies: number;
+  /** Why the spare could not be repaired; it has failed. */
+  error?: string;
+}
+
+/** The answer of `POST /api/v1/metadata/repair`. */
+export interface MetadataRepair {
+  /** Every spare that is not failed, in index order. */
+  spares: SpareMetadataRepair[];
+  /** Copies rewritten on all spares. */
+  repairedCopies: number;
+}
+
+/** What `POST /api/v1/stop` asks. */
+export interface StopRequestOptions {
+  /** Detach the kernel device too, as `dm-remap stop` does. @default true */
+  detach: boolean;
+  /** Detach it even while mounted or open. @default false */
+  force: boolean;
+}
+
+/** The answer of `POST /api/v1/stop`: the stop has begun. */
+export interface StopAccepted {
+  stopping: true;
+  /** The process that stops. */
+  pid: number;
+  /** The kernel device that will be detached, if any. */
+  kernelDevice: string | null;
+}
+
+/** The changes a running setup offers its API. */
+export interface SetupControl {
+  /** Rewrites stale or invalid metadata copies from the current state. */
+  repairMetadata(): Promise<MetadataRepair>;
+  /**
+   * Begins an orderly stop, as `dm-remap stop` does; the answer is sent
+   * before the API itself stops.
+   *
+   * @throws {UnavailableError} When the kernel device is in use and `force` is not set.
+   */
+  requestStop(options: StopRequestOptions): StopAccepted;
+}
