@@ -25,6 +25,8 @@ export interface ServeSetupOptions {
   remapBlocks?: number[];
   /** Main-disk blocks read once each, so each is pending. @default [] */
   pendingBlocks?: number[];
+  /** More failing main-disk blocks, left for the test to write or read. @default [] */
+  badBlocks?: number[];
   /** The API's settings besides its socket path. @default socket only */
   api?: Omit<ApiSettings, "unixPath">;
   onStopRequested?: SetupServiceOptions["onStopRequested"];
@@ -71,7 +73,7 @@ export async function serveSetup(options: ServeSetupOptions = {}): Promise<Serve
   const pendingBlocks = options.pendingBlocks ?? [];
   const main = new FaultyDevice(await openFileDevice(mainPath, { direct: false }), {
     blockBytes: BLOCK_BYTES,
-    badBlocks: [...remapBlocks, ...pendingBlocks],
+    badBlocks: [...remapBlocks, ...pendingBlocks, ...options.badBlocks ?? []],
   });
   const spares = await openSpares([await openFileDevice(sparePath, { direct: false })]);
   const apiSocket = `${dir}/run/api.sock`;
