@@ -90,6 +90,62 @@ Deno.test("SpareStore.open() picks the newest valid copy and rewrites the stale 
   assert.ok(after.copies.every((copy) => copy.sequence === 2));
 });
 
+Deno.test("SpareStore.repairCopies() rewrites corrupt and stale copies from the open state, only those", async () => {
+  const { device, store } = await formatted();
+  const oldCopy = device.peek({ offsetBytes: COPY_SECTORS[1]! * SECTOR_BYTES, lengthBytes: 4096 })
+    .slice();
+  await store.writeMetadata((payload) => payload.pending = [42]);
+  await store.appendRemaps([9]);
+  // Copy 1 goes back to sequence 1 (a lost write), copy 3 rots.
+  await device.write(oldCopy, COPY_SECTORS[1]! * SECTOR_BYTES);
+  await corruptCopy(device, 3);
+  const untouched = [0, 2, 4].map((copyIndex) =>
+    device.peek({ offsetBytes: COPY_SECTORS[copyIndex]! * SECTOR_BYTES, lengthBytes: 4096 })
+      .slice()
+  );
+  const writes: number[] = [];
+  const write = device.write.bind(device);
+  device.write = (data, offsetBytes, options) => {
+    writes.push(offsetBytes / SECTOR_BYTES);
+    return write(data, offsetBytes, options);
+  };
+  const reports = await store.repairCopies();
+  assert.deepEqual(
+    reports.map(({ valid, sequence, stale, repaired, winner }) => ({
+      valid,
+      sequence,
+      stale,
+      repaired,
+      winner,
+    })),
+    [
+      { valid: true, sequence: 2, stale: false, repaired: false, winner: true },
+      { valid: true, sequence: 1, stale: true, repaired: true, winner: false },
+      { valid: true, sequence: 2, stale: false, repaired: false, winner: false },
+      { valid: false, sequence: undefined, stale: true, repaired: true, winner: false },
+      { valid: true, sequence: 2, stale: false, repaired: false, winner: false },
+    ],
+  );
+  assert.deepEqual(
+    writes,
+    [COPY_SECTORS[1], COPY_SECTORS[3]],
+    "only the two bad copies are written",
+  );
+  [0, 2, 4].forEach((copyIndex, i) => {
+    const now = device.peek({
+      offsetBytes: COPY_SECTORS[copyIndex]! * SECTOR_BYTES,
+      lengthBytes: 4096,
+    });
+    assert.deepEqual(now, untouched[i], `copy ${copyIndex} is left alone`);
+  });
+  const { store: reopened, report } = await SpareStore.open(device, { repair: false });
+  assert.equal(report.validCopies, 5);
+  assert.ok(report.copies.every((copy) => copy.sequence === 2 && !copy.stale));
+  assert.deepEqual(reopened.payload.pending, [42]);
+  assert.deepEqual(reopened.slotBlocks, [9]);
+  assert.deepEqual((await store.repairCopies()).filter((copy) => copy.repaired), []);
+});
+
 Deno.test("SpareStore.open() upgrades an older format through the migration chain", async () => {
   const { device } = await formatted();
   // Make every copy a "version 0" copy whose payload lacks `scan`; the test

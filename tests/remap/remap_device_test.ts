@@ -7,7 +7,9 @@
  */
 
 import assert from "node:assert/strict";
+import { COPY_SECTORS, SECTOR_BYTES } from "../../mod/constants.ts";
 import type { DeviceIoError } from "../../mod/errors.ts";
+import { SpareStore } from "../../mod/metadata/spare_store.ts";
 import { makeHarness, pattern, readBack } from "./harness.ts";
 
 const KIB = 1024;
@@ -195,4 +197,60 @@ Deno.test("RemapDevice remaps and pending blocks survive a restart", async () =>
   assert.deepEqual(restarted.lookup(18), { spareIndex: 0, slotIndex: 0 });
   assert.deepEqual(restarted.pendingBlocks, [20]);
   assert.deepEqual(await readBack(restarted, 72 * KIB, 4 * KIB), data);
+});
+
+Deno.test("RemapDevice.repairMetadata() between remaps leaves every copy current; a spare it cannot write fails", async () => {
+  const { engine, faulty, spares, faultySpares, events } = await makeHarness({ spareCount: 2 });
+  const copyAt = (copyIndex: number) => COPY_SECTORS[copyIndex]! * SECTOR_BYTES;
+  await spares[0]!.write(new Uint8Array(SECTOR_BYTES).fill(0xa5), copyAt(2));
+  await spares[1]!.write(new Uint8Array(SECTOR_BYTES).fill(0xa5), copyAt(0));
+  // Slow spare writes, so a repair that ran beside a metadata update would overlap it.
+  for (const spare of spares) {
+    const write = spare.write.bind(spare);
+    spare.write = async (data, offsetBytes, options) => {
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      return await write(data, offsetBytes, options);
+    };
+  }
+  // Remaps (log writes, setup-state writes) and repairs run at once; the engine orders them.
+  const blocks = [3, 17, 40, 41, 90];
+  faulty.addBadBlocks(blocks.map((block) => block * 8), "write");
+  const results = await Promise.all([
+    engine.repairMetadata(),
+    ...blocks.map((block) => engine.write(pattern(4 * KIB, block), block * 4 * KIB)),
+    engine.persistState(),
+    engine.repairMetadata(),
+  ]);
+  const first = results[0] as Awaited<ReturnType<typeof engine.repairMetadata>>;
+  assert.deepEqual(
+    first.map((repair) => repair.copies.filter((copy) => copy.repaired).map((c) => c.copyIndex)),
+    [[2], [0]],
+  );
+  // A repair asked while the setup state is being written to every copy waits for that write.
+  const marking = engine.markServing({
+    pid: Deno.pid,
+    host: "test",
+    bootId: "test",
+    processStartTicks: 1,
+    startedMs: 1,
+  });
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  await Promise.all([marking, engine.repairMetadata()]);
+  for (const spare of spares) {
+    const { report } = await SpareStore.open(spare, { repair: false });
+    assert.equal(report.validCopies, 5, spare.name);
+    assert.ok(report.copies.every((copy) => !copy.stale), `${spare.name}: every copy is current`);
+  }
+  for (const block of blocks) {
+    assert.deepEqual(await readBack(engine, block * 4 * KIB, 4 * KIB), pattern(4 * KIB, block));
+  }
+
+  // A spare whose copy cannot be written is failed, as for any metadata write.
+  await spares[1]!.write(new Uint8Array(SECTOR_BYTES).fill(0xa5), copyAt(4));
+  faultySpares[1]!.setBad({ offsetBytes: copyAt(4), lengthBytes: SECTOR_BYTES }, "write");
+  const second = await engine.repairMetadata();
+  assert.deepEqual(second.map((repair) => repair.error === undefined), [true, false]);
+  assert.equal(engine.spares[1]!.state, "failed");
+  assert.ok(events.some((event) => event.type === "spare-failed" && event.spareIndex === 1));
+  await engine.close();
 });
