@@ -29,6 +29,7 @@ import { API_REQUEST_BODY_BYTES_MAX } from "../constants.ts";
 import { UnavailableError, UsageError } from "../errors.ts";
 import type { ApiEnv } from "./_env.ts";
 import type { SetupControl } from "./control.ts";
+import type { ApiErrorBody } from "./error_body.ts";
 import { guardMutations, type MutationGuardSettings } from "./mutation_guard.ts";
 import { getDashboard } from "./routes/dashboard.ts";
 import { getHealth } from "./routes/health.ts";
@@ -41,10 +42,7 @@ import { getStatus } from "./routes/status.ts";
 import { postStop } from "./routes/stop.ts";
 import type { StatusSource } from "./status.ts";
 
-/** The body of every error answer. */
-export interface ApiErrorBody {
-  error: string;
-}
+export type { ApiErrorBody };
 
 /** The routes the API serves, for the 404 answer and for clients. */
 export const API_ROUTES = [

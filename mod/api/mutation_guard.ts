@@ -23,7 +23,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Context, MiddlewareHandler, Next } from "hono";
 import type { ApiEnv } from "./_env.ts";
-import type { ApiErrorBody } from "./app.ts";
+import type { ApiErrorBody } from "./error_body.ts";
 
 /** The methods that only read, and so pass the guard. */
 export const READ_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
