@@ -272,7 +272,7 @@ Deno.test("createApp() GET / answers the HTML dashboard", async () => {
   const response = await appOver().request("/");
   assert.equal(response.status, 200);
   assert.match(response.headers.get("content-type")!, /^text\/html/);
-  assert.match(await response.text(), /fetch\("\/api\/v1\/status"/);
+  assert.match(await response.text(), /getJson\("\/api\/v1\/status"\)/);
 });
 
 Deno.test("createApp() answers an unknown path or method with 404 and a JSON error", async () => {
