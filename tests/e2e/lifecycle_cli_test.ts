@@ -146,3 +146,46 @@ Deno.test("stop refuses while the setup's kernel device is mounted, naming the m
     await images.cleanup();
   }
 });
+
+Deno.test("POST /api/v1/stop over the API socket stops a serve cleanly; uid 65534 is refused", async () => {
+  const images = await imageDirectory({ "main.img": 64 * MIB, "spare0.img": 32 * MIB });
+  try {
+    await createSetup(images, "viaapi");
+    const server = await serve(images);
+    const socket = images.file("api.sock");
+    assert.equal((await Deno.stat(socket)).mode! & 0o777, 0o660);
+    const curl = (prefix: string[]) =>
+      sh(prefix[0]!, [
+        ...prefix.slice(1),
+        "curl",
+        "-s",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        "POST",
+        "--unix-socket",
+        socket,
+        "http://localhost/api/v1/stop",
+      ]);
+    // A process that is not root is refused by its credentials (the socket is opened to it here).
+    await Deno.chmod(socket, 0o666);
+    await Deno.chmod(socket.slice(0, socket.lastIndexOf("/")), 0o755);
+    const refused = await curl(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]);
+    assert.match(new TextDecoder().decode(refused.stdout), /\n403$/);
+    assert.equal((await stateFiles()).has("viaapi"), true, "the server still runs");
+
+    const asked = await curl(["env"]);
+    const answer = new TextDecoder().decode(asked.stdout);
+    assert.match(answer, /\n202$/);
+    assert.equal(JSON.parse(answer.slice(0, answer.lastIndexOf("\n"))).pid, server.pid);
+    const run = await server.finished();
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /POST \/api\/v1\/stop \(stop asked through the API/);
+    assert.match(run.stderr, /stopped cleanly/);
+    assert.equal((await stateFiles()).has("viaapi"), false, "a clean stop removes the record");
+    const check = await runCli(["check", images.file("spare0.img")]);
+    assert.match(check.stdout, /stopped cleanly/i);
+  } finally {
+    await images.cleanup();
+  }
+});
