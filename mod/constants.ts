@@ -135,7 +135,7 @@ export const STATUS_TIMEOUT_MS_DEFAULT = 5_000;
 export const API_REQUEST_HEAD_BYTES_MAX = 16 * 1024;
 /** The largest request body the status API takes (its mutations take small JSON options). */
 export const API_REQUEST_BODY_BYTES_MAX = 64 * 1024;
-/** How long a client of the API's Unix socket may take to send its whole request. */
+/** How long one exchange on the API's Unix socket may take: the request sent, the answer read. */
 export const API_REQUEST_TIMEOUT_MS = 10_000;
 /** Connections the API's Unix socket serves at once; more are closed at once. */
 export const API_CONNECTIONS_MAX = 64;

@@ -179,7 +179,7 @@ function refuseOpenAddress(hostname: string, port: number): void {
 }
 
 /** 127.0.0.0/8, ::1 and localhost stay on the machine. */
-export function isLoopback(hostname: string): boolean {
+function isLoopback(hostname: string): boolean {
   const bare = hostname.replace(/^\[(.*)\]$/, "$1").toLowerCase();
   return bare === "localhost" || bare === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare) ||
     /^::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare);

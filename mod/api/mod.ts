@@ -91,7 +91,6 @@ export {
   type ApiAddress,
   ApiListenError,
   type ApiServer,
-  isLoopback,
   serveApi,
   type ServeApiOptions,
 } from "./http_server.ts";

@@ -11,8 +11,9 @@
  * One request per connection (`Connection: close`), bodies by
  * `Content-Length` only, every part bounded: the head by
  * {@link API_REQUEST_HEAD_BYTES_MAX}, the body by
- * {@link API_REQUEST_BODY_BYTES_MAX}, the time to send both by
- * {@link API_REQUEST_TIMEOUT_MS}, the connections by {@link API_CONNECTIONS_MAX}.
+ * {@link API_REQUEST_BODY_BYTES_MAX}, the time to send both and read the
+ * answer by {@link API_REQUEST_TIMEOUT_MS}, the connections by
+ * {@link API_CONNECTIONS_MAX}.
  * The answer's body is written as it comes and ends at the close.
  *
  * @module
@@ -67,6 +68,8 @@ export class UnixHttpServer {
   readonly #listenFd: number;
   readonly #handler: UnixHttpHandler;
   readonly #connections = new Set<number>();
+  /** Connections whose request is still being read: a stop ends them at once. */
+  readonly #reading = new Set<number>();
   readonly #tasks = new Set<Promise<void>>();
   #closing = false;
   #acceptLoop: Promise<void>;
@@ -101,6 +104,7 @@ export class UnixHttpServer {
     // Shutting the listener down wakes the accept's poll; the loop then ends.
     shutdownSocket(this.#listenFd, SHUT_RDWR);
     await this.#acceptLoop;
+    for (const fd of this.#reading) shutdownSocket(fd, SHUT_RDWR);
     closeDescriptor(this.#listenFd);
     await Promise.all(this.#tasks);
   }
@@ -134,14 +138,16 @@ export class UnixHttpServer {
 
   async #serve(fd: number): Promise<void> {
     const socket = new PolledSocket(fd);
-    // The deadline shuts the socket down, which ends a read waiting on it.
+    // The deadline shuts the socket down, which ends a read or write waiting on it: a client
+    // that stops reading cannot hold a connection, or the server's stop, for longer.
     const deadline = setTimeout(() => shutdownSocket(fd, SHUT_RDWR), API_REQUEST_TIMEOUT_MS);
     let request: Request;
     try {
       const peer = peerCredentials(fd);
       if (typeof peer === "number") return;
-      request = await readRequest(socket);
-      clearTimeout(deadline);
+      this.#reading.add(fd);
+      request = await readRequest(socket).finally(() => this.#reading.delete(fd));
+      if (this.#closing) return;
       const response = await this.#handler(request, { peer });
       await writeResponse(socket, response, { head: request.method === "HEAD" });
     } catch (error) {

@@ -166,3 +166,21 @@ Deno.test("UnixHttpServer survives random bytes: every answer is HTTP or a close
     assert.equal(statusOf(await exchange(path, "GET / HTTP/1.1\r\n\r\n")), 200);
   });
 });
+
+Deno.test("UnixHttpServer.close() ends a connection whose request has not arrived, at once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dm-remap-unix-http-" });
+  const path = `${dir}/api.sock`;
+  const server = UnixHttpServer.listen(path, () => new Response("ok"));
+  const conn = await Deno.connect({ transport: "unix", path });
+  try {
+    await conn.write(new TextEncoder().encode("GET / HTTP/1.1\r\n"));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const startedMs = Date.now();
+    await server.close();
+    assert.ok(Date.now() - startedMs < 2_000, "the stop does not wait for the slow client");
+    assert.equal(await conn.read(new Uint8Array(16)).catch(() => null), null);
+  } finally {
+    conn.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
