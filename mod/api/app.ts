@@ -7,6 +7,7 @@
  * - `GET /api/v1/status` — the `SetupStatus` as JSON;
  * - `GET /api/v1/remaps?offset=&limit=` — one page of remaps;
  * - `GET /api/v1/health` — 200 when ok, 503 when degraded;
+ * - `GET /api/v1/policies` — each policy's last evaluation;
  * - `GET /metrics` — Prometheus text format 0.0.4.
  *
  * The app never sees devices: it reads the injected {@link StatusSource}
@@ -23,6 +24,7 @@ import type { ApiEnv } from "./_env.ts";
 import { getDashboard } from "./routes/dashboard.ts";
 import { getHealth } from "./routes/health.ts";
 import { getMetrics } from "./routes/metrics.ts";
+import { getPolicies } from "./routes/policies.ts";
 import { getRemaps } from "./routes/remaps.ts";
 import { getEvents } from "./routes/events.ts";
 import { getStatus } from "./routes/status.ts";
@@ -39,6 +41,7 @@ export const API_PATHS = [
   "/api/v1/status",
   "/api/v1/remaps",
   "/api/v1/health",
+  "/api/v1/policies",
   "/metrics",
 ] as const;
 
@@ -78,6 +81,7 @@ export function createApp(source: StatusSource): Hono<ApiEnv> {
   app.get("/api/v1/remaps", getRemaps);
   app.get("/api/v1/events", getEvents);
   app.get("/api/v1/health", getHealth);
+  app.get("/api/v1/policies", getPolicies);
   app.get("/metrics", getMetrics);
   app.notFound(answerNotFound);
   app.onError(answerError);

@@ -7,13 +7,28 @@
  * @module
  */
 
+import type { AlertSettings } from "../alerts/alert.ts";
 import type { KernelAttachSettings } from "../export/nbd/kernel_attachment.ts";
-export type { KernelAttachSettings };
+import type { PolicySettings } from "../policy/policy.ts";
+export type { AlertSettings, KernelAttachSettings, PolicySettings };
 
 /** A TCP address to listen on; port 0 picks a free port. */
 export interface TcpListener {
   hostname: string;
   port: number;
+}
+
+/**
+ * Parses `[host:]port`; the host defaults to 127.0.0.1 so nothing is exposed
+ * by accident. The one reading of an address, for flags and the configuration.
+ *
+ * @returns The address, or undefined when the text is not one.
+ */
+export function parseTcpListener(text: string): TcpListener | undefined {
+  const match = /^(?:(\[[0-9a-fA-F:]+\]|[^:]+):)?(\d+)$/.exec(text);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || port > 65535) return undefined;
+  return { hostname: (match[1] ?? "127.0.0.1").replace(/^\[|\]$/g, ""), port };
 }
 
 /** Where a server listens: a Unix socket, TCP, or both. */
@@ -40,11 +55,29 @@ export interface NbdSettings extends ListenSettings {
   attach?: KernelAttachSettings;
 }
 
+/**
+ * The status API: where it listens, and who may change things through it.
+ * `token` and `socketGroup` are read from the configuration here; the API's
+ * guard (issue 17, part 2) enforces them.
+ */
+export interface ApiSettings extends ListenSettings {
+  /** The bearer token mutating requests must carry. @default none */
+  token?: string;
+  /** The group whose members may mutate over the Unix socket. @default root only */
+  socketGroup?: string;
+}
+
+/** The policies a setup evaluates, and how often besides on events. */
+export interface PolicyRunSettings {
+  rules: readonly PolicySettings[];
+  intervalMs: number;
+}
+
 /** Everything a {@link SetupService} is told. */
 export interface ServiceSettings {
   nbd: NbdSettings;
   /** The status API. */
-  api: ListenSettings;
+  api: ApiSettings;
   /** The setup's event history database (SQLite); its directory is created if missing. */
   eventsPath: string;
   /** Where the metadata backups go (`backup_directory.ts`). @default none (no backups) */
@@ -57,4 +90,8 @@ export interface ServiceSettings {
    * @default none (nothing recorded)
    */
   runtimeDir?: string;
+  /** Where alerts go; SIGHUP may replace them (`SetupService.reconfigure`). @default no alerts */
+  alerts?: AlertSettings;
+  /** Policies evaluated by the server; SIGHUP may replace them. @default none */
+  policies?: PolicyRunSettings;
 }

@@ -151,6 +151,7 @@ Deno.test("SetupService publishes typed events to subscribers, the log, the stat
     const service = new SetupService(await openDisks(dir), {
       settings: settingsIn(dir),
       log: (line) => log.push(line),
+      journal: false,
     });
     const seen: SetupEvent[] = [];
     service.events.subscribe((event) => seen.push(event));
@@ -166,7 +167,14 @@ Deno.test("SetupService publishes typed events to subscribers, the log, the stat
       spareIndex: 0,
       slotIndex: 0,
     });
-    assert.deepEqual(log, [`dm-remap[svc]: remapped block ${BAD_BLOCK} to spare 0 slot 0`]);
+    // One structured line per event, the setup's name in each.
+    assert.deepEqual(log, [
+      "level=info setup=svc event=started remaps=0 pending=0 size_bytes=16777216 " +
+      'msg="serving 16777216 bytes with 0 remaps, 0 pending"',
+      `level=notice setup=svc event=remap block=${BAD_BLOCK} spare=0 slot=0 ` +
+      `msg="remapped block ${BAD_BLOCK} to spare 0 slot 0"`,
+      'level=info setup=svc event=stopped remaps=1 msg="stopped cleanly with 1 remaps"',
+    ]);
     assert.deepEqual(
       [counted.started, counted.remap, counted.stopped, counted.pending],
       [1, 1, 0, 0],
