@@ -62,7 +62,7 @@ Deno.test("serveConfiguration() takes the setup's section over serve, and serve 
   assert.equal(sourceOf(effective, "events-db"), "default");
   // The setup lists one target; the file-wide rate applies to it.
   assert.deepEqual(settings.alerts?.targets.map((target) => target.name), ["hook"]);
-  assert.equal(settings.alerts?.targets[0]!.ratePerMinute, 3);
+  assert.equal(settings.alerts!.targets[0]!.ratePerMinute, 3);
   assert.deepEqual(settings.policies?.rules.map((rule) => rule.name), ["pending"]);
 });
 
@@ -96,5 +96,5 @@ Deno.test("serveConfiguration() for a setup without a section uses serve and eve
   const { settings } = serveConfiguration({}, { name: "other" }, CONFIG);
   assert.equal(settings.readRetries, 4);
   assert.deepEqual(settings.alerts?.targets.map((target) => target.name), ["hook", "pager"]);
-  assert.equal(settings.alerts?.targets[1]!.repeatIntervalMs, 0);
+  assert.equal(settings.alerts!.targets[1]!.repeatIntervalMs, 0);
 });
