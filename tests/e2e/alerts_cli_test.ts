@@ -56,6 +56,7 @@ async function status(apiSocket: string): Promise<SetupStatus> {
 
 async function qemuIo(uri: string, command: string): Promise<string> {
   const result = await runClient("qemu-io", ["-f", "raw", uri, "-c", command]);
+  assertClientOk(result);
   return result.stdout + result.stderr;
 }
 
@@ -129,7 +130,14 @@ Deno.test("serve --config alerts a webhook and an exec hook through remaps, a fa
       // 3. A block turns unreadable: EIO, pending, and the policy on pending blocks holds.
       assert.doesNotMatch(await qemuIo(uri, `write -P 0x33 ${5 * MIB} ${4 * KIB}`), /error/i);
       await main.setBadRanges([{ offsetBytes: 5 * MIB, lengthBytes: 4 * KIB, fail: "both" }]);
-      assert.match(await qemuIo(uri, `read -P 0x33 ${5 * MIB} ${4 * KIB}`), /Input\/output error/);
+      const unreadable = await runClient("qemu-io", [
+        "-f",
+        "raw",
+        uri,
+        "-c",
+        `read -P 0x33 ${5 * MIB} ${4 * KIB}`,
+      ]);
+      assert.match(unreadable.stdout + unreadable.stderr, /Input\/output error/);
 
       const kinds = [
         "started",
