@@ -51,9 +51,17 @@ export class AlertLimiter {
   readonly #ratePerMinute: number;
   readonly #repeatIntervalMs: number;
   readonly #now: () => number;
-  /** When the alerts sent in the last window went, oldest first (at most ratePerMinute). */
-  readonly #sentMs: number[] = [];
-  /** Per key: when it was last sent, and how many were held back since. */
+  /**
+   * When the last `ratePerMinute` alerts went, as a ring: `#sentMs[#oldest]`
+   * is the oldest once the ring is full, so the window check is O(1) per
+   * alert whatever the rate.
+   */
+  readonly #sentMs: number[];
+  #oldest = 0;
+  /**
+   * Per key: when it was last sent, and how many were held back since.
+   * Bounded by kinds × devices of the setups that share the target.
+   */
   readonly #byKey = new Map<string, { lastSentMs: number; suppressedCount: number }>();
   /** Every alert held back, for the metrics. */
   suppressedTotal = 0;
@@ -61,6 +69,7 @@ export class AlertLimiter {
   constructor(options: AlertLimiterOptions) {
     assert(options.ratePerMinute >= 1, "a target sends at least one alert a minute");
     this.#ratePerMinute = options.ratePerMinute;
+    this.#sentMs = [];
     this.#repeatIntervalMs = options.repeatIntervalMs;
     this.#now = options.now ?? Date.now;
   }
@@ -68,17 +77,21 @@ export class AlertLimiter {
   /** Decides about one alert, and records it as sent when it may go. */
   admit(key: AlertKey): Admission {
     const nowMs = this.#now();
-    while (this.#sentMs.length > 0 && this.#sentMs[0]! <= nowMs - WINDOW_MS) this.#sentMs.shift();
+    const full = this.#sentMs.length === this.#ratePerMinute;
+    const overRate = full && this.#sentMs[this.#oldest]! > nowMs - WINDOW_MS;
     const id = `${key.kind}\u0000${key.setup}\u0000${key.device}`;
     const last = this.#byKey.get(id);
     const repeated = last !== undefined && nowMs - last.lastSentMs < this.#repeatIntervalMs;
-    if (repeated || this.#sentMs.length >= this.#ratePerMinute) {
+    if (repeated || overRate) {
       this.suppressedTotal++;
       if (last !== undefined) last.suppressedCount++;
       else this.#byKey.set(id, { lastSentMs: -Infinity, suppressedCount: 1 });
       return { send: false };
     }
-    this.#sentMs.push(nowMs);
+    if (full) {
+      this.#sentMs[this.#oldest] = nowMs;
+      this.#oldest = (this.#oldest + 1) % this.#ratePerMinute;
+    } else this.#sentMs.push(nowMs);
     this.#byKey.set(id, { lastSentMs: nowMs, suppressedCount: 0 });
     return { send: true, suppressedCount: last?.suppressedCount ?? 0 };
   }

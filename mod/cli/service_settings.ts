@@ -280,7 +280,7 @@ export function serveConfiguration(
     if (!given && field.flag !== undefined) merged[field.flag] = optionValueOf(found.value);
   }
   const name = setup.name ?? "unnamed";
-  const settings = serveSettings(parseServeFlags(merged), name);
+  const settings = serveSettings(parseMergedFlags(merged, chosen), name);
   const file = (key: string) => chosen.get(key)?.value;
   settings.api.token = file("api.token") as string | undefined;
   settings.api.socketGroup = file("api.group") as string | undefined;
@@ -300,6 +300,26 @@ export function serveConfiguration(
   };
   configuration.effective = effectiveSettings(configuration, chosen, config);
   return configuration;
+}
+
+/**
+ * Checks the merged flags; a problem with a value that came from the file
+ * says where in the file it is, not only which flag it stands for.
+ */
+function parseMergedFlags(
+  merged: Record<string, OptionValue>,
+  chosen: ReadonlyMap<string, { value: unknown; source: string }>,
+): ServeFlags {
+  try {
+    return parseServeFlags(merged);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    const flag = /--([a-z-]+)/.exec(error.message)?.[1];
+    const key = leafFields(SETUP_FIELDS).find(([, field]) => field.flag === flag)?.[0];
+    const source = key === undefined ? undefined : chosen.get(key)?.source;
+    if (source === undefined || source.startsWith("flag ")) throw error;
+    throw new UsageError(`${error.message} (set by ${source})`, { cause: error });
+  }
 }
 
 /** Built-in defaults, read back from the settings they produced, for `config show`. */

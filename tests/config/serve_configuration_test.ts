@@ -98,3 +98,17 @@ Deno.test("serveConfiguration() for a setup without a section uses serve and eve
   assert.deepEqual(settings.alerts?.targets.map((target) => target.name), ["hook", "pager"]);
   assert.equal(settings.alerts!.targets[1]!.repeatIntervalMs, 0);
 });
+
+Deno.test("serveConfiguration() names the file position of a value that does not fit its flag's rules", () => {
+  const config = parseConfig("serve:\n  nbd:\n    connections: 4\n", { path: FILE });
+  assert.throws(
+    () => serveConfiguration({}, { name: "big" }, config),
+    (error: Error) => {
+      assert.equal(
+        error.message,
+        `--connections needs --attach (set by ${FILE}:3:18 (serve.nbd.connections))`,
+      );
+      return true;
+    },
+  );
+});
