@@ -2,7 +2,7 @@
  * Watches a running setup for the operator: turns its events into alerts
  * (through the {@link AlertDispatcher}), derives the alerts no single event
  * says (a spare nearly full, metadata copies repaired at open, a spare
- * failed or missing at start), and evaluates the policies (periodically and
+ * recorded failed at start), and evaluates the policies (periodically and
  * after events). Nothing here runs inside the engine's call: a bus listener
  * only queues.
  *
@@ -82,7 +82,7 @@ export class SetupWatch {
 
   /**
    * Starts watching the assembled engine: the alerts of what the open found
-   * (repaired copies, failed or missing spares), then the policies.
+   * (repaired copies, spares recorded failed), then the policies.
    */
   attach(engine: RemapDevice, opened: OpenedSpares): void {
     this.#engine = engine;
@@ -102,7 +102,7 @@ export class SetupWatch {
         kind: "spare-failed",
         setup: this.#setupName,
         device: spare.device.name,
-        details: `spare ${spare.index} is failed or missing at start and takes no new remaps`,
+        details: `spare ${spare.index} is recorded failed at start and takes no new remaps`,
       });
     }
     this.#checkSpareUsage();

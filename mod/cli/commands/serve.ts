@@ -36,8 +36,11 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   const config = await readConfig(location);
   const early = serveConfiguration(values, { name }, config);
   const resolved = await resolveSparePaths(name, listOption(values.spare), early.scanDirs);
-  // Listen before anything starts, so a stop request during startup is not lost.
+  // Listen before anything starts, so a stop request during startup is not lost,
+  // and a SIGHUP (whose default action ends the process) never interrupts a start or a stop.
   const stopRequested = untilSignal();
+  let reload: (() => Promise<void>) | undefined;
+  const stopReloading = onReloadSignal(() => reload?.() ?? Promise.resolve());
   const log = (line: string) => output.err(line);
   const { setupName, ...disks } = await openSetupForServing({
     name,
@@ -56,15 +59,14 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   try {
     await serving.start();
   } catch (error) {
+    stopReloading();
     await closeAll([disks.main.device, ...disks.spares.stores.map((store) => store.device)]);
     throw error;
   }
   printAddresses(output, setupName, serving);
-  const stopReloading = onReloadSignal(
-    reloader({ values, keys, location, serving, running: configuration }),
-  );
+  reload = reloader({ values, keys, location, serving, running: configuration });
   const signal = await stopRequested;
-  stopReloading();
+  reload = undefined;
   const detach = await serving.stopRequest() === "detach";
   const meaning = detach
     ? "stop asked by dm-remap stop, the kernel device goes too"
@@ -74,6 +76,7 @@ export async function serveCommand({ values, positionals, output }: CommandInput
       `writing metadata`,
   );
   await serving.stop({ kernelDevice: detach ? "detach" : "auto" });
+  stopReloading();
   output.err(`dm-remap[${setupName}]: stopped cleanly`);
   return 0;
 }
