@@ -4,7 +4,8 @@
  * Goal: a scripted failure sequence (remaps, a spare failing, the setup
  * degraded, a block turning pending) reaches a real HTTP receiver on
  * 127.0.0.1 and an exec hook, with the repeat interval holding back the
- * second and third remap of the same disk; a policy raises its alert; a
+ * second and third remap of the same disk and the hook's rate limit (two a
+ * minute) holding back its third alert; a policy raises its alert; a
  * SIGHUP applies a live change, names the change that needs a restart, and
  * an invalid file changes nothing. Method: `dm-remap create` and `serve
  * --config` as processes over a main disk and a spare that fail in the
@@ -41,6 +42,7 @@ ${options.apiTcp === undefined ? "" : `  api:\n    tcp: ${options.apiTcp}\n`}ale
     hook:
       exec: ${options.hook}
       events: [spare-failed, degraded, policy]
+      rate-per-minute: 2
 policies:
   pending-blocks:
     when: { pending-blocks: 1 }
@@ -173,16 +175,18 @@ Deno.test("serve --config alerts a webhook and an exec hook through remaps, a fa
       assert.deepEqual(policy.actions, ["alert"]);
       assert.deepEqual(policy.reasons, ["1 pending blocks (at least 1)"]);
 
-      // The hook ran with argv EVENT SETUP DEVICE DETAILS for the kinds it takes.
-      const calls = await until("the hook's three calls", async () => {
+      // The hook ran with argv EVENT SETUP DEVICE DETAILS for the kinds it takes, two a
+      // minute at most: the policy's alert, third of the minute, was held back.
+      const calls = await until("the hook's two calls", async () => {
         const calls = await hookCalls(files.file("hook.tsv"));
-        return calls.length >= 3 ? calls : undefined;
+        return calls.length >= 2 ? calls : undefined;
       });
-      assert.deepEqual(calls.map((call) => call.slice(0, 3)).sort(), [
-        ["degraded", "alerting", main.path],
-        ["policy", "alerting", main.path],
+      assert.deepEqual(calls.map((call) => call.slice(0, 3)), [
         ["spare-failed", "alerting", spare0.path],
+        ["degraded", "alerting", main.path],
       ]);
+      const hookCounts = live.alerts.find((counts) => counts.name === "hook")!;
+      assert.deepEqual([hookCounts.suppressed, hookCounts.dropped], [1, 0]);
 
       // 4. SIGHUP: read retries change live; an API address waits for a restart.
       await Deno.writeTextFile(
