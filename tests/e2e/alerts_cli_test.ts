@@ -208,7 +208,10 @@ Deno.test("serve --config alerts a webhook and an exec hook through remaps, a fa
       finished = await serve.finished();
     }
     assert.equal(finished.code, 0, finished.stderr);
-    const log = finished.stderr.split("\n");
+    const log = finished.stderr.split("\n").filter((line) => line !== "");
+    // Every line serve wrote is one structured record.
+    for (const line of log) assert.match(line, /^level=(err|warning|notice|info|debug) \S+=/);
+    assert.ok(log.some((line) => line.includes("event=stopping signal=SIGTERM")));
     assert.ok(
       log.some((line) =>
         line.includes("event=config-reloaded applied=read-retries needs_restart=api.tcp")

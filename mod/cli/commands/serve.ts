@@ -11,6 +11,7 @@
  */
 
 import { closeAll } from "../../assembly/open_path.ts";
+import { StructuredLog } from "../../log/structured_log.ts";
 import { openSetupForServing } from "../../service/open_setup.ts";
 import { SetupService } from "../../service/setup_service.ts";
 import type { CliOutput, CommandInput, OptionValue } from "../command.ts";
@@ -41,7 +42,13 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   const stopRequested = untilSignal();
   let reload: (() => Promise<void>) | undefined;
   const stopReloading = onReloadSignal(() => reload?.() ?? Promise.resolve());
-  const log = (line: string) => output.err(line);
+  // Until the service exists, the command's own lines go through a logger of the same form.
+  const startLog = new StructuredLog({
+    write: (line) => output.err(line),
+    level: early.logLevel,
+    fields: { setup: name },
+  });
+  const log = (line: string) => startLog.log({ level: "info", message: line });
   const { setupName, ...disks } = await openSetupForServing({
     name,
     sparePaths: resolved.sparePaths,
@@ -53,7 +60,7 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   const configuration = serveConfiguration(values, keys, config);
   const serving = new SetupService(disks, {
     settings: configuration.settings,
-    log,
+    log: (line) => output.err(line),
     logLevel: configuration.logLevel,
   });
   try {
@@ -71,13 +78,14 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   const meaning = detach
     ? "stop asked by dm-remap stop, the kernel device goes too"
     : "a restart, a kernel device stays attached for the next server while it is in use";
-  output.err(
-    `dm-remap[${setupName}]: ${signal} (${meaning}): finishing in-flight requests, flushing, ` +
-      `writing metadata`,
-  );
+  serving.log.log({
+    level: "notice",
+    message: `${signal} (${meaning}): finishing in-flight requests, flushing, writing metadata`,
+    fields: { event: "stopping", signal },
+  });
   await serving.stop({ kernelDevice: detach ? "detach" : "auto" });
   stopReloading();
-  output.err(`dm-remap[${setupName}]: stopped cleanly`);
+  serving.log.log({ level: "notice", message: "stopped cleanly", fields: { event: "exit" } });
   return 0;
 }
 
