@@ -11,6 +11,8 @@
  *          [--bad-every N]            every N-th block (jittered) fails writes
  *          [--bad-range OFF:LEN]      every block in the byte range fails writes
  *          [--events-db PATH]         the event history (default: beside the spare)
+ *          [--alert-webhook URL]      every event is an alert POSTed there (no rate limit,
+ *                                     no repeat interval: the alerts bench's worst case)
  *          [--buffered]
  *
  * @module
@@ -20,6 +22,13 @@ import { parseArgs } from "node:util";
 import { openSpares } from "../mod/assembly/assemble.ts";
 import { openPath } from "../mod/assembly/open_path.ts";
 import { untilSignal } from "../mod/cli/stop_signal.ts";
+import {
+  ALERT_BACKOFF_MS_DEFAULT,
+  ALERT_RATE_PER_MINUTE_MAX,
+  ALERT_RETRIES_DEFAULT,
+  ALERT_TIMEOUT_MS_DEFAULT,
+  SPARE_NEARLY_FULL_PERCENT_DEFAULT,
+} from "../mod/constants.ts";
 import { FaultyDevice } from "../mod/fault/faulty_device.ts";
 import { SetupService } from "../mod/service/setup_service.ts";
 
@@ -33,6 +42,7 @@ const { values } = parseArgs({
     "bad-every": { type: "string" },
     "bad-range": { type: "string" },
     "events-db": { type: "string" },
+    "alert-webhook": { type: "string" },
     buffered: { type: "boolean", default: false },
   },
 });
@@ -73,6 +83,19 @@ const serving = new SetupService({ main: { device: faulty, identity: main.identi
     },
     api: { unixPath: values["api-socket"] },
     eventsPath: values["events-db"] ?? `${values.spare}.events.sqlite`,
+    alerts: values["alert-webhook"] === undefined ? undefined : {
+      spareNearlyFullPercent: SPARE_NEARLY_FULL_PERCENT_DEFAULT,
+      targets: [{
+        name: "bench",
+        destination: { webhook: values["alert-webhook"] },
+        kinds: [],
+        timeoutMs: ALERT_TIMEOUT_MS_DEFAULT,
+        retries: ALERT_RETRIES_DEFAULT,
+        backoffMs: ALERT_BACKOFF_MS_DEFAULT,
+        ratePerMinute: ALERT_RATE_PER_MINUTE_MAX,
+        repeatIntervalMs: 0,
+      }],
+    },
   },
   log: output.err,
 });

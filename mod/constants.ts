@@ -161,6 +161,53 @@ export const ASSEMBLE_THRESHOLD_DEFAULT = 90;
 /** How long `assemble` waits for another `assemble` to release the lock. */
 export const ASSEMBLE_LOCK_WAIT_MS_MAX = 60_000;
 
+/** Where `serve` and `config` read the configuration file unless `--config` or `DM_REMAP_CONFIG` say otherwise. */
+export const CONFIG_PATH_DEFAULT = "/etc/dm-remap/dm-remap.yaml";
+/** The largest configuration file read: a file this big is a mistake, not a configuration. */
+export const CONFIG_BYTES_MAX = 1024 * 1024;
+/** Per-setup sections one configuration file holds at most. */
+export const CONFIG_SETUPS_MAX = 256;
+/** Problems one configuration check reports at most; the rest are counted. */
+export const CONFIG_PROBLEMS_MAX = 50;
+
+/** Alerts waiting per target; past this new ones are dropped and counted, so I/O never waits. */
+export const ALERT_QUEUE_MAX = 256;
+/** Alerts one target sends per minute at most, unless configured; the rest are counted as suppressed. */
+export const ALERT_RATE_PER_MINUTE_DEFAULT = 10;
+/** The most alerts per minute a target may be configured for. */
+export const ALERT_RATE_PER_MINUTE_MAX = 6_000;
+/** How long the same alert (kind, setup, device) is not sent again, unless configured. */
+export const ALERT_REPEAT_INTERVAL_S_DEFAULT = 3_600;
+/** The longest configurable repeat interval (one week). */
+export const ALERT_REPEAT_INTERVAL_S_MAX = 604_800;
+/** How long one webhook POST or exec hook may take, unless configured. */
+export const ALERT_TIMEOUT_MS_DEFAULT = 5_000;
+/** The longest configurable delivery timeout. */
+export const ALERT_TIMEOUT_MS_MAX = 120_000;
+/** Extra webhook attempts after a failed one, unless configured. */
+export const ALERT_RETRIES_DEFAULT = 3;
+/** The most configurable webhook retries. */
+export const ALERT_RETRIES_MAX = 10;
+/** The first retry's delay; each next one doubles, unless configured. */
+export const ALERT_BACKOFF_MS_DEFAULT = 1_000;
+/** The longest configurable first backoff. */
+export const ALERT_BACKOFF_MS_MAX = 60_000;
+/** Alert targets one configuration names at most. */
+export const ALERT_TARGETS_MAX = 32;
+/** How long a stopping service waits for queued alerts before it drops them. */
+export const ALERT_DRAIN_MS_MAX = 5_000;
+/** A spare this full (percent of its slots used) raises `spare-nearly-full`, unless configured. */
+export const SPARE_NEARLY_FULL_PERCENT_DEFAULT = 90;
+/** Bytes of an exec hook's output kept for the log when it fails. */
+export const ALERT_OUTPUT_BYTES_MAX = 1024;
+
+/** Policies one configuration holds at most. */
+export const POLICIES_MAX = 64;
+/** How often the server evaluates its policies besides on events, unless configured. */
+export const POLICY_INTERVAL_S_DEFAULT = 60;
+/** The longest configurable policy interval. */
+export const POLICY_INTERVAL_S_MAX = 86_400;
+
 assert(COPY_SECTORS.length === 5, "five metadata copies");
 for (let i = 1; i < COPY_SECTORS.length; i++) {
   const gapBytes = (COPY_SECTORS[i]! - COPY_SECTORS[i - 1]!) * SECTOR_BYTES;
@@ -181,3 +228,16 @@ assert(NBD_REQUEST_BYTES_MAX % BLOCK_BYTES_MAX === 0, "requests split into whole
 assert(PROBE_TIMEOUT_MS_DEFAULT <= PROBE_TIMEOUT_MS_MAX, "the default probe timeout is allowed");
 assert(PROBE_WORKERS_MAX >= 1, "discovery probes at least one candidate at a time");
 assert(ASSEMBLE_THRESHOLD_DEFAULT >= 0 && ASSEMBLE_THRESHOLD_DEFAULT <= 100, "a confidence");
+assert(ALERT_RATE_PER_MINUTE_DEFAULT <= ALERT_RATE_PER_MINUTE_MAX, "the default rate is allowed");
+assert(ALERT_TIMEOUT_MS_DEFAULT <= ALERT_TIMEOUT_MS_MAX, "the default alert timeout is allowed");
+assert(ALERT_RETRIES_DEFAULT <= ALERT_RETRIES_MAX, "the default retries are allowed");
+assert(ALERT_BACKOFF_MS_DEFAULT <= ALERT_BACKOFF_MS_MAX, "the default backoff is allowed");
+assert(
+  ALERT_REPEAT_INTERVAL_S_DEFAULT <= ALERT_REPEAT_INTERVAL_S_MAX,
+  "the default repeat is allowed",
+);
+assert(
+  POLICY_INTERVAL_S_DEFAULT <= POLICY_INTERVAL_S_MAX,
+  "the default policy interval is allowed",
+);
+assert(ALERT_DRAIN_MS_MAX >= ALERT_TIMEOUT_MS_DEFAULT, "a stop waits for one default delivery");

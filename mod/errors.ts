@@ -208,6 +208,21 @@ export class UnavailableError extends Error {
   override name = "UnavailableError";
 }
 
+/**
+ * An alert could not be delivered: the hook failed or timed out, the webhook
+ * did not answer 2xx after its retries. Delivery failures are logged and
+ * counted by the service; `dm-remap alert test` reports them (exit 69).
+ */
+export class AlertDeliveryError extends UnavailableError {
+  override name = "AlertDeliveryError";
+  /** The target's name in the configuration. */
+  readonly target: string;
+  constructor(target: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.target = target;
+  }
+}
+
 /** The metadata was written by a newer format version than this program reads. */
 export class UnsupportedVersionError extends Error {
   override name = "UnsupportedVersionError";

@@ -30,10 +30,14 @@ const LAYERS: Record<string, number> = {
   "mod/events": 5,
   "mod/datapath": 5,
   "mod/assembly": 5,
+  "mod/log": 1,
   "mod/export/nbd": 6,
+  "mod/alerts": 6,
+  "mod/policy": 6,
   "mod/api": 7,
   "mod/service": 8,
-  "mod/cli": 9,
+  "mod/config": 9,
+  "mod/cli": 10,
 };
 
 /** Packages the product may not import: they exist for tests and the demo. */

@@ -8,6 +8,7 @@
  * - `GET /api/v1/remaps?offset=&limit=` — one page of remaps;
  * - `GET /api/v1/events?limit=` — the newest events;
  * - `GET /api/v1/health` — 200 when ok, 503 when degraded;
+ * - `GET /api/v1/policies` — each policy's last evaluation;
  * - `GET /api/v1/openapi.json` — the OpenAPI document;
  * - `GET /metrics` — Prometheus text format 0.0.4;
  * - `POST /api/v1/metadata/repair` — rewrites stale metadata copies;
@@ -36,6 +37,7 @@ import { getHealth } from "./routes/health.ts";
 import { postMetadataRepair } from "./routes/metadata_repair.ts";
 import { getMetrics } from "./routes/metrics.ts";
 import { getOpenApi } from "./routes/openapi.ts";
+import { getPolicies } from "./routes/policies.ts";
 import { getRemaps } from "./routes/remaps.ts";
 import { getEvents } from "./routes/events.ts";
 import { getStatus } from "./routes/status.ts";
@@ -51,6 +53,7 @@ export const API_ROUTES = [
   "GET /api/v1/remaps",
   "GET /api/v1/events",
   "GET /api/v1/health",
+  "GET /api/v1/policies",
   "GET /api/v1/openapi.json",
   "GET /metrics",
   "POST /api/v1/metadata/repair",
@@ -105,6 +108,7 @@ export function createApp(source: StatusSource, options: CreateAppOptions = {}):
   app.get("/api/v1/remaps", getRemaps);
   app.get("/api/v1/events", getEvents);
   app.get("/api/v1/health", getHealth);
+  app.get("/api/v1/policies", getPolicies);
   app.get("/api/v1/openapi.json", getOpenApi);
   app.get("/metrics", getMetrics);
   app.post("/api/v1/metadata/repair", postMetadataRepair);

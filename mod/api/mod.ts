@@ -19,6 +19,7 @@
  * | `GET /api/v1/status`              | {@link SetupStatus}                         |
  * | `GET /api/v1/remaps?offset=&limit=` | `{ total, entries }`; 400 on a bad query  |
  * | `GET /api/v1/health`              | {@link Health}; 200 ok, 503 degraded        |
+ * | `GET /api/v1/policies`            | `{ policies }`: each policy's last evaluation |
  * | `GET /metrics`                    | Prometheus text format 0.0.4                |
  *
  * @example Serving a setup on a Unix socket and reading it back
@@ -41,6 +42,8 @@
  *   pendingBlocks: [],
  *   events: zeroEventCounts(),
  *   nbd: { exportName: "vault", connections: 0 },
+ *   alerts: [],
+ *   policies: [],
  *   uptimeSeconds: 1,
  *   version: "0.1.0",
  * };

@@ -11,6 +11,7 @@
 
 import { zeroEventCounts } from "../events/setup_event.ts";
 import { VERSION } from "../version.ts";
+import type { PolicyEvaluation } from "../policy/policy.ts";
 import type { MetadataRepair, StopAccepted } from "./control.ts";
 import { REMAPS_PAGE_ENTRIES_DEFAULT, REMAPS_PAGE_ENTRIES_MAX } from "./routes/remaps.ts";
 import { EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX } from "./routes/events.ts";
@@ -42,6 +43,17 @@ export interface ApiOperation {
 const COPY_EXAMPLE = { copyIndex: 0, sector: 8, valid: true, sequence: 12, winner: true };
 
 /** A status as `GET /api/v1/status` answers it. */
+const POLICY_EXAMPLE: PolicyEvaluation = {
+  name: "pending-pager",
+  evaluatedMs: 1700000002000,
+  trigger: "event pending",
+  holds: true,
+  reasons: ["pending-blocks: 1 pending block (at least 1)"],
+  actedMs: 1700000002000,
+  actions: ["alert policy"],
+  unavailable: [],
+};
+
 export const STATUS_EXAMPLE: SetupStatus = {
   setup: {
     uuid: "0b5e7c2a-1d3f-4e6a-9b8c-7d6e5f4a3b2c",
@@ -85,6 +97,8 @@ export const STATUS_EXAMPLE: SetupStatus = {
   nbd: { exportName: "vault", unixPath: "/run/dm-remap/vault.nbd.sock", connections: 1 },
   uptimeSeconds: 3600,
   version: VERSION,
+  alerts: [{ name: "pager", sent: 4, failed: 1, dropped: 0, suppressed: 7 }],
+  policies: [POLICY_EXAMPLE],
 };
 
 const HEALTH_EXAMPLE: Health = {
@@ -178,6 +192,18 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
         example: { total: 3, entries: [{ blockIndex: 7, spareIndex: 0, slotIndex: 0 }] },
       },
       400: error("A parameter is repeated, not an integer, or out of range."),
+    },
+  },
+  {
+    method: "get",
+    path: "/api/v1/policies",
+    summary: "Each configured policy with its last evaluation: why it holds, what it did.",
+    answers: {
+      200: {
+        description: "The policies.",
+        contentType: "application/json",
+        example: { policies: [POLICY_EXAMPLE] },
+      },
     },
   },
   {

@@ -7,7 +7,9 @@
  * @module
  */
 
+import type { AlertTargetCounts } from "../alerts/alert.ts";
 import type { StoredEvent } from "../events/event_history.ts";
+import type { PolicyEvaluation } from "../policy/policy.ts";
 import type { SetupEventType } from "../events/setup_event.ts";
 import type { RemapCounters } from "../remap/remap_device.ts";
 
@@ -64,6 +66,10 @@ export interface SetupStatus {
     /** The kernel's device the server attached itself (`/dev/nbdN`). */
     kernelDevice?: string;
   };
+  /** Each alert target's delivery counts since the service started. */
+  alerts: AlertTargetCounts[];
+  /** Each policy's last evaluation. */
+  policies: PolicyEvaluation[];
   uptimeSeconds: number;
   /** The dm-remap version serving it. */
   version: string;

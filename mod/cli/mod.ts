@@ -16,8 +16,10 @@ import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { STATE_DIR } from "./options.ts";
 import { EXIT_USAGE, exitCodeFor } from "./exit_codes.ts";
+import { alertCommand } from "./commands/alert.ts";
 import { assembleCommand } from "./commands/assemble.ts";
 import { checkCommand } from "./commands/check.ts";
+import { configCommand } from "./commands/config.ts";
 import { createCommand } from "./commands/create.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { discoverCommand } from "./commands/discover.ts";
@@ -47,6 +49,8 @@ const FORCE_OPTION = { force: { type: "boolean" } } as const;
 const JSON_OPTION = { json: { type: "boolean" } } as const;
 const SCAN_DIR_OPTION = { "scan-dir": { type: "string", multiple: true } } as const;
 const BACKUP_DIR_OPTION = { "backup-dir": { type: "string" } } as const;
+/** The configuration file (default /etc/dm-remap/dm-remap.yaml, or DM_REMAP_CONFIG). */
+const CONFIG_OPTION = { config: { type: "string" } } as const;
 
 /** `check --salvage` (`commands/salvage.ts`): rebuilding copies from the spares' logs alone. */
 const SALVAGE_OPTIONS: NonNullable<ParseArgsConfig["options"]> = {
@@ -80,10 +84,11 @@ const COMMANDS: Record<string, Command> = {
     usage:
       "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
-      "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force]\n" +
+      "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force] [--config <file>]\n" +
       "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]",
     options: {
       ...FORCE_OPTION,
+      ...CONFIG_OPTION,
       main: { type: "string" },
       ...SPARE_OPTION,
       socket: { type: "string" },
@@ -179,6 +184,19 @@ const COMMANDS: Record<string, Command> = {
       ...SCAN_DIR_OPTION,
     },
     run: assembleCommand,
+  },
+  config: {
+    summary: "check the configuration file, or show a setup's effective settings and their sources",
+    usage: "config check [<file>] [--config <file>]\n" +
+      "       dm-remap config show [<name>] [--json] [--config <file>]",
+    options: { ...CONFIG_OPTION, ...JSON_OPTION },
+    run: configCommand,
+  },
+  alert: {
+    summary: "send a test alert through a configured alert target",
+    usage: "alert test <target> [--config <file>] [--setup <name>]",
+    options: { ...CONFIG_OPTION, setup: { type: "string" } },
+    run: alertCommand,
   },
   demo: {
     summary: "create image files with a few failing sectors, then serve them (the embedded demo)",

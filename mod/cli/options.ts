@@ -6,7 +6,7 @@
  */
 
 import { UsageError } from "../errors.ts";
-import type { TcpListener } from "../service/settings.ts";
+import { parseTcpListener, type TcpListener } from "../service/settings.ts";
 import type { OptionValue } from "./command.ts";
 
 /** Parses `--name` as a whole number in [min, max]. */
@@ -25,16 +25,14 @@ export function integerOption(
   return value;
 }
 
-/** Parses `[host:]port`; the host defaults to 127.0.0.1 so nothing is exposed by accident. */
+/** Parses `--name [host:]port` (see {@link parseTcpListener}). */
 export function tcpOption(name: string, text: string | undefined): TcpListener | undefined {
   if (text === undefined) return undefined;
-  const match = /^(?:(\[[0-9a-fA-F:]+\]|[^:]+):)?(\d+)$/.exec(text);
-  const port = match ? Number(match[2]) : NaN;
-  if (!match || port > 65535) {
+  const listener = parseTcpListener(text);
+  if (listener === undefined) {
     throw new UsageError(`--${name} takes [host:]port, e.g. 127.0.0.1:10809, not "${text}"`);
   }
-  const hostname = (match[1] ?? "127.0.0.1").replace(/^\[|\]$/g, "");
-  return { hostname, port };
+  return listener;
 }
 
 /** A list option given zero or more times. */

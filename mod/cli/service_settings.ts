@@ -1,26 +1,50 @@
 /**
- * The one place the CLI turns flags and defaults into the settings of a
- * running setup ({@link ServiceSettings}): `serve` puts its sockets under
- * {@link RUN_DIR} and its history under {@link STATE_DIR}, named after the
- * setup; `demo` keeps everything in its own state directory.
+ * The one place the CLI turns flags, the configuration file and defaults
+ * into the settings of a running setup ({@link ServiceSettings}): a flag
+ * wins over the setup's section of the file (by name or UUID), which wins
+ * over the file's `serve` section, which wins over the built-in default.
+ * `serve` puts its sockets under {@link RUN_DIR} and its history under
+ * {@link STATE_DIR}, named after the setup; `demo` keeps everything in its
+ * own state directory.
  *
  * @module
  */
 
+import type { AlertSettings, AlertTargetSettings } from "../alerts/alert.ts";
+import type { ConfigFile } from "../config/config_file.ts";
+import { type Field, SETUP_FIELDS } from "../config/config_schema.ts";
+import type { ConfigValues, SetupSection, TargetSection } from "../config/config_values.ts";
 import {
+  ALERT_BACKOFF_MS_DEFAULT,
+  ALERT_RATE_PER_MINUTE_DEFAULT,
+  ALERT_REPEAT_INTERVAL_S_DEFAULT,
+  ALERT_RETRIES_DEFAULT,
+  ALERT_TIMEOUT_MS_DEFAULT,
   ATTACH_CONNECTIONS_DEFAULT,
   ATTACH_DEAD_CONNECTION_TIMEOUT_S_DEFAULT,
   ATTACH_REQUEST_TIMEOUT_S_DEFAULT,
   KERNEL_TIMEOUT_S_MAX,
   NBD_CONNECTIONS_MAX,
+  POLICY_INTERVAL_S_DEFAULT,
+  READ_RETRIES_DEFAULT,
   READ_RETRIES_MAX,
+  SPARE_NEARLY_FULL_PERCENT_DEFAULT,
 } from "../constants.ts";
+import type { LogLevel } from "../log/structured_log.ts";
+import type { PolicyAction, PolicySettings } from "../policy/policy.ts";
+import type { AlertKind } from "../alerts/alert.ts";
 import { UsageError } from "../errors.ts";
-import type { KernelAttachSettings, ServiceSettings, TcpListener } from "../service/settings.ts";
+import type {
+  KernelAttachSettings,
+  PolicyRunSettings,
+  ServiceSettings,
+  TcpListener,
+} from "../service/settings.ts";
 import type { OptionValue } from "./command.ts";
 import {
   BACKUP_DIR,
   integerOption,
+  listOption,
   RUN_DIR,
   STATE_DIR,
   stringOption,
@@ -138,4 +162,294 @@ export function demoSettings(
     eventsPath: `${stateDir}/demo.events.sqlite`,
     backupDir: `${stateDir}/backup`,
   };
+}
+
+// ---- the configuration file (issue 17) ----
+
+/** One effective setting: its key as the file spells it, its value, and where it came from. */
+export interface EffectiveSetting {
+  key: string;
+  value: unknown;
+  /** `flag --x`, `file:line:column`, or `default`. */
+  source: string;
+  /** Whether SIGHUP applies a change of it without a restart. */
+  live: boolean;
+}
+
+/** Everything `serve` takes from its flags and the configuration. */
+export interface ServeConfiguration {
+  settings: ServiceSettings;
+  logLevel: LogLevel;
+  /** Open the disks through the page cache (`--buffered`). */
+  buffered: boolean;
+  /** Where image-file spares are searched (`--scan-dir`). */
+  scanDirs: string[];
+  /** Every setting with its value and source, for `config show` and reloads. */
+  effective: EffectiveSetting[];
+}
+
+/** What a setup's section may be keyed by. */
+export interface SetupKeys {
+  name?: string;
+  uuid?: string;
+}
+
+/** A section of the file that applies to the setup, with its dotted path. */
+interface AppliedSection {
+  path: string;
+  values: SetupSection;
+}
+
+/** The setup's own section first (by name, then UUID), then `serve`. */
+function appliedSections(config: ConfigValues | undefined, setup: SetupKeys): AppliedSection[] {
+  const sections: AppliedSection[] = [];
+  for (const key of [setup.name, setup.uuid]) {
+    const values = key === undefined ? undefined : config?.setups?.[key];
+    if (values !== undefined) sections.push({ path: `setups.${key}`, values });
+  }
+  if (config?.serve !== undefined) sections.push({ path: "serve", values: config.serve });
+  return sections;
+}
+
+/** The schema's leaf keys of a setup section, dotted, skipping reserved sections. */
+function leafFields(fields: Readonly<Record<string, Field>>, prefix = ""): [string, Field][] {
+  const leaves: [string, Field][] = [];
+  for (const [key, field] of Object.entries(fields)) {
+    if (field.type.kind === "section") {
+      leaves.push(...leafFields(field.type.fields, `${prefix}${key}.`));
+    } else leaves.push([`${prefix}${key}`, field]);
+  }
+  return leaves;
+}
+
+function valueAt(section: SetupSection, key: string): unknown {
+  let value: unknown = section;
+  for (const part of key.split(".")) value = (value as Record<string, unknown> | undefined)?.[part];
+  return value;
+}
+
+/** The first section that sets `key`, with the value's position as its source. */
+function fromFile(
+  config: ConfigFile | undefined,
+  sections: readonly AppliedSection[],
+  key: string,
+): { value: unknown; source: string } | undefined {
+  for (const section of sections) {
+    const value = valueAt(section.values, key);
+    if (value === undefined) continue;
+    const position = config?.positions.get(`${section.path}.${key}`);
+    const where = position === undefined
+      ? config?.path ?? "file"
+      : `${position.file}:${position.line}:${position.column}`;
+    return { value, source: `${where} (${section.path}.${key})` };
+  }
+  return undefined;
+}
+
+/** A file value as the flag parser takes it. */
+function optionValueOf(value: unknown): OptionValue {
+  if (typeof value === "boolean") return value || undefined;
+  if (Array.isArray(value)) return value.map(String);
+  return String(value);
+}
+
+/**
+ * Merges flags, the configuration and defaults into `serve`'s settings.
+ *
+ * @param values `serve`'s parsed flags.
+ * @param setup The setup's name and UUID, as far as known: its section is found by either.
+ * @param config The checked configuration, or undefined without one.
+ * @throws {UsageError} When a flag, or a combination of flag and file values, is wrong.
+ */
+export function serveConfiguration(
+  values: Record<string, OptionValue>,
+  setup: SetupKeys,
+  config: ConfigFile | undefined,
+): ServeConfiguration {
+  const sections = appliedSections(config?.values, setup);
+  const merged: Record<string, OptionValue> = { ...values };
+  const chosen = new Map<string, { value: unknown; source: string }>();
+  for (const [key, field] of leafFields(SETUP_FIELDS)) {
+    const flagValue = field.flag === undefined ? undefined : values[field.flag];
+    const given = flagValue !== undefined && !(Array.isArray(flagValue) && flagValue.length === 0);
+    const found = given
+      ? { value: flagValue, source: `flag --${field.flag}` }
+      : fromFile(config, sections, key);
+    if (found === undefined) continue;
+    chosen.set(key, found);
+    if (!given && field.flag !== undefined) merged[field.flag] = optionValueOf(found.value);
+  }
+  const name = setup.name ?? "unnamed";
+  const settings = serveSettings(parseMergedFlags(merged, chosen), name);
+  const file = (key: string) => chosen.get(key)?.value;
+  settings.api.token = file("api.token") as string | undefined;
+  settings.api.socketGroup = file("api.group") as string | undefined;
+  settings.alerts = alertSettingsOf(config?.values, file("alerts") as string[] | undefined);
+  settings.policies = policyRunSettingsOf(
+    config?.values,
+    file("policies") as string[] | undefined,
+    (file("policy-interval-s") as number | undefined) ?? POLICY_INTERVAL_S_DEFAULT,
+  );
+  const scanDirs = listOption(merged["scan-dir"]);
+  const configuration: ServeConfiguration = {
+    settings,
+    logLevel: (config?.values.log?.level as LogLevel | undefined) ?? "info",
+    buffered: merged.buffered === true,
+    scanDirs,
+    effective: [],
+  };
+  configuration.effective = effectiveSettings(configuration, chosen, config);
+  return configuration;
+}
+
+/**
+ * Checks the merged flags; a problem with a value that came from the file
+ * says where in the file it is, not only which flag it stands for.
+ */
+function parseMergedFlags(
+  merged: Record<string, OptionValue>,
+  chosen: ReadonlyMap<string, { value: unknown; source: string }>,
+): ServeFlags {
+  try {
+    return parseServeFlags(merged);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    const flag = /--([a-z-]+)/.exec(error.message)?.[1];
+    const key = leafFields(SETUP_FIELDS).find(([, field]) => field.flag === flag)?.[0];
+    const source = key === undefined ? undefined : chosen.get(key)?.source;
+    if (source === undefined || source.startsWith("flag ")) throw error;
+    throw new UsageError(`${error.message} (set by ${source})`, { cause: error });
+  }
+}
+
+/** Built-in defaults, read back from the settings they produced, for `config show`. */
+const DEFAULT_OF: Readonly<Record<string, (configuration: ServeConfiguration) => unknown>> = {
+  "nbd.socket": ({ settings }) => settings.nbd.unixPath,
+  "nbd.export-name": ({ settings }) => settings.nbd.exportName,
+  "api.socket": ({ settings }) => settings.api.unixPath,
+  "read-retries": () => READ_RETRIES_DEFAULT,
+  "events-db": ({ settings }) => settings.eventsPath,
+  "backup-dir": ({ settings }) => settings.backupDir,
+  "buffered": () => false,
+  "scan-dir": () => [STATE_DIR],
+  "alerts": () => "every target",
+  "policies": () => "every policy",
+  "policy-interval-s": () => POLICY_INTERVAL_S_DEFAULT,
+};
+
+function effectiveSettings(
+  configuration: ServeConfiguration,
+  chosen: ReadonlyMap<string, { value: unknown; source: string }>,
+  config: ConfigFile | undefined,
+): EffectiveSetting[] {
+  const effective: EffectiveSetting[] = [];
+  for (const [key, field] of leafFields(SETUP_FIELDS)) {
+    const found = chosen.get(key);
+    const live = field.live === true;
+    if (found !== undefined) {
+      // A token is a secret: say that it is set and where, never what it is.
+      const value = key === "api.token" ? "(set)" : found.value;
+      effective.push({ key, value, source: found.source, live });
+    } else {
+      effective.push({
+        key,
+        value: DEFAULT_OF[key]?.(configuration) ?? "none",
+        source: "default",
+        live,
+      });
+    }
+  }
+  const level = config?.positions.get("log.level");
+  effective.push({
+    key: "log.level",
+    value: configuration.logLevel,
+    source: level === undefined ? "default" : `${level.file}:${level.line}:${level.column}`,
+    live: true,
+  });
+  for (const target of configuration.settings.alerts?.targets ?? []) {
+    const position = config?.positions.get(`alerts.targets.${target.name}`);
+    effective.push({
+      key: `alerts.targets.${target.name}`,
+      value: target,
+      source: position === undefined
+        ? "file"
+        : `${position.file}:${position.line}:${position.column}`,
+      live: true,
+    });
+  }
+  for (const policy of configuration.settings.policies?.rules ?? []) {
+    const position = config?.positions.get(`policies.${policy.name}`);
+    effective.push({
+      key: `policies.${policy.name}`,
+      value: policy,
+      source: position === undefined
+        ? "file"
+        : `${position.file}:${position.line}:${position.column}`,
+      live: true,
+    });
+  }
+  return effective;
+}
+
+/**
+ * The alert targets a setup uses (all, or the ones its section lists), with
+ * defaults filled in; undefined when there is none.
+ */
+export function alertSettingsOf(
+  config: ConfigValues | undefined,
+  names: readonly string[] | undefined,
+): AlertSettings | undefined {
+  const alerts = config?.alerts;
+  const targets = Object.entries(alerts?.targets ?? {})
+    .filter(([name]) => names === undefined || names.includes(name))
+    .map(([name, target]) => alertTargetOf(name, target, alerts ?? {}));
+  if (targets.length === 0) return undefined;
+  return {
+    targets,
+    spareNearlyFullPercent: alerts?.["spare-nearly-full-percent"] ??
+      SPARE_NEARLY_FULL_PERCENT_DEFAULT,
+  };
+}
+
+function alertTargetOf(
+  name: string,
+  target: TargetSection,
+  defaults: NonNullable<ConfigValues["alerts"]>,
+): AlertTargetSettings {
+  return {
+    name,
+    destination: target.exec !== undefined ? { exec: target.exec } : { webhook: target.webhook! },
+    kinds: (target.events ?? []) as AlertKind[],
+    timeoutMs: target["timeout-ms"] ?? defaults["timeout-ms"] ?? ALERT_TIMEOUT_MS_DEFAULT,
+    retries: target.retries ?? ALERT_RETRIES_DEFAULT,
+    backoffMs: target["backoff-ms"] ?? ALERT_BACKOFF_MS_DEFAULT,
+    ratePerMinute: target["rate-per-minute"] ?? defaults["rate-per-minute"] ??
+      ALERT_RATE_PER_MINUTE_DEFAULT,
+    repeatIntervalMs: 1000 *
+      (target["repeat-interval-s"] ?? defaults["repeat-interval-s"] ??
+        ALERT_REPEAT_INTERVAL_S_DEFAULT),
+  };
+}
+
+/** The policies a setup evaluates (all, or the ones its section lists). */
+function policyRunSettingsOf(
+  config: ConfigValues | undefined,
+  names: readonly string[] | undefined,
+  intervalS: number,
+): PolicyRunSettings | undefined {
+  const rules: PolicySettings[] = Object.entries(config?.policies ?? {})
+    .filter(([name]) => names === undefined || names.includes(name))
+    .map(([name, policy]) => ({
+      name,
+      when: {
+        pendingBlocksAtLeast: policy.when?.["pending-blocks"],
+        spareUsedPercentAtLeast: policy.when?.["spare-used-percent"],
+        degraded: policy.when?.degraded,
+        healthScoreBelow: policy.when?.["health-score-below"],
+        scanFindingsAtLeast: policy.when?.["scan-findings"],
+      },
+      then: (policy.then ?? []) as PolicyAction[],
+    }));
+  if (rules.length === 0) return undefined;
+  return { rules, intervalMs: intervalS * 1000 };
 }

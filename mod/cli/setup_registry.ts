@@ -61,3 +61,18 @@ export async function writeRegistryEntry(entry: RegistryEntry): Promise<string> 
   await Deno.rename(temporary, path);
   return path;
 }
+
+/** Every readable entry of the registry (none when it does not exist). */
+export async function listRegistryEntries(): Promise<RegistryEntry[]> {
+  const entries: RegistryEntry[] = [];
+  try {
+    for await (const file of Deno.readDir(`${STATE_DIR}/setups`)) {
+      if (!file.isFile || !file.name.endsWith(".json")) continue;
+      const entry = await readRegistryEntry(file.name.slice(0, -".json".length));
+      if (entry !== undefined) entries.push(entry);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return entries;
+}

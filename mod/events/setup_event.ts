@@ -23,7 +23,9 @@ import type { RemapEvent } from "../remap/remap_device.ts";
 /** The service's own lifecycle, as the history records it. */
 export type ServiceEvent =
   | { type: "started"; sizeBytes: number; remapCount: number; pendingCount: number }
-  | { type: "stopped"; remapCount: number };
+  | { type: "stopped"; remapCount: number }
+  /** SIGHUP read the configuration again: what changed live, and what waits for a restart. */
+  | { type: "config-reloaded"; applied: string[]; needsRestart: string[] };
 
 // ---- Discovery and assembly (issue 14, `dm-remap discover` / `dm-remap assemble`) ----
 
@@ -102,6 +104,7 @@ export function zeroEventCounts(): Record<SetupEventType, number> {
     "main-failed": 0,
     "started": 0,
     "stopped": 0,
+    "config-reloaded": 0,
   };
 }
 
@@ -126,6 +129,9 @@ export function describeEvent(event: RecordedEvent): string {
       return `serving ${event.sizeBytes} bytes with ${event.remapCount} remaps, ${event.pendingCount} pending`;
     case "stopped":
       return `stopped cleanly with ${event.remapCount} remaps`;
+    case "config-reloaded":
+      return `configuration reloaded: applied ${listOrNone(event.applied)}; ` +
+        `needs a restart: ${listOrNone(event.needsRestart)}`;
     case "discovered":
     case "assembly-decision":
     case "incremental-seen":
@@ -135,5 +141,9 @@ export function describeEvent(event: RecordedEvent): string {
 
 /** Whether the engine reported it (the service's own events are not engine events). */
 export function isEngineEvent(event: SetupEvent): event is RemapEvent {
-  return event.type !== "started" && event.type !== "stopped";
+  return event.type !== "started" && event.type !== "stopped" && event.type !== "config-reloaded";
+}
+
+function listOrNone(keys: readonly string[]): string {
+  return keys.length === 0 ? "nothing" : keys.join(", ");
 }

@@ -145,7 +145,7 @@ export class RemapDevice implements Device {
   readonly #planSources: { table: PlanSource; withPending: PlanSource };
   readonly #gate = new IoGate();
   readonly #shared: EngineStatePublisher;
-  readonly #readRetries: number;
+  #readRetries: number;
   readonly #onEvent: (event: RemapEvent) => void;
   readonly #metadataDelayMs: number;
   readonly #onSetupWritten: () => void;
@@ -243,6 +243,17 @@ export class RemapDevice implements Device {
   /** Bytes the remap table holds in memory. */
   get tableMemoryBytes(): number {
     return this.#table.memoryBytes;
+  }
+
+  /** Extra attempts at a failing main-disk read; SIGHUP may change it while serving. */
+  get readRetries(): number {
+    return this.#readRetries;
+  }
+
+  set readRetries(retries: number) {
+    assert(Number.isSafeInteger(retries), "read retries are a count");
+    assert(retries >= 0 && retries <= READ_RETRIES_MAX, "read retries in range");
+    this.#readRetries = retries;
   }
 
   /** Blocks whose reads failed and that were not rewritten since. */

@@ -7,13 +7,28 @@
  * @module
  */
 
+import type { AlertSettings } from "../alerts/alert.ts";
 import type { KernelAttachSettings } from "../export/nbd/kernel_attachment.ts";
-export type { KernelAttachSettings };
+import type { PolicySettings } from "../policy/policy.ts";
+export type { AlertSettings, KernelAttachSettings, PolicySettings };
 
 /** A TCP address to listen on; port 0 picks a free port. */
 export interface TcpListener {
   hostname: string;
   port: number;
+}
+
+/**
+ * Parses `[host:]port`; the host defaults to 127.0.0.1 so nothing is exposed
+ * by accident. The one reading of an address, for flags and the configuration.
+ *
+ * @returns The address, or undefined when the text is not one.
+ */
+export function parseTcpListener(text: string): TcpListener | undefined {
+  const match = /^(?:(\[[0-9a-fA-F:]+\]|[^:]+):)?(\d+)$/.exec(text);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || port > 65535) return undefined;
+  return { hostname: (match[1] ?? "127.0.0.1").replace(/^\[|\]$/g, ""), port };
 }
 
 /** Where a server listens: a Unix socket, TCP, or both. */
@@ -55,6 +70,12 @@ export interface NbdSettings extends ListenSettings {
   attach?: KernelAttachSettings;
 }
 
+/** The policies a setup evaluates, and how often besides on events. */
+export interface PolicyRunSettings {
+  rules: readonly PolicySettings[];
+  intervalMs: number;
+}
+
 /** Everything a {@link SetupService} is told. */
 export interface ServiceSettings {
   nbd: NbdSettings;
@@ -72,4 +93,8 @@ export interface ServiceSettings {
    * @default none (nothing recorded)
    */
   runtimeDir?: string;
+  /** Where alerts go; SIGHUP may replace them (`SetupService.reconfigure`). @default no alerts */
+  alerts?: AlertSettings;
+  /** Policies evaluated by the server; SIGHUP may replace them. @default none */
+  policies?: PolicyRunSettings;
 }

@@ -25,7 +25,7 @@ import type { Device } from "../device/device.ts";
 import { EventBus } from "../events/event_bus.ts";
 import { EventCounts } from "../api/event_counts.ts";
 import { EventHistory } from "../events/event_history.ts";
-import { describeEvent, isEngineEvent } from "../events/setup_event.ts";
+import { describeEvent } from "../events/setup_event.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import type { ServiceComponent } from "./component.ts";
 import { type KernelDeviceAtStop, NbdExport } from "./nbd_export.ts";
@@ -38,8 +38,12 @@ import {
   writeRuntimeState,
 } from "./runtime_state.ts";
 import { servingMarkerOfThisProcess } from "./serving_marker.ts";
-import type { ServiceSettings } from "./settings.ts";
 import { setupControlOf } from "./setup_control.ts";
+import type { AlertSettings, PolicyRunSettings, ServiceSettings } from "./settings.ts";
+import { type LogLevel, StructuredLog } from "../log/structured_log.ts";
+import { READ_RETRIES_DEFAULT } from "../constants.ts";
+import { SetupWatch } from "./setup_watch.ts";
+import { levelOfEvent, logFieldsOf } from "./event_log.ts";
 import { StatusApi } from "./status_api.ts";
 import { statusSourceOf } from "./status_source.ts";
 
@@ -52,13 +56,29 @@ export interface SetupDisks {
 /** Options of {@link SetupService}. */
 export interface SetupServiceOptions {
   settings: ServiceSettings;
-  /** Receives each log line (engine events, NBD notes, failed backups), prefixed with the setup's name. */
+  /**
+   * Receives each log line (events, NBD notes, failed backups, alert
+   * failures), structured as `key=value` with the setup's name
+   * (`mod/log/structured_log.ts`).
+   */
   log: (line: string) => void;
   /**
    * Called once when `POST /api/v1/stop` asks the service to stop; the
    * caller then calls {@link SetupService.stop} as on SIGTERM. @default none (the API refuses)
    */
   onStopRequested?: (request: { detach: boolean }) => void;
+  /** The lowest level logged; {@link SetupService.reconfigure} changes it. @default "info" */
+  logLevel?: LogLevel;
+  /** Prefix syslog priorities for journald. @default underJournal() */
+  journal?: boolean;
+}
+
+/** What a running service can change without a restart (SIGHUP). */
+export interface LiveSettings {
+  readRetries: number | undefined;
+  alerts: AlertSettings | undefined;
+  policies: PolicyRunSettings | undefined;
+  logLevel: LogLevel;
 }
 
 /** A setup served from {@link start} to {@link stop}. */
@@ -69,9 +89,9 @@ export class SetupService {
   readonly #eventCounts = new EventCounts();
   readonly #disks: SetupDisks;
   readonly #settings: ServiceSettings;
-  readonly #log: (line: string) => void;
+  readonly #log: StructuredLog;
+  readonly #watch: SetupWatch;
   readonly #onStopRequested: SetupServiceOptions["onStopRequested"];
-  readonly #prefix: string;
   #history: EventHistory | undefined;
   #unsubscribeHistory: (() => void) | undefined;
   #backups: BackupKeeper | undefined;
@@ -91,9 +111,40 @@ export class SetupService {
   constructor(disks: SetupDisks, options: SetupServiceOptions) {
     this.#disks = disks;
     this.#settings = options.settings;
-    this.#log = options.log;
     this.#onStopRequested = options.onStopRequested;
-    this.#prefix = `dm-remap[${disks.spares.description.setup.name}]`;
+    const setupName = disks.spares.description.setup.name;
+    this.#log = new StructuredLog({
+      write: options.log,
+      level: options.logLevel,
+      journal: options.journal,
+      fields: { setup: setupName },
+    });
+    this.#watch = new SetupWatch({
+      setupName,
+      mainPath: disks.main.identity.path,
+      alerts: options.settings.alerts,
+      policies: options.settings.policies,
+      log: this.#log,
+    });
+  }
+
+  /** The service's log, for the command's own lines (start, stop, reloads). */
+  get log(): StructuredLog {
+    return this.#log;
+  }
+
+  /**
+   * Applies what can change while serving (SIGHUP): read retries, alert
+   * targets, policies and the log level; then publishes a `config-reloaded`
+   * event saying what was applied and which changed keys need a restart.
+   */
+  reconfigure(settings: LiveSettings, report: { applied: string[]; needsRestart: string[] }): void {
+    this.#log.level = settings.logLevel;
+    if (this.#engine !== undefined) {
+      this.#engine.readRetries = settings.readRetries ?? READ_RETRIES_DEFAULT;
+    }
+    this.#watch.reconfigure({ alerts: settings.alerts, policies: settings.policies });
+    this.events.publish({ type: "config-reloaded", ...report });
   }
 
   /**
@@ -177,8 +228,13 @@ export class SetupService {
       settings.eventsPath,
     ]);
     this.events.subscribe((event) => {
-      if (isEngineEvent(event)) this.#log(`${this.#prefix}: ${describeEvent(event)}`);
+      this.#log.log({
+        level: levelOfEvent(event),
+        message: describeEvent(event),
+        fields: logFieldsOf(event),
+      });
     });
+    this.#watch.subscribeTo(this.events);
     const history = this.#history = EventHistory.open(settings.eventsPath);
     this.#unsubscribeHistory = history.subscribeTo(this.events);
     this.#eventCounts.subscribeTo(this.events);
@@ -188,6 +244,7 @@ export class SetupService {
       onSetupWritten: () => this.#backups?.request("setup state"),
       onEvent: (event) => this.events.publish(event),
     });
+    this.#watch.attach(engine, this.#disks.spares);
     await this.#backups?.requestUnlessCurrent("serve start");
     await this.#startComponents(engine, history);
     // The clean-stop flag: removed by engine.close() when stop() runs.
@@ -226,7 +283,7 @@ export class SetupService {
       settings: this.#settings.nbd,
       description: `dm-remap setup ${this.#disks.spares.description.setup.name}`,
       setupUuid: this.#disks.spares.description.setup.uuid,
-      log: (line) => this.#log(`${this.#prefix} ${line}`),
+      log: (line) => this.#log.log({ level: "info", message: line, fields: { component: "nbd" } }),
     });
     await this.#nbd.start();
     this.#feeders.push(this.#nbd);
@@ -236,6 +293,8 @@ export class SetupService {
       served: this.#nbd.served,
       nbd: this.#nbd.view,
       eventCounts: this.#eventCounts,
+      alerts: () => this.#watch.alertCounts,
+      policies: () => this.#watch.policyEvaluations,
     });
     const nbd = this.#nbd;
     const control = setupControlOf({
@@ -265,6 +324,8 @@ export class SetupService {
     }
     this.#unsubscribeHistory?.();
     this.#history?.close();
+    // Last, so the stop itself is alerted; bounded, so a dead webhook cannot hold the stop.
+    await this.#watch.stop();
     const dir = this.#settings.runtimeDir;
     if (dir !== undefined && this.#runtimeState !== undefined) {
       await removeRuntimeState(dir, this.#runtimeState.uuid);
@@ -278,11 +339,11 @@ export class SetupService {
       directory,
       () => this.#disks.spares.stores,
       (error) =>
-        this.#log(
-          `${this.#prefix}: cannot write the metadata backup in ${directory}: ${
-            (error as Error).message
-          }`,
-        ),
+        this.#log.log({
+          level: "warning",
+          message: `cannot write the metadata backup in ${directory}: ${(error as Error).message}`,
+          fields: { event: "backup-failed" },
+        }),
     );
   }
 }

@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { AlertTargetCounts } from "../alerts/alert.ts";
+import type { PolicyEvaluation } from "../policy/policy.ts";
 import type { DataPlaneCounters } from "../datapath/data_plane.ts";
 import type { SetupStatus, StatusSource } from "../api/status.ts";
 import type { OpenedSpares } from "../assembly/assemble.ts";
@@ -32,6 +34,10 @@ export interface StatusSources {
   served?: () => DataPlaneCounters;
   /** The API's count of the setup's events. */
   eventCounts: EventCounts;
+  /** Each alert target's delivery counts. @default none */
+  alerts?: () => AlertTargetCounts[];
+  /** Each policy's last evaluation. @default none */
+  policies?: () => PolicyEvaluation[];
 }
 
 /** A StatusSource over a live engine; every call reads current values. */
@@ -112,6 +118,8 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
           connections: nbd.connections(),
           kernelDevice: nbd.kernelDevice?.(),
         },
+        alerts: sources.alerts?.() ?? [],
+        policies: sources.policies?.() ?? [],
         uptimeSeconds: Math.floor((Date.now() - startedMs) / 1000),
         version: VERSION,
       };

@@ -217,7 +217,12 @@ Deno.test("createApp() GET /metrics answers every metric family in text format 0
       [{ ...setup, type: "main-failed" }, 0],
       [{ ...setup, type: "started" }, 1],
       [{ ...setup, type: "stopped" }, 0],
+      [{ ...setup, type: "config-reloaded" }, 0],
     ]],
+    ["dm_remap_alerts_sent_total", "counter", [[{ ...setup, target: "pager" }, 4]]],
+    ["dm_remap_alerts_failed_total", "counter", [[{ ...setup, target: "pager" }, 1]]],
+    ["dm_remap_alerts_dropped_total", "counter", [[{ ...setup, target: "pager" }, 2]]],
+    ["dm_remap_alerts_suppressed_total", "counter", [[{ ...setup, target: "pager" }, 7]]],
     ["dm_remap_nbd_connections", "gauge", [[setup, 1]]],
     ["dm_remap_uptime_seconds", "gauge", [[setup, 3600]]],
   ];

@@ -75,6 +75,8 @@ export function statusFixture(overrides: Partial<SetupStatus> = {}): SetupStatus
     pendingBlocks: [],
     events: { ...zeroEventCounts(), "remap": 1, "read-error": 2, "started": 1 },
     nbd: { exportName: "vault", unixPath: "/run/dm-remap/vault.nbd", connections: 1 },
+    alerts: [{ name: "pager", sent: 4, failed: 1, dropped: 2, suppressed: 7 }],
+    policies: [],
     uptimeSeconds: 3600,
     version: "0.1.0",
     ...overrides,

@@ -129,6 +129,7 @@ Deno.test("Every documented example has the shape of the live answer of a served
     assert.deepEqual(checked, [
       "GET /api/v1/status 200",
       "GET /api/v1/remaps 200",
+      "GET /api/v1/policies 200",
       "GET /api/v1/events 200",
       "GET /api/v1/health 503",
       "POST /api/v1/metadata/repair 200",

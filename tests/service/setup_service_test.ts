@@ -8,6 +8,8 @@
 
 import assert from "node:assert/strict";
 import { fetchStatus } from "../../mod/api/client.ts";
+import { COPY_SECTORS } from "../../mod/constants.ts";
+import { startWebhookReceiver } from "../alerts/receivers.ts";
 import { ApiListenError } from "../../mod/api/http_server.ts";
 import { openSpares } from "../../mod/assembly/assemble.ts";
 import { createSetup } from "../../mod/assembly/create.ts";
@@ -151,6 +153,7 @@ Deno.test("SetupService publishes typed events to subscribers, the log, the stat
     const service = new SetupService(await openDisks(dir), {
       settings: settingsIn(dir),
       log: (line) => log.push(line),
+      journal: false,
     });
     const seen: SetupEvent[] = [];
     service.events.subscribe((event) => seen.push(event));
@@ -166,7 +169,14 @@ Deno.test("SetupService publishes typed events to subscribers, the log, the stat
       spareIndex: 0,
       slotIndex: 0,
     });
-    assert.deepEqual(log, [`dm-remap[svc]: remapped block ${BAD_BLOCK} to spare 0 slot 0`]);
+    // One structured line per event, the setup's name in each.
+    assert.deepEqual(log, [
+      "level=info setup=svc event=started remaps=0 pending=0 size_bytes=16777216 " +
+      'msg="serving 16777216 bytes with 0 remaps, 0 pending"',
+      `level=notice setup=svc event=remap block=${BAD_BLOCK} spare=0 slot=0 ` +
+      `msg="remapped block ${BAD_BLOCK} to spare 0 slot 0"`,
+      'level=info setup=svc event=stopped remaps=1 msg="stopped cleanly with 1 remaps"',
+    ]);
     assert.deepEqual(
       [counted.started, counted.remap, counted.stopped, counted.pending],
       [1, 1, 0, 0],
@@ -300,6 +310,68 @@ Deno.test("listRuntimeStates() marks the record of a server that is gone as stal
     await Deno.writeTextFile(`${dir}/setups/garbage.json`, "{ not json");
     const entries = await listRuntimeStates(dir);
     assert.deepEqual(entries.map((entry) => [entry.state.name, entry.alive]), [["gone", false]]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SetupService alerts what the open repaired, each remap, a spare nearly full and a policy, and lists the policy", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dm-remap-service-" });
+  await using receiver = startWebhookReceiver();
+  try {
+    await createFiles(dir);
+    // Copy 1 of the spare's metadata is torn: the open rewrites it.
+    const spare = await Deno.open(`${dir}/spare.img`, { write: true });
+    await spare.seek(COPY_SECTORS[1]! * 512, Deno.SeekMode.Start);
+    await spare.write(new Uint8Array(512).fill(0xff));
+    spare.close();
+    const service = new SetupService(await openDisks(dir), {
+      settings: settingsIn(dir, {
+        alerts: {
+          spareNearlyFullPercent: 1,
+          targets: [{
+            name: "receiver",
+            destination: { webhook: receiver.url },
+            kinds: [],
+            timeoutMs: 2_000,
+            retries: 0,
+            backoffMs: 10,
+            ratePerMinute: 100,
+            repeatIntervalMs: 0,
+          }],
+        },
+        policies: {
+          rules: [{ name: "filling", when: { spareUsedPercentAtLeast: 1 }, then: ["alert"] }],
+          intervalMs: 60_000,
+        },
+      }),
+      log: () => {},
+      journal: false,
+    });
+    await service.start();
+    assert.deepEqual(service.status().policies.map((p) => [p.name, p.holds]), [["filling", false]]);
+    await service.engine.write(new Uint8Array(BLOCK_BYTES), BAD_BLOCK * BLOCK_BYTES, { fua: true });
+    const bodies = await receiver.received(5);
+    const policy = service.status().policies[0]!;
+    assert.deepEqual([policy.holds, policy.actions, policy.trigger], [true, ["alert"], "remap"]);
+    // The receiver has the body a moment before the sender has its answer.
+    while (service.status().alerts[0]!.sent < 5) await new Promise((ok) => setTimeout(ok, 10));
+    assert.deepEqual(service.status().alerts, [
+      { name: "receiver", sent: 5, failed: 0, dropped: 0, suppressed: 0 },
+    ]);
+    await service.stop();
+    assert.deepEqual(bodies.map((body) => body.kind), [
+      "metadata-repaired",
+      "started",
+      "remap",
+      "spare-nearly-full",
+      "policy",
+      "stopped",
+    ]);
+    assert.equal(bodies[0]!.device, `${dir}/spare.img`);
+    assert.equal(bodies[0]!.details, "metadata copies 1 of spare 0 were rewritten at open");
+    assert.match(bodies[3]!.details, /^spare 0 is 1\.\d% used \(1 of \d+ slots; threshold 1%\)$/);
+    assert.match(bodies[4]!.details, /^policy "filling" holds: fullest active spare 1\.\d% used/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -113,12 +113,48 @@ export function metricFamiliesOf(status: SetupStatus): MetricFamily[] {
         value,
       })),
     },
+    ...alertFamilies(status),
     one("dm_remap_nbd_connections", "gauge", "NBD clients connected now.", status.nbd.connections),
     one(
       "dm_remap_uptime_seconds",
       "gauge",
       "Seconds since the setup was served.",
       status.uptimeSeconds,
+    ),
+  ];
+}
+
+/** Per alert target: what was sent, failed, dropped (queue full) and held back (limits). */
+function alertFamilies(status: SetupStatus): MetricFamily[] {
+  const family = (
+    name: string,
+    help: string,
+    value: (counts: SetupStatus["alerts"][number]) => number,
+  ): MetricFamily => ({
+    name,
+    type: "counter",
+    help,
+    samples: status.alerts.map((counts) => ({
+      labels: { setup: status.setup.name, target: counts.name },
+      value: value(counts),
+    })),
+  });
+  return [
+    family("dm_remap_alerts_sent_total", "Alerts delivered to the target.", (c) => c.sent),
+    family(
+      "dm_remap_alerts_failed_total",
+      "Alerts the target did not take after every attempt.",
+      (c) => c.failed,
+    ),
+    family(
+      "dm_remap_alerts_dropped_total",
+      "Alerts dropped because the target's queue was full.",
+      (c) => c.dropped,
+    ),
+    family(
+      "dm_remap_alerts_suppressed_total",
+      "Alerts held back by the target's rate limit or repeat interval.",
+      (c) => c.suppressed,
     ),
   ];
 }

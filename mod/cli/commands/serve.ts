@@ -1,61 +1,81 @@
 /**
  * `dm-remap serve (<name> | --spare <dev>...)`: assemble from the disks and
- * serve until SIGTERM/SIGINT.
+ * serve until SIGTERM/SIGINT; SIGHUP reads the configuration file again.
  *
- * The command finds the spares by name and parses the flags; the service
- * opens the disks (nothing is written before every check has passed, see
+ * The command finds the spares by name and merges flags, the configuration
+ * file and defaults (`service_settings.ts`); the service opens the disks
+ * (nothing is written before every check has passed, see
  * `service/open_setup.ts`) and serves them.
  *
  * @module
  */
 
 import { closeAll } from "../../assembly/open_path.ts";
+import { StructuredLog } from "../../log/structured_log.ts";
 import { openSetupForServing } from "../../service/open_setup.ts";
 import { SetupService } from "../../service/setup_service.ts";
-import type { CommandInput } from "../command.ts";
+import type { CliOutput, CommandInput, OptionValue } from "../command.ts";
+import { type ConfigLocation, configLocation, readConfig } from "../config_source.ts";
 import { resolveSparePaths } from "../find_setup.ts";
 import { listOption, onePositional, stringOption } from "../options.ts";
-import { parseServeFlags, serveSettings } from "../service_settings.ts";
+import { onReloadSignal } from "../reload_signal.ts";
+import {
+  type EffectiveSetting,
+  parseServeFlags,
+  type ServeConfiguration,
+  serveConfiguration,
+  type SetupKeys,
+} from "../service_settings.ts";
 import { untilSignal } from "../stop_signal.ts";
 
 /** Serves a setup in the foreground; systemd runs it as a simple service. */
 export async function serveCommand({ values, positionals, output }: CommandInput): Promise<number> {
   const name = onePositional(positionals, "setup name", false);
-  const resolved = await resolveSparePaths(
-    name,
-    listOption(values.spare),
-    listOption(values["scan-dir"]),
-  );
-  const flags = parseServeFlags(values);
-  // Listen before anything starts, so a stop request during startup is not lost.
+  // Flags are checked before the file is read, so a usage error names the flag.
+  parseServeFlags(values);
+  const location = configLocation(stringOption(values.config));
+  const config = await readConfig(location);
+  const early = serveConfiguration(values, { name }, config);
+  const resolved = await resolveSparePaths(name, listOption(values.spare), early.scanDirs);
+  // Listen before anything starts, so a stop request during startup is not lost,
+  // and a SIGHUP (whose default action ends the process) never interrupts a start or a stop.
   const stopRequested = untilSignal();
-  const log = (line: string) => output.err(line);
+  let reload: (() => Promise<void>) | undefined;
+  const stopReloading = onReloadSignal(() => reload?.() ?? Promise.resolve());
+  // Until the service exists, the command's own lines go through a logger of the same form.
+  const startLog = new StructuredLog({
+    write: (line) => output.err(line),
+    level: early.logLevel,
+    fields: { setup: name },
+  });
+  const log = (line: string) => startLog.log({ level: "info", message: line });
   const { setupName, ...disks } = await openSetupForServing({
     name,
     sparePaths: resolved.sparePaths,
     mainPath: stringOption(values.main),
     force: values.force === true,
-    direct: values.buffered !== true,
+    direct: !early.buffered,
   }, log);
+  const keys: SetupKeys = { name: setupName, uuid: disks.spares.description.setup.uuid };
+  const configuration = serveConfiguration(values, keys, config);
   const askedByApi = Promise.withResolvers<{ detach: boolean }>();
   const serving = new SetupService(disks, {
-    settings: serveSettings(flags, setupName),
-    log,
+    settings: configuration.settings,
+    log: (line) => output.err(line),
+    logLevel: configuration.logLevel,
     onStopRequested: askedByApi.resolve,
   });
   try {
     await serving.start();
   } catch (error) {
+    stopReloading();
     await closeAll([disks.main.device, ...disks.spares.stores.map((store) => store.device)]);
     throw error;
   }
-  output.out(
-    `dm-remap[${setupName}]: serving ${serving.engine.sizeBytes} bytes, ${serving.engine.remapCount} remaps`,
-  );
-  for (const address of serving.nbdAddresses) output.out(`  NBD  ${address}`);
-  for (const address of serving.apiAddresses) output.out(`  API  ${address}`);
-  if (serving.kernelDevice) output.out(`  KERNEL  ${serving.kernelDevice}`);
+  printAddresses(output, setupName, serving);
+  reload = reloader({ values, keys, location, serving, running: configuration });
   const asked = await Promise.race([stopRequested, askedByApi.promise]);
+  reload = undefined;
   const fromApi = typeof asked === "object";
   const detach = fromApi ? asked.detach : await serving.stopRequest() === "detach";
   const meaning = fromApi
@@ -65,11 +85,82 @@ export async function serveCommand({ values, positionals, output }: CommandInput
     : detach
     ? "stop asked by dm-remap stop, the kernel device goes too"
     : "a restart, a kernel device stays attached for the next server while it is in use";
-  output.err(
-    `dm-remap[${setupName}]: ${fromApi ? "POST /api/v1/stop" : asked} (${meaning}): finishing ` +
-      `in-flight requests, flushing, writing metadata`,
-  );
+  const cause = fromApi ? "POST /api/v1/stop" : asked;
+  serving.log.log({
+    level: "notice",
+    message: `${cause} (${meaning}): finishing in-flight requests, flushing, writing metadata`,
+    fields: { event: "stopping", signal: fromApi ? "api" : asked },
+  });
   await serving.stop({ kernelDevice: detach ? "detach" : "auto" });
-  output.err(`dm-remap[${setupName}]: stopped cleanly`);
+  stopReloading();
+  serving.log.log({ level: "notice", message: "stopped cleanly", fields: { event: "exit" } });
   return 0;
+}
+
+function printAddresses(output: CliOutput, setupName: string, serving: SetupService): void {
+  output.out(
+    `dm-remap[${setupName}]: serving ${serving.engine.sizeBytes} bytes, ${serving.engine.remapCount} remaps`,
+  );
+  for (const address of serving.nbdAddresses) output.out(`  NBD  ${address}`);
+  for (const address of serving.apiAddresses) output.out(`  API  ${address}`);
+  if (serving.kernelDevice) output.out(`  KERNEL  ${serving.kernelDevice}`);
+}
+
+/** What a reload needs: the flags (they still win), the file, and what runs now. */
+interface ReloadContext {
+  values: Record<string, OptionValue>;
+  keys: SetupKeys;
+  location: ConfigLocation;
+  serving: SetupService;
+  running: ServeConfiguration;
+}
+
+/**
+ * A SIGHUP handler: reads the file again, applies what can change live, and
+ * says which changed keys need a restart. An invalid file changes nothing.
+ */
+function reloader(context: ReloadContext): () => Promise<void> {
+  let running = context.running.effective;
+  return async () => {
+    const log = context.serving.log;
+    let next: ServeConfiguration;
+    try {
+      next = serveConfiguration(context.values, context.keys, await readConfig(context.location));
+    } catch (error) {
+      log.log({
+        level: "err",
+        message: `configuration not reloaded, the running one stays: ${(error as Error).message}`,
+        fields: { event: "config-rejected", file: context.location.path },
+      });
+      return;
+    }
+    const changed = changedKeys(running, next.effective);
+    const applied = changed.filter((setting) => setting.live).map((setting) => setting.key);
+    const needsRestart = changed.filter((setting) => !setting.live).map((setting) => setting.key);
+    context.serving.reconfigure({
+      readRetries: next.settings.readRetries,
+      alerts: next.settings.alerts,
+      policies: next.settings.policies,
+      logLevel: next.logLevel,
+    }, { applied, needsRestart });
+    // What runs now: the new live values, and the old values of what waits for a restart.
+    const restartKeys = new Set(needsRestart);
+    running = next.effective
+      .filter((setting) => !restartKeys.has(setting.key))
+      .concat(running.filter((setting) => restartKeys.has(setting.key)));
+  };
+}
+
+/** The settings of `next` whose value differs from `running`'s, and those that disappeared. */
+function changedKeys(
+  running: readonly EffectiveSetting[],
+  next: readonly EffectiveSetting[],
+): EffectiveSetting[] {
+  const before = new Map(running.map((setting) => [setting.key, JSON.stringify(setting.value)]));
+  const changed = next.filter((setting) =>
+    before.get(setting.key) !== JSON.stringify(setting.value)
+  );
+  const nextKeys = new Set(next.map((setting) => setting.key));
+  const removed = running.filter((setting) => !nextKeys.has(setting.key));
+  return [...changed, ...removed];
 }
