@@ -25,7 +25,8 @@ import type { Device } from "../device/device.ts";
 import { EventBus } from "../events/event_bus.ts";
 import { EventCounts } from "../api/event_counts.ts";
 import { EventHistory } from "../events/event_history.ts";
-import { describeEvent, isEngineEvent } from "../events/setup_event.ts";
+import { describeEvent, isEngineEvent, isHealthEvent } from "../events/setup_event.ts";
+import { SmartHistory } from "../health/smart_history.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import type { ServiceComponent } from "./component.ts";
 import { type KernelDeviceAtStop, NbdExport } from "./nbd_export.ts";
@@ -39,6 +40,8 @@ import {
 } from "./runtime_state.ts";
 import { servingMarkerOfThisProcess } from "./serving_marker.ts";
 import type { ServiceSettings } from "./settings.ts";
+import { MetadataScrubber } from "./metadata_scrubber.ts";
+import { SmartMonitor } from "./smart_monitor.ts";
 import { StatusApi } from "./status_api.ts";
 import { statusSourceOf } from "./status_source.ts";
 
@@ -72,6 +75,9 @@ export class SetupService {
   #status: StatusSource | undefined;
   #nbd: NbdExport | undefined;
   #api: StatusApi | undefined;
+  #scrubber: MetadataScrubber | undefined;
+  #smart: SmartMonitor | undefined;
+  #smartHistory: SmartHistory | undefined;
   /** What the runtime state file holds, once written. */
   #runtimeState: RuntimeState | undefined;
   /** Started components that send the engine requests: they stop before it closes. */
@@ -169,7 +175,9 @@ export class SetupService {
       settings.eventsPath,
     ]);
     this.events.subscribe((event) => {
-      if (isEngineEvent(event)) this.#log(`${this.#prefix}: ${describeEvent(event)}`);
+      if (isEngineEvent(event) || isHealthEvent(event)) {
+        this.#log(`${this.#prefix}: ${describeEvent(event)}`);
+      }
     });
     const history = this.#history = EventHistory.open(settings.eventsPath);
     this.#unsubscribeHistory = history.subscribeTo(this.events);
@@ -211,8 +219,15 @@ export class SetupService {
     if (dir !== undefined) await writeRuntimeState(dir, this.#runtimeState);
   }
 
-  /** The exports first, then the API, which shows them. */
+  /** The metadata scrub on open, the exports, the SMART reader, then the API, which shows them. */
   async #startComponents(engine: RemapDevice, history: EventHistory): Promise<void> {
+    // A feeder: it writes the spares' metadata through the engine, so it stops before the engine.
+    this.#scrubber = new MetadataScrubber(engine, {
+      intervalMs: this.#settings.scrub?.intervalMs,
+      publish: (event) => this.events.publish(event),
+    });
+    await this.#scrubber.start();
+    this.#feeders.push(this.#scrubber);
     this.#nbd = new NbdExport(engine, {
       main: this.#disks.main,
       settings: this.#settings.nbd,
@@ -222,16 +237,40 @@ export class SetupService {
     });
     await this.#nbd.start();
     this.#feeders.push(this.#nbd);
+    await this.#startSmart();
     this.#status = statusSourceOf(engine, {
       spares: this.#disks.spares,
       history,
       served: this.#nbd.served,
       nbd: this.#nbd.view,
       eventCounts: this.#eventCounts,
+      scrub: () => this.#scrubber!.status(),
+      smart: this.#smart,
     });
     this.#api = new StatusApi(this.#status, this.#settings.api);
     await this.#api.start();
     this.#readers.push(this.#api);
+  }
+
+  /** The periodic SMART reader of the main disk and the spares, unless turned off. */
+  async #startSmart(): Promise<void> {
+    const settings = this.#settings.smart;
+    if (settings === false) return;
+    this.#smartHistory = SmartHistory.open(this.#settings.eventsPath);
+    this.#smart = new SmartMonitor({
+      disks: [
+        { role: "main", path: this.#disks.main.identity.path },
+        ...this.#disks.spares.stores.map((store) => ({
+          role: `spare ${store.payload.spareIndex}`,
+          path: store.device.name,
+        })),
+      ],
+      intervalMs: settings?.intervalMs,
+      history: this.#smartHistory,
+      publish: (event) => this.events.publish(event),
+    });
+    await this.#smart.start();
+    this.#readers.push(this.#smart);
   }
 
   /** Releases what was taken, in the order that loses nothing; `clean` for a stop after a start. */
@@ -250,6 +289,7 @@ export class SetupService {
     }
     this.#unsubscribeHistory?.();
     this.#history?.close();
+    this.#smartHistory?.close();
     const dir = this.#settings.runtimeDir;
     if (dir !== undefined && this.#runtimeState !== undefined) {
       await removeRuntimeState(dir, this.#runtimeState.uuid);

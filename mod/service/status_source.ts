@@ -5,13 +5,16 @@
  */
 
 import type { DataPlaneCounters } from "../datapath/data_plane.ts";
-import type { SetupStatus, StatusSource } from "../api/status.ts";
+import type { ScrubHealth, SetupHealth, SetupStatus, StatusSource } from "../api/status.ts";
 import type { OpenedSpares } from "../assembly/assemble.ts";
 import { FORMAT_VERSION } from "../metadata/superblock.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import type { EventHistory } from "../events/event_history.ts";
 import type { EventCounts } from "../api/event_counts.ts";
 import { VERSION } from "../version.ts";
+import { FORECAST_EVENTS_MAX, FORECAST_WINDOW_DAYS } from "../constants.ts";
+import { forecastSparePool } from "../health/forecast.ts";
+import type { SmartMonitor } from "./smart_monitor.ts";
 
 /** What the NBD side reports. */
 export interface NbdView {
@@ -32,6 +35,32 @@ export interface StatusSources {
   served?: () => DataPlaneCounters;
   /** The API's count of the setup's events. */
   eventCounts: EventCounts;
+  /** The metadata scrub's state. @default no health section */
+  scrub?: () => ScrubHealth;
+  /** The SMART reader, when it runs. @default none */
+  smart?: SmartMonitor;
+}
+
+const DAY_MS = 86_400_000;
+
+/** SMART, the scrub and the spare-pool forecast, from the history and the engine. */
+function healthOf(
+  engine: RemapDevice,
+  sources: StatusSources,
+  scrub: () => ScrubHealth,
+): SetupHealth {
+  const nowMs = Date.now();
+  const working = engine.spares.filter((spare) => spare.state === "active");
+  const forecast = forecastSparePool({
+    nowMs,
+    events: sources.history.since(nowMs - FORECAST_WINDOW_DAYS * DAY_MS, FORECAST_EVENTS_MAX),
+    historyStartMs: sources.history.firstTimeMs(),
+    slotCount: working.reduce((sum, spare) => sum + spare.store.payload.layout.slotCount, 0),
+    slotsUsed: working.reduce((sum, spare) => sum + spare.store.slotsUsed, 0),
+    pendingCount: engine.pendingBlocks.length,
+    smartRises: sources.smart?.mainDiskRises() ?? [],
+  });
+  return { smart: sources.smart?.status() ?? null, scrub: scrub(), forecast };
 }
 
 /** A StatusSource over a live engine; every call reads current values. */
@@ -113,6 +142,9 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
           kernelDevice: nbd.kernelDevice?.(),
         },
         uptimeSeconds: Math.floor((Date.now() - startedMs) / 1000),
+        ...(sources.scrub === undefined
+          ? {}
+          : { health: healthOf(engine, sources, sources.scrub) }),
         version: VERSION,
       };
     },
