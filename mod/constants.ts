@@ -175,6 +175,8 @@ export const HEALTH_INTERVAL_S_MAX = 7 * 86_400;
 export const FORECAST_WINDOW_DAYS = 7;
 /** Events the forecast reads at most from the history. */
 export const FORECAST_EVENTS_MAX = 100_000;
+/** How long a forecast is reused while the pool does not change (the status is polled often). */
+export const FORECAST_REFRESH_MS = 60_000;
 
 assert(COPY_SECTORS.length === 5, "five metadata copies");
 for (let i = 1; i < COPY_SECTORS.length; i++) {

@@ -3,8 +3,9 @@
  * feed it, the status API, the event history, the metadata backups and the
  * clean-stop marker, with one lifecycle.
  *
- * Start takes things in order (history, engine, NBD export, status API,
- * serving marker, runtime state); a start that fails half-way releases what it took, and
+ * Start takes things in order (history, engine, metadata scrub (its first
+ * pass runs here, on open), NBD export, SMART reader, status API, serving
+ * marker, runtime state); a start that fails half-way releases what it took, and
  * leaves the disks as they were: until the marker, the engine has written
  * nothing, and closing it writes nothing either. Stop is ordered so nothing
  * is lost: the exports stop accepting and drain, the engine flushes every
