@@ -43,7 +43,10 @@ export interface SpareStatus {
 export interface SmartDiskHealth {
   /** `main` or `spare N`. */
   role: string;
+  /** The disk read: the setup's path, or a physical disk under it. */
   path: string;
+  /** The setup's path when `path` is a disk under it (a dm or md device, a partition). */
+  under?: string;
   /** Absent until the first reading finished. */
   reading?: SmartReading;
   risk?: SmartRisk;

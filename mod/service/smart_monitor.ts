@@ -1,6 +1,7 @@
 /**
  * The periodic SMART reader of a running setup: reads every disk of the setup
- * (main disk and spares) with smartctl on start and then every interval
+ * (main disk and spares; for a dm or md device or a partition, the physical
+ * disks under it, `smart_disks.ts`) with smartctl on start and then every interval
  * (default 30 min), judges each reading against the previous reading of the
  * same disk (`smart_risk.ts`), keeps the readings in the history database
  * (`smart_history.ts`), and publishes `smart-risk-raised` when a disk's risk
@@ -19,6 +20,7 @@ import { HEALTH_INTERVAL_MS_MIN, SMART_INTERVAL_MS_DEFAULT } from "../constants.
 import type { SmartDiskHealth, SmartHealth } from "../api/status.ts";
 import type { HealthEvent } from "../events/setup_event.ts";
 import { diskKeyOf, type SmartHistory } from "../health/smart_history.ts";
+import { smartDisksOf } from "../health/smart_disks.ts";
 import { readSmart } from "../health/smart_reader.ts";
 import type { SmartReading } from "../health/smart_report.ts";
 import { assessSmartRisk, isHigherRisk } from "../health/smart_risk.ts";
@@ -47,11 +49,16 @@ export interface SmartMonitorOptions {
   publish: (event: HealthEvent) => void;
   /** Reads one device. @default readSmart */
   read?: (path: string) => Promise<SmartReading>;
+  /** The disks to read for a path of the setup. @default smartDisksOf */
+  disksUnder?: (path: string) => Promise<string[]>;
 }
 
 /** Reads the setup's disks' SMART data periodically. */
 export class SmartMonitor implements ServiceComponent {
-  readonly #disks: SmartDiskStatus[];
+  readonly #setupDisks: readonly SmartDisk[];
+  /** The disks read, found under the setup's paths in the first round. */
+  #disks: SmartDiskStatus[] | undefined;
+  readonly #disksUnder: (path: string) => Promise<string[]>;
   readonly #intervalMs: number;
   readonly #history: SmartHistory | undefined;
   readonly #publish: (event: HealthEvent) => void;
@@ -61,7 +68,8 @@ export class SmartMonitor implements ServiceComponent {
   #running: Promise<void> | undefined;
 
   constructor(options: SmartMonitorOptions) {
-    this.#disks = options.disks.map((disk) => ({ ...disk }));
+    this.#setupDisks = options.disks;
+    this.#disksUnder = options.disksUnder ?? ((path) => smartDisksOf(path));
     this.#intervalMs = options.intervalMs ?? SMART_INTERVAL_MS_DEFAULT;
     assert(this.#intervalMs >= HEALTH_INTERVAL_MS_MIN, "SMART interval in range");
     this.#history = options.history;
@@ -88,14 +96,14 @@ export class SmartMonitor implements ServiceComponent {
     return {
       intervalMs: this.#intervalMs,
       rounds: this.#rounds,
-      disks: this.#disks.map((disk) => ({ ...disk })),
+      disks: (this.#disks ?? []).map((disk) => ({ ...disk })),
     };
   }
 
   /** The main disk's counters that rose at its last reading, in words (for the forecast). */
   mainDiskRises(): string[] {
-    const main = this.#disks.find((disk) => disk.role === "main");
-    return (main?.risk?.rising ?? []).map((rise) =>
+    const main = (this.#disks ?? []).filter((disk) => disk.role === "main");
+    return main.flatMap((disk) => disk.risk?.rising ?? []).map((rise) =>
       `${rise.name} rose ${rise.from}→${rise.to} since ${new Date(rise.sinceMs).toISOString()}`
     );
   }
@@ -115,6 +123,7 @@ export class SmartMonitor implements ServiceComponent {
   }
 
   async #round(): Promise<void> {
+    this.#disks ??= await this.#findDisks();
     for (const disk of this.#disks) {
       const reading = await this.#read(disk.path);
       this.#judge(disk, reading);
@@ -141,11 +150,24 @@ export class SmartMonitor implements ServiceComponent {
     if (raised) {
       this.#publish({
         type: "smart-risk-raised",
-        device: `${disk.path} (${disk.role})`,
+        device: `${disk.path} (${disk.role}${
+          disk.under === undefined ? "" : ` under ${disk.under}`
+        })`,
         level: risk.level,
         reasons: risk.reasons,
       });
     }
+  }
+
+  /** The physical disks under each of the setup's paths. */
+  async #findDisks(): Promise<SmartDiskStatus[]> {
+    const disks: SmartDiskStatus[] = [];
+    for (const disk of this.#setupDisks) {
+      for (const path of await this.#disksUnder(disk.path)) {
+        disks.push(path === disk.path ? { ...disk } : { role: disk.role, path, under: disk.path });
+      }
+    }
+    return disks;
   }
 
   /** The last reading of the same disk: in memory, else from the history. */

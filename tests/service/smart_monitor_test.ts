@@ -35,6 +35,9 @@ const NO_SMART: SmartReading = {
   timeMs: 0,
 };
 
+/** The paths as given: these tests script readings by path, not by what lies under it. */
+const AS_GIVEN = (path: string) => Promise.resolve([path]);
+
 /** A reader that answers each path from its own script, one reading per round. */
 function scripted(script: Record<string, SmartReading[]>) {
   return (path: string) => {
@@ -49,6 +52,7 @@ Deno.test("SmartMonitor publishes smart-risk-raised when a counter rises, and on
   const monitor = new SmartMonitor({
     disks: [{ role: "main", path: "/dev/sda" }, { role: "spare 0", path: "/srv/spare.img" }],
     publish: (event) => events.push(event),
+    disksUnder: AS_GIVEN,
     read: scripted({
       "/dev/sda": [
         ata("S1", { reallocatedSectors: 0 }, 0),
@@ -94,6 +98,7 @@ Deno.test("SmartMonitor compares with the last stored reading after a restart", 
     disks,
     history,
     publish: () => {},
+    disksUnder: AS_GIVEN,
     read: scripted({ "/dev/sda": [ata("S1", { pendingSectors: 0 }, 0)] }),
   });
   await first.readNow();
@@ -102,6 +107,7 @@ Deno.test("SmartMonitor compares with the last stored reading after a restart", 
     disks,
     history,
     publish: (event) => events.push(event),
+    disksUnder: AS_GIVEN,
     read: scripted({ "/dev/sda": [ata("S1", { pendingSectors: 4 }, 5_000)] }),
   });
   await second.readNow();
@@ -121,6 +127,7 @@ Deno.test("SmartMonitor publishes a disk first seen already at risk once, not ev
   const monitor = new SmartMonitor({
     disks: [{ role: "main", path: "/dev/sda" }],
     publish: (event) => events.push(event),
+    disksUnder: AS_GIVEN,
     read: scripted({
       "/dev/sda": [ata("S1", { pendingSectors: 1 }, 0), ata("S1", { pendingSectors: 1 }, 1)],
     }),
@@ -137,6 +144,7 @@ Deno.test("SmartMonitor compares a swapped disk only with itself", async () => {
   const monitor = new SmartMonitor({
     disks: [{ role: "main", path: "/dev/sda" }],
     publish: (event) => events.push(event),
+    disksUnder: AS_GIVEN,
     read: scripted({
       "/dev/sda": [
         ata("OLD", { reallocatedSectors: 0 }, 0),
@@ -147,4 +155,32 @@ Deno.test("SmartMonitor compares a swapped disk only with itself", async () => {
   await monitor.readNow();
   await monitor.readNow();
   assert.deepEqual(events, []);
+});
+
+Deno.test("SmartMonitor reads the disks under a device-mapper main disk and names them", async () => {
+  const events: HealthEvent[] = [];
+  const monitor = new SmartMonitor({
+    disks: [{ role: "main", path: "/dev/mapper/vault" }, { role: "spare 0", path: "/dev/sdc" }],
+    publish: (event) => events.push(event),
+    disksUnder: (path) =>
+      Promise.resolve(path === "/dev/mapper/vault" ? ["/dev/sda", "/dev/sdb"] : [path]),
+    read: scripted({
+      "/dev/sda": [ata("A", { pendingSectors: 0 }, 0), ata("A", { pendingSectors: 2 }, 1)],
+      "/dev/sdb": [ata("B", {}, 0), ata("B", {}, 1)],
+      "/dev/sdc": [ata("C", {}, 0), ata("C", {}, 1)],
+    }),
+  });
+  await monitor.readNow();
+  await monitor.readNow();
+  assert.deepEqual(monitor.status().disks.map((disk) => [disk.role, disk.path, disk.under]), [
+    ["main", "/dev/sda", "/dev/mapper/vault"],
+    ["main", "/dev/sdb", "/dev/mapper/vault"],
+    ["spare 0", "/dev/sdc", undefined],
+  ]);
+  assert.deepEqual(events.map((event) => event.type === "smart-risk-raised" && event.device), [
+    "/dev/sda (main under /dev/mapper/vault)",
+  ]);
+  assert.deepEqual(monitor.mainDiskRises(), [
+    "197 Current_Pending_Sector rose 0→2 since 1970-01-01T00:00:00.000Z",
+  ]);
 });

@@ -325,7 +325,7 @@ Deno.test("vm 7: a partition of the main disk and the disk of a main partition a
   });
 });
 
-Deno.test("vm 13: serve reads and reports SMART of an emulated IDE main disk and an NVMe spare", async () => {
+Deno.test("vm 13: serve reads and reports SMART of an IDE disk under a dm main disk and an NVMe spare", async () => {
   const directory = await Deno.makeTempDir({ prefix: "dm-remap-vm-" });
   try {
     await createImage(`${directory}/main.img`, MAIN_MIB);
@@ -343,6 +343,7 @@ Deno.test("vm 13: serve reads and reports SMART of an emulated IDE main disk and
       "disks_present",
       "guest_smartctl_sata",
       "guest_smartctl_nvme",
+      "dm_main",
       "create",
       "serve",
       "server_reports_smart",

@@ -1,16 +1,18 @@
-# Scenario 13: SMART through qemu's emulated disks. The main disk is an IDE disk (/dev/sda,
-# answered through libata's SAT layer) and the spare an NVMe namespace (/dev/nvme0n1); smartctl
-# in the guest reads both, then `serve` reads them itself (its periodic SMART reader) and the
-# status API must report the same disks: serial, protocol, temperature, the attributes.
-# The metadata scrub on open must have run as well.
+# Scenario 13: SMART through qemu's emulated disks. The main disk is /dev/mapper/main, dm-linear
+# over an IDE disk (/dev/sda, answered through libata's SAT layer), and the spare an NVMe
+# namespace (/dev/nvme0n1); smartctl in the guest reads both disks, then `serve` reads them
+# itself (its periodic SMART reader, through the dm device to the disk under it) and the status
+# API must report the same disks: serial, protocol, temperature, the attributes. The metadata
+# scrub on open must have run as well.
 note start
 SATA=/dev/sda
 NVME=/dev/nvme0n1
 check disks_present sh -c "[ -b $SATA ] && [ -b $NVME ] && ls /sys/block"
 check guest_smartctl_sata sh -c "smartctl --json -a $SATA >/tmp/sata.json; grep -q '\"serial_number\": \"QM-MAIN-0001\"' /tmp/sata.json && grep -q '\"protocol\": \"ATA\"' /tmp/sata.json && cat /tmp/sata.json | head -c 600"
 check guest_smartctl_nvme sh -c "smartctl --json -a $NVME >/tmp/nvme.json; grep -q '\"serial_number\": \"QM-NVME-0002\"' /tmp/nvme.json && grep -q nvme_smart_health_information_log /tmp/nvme.json && echo ok"
-check create dmremap create "$SETUP" --main "$SATA" --spare "$NVME"
-MAIN=$SATA DISK_SPARE=$NVME
+DISK_MAIN=$SATA DISK_SPARE=$NVME
+check dm_main sh -c "DISK_MAIN=$SATA; $(declare_functions) main_table | dmsetup create main"
+check create dmremap create "$SETUP" --main "$MAIN" --spare "$NVME"
 if serve_start --smart-interval 5 --scrub-interval 5; then result serve true "$(cat /tmp/serve.log)"; else
   result serve false "$(cat /tmp/serve.log)"
   return 1
@@ -36,6 +38,8 @@ const spare = byRole.get("spare 0") as any;
 const expect = (what: string, got: unknown, want: unknown) => {
   if (got !== want) problems.push(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
 };
+expect("main disk", main?.path, "/dev/sda");
+expect("main under", main?.under, "/dev/mapper/main");
 expect("main state", main?.reading?.state, "ok");
 expect("main protocol", main?.reading?.protocol, "ata");
 expect("main kind", main?.reading?.kind, "hdd");
@@ -56,7 +60,7 @@ expect("scrub on open", status.health?.scrub?.passes >= 1, true);
 expect("scrub state", status.health?.scrub?.spares?.[0]?.state, "ok");
 expect("forecast", status.health?.forecast?.state, "no-trend");
 const seen = (disk: any) => ({
-  role: disk?.role, path: disk?.path, state: disk?.reading?.state, protocol: disk?.reading?.protocol,
+  role: disk?.role, path: disk?.path, under: disk?.under, state: disk?.reading?.state, protocol: disk?.reading?.protocol,
   serial: disk?.reading?.serial, temperatureC: disk?.reading?.temperatureC,
   counters: disk?.reading?.counters, risk: disk?.risk?.level,
 });
