@@ -207,6 +207,30 @@ export const POLICIES_MAX = 64;
 export const POLICY_INTERVAL_S_DEFAULT = 60;
 /** The longest configurable policy interval. */
 export const POLICY_INTERVAL_S_MAX = 86_400;
+/** How often `serve` reads the disks' SMART data (`--smart-interval`). */
+export const SMART_INTERVAL_MS_DEFAULT = 30 * 60_000;
+/** How long one `smartctl` run may take before it is abandoned (a disk that hangs on SMART). */
+export const SMART_TIMEOUT_MS_MAX = 60_000;
+/** Bytes of `smartctl --json` output read at most (a real report is under 64 KiB). */
+export const SMART_OUTPUT_BYTES_MAX = 1024 * 1024;
+/** SMART readings kept per setup in the history database; the oldest are dropped past this. */
+export const SMART_READINGS_MAX = 10_000;
+/** How often `serve` reads and repairs every metadata copy and log sector (`--scrub-interval`). */
+export const SCRUB_INTERVAL_MS_DEFAULT = 60 * 60_000;
+/** The first wait before a spare whose scrub failed is scrubbed again; doubled per failure. */
+export const SCRUB_RETRY_BASE_MS = 60_000;
+/** Failed scrubs in a row after which a spare's metadata is reported degraded and left alone. */
+export const SCRUB_RETRIES_MAX = 5;
+/** The shortest allowed interval of the periodic SMART reader and scrub. */
+export const HEALTH_INTERVAL_MS_MIN = 1_000;
+/** The longest interval the SMART and scrub flags take, in seconds (a week). */
+export const HEALTH_INTERVAL_S_MAX = 7 * 86_400;
+/** Days of event history the spare-pool forecast reads its rates from. */
+export const FORECAST_WINDOW_DAYS = 7;
+/** Events the forecast reads at most from the history. */
+export const FORECAST_EVENTS_MAX = 100_000;
+/** How long a forecast is reused while the pool does not change (the status is polled often). */
+export const FORECAST_REFRESH_MS = 60_000;
 
 assert(COPY_SECTORS.length === 5, "five metadata copies");
 for (let i = 1; i < COPY_SECTORS.length; i++) {
@@ -241,3 +265,7 @@ assert(
   "the default policy interval is allowed",
 );
 assert(ALERT_DRAIN_MS_MAX >= ALERT_TIMEOUT_MS_DEFAULT, "a stop waits for one default delivery");
+assert(SMART_INTERVAL_MS_DEFAULT >= HEALTH_INTERVAL_MS_MIN, "the SMART interval is allowed");
+assert(SCRUB_INTERVAL_MS_DEFAULT >= HEALTH_INTERVAL_MS_MIN, "the scrub interval is allowed");
+assert(SCRUB_RETRY_BASE_MS * 2 ** SCRUB_RETRIES_MAX < 2 ** 31, "a scrub backoff fits a timer");
+assert(FORECAST_EVENTS_MAX <= EVENTS_MAX, "the forecast reads no more than the history keeps");

@@ -175,6 +175,19 @@ export class NoValidCopyError extends Error {
   }
 }
 
+/** A scrub rewrote a metadata copy or the remap table and it did not read back as written. */
+export class MetadataScrubError extends Error {
+  override name = "MetadataScrubError";
+  readonly device: string;
+  constructor(device: string, detail: string) {
+    super(
+      `Cannot repair the dm-remap metadata on "${device}": ${detail}; ` +
+        `the spare's metadata may be failing, replace the spare`,
+    );
+    this.device = device;
+  }
+}
+
 /** Devices belong to different setups, or do not match what the metadata records. */
 export class SetupMismatchError extends Error {
   override name = "SetupMismatchError";

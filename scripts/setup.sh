@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(qemu-utils libnbd-bin python3-libnbd nbdkit fio fuse3 nbd-client e2fsprogs iproute2
-  chromium prometheus curl util-linux)
+  chromium prometheus curl util-linux smartmontools)
 scripts/apt_ensure.sh "${apt_packages[@]}"
 
 if [ ! -x node_modules/.bin/deno ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -14,7 +14,7 @@ scripts/setup.sh
 cache=tests/vm/.cache
 mkdir -p "$cache"
 
-apt_packages=(qemu-system-x86 busybox-static nbd-client dmsetup e2fsprogs fio cpio kmod)
+apt_packages=(qemu-system-x86 busybox-static nbd-client dmsetup e2fsprogs fio cpio kmod smartmontools)
 scripts/apt_ensure.sh "${apt_packages[@]}"
 
 deno_elf=$(readlink -f node_modules/.bin/deno)
@@ -31,15 +31,16 @@ if [ -z "$kernel_package" ]; then
 fi
 
 tools_bins=(/usr/sbin/nbd-client /usr/sbin/dmsetup /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/dumpe2fs
-  /usr/bin/fio /usr/sbin/blockdev)
-modules_wanted=(virtio_pci virtio_blk nbd dm-mod dm-flakey crc32c_generic ext4)
+  /usr/bin/fio /usr/sbin/blockdev /usr/sbin/smartctl)
+# ata_piix, ahci, sd_mod and nvme: the emulated IDE, AHCI and NVMe disks that answer SMART (vm 13).
+modules_wanted=(virtio_pci virtio_blk nbd dm-mod dm-flakey crc32c_generic ext4 ata_piix ahci sd_mod nvme)
 
 stamp_input=$(
   cat "$0" tests/vm/guest/init 2>/dev/null
   echo "$kernel_package"
   ls -l --time-style=+%s "$deno_elf"
   for bin in "${tools_bins[@]}"; do dpkg -S "$bin" 2>/dev/null || echo "$bin"; done
-  dpkg-query -W busybox-static nbd-client dmsetup e2fsprogs fio
+  dpkg-query -W busybox-static nbd-client dmsetup e2fsprogs fio smartmontools
 )
 stamp=$(echo "$stamp_input" | sha256sum | cut -c1-16)
 if [ -f "$cache/stamp" ] && [ "$(cat "$cache/stamp")" = "$stamp" ] &&

@@ -28,6 +28,7 @@ const LAYERS: Record<string, number> = {
   "mod/metadata": 3,
   "mod/remap": 4,
   "mod/events": 5,
+  "mod/health": 5,
   "mod/datapath": 5,
   "mod/assembly": 5,
   "mod/log": 1,

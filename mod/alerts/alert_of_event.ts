@@ -7,6 +7,7 @@
  */
 
 import { describeEvent, type SetupEvent } from "../events/setup_event.ts";
+import type { AlertKind } from "./alert.ts";
 import type { RaisedAlert } from "./alert_dispatcher.ts";
 
 /** The names an alert needs besides the event. */
@@ -17,19 +18,30 @@ export interface AlertNames {
   sparePath: (spareIndex: number) => string;
 }
 
-/** The alert an event raises. */
+/**
+ * The alert an event raises. Health events map to the kinds an operator
+ * configures: a SMART risk that rose is a `health-threshold`, metadata the
+ * scrub gave up on is `degraded`; a scrub that failed once is retried and
+ * alerts only when it is given up.
+ */
 export function alertOfEvent(event: SetupEvent, names: AlertNames): RaisedAlert | undefined {
-  if (event.type === "config-reloaded") return undefined;
-  const kind = event.type;
-  const alert = (device: string): RaisedAlert => ({
+  const alert = (kind: AlertKind, device: string): RaisedAlert => ({
     kind,
     setup: names.setup,
     device,
     details: describeEvent(event),
   });
   switch (event.type) {
+    case "config-reloaded":
+    case "metadata-scrub-failed":
+      return undefined;
     case "spare-failed":
-      return alert(names.sparePath(event.spareIndex));
+    case "metadata-repaired":
+      return alert(event.type, names.sparePath(event.spareIndex));
+    case "metadata-degraded":
+      return alert("degraded", names.sparePath(event.spareIndex));
+    case "smart-risk-raised":
+      return alert("health-threshold", event.device);
     case "remap":
     case "pending":
     case "read-error":
@@ -38,6 +50,6 @@ export function alertOfEvent(event: SetupEvent, names: AlertNames): RaisedAlert 
     case "main-failed":
     case "started":
     case "stopped":
-      return alert(names.mainPath);
+      return alert(event.type, names.mainPath);
   }
 }

@@ -16,7 +16,7 @@ import type { MetadataRepair, StopAccepted } from "./control.ts";
 import { REMAPS_PAGE_ENTRIES_DEFAULT, REMAPS_PAGE_ENTRIES_MAX } from "./routes/remaps.ts";
 import { EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX } from "./routes/events.ts";
 import type { Health } from "./routes/health.ts";
-import type { SetupStatus } from "./status.ts";
+import type { SetupHealth, SetupStatus } from "./status.ts";
 import type { StoredEvent } from "../events/event_history.ts";
 
 /** One answer of an operation. */
@@ -52,6 +52,49 @@ const POLICY_EXAMPLE: PolicyEvaluation = {
   actedMs: 1700000002000,
   actions: ["alert policy"],
   unavailable: [],
+};
+
+const NO_SMART = "not a block device (an image file has no SMART)";
+
+const HEALTH_SECTION_EXAMPLE: SetupHealth = {
+  smart: {
+    intervalMs: 1_800_000,
+    rounds: 1,
+    disks: [{
+      role: "main",
+      path: "/srv/main.img",
+      reading: {
+        state: "no-smart",
+        device: "/srv/main.img",
+        reason: NO_SMART,
+        timeMs: 1700000000500,
+      },
+      risk: { level: "none", reasons: [`no SMART: ${NO_SMART}`], rising: [] },
+    }],
+  },
+  scrub: {
+    intervalMs: 3_600_000,
+    passes: 1,
+    lastPassMs: 1700000000400,
+    spares: [{
+      spareIndex: 0,
+      state: "ok",
+      lastRepairs: [],
+      repairsTotal: 0,
+      failures: 0,
+      lastScrubMs: 1700000000400,
+      nextScrubMs: 1700003600400,
+    }],
+  },
+  forecast: {
+    slotsFree: 14997,
+    remapsPerDay: 12,
+    spanDays: 7,
+    reasons: ["84 new remaps in the last 7 days: 12/day", "14997 of 15000 slots free"],
+    state: "forecast",
+    daysLeft: { low: 1100, expected: 1250, high: 1420 },
+    summary: "12 new remaps/day over 7 days; pool full in about 1250 days (1100–1420)",
+  },
 };
 
 export const STATUS_EXAMPLE: SetupStatus = {
@@ -99,6 +142,7 @@ export const STATUS_EXAMPLE: SetupStatus = {
   version: VERSION,
   alerts: [{ name: "pager", sent: 4, failed: 1, dropped: 0, suppressed: 7 }],
   policies: [POLICY_EXAMPLE],
+  health: HEALTH_SECTION_EXAMPLE,
 };
 
 const HEALTH_EXAMPLE: Health = {

@@ -10,6 +10,9 @@
 import type { AlertTargetCounts } from "../alerts/alert.ts";
 import type { StoredEvent } from "../events/event_history.ts";
 import type { PolicyEvaluation } from "../policy/policy.ts";
+import type { SparePoolForecast } from "../health/forecast.ts";
+import type { SmartReading } from "../health/smart_report.ts";
+import type { SmartRisk } from "../health/smart_risk.ts";
 import type { SetupEventType } from "../events/setup_event.ts";
 import type { RemapCounters } from "../remap/remap_device.ts";
 
@@ -36,6 +39,64 @@ export interface SpareStatus {
   /** Copies that were valid when the spare was opened, e.g. 5 of 5. */
   validCopies: number;
   copies: CopyHealth[];
+}
+
+/** One disk's SMART as the periodic reader last saw it. */
+export interface SmartDiskHealth {
+  /** `main` or `spare N`. */
+  role: string;
+  /** The disk read: the setup's path, or a physical disk under it. */
+  path: string;
+  /** The setup's path when `path` is a disk under it (a dm or md device, a partition). */
+  under?: string;
+  /** Absent until the first reading finished. */
+  reading?: SmartReading;
+  risk?: SmartRisk;
+}
+
+/** The periodic SMART reader (`serve --smart-interval`, off with `--no-smart`). */
+export interface SmartHealth {
+  intervalMs: number;
+  /** Rounds of readings since start. */
+  rounds: number;
+  disks: SmartDiskHealth[];
+}
+
+/** One spare as the metadata scrub last saw it. */
+export interface SpareScrubHealth {
+  spareIndex: number;
+  /**
+   * `ok`: the last scrub found nothing; `repaired`: it repaired something;
+   * `retrying`: it failed and will be tried again; `degraded`: it failed
+   * too often and is left alone; `failed-spare`: the engine failed the spare;
+   * `not-yet`: not scrubbed yet.
+   */
+  state: "not-yet" | "ok" | "repaired" | "retrying" | "degraded" | "failed-spare";
+  lastScrubMs?: number;
+  /** The repairs of the last scrub that repaired something. */
+  lastRepairs: string[];
+  repairsTotal: number;
+  /** Failed scrubs in a row. */
+  failures: number;
+  lastError?: string;
+  nextScrubMs?: number;
+}
+
+/** The metadata scrub (`serve --scrub-interval`). */
+export interface ScrubHealth {
+  intervalMs: number;
+  /** Passes over the spares since start. */
+  passes: number;
+  lastPassMs?: number;
+  spares: SpareScrubHealth[];
+}
+
+/** SMART, the spare-pool forecast and the metadata scrub of a running setup. */
+export interface SetupHealth {
+  /** Null when SMART reading is off (`--no-smart`). */
+  smart: SmartHealth | null;
+  scrub: ScrubHealth;
+  forecast: SparePoolForecast;
 }
 
 /** Everything `dm-remap status` shows. */
@@ -71,6 +132,8 @@ export interface SetupStatus {
   /** Each policy's last evaluation. */
   policies: PolicyEvaluation[];
   uptimeSeconds: number;
+  /** SMART, forecast and scrub; absent where no service runs them. */
+  health?: SetupHealth;
   /** The dm-remap version serving it. */
   version: string;
 }

@@ -85,7 +85,8 @@ const COMMANDS: Record<string, Command> = {
       "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
       "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force] [--config <file>]\n" +
-      "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]",
+      "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]\n" +
+      "       [--smart-interval S | --no-smart] [--scrub-interval S]",
     options: {
       ...FORCE_OPTION,
       ...CONFIG_OPTION,
@@ -105,6 +106,9 @@ const COMMANDS: Record<string, Command> = {
       connections: { type: "string" },
       "io-timeout": { type: "string" },
       "dead-timeout": { type: "string" },
+      "smart-interval": { type: "string" },
+      "no-smart": { type: "boolean" },
+      "scrub-interval": { type: "string" },
     },
     optionalValues: {
       attach: { implied: "auto", isValue: (word) => word === "auto" || word.startsWith("/dev/") },

@@ -23,6 +23,8 @@ import {
   ATTACH_CONNECTIONS_DEFAULT,
   ATTACH_DEAD_CONNECTION_TIMEOUT_S_DEFAULT,
   ATTACH_REQUEST_TIMEOUT_S_DEFAULT,
+  HEALTH_INTERVAL_MS_MIN,
+  HEALTH_INTERVAL_S_MAX,
   KERNEL_TIMEOUT_S_MAX,
   NBD_CONNECTIONS_MAX,
   POLICY_INTERVAL_S_DEFAULT,
@@ -62,6 +64,9 @@ export interface ServeFlags {
   eventsDb?: string;
   backupDir?: string;
   attach?: KernelAttachSettings;
+  /** False with `--no-smart`; seconds between SMART readings with `--smart-interval`. */
+  smart?: false | { intervalMs?: number };
+  scrubIntervalMs?: number;
 }
 
 /**
@@ -84,7 +89,28 @@ export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags
     eventsDb: stringOption(values["events-db"]),
     backupDir: stringOption(values["backup-dir"]),
     attach: attachFlags(values),
+    smart: smartFlags(values),
+    scrubIntervalMs: intervalOption("scrub-interval", values),
   };
+}
+
+/** `--smart-interval S` or `--no-smart`; undefined for the default. */
+function smartFlags(values: Record<string, OptionValue>): ServeFlags["smart"] {
+  const intervalMs = intervalOption("smart-interval", values);
+  if (values["no-smart"]) {
+    if (intervalMs !== undefined) throw new UsageError("--smart-interval contradicts --no-smart");
+    return false;
+  }
+  return intervalMs === undefined ? undefined : { intervalMs };
+}
+
+/** An interval flag in seconds, as milliseconds. */
+function intervalOption(name: string, values: Record<string, OptionValue>): number | undefined {
+  const seconds = integerOption(name, stringOption(values[name]), {
+    min: HEALTH_INTERVAL_MS_MIN / 1000,
+    max: HEALTH_INTERVAL_S_MAX,
+  });
+  return seconds === undefined ? undefined : seconds * 1000;
 }
 
 /** `--attach` and the flags that shape it; undefined without `--attach`. */
@@ -133,6 +159,8 @@ export function serveSettings(flags: ServeFlags, setupName: string): ServiceSett
     backupDir: flags.backupDir ?? BACKUP_DIR,
     readRetries: flags.readRetries,
     runtimeDir: RUN_DIR,
+    smart: flags.smart,
+    scrub: { intervalMs: flags.scrubIntervalMs },
   };
 }
 

@@ -71,6 +71,7 @@ export class EventHistory {
   readonly #recent: StatementSync;
   readonly #since: StatementSync;
   readonly #prune: StatementSync;
+  readonly #first: StatementSync;
   #insertsSincePrune = 0;
 
   private constructor(database: DatabaseSync) {
@@ -91,6 +92,7 @@ export class EventHistory {
     this.#prune = database.prepare(
       "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?",
     );
+    this.#first = database.prepare("SELECT MIN(time_ms) AS first FROM events");
   }
 
   /** Opens (creating if needed) the history at `path`; `:memory:` for tests. */
@@ -139,6 +141,12 @@ export class EventHistory {
   since(sinceMs: number, limit: number): StoredEvent[] {
     assert(Number.isSafeInteger(limit) && limit >= 0, "limit is a count");
     return (this.#since.all(sinceMs, limit) as EventRow[]).map(storedEventOf).reverse();
+  }
+
+  /** When the oldest event kept was recorded (ms since the epoch), or undefined when none is. */
+  firstTimeMs(): number | undefined {
+    const row = this.#first.get() as { first: number | null } | undefined;
+    return row?.first === null || row === undefined ? undefined : Number(row.first);
   }
 
   close(): void {

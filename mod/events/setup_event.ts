@@ -27,6 +27,47 @@ export type ServiceEvent =
   /** SIGHUP read the configuration again: what changed live, and what waits for a restart. */
   | { type: "config-reloaded"; applied: string[]; needsRestart: string[] };
 
+/**
+ * What the health monitors of a running setup report: SMART (`smart_monitor.ts`)
+ * and the metadata scrub (`metadata_scrubber.ts`). `smart-risk-raised` is the
+ * signal a scanner uses to start an early pass.
+ */
+export type HealthEvent =
+  | {
+    type: "smart-risk-raised";
+    /** The disk's path and role, e.g. `/dev/sda (main)`. */
+    device: string;
+    /** The new level (`smart_risk.ts`: low, elevated, high, critical). */
+    level: string;
+    reasons: string[];
+  }
+  | { type: "metadata-repaired"; spareIndex: number; repairs: string[] }
+  | {
+    type: "metadata-scrub-failed";
+    spareIndex: number;
+    reason: string;
+    /** Failed scrubs in a row. */
+    attempt: number;
+    retryInMs: number;
+  }
+  | { type: "metadata-degraded"; spareIndex: number; reason: string; attempts: number };
+
+/** Describes a health event in words. */
+function describeHealthEvent(event: HealthEvent): string {
+  switch (event.type) {
+    case "smart-risk-raised":
+      return `SMART risk of ${event.device} is now ${event.level}: ${event.reasons.join("; ")}`;
+    case "metadata-repaired":
+      return `metadata scrub repaired spare ${event.spareIndex}: ${event.repairs.join("; ")}`;
+    case "metadata-scrub-failed":
+      return `metadata scrub of spare ${event.spareIndex} failed (attempt ${event.attempt}), ` +
+        `retry in ${Math.round(event.retryInMs / 1000)} s: ${event.reason}`;
+    case "metadata-degraded":
+      return `metadata of spare ${event.spareIndex} is degraded: scrub failed ` +
+        `${event.attempts} times, no more retries; replace the spare: ${event.reason}`;
+  }
+}
+
 // ---- Discovery and assembly (issue 14, `dm-remap discover` / `dm-remap assemble`) ----
 
 /**
@@ -80,7 +121,7 @@ function describeAssemblyEvent(event: AssemblyEvent): string {
 // ---- end of discovery and assembly ----
 
 /** One event of a running setup: what its event bus publishes. */
-export type SetupEvent = RemapEvent | ServiceEvent;
+export type SetupEvent = RemapEvent | ServiceEvent | HealthEvent;
 
 /**
  * Every event the history records: a running setup's, and the decisions
@@ -105,6 +146,10 @@ export function zeroEventCounts(): Record<SetupEventType, number> {
     "started": 0,
     "stopped": 0,
     "config-reloaded": 0,
+    "smart-risk-raised": 0,
+    "metadata-repaired": 0,
+    "metadata-scrub-failed": 0,
+    "metadata-degraded": 0,
   };
 }
 
@@ -136,12 +181,31 @@ export function describeEvent(event: RecordedEvent): string {
     case "assembly-decision":
     case "incremental-seen":
       return describeAssemblyEvent(event);
+    case "smart-risk-raised":
+    case "metadata-repaired":
+    case "metadata-scrub-failed":
+    case "metadata-degraded":
+      return describeHealthEvent(event);
   }
+}
+
+/** The kinds of health event. */
+const HEALTH_EVENT_TYPES: ReadonlySet<string> = new Set<HealthEvent["type"]>([
+  "smart-risk-raised",
+  "metadata-repaired",
+  "metadata-scrub-failed",
+  "metadata-degraded",
+]);
+
+/** Whether a health monitor reported it. */
+export function isHealthEvent(event: SetupEvent): event is HealthEvent {
+  return HEALTH_EVENT_TYPES.has(event.type);
 }
 
 /** Whether the engine reported it (the service's own events are not engine events). */
 export function isEngineEvent(event: SetupEvent): event is RemapEvent {
-  return event.type !== "started" && event.type !== "stopped" && event.type !== "config-reloaded";
+  return event.type !== "started" && event.type !== "stopped" &&
+    event.type !== "config-reloaded" && !isHealthEvent(event);
 }
 
 function listOrNone(keys: readonly string[]): string {

@@ -25,7 +25,7 @@
 import { assert } from "../assert.ts";
 import { COPY_BYTES, COPY_SECTORS, SECTOR_BYTES } from "../constants.ts";
 import type { Device } from "../device/device.ts";
-import { NoValidCopyError, UnsupportedVersionError } from "../errors.ts";
+import { MetadataScrubError, NoValidCopyError, UnsupportedVersionError } from "../errors.ts";
 import {
   decodeCheckpoint,
   encodeCheckpoint,
@@ -83,13 +83,26 @@ export interface SpareReport {
   upgradedFrom?: number;
 }
 
+/** What one scrub of a spare found and repaired. */
+export interface ScrubReport {
+  device: string;
+  /** Copies read (always five). */
+  copiesChecked: number;
+  /** Log sectors in use that were read back and replayed. */
+  logSectorsChecked: number;
+  /** One line per repair, e.g. "copy 2: stale (sequence 7, current 9): rewritten". */
+  repairs: string[];
+}
+
 /** Reads the five copy regions of a spare and decodes each. */
 export async function readCopies(
   device: Device,
   migrations: ReadonlyMap<number, Migration> = MIGRATIONS,
+  copyIndexes: readonly number[] = COPY_SECTORS.map((_, copyIndex) => copyIndex),
 ): Promise<ReturnType<typeof decodeCopy>[]> {
   const decoded = [];
-  for (const [copyIndex, sector] of COPY_SECTORS.entries()) {
+  for (const copyIndex of copyIndexes) {
+    const sector = COPY_SECTORS[copyIndex]!;
     const bytes = new Uint8Array(COPY_BYTES);
     try {
       await device.read(bytes, sector * SECTOR_BYTES);
@@ -312,6 +325,7 @@ export class SpareStore {
    * so the state written is the newest one.
    *
    * @returns One report per copy: what was found, and whether it was rewritten.
+   * @throws {MetadataScrubError} When a copy is newer than this store's state (another writer).
    * @throws {DeviceIoError} When a rewrite fails; copies rewritten before it stay rewritten.
    */
   async repairCopies(): Promise<CopyReport[]> {
@@ -319,8 +333,7 @@ export class SpareStore {
     const reports: CopyReport[] = [];
     let winnerSeen = false;
     for (const [copyIndex, copy] of decoded.entries()) {
-      const current = copy.valid && copy.header.sequence === this.#header.sequence &&
-        copy.header.timestampMs === this.#header.timestampMs;
+      const current = this.#copyProblem(copy) === undefined;
       reports.push({
         copyIndex,
         sector: COPY_SECTORS[copyIndex]!,
@@ -341,6 +354,108 @@ export class SpareStore {
       report.repaired = true;
     }
     return reports;
+  }
+
+  /**
+   * Reads every copy, the checkpoint and every log sector in use, and repairs
+   * what does not match this store's state, which is the newest durable one
+   * (every change of it was flushed before it took effect): a stale or
+   * corrupt copy is rewritten from it, read back and checked; a checkpoint
+   * or log that no longer replays to the table in memory is folded into a
+   * fresh checkpoint (the existing checkpoint path: entries and seal in the
+   * other region, then the copies). The caller serialises this with every
+   * other metadata change of the spare (the engine's metadata queue).
+   *
+   * @throws {MetadataScrubError} When a copy is newer than this store's state
+   *   (another writer), or a repair does not read back as written.
+   * @throws {DeviceIoError} When a repair write or flush fails.
+   */
+  async scrub(): Promise<ScrubReport> {
+    const repairs: string[] = [];
+    const decoded = await readCopies(this.device);
+    for (const [copyIndex, copy] of decoded.entries()) {
+      const problem = this.#copyProblem(copy);
+      if (problem === undefined) continue;
+      const header = { ...this.#header, copyIndex };
+      await writeCopy(this.device, header, this.#payload);
+      const [check] = await readCopies(this.device, MIGRATIONS, [copyIndex]);
+      const after = this.#copyProblem(check!);
+      if (after !== undefined) {
+        throw new MetadataScrubError(this.device.name, `copy ${copyIndex} after rewrite: ${after}`);
+      }
+      repairs.push(`copy ${copyIndex}: ${problem}: rewritten`);
+    }
+    const tableProblem = await this.#tableProblem();
+    if (tableProblem !== undefined) {
+      await this.#checkpoint();
+      const after = await this.#tableProblem();
+      if (after !== undefined) {
+        throw new MetadataScrubError(this.device.name, `remap table after checkpoint: ${after}`);
+      }
+      repairs.push(`remap table: ${tableProblem}: folded into a fresh checkpoint`);
+    }
+    return {
+      device: this.device.name,
+      copiesChecked: decoded.length,
+      logSectorsChecked: this.#logSectorsUsed,
+      repairs,
+    };
+  }
+
+  /** Why a copy read from disk is not this store's state, or undefined when it is. */
+  #copyProblem(copy: ReturnType<typeof decodeCopy>): string | undefined {
+    if (!copy.valid) return copy.reason;
+    const current = this.#header;
+    if (copy.header.sequence > current.sequence) {
+      throw new MetadataScrubError(
+        this.device.name,
+        `a copy has sequence ${copy.header.sequence}, newer than this server's ` +
+          `${current.sequence}: another process writes this spare`,
+      );
+    }
+    if (
+      copy.header.sequence !== current.sequence || copy.header.timestampMs !== current.timestampMs
+    ) {
+      return `stale (sequence ${copy.header.sequence}, current ${current.sequence})`;
+    }
+    return undefined;
+  }
+
+  /** Why the checkpoint and log on disk do not replay to the table in memory, if they do not. */
+  async #tableProblem(): Promise<string | undefined> {
+    const { layout, table } = this.#payload;
+    const checkpointBytes = new Uint8Array(
+      Math.ceil(table.checkpointEntries * 8 / SECTOR_BYTES) * SECTOR_BYTES,
+    );
+    await this.device.read(checkpointBytes, layout.checkpointOffsetBytes[table.checkpointRegion]);
+    const checkpointed = decodeCheckpoint(
+      checkpointBytes,
+      table.checkpointEntries,
+      table.checkpointCrc32c,
+    );
+    const region = "AB"[table.checkpointRegion];
+    if (checkpointed === undefined) return `checkpoint ${region} fails its checksum`;
+    if (!checkpointed.every((block, slot) => block === this.#slotBlocks[slot])) {
+      return `checkpoint ${region} differs from the table`;
+    }
+    const logRegion = new Uint8Array(layout.logBytes);
+    await this.device.read(logRegion, layout.logOffsetBytes);
+    const replay = replayLog(logRegion, {
+      setupUuid: this.#payload.setup.uuid,
+      spareIndex: this.#payload.spareIndex,
+      startSequence: table.logStartSequence,
+      firstSlot: table.checkpointEntries,
+    });
+    const logged = this.#slotBlocks.slice(table.checkpointEntries);
+    if (
+      replay.sectorsUsed < this.#logSectorsUsed ||
+      replay.blockIndexes.length !== logged.length ||
+      !replay.blockIndexes.every((block, i) => block === logged[i])
+    ) {
+      return `the log replays ${replay.sectorsUsed} of ${this.#logSectorsUsed} sectors ` +
+        `(${replay.stopReason})`;
+    }
+    return undefined;
   }
 
   /**

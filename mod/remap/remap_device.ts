@@ -46,6 +46,7 @@ import { isRangeInside } from "../device/device.ts";
 import { DeviceIoError, isDeviceGone } from "../errors.ts";
 import { slotOffsetBytes } from "../metadata/spare_layout.ts";
 import type { CopyReport } from "../metadata/spare_store.ts";
+import type { ScrubReport } from "../metadata/spare_store.ts";
 import type { ServingMarker } from "../metadata/superblock.ts";
 import { IoGate } from "./io_gate.ts";
 import { type PlanSource, RequestPlanner, type Run } from "./plan.ts";
@@ -418,6 +419,26 @@ export class RemapDevice implements Device {
     if (this.#metadataTimer !== undefined) clearTimeout(this.#metadataTimer);
     this.#metadataTimer = undefined;
     return this.#serializeMetadata(() => this.#writeSetupState());
+  }
+
+  /**
+   * Scrubs one working spare's metadata (`SpareStore.scrub`): every copy, the
+   * checkpoint and the log sectors in use, repairing what is stale or corrupt.
+   * It waits its turn in the metadata queue, so no remap, checkpoint or state
+   * write of the engine runs on the spare meanwhile; slots are never touched,
+   * so client I/O goes on.
+   *
+   * @returns What it found and repaired; undefined when the spare has failed
+   *   (it is not written any more, so there is nothing to keep).
+   * @throws {DeviceIoError} or {MetadataScrubError} When the spare cannot be repaired.
+   */
+  scrubMetadata(spareIndex: number): Promise<ScrubReport | undefined> {
+    assert(!this.#closed, `setup "${this.name}" is open`);
+    const spare = this.#spareAt(spareIndex);
+    // Checked in the queue: a commit ahead of the scrub may fail the spare.
+    return this.#serializeMetadata(() =>
+      spare.state === "active" ? spare.store.scrub() : Promise.resolve(undefined)
+    );
   }
 
   /**

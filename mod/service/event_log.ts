@@ -19,10 +19,14 @@ export function levelOfEvent(event: SetupEvent): LogLevel {
     case "spare-failed":
     case "degraded":
     case "read-error":
+    case "smart-risk-raised":
+    case "metadata-scrub-failed":
+    case "metadata-degraded":
       return "warning";
     case "remap":
       return "notice";
     case "config-reloaded":
+    case "metadata-repaired":
       return "notice";
     case "started":
     case "stopped":
@@ -43,5 +47,7 @@ export function logFieldsOf(event: SetupEvent): Record<string, LogValue> {
   if ("sizeBytes" in event) fields.size_bytes = event.sizeBytes;
   if ("applied" in event) fields.applied = event.applied.join(",");
   if ("needsRestart" in event) fields.needs_restart = event.needsRestart.join(",");
+  if ("device" in event) fields.device = event.device;
+  if ("level" in event) fields.risk = event.level;
   return fields;
 }

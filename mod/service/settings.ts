@@ -97,4 +97,11 @@ export interface ServiceSettings {
   alerts?: AlertSettings;
   /** Policies evaluated by the server; SIGHUP may replace them. @default none */
   policies?: PolicyRunSettings;
+  /**
+   * The periodic SMART reader of the setup's disks; `false` turns it off
+   * (`--no-smart`). @default every SMART_INTERVAL_MS_DEFAULT
+   */
+  smart?: false | { intervalMs?: number };
+  /** The metadata scrub on start and every interval. @default every SCRUB_INTERVAL_MS_DEFAULT */
+  scrub?: { intervalMs?: number };
 }

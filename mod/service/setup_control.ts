@@ -26,6 +26,8 @@ export interface SetupControlParts {
   spares: OpenedSpares;
   /** The kernel device the server attached, if any. */
   kernelDevice: () => string | undefined;
+  /** Told of each spare whose copies a repair rewrote (the `metadata-repaired` event). */
+  onRepaired: (event: { spareIndex: number; repairs: string[] }) => void;
   /** Begins the stop; undefined when nothing can stop this service from the API. */
   onStopRequested?: (request: { detach: boolean }) => void;
 }
@@ -63,6 +65,16 @@ export function setupControlOf(parts: SetupControlParts): SetupControl {
           ...(repair.error === undefined ? {} : { error: repair.error }),
         });
         result.repairedCopies += repairedCopies;
+        if (repairedCopies > 0) {
+          parts.onRepaired({
+            spareIndex: repair.spareIndex,
+            repairs: copies.filter((copy) => copy.repaired).map((copy) =>
+              `copy ${copy.copyIndex}: ${
+                copy.reason ?? "stale"
+              }: rewritten (POST /api/v1/metadata/repair)`
+            ),
+          });
+        }
       }
       return result;
     },

@@ -3,8 +3,9 @@
  * feed it, the status API, the event history, the metadata backups and the
  * clean-stop marker, with one lifecycle.
  *
- * Start takes things in order (history, engine, NBD export, status API,
- * serving marker, runtime state); a start that fails half-way releases what it took, and
+ * Start takes things in order (history, engine, metadata scrub (its first
+ * pass runs here, on open), NBD export, SMART reader, status API, serving
+ * marker, runtime state); a start that fails half-way releases what it took, and
  * leaves the disks as they were: until the marker, the engine has written
  * nothing, and closing it writes nothing either. Stop is ordered so nothing
  * is lost: the exports stop accepting and drain, the engine flushes every
@@ -26,6 +27,7 @@ import { EventBus } from "../events/event_bus.ts";
 import { EventCounts } from "../api/event_counts.ts";
 import { EventHistory } from "../events/event_history.ts";
 import { describeEvent } from "../events/setup_event.ts";
+import { SmartHistory } from "../health/smart_history.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import type { ServiceComponent } from "./component.ts";
 import { type KernelDeviceAtStop, NbdExport } from "./nbd_export.ts";
@@ -44,6 +46,8 @@ import { type LogLevel, StructuredLog } from "../log/structured_log.ts";
 import { READ_RETRIES_DEFAULT } from "../constants.ts";
 import { SetupWatch } from "./setup_watch.ts";
 import { levelOfEvent, logFieldsOf } from "./event_log.ts";
+import { MetadataScrubber } from "./metadata_scrubber.ts";
+import { SmartMonitor } from "./smart_monitor.ts";
 import { StatusApi } from "./status_api.ts";
 import { statusSourceOf } from "./status_source.ts";
 
@@ -99,6 +103,9 @@ export class SetupService {
   #status: StatusSource | undefined;
   #nbd: NbdExport | undefined;
   #api: StatusApi | undefined;
+  #scrubber: MetadataScrubber | undefined;
+  #smart: SmartMonitor | undefined;
+  #smartHistory: SmartHistory | undefined;
   /** What the runtime state file holds, once written. */
   #runtimeState: RuntimeState | undefined;
   /** Started components that send the engine requests: they stop before it closes. */
@@ -276,8 +283,15 @@ export class SetupService {
     if (dir !== undefined) await writeRuntimeState(dir, this.#runtimeState);
   }
 
-  /** The exports first, then the API, which shows them. */
+  /** The metadata scrub on open, the exports, the SMART reader, then the API, which shows them. */
   async #startComponents(engine: RemapDevice, history: EventHistory): Promise<void> {
+    // A feeder: it writes the spares' metadata through the engine, so it stops before the engine.
+    this.#scrubber = new MetadataScrubber(engine, {
+      intervalMs: this.#settings.scrub?.intervalMs,
+      publish: (event) => this.events.publish(event),
+    });
+    await this.#scrubber.start();
+    this.#feeders.push(this.#scrubber);
     this.#nbd = new NbdExport(engine, {
       main: this.#disks.main,
       settings: this.#settings.nbd,
@@ -287,6 +301,7 @@ export class SetupService {
     });
     await this.#nbd.start();
     this.#feeders.push(this.#nbd);
+    await this.#startSmart();
     this.#status = statusSourceOf(engine, {
       spares: this.#disks.spares,
       history,
@@ -295,17 +310,41 @@ export class SetupService {
       eventCounts: this.#eventCounts,
       alerts: () => this.#watch.alertCounts,
       policies: () => this.#watch.policyEvaluations,
+      scrub: () => this.#scrubber!.status(),
+      smart: this.#smart,
     });
     const nbd = this.#nbd;
     const control = setupControlOf({
       engine,
       spares: this.#disks.spares,
       kernelDevice: () => nbd.kernelDevice,
+      onRepaired: (repaired) => this.events.publish({ type: "metadata-repaired", ...repaired }),
       onStopRequested: this.#onStopRequested,
     });
     this.#api = new StatusApi(this.#status, { control, settings: this.#settings.api });
     await this.#api.start();
     this.#readers.push(this.#api);
+  }
+
+  /** The periodic SMART reader of the main disk and the spares, unless turned off. */
+  async #startSmart(): Promise<void> {
+    const settings = this.#settings.smart;
+    if (settings === false) return;
+    this.#smartHistory = SmartHistory.open(this.#settings.eventsPath);
+    this.#smart = new SmartMonitor({
+      disks: [
+        { role: "main", path: this.#disks.main.identity.path },
+        ...this.#disks.spares.stores.map((store) => ({
+          role: `spare ${store.payload.spareIndex}`,
+          path: store.device.name,
+        })),
+      ],
+      intervalMs: settings?.intervalMs,
+      history: this.#smartHistory,
+      publish: (event) => this.events.publish(event),
+    });
+    await this.#smart.start();
+    this.#readers.push(this.#smart);
   }
 
   /** Releases what was taken, in the order that loses nothing; `clean` for a stop after a start. */
@@ -324,6 +363,7 @@ export class SetupService {
     }
     this.#unsubscribeHistory?.();
     this.#history?.close();
+    this.#smartHistory?.close();
     // Last, so the stop itself is alerted; bounded, so a dead webhook cannot hold the stop.
     await this.#watch.stop();
     const dir = this.#settings.runtimeDir;

@@ -7,13 +7,16 @@
 import type { AlertTargetCounts } from "../alerts/alert.ts";
 import type { PolicyEvaluation } from "../policy/policy.ts";
 import type { DataPlaneCounters } from "../datapath/data_plane.ts";
-import type { SetupStatus, StatusSource } from "../api/status.ts";
+import type { ScrubHealth, SetupHealth, SetupStatus, StatusSource } from "../api/status.ts";
 import type { OpenedSpares } from "../assembly/assemble.ts";
 import { FORMAT_VERSION } from "../metadata/superblock.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import type { EventHistory } from "../events/event_history.ts";
 import type { EventCounts } from "../api/event_counts.ts";
 import { VERSION } from "../version.ts";
+import { FORECAST_EVENTS_MAX, FORECAST_REFRESH_MS, FORECAST_WINDOW_DAYS } from "../constants.ts";
+import { forecastSparePool, type SparePoolForecast } from "../health/forecast.ts";
+import type { SmartMonitor } from "./smart_monitor.ts";
 
 /** What the NBD side reports. */
 export interface NbdView {
@@ -38,6 +41,57 @@ export interface StatusSources {
   alerts?: () => AlertTargetCounts[];
   /** Each policy's last evaluation. @default none */
   policies?: () => PolicyEvaluation[];
+  /** The metadata scrub's state. @default no health section */
+  scrub?: () => ScrubHealth;
+  /** The SMART reader, when it runs. @default none */
+  smart?: SmartMonitor;
+}
+
+const DAY_MS = 86_400_000;
+
+/** What a forecast was computed from, so an unchanged pool reuses it. */
+interface ForecastCache {
+  atMs: number;
+  key: string;
+  forecast: SparePoolForecast;
+}
+
+/**
+ * SMART, the scrub and the spare-pool forecast, from the history and the
+ * engine. The forecast reads up to a week of history, so it is computed again
+ * only when the pool changed or {@link FORECAST_REFRESH_MS} passed, not on
+ * every poll of the dashboard.
+ */
+function healthOf(
+  engine: RemapDevice,
+  sources: StatusSources & { scrub: () => ScrubHealth },
+  cache: { current?: ForecastCache },
+): SetupHealth {
+  const nowMs = Date.now();
+  const working = engine.spares.filter((spare) => spare.state === "active");
+  const slotCount = working.reduce((sum, spare) => sum + spare.store.payload.layout.slotCount, 0);
+  const slotsUsed = working.reduce((sum, spare) => sum + spare.store.slotsUsed, 0);
+  const pendingCount = engine.pendingBlocks.length;
+  const smartRises = sources.smart?.mainDiskRises() ?? [];
+  const key = JSON.stringify([slotCount, slotsUsed, pendingCount, engine.remapCount, smartRises]);
+  const cached = cache.current;
+  if (cached === undefined || cached.key !== key || nowMs - cached.atMs >= FORECAST_REFRESH_MS) {
+    const forecast = forecastSparePool({
+      nowMs,
+      events: sources.history.since(nowMs - FORECAST_WINDOW_DAYS * DAY_MS, FORECAST_EVENTS_MAX),
+      historyStartMs: sources.history.firstTimeMs(),
+      slotCount,
+      slotsUsed,
+      pendingCount,
+      smartRises,
+    });
+    cache.current = { atMs: nowMs, key, forecast };
+  }
+  return {
+    smart: sources.smart?.status() ?? null,
+    scrub: sources.scrub(),
+    forecast: cache.current!.forecast,
+  };
 }
 
 /** A StatusSource over a live engine; every call reads current values. */
@@ -54,6 +108,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
   const { description } = opened;
   // Sorting a million remaps costs a second: redo it only when one was added.
   let sorted: ReturnType<RemapDevice["remaps"]> = [];
+  const forecastCache: { current?: ForecastCache } = {};
   return {
     status(): SetupStatus {
       const pendingBlocks = engine.pendingBlocks;
@@ -121,6 +176,9 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
         alerts: sources.alerts?.() ?? [],
         policies: sources.policies?.() ?? [],
         uptimeSeconds: Math.floor((Date.now() - startedMs) / 1000),
+        ...(sources.scrub === undefined
+          ? {}
+          : { health: healthOf(engine, { ...sources, scrub: sources.scrub }, forecastCache) }),
         version: VERSION,
       };
     },

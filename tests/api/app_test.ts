@@ -218,6 +218,10 @@ Deno.test("createApp() GET /metrics answers every metric family in text format 0
       [{ ...setup, type: "started" }, 1],
       [{ ...setup, type: "stopped" }, 0],
       [{ ...setup, type: "config-reloaded" }, 0],
+      [{ ...setup, type: "smart-risk-raised" }, 0],
+      [{ ...setup, type: "metadata-repaired" }, 0],
+      [{ ...setup, type: "metadata-scrub-failed" }, 0],
+      [{ ...setup, type: "metadata-degraded" }, 0],
     ]],
     ["dm_remap_alerts_sent_total", "counter", [[{ ...setup, target: "pager" }, 4]]],
     ["dm_remap_alerts_failed_total", "counter", [[{ ...setup, target: "pager" }, 1]]],
@@ -358,4 +362,112 @@ Deno.test("createApp() GET /api/v1/events returns the newest events, at most `li
     (await refused.json()).error,
     /Cannot list events: "limit" must be an integer from 0 to 1000/,
   );
+});
+
+Deno.test("createApp() GET /metrics answers SMART, forecast and scrub families when the status has them", async () => {
+  const status = statusFixture({
+    health: {
+      smart: {
+        intervalMs: 1_800_000,
+        rounds: 1,
+        disks: [
+          {
+            role: "main",
+            path: "/dev/sda",
+            reading: {
+              state: "ok",
+              device: "/dev/sda",
+              protocol: "ata",
+              kind: "hdd",
+              serial: "Z295RVX4",
+              passed: true,
+              temperatureC: 36,
+              counters: { reallocatedSectors: 3, pendingSectors: 1 },
+              attributes: [],
+              failingAttributes: [],
+              selfTests: [],
+              timeMs: 0,
+            },
+            risk: { level: "high", reasons: ["197 Current_Pending_Sector is 1"], rising: [] },
+          },
+          {
+            role: "spare 0",
+            path: "/srv/spare.img",
+            reading: { state: "no-smart", device: "/srv/spare.img", reason: "file", timeMs: 0 },
+            risk: { level: "none", reasons: ["no SMART: file"], rising: [] },
+          },
+          { role: "spare 1", path: "/dev/sdc" },
+        ],
+      },
+      scrub: {
+        intervalMs: 3_600_000,
+        passes: 4,
+        lastPassMs: 5_000,
+        spares: [
+          {
+            spareIndex: 0,
+            state: "repaired",
+            lastScrubMs: 5_000,
+            lastRepairs: ["copy 2: x"],
+            repairsTotal: 1,
+            failures: 0,
+          },
+          {
+            spareIndex: 1,
+            state: "degraded",
+            lastScrubMs: 4_000,
+            lastRepairs: [],
+            repairsTotal: 0,
+            failures: 6,
+          },
+        ],
+      },
+      forecast: {
+        state: "forecast",
+        slotsFree: 480,
+        remapsPerDay: 12,
+        spanDays: 7,
+        daysLeft: { low: 32, expected: 40, high: null },
+        reasons: [],
+        summary: "",
+      },
+    },
+  });
+  const text = await (await appOver(status).request("/metrics")).text();
+  const families = parseExposition(text);
+  const samples = (name: string) =>
+    families.get(name)!.samples.map(({ labels, value }) => [labels, value]);
+  const main = { setup: "vault", disk: "/dev/sda", role: "main" };
+  const spare = { setup: "vault", disk: "/srv/spare.img", role: "spare 0" };
+  assert.deepEqual(samples("dm_remap_smart_available"), [[main, 1], [spare, 0]]);
+  assert.deepEqual(samples("dm_remap_smart_risk_level"), [[main, 3], [spare, 0]]);
+  assert.deepEqual(samples("dm_remap_smart_counter"), [
+    [{ ...main, counter: "reallocatedSectors" }, 3],
+    [{ ...main, counter: "pendingSectors" }, 1],
+  ]);
+  assert.deepEqual(samples("dm_remap_smart_temperature_celsius"), [[main, 36]]);
+  assert.deepEqual(samples("dm_remap_spare_pool_seconds_left"), [
+    [{ setup: "vault", bound: "low" }, 32 * 86_400],
+    [{ setup: "vault", bound: "expected" }, 40 * 86_400],
+    [{ setup: "vault", bound: "high" }, Infinity],
+  ]);
+  assert.deepEqual(samples("dm_remap_remaps_per_day"), [[{ setup: "vault" }, 12]]);
+  assert.deepEqual(samples("dm_remap_metadata_scrub_passes_total"), [[{ setup: "vault" }, 4]]);
+  assert.deepEqual(samples("dm_remap_metadata_scrub_repairs_total"), [
+    [{ setup: "vault", spare: "0" }, 1],
+    [{ setup: "vault", spare: "1" }, 0],
+  ]);
+  assert.deepEqual(samples("dm_remap_metadata_scrub_degraded"), [
+    [{ setup: "vault", spare: "0" }, 0],
+    [{ setup: "vault", spare: "1" }, 1],
+  ]);
+  assert.deepEqual(samples("dm_remap_metadata_scrub_last_timestamp_seconds"), [
+    [{ setup: "vault", spare: "0" }, 5],
+    [{ setup: "vault", spare: "1" }, 4],
+  ]);
+  assert.equal(families.has("dm_remap_smart_available"), true);
+  const withoutSmart =
+    await (await appOver({ ...status, health: { ...status.health!, smart: null } })
+      .request("/metrics")).text();
+  assert.equal(parseExposition(withoutSmart).has("dm_remap_smart_available"), false);
 });

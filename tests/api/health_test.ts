@@ -13,6 +13,36 @@ import { spareFixture, statusFixture } from "./fixtures.ts";
 const base = statusFixture();
 const degradedState = { ...base.setup, state: "degraded" as const };
 
+/** A health section whose scrub of spare 1 is in `state` after 6 failures. */
+function scrubHealth(state: "degraded" | "retrying"): SetupStatus["health"] {
+  return {
+    smart: null,
+    scrub: {
+      intervalMs: 3_600_000,
+      passes: 7,
+      spares: [
+        { spareIndex: 0, state: "ok", lastRepairs: [], repairsTotal: 0, failures: 0 },
+        {
+          spareIndex: 1,
+          state,
+          lastRepairs: [],
+          repairsTotal: 0,
+          failures: 6,
+          lastError: "copy 2 after rewrite: unreadable",
+        },
+      ],
+    },
+    forecast: {
+      state: "no-trend",
+      slotsFree: 100,
+      remapsPerDay: 0,
+      spanDays: 7,
+      reasons: [],
+      summary: "",
+    },
+  };
+}
+
 Deno.test("healthOf() is ok exactly when it gives no reason, and names each reason", () => {
   const rows: [
     scenario: string,
@@ -43,6 +73,21 @@ Deno.test("healthOf() is ok exactly when it gives no reason, and names each reas
     [
       "one spare full, another with room",
       statusFixture({ spares: [spareFixture(0, { slotsUsed: 100 }), spareFixture(1)] }),
+      "ok",
+      [],
+    ],
+    [
+      "the metadata scrub gave up on a spare",
+      statusFixture({ health: scrubHealth("degraded") }),
+      "degraded",
+      [
+        "Spare 1's metadata could not be repaired by the scrub (6 failures in a row: copy 2 " +
+        "after rewrite: unreadable): replace the spare",
+      ],
+    ],
+    [
+      "the metadata scrub retries a spare",
+      statusFixture({ health: scrubHealth("retrying") }),
       "ok",
       [],
     ],

@@ -267,6 +267,8 @@ Deno.test("A served setup repairs metadata only for the token, root or the socke
     }
     const status = served.service.status();
     assert.equal(status.spares[0]!.validCopies, 5);
+    // Each allowed repair rewrote a copy, and each is an event (and so an alert).
+    assert.equal(status.events["metadata-repaired"], allowed.length);
   } finally {
     await served.close();
   }

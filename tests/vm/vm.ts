@@ -33,11 +33,18 @@ export interface VmRun {
   durationMs: number;
 }
 
-/** A disk given to the guest as virtio-blk, found there by its serial. */
+/**
+ * A disk given to the guest, found there by its serial. Virtio disks have no SMART; the
+ * emulated IDE, AHCI and NVMe disks answer it (qemu's `ide-hd` and `nvme` devices).
+ */
 export interface VmDisk {
   path: string;
   serial: string;
   readOnly?: boolean;
+  /** @default "virtio" */
+  bus?: "virtio" | "ide" | "ahci" | "nvme";
+  /** An IDE/AHCI disk's `rotation_rate`: 1 makes it report a solid-state disk. */
+  rotationRate?: number;
 }
 
 /** How to boot. */
@@ -141,6 +148,8 @@ export async function bootVm(options: BootOptions): Promise<VmRun> {
     await Deno.writeFile(paramsPath, padded);
     disks.push({ path: paramsPath, serial: "params", readOnly: true });
   }
+  let ahciPorts = 0;
+  let idePorts = 0;
   disks.forEach((disk, index) => {
     // cache=unsafe: the host outlives every "power cut" (we kill qemu, not the host), so
     // whatever qemu has written to the image file survives, as on a disk with a volatile
@@ -149,9 +158,30 @@ export async function bootVm(options: BootOptions): Promise<VmRun> {
       "-drive",
       `file=${disk.path},if=none,id=d${index},format=raw,cache=unsafe,aio=threads` +
         (disk.readOnly ? ",readonly=on" : ""),
-      "-device",
-      `virtio-blk-pci,drive=d${index},serial=${disk.serial}`,
     );
+    const rotation = disk.rotationRate === undefined ? "" : `,rotation_rate=${disk.rotationRate}`;
+    switch (disk.bus ?? "virtio") {
+      case "virtio":
+        drives.push("-device", `virtio-blk-pci,drive=d${index},serial=${disk.serial}`);
+        break;
+      case "ide":
+        // The PIIX IDE controller of the default machine: ide.0 and ide.1, one disk each here.
+        drives.push(
+          "-device",
+          `ide-hd,drive=d${index},bus=ide.${idePorts++},serial=${disk.serial}${rotation}`,
+        );
+        break;
+      case "ahci":
+        if (ahciPorts === 0) drives.push("-device", "ahci,id=ahci0");
+        drives.push(
+          "-device",
+          `ide-hd,drive=d${index},bus=ahci0.${ahciPorts++},serial=${disk.serial}${rotation}`,
+        );
+        break;
+      case "nvme":
+        drives.push("-device", `nvme,drive=d${index},serial=${disk.serial}`);
+        break;
+    }
   });
   const started = performance.now();
   const child = new Deno.Command("qemu-system-x86_64", {

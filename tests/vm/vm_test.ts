@@ -325,6 +325,36 @@ Deno.test("vm 7: a partition of the main disk and the disk of a main partition a
   });
 });
 
+Deno.test("vm 13: serve reads and reports SMART of an IDE disk under a dm main disk and an NVMe spare", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "dm-remap-vm-" });
+  try {
+    await createImage(`${directory}/main.img`, MAIN_MIB);
+    await createImage(`${directory}/spare.img`, SPARE_MIB);
+    const run = await bootVm({
+      scenario: "smart",
+      disks: [
+        { path: `${directory}/main.img`, serial: "QM-MAIN-0001", bus: "ide" },
+        { path: `${directory}/spare.img`, serial: "QM-NVME-0002", bus: "nvme" },
+        toolsDisk(),
+      ],
+    });
+    report("smart", run);
+    assertChecks(run, [
+      "disks_present",
+      "guest_smartctl_sata",
+      "guest_smartctl_nvme",
+      "dm_main",
+      "create",
+      "serve",
+      "server_reports_smart",
+      "no_smart_errors_logged",
+      "serve_stop",
+    ]);
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
+
 Deno.test("vm perf: fio on /dev/nbd0 against the raw virtio disk (reported, not asserted)", async () => {
   await withImages(async ({ disks }) => {
     const run = await bootVm({ scenario: "perf", disks });

@@ -6,7 +6,9 @@
  * The setup is degraded when it can no longer protect new failures:
  * - the setup state is "degraded" (a failed block could not be remapped), or
  * - a spare has failed, or
- * - no active spare has a free slot, so the next failed write cannot be remapped.
+ * - no active spare has a free slot, so the next failed write cannot be remapped, or
+ * - the metadata scrub gave up on a spare whose copies it could not repair: its
+ *   redundancy is gone until the spare is replaced.
  *
  * It is not ok either while blocks are pending: their data could not be read
  * from the main disk, and every read of them fails until a write remaps them.
@@ -52,6 +54,13 @@ export function healthOf(status: SetupStatus): Health {
   const active = status.spares.filter((spare) => spare.state === "active");
   const slotsFree = active.reduce((sum, spare) => sum + (spare.slotCount - spare.slotsUsed), 0);
   if (slotsFree === 0) reasons.push("No active spare has a free slot: add a spare");
+  for (const scrubbed of status.health?.scrub.spares ?? []) {
+    if (scrubbed.state !== "degraded") continue;
+    reasons.push(
+      `Spare ${scrubbed.spareIndex}'s metadata could not be repaired by the scrub ` +
+        `(${scrubbed.failures} failures in a row: ${scrubbed.lastError}): replace the spare`,
+    );
+  }
   const degraded = reasons.length > 0;
   const pending = status.counters.pending;
   if (pending > 0) {

@@ -16,7 +16,8 @@ import {
   type MetricType,
   PROMETHEUS_CONTENT_TYPE,
 } from "../prometheus.ts";
-import type { SetupStatus, SpareStatus } from "../status.ts";
+import { SMART_RISK_LEVELS } from "../../health/smart_risk.ts";
+import type { SetupHealth, SetupStatus, SpareStatus } from "../status.ts";
 import { healthOf } from "./health.ts";
 
 /**
@@ -121,6 +122,147 @@ export function metricFamiliesOf(status: SetupStatus): MetricFamily[] {
       "Seconds since the setup was served.",
       status.uptimeSeconds,
     ),
+    ...(status.health === undefined ? [] : healthFamilies(status.health, setup)),
+  ];
+}
+
+/** SMART, the spare-pool forecast and the metadata scrub. */
+function healthFamilies(health: SetupHealth, setup: { setup: string }): MetricFamily[] {
+  return [
+    ...(health.smart === null ? [] : smartFamilies(health.smart, setup)),
+    ...forecastFamilies(health, setup),
+    ...scrubFamilies(health, setup),
+  ];
+}
+
+function smartFamilies(
+  smart: NonNullable<SetupHealth["smart"]>,
+  setup: { setup: string },
+): MetricFamily[] {
+  const read = smart.disks.filter((disk) => disk.reading !== undefined);
+  const labelsOf = (disk: { path: string; role: string }) => ({
+    ...setup,
+    disk: disk.path,
+    role: disk.role,
+  });
+  const ok = read.flatMap((disk) =>
+    disk.reading?.state === "ok" ? [{ disk, reading: disk.reading }] : []
+  );
+  return [
+    {
+      name: "dm_remap_smart_available",
+      type: "gauge",
+      help:
+        "1 when the disk answered SMART at its last reading, 0 when it has none (file, virtual disk).",
+      samples: read.map((disk) => ({
+        labels: labelsOf(disk),
+        value: disk.reading?.state === "ok" ? 1 : 0,
+      })),
+    },
+    {
+      name: "dm_remap_smart_risk_level",
+      type: "gauge",
+      help: `SMART risk of the disk: ${
+        SMART_RISK_LEVELS.map((level, i) => `${i} ${level}`).join(", ")
+      }.`,
+      samples: read.map((disk) => ({
+        labels: labelsOf(disk),
+        value: SMART_RISK_LEVELS.indexOf(disk.risk?.level ?? "none"),
+      })),
+    },
+    {
+      name: "dm_remap_smart_counter",
+      type: "gauge",
+      help:
+        "A SMART counter of the disk (5, 187, 188, 197, 198, 199; NVMe media errors, percentage used).",
+      samples: ok.flatMap(({ disk, reading }) =>
+        Object.entries(reading.counters).map(([counter, value]) => ({
+          labels: { ...labelsOf(disk), counter },
+          value: value as number,
+        }))
+      ),
+    },
+    {
+      name: "dm_remap_smart_temperature_celsius",
+      type: "gauge",
+      help: "The disk's temperature at its last SMART reading.",
+      samples: ok.flatMap(({ disk, reading }) =>
+        reading.temperatureC === undefined
+          ? []
+          : [{ labels: labelsOf(disk), value: reading.temperatureC }]
+      ),
+    },
+  ];
+}
+
+const SECONDS_PER_DAY = 86_400;
+
+function forecastFamilies(health: SetupHealth, setup: { setup: string }): MetricFamily[] {
+  const { forecast } = health;
+  const days = forecast.daysLeft;
+  // Prometheus's base unit of time is the second; the forecast counts days.
+  const bound = (name: string, daysLeft: number | null | undefined) => ({
+    labels: { ...setup, bound: name },
+    value: daysLeft === null || daysLeft === undefined ? Infinity : daysLeft * SECONDS_PER_DAY,
+  });
+  return [
+    {
+      name: "dm_remap_spare_pool_seconds_left",
+      type: "gauge",
+      help: "Seconds until the spare pool is full at the recent remap rate (+Inf: not filling).",
+      samples: [
+        bound("low", days?.low),
+        bound("expected", days?.expected),
+        bound("high", days?.high),
+      ],
+    },
+    {
+      name: "dm_remap_remaps_per_day",
+      type: "gauge",
+      help: "New remaps per day over the forecast's window.",
+      samples: [{ labels: setup, value: forecast.remapsPerDay }],
+    },
+  ];
+}
+
+function scrubFamilies(health: SetupHealth, setup: { setup: string }): MetricFamily[] {
+  const { scrub } = health;
+  const perSpare = (value: (spare: typeof scrub.spares[number]) => number) =>
+    scrub.spares.map((spare) => ({
+      labels: { ...setup, spare: String(spare.spareIndex) },
+      value: value(spare),
+    }));
+  return [
+    {
+      name: "dm_remap_metadata_scrub_passes_total",
+      type: "counter",
+      help: "Metadata scrub passes since the setup was served.",
+      samples: [{ labels: setup, value: scrub.passes }],
+    },
+    {
+      name: "dm_remap_metadata_scrub_repairs_total",
+      type: "counter",
+      help: "Metadata copies and tables the scrub rewrote since the setup was served.",
+      samples: perSpare((spare) => spare.repairsTotal),
+    },
+    {
+      name: "dm_remap_metadata_scrub_failures",
+      type: "gauge",
+      help: "Failed metadata scrubs of the spare in a row.",
+      samples: perSpare((spare) => spare.failures),
+    },
+    {
+      name: "dm_remap_metadata_scrub_degraded",
+      type: "gauge",
+      help: "1 when the spare's metadata scrub failed too often and is given up, else 0.",
+      samples: perSpare((spare) => spare.state === "degraded" ? 1 : 0),
+    },
+    {
+      name: "dm_remap_metadata_scrub_last_timestamp_seconds",
+      type: "gauge",
+      help: "When the spare's metadata was last scrubbed (seconds since the epoch; 0: never).",
+      samples: perSpare((spare) => (spare.lastScrubMs ?? 0) / 1000),
+    },
   ];
 }
 

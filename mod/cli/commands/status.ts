@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { SetupStatus } from "../../api/status.ts";
+import type { SetupHealth, SetupStatus } from "../../api/status.ts";
 import { healthOf } from "../../api/routes/health.ts";
 import { fetchStatus, StatusRequestError } from "../../api/client.ts";
 import { socketAnswers } from "../../sys/unix_socket.ts";
@@ -89,5 +89,35 @@ export function formatStatus(status: SetupStatus): string {
       }`,
     );
   }
+  if (status.health !== undefined) lines.push(...formatHealth(status.health));
   return lines.join("\n");
+}
+
+/** SMART per disk, the spare-pool forecast and the metadata scrub, a line or so each. */
+function formatHealth(health: SetupHealth): string[] {
+  const lines: string[] = [];
+  if (health.smart === null) lines.push("  SMART  off (--no-smart)");
+  for (const [i, disk] of (health.smart?.disks ?? []).entries()) {
+    const head = `  ${i === 0 ? "SMART " : "      "} ${disk.role} ${disk.path}: `;
+    const reading = disk.reading;
+    if (reading === undefined) lines.push(`${head}not read yet`);
+    else if (reading.state === "no-smart") lines.push(`${head}no SMART (${reading.reason})`);
+    else {
+      const what = [reading.protocol.toUpperCase(), reading.kind, reading.model, reading.serial]
+        .filter((part) => part !== undefined).join(" ");
+      const temperature = reading.temperatureC === undefined ? "" : `, ${reading.temperatureC} °C`;
+      lines.push(`${head}${what}${temperature}, risk ${disk.risk?.level ?? "unknown"}`);
+      for (const reason of disk.risk?.reasons ?? []) lines.push(`           - ${reason}`);
+    }
+  }
+  lines.push(`  pool   ${health.forecast.summary}`);
+  const spares = health.scrub.spares.map((spare) =>
+    `spare ${spare.spareIndex} ${spare.state}` +
+    (spare.failures > 0 ? ` (${spare.failures} failures: ${spare.lastError})` : "")
+  );
+  lines.push(
+    `  scrub  every ${health.scrub.intervalMs / 1000} s, ${health.scrub.passes} passes; ` +
+      spares.join(", "),
+  );
+  return lines;
 }
