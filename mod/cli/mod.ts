@@ -81,7 +81,8 @@ const COMMANDS: Record<string, Command> = {
       "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
       "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force]\n" +
-      "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]",
+      "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]\n" +
+      "       [--ublk] [--queues N] [--depth N]",
     options: {
       ...FORCE_OPTION,
       main: { type: "string" },
@@ -100,6 +101,9 @@ const COMMANDS: Record<string, Command> = {
       connections: { type: "string" },
       "io-timeout": { type: "string" },
       "dead-timeout": { type: "string" },
+      ublk: { type: "boolean" },
+      queues: { type: "string" },
+      depth: { type: "string" },
     },
     optionalValues: {
       attach: { implied: "auto", isValue: (word) => word === "auto" || word.startsWith("/dev/") },

@@ -14,9 +14,18 @@ import {
   KERNEL_TIMEOUT_S_MAX,
   NBD_CONNECTIONS_MAX,
   READ_RETRIES_MAX,
+  UBLK_QUEUE_DEPTH_DEFAULT,
+  UBLK_QUEUE_DEPTH_MAX,
+  UBLK_QUEUES_DEFAULT,
+  UBLK_QUEUES_MAX,
 } from "../constants.ts";
 import { UsageError } from "../errors.ts";
-import type { KernelAttachSettings, ServiceSettings, TcpListener } from "../service/settings.ts";
+import type {
+  KernelAttachSettings,
+  ServiceSettings,
+  TcpListener,
+  UblkSettings,
+} from "../service/settings.ts";
 import type { OptionValue } from "./command.ts";
 import {
   BACKUP_DIR,
@@ -38,6 +47,7 @@ export interface ServeFlags {
   eventsDb?: string;
   backupDir?: string;
   attach?: KernelAttachSettings;
+  ublk?: UblkSettings;
 }
 
 /**
@@ -60,6 +70,28 @@ export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags
     eventsDb: stringOption(values["events-db"]),
     backupDir: stringOption(values["backup-dir"]),
     attach: attachFlags(values),
+    ublk: ublkFlags(values),
+  };
+}
+
+/** `--ublk` and its `--queues` and `--depth`; undefined without `--ublk`. */
+function ublkFlags(values: Record<string, OptionValue>): UblkSettings | undefined {
+  if (values.ublk !== true) {
+    const shaping = ["queues", "depth"].filter((flag) => values[flag]);
+    if (shaping.length > 0) throw new UsageError(`--${shaping[0]} needs --ublk`);
+    return undefined;
+  }
+  if (values.attach !== undefined) {
+    throw new UsageError("--ublk and --attach each make a kernel device: give one of them");
+  }
+  return {
+    queues:
+      integerOption("queues", stringOption(values.queues), { min: 1, max: UBLK_QUEUES_MAX }) ??
+        UBLK_QUEUES_DEFAULT,
+    queueDepth: integerOption("depth", stringOption(values.depth), {
+      min: 1,
+      max: UBLK_QUEUE_DEPTH_MAX,
+    }) ?? UBLK_QUEUE_DEPTH_DEFAULT,
   };
 }
 
@@ -102,6 +134,7 @@ export function serveSettings(flags: ServeFlags, setupName: string): ServiceSett
       unixPath: flags.socket ?? `${RUN_DIR}/${setupName}.nbd.sock`,
       tcp: flags.tcp,
       attach: flags.attach,
+      ublk: flags.ublk,
     },
     api: { unixPath: flags.apiSocket ?? `${RUN_DIR}/${setupName}.api.sock`, tcp: flags.apiTcp },
     // The history lives with the setup's state, where it survives reboots.

@@ -8,7 +8,8 @@
  */
 
 import type { KernelAttachSettings } from "../export/nbd/kernel_attachment.ts";
-export type { KernelAttachSettings };
+import type { UblkSettings } from "../export/ublk/ublk_attachment.ts";
+export type { KernelAttachSettings, UblkSettings };
 
 /** A TCP address to listen on; port 0 picks a free port. */
 export interface TcpListener {
@@ -38,6 +39,11 @@ export interface NbdSettings extends ListenSettings {
   workerUrl?: URL;
   /** The kernel's `/dev/nbdN`, attached by the server itself. @default not attached */
   attach?: KernelAttachSettings;
+  /**
+   * The kernel's `/dev/ublkbN` instead of `/dev/nbdN` (not both): the ublk
+   * backend of the same kernel-device lifecycle. @default none
+   */
+  ublk?: UblkSettings;
 }
 
 /** Everything a {@link SetupService} is told. */

@@ -325,6 +325,33 @@ Deno.test("vm 7: a partition of the main disk and the disk of a main partition a
   });
 });
 
+Deno.test("vm ublk 1: ext4 on /dev/ublkb0 (6.12, io_uring, 2 queues): files verify, live defects are remapped", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({ scenario: "ublk", disks, kernel: "trixie", timeoutMs: 420_000 });
+    report("ublk", run);
+    assertChecks(run, [
+      "ublk_control",
+      "dm_main",
+      "create",
+      "serve",
+      "ublk_device",
+      "api_device",
+      "mkfs",
+      "write_tree",
+      "verify_after_remount",
+      "set_bad",
+      "write_over_bad",
+      "verify_over_bad",
+      "status_shows_remaps",
+      "dmesg_clean",
+      "e2fsck",
+      "serve_stop",
+      "device_removed",
+      "io_watch",
+    ]);
+  });
+});
+
 Deno.test("vm perf: fio on /dev/nbd0 against the raw virtio disk (reported, not asserted)", async () => {
   await withImages(async ({ disks }) => {
     const run = await bootVm({ scenario: "perf", disks });

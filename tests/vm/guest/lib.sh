@@ -193,17 +193,19 @@ io_watch_start() {
   IO_WATCH_PID=$!
 }
 
-# io_watch: samples /sys/block/nbd0 twice a second. Each stall is reported at once as a
+# io_watch: samples /sys/block/nbd0 (or the device named in /tmp/io_watch.dev, e.g. ublkb0)
+# twice a second. Each stall is reported at once as a
 # failed check io_stall, with the stall report taken while it lasts. A scenario that stops
 # the server on purpose creates /tmp/io_watch.pause for that time.
 io_watch() {
   last="" still=0 reported=false
   while [ ! -e /tmp/io_watch.stop ]; do
     sleep 0.5
-    [ -e /sys/block/nbd0/inflight ] || continue
-    inflight=$(awk '{ print $1 + $2 }' /sys/block/nbd0/inflight)
+    dev=$(cat /tmp/io_watch.dev 2>/dev/null || echo nbd0)
+    [ -e "/sys/block/$dev/inflight" ] || continue
+    inflight=$(awk '{ print $1 + $2 }' "/sys/block/$dev/inflight")
     # Completed reads, writes, discards and flushes (Documentation/block/stat.rst).
-    completed=$(awk '{ print $1 + $5 + $12 + $16 }' /sys/block/nbd0/stat)
+    completed=$(awk '{ print $1 + $5 + $12 + $16 }' "/sys/block/$dev/stat")
     if [ "$inflight" -eq 0 ] || [ "$completed" != "$last" ] || [ -e /tmp/io_watch.pause ]; then
       last=$completed still=0 reported=false
       continue
