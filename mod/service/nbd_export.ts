@@ -144,6 +144,7 @@ export class NbdExport implements ServiceComponent {
       sizeBytes: this.#engine.sizeBytes,
       blockBytes: this.#engine.blockBytes,
       maxIoBytes: UBLK_IO_BYTES_MAX,
+      setupUuid: this.#options.setupUuid,
       log: (line) => this.#options.log(line),
     });
     try {

@@ -158,6 +158,8 @@ export interface UblkDevInfo {
   devId: number;
   serverPid: number;
   flags: bigint;
+  /** `ublksrv_flags`: the server's own word, kept by the driver (dm-remap: its setup's fingerprint). */
+  serverFlags: bigint;
 }
 
 /** Encodes a struct ublksrv_ctrl_dev_info. */
@@ -171,6 +173,7 @@ export function encodeDevInfo(info: UblkDevInfo): Uint8Array {
   view.setUint32(DEV_INFO.DEV_ID, info.devId >>> 0, true);
   view.setInt32(DEV_INFO.UBLKSRV_PID, info.serverPid, true);
   view.setBigUint64(DEV_INFO.FLAGS, info.flags, true);
+  view.setBigUint64(DEV_INFO.UBLKSRV_FLAGS, info.serverFlags, true);
   return bytes;
 }
 
@@ -185,6 +188,7 @@ export function decodeDevInfo(bytes: Uint8Array): UblkDevInfo {
     devId: view.getInt32(DEV_INFO.DEV_ID, true),
     serverPid: view.getInt32(DEV_INFO.UBLKSRV_PID, true),
     flags: view.getBigUint64(DEV_INFO.FLAGS, true),
+    serverFlags: view.getBigUint64(DEV_INFO.UBLKSRV_FLAGS, true),
   };
 }
 

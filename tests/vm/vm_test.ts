@@ -352,6 +352,33 @@ Deno.test("vm ublk 1: ext4 on /dev/ublkb0 (6.12, io_uring, 2 queues): files veri
   });
 });
 
+Deno.test("vm ublk 2: kill -9 of the ublk server under a writer, 10 times: recovered, no error, every fsynced file verifies", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({
+      scenario: "ublk_recovery",
+      disks,
+      kernel: "trixie",
+      params: "10",
+      timeoutMs: 900_000,
+    });
+    report("ublk_recovery", run);
+    assertChecks(run, [
+      "dm_main",
+      "create",
+      "serve",
+      "mkfs",
+      ...Array.from({ length: 10 }, (_, i) => `kill9_restart_${i + 1}`),
+      "writer_ok",
+      "verify_fsynced",
+      "e2fsck",
+      "dmesg_clean",
+      "serve_stop",
+      "device_removed",
+      "io_watch",
+    ]);
+  });
+});
+
 Deno.test("vm perf: fio on /dev/nbd0 against the raw virtio disk (reported, not asserted)", async () => {
   await withImages(async ({ disks }) => {
     const run = await bootVm({ scenario: "perf", disks });

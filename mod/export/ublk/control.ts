@@ -112,7 +112,14 @@ export class UblkControl {
    * @returns The device as the driver made it (its id among it).
    */
   async addDevice(
-    options: { devId: number; queues: number; queueDepth: number; maxIoBufBytes: number },
+    options: {
+      devId: number;
+      queues: number;
+      queueDepth: number;
+      maxIoBufBytes: number;
+      /** Kept by the driver in `ublksrv_flags`: a later server finds its device by it. */
+      serverFlags: bigint;
+    },
   ): Promise<UblkDevInfo> {
     const info = encodeDevInfo({
       queues: options.queues,
@@ -122,6 +129,7 @@ export class UblkControl {
       devId: options.devId,
       serverPid: Deno.pid,
       flags: UBLK_F.CMD_IOCTL_ENCODE | UBLK_F.USER_RECOVERY | UBLK_F.USER_RECOVERY_REISSUE,
+      serverFlags: options.serverFlags,
     });
     await this.#command("ADD_DEV", UBLK_U_CMD.ADD_DEV, options.devId, { buffer: info });
     return decodeDevInfo(info);

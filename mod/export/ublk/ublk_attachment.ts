@@ -21,9 +21,10 @@ import { assert } from "../../assert.ts";
 import type { DataPlane, DataPlaneConnection } from "../../datapath/data_plane.ts";
 import { deviceInUseReason } from "../../device/device_users.ts";
 import { KernelAttachError } from "../../errors.ts";
-import { OPEN_FLAGS, openPath } from "../../sys/libc.ts";
+import { ERRNO, OPEN_FLAGS, openPath } from "../../sys/libc.ts";
+import type { UblkDevInfo } from "../../sys/ublk_abi.ts";
 import { closeDescriptor, duplicateDescriptor } from "../../sys/syscalls.ts";
-import { UblkControl } from "./control.ts";
+import { UblkCommandError, UblkControl } from "./control.ts";
 import type { UblkQueueTransport } from "./queue_worker.ts";
 
 /** How the ublk device is shaped. */
@@ -42,11 +43,18 @@ export interface UblkAttachmentOptions {
   blockBytes: number;
   /** The largest request the kernel sends (each tag has a buffer this big). */
   maxIoBytes: number;
+  /** The setup's UUID: its fingerprint, kept by the driver, lets a later server find the device. */
+  setupUuid: string;
   log: (line: string) => void;
 }
 
-/** How long to wait for udev-less devtmpfs to show `/dev/ublkcN` after ADD_DEV. */
-const CHAR_DEVICE_WAIT_MS = 5_000;
+/**
+ * How long to wait for the kernel: devtmpfs showing `/dev/ublkcN` after
+ * ADD_DEV, and a killed server's device becoming recoverable (its process
+ * gone, its char device released, its queues quiesced).
+ */
+const KERNEL_WAIT_MS = 15_000;
+const KERNEL_POLL_MS = 50;
 
 /** The setup's `/dev/ublkbN`, between {@link attach} and {@link release}. */
 export class UblkAttachment {
@@ -85,12 +93,16 @@ export class UblkAttachment {
   async attach(): Promise<void> {
     const control = UblkControl.open();
     this.#control = control;
+    const fingerprint = fingerprintOf(this.#options.setupUuid);
+    const own = await findDevice(control, fingerprint);
+    if (own !== undefined) return await this.#takeBack(control, own);
     const { settings, maxIoBytes } = this.#options;
     const info = await control.addDevice({
       devId: -1,
       queues: settings.queues,
       queueDepth: settings.queueDepth,
       maxIoBufBytes: maxIoBytes,
+      serverFlags: fingerprint,
     });
     const devId = info.devId;
     this.#devId = devId;
@@ -103,25 +115,8 @@ export class UblkAttachment {
         maxDiscardBytes: maxIoBytes,
         discardGranularityBytes: this.#options.blockBytes,
       });
-      const charFd = await openCharDevice(devId);
-      try {
-        for (let queueId = 0; queueId < info.queues; queueId++) {
-          const fd = duplicateDescriptor(charFd);
-          if (fd < 0) {
-            throw new KernelAttachError(`Cannot duplicate /dev/ublkc${devId}: errno ${-fd}`);
-          }
-          const transport: UblkQueueTransport = {
-            devId,
-            queueId,
-            queueDepth: info.queueDepth,
-            maxIoBytes,
-          };
-          this.#connections.push(this.#dataPlane.serve(fd, { transport }));
-        }
-      } finally {
-        closeDescriptor(charFd);
-      }
-      await this.#startOrFail(control, devId);
+      await this.#serveQueues(info);
+      await this.#unlessQueueEnds(devId, control.startDevice(devId));
     } catch (error) {
       await this.#remove();
       throw error;
@@ -131,15 +126,77 @@ export class UblkAttachment {
     );
   }
 
-  /** START_DEV, unless a queue's worker ends first (it would then wait forever). */
-  async #startOrFail(control: UblkControl, devId: number): Promise<void> {
+  /**
+   * Takes back the device a previous server of this setup left (killed, or
+   * stopped while the device was in use): once that server's process is gone
+   * and the driver holds the device's I/O, START_USER_RECOVERY, new queue
+   * workers, END_USER_RECOVERY; the held I/O then goes to them.
+   */
+  async #takeBack(control: UblkControl, found: UblkDevInfo): Promise<void> {
+    const devId = found.devId;
+    const deadline = Date.now() + KERNEL_WAIT_MS;
+    while (processExists(found.serverPid)) {
+      if (Date.now() > deadline) {
+        throw new KernelAttachError(
+          `/dev/ublkb${devId} is this setup's and served by process ${found.serverPid}: stop it first`,
+        );
+      }
+      await delay(KERNEL_POLL_MS);
+    }
+    // The driver refuses (EBUSY) until the old char device is released and its queues quiesced.
+    for (;;) {
+      try {
+        await control.startRecovery(devId);
+        break;
+      } catch (error) {
+        if (!(error instanceof UblkCommandError) || error.errno !== ERRNO.EBUSY) throw error;
+        if (Date.now() > deadline) throw error;
+        await delay(KERNEL_POLL_MS);
+      }
+    }
+    this.#devId = devId;
+    const info = await control.deviceInfo(devId);
+    await this.#serveQueues(info);
+    await this.#unlessQueueEnds(devId, control.endRecovery(devId));
+    this.#options.log(
+      `ublk: ${this.devicePath} taken back with ${info.queues} queue(s) of depth ${info.queueDepth}`,
+    );
+  }
+
+  /** Opens `/dev/ublkcN` and hands each queue to a worker, with a descriptor of its own. */
+  async #serveQueues(info: UblkDevInfo): Promise<void> {
+    const charFd = await openCharDevice(info.devId);
+    try {
+      for (let queueId = 0; queueId < info.queues; queueId++) {
+        const fd = duplicateDescriptor(charFd);
+        if (fd < 0) {
+          throw new KernelAttachError(`Cannot duplicate /dev/ublkc${info.devId}: errno ${-fd}`);
+        }
+        const transport: UblkQueueTransport = {
+          devId: info.devId,
+          queueId,
+          queueDepth: info.queueDepth,
+          maxIoBytes: info.maxIoBufBytes,
+        };
+        this.#connections.push(this.#dataPlane.serve(fd, { transport }));
+      }
+    } finally {
+      closeDescriptor(charFd);
+    }
+  }
+
+  /**
+   * START_DEV or END_USER_RECOVERY, which wait for every queue's fetches,
+   * unless a queue's worker ends first (they would then wait forever).
+   */
+  async #unlessQueueEnds(devId: number, command: Promise<void>): Promise<void> {
     const queueEnded = Promise.race(this.#connections.map((connection) => connection.done)).then(
       (outcome) => {
         const why = outcome.end === "failed" ? outcome.error.message : outcome.end;
         throw new KernelAttachError(`A ublk queue of device ${devId} ended before start: ${why}`);
       },
     );
-    await Promise.race([control.startDevice(devId), queueEnded]);
+    await Promise.race([command, queueEnded]);
   }
 
   /** Stops and deletes the device ("detach"), or leaves it to a later server ("keep"). */
@@ -175,16 +232,62 @@ export class UblkAttachment {
   }
 }
 
-/** Opens `/dev/ublkcN`, waiting for devtmpfs to create it. */
+/**
+ * Opens `/dev/ublkcN`, waiting for devtmpfs to create it (ENOENT) and for a
+ * dead server's descriptor to be released (EBUSY: the driver allows one opener).
+ */
 async function openCharDevice(devId: number): Promise<number> {
   const path = `/dev/ublkc${devId}`;
-  const deadline = Date.now() + CHAR_DEVICE_WAIT_MS;
+  const deadline = Date.now() + KERNEL_WAIT_MS;
   for (;;) {
     const fd = openPath(path, OPEN_FLAGS.O_RDWR);
     if (fd >= 0) return fd;
-    if (fd !== -2 || Date.now() > deadline) {
+    const waitable = fd === -ERRNO.ENOENT || fd === -ERRNO.EBUSY;
+    if (!waitable || Date.now() > deadline) {
       throw new KernelAttachError(`Cannot open ${path}: errno ${-fd}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await delay(KERNEL_POLL_MS);
   }
+}
+
+/**
+ * The setup's fingerprint in the device's `ublksrv_flags`: the UUID's first
+ * 64 bits (random in a v4 UUID), so that a later server of the same setup,
+ * and only it, takes the device back.
+ */
+export function fingerprintOf(setupUuid: string): bigint {
+  const hex = setupUuid.replaceAll("-", "").slice(0, 16);
+  assert(/^[0-9a-f]{16}$/i.test(hex), "a setup UUID has 64 bits to spare");
+  return BigInt(`0x${hex}`);
+}
+
+/** The ublk device whose `ublksrv_flags` hold `fingerprint`, if any. */
+async function findDevice(
+  control: UblkControl,
+  fingerprint: bigint,
+): Promise<UblkDevInfo | undefined> {
+  const ids: number[] = [];
+  for (const entry of Deno.readDirSync("/dev")) {
+    const match = /^ublkc(\d+)$/.exec(entry.name);
+    if (match) ids.push(Number(match[1]));
+  }
+  for (const devId of ids.sort((a, b) => a - b)) {
+    const info = await control.deviceInfo(devId).catch(() => undefined);
+    if (info?.serverFlags === fingerprint) return info;
+  }
+  return undefined;
+}
+
+function processExists(pid: number): boolean {
+  if (pid <= 0 || pid === Deno.pid) return false;
+  try {
+    // A zombie still has its /proc entry, but its queues and descriptors are gone.
+    return !/^\S+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return false;
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
