@@ -65,7 +65,9 @@ export class NbdExport implements ServiceComponent {
   // SIGUSR1 reports each worker connection's state, as dd reports its
   // progress: what a stall report needs from a server whose workers are blocked.
   readonly #reportConnections = () => {
-    for (const line of this.#dataPlane?.describeConnections() ?? []) this.#options.log(line);
+    for (const plane of [this.#dataPlane, this.#ublkDataPlane]) {
+      for (const line of plane?.describeConnections() ?? []) this.#options.log(line);
+    }
   };
 
   constructor(engine: RemapDevice, options: NbdExportOptions) {

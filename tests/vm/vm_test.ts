@@ -54,6 +54,11 @@ function report(name: string, run: VmRun): void {
   }
 }
 
+/** A stall is reported with its evidence once; waiting for the VM's timeout after it shows nothing more. */
+function stopAtStall(line: string): "kill" | undefined {
+  return line.includes('"check":"io_stall"') ? "kill" : undefined;
+}
+
 /** Every scenario that runs to its end reports these; io_watch: no I/O stalled, no timeout. */
 const SERVE_CHECKS = ["dm_main", "serve", "nbd_attach", "serve_stop", "io_watch"];
 
@@ -327,7 +332,13 @@ Deno.test("vm 7: a partition of the main disk and the disk of a main partition a
 
 Deno.test("vm ublk 1: ext4 on /dev/ublkb0 (6.12, io_uring, 2 queues): files verify, live defects are remapped", async () => {
   await withImages(async ({ disks }) => {
-    const run = await bootVm({ scenario: "ublk", disks, kernel: "trixie", timeoutMs: 420_000 });
+    const run = await bootVm({
+      scenario: "ublk",
+      disks,
+      kernel: "trixie",
+      timeoutMs: 420_000,
+      onLine: stopAtStall,
+    });
     report("ublk", run);
     assertChecks(run, [
       "ublk_control",
@@ -360,6 +371,7 @@ Deno.test("vm ublk 2: kill -9 of the ublk server under a writer, 10 times: recov
       kernel: "trixie",
       params: "10",
       timeoutMs: 900_000,
+      onLine: stopAtStall,
     });
     report("ublk_recovery", run);
     assertChecks(run, [

@@ -177,7 +177,7 @@ class UblkQueue {
       if (submitted < 0) {
         throw new Error(`io_uring_enter of a ublk queue failed: errno ${-submitted}`);
       }
-      this.#ring.reap((completion) => this.#ready.push(completion));
+      this.#ring.reap(this.#reaped);
     }
   }
 
@@ -192,14 +192,27 @@ class UblkQueue {
     return Atomics.load(this.#setup.mailbox, MAILBOX.STOP) !== 0;
   }
 
-  #take(completion: Completion): void {
-    const { userData, result } = completion;
+  /**
+   * A completion as the ring hands it out. A poll's eventfd is drained and
+   * the poll re-armed at once, before the next turn reads the mailbox and
+   * reaps the disk: a message or completion that comes after the drain
+   * signals the eventfd again and fires the new poll. (Draining after the
+   * turn lost such a signal, and the worker slept with a result waiting.)
+   */
+  #reaped = (completion: Completion): void => {
+    const userData = completion.userData;
     if (userData === WAKE_POLL || userData === DISK_POLL) {
       const fd = userData === WAKE_POLL ? this.#setup.wakeFd : this.#path.eventFd;
       drainEventFd(fd);
       this.#queuePoll(fd, userData);
       return;
     }
+    this.#ready.push(completion);
+  };
+
+  /** A tag's command completed: a request to start, or the tag's end. */
+  #take(completion: Completion): void {
+    const { userData, result } = completion;
     const tag = Number(userData);
     if (result === UBLK_IO_RES_ABORT) {
       this.#aborted++;

@@ -249,18 +249,19 @@ stall_report() {
   # Requests the server answered, to set beside the kernel's count in flight below.
   echo "status: $(status_json 2>&1 | tr -d ' \n' | grep -o '"counters":{[^}]*}\|"nbd":{[^}]*}' | tr '\n' ' ')"
   echo "server sockets: $(ls -l /proc/"$pid"/fd 2>/dev/null | grep -o '[0-9]* -> socket:.*' | tr '\n' ' ')"
-  for file in /sys/kernel/debug/nbd/nbd0/*; do echo "$file: $(cat "$file" 2>&1 | tr '\n' ' ')"; done
+  dev=$(cat /tmp/io_watch.dev 2>/dev/null || echo nbd0)
+  for file in /sys/kernel/debug/nbd/$dev/*; do echo "$file: $(cat "$file" 2>&1 | tr '\n' ' ')"; done
   # Where the kernel holds the request: dispatched to the driver (busy) or still queued.
-  echo "inflight: $(cat /sys/block/nbd0/inflight)"
-  for file in /sys/kernel/debug/block/nbd0/hctx*/busy /sys/kernel/debug/block/nbd0/hctx*/dispatch \
-    /sys/kernel/debug/block/nbd0/hctx*/state /sys/kernel/debug/block/nbd0/requeue_list; do
+  echo "inflight: $(cat /sys/block/$dev/inflight)"
+  for file in /sys/kernel/debug/block/$dev/hctx*/busy /sys/kernel/debug/block/$dev/hctx*/dispatch \
+    /sys/kernel/debug/block/$dev/hctx*/state /sys/kernel/debug/block/$dev/requeue_list; do
     [ -e "$file" ] && echo "$file: $(cat "$file" 2>&1 | tr '\n' ' ')"
   done
   # Kernel stacks of every task in the NBD, socket or blk-mq code, sleeping or not: a request
   # the kernel started but never sent shows its sender here (sysrq w lists only D state).
   for stack in /proc/[0-9]*/task/*/stack; do
     frames=$(cut -d' ' -f2 "$stack" 2>/dev/null | tr '\n' ' ')
-    case "$frames" in *nbd* | *sock_sendmsg* | *unix_stream* | *blk_mq*)
+    case "$frames" in *nbd* | *ublk* | *io_uring* | *sock_sendmsg* | *unix_stream* | *blk_mq*)
       task=${stack%/stack}
       echo "stack ${task##*/} $(cat "$task/comm" 2>/dev/null): $frames" ;;
     esac
