@@ -41,7 +41,7 @@ check verify_over_bad verify_sums /tmp/sums
 status=$(status_json 2>&1)
 remaps=$(echo "$status" | json_number remaps)
 result status_shows_remaps "$([ "${remaps:-0}" -gt 0 ] && echo true || echo false)" "remaps ${remaps:-none}: $(echo "$status" | tr -d '\n ' | head -c 1200)"
-errors=$(dmesg | grep -iE "ublk|I/O error|EXT4-fs (error|warning)|Buffer I/O" | grep -ivE "mounted filesystem|unmounting filesystem|recovery complete")
+errors=$(dmesg | grep -iE "ublk|I/O error|EXT4-fs (error|warning)|Buffer I/O" | grep -ivE "command line|mounted filesystem|unmounting filesystem|recovery complete")
 result dmesg_clean "$([ -z "$errors" ] && echo true || echo false)" "$errors"
 check umount_end umount "$MNT"
 check e2fsck e2fsck -fn "$NBD"

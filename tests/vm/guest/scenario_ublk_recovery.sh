@@ -72,7 +72,7 @@ check mount_again mount -t ext4 "$NBD" "$MNT"
 check verify_fsynced verify_sums /tmp/w.sums
 check umount_end umount "$MNT"
 check e2fsck e2fsck -fn "$NBD"
-errors=$(dmesg | grep -iE "ublk|I/O error|EXT4-fs (error|warning)|Buffer I/O|blocked for more" | grep -ivE "mounted filesystem|unmounting filesystem|recovery complete")
+errors=$(dmesg | grep -iE "ublk|I/O error|EXT4-fs (error|warning)|Buffer I/O|blocked for more" | grep -ivE "command line|mounted filesystem|unmounting filesystem|recovery complete")
 result dmesg_clean "$([ -z "$errors" ] && echo true || echo false)" "$errors"
 serve_stop
 check device_removed sh -c "sleep 1; ! test -e $NBD && grep 'removed' /tmp/serve.log"
