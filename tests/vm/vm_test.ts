@@ -411,6 +411,53 @@ Deno.test("vm perf: fio on /dev/nbd0 against the raw virtio disk (reported, not 
   });
 });
 
+Deno.test("vm ublk perf: fio on /dev/ublkb0, /dev/nbd0 and the raw virtio disk, 6.12 (reported, not asserted)", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({
+      scenario: "ublk_perf",
+      disks,
+      kernel: "trixie",
+      timeoutMs: 600_000,
+      onLine: stopAtStall,
+    });
+    assertChecks(run, ["dm_main", "create", "serve", "nbd_attach", "serve_stop"]);
+    const kib = new Map<string, number>();
+    for (const check of run.checks) {
+      const detail = check.detail as { kibPerSecond?: number };
+      if (check.check.startsWith("perf:")) kib.set(check.check.slice(5), detail.kibPerSecond ?? 0);
+    }
+    const jobs = ["randread4k-qd1", "randread4k-qd32", "randwrite4k-qd1", "randwrite4k-qd32"]
+      .concat(["read1m", "write1m"]);
+    const rows = jobs.map((job) => {
+      const [raw, nbd, ublk] = ["vda", "nbd0", "ublkb0"].map((dev) =>
+        kib.get(`${job}:${dev}`) ?? 0
+      );
+      return {
+        job,
+        rawKiBps: raw,
+        nbdKiBps: nbd,
+        ublkKiBps: ublk,
+        ublkOverNbd: ublk! / nbd!,
+        ublkOverRaw: ublk! / raw!,
+      };
+    });
+    for (const row of rows) {
+      console.log(
+        `  ${row.job}: ublk ${row.ublkKiBps} KiB/s, nbd ${row.nbdKiBps}, raw ${row.rawKiBps}; ` +
+          `ublk/nbd ${row.ublkOverNbd.toFixed(3)}, ublk/raw ${row.ublkOverRaw.toFixed(3)}`,
+      );
+    }
+    // scripts/bench_ublk.sh names the file the rows go to (bench/results/).
+    const out = Deno.env.get("UBLK_BENCH_JSON");
+    if (out) {
+      await Deno.writeTextFile(
+        out,
+        JSON.stringify({ kernel: "trixie 6.12 (TCG)", rows }, null, 2) + "\n",
+      );
+    }
+  });
+});
+
 Deno.test("vm harness: a failed, missing or unfinished check fails the test and shows the guest log", () => {
   const base: VmRun = {
     checks: [{ check: "a", ok: true, detail: "" }],
