@@ -363,23 +363,34 @@ Deno.test("vm ublk 1: ext4 on /dev/ublkb0 (6.12, io_uring, 2 queues): files veri
   });
 });
 
-Deno.test("vm ublk 2: kill -9 of the ublk server under a writer, 10 times: recovered, no error, every fsynced file verifies", async () => {
+/** kill -9 cycles of vm ublk 2; scripts/vm_ublk_recovery_cycles.sh sets more. */
+const UBLK_CYCLES = Number(Deno.env.get("DMREMAP_UBLK_CYCLES") ?? 10);
+
+Deno.test("vm ublk 2: kill -9 of the ublk server under a writer, 10 times (or DMREMAP_UBLK_CYCLES): recovered, no error, every fsynced file verifies", async () => {
   await withImages(async ({ disks }) => {
     const run = await bootVm({
       scenario: "ublk_recovery",
       disks,
       kernel: "trixie",
-      params: "10",
-      timeoutMs: 900_000,
+      params: String(UBLK_CYCLES),
+      timeoutMs: 300_000 + UBLK_CYCLES * 60_000,
       onLine: stopAtStall,
     });
     report("ublk_recovery", run);
+    // Each cycle's line (scripts/vm_ublk_recovery_cycles.sh collects them for docs/ublk.md).
+    for (const check of run.checks) {
+      if (/^(kill9_restart_\d+|writer_ok|verify_fsynced|dmesg_clean)$/.test(check.check)) {
+        console.log(
+          `  ${check.check} ${check.ok ? "ok" : "FAILED"}: ${JSON.stringify(check.detail)}`,
+        );
+      }
+    }
     assertChecks(run, [
       "dm_main",
       "create",
       "serve",
       "mkfs",
-      ...Array.from({ length: 10 }, (_, i) => `kill9_restart_${i + 1}`),
+      ...Array.from({ length: UBLK_CYCLES }, (_, i) => `kill9_restart_${i + 1}`),
       "writer_ok",
       "verify_fsynced",
       "e2fsck",

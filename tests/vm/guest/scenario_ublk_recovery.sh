@@ -62,6 +62,7 @@ while [ $i -le "$CYCLES" ]; do
   i=$((i + 1))
 done
 observe cycles "$passed of $CYCLES kill -9 cycles recovered"
+observe kernel_log "$(dmesg_since restart-cycles | tail -20)"
 touch /tmp/stop
 wait "$writer_pid"
 writer_code=$?
