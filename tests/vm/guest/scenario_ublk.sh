@@ -2,8 +2,9 @@
 # io_uring (--ublk, 2 queues). ext4 on it (mkfs discards the whole device: DISCARD requests);
 # a tree of files verifies after a remount; free blocks of the filesystem turn bad under it
 # (dm-error segments swapped in live) and a second tree written over them verifies: remapped,
-# no I/O error in the kernel log; e2fsck is clean; the status API names /dev/ublkb0; SIGTERM
-# with the filesystem unmounted removes the device.
+# no I/O error in the kernel log; e2fsck is clean; the status API names /dev/ublkb0;
+# `dm-remap stop` refuses while the filesystem is mounted and, once it is not, stops the server,
+# which removes the device.
 note start
 NBD=/dev/ublkb0
 echo ublkb0 >/tmp/io_watch.dev
@@ -43,7 +44,14 @@ remaps=$(echo "$status" | json_number remaps)
 result status_shows_remaps "$([ "${remaps:-0}" -gt 0 ] && echo true || echo false)" "remaps ${remaps:-none}: $(echo "$status" | tr -d '\n ' | head -c 1200)"
 errors=$(dmesg | grep -iE "ublk|I/O error|EXT4-fs (error|warning)|Buffer I/O" | grep -ivE "command line|mounted filesystem|unmounting filesystem|recovery complete")
 result dmesg_clean "$([ -z "$errors" ] && echo true || echo false)" "$errors"
+out=$(dmremap stop "$SETUP" 2>&1)
+code=$?
+result stop_refused_while_mounted "$([ $code -ne 0 ] && echo "$out" | grep -q "in use" && echo true || echo false)" "exit $code: $out"
 check umount_end umount "$MNT"
 check e2fsck e2fsck -fn "$NBD"
-serve_stop
+# `dm-remap stop` with nothing using the device: the server stops and removes it.
+check dmremap_stop dmremap stop "$SETUP"
+wait "$SERVE_PID"
+code=$?
+result serve_stop "$([ $code -eq 0 ] && echo true || echo false)" "exit $code: $(tail -c 1000 /tmp/serve.log)"
 check device_removed sh -c "sleep 1; ! test -e $NBD && ! test -e /sys/block/ublkb0 && grep 'removed' /tmp/serve.log"
