@@ -347,6 +347,7 @@ Deno.test("vm ublk 1: ext4 on /dev/ublkb0 (6.12, io_uring, 2 queues): files veri
       "serve",
       "ublk_device",
       "api_device",
+      "discover_device",
       "mkfs",
       "write_tree",
       "verify_after_remount",

@@ -24,7 +24,12 @@ import { KernelAttachError } from "../../errors.ts";
 import { ERRNO, OPEN_FLAGS, openPath } from "../../sys/libc.ts";
 import type { UblkDevInfo } from "../../sys/ublk_abi.ts";
 import { closeDescriptor, duplicateDescriptor } from "../../sys/syscalls.ts";
-import { UblkCommandError, UblkControl } from "./control.ts";
+import {
+  listUblkDevices,
+  setupFingerprintOf,
+  UblkCommandError,
+  UblkControl,
+} from "../../sys/ublk_control.ts";
 import type { UblkQueueTransport } from "./queue_worker.ts";
 
 /** How the ublk device is shaped. */
@@ -93,7 +98,7 @@ export class UblkAttachment {
   async attach(): Promise<void> {
     const control = UblkControl.open();
     this.#control = control;
-    const fingerprint = fingerprintOf(this.#options.setupUuid);
+    const fingerprint = setupFingerprintOf(this.#options.setupUuid);
     const own = await findDevice(control, fingerprint);
     if (own !== undefined) return await this.#takeBack(control, own);
     const { settings, maxIoBytes } = this.#options;
@@ -250,32 +255,12 @@ async function openCharDevice(devId: number): Promise<number> {
   }
 }
 
-/**
- * The setup's fingerprint in the device's `ublksrv_flags`: the UUID's first
- * 64 bits (random in a v4 UUID), so that a later server of the same setup,
- * and only it, takes the device back.
- */
-export function fingerprintOf(setupUuid: string): bigint {
-  const hex = setupUuid.replaceAll("-", "").slice(0, 16);
-  assert(/^[0-9a-f]{16}$/i.test(hex), "a setup UUID has 64 bits to spare");
-  return BigInt(`0x${hex}`);
-}
-
 /** The ublk device whose `ublksrv_flags` hold `fingerprint`, if any. */
 async function findDevice(
   control: UblkControl,
   fingerprint: bigint,
 ): Promise<UblkDevInfo | undefined> {
-  const ids: number[] = [];
-  for (const entry of Deno.readDirSync("/dev")) {
-    const match = /^ublkc(\d+)$/.exec(entry.name);
-    if (match) ids.push(Number(match[1]));
-  }
-  for (const devId of ids.sort((a, b) => a - b)) {
-    const info = await control.deviceInfo(devId).catch(() => undefined);
-    if (info?.serverFlags === fingerprint) return info;
-  }
-  return undefined;
+  return (await listUblkDevices(control)).find((info) => info.serverFlags === fingerprint);
 }
 
 function processExists(pid: number): boolean {

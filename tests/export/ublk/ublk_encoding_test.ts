@@ -21,7 +21,7 @@ import {
   UBLK_PARAM_TYPE,
   type UblkDevInfo,
 } from "../../../mod/sys/ublk_abi.ts";
-import { fingerprintOf } from "../../../mod/export/ublk/ublk_attachment.ts";
+import { setupFingerprintOf as fingerprintOf } from "../../../mod/sys/ublk_control.ts";
 
 Deno.test("ublk encoding: device info round-trips, the fingerprint in ublksrv_flags", () => {
   const info: UblkDevInfo = {

@@ -2,7 +2,7 @@
 # io_uring (--ublk, 2 queues). ext4 on it (mkfs discards the whole device: DISCARD requests);
 # a tree of files verifies after a remount; free blocks of the filesystem turn bad under it
 # (dm-error segments swapped in live) and a second tree written over them verifies: remapped,
-# no I/O error in the kernel log; e2fsck is clean; the status API names /dev/ublkb0;
+# no I/O error in the kernel log; e2fsck is clean; the status API and discover name /dev/ublkb0;
 # `dm-remap stop` refuses while the filesystem is mounted and, once it is not, stops the server,
 # which removes the device.
 note start
@@ -22,6 +22,8 @@ else
 fi
 check ublk_device sh -c "test -b $NBD && echo size \$(cat /sys/block/ublkb0/size) lbs \$(cat /sys/block/ublkb0/queue/logical_block_size) fua \$(cat /sys/block/ublkb0/queue/fua) wc \$(cat /sys/block/ublkb0/queue/write_cache) discard \$(cat /sys/block/ublkb0/queue/discard_max_bytes) nr_hw_queues \$(ls /sys/block/ublkb0/mq | wc -l)"
 check api_device sh -c "$(declare_functions) status_json | grep '\"kernelDevice\": *\"/dev/ublkb0\"'"
+discover_device() { dmremap discover --timeout-ms 15000 | grep "kernel device: /dev/ublkb0"; }
+check discover_device discover_device
 check mkfs mkfs.ext4 -q -F "$NBD" || return 1
 check mount mount -t ext4 "$NBD" "$MNT" || return 1
 rm -f /tmp/sums

@@ -13,9 +13,9 @@
  * @module
  */
 
-import { addressOf, ERRNO, OPEN_FLAGS, openPath } from "../../sys/libc.ts";
-import { IORING_OP, IoUring, prepareSqe, SQE } from "../../sys/io_uring.ts";
-import { closeDescriptor } from "../../sys/syscalls.ts";
+import { addressOf, ERRNO, OPEN_FLAGS, openPath } from "./libc.ts";
+import { IORING_OP, IoUring, prepareSqe, SQE } from "./io_uring.ts";
+import { closeDescriptor } from "./syscalls.ts";
 import {
   CTRL_CMD,
   decodeDevInfo,
@@ -26,8 +26,9 @@ import {
   UBLK_U_CMD,
   type UblkDeviceParams,
   type UblkDevInfo,
-} from "../../sys/ublk_abi.ts";
-import { KernelAttachError } from "../../errors.ts";
+} from "./ublk_abi.ts";
+import { assert } from "../assert.ts";
+import { KernelAttachError } from "../errors.ts";
 
 /** The control device's path. */
 export const UBLK_CONTROL_PATH = "/dev/ublk-control";
@@ -219,4 +220,58 @@ export class UblkControl {
     if (result < 0) throw new UblkCommandError(name, devId, -result);
     return result;
   }
+}
+
+/**
+ * Every ublk device of the kernel (one per `/dev/ublkcN`) as GET_DEV_INFO
+ * describes it; devices that vanish meanwhile are left out.
+ */
+export async function listUblkDevices(control: UblkControl): Promise<UblkDevInfo[]> {
+  const ids: number[] = [];
+  for (const entry of Deno.readDirSync("/dev")) {
+    const match = /^ublkc(\d+)$/.exec(entry.name);
+    if (match) ids.push(Number(match[1]));
+  }
+  const devices: UblkDevInfo[] = [];
+  for (const devId of ids.sort((a, b) => a - b)) {
+    const info = await control.deviceInfo(devId).catch(() => undefined);
+    if (info !== undefined) devices.push(info);
+  }
+  return devices;
+}
+
+/**
+ * The word dm-remap keeps in a device's `ublksrv_flags` (the driver stores
+ * it at ADD_DEV and returns it with GET_DEV_INFO): the first 64 bits of the
+ * setup's UUID (random in a v4 UUID), so a later server of the same setup,
+ * and `discover`, find the setup's device.
+ */
+export function setupFingerprintOf(setupUuid: string): bigint {
+  const hex = setupUuid.replaceAll("-", "").slice(0, 16);
+  assert(/^[0-9a-f]{16}$/i.test(hex), "a setup UUID has 64 bits to spare");
+  return BigInt(`0x${hex}`);
+}
+
+/**
+ * The ublk block devices of setups, by the fingerprint they carry
+ * ({@link setupFingerprintOf}); empty without ublk_drv, io_uring or the
+ * capability (`discover` then names no ublk device).
+ */
+export async function ublkDevicesByFingerprint(): Promise<Map<bigint, string>> {
+  const devices = new Map<bigint, string>();
+  if (ublkUnavailableReason() !== undefined) return devices;
+  let control: UblkControl;
+  try {
+    control = UblkControl.open();
+  } catch {
+    return devices;
+  }
+  try {
+    for (const info of await listUblkDevices(control)) {
+      devices.set(info.serverFlags, `/dev/ublkb${info.devId}`);
+    }
+  } finally {
+    control.close();
+  }
+  return devices;
 }
