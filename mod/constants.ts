@@ -77,6 +77,14 @@ export const BUFFER_POOL_SHAPES_MAX = 4;
 export const FAULT_SHARED_BLOCKS_MAX = 65_536;
 /** NBD: connections served at once. */
 export const NBD_CONNECTIONS_MAX = 64;
+/** ublk export: queues (a worker thread each) by default, and at most. */
+export const UBLK_QUEUES_DEFAULT = 1;
+export const UBLK_QUEUES_MAX = 16;
+/** ublk export: requests per queue by default, and at most. */
+export const UBLK_QUEUE_DEPTH_DEFAULT = 64;
+export const UBLK_QUEUE_DEPTH_MAX = 1024;
+/** ublk export: the largest request the kernel sends; every tag holds a buffer this big. */
+export const UBLK_IO_BYTES_MAX = 512 * 1024;
 /** Kernel attach: connections to `/dev/nbdN` (the kernel spreads requests over them). */
 export const ATTACH_CONNECTIONS_DEFAULT = 2;
 /** Kernel attach: seconds before the kernel sends a request without a reply again (its own default). */

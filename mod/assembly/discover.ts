@@ -23,6 +23,7 @@ import {
   listBlockDevices,
   type ListBlockDevicesOptions,
 } from "../device/block_devices.ts";
+import { setupFingerprintOf, ublkDevicesByFingerprint } from "../sys/ublk_control.ts";
 import { buildDiscoveryReport, type DiscoveryReport, type LastStop } from "./discovery_report.ts";
 import type { Prober } from "./probe_pool.ts";
 
@@ -119,8 +120,13 @@ export async function discover(options: DiscoverOptions): Promise<DiscoveryRepor
     lastStopOf: options.lastStopOf,
     elapsedMs: performance.now() - startMs,
   });
+  // ublk devices carry the setup's fingerprint (docs/ublk.md). The kernel is asked only when
+  // there are setups and sysfs is the real one (tests give a fake tree and no kernel).
+  const ublk = report.setups.length > 0 && options.sysfsRoot === undefined
+    ? await ublkDevicesByFingerprint()
+    : new Map<bigint, string>();
   for (const setup of report.setups) {
-    const device = attached.get(setup.uuid);
+    const device = attached.get(setup.uuid) ?? ublk.get(setupFingerprintOf(setup.uuid));
     if (device !== undefined) setup.kernelDevice = device;
   }
   return report;

@@ -128,7 +128,10 @@ export interface SetupFinding {
   lastStop: LastStop;
   /** The process serving it now (`lastStop` is `serving`). */
   servingPid?: number;
-  /** The kernel device attached for it (`/dev/nbdN`), found by its backend identifier. */
+  /**
+   * The kernel device attached for it: `/dev/nbdN`, found by its backend
+   * identifier, or `/dev/ublkbN`, found by the fingerprint in its `ublksrv_flags`.
+   */
   kernelDevice?: string;
   sparesExpected: number;
   sparesFound: number;

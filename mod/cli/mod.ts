@@ -86,7 +86,7 @@ const COMMANDS: Record<string, Command> = {
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
       "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force] [--config <file>]\n" +
       "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]\n" +
-      "       [--smart-interval S | --no-smart] [--scrub-interval S]",
+      "       [--smart-interval S | --no-smart] [--scrub-interval S] [--ublk] [--queues N] [--depth N]",
     options: {
       ...FORCE_OPTION,
       ...CONFIG_OPTION,
@@ -109,6 +109,9 @@ const COMMANDS: Record<string, Command> = {
       "smart-interval": { type: "string" },
       "no-smart": { type: "boolean" },
       "scrub-interval": { type: "string" },
+      ublk: { type: "boolean" },
+      queues: { type: "string" },
+      depth: { type: "string" },
     },
     optionalValues: {
       attach: { implied: "auto", isValue: (word) => word === "auto" || word.startsWith("/dev/") },

@@ -31,6 +31,10 @@ import {
   READ_RETRIES_DEFAULT,
   READ_RETRIES_MAX,
   SPARE_NEARLY_FULL_PERCENT_DEFAULT,
+  UBLK_QUEUE_DEPTH_DEFAULT,
+  UBLK_QUEUE_DEPTH_MAX,
+  UBLK_QUEUES_DEFAULT,
+  UBLK_QUEUES_MAX,
 } from "../constants.ts";
 import type { LogLevel } from "../log/structured_log.ts";
 import type { PolicyAction, PolicySettings } from "../policy/policy.ts";
@@ -41,6 +45,7 @@ import type {
   PolicyRunSettings,
   ServiceSettings,
   TcpListener,
+  UblkSettings,
 } from "../service/settings.ts";
 import type { OptionValue } from "./command.ts";
 import {
@@ -67,6 +72,7 @@ export interface ServeFlags {
   /** False with `--no-smart`; seconds between SMART readings with `--smart-interval`. */
   smart?: false | { intervalMs?: number };
   scrubIntervalMs?: number;
+  ublk?: UblkSettings;
 }
 
 /**
@@ -91,6 +97,28 @@ export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags
     attach: attachFlags(values),
     smart: smartFlags(values),
     scrubIntervalMs: intervalOption("scrub-interval", values),
+    ublk: ublkFlags(values),
+  };
+}
+
+/** `--ublk` and its `--queues` and `--depth`; undefined without `--ublk`. */
+function ublkFlags(values: Record<string, OptionValue>): UblkSettings | undefined {
+  if (values.ublk !== true) {
+    const shaping = ["queues", "depth"].filter((flag) => values[flag]);
+    if (shaping.length > 0) throw new UsageError(`--${shaping[0]} needs --ublk`);
+    return undefined;
+  }
+  if (values.attach !== undefined) {
+    throw new UsageError("--ublk and --attach each make a kernel device: give one of them");
+  }
+  return {
+    queues:
+      integerOption("queues", stringOption(values.queues), { min: 1, max: UBLK_QUEUES_MAX }) ??
+        UBLK_QUEUES_DEFAULT,
+    queueDepth: integerOption("depth", stringOption(values.depth), {
+      min: 1,
+      max: UBLK_QUEUE_DEPTH_MAX,
+    }) ?? UBLK_QUEUE_DEPTH_DEFAULT,
   };
 }
 
@@ -152,6 +180,7 @@ export function serveSettings(flags: ServeFlags, setupName: string): ServiceSett
       unixPath: flags.socket ?? `${RUN_DIR}/${setupName}.nbd.sock`,
       tcp: flags.tcp,
       attach: flags.attach,
+      ublk: flags.ublk,
     },
     api: { unixPath: flags.apiSocket ?? `${RUN_DIR}/${setupName}.api.sock`, tcp: flags.apiTcp },
     // The history lives with the setup's state, where it survives reboots.

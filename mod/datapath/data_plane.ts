@@ -56,6 +56,11 @@ export interface DataPlaneOptions {
    * `runNbdConnectionWorker()`). The data plane knows nothing of its protocol.
    */
   workerUrl: URL;
+  /**
+   * The workers' name, for a module that starts more than one kind of worker
+   * (main.ts tells a ublk queue worker from an NBD one by it). @default none
+   */
+  workerName?: string;
   /** Ranges of the main disk its device must see itself. @default none */
   leftToDevice?: LeftToDevice;
 }
@@ -218,7 +223,10 @@ export class DataPlane {
   }
 
   #startWorker(): SpareWorker {
-    const worker = new Worker(this.#options.workerUrl, { type: "module" });
+    const worker = new Worker(this.#options.workerUrl, {
+      type: "module",
+      name: this.#options.workerName,
+    });
     const started = new Promise<void>((resolve, reject) => {
       worker.onmessage = (event: MessageEvent<FromWorker>) => {
         if (event.data.type === "started") resolve();
@@ -332,6 +340,8 @@ class WorkerConnection implements DataPlaneConnection {
   stop(): void {
     Atomics.store(this.#mailbox, MAILBOX.STOP, 1);
     shutdownSocket(this.#fd, SHUT_RD);
+    // A worker that waits on no socket (a ublk queue) learns of the stop here.
+    signalEventFd(this.#wakeFd);
   }
 
   abort(): void {

@@ -11,6 +11,9 @@ import type { Device } from "../device/device.ts";
 import { KernelAttachError } from "../errors.ts";
 import { type NbdServer, serveNbd } from "../export/nbd/server.ts";
 import { KernelAttachment, type KernelRelease } from "../export/nbd/kernel_attachment.ts";
+import { UblkAttachment } from "../export/ublk/ublk_attachment.ts";
+import { UBLK_QUEUE_WORKER_NAME } from "../export/ublk/worker_name.ts";
+import { UBLK_IO_BYTES_MAX } from "../constants.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import { assert } from "../assert.ts";
 import type { ServiceComponent } from "./component.ts";
@@ -37,19 +40,34 @@ export interface NbdExportOptions {
  */
 export type KernelDeviceAtStop = KernelRelease | "auto";
 
+/**
+ * The kernel's block device, whichever backend serves it: `/dev/nbdN`
+ * ({@link KernelAttachment}) or `/dev/ublkbN` ({@link UblkAttachment}).
+ */
+interface KernelDevice {
+  readonly devicePath: string | undefined;
+  readonly connectionCount: number;
+  busyReason(): string | undefined;
+  release(how: KernelRelease): Promise<void>;
+}
+
 /** Serves the engine over NBD between {@link start} and {@link stop}. */
 export class NbdExport implements ServiceComponent {
   readonly #engine: RemapDevice;
   readonly #options: NbdExportOptions;
   #dataPlane: DataPlane | undefined;
   #server: NbdServer | undefined;
-  #kernel: KernelAttachment | undefined;
+  #kernel: KernelDevice | undefined;
+  /** The ublk queues' own data plane (its workers are queue workers, not NBD ones). */
+  #ublkDataPlane: DataPlane | undefined;
   /** Set by the service before {@link stop}. */
   kernelDeviceAtStop: KernelDeviceAtStop = "auto";
   // SIGUSR1 reports each worker connection's state, as dd reports its
   // progress: what a stall report needs from a server whose workers are blocked.
   readonly #reportConnections = () => {
-    for (const line of this.#dataPlane?.describeConnections() ?? []) this.#options.log(line);
+    for (const plane of [this.#dataPlane, this.#ublkDataPlane]) {
+      for (const line of plane?.describeConnections() ?? []) this.#options.log(line);
+    }
   };
 
   constructor(engine: RemapDevice, options: NbdExportOptions) {
@@ -85,6 +103,7 @@ export class NbdExport implements ServiceComponent {
     });
     this.#dataPlane = dataPlane;
     if (settings.attach) await this.#attachKernel(dataPlane!, settings.attach);
+    else if (settings.ublk) await this.#attachUblk(settings.ublk);
     Deno.addSignalListener("SIGUSR1", this.#reportConnections);
   }
 
@@ -109,6 +128,38 @@ export class NbdExport implements ServiceComponent {
     this.#kernel = kernel;
   }
 
+  async #attachUblk(ublk: NonNullable<NbdSettings["ublk"]>) {
+    const dataPlane = dataPlaneFor(this.#engine, {
+      main: this.#options.main,
+      workerUrl: this.#options.settings.workerUrl,
+      workerName: UBLK_QUEUE_WORKER_NAME,
+    });
+    if (dataPlane === undefined) {
+      await this.#server!.close();
+      throw new KernelAttachError(
+        "cannot serve /dev/ublkb*: its queues are served by workers, which need every disk " +
+          "opened by this process (no fault layer)",
+      );
+    }
+    const kernel = new UblkAttachment(dataPlane, {
+      settings: ublk,
+      sizeBytes: this.#engine.sizeBytes,
+      blockBytes: this.#engine.blockBytes,
+      maxIoBytes: UBLK_IO_BYTES_MAX,
+      setupUuid: this.#options.setupUuid,
+      log: (line) => this.#options.log(line),
+    });
+    try {
+      await kernel.attach();
+    } catch (error) {
+      dataPlane.close();
+      await this.#server!.close();
+      throw error;
+    }
+    this.#ublkDataPlane = dataPlane;
+    this.#kernel = kernel;
+  }
+
   /** The kernel's device, once attached. */
   get kernelDevice(): string | undefined {
     return this.#kernel?.devicePath;
@@ -118,6 +169,7 @@ export class NbdExport implements ServiceComponent {
   async stop(): Promise<void> {
     Deno.removeSignalListener("SIGUSR1", this.#reportConnections);
     await this.#releaseKernel();
+    this.#ublkDataPlane?.close();
     await this.#running().close();
   }
 
@@ -162,8 +214,17 @@ export class NbdExport implements ServiceComponent {
 
   /** Requests the workers served themselves (not through the engine); none without workers. */
   get served(): (() => DataPlaneCounters) | undefined {
-    const dataPlane = this.#dataPlane;
-    return dataPlane ? () => dataPlane.counters() : undefined;
+    const planes = [this.#dataPlane, this.#ublkDataPlane].filter((plane) => plane !== undefined);
+    if (planes.length === 0) return undefined;
+    return () => {
+      const [first, ...rest] = planes.map((plane) => plane.counters());
+      for (const counters of rest) {
+        for (const key of Object.keys(first!) as (keyof DataPlaneCounters)[]) {
+          first![key] += counters[key];
+        }
+      }
+      return first!;
+    };
   }
 
   #running(): NbdServer {
@@ -175,8 +236,11 @@ export class NbdExport implements ServiceComponent {
 /** What {@link dataPlaneFor} decides from. */
 interface DataPlaneInputs {
   main: { device: Device };
+  /** NBD: workers serve only the Unix socket; without one there is no NBD data plane. */
   nbdUnixPath?: string;
   workerUrl?: URL;
+  /** The workers' name (ublk's queue workers have one). */
+  workerName?: string;
 }
 
 /**
@@ -187,7 +251,7 @@ interface DataPlaneInputs {
  * served through the engine, like a disk without direct access.
  */
 function dataPlaneFor(engine: RemapDevice, options: DataPlaneInputs): DataPlane | undefined {
-  if (options.nbdUnixPath === undefined) return undefined;
+  if (options.nbdUnixPath === undefined && options.workerName === undefined) return undefined;
   const main = options.main.device.directAccess?.();
   if (main === undefined) return undefined;
   const spares = [];
@@ -206,6 +270,7 @@ function dataPlaneFor(engine: RemapDevice, options: DataPlaneInputs): DataPlane 
     main: { fd: main.fd, direct: main.direct },
     spares,
     workerUrl: options.workerUrl ?? new URL(Deno.mainModule),
+    workerName: options.workerName,
     leftToDevice: main.leftToDevice,
   });
 }

@@ -10,7 +10,8 @@
 import type { AlertSettings } from "../alerts/alert.ts";
 import type { KernelAttachSettings } from "../export/nbd/kernel_attachment.ts";
 import type { PolicySettings } from "../policy/policy.ts";
-export type { AlertSettings, KernelAttachSettings, PolicySettings };
+import type { UblkSettings } from "../export/ublk/ublk_attachment.ts";
+export type { AlertSettings, KernelAttachSettings, PolicySettings, UblkSettings };
 
 /** A TCP address to listen on; port 0 picks a free port. */
 export interface TcpListener {
@@ -68,6 +69,11 @@ export interface NbdSettings extends ListenSettings {
   workerUrl?: URL;
   /** The kernel's `/dev/nbdN`, attached by the server itself. @default not attached */
   attach?: KernelAttachSettings;
+  /**
+   * The kernel's `/dev/ublkbN` instead of `/dev/nbdN` (not both): the ublk
+   * backend of the same kernel-device lifecycle. @default none
+   */
+  ublk?: UblkSettings;
 }
 
 /** The policies a setup evaluates, and how often besides on events. */

@@ -27,6 +27,7 @@ const SYMBOLS = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   fdatasync: { parameters: ["i32"], result: "i32" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
@@ -275,6 +276,13 @@ export function openNetlinkSocket(protocol: number, timeoutMs: number): number {
     return set;
   }
   return fd;
+}
+
+const F_DUPFD_CLOEXEC = 1030;
+
+/** A second descriptor of the same open file (close-on-exec), or `-errno`. */
+export function duplicateDescriptor(fd: number): number {
+  return callSync(() => libc().fcntl(fd, F_DUPFD_CLOEXEC, 0));
 }
 
 /** `close(fd)`. Not retried on EINTR: Linux has released the fd anyway. */

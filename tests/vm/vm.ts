@@ -9,6 +9,18 @@
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const CACHE = `${ROOT}tests/vm/.cache`;
+/**
+ * The kernels a boot can take: each has a cache (kernel, base initrd) and the
+ * script that builds it. The tools image is bookworm's cache's for both.
+ */
+const KERNELS = {
+  /** Debian bookworm's 6.1 kernel (scripts/vm_setup.sh): every scenario but ublk's. */
+  bookworm: { cache: CACHE, setup: "scripts/vm_setup.sh" },
+  /** Debian trixie's 6.12 kernel with ublk_drv (scripts/vm_setup_trixie.sh). */
+  trixie: { cache: `${ROOT}tests/vm/.cache-trixie`, setup: "scripts/vm_setup_trixie.sh" },
+} as const;
+/** Which kernel a boot runs. */
+export type VmKernel = keyof typeof KERNELS;
 const GUEST = `${ROOT}tests/vm/guest`;
 const RESULT_MARK = "DMREMAP-RESULT ";
 const DONE_MARK = "DMREMAP-DONE";
@@ -60,14 +72,20 @@ export interface BootOptions {
   memoryMiB?: number;
   /** Text the guest reads as $PARAMS (a small disk with serial "params"). */
   params?: string;
+  /** @default "bookworm" */
+  kernel?: VmKernel;
 }
 
-let prepared: Promise<string> | undefined;
+const prepared = new Map<VmKernel, Promise<string>>();
 
-/** Builds (once per process) the initrd with this work tree's bundle and guest scripts. */
-export function prepareVm(): Promise<string> {
-  prepared ??= buildInitrd();
-  return prepared;
+/** Builds (once per process and kernel) the initrd with this work tree's bundle and guest scripts. */
+export function prepareVm(kernel: VmKernel = "bookworm"): Promise<string> {
+  let initrd = prepared.get(kernel);
+  if (initrd === undefined) {
+    initrd = buildInitrd(kernel);
+    prepared.set(kernel, initrd);
+  }
+  return initrd;
 }
 
 async function run(command: string, args: string[], options: { cwd?: string } = {}) {
@@ -86,8 +104,9 @@ async function run(command: string, args: string[], options: { cwd?: string } = 
   return text;
 }
 
-async function buildInitrd(): Promise<string> {
-  await run(`${ROOT}scripts/vm_setup.sh`, []);
+async function buildInitrd(kernel: VmKernel): Promise<string> {
+  const { cache, setup } = KERNELS[kernel];
+  await run(`${ROOT}${setup}`, []);
   const staging = await Deno.makeTempDir({ prefix: "dm-remap-vm-" });
   try {
     await Deno.mkdir(`${staging}/guest`);
@@ -101,12 +120,12 @@ async function buildInitrd(): Promise<string> {
       "-c",
       "find guest -print0 | sort -z | cpio --null -o -H newc --quiet --owner 0:0 > overlay.cpio",
     ], { cwd: staging });
-    const base = await Deno.readFile(`${CACHE}/initrd.cpio`);
+    const base = await Deno.readFile(`${cache}/initrd.cpio`);
     const overlay = await Deno.readFile(`${staging}/overlay.cpio`);
     const initrd = new Uint8Array(base.length + overlay.length);
     initrd.set(base, 0);
     initrd.set(overlay, base.length);
-    const path = `${CACHE}/initrd-run-${Deno.pid}.cpio`;
+    const path = `${cache}/initrd-run-${Deno.pid}.cpio`;
     await Deno.writeFile(path, initrd);
     globalThis.addEventListener("unload", () => {
       try {
@@ -136,7 +155,8 @@ export function toolsDisk(): VmDisk {
 
 /** Boots the VM once and collects what the scenario reported. */
 export async function bootVm(options: BootOptions): Promise<VmRun> {
-  const initrd = await prepareVm();
+  const kernel = options.kernel ?? "bookworm";
+  const initrd = await prepareVm(kernel);
   const drives: string[] = [];
   const disks = [...options.disks];
   let paramsPath: string | undefined;
@@ -202,7 +222,7 @@ export async function bootVm(options: BootOptions): Promise<VmRun> {
       "stdio",
       "-no-reboot",
       "-kernel",
-      `${CACHE}/vmlinuz`,
+      `${KERNELS[kernel].cache}/vmlinuz`,
       "-initrd",
       initrd,
       "-append",

@@ -193,17 +193,19 @@ io_watch_start() {
   IO_WATCH_PID=$!
 }
 
-# io_watch: samples /sys/block/nbd0 twice a second. Each stall is reported at once as a
+# io_watch: samples /sys/block/nbd0 (or the device named in /tmp/io_watch.dev, e.g. ublkb0)
+# twice a second. Each stall is reported at once as a
 # failed check io_stall, with the stall report taken while it lasts. A scenario that stops
 # the server on purpose creates /tmp/io_watch.pause for that time.
 io_watch() {
   last="" still=0 reported=false
   while [ ! -e /tmp/io_watch.stop ]; do
     sleep 0.5
-    [ -e /sys/block/nbd0/inflight ] || continue
-    inflight=$(awk '{ print $1 + $2 }' /sys/block/nbd0/inflight)
+    dev=$(cat /tmp/io_watch.dev 2>/dev/null || echo nbd0)
+    [ -e "/sys/block/$dev/inflight" ] || continue
+    inflight=$(awk '{ print $1 + $2 }' "/sys/block/$dev/inflight")
     # Completed reads, writes, discards and flushes (Documentation/block/stat.rst).
-    completed=$(awk '{ print $1 + $5 + $12 + $16 }' /sys/block/nbd0/stat)
+    completed=$(awk '{ print $1 + $5 + $12 + $16 }' "/sys/block/$dev/stat")
     if [ "$inflight" -eq 0 ] || [ "$completed" != "$last" ] || [ -e /tmp/io_watch.pause ]; then
       last=$completed still=0 reported=false
       continue
@@ -247,18 +249,19 @@ stall_report() {
   # Requests the server answered, to set beside the kernel's count in flight below.
   echo "status: $(status_json 2>&1 | tr -d ' \n' | grep -o '"counters":{[^}]*}\|"nbd":{[^}]*}' | tr '\n' ' ')"
   echo "server sockets: $(ls -l /proc/"$pid"/fd 2>/dev/null | grep -o '[0-9]* -> socket:.*' | tr '\n' ' ')"
-  for file in /sys/kernel/debug/nbd/nbd0/*; do echo "$file: $(cat "$file" 2>&1 | tr '\n' ' ')"; done
+  dev=$(cat /tmp/io_watch.dev 2>/dev/null || echo nbd0)
+  for file in /sys/kernel/debug/nbd/$dev/*; do echo "$file: $(cat "$file" 2>&1 | tr '\n' ' ')"; done
   # Where the kernel holds the request: dispatched to the driver (busy) or still queued.
-  echo "inflight: $(cat /sys/block/nbd0/inflight)"
-  for file in /sys/kernel/debug/block/nbd0/hctx*/busy /sys/kernel/debug/block/nbd0/hctx*/dispatch \
-    /sys/kernel/debug/block/nbd0/hctx*/state /sys/kernel/debug/block/nbd0/requeue_list; do
+  echo "inflight: $(cat /sys/block/$dev/inflight)"
+  for file in /sys/kernel/debug/block/$dev/hctx*/busy /sys/kernel/debug/block/$dev/hctx*/dispatch \
+    /sys/kernel/debug/block/$dev/hctx*/state /sys/kernel/debug/block/$dev/requeue_list; do
     [ -e "$file" ] && echo "$file: $(cat "$file" 2>&1 | tr '\n' ' ')"
   done
   # Kernel stacks of every task in the NBD, socket or blk-mq code, sleeping or not: a request
   # the kernel started but never sent shows its sender here (sysrq w lists only D state).
   for stack in /proc/[0-9]*/task/*/stack; do
     frames=$(cut -d' ' -f2 "$stack" 2>/dev/null | tr '\n' ' ')
-    case "$frames" in *nbd* | *sock_sendmsg* | *unix_stream* | *blk_mq*)
+    case "$frames" in *nbd* | *ublk* | *io_uring* | *sock_sendmsg* | *unix_stream* | *blk_mq*)
       task=${stack%/stack}
       echo "stack ${task##*/} $(cat "$task/comm" 2>/dev/null): $frames" ;;
     esac

@@ -1,0 +1,79 @@
+# Scenario "ublk_recovery" (trixie's 6.12 kernel): ext4 on /dev/ublkb0 served with --ublk; a
+# writer fsyncs file after file while the server is killed with SIGKILL and started again
+# $PARAMS times (default 10). Each new server finds its device by the setup's fingerprint and
+# takes it back (START_USER_RECOVERY, new queues, END_USER_RECOVERY) while the kernel holds the
+# I/O. The filesystem must see no error: no I/O error in the kernel log, the writer never fails,
+# every fsynced file verifies, e2fsck -fn is clean; then SIGTERM with the fs unmounted removes
+# the device.
+note start
+CYCLES=${PARAMS:-10}
+NBD=/dev/ublkb0
+echo ublkb0 >/tmp/io_watch.dev
+
+check dm_main sh -c "$(declare_functions) main_table | dmsetup create main" || return 1
+check create dmremap create "$SETUP" --main "$MAIN" --spare "$DISK_SPARE" || return 1
+
+# ublk_serve: starts serve with --ublk; ok once it serves and names the device.
+ublk_serve() {
+  : >/tmp/serve.log
+  serve_start --ublk --queues 2 --depth 32 || return 1
+  waited=0
+  until grep -q "KERNEL  /dev/ublkb0" /tmp/serve.log; do
+    waited=$((waited + 1))
+    [ $waited -gt 50 ] && return 1
+    sleep 0.1
+  done
+}
+
+if ublk_serve; then result serve true "$(cat /tmp/serve.log)"; else
+  result serve false "$(cat /tmp/serve.log; dmesg | tail -20)"
+  return 1
+fi
+check mkfs mkfs.ext4 -q -F "$NBD" || return 1
+check mount mount -t ext4 "$NBD" "$MNT" || return 1
+mark restart-cycles
+rm -f /tmp/stop /tmp/w.sums
+writer w /tmp/stop >/tmp/writer.log 2>&1 &
+writer_pid=$!
+wait_lines /tmp/w.sums 3
+
+# restart: SIGKILL under the writer, a new server, and 3 more fsynced files.
+restart() {
+  before=$(wc -l </tmp/w.sums)
+  touch /tmp/io_watch.pause
+  kill -KILL "$SERVE_PID"
+  wait "$SERVE_PID"
+  cp /tmp/serve.log /tmp/serve.killed.log
+  ublk_serve || { echo "restart failed: $(tail -c 800 /tmp/serve.log)"; return 1; }
+  grep -q "taken back with" /tmp/serve.log || { echo "not taken back: $(cat /tmp/serve.log)"; return 1; }
+  wait_lines /tmp/w.sums $((before + 3)) 120 || { echo "writer did not resume: $(tail -c 400 /tmp/writer.log)"; return 1; }
+  rm -f /tmp/io_watch.pause
+  echo "$(grep -E 'taken back' /tmp/serve.log); files $before -> $(wc -l </tmp/w.sums)"
+}
+
+passed=0
+i=1
+while [ $i -le "$CYCLES" ]; do
+  restart >/tmp/restart.out 2>&1
+  code=$?
+  result "kill9_restart_$i" "$([ $code -eq 0 ] && echo true || echo false)" "$(tail -c 1500 /tmp/restart.out)"
+  [ $code -eq 0 ] || break
+  passed=$((passed + 1))
+  i=$((i + 1))
+done
+observe cycles "$passed of $CYCLES kill -9 cycles recovered"
+observe kernel_log "$(dmesg_since restart-cycles | tail -20)"
+touch /tmp/stop
+wait "$writer_pid"
+writer_code=$?
+result writer_ok "$([ $writer_code -eq 0 ] && echo true || echo false)" "exit $writer_code: $(tail -c 600 /tmp/writer.log); $(wc -l </tmp/w.sums) files"
+check umount umount "$MNT"
+drop_caches
+check mount_again mount -t ext4 "$NBD" "$MNT"
+check verify_fsynced verify_sums /tmp/w.sums
+check umount_end umount "$MNT"
+check e2fsck e2fsck -fn "$NBD"
+errors=$(dmesg | grep -iE "ublk|I/O error|EXT4-fs (error|warning)|Buffer I/O|blocked for more" | grep -ivE "command line|mounted filesystem|unmounting filesystem|recovery complete")
+result dmesg_clean "$([ -z "$errors" ] && echo true || echo false)" "$errors"
+serve_stop
+check device_removed sh -c "sleep 1; ! test -e $NBD && grep 'removed' /tmp/serve.log"
