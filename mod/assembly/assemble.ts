@@ -11,9 +11,15 @@
  */
 
 import type { Device } from "../device/device.ts";
-import { SetupMismatchError } from "../errors.ts";
+import { RefusedError, SetupMismatchError } from "../errors.ts";
+import { mergeViews, viewIsComplete } from "../metadata/setup_tables.ts";
+import { checkpointBytesFor, holdsPeers } from "../metadata/spare_layout.ts";
 import { type SpareReport, SpareStore } from "../metadata/spare_store.ts";
-import type { MainIdentity, SuperblockPayload } from "../metadata/superblock.ts";
+import {
+  FORMAT_VERSION,
+  type MainIdentity,
+  type SuperblockPayload,
+} from "../metadata/superblock.ts";
 import { RemapDevice, type RemapDeviceOptions } from "../remap/remap_device.ts";
 import type { SpareMember } from "../remap/spare_set.ts";
 import { type IdentityMismatch, identityMismatch, type ProbedIdentity } from "./identity.ts";
@@ -90,11 +96,52 @@ export async function openSpares(
     );
   }
   const ordered = description.spares.map((spare) => bySpareIndex.get(spare.index)!);
+  const stores = ordered.map((entry) => entry.store);
+  const tables = mergeViews(stores, description.spares.length);
+  if (options.repair ?? true) await completeViews(stores, description, tables);
   return {
     description,
     stores: ordered.map((entry) => entry.store),
     reports: ordered.map((entry) => entry.report),
   };
+}
+
+/**
+ * Writes the setup's tables to every active spare whose view lacks part of
+ * them (format version 2: each spare knows every spare's slots), which also
+ * finishes the upgrade of a version-1 setup, whose spares know only their own.
+ *
+ * @throws {RefusedError} When a spare's checkpoint regions cannot hold every
+ *   spare's table (a version-1 spare laid out for its own slots only).
+ */
+async function completeViews(
+  stores: readonly SpareStore[],
+  description: SuperblockPayload,
+  tables: readonly (readonly number[])[],
+): Promise<void> {
+  const slotsTotal = stores.reduce((sum, store) => sum + store.payload.layout.slotCount, 0);
+  const active = stores.filter((store) =>
+    description.spares[store.payload.spareIndex]!.state === "active"
+  );
+  for (const store of active) {
+    const { layout } = store.payload;
+    if (stores.length > 1 && !holdsPeers(layout, slotsTotal - layout.slotCount)) {
+      throw new RefusedError(
+        store.device.name,
+        `Cannot record every spare's remaps on spare ${store.payload.spareIndex} ` +
+          `("${store.device.name}"): its checkpoint regions hold ${layout.checkpointBytes} bytes, ` +
+          `the ${stores.length} spares' ${slotsTotal} slots need ` +
+          `${checkpointBytesFor(layout.slotCount, slotsTotal - layout.slotCount)}; a setup ` +
+          `created before format version 2 with spares this large cannot be upgraded in place ` +
+          `yet; keep serving it with the version that created it; nothing was written`,
+      );
+    }
+  }
+  for (const store of active) {
+    if (!viewIsComplete(store, tables) || store.formatVersion < FORMAT_VERSION) {
+      await store.resync(tables);
+    }
+  }
 }
 
 /**

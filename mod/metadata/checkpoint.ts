@@ -14,6 +14,13 @@
  * checkpoint that fills its region to the last sector has no room for a seal
  * and is written without one.
  *
+ * In format version 2 the region also holds the other spares' tables (the
+ * peer section), after the seal sector: for each other spare in index order,
+ * the dense array of the blocks its slots hold. Their entry counts and one
+ * CRC-32C over the section live in the copies' table (`peerEntries`,
+ * `peerCrc32c`). The own entries and the seal stay where version 1 put them,
+ * so a table is proven from a spare alone as before.
+ *
  * Seal sector, little-endian:
  *
  * | offset | width | field |
@@ -143,4 +150,43 @@ export function decodeCheckpointSeal(bytes: Uint8Array): CheckpointSeal | undefi
     crc32c: view.getUint32(36, true),
     logStartSequence: Number(logStartSequence),
   };
+}
+
+/** Where the peer section of a checkpoint with `ownEntries` own entries starts in its region. */
+export function peerSectionOffsetBytes(ownEntries: number): number {
+  return sealOffsetBytes(ownEntries) + SECTOR_BYTES;
+}
+
+/**
+ * Encodes the other spares' tables, in spare order, skipping `ownIndex`.
+ *
+ * @returns The section (whole sectors), its CRC and the entry count per spare (0 for `ownIndex`).
+ */
+export function encodePeerSection(
+  peers: readonly (readonly number[])[],
+  ownIndex: number,
+): EncodedCheckpoint & { peerEntries: number[] } {
+  const peerEntries = peers.map((blocks, index) => index === ownIndex ? 0 : blocks.length);
+  const all: number[] = [];
+  peers.forEach((blocks, index) => {
+    if (index !== ownIndex) { for (const block of blocks) all.push(block); }
+  });
+  return { ...encodeCheckpoint(all, all.length), peerEntries };
+}
+
+/**
+ * Decodes a peer section read from disk.
+ *
+ * @returns The block lists per spare (empty for `ownIndex`), or `undefined` when the CRC does not match.
+ */
+export function decodePeerSection(
+  bytes: Uint8Array,
+  peerEntries: readonly number[],
+  expectedCrc: number,
+): number[][] | undefined {
+  const total = peerEntries.reduce((sum, count) => sum + count, 0);
+  const all = decodeCheckpoint(bytes, total, expectedCrc);
+  if (!all) return undefined;
+  let at = 0;
+  return peerEntries.map((count) => all.slice(at, at += count));
 }

@@ -17,13 +17,19 @@
  * | 16 | 16 | setup UUID |
  * | 32 | 4 | spare index |
  * | 36 | 4 | block size in bytes (0 in sectors written before it was recorded) |
- * | 40 | 16 × n | records: slot index u32, type u8 (1 = remap), 3 reserved, main block u64 |
+ * | 40 | 16 × n | records: slot index u32, type u8, owner u8, 2 reserved, main block u64 |
+ * | 504 | 4 | own slots logged before this sector (version 2; 0 before) |
  * | 508 | 4 | CRC-32C of bytes 0–507 |
+ *
+ * Record types: 1 = this spare's slot holds the block (its own table); 2 = the
+ * slot of spare `owner` holds it (format version 2: every spare logs every
+ * spare's remaps, so any one spare knows where every block lives). Type 1
+ * records carry the spare's own index as owner (version 1 wrote 0 there).
  *
  * Invariants checked on replay, where the first failure ends the log:
  * - sector k of the region carries sequence `logStartSequence + k`, so sectors
  *   left from before the last checkpoint (lower sequences) never count;
- * - records name consecutive slots, continuing from the checkpoint;
+ * - records name consecutive slots of their owner, continuing from the checkpoint;
  * - a sector that fails its CRC (a torn write) ends the log: its records were
  *   never acknowledged, because acknowledgement waits for the flush.
  *
@@ -44,15 +50,19 @@ const LOG_MAGIC = 0x474c5244;
 const HEADER_BYTES = 40;
 const RECORD_BYTES = 16;
 const CRC_OFFSET = SECTOR_BYTES - 4;
+const OWN_SLOTS_OFFSET = CRC_OFFSET - 4;
 const RECORD_TYPE_REMAP = 1;
+const RECORD_TYPE_PEER_REMAP = 2;
 
 /** Records that fit in one log sector. */
-export const LOG_RECORDS_PER_SECTOR = Math.floor((CRC_OFFSET - HEADER_BYTES) / RECORD_BYTES);
+export const LOG_RECORDS_PER_SECTOR = Math.floor((OWN_SLOTS_OFFSET - HEADER_BYTES) / RECORD_BYTES);
 
 /** One slot handed to a main-disk block. */
 export interface RemapRecord {
   slotIndex: number;
   blockIndex: number;
+  /** The spare whose slot it is. @default the log's own spare */
+  ownerIndex?: number;
 }
 
 /** Which setup and spare a log belongs to. */
@@ -70,8 +80,14 @@ export interface LogWriter extends LogIdentity {
 /** One log sector that passed its own checks (magic, CRC, record count and ranges). */
 export interface LogSector extends LogWriter {
   sequence: number;
+  /**
+   * The spare's own slots logged before this sector: where its own table
+   * stands even when the sector holds only other spares' records (0 in
+   * sectors of format version 1).
+   */
+  ownSlotsBefore: number;
   /** Records as written; replay checks that their slots continue the table. */
-  records: (RemapRecord & { type: number })[];
+  records: (Required<RemapRecord> & { type: number })[];
 }
 
 /** The outcome of decoding one log sector. */
@@ -91,10 +107,11 @@ export function logSectorsFor(recordCount: number): number {
  * @returns Whole sectors, ready to write at the log position of `firstSequence`.
  */
 export function encodeLogSectors(
-  identity: LogWriter,
+  identity: LogWriter & { ownSlotsBefore?: number },
   firstSequence: number,
   records: readonly RemapRecord[],
 ): Uint8Array {
+  let ownSlots = identity.ownSlotsBefore ?? 0;
   assert(records.length > 0, "a log write carries records");
   const sectorCount = logSectorsFor(records.length);
   const bytes = new Uint8Array(sectorCount * SECTOR_BYTES);
@@ -112,10 +129,17 @@ export function encodeLogSectors(
     bytes.set(uuidBytes, base + 16);
     view.setUint32(32, identity.spareIndex, true);
     view.setUint32(36, identity.blockBytes, true);
+    view.setUint32(OWN_SLOTS_OFFSET, ownSlots, true);
     sectorRecords.forEach((record, i) => {
       const at = HEADER_BYTES + i * RECORD_BYTES;
+      const ownerIndex = record.ownerIndex ?? identity.spareIndex;
       view.setUint32(at, record.slotIndex, true);
-      view.setUint8(at + 4, RECORD_TYPE_REMAP);
+      view.setUint8(
+        at + 4,
+        ownerIndex === identity.spareIndex ? RECORD_TYPE_REMAP : RECORD_TYPE_PEER_REMAP,
+      );
+      view.setUint8(at + 5, ownerIndex);
+      if (ownerIndex === identity.spareIndex) ownSlots++;
       view.setBigUint64(at + 8, BigInt(record.blockIndex), true);
     });
     view.setUint32(CRC_OFFSET, crc32c(bytes.subarray(base, base + CRC_OFFSET)), true);
@@ -154,16 +178,19 @@ export function decodeLogSector(bytes: Uint8Array, label: string): DecodedLogSec
     return { valid: false, reason: `${label} has a bad count` };
   }
   const records: LogSector["records"] = [];
+  const spareIndex = view.getUint32(32, true);
   for (let i = 0; i < recordCount; i++) {
     const at = HEADER_BYTES + i * RECORD_BYTES;
     const blockIndex = view.getBigUint64(at + 8, true);
     if (blockIndex > BigInt(Number.MAX_SAFE_INTEGER)) {
       return { valid: false, reason: `${label} record ${i} out of range` };
     }
+    const type = view.getUint8(at + 4);
     records.push({
       slotIndex: view.getUint32(at, true),
-      type: view.getUint8(at + 4),
+      type,
       blockIndex: Number(blockIndex),
+      ownerIndex: type === RECORD_TYPE_PEER_REMAP ? view.getUint8(at + 5) : spareIndex,
     });
   }
   return {
@@ -171,40 +198,65 @@ export function decodeLogSector(bytes: Uint8Array, label: string): DecodedLogSec
     sector: {
       sequence,
       setupUuid: uuidFromBytes(bytes.subarray(16, 32)),
-      spareIndex: view.getUint32(32, true),
+      spareIndex,
       blockBytes: view.getUint32(36, true),
+      ownSlotsBefore: view.getUint32(OWN_SLOTS_OFFSET, true),
       records,
     },
   };
 }
 
+/** Whether a decoded record is one of the log's own spare's slots. */
+export function isOwnRecord(record: { type: number }): boolean {
+  return record.type === RECORD_TYPE_REMAP;
+}
+
 /** What replay found. */
 export interface LogReplay {
-  /** Main blocks of the logged slots, in slot order, continuing from `firstSlot`. */
+  /** Main blocks of the spare's own logged slots, in slot order, continuing from `firstSlot`. */
   blockIndexes: number[];
+  /** Records of other spares' slots (type 2), in log order. */
+  peerRecords: Required<RemapRecord>[];
   /** Valid sectors at the start of the region. */
   sectorsUsed: number;
   /** Why replay stopped: "end" for an unwritten or stale sector, or the fault found. */
   stopReason: string;
 }
 
+/** Options for {@link replayLog}. */
+export interface ReplayOptions extends LogIdentity {
+  startSequence: number;
+  /** The spare's own first slot expected. */
+  firstSlot: number;
+  /**
+   * The next slot expected of each spare (by index) in peer records; a peer
+   * record that does not continue its owner ends the log. When absent, peer
+   * records are returned without that check (a proof from one spare alone).
+   */
+  peerNextSlots?: readonly number[];
+}
+
 /**
  * Replays the log region read from a spare.
  *
  * @param region The whole log region.
- * @param options The identity, first sequence and first slot expected.
+ * @param options The identity, first sequence and first slots expected.
  */
-export function replayLog(
-  region: Uint8Array,
-  options: LogIdentity & { startSequence: number; firstSlot: number },
-): LogReplay {
+export function replayLog(region: Uint8Array, options: ReplayOptions): LogReplay {
   assert(region.length % SECTOR_BYTES === 0, "log region is whole sectors");
   const blockIndexes: number[] = [];
+  const peerRecords: Required<RemapRecord>[] = [];
   const sectorTotal = region.length / SECTOR_BYTES;
   let nextSlot = options.firstSlot;
+  const peerNext = options.peerNextSlots ? [...options.peerNextSlots] : undefined;
   for (let sector = 0; sector < sectorTotal; sector++) {
     const bytes = region.subarray(sector * SECTOR_BYTES, (sector + 1) * SECTOR_BYTES);
-    const stop = (stopReason: string) => ({ blockIndexes, sectorsUsed: sector, stopReason });
+    const stop = (stopReason: string) => ({
+      blockIndexes,
+      peerRecords,
+      sectorsUsed: sector,
+      stopReason,
+    });
     if (logSectorSequence(bytes) !== options.startSequence + sector) return stop("end");
     const decoded = decodeLogSector(bytes, `sector ${sector}`);
     if (!decoded.valid) return stop(decoded.reason);
@@ -214,12 +266,31 @@ export function replayLog(
     if (decoded.sector.spareIndex !== options.spareIndex) {
       return stop(`sector ${sector} of another spare`);
     }
-    const broken = decoded.sector.records.findIndex((record, i) =>
-      record.slotIndex !== nextSlot + i || record.type !== RECORD_TYPE_REMAP
-    );
+    // A sector counts whole or not at all: checked before any of its records is taken.
+    let own = nextSlot;
+    const peers = peerNext ? [...peerNext] : undefined;
+    const broken = decoded.sector.records.findIndex((record) => {
+      if (record.type === RECORD_TYPE_REMAP) return record.slotIndex !== own++;
+      if (record.type !== RECORD_TYPE_PEER_REMAP) return true;
+      if (record.ownerIndex === options.spareIndex) return true;
+      if (!peers) return false;
+      if (peers[record.ownerIndex] !== record.slotIndex) return true;
+      peers[record.ownerIndex]!++;
+      return false;
+    });
     if (broken >= 0) return stop(`sector ${sector} record ${broken} breaks slot order`);
-    for (const record of decoded.sector.records) blockIndexes.push(record.blockIndex);
-    nextSlot += decoded.sector.records.length;
+    for (const record of decoded.sector.records) {
+      if (record.type === RECORD_TYPE_REMAP) blockIndexes.push(record.blockIndex);
+      else {
+        peerRecords.push({
+          ownerIndex: record.ownerIndex,
+          slotIndex: record.slotIndex,
+          blockIndex: record.blockIndex,
+        });
+      }
+    }
+    nextSlot = own;
+    if (peers) peerNext!.splice(0, peers.length, ...peers);
   }
-  return { blockIndexes, sectorsUsed: sectorTotal, stopReason: "region full" };
+  return { blockIndexes, peerRecords, sectorsUsed: sectorTotal, stopReason: "region full" };
 }

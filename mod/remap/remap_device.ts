@@ -43,7 +43,8 @@ import {
 } from "../constants.ts";
 import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "../device/device.ts";
 import { isRangeInside } from "../device/device.ts";
-import { DeviceIoError, isDeviceGone } from "../errors.ts";
+import { DeviceIoError, isDeviceGone, SetupMismatchError } from "../errors.ts";
+import { mergeViews } from "../metadata/setup_tables.ts";
 import { slotOffsetBytes } from "../metadata/spare_layout.ts";
 import type { ServingMarker } from "../metadata/superblock.ts";
 import { IoGate } from "./io_gate.ts";
@@ -181,17 +182,27 @@ export class RemapDevice implements Device {
     this.#metadataDelayMs = options.metadataDelayMs ?? 1000;
     this.#onSetupWritten = options.onSetupWritten ?? (() => {});
     this.#degraded = options.degraded ?? false;
-    const entries = spares.reduce((sum, spare) => sum + spare.store.slotsUsed, 0);
+    // Every spare knows every spare's slots (format version 2); the setup's
+    // tables are the longest views, which assembly already wrote to each.
+    const tables = mergeViews(spares.map((spare) => spare.store), spares.length);
+    const entries = tables.reduce((sum, table) => sum + table.length, 0);
     this.#table = new RemapTable(entries, Math.ceil(main.sizeBytes / blockBytes));
-    for (const spare of spares) {
-      spare.store.slotBlocks.forEach((blockIndex, slotIndex) => {
+    tables.forEach((table, spareIndex) => {
+      table.forEach((blockIndex, slotIndex) => {
         assert(
           blockIndex * blockBytes < main.sizeBytes,
           `slot ${slotIndex} maps a block inside the main disk`,
         );
-        this.#table.insert(blockIndex, { spareIndex: spare.index, slotIndex });
+        if (this.#table.has(blockIndex)) {
+          throw new SetupMismatchError(
+            name,
+            `block ${blockIndex} is remapped twice, the second time to slot ${slotIndex} of ` +
+              `spare ${spareIndex}: the spares' tables are damaged; nothing was written`,
+          );
+        }
+        this.#table.insert(blockIndex, { spareIndex, slotIndex });
       });
-    }
+    });
     this.#pending = new Set(
       (options.pending ?? []).filter((blockIndex) => !this.#table.has(blockIndex)),
     );
@@ -752,13 +763,12 @@ export class RemapDevice implements Device {
           ),
         );
         await spare.device.flush();
-        const loggedFirst = await spare.store.appendRemaps(taking);
-        assert(loggedFirst === firstSlot, "slots are logged where their data was written");
       } catch (error) {
         if (!isIoError(error) && !isDeviceGone(error)) throw error;
         this.#failSpare(spare, error.message);
         continue;
       }
+      if (!await this.#logOnEverySpare(spare.index, taking, firstSlot)) continue;
       taking.forEach((blockIndex, i) => {
         const location = { spareIndex: spare.index, slotIndex: firstSlot + i };
         this.#table.insert(blockIndex, location);
@@ -791,6 +801,41 @@ export class RemapDevice implements Device {
       );
     }
     return failures;
+  }
+
+  /**
+   * Logs that slots of spare `ownerIndex` from `firstSlot` hold `blocks` on
+   * every working spare at once (their data is durable on the owner), so each
+   * knows where every block lives (format version 2). A spare whose log write
+   * fails has failed. The remap is made once any spare logged it: the data is
+   * durable on the owner and a log says so, and a later open merges the views
+   * (`setup_tables.ts`). Only when no spare logged it does it go elsewhere, so
+   * a block is never logged in two places.
+   *
+   * @returns Whether the remap was made.
+   */
+  async #logOnEverySpare(
+    ownerIndex: number,
+    blocks: readonly number[],
+    firstSlot: number,
+  ): Promise<boolean> {
+    const loggers = this.#spares.working;
+    const results = await Promise.allSettled(
+      loggers.map((logger) => logger.store.appendRemaps(blocks, ownerIndex)),
+    );
+    let made = false;
+    results.forEach((result, i) => {
+      const logger = loggers[i]!;
+      if (result.status === "fulfilled") {
+        assert(result.value === firstSlot, "every spare logs the slots where the data went");
+        made = true;
+        return;
+      }
+      const error = result.reason;
+      if (!isIoError(error) && !isDeviceGone(error)) throw error;
+      if (logger.state === "active") this.#failSpare(logger, (error as Error).message);
+    });
+    return made;
   }
 
   /**
