@@ -84,12 +84,21 @@ export function decodeCheckpoint(
   const entryBytes = entryCount * CHECKPOINT_ENTRY_BYTES;
   assert(bytes.length >= entryBytes, "checkpoint read covers its entries");
   if (crc32c(bytes.subarray(0, entryBytes)) !== expectedCrc) return undefined;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, entryBytes);
-  const blockIndexes = new Array<number>(entryCount);
-  for (let i = 0; i < entryCount; i++) {
-    const high = view.getUint32(i * 8 + 4, true);
+  return decodeEntries(bytes, { firstEntry: 0, entryCount });
+}
+
+/** Entries `firstEntry` onwards as block indexes, or `undefined` when one is out of range. */
+function decodeEntries(
+  bytes: Uint8Array,
+  range: { firstEntry: number; entryCount: number },
+): number[] | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const blockIndexes = new Array<number>(range.entryCount);
+  for (let i = 0; i < range.entryCount; i++) {
+    const at = (range.firstEntry + i) * CHECKPOINT_ENTRY_BYTES;
+    const high = view.getUint32(at + 4, true);
     if (high > 0x1fffff) return undefined;
-    blockIndexes[i] = high * 0x1_0000_0000 + view.getUint32(i * 8, true);
+    blockIndexes[i] = high * 0x1_0000_0000 + view.getUint32(at, true);
   }
   return blockIndexes;
 }
@@ -185,8 +194,15 @@ export function decodePeerSection(
   expectedCrc: number,
 ): number[][] | undefined {
   const total = peerEntries.reduce((sum, count) => sum + count, 0);
-  const all = decodeCheckpoint(bytes, total, expectedCrc);
-  if (!all) return undefined;
-  let at = 0;
-  return peerEntries.map((count) => all.slice(at, at += count));
+  assert(bytes.length >= total * CHECKPOINT_ENTRY_BYTES, "the read covers the section");
+  if (crc32c(bytes.subarray(0, total * CHECKPOINT_ENTRY_BYTES)) !== expectedCrc) return undefined;
+  const peers: number[][] = [];
+  let firstEntry = 0;
+  for (const entryCount of peerEntries) {
+    const blocks = decodeEntries(bytes, { firstEntry, entryCount });
+    if (!blocks) return undefined;
+    peers.push(blocks);
+    firstEntry += entryCount;
+  }
+  return peers;
 }

@@ -65,7 +65,7 @@ export async function readLogHead(device: Device): Promise<LogHead | undefined> 
   await device.read(bytes, LOG_OFFSET_BYTES);
   const decoded = decodeLogSector(bytes, "sector 0");
   if (!decoded.valid) return undefined;
-  const { records, ownSlotsBefore: _, ...writer } = decoded.sector;
+  const { records: _records, ownSlotsBefore: _ownSlots, ...writer } = decoded.sector;
   return { ...writer, firstSlot: firstOwnSlot(decoded.sector) };
 }
 
