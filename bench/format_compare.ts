@@ -13,7 +13,7 @@
  * filesystem: flushes cost what they cost); the open runs in /dev/shm.
  * Writes bench/results/<time>-format2.json and prints a Markdown table.
  *
- * Usage: deno run -A bench/format_compare.ts --baseline DIR [--reps 5] [--dir /tmp]
+ * Usage: deno run -A bench/format_compare.ts --baseline DIR [--current DIR] [--reps 5] [--dir /tmp]
  *          [--writes 1000] [--remaps 1000000]
  *
  * @module
@@ -25,6 +25,7 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     baseline: { type: "string" },
+    current: { type: "string" },
     reps: { type: "string", default: "5" },
     dir: { type: "string", default: "/tmp" },
     writes: { type: "string", default: "1000" },
@@ -33,9 +34,12 @@ const { values } = parseArgs({
 });
 const ROOT = new URL("..", import.meta.url).pathname;
 const BASELINE = values.baseline!;
+// A snapshot of the tree under test (e.g. `git archive HEAD`), so edits during the run change nothing.
+const CURRENT = values.current ?? ROOT;
 const reps = Number(values.reps);
 for (const script of ["remap_commit_bench.ts", "make_remaps.ts"]) {
   await Deno.copyFile(`${ROOT}bench/${script}`, `${BASELINE}/bench/${script}`);
+  if (CURRENT !== ROOT) await Deno.copyFile(`${ROOT}bench/${script}`, `${CURRENT}/bench/${script}`);
 }
 
 type Figures = Record<string, number>;
@@ -105,7 +109,7 @@ const runs: { rep: number; tree: "v1" | "v2"; case: string; figures: Figures }[]
 try {
   for (let rep = 0; rep < reps; rep++) {
     for (const testCase of cases) {
-      const order: ["v1" | "v2", string][] = [["v1", BASELINE], ["v2", ROOT]];
+      const order: ["v1" | "v2", string][] = [["v1", BASELINE], ["v2", CURRENT]];
       if (rep % 2 === 1) order.reverse();
       for (const [tree, dir] of order) {
         const figures = await runCase(dir, testCase);
@@ -142,7 +146,11 @@ const commit = new TextDecoder().decode(
 const path = `${ROOT}bench/results/${stamp}-format2.json`;
 await Deno.writeTextFile(
   path,
-  JSON.stringify({ commit, baseline: BASELINE, reps, settings: values, summary, runs }, null, 1) +
+  JSON.stringify(
+    { commit, baseline: BASELINE, current: CURRENT, reps, settings: values, summary, runs },
+    null,
+    1,
+  ) +
     "\n",
 );
 console.log(`| case | figure | version 1 | version 2 | v2 ÷ v1 |\n|---|---|---|---|---|`);

@@ -28,9 +28,11 @@ export interface SpareStatus {
   uuid: string;
   path: string;
   sizeBytes: number;
-  state: "active" | "failed";
+  state: "active" | "failed" | "missing";
   slotCount: number;
   slotsUsed: number;
+  /** The setup is served without this spare: the blocks in its slots are unreadable. */
+  missing: boolean;
   /** Copies that were valid when the spare was opened, e.g. 5 of 5. */
   validCopies: number;
   copies: CopyHealth[];

@@ -67,8 +67,12 @@ export interface SpareRecord {
   path: string;
   sizeBytes: number;
   role: "spare";
-  /** `failed`: no new slots are taken from it; its existing slots stay mapped. */
-  state: "active" | "failed";
+  /**
+   * `failed`: no new slots are taken from it; its existing slots stay mapped.
+   * `missing` (version 2): the setup was served without it; like `failed`
+   * while away, and active again once it is back and brought up to date.
+   */
+  state: "active" | "failed" | "missing";
 }
 
 /** Where this spare's remap table stands. */

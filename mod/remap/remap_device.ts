@@ -131,6 +131,8 @@ export class RemapDevice implements Device {
   readonly #spares: SpareSet;
   readonly #table: RemapTable;
   readonly #pending: Set<number>;
+  /** Slots used per spare: every spare's, a missing one's too. */
+  readonly #slotsUsed: number[];
   readonly #planner: RequestPlanner;
   /** What plans read: the table alone, or with the pending blocks as runs of their own. */
   readonly #planSources: { table: PlanSource; withPending: PlanSource };
@@ -184,8 +186,9 @@ export class RemapDevice implements Device {
     this.#degraded = options.degraded ?? false;
     // Every spare knows every spare's slots (format version 2); the setup's
     // tables are the longest views, which assembly already wrote to each.
-    const tables = mergeViews(spares.map((spare) => spare.store), spares.length);
+    const tables = mergeViews(this.#spares.present.map((spare) => spare.store), spares.length);
     const entries = tables.reduce((sum, table) => sum + table.length, 0);
+    this.#slotsUsed = tables.map((table) => table.length);
     this.#table = new RemapTable(entries, Math.ceil(main.sizeBytes / blockBytes));
     tables.forEach((table, spareIndex) => {
       table.forEach((blockIndex, slotIndex) => {
@@ -206,11 +209,21 @@ export class RemapDevice implements Device {
     this.#pending = new Set(
       (options.pending ?? []).filter((blockIndex) => !this.#table.has(blockIndex)),
     );
+    for (const spare of spares.filter((member) => member.store === undefined)) {
+      // Recorded as failed with the next state write: it takes no slots and no metadata.
+      this.#metadataDirty = this.#setupStateChanged = true;
+      this.#onEvent({
+        type: "spare-failed",
+        spareIndex: spare.index,
+        reason: `${spare.device.name} is missing: the blocks in its slots are unreadable`,
+      });
+      this.#degrade(`${spare.device.name} is missing`);
+    }
     this.#shared = new EngineStatePublisher(this.#table);
     this.#shared.publishPending(this.#pending);
     this.#planner = new RequestPlanner({
       blockBytes,
-      layoutOf: (spareIndex) => this.#spareAt(spareIndex).store.payload.layout,
+      layoutOf: (spareIndex) => this.#spareAt(spareIndex).layout,
     });
     const table = this.#table;
     const pending = this.#pending;
@@ -264,6 +277,12 @@ export class RemapDevice implements Device {
   /** The spares with their state. */
   get spares(): readonly SpareMember[] {
     return this.#spares.members;
+  }
+
+  /** Slots of spare `spareIndex` that hold a block, as the setup's tables say. */
+  slotsUsedOf(spareIndex: number): number {
+    assert(spareIndex >= 0 && spareIndex < this.#slotsUsed.length, "a spare of the setup");
+    return this.#slotsUsed[spareIndex]!;
   }
 
   /** Where a block is remapped to, if it is. */
@@ -675,7 +694,7 @@ export class RemapDevice implements Device {
   async #writeIntoSlot(blockIndex: number, requests: RemapRequest[]): Promise<void> {
     const location = this.#table.lookup(blockIndex)!;
     const spare = this.#spareAt(location.spareIndex);
-    const slotStart = slotOffsetBytes(spare.store.payload.layout, location.slotIndex);
+    const slotStart = slotOffsetBytes(spare.layout, location.slotIndex);
     try {
       for (const request of requests) {
         const offsetBytes = slotStart + request.startInBlock;
@@ -754,7 +773,7 @@ export class RemapDevice implements Device {
       const grant = this.#spares.chooseSlots({ blockCount: remaining.length });
       if (!grant) break;
       const { spare, firstSlotIndex: firstSlot } = grant;
-      const layout = spare.store.payload.layout;
+      const layout = spare.layout;
       const taking = remaining.slice(0, grant.slotCount);
       try {
         await settleAll(
@@ -772,6 +791,7 @@ export class RemapDevice implements Device {
       taking.forEach((blockIndex, i) => {
         const location = { spareIndex: spare.index, slotIndex: firstSlot + i };
         this.#table.insert(blockIndex, location);
+        this.#slotsUsed[spare.index]!++;
         if (this.#pending.delete(blockIndex)) {
           this.#shared.publishPending(this.#pending);
           this.#metadataDirty = this.#setupStateChanged = true;
@@ -873,7 +893,7 @@ export class RemapDevice implements Device {
     this.#setupStateChanged = false;
     const pending = this.pendingBlocks.slice(0, PENDING_MAX);
     const generation =
-      Math.max(...this.#spares.members.map((spare) => spare.store.payload.setup.generation)) + 1;
+      Math.max(...this.#spares.present.map((spare) => spare.store.payload.setup.generation)) + 1;
     for (const spare of this.#spares.working) {
       try {
         await spare.store.writeMetadata((payload) => {

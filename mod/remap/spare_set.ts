@@ -57,6 +57,7 @@ import { SPARES_MAX } from "../constants.ts";
 import type { Device } from "../device/device.ts";
 import type { SpareStore } from "../metadata/spare_store.ts";
 import type { SpareRecord } from "../metadata/superblock.ts";
+import type { SpareLayout } from "../metadata/spare_layout.ts";
 
 /** A spare's state, as the setup's metadata records it. */
 export type SpareState = SpareRecord["state"];
@@ -65,8 +66,21 @@ export type SpareState = SpareRecord["state"];
 export interface SpareMember {
   readonly index: number;
   readonly device: Device;
-  readonly store: SpareStore;
+  /**
+   * Its metadata; undefined for a spare the setup is served without (its
+   * device is a `MissingDevice` and its state `failed`).
+   */
+  readonly store: SpareStore | undefined;
+  /** Where its slots are (a missing spare's numbers its slots only: no I/O reaches it). */
+  readonly layout: SpareLayout;
   readonly state: SpareState;
+}
+
+/** A spare whose device and metadata are there (every spare not failed is). */
+export type PresentSpare = SpareMember & { readonly store: SpareStore };
+
+function isPresent(member: SpareMember): member is PresentSpare {
+  return member.store !== undefined;
 }
 
 /** What a placement is asked to find a spare for. */
@@ -91,7 +105,7 @@ export interface SparePlacement {
 
 /** Slots granted on one spare for blocks of a group commit. */
 export interface SlotGrant {
-  spare: SpareMember;
+  spare: PresentSpare;
   /** The spare's first free slot: its log appends slots in order. */
   firstSlotIndex: number;
   /** How many of the waiting blocks take slots here: at most the free slots. */
@@ -122,7 +136,8 @@ export const inOrderPlacement: SparePlacement = {
 
 /** The slots of a spare its log does not hold yet. */
 function slotsFreeOf(spare: SpareMember): number {
-  return spare.store.payload.layout.slotCount - spare.store.slotsUsed;
+  assert(spare.store !== undefined, "only a spare that is there takes slots");
+  return spare.layout.slotCount - spare.store.slotsUsed;
 }
 
 /** Membership, per-spare state and placement of a setup's spares. */
@@ -141,10 +156,13 @@ export class SpareSet {
   constructor(members: readonly SpareMember[], options: SpareSetOptions = {}) {
     assert(members.length > 0, "a setup has at least one spare");
     assert(members.length <= SPARES_MAX, "a setup has at most SPARES_MAX spares");
-    this.blockBytes = members[0]!.store.payload.setup.blockBytes;
+    this.blockBytes = members[0]!.layout.blockBytes;
     members.forEach((member, position) => {
       assert(member.index === position, "spares are numbered in order");
-      assert(member.store.payload.setup.blockBytes === this.blockBytes, "one block size");
+      assert(member.layout.blockBytes === this.blockBytes, "one block size");
+      if (member.store === undefined) {
+        assert(member.state !== "active", "a missing spare is not active");
+      }
     });
     this.#members = members.map((member) => ({ ...member }));
     this.#placement = options.placement ?? inOrderPlacement;
@@ -155,9 +173,16 @@ export class SpareSet {
     return this.#members;
   }
 
-  /** The spares that still take writes (every one not failed), in index order. */
-  get working(): readonly SpareMember[] {
-    return this.#members.filter((member) => member.state !== "failed");
+  /** The spares that take writes and metadata (the active ones), in index order. */
+  get working(): readonly PresentSpare[] {
+    const working = this.#members.filter((member) => member.state === "active");
+    assert(working.every(isPresent), "an active spare is there");
+    return working as PresentSpare[];
+  }
+
+  /** Every spare that is there (not missing), in index order. */
+  get present(): readonly PresentSpare[] {
+    return this.#members.filter(isPresent);
   }
 
   /**
@@ -182,8 +207,8 @@ export class SpareSet {
    */
   chooseSlots(request: PlacementRequest): SlotGrant | undefined {
     assert(request.blockCount > 0, "slots are asked for at least one block");
-    const candidates = this.#members.filter((member) =>
-      member.state === "active" && slotsFreeOf(member) > 0
+    const candidates = this.#members.filter((member): member is PresentSpare =>
+      member.state === "active" && isPresent(member) && slotsFreeOf(member) > 0
     );
     if (candidates.length === 0) return undefined;
     const chosen = this.#placement.choose(candidates, request);

@@ -259,6 +259,16 @@ export class SetupService {
   #backupKeeper(): BackupKeeper | undefined {
     const directory = this.#settings.backupDir;
     if (directory === undefined) return undefined;
+    const { missing } = this.#disks.spares;
+    if (missing.length > 0) {
+      // A backup lists every spare's metadata, which a missing one cannot give.
+      this.#log(
+        `${this.#prefix}: no metadata backup while spare ${
+          missing.map((record) => `${record.index} (${record.uuid})`).join(", ")
+        } is missing`,
+      );
+      return undefined;
+    }
     return new BackupKeeper(
       directory,
       () => this.#disks.spares.stores,

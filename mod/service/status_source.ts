@@ -69,7 +69,10 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
           fingerprint: description.main.fingerprint,
         },
         spares: engine.spares.map((spare) => {
-          const report = opened.reports[spare.index]!;
+          const position = opened.stores.findIndex((store) =>
+            store.payload.spareIndex === spare.index
+          );
+          const report = position >= 0 ? opened.reports[position] : undefined;
           const record = description.spares[spare.index]!;
           return {
             index: spare.index,
@@ -77,10 +80,11 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
             path: spare.device.name,
             sizeBytes: spare.device.sizeBytes,
             state: spare.state,
-            slotCount: spare.store.payload.layout.slotCount,
-            slotsUsed: spare.store.slotsUsed,
-            validCopies: report.validCopies,
-            copies: report.copies.map((copy) => ({
+            slotCount: spare.layout.slotCount,
+            slotsUsed: engine.slotsUsedOf(spare.index),
+            missing: spare.store === undefined,
+            validCopies: report?.validCopies ?? 0,
+            copies: (report?.copies ?? []).map((copy) => ({
               copyIndex: copy.copyIndex,
               sector: copy.sector,
               valid: copy.valid,

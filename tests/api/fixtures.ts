@@ -41,6 +41,7 @@ export function spareFixture(index: number, overrides: Partial<SpareStatus> = {}
     state: "active",
     slotCount: 100,
     slotsUsed: 3,
+    missing: false,
     validCopies: 5,
     copies: copiesFixture(),
     ...overrides,

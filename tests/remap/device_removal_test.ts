@@ -95,7 +95,7 @@ Deno.test("RemapDevice fails a spare that is gone: its slots read EIO, new remap
   assert.ok(events.some((event) => event.type === "spare-failed" && event.spareIndex === 0));
   // The other spare's metadata records the failure soon, with no write to prompt it.
   await new Promise((resolve) => setTimeout(resolve, 20));
-  assert.equal(engine.spares[1]!.store.payload.spares[0]!.state, "failed");
+  assert.equal(engine.spares[1]!.store!.payload.spares[0]!.state, "failed");
   assert.equal(await outcome(engine.write(pattern(4 * KIB, 4), 0)), "EIO");
   const next = pattern(4 * KIB, 5);
   await engine.write(next, 4 * KIB);

@@ -68,8 +68,11 @@ export function formatStatus(status: SetupStatus): string {
   ];
   for (const spare of status.spares) {
     lines.push(
-      `  spare  ${spare.index} ${spare.path}: ${spare.state}, ${spare.slotsUsed}/${spare.slotCount} slots used, ` +
-        `${spare.validCopies}/5 copies valid`,
+      `  spare  ${spare.index} ${spare.path}: ${spare.missing ? "MISSING" : spare.state}, ` +
+        `${spare.slotsUsed}/${spare.slotCount} slots used` +
+        (spare.missing
+          ? ` (the blocks in them are unreadable until it is back)`
+          : `, ${spare.validCopies}/5 copies valid`),
     );
   }
   lines.push(
