@@ -70,16 +70,10 @@ try {
   }
   const latenciesUs: number[] = [];
   const data = new Uint8Array(blockBytes).fill(0x5a);
-  let next = 0;
-  async function worker(): Promise<void> {
-    while (next < order.length) {
-      const blockIndex = order[next++]!;
-      const start = performance.now();
-      await engine.write(data, blockIndex * blockBytes);
-      latenciesUs.push((performance.now() - start) * 1000);
-    }
-  }
-  await Promise.all(Array.from({ length: qd }, () => worker()));
+  const queue = { next: 0 };
+  await Promise.all(
+    Array.from({ length: qd }, () => writeEach(engine, { order, queue, data, latenciesUs })),
+  );
   if (engine.remapCount !== writes) throw new Error(`${engine.remapCount} remaps, not ${writes}`);
   await engine.close();
   latenciesUs.sort((a, b) => a - b);
@@ -96,4 +90,17 @@ try {
   }));
 } finally {
   await Deno.remove(dir, { recursive: true });
+}
+
+/** Writes the blocks of `order` one at a time until none is left, recording each latency. */
+async function writeEach(
+  engine: { write(data: Uint8Array, offsetBytes: number): Promise<void> },
+  work: { order: number[]; queue: { next: number }; data: Uint8Array; latenciesUs: number[] },
+): Promise<void> {
+  while (work.queue.next < work.order.length) {
+    const blockIndex = work.order[work.queue.next++]!;
+    const start = performance.now();
+    await engine.write(work.data, blockIndex * work.data.length);
+    work.latenciesUs.push((performance.now() - start) * 1000);
+  }
 }
