@@ -44,6 +44,12 @@ import { crc32c } from "./crc32c.ts";
 import { CHECKPOINT_ENTRY_BYTES } from "./spare_layout.ts";
 import { uuidFromBytes, uuidToBytes } from "./uuid.ts";
 
+/**
+ * The block of a slot that gave its block up (the block moved to another
+ * slot, format version 2): in memory -1, on disk all ones.
+ */
+export const VACATED = -1;
+
 /** ASCII `DRCK`. */
 const SEAL_MAGIC = 0x4b435244;
 const SEAL_CRC_OFFSET = SECTOR_BYTES - 4;
@@ -65,6 +71,11 @@ export function encodeCheckpoint(
   const view = new DataView(bytes.buffer);
   for (let i = 0; i < entryCount; i++) {
     const blockIndex = blockIndexes[i]!;
+    if (blockIndex === VACATED) {
+      view.setUint32(i * 8, 0xffff_ffff, true);
+      view.setUint32(i * 8 + 4, 0xffff_ffff, true);
+      continue;
+    }
     view.setUint32(i * 8, blockIndex % 0x1_0000_0000, true);
     view.setUint32(i * 8 + 4, Math.floor(blockIndex / 0x1_0000_0000), true);
   }
@@ -97,8 +108,13 @@ function decodeEntries(
   for (let i = 0; i < range.entryCount; i++) {
     const at = (range.firstEntry + i) * CHECKPOINT_ENTRY_BYTES;
     const high = view.getUint32(at + 4, true);
+    const low = view.getUint32(at, true);
+    if (high === 0xffff_ffff && low === 0xffff_ffff) {
+      blockIndexes[i] = VACATED;
+      continue;
+    }
     if (high > 0x1fffff) return undefined;
-    blockIndexes[i] = high * 0x1_0000_0000 + view.getUint32(at, true);
+    blockIndexes[i] = high * 0x1_0000_0000 + low;
   }
   return blockIndexes;
 }

@@ -23,8 +23,11 @@
  *
  * Record types: 1 = this spare's slot holds the block (its own table); 2 = the
  * slot of spare `owner` holds it (format version 2: every spare logs every
- * spare's remaps, so any one spare knows where every block lives). Type 1
- * records carry the spare's own index as owner (version 1 wrote 0 there).
+ * spare's remaps, so any one spare knows where every block lives); 3 = the
+ * slot of spare `owner` no longer holds the block, which moved to the slot
+ * of the record just before it, always in the same sector (a move is logged
+ * whole or not at all). Type 1 records carry the spare's own index as owner
+ * (version 1 wrote 0 there).
  *
  * Invariants checked on replay, where the first failure ends the log:
  * - sector k of the region carries sequence `logStartSequence + k`, so sectors
@@ -53,6 +56,7 @@ const CRC_OFFSET = SECTOR_BYTES - 4;
 const OWN_SLOTS_OFFSET = CRC_OFFSET - 4;
 const RECORD_TYPE_REMAP = 1;
 const RECORD_TYPE_PEER_REMAP = 2;
+const RECORD_TYPE_VACATE = 3;
 
 /** Records that fit in one log sector. */
 export const LOG_RECORDS_PER_SECTOR = Math.floor((OWN_SLOTS_OFFSET - HEADER_BYTES) / RECORD_BYTES);
@@ -63,6 +67,8 @@ export interface RemapRecord {
   blockIndex: number;
   /** The spare whose slot it is. @default the log's own spare */
   ownerIndex?: number;
+  /** The slot gave its block up (it moved to the slot of the record before). @default false */
+  vacate?: boolean;
 }
 
 /** Which setup and spare a log belongs to. */
@@ -96,9 +102,30 @@ export type DecodedLogSector = { valid: true; sector: LogSector } | {
   reason: string;
 };
 
-/** Sectors needed to log `recordCount` records. */
+/** Sectors needed to log `recordCount` records without moves. */
 export function logSectorsFor(recordCount: number): number {
   return Math.ceil(recordCount / LOG_RECORDS_PER_SECTOR);
+}
+
+/**
+ * Splits records into sectors: full sectors, except that a vacate record
+ * stays in the sector of the remap before it (a move is one sector's fact).
+ */
+export function packLogRecords(records: readonly RemapRecord[]): RemapRecord[][] {
+  const sectors: RemapRecord[][] = [];
+  let current: RemapRecord[] = [];
+  records.forEach((record, i) => {
+    assert(!record.vacate || (i > 0 && !records[i - 1]!.vacate), "a vacate follows its remap");
+    const pairFollows = records[i + 1]?.vacate === true;
+    const room = LOG_RECORDS_PER_SECTOR - current.length;
+    if (room === 0 || (pairFollows && room < 2)) {
+      sectors.push(current);
+      current = [];
+    }
+    current.push(record);
+  });
+  if (current.length > 0) sectors.push(current);
+  return sectors;
 }
 
 /**
@@ -113,16 +140,14 @@ export function encodeLogSectors(
 ): Uint8Array {
   let ownSlots = identity.ownSlotsBefore ?? 0;
   assert(records.length > 0, "a log write carries records");
-  const sectorCount = logSectorsFor(records.length);
+  const packed = packLogRecords(records);
+  const sectorCount = packed.length;
   const bytes = new Uint8Array(sectorCount * SECTOR_BYTES);
   const uuidBytes = uuidToBytes(identity.setupUuid);
   for (let sector = 0; sector < sectorCount; sector++) {
     const base = sector * SECTOR_BYTES;
     const view = new DataView(bytes.buffer, base, SECTOR_BYTES);
-    const sectorRecords = records.slice(
-      sector * LOG_RECORDS_PER_SECTOR,
-      (sector + 1) * LOG_RECORDS_PER_SECTOR,
-    );
+    const sectorRecords = packed[sector]!;
     view.setUint32(0, LOG_MAGIC, true);
     view.setUint16(4, sectorRecords.length, true);
     view.setBigUint64(8, BigInt(firstSequence + sector), true);
@@ -133,13 +158,15 @@ export function encodeLogSectors(
     sectorRecords.forEach((record, i) => {
       const at = HEADER_BYTES + i * RECORD_BYTES;
       const ownerIndex = record.ownerIndex ?? identity.spareIndex;
+      const type = record.vacate
+        ? RECORD_TYPE_VACATE
+        : ownerIndex === identity.spareIndex
+        ? RECORD_TYPE_REMAP
+        : RECORD_TYPE_PEER_REMAP;
       view.setUint32(at, record.slotIndex, true);
-      view.setUint8(
-        at + 4,
-        ownerIndex === identity.spareIndex ? RECORD_TYPE_REMAP : RECORD_TYPE_PEER_REMAP,
-      );
+      view.setUint8(at + 4, type);
       view.setUint8(at + 5, ownerIndex);
-      if (ownerIndex === identity.spareIndex) ownSlots++;
+      if (type === RECORD_TYPE_REMAP) ownSlots++;
       view.setBigUint64(at + 8, BigInt(record.blockIndex), true);
     });
     view.setUint32(CRC_OFFSET, crc32c(bytes.subarray(base, base + CRC_OFFSET)), true);
@@ -190,7 +217,8 @@ export function decodeLogSector(bytes: Uint8Array, label: string): DecodedLogSec
       slotIndex: view.getUint32(at, true),
       type,
       blockIndex: Number(blockIndex),
-      ownerIndex: type === RECORD_TYPE_PEER_REMAP ? view.getUint8(at + 5) : spareIndex,
+      ownerIndex: type === RECORD_TYPE_REMAP ? spareIndex : view.getUint8(at + 5),
+      vacate: type === RECORD_TYPE_VACATE,
     });
   }
   return {
@@ -217,6 +245,8 @@ export interface LogReplay {
   blockIndexes: number[];
   /** Records of other spares' slots (type 2), in log order. */
   peerRecords: Required<RemapRecord>[];
+  /** Slots that gave their block up (type 3), in log order: apply after the remaps. */
+  vacated: Required<RemapRecord>[];
   /** Valid sectors at the start of the region. */
   sectorsUsed: number;
   /** Why replay stopped: "end" for an unwritten or stale sector, or the fault found. */
@@ -246,6 +276,7 @@ export function replayLog(region: Uint8Array, options: ReplayOptions): LogReplay
   assert(region.length % SECTOR_BYTES === 0, "log region is whole sectors");
   const blockIndexes: number[] = [];
   const peerRecords: Required<RemapRecord>[] = [];
+  const vacated: Required<RemapRecord>[] = [];
   const sectorTotal = region.length / SECTOR_BYTES;
   let nextSlot = options.firstSlot;
   const peerNext = options.peerNextSlots ? [...options.peerNextSlots] : undefined;
@@ -254,6 +285,7 @@ export function replayLog(region: Uint8Array, options: ReplayOptions): LogReplay
     const stop = (stopReason: string) => ({
       blockIndexes,
       peerRecords,
+      vacated,
       sectorsUsed: sector,
       stopReason,
     });
@@ -269,8 +301,16 @@ export function replayLog(region: Uint8Array, options: ReplayOptions): LogReplay
     // A sector counts whole or not at all: checked before any of its records is taken.
     let own = nextSlot;
     const peers = peerNext ? [...peerNext] : undefined;
-    const broken = decoded.sector.records.findIndex((record) => {
+    const broken = decoded.sector.records.findIndex((record, i) => {
       if (record.type === RECORD_TYPE_REMAP) return record.slotIndex !== own++;
+      if (record.type === RECORD_TYPE_VACATE) {
+        // The slot given up was taken before; the move's remap is the record before.
+        const before = decoded.sector.records[i - 1];
+        if (!before || before.type === RECORD_TYPE_VACATE) return true;
+        if (before.blockIndex !== record.blockIndex) return true;
+        if (record.ownerIndex === options.spareIndex) return record.slotIndex >= own;
+        return peers !== undefined && !(record.slotIndex < peers[record.ownerIndex]!);
+      }
       if (record.type !== RECORD_TYPE_PEER_REMAP) return true;
       if (record.ownerIndex === options.spareIndex) return true;
       if (!peers) return false;
@@ -281,16 +321,30 @@ export function replayLog(region: Uint8Array, options: ReplayOptions): LogReplay
     if (broken >= 0) return stop(`sector ${sector} record ${broken} breaks slot order`);
     for (const record of decoded.sector.records) {
       if (record.type === RECORD_TYPE_REMAP) blockIndexes.push(record.blockIndex);
-      else {
+      else if (record.type === RECORD_TYPE_VACATE) {
+        vacated.push({
+          ownerIndex: record.ownerIndex,
+          slotIndex: record.slotIndex,
+          blockIndex: record.blockIndex,
+          vacate: true,
+        });
+      } else {
         peerRecords.push({
           ownerIndex: record.ownerIndex,
           slotIndex: record.slotIndex,
           blockIndex: record.blockIndex,
+          vacate: false,
         });
       }
     }
     nextSlot = own;
     if (peers) peerNext!.splice(0, peers.length, ...peers);
   }
-  return { blockIndexes, peerRecords, sectorsUsed: sectorTotal, stopReason: "region full" };
+  return {
+    blockIndexes,
+    peerRecords,
+    vacated,
+    sectorsUsed: sectorTotal,
+    stopReason: "region full",
+  };
 }

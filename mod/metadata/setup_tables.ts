@@ -8,12 +8,14 @@
  * tore the last group commit before its log write). The setup's table of
  * spare i is therefore the longest view of it, and any two views of it must
  * agree where both reach; a disagreement means a spare of another history (a
- * clone, a rolled-back disk) and is refused.
+ * clone, a rolled-back disk) and is refused. A slot that gave its block up
+ * (a move, `VACATED`) is newer than the block it held.
  *
  * @module
  */
 
 import { SetupMismatchError } from "../errors.ts";
+import { VACATED } from "./checkpoint.ts";
 
 /** A spare's knowledge of the setup's tables (a `SpareStore` is one). */
 export interface SpareView {
@@ -38,20 +40,31 @@ export function mergeViews(views: readonly SpareView[], spareCount: number): (re
       const table = view.slotsOf(spareIndex);
       if (!longest || table.length > longest.table.length) longest = { view, table };
     }
+    // A slot that gave its block up (VACATED) did so after it held it: the
+    // view that knows of the move is the newer one for that slot.
+    let merged: number[] | undefined;
     for (const view of views) {
       const table = view.slotsOf(spareIndex);
-      const slot = table.findIndex((block, i) => longest!.table[i] !== block);
-      if (slot >= 0) {
+      if (table === longest!.table) continue;
+      for (let slot = 0; slot < table.length; slot++) {
+        const mine = table[slot]!;
+        const theirs = (merged ?? longest!.table)[slot]!;
+        if (mine === theirs || theirs === VACATED) continue;
+        if (mine === VACATED) {
+          merged ??= [...longest!.table];
+          merged[slot] = VACATED;
+          continue;
+        }
         throw new SetupMismatchError(
           view.device.name,
-          `it says slot ${slot} of spare ${spareIndex} holds block ${table[slot]}, ` +
-            `"${longest!.view.device.name}" says block ${longest!.table[slot]}: the spares ` +
+          `it says slot ${slot} of spare ${spareIndex} holds block ${mine}, ` +
+            `"${longest!.view.device.name}" says block ${theirs}: the spares ` +
             `have different histories (a cloned or rolled-back disk); give the spares of one ` +
             `history, nothing was written`,
         );
       }
     }
-    tables.push(longest?.table ?? []);
+    tables.push(merged ?? longest?.table ?? []);
   }
   return tables;
 }

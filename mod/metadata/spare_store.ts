@@ -41,8 +41,9 @@ import {
   encodePeerSection,
   peerSectionOffsetBytes,
   sealOffsetBytes,
+  VACATED,
 } from "./checkpoint.ts";
-import { encodeLogSectors, logSectorsFor, replayLog } from "./remap_log.ts";
+import { encodeLogSectors, packLogRecords, type RemapRecord, replayLog } from "./remap_log.ts";
 import { checkLayout, checkpointBytesFor } from "./spare_layout.ts";
 import {
   compareCopies,
@@ -300,6 +301,12 @@ export class SpareStore {
     });
     for (const blockIndex of replay.blockIndexes) slotBlocks.push(blockIndex);
     for (const record of replay.peerRecords) peers[record.ownerIndex]!.push(record.blockIndex);
+    for (const record of replay.vacated) {
+      const table = record.ownerIndex === winner.payload.spareIndex
+        ? slotBlocks
+        : peers[record.ownerIndex]!;
+      table[record.slotIndex] = VACATED;
+    }
     assert(slotBlocks.length <= layout.slotCount, "no more slots used than exist");
 
     const store = new SpareStore(device, winner, { slotBlocks, peers }, replay.sectorsUsed);
@@ -350,6 +357,7 @@ export class SpareStore {
   async appendRemaps(
     blockIndexes: readonly number[],
     ownerIndex: number = this.#payload.spareIndex,
+    options: AppendOptions = {},
   ): Promise<number> {
     const { layout } = this.#payload;
     const own = ownerIndex === this.#payload.spareIndex;
@@ -362,11 +370,28 @@ export class SpareStore {
         "slots were reserved before use",
       );
     }
-    const sectorsNeeded = logSectorsFor(blockIndexes.length);
+    const moves = options.movedFrom ?? [];
+    assert(moves.length === 0 || moves.length === blockIndexes.length, "a move source per block");
+    const firstSlot = list.length;
+    const records: RemapRecord[] = blockIndexes.flatMap((blockIndex, i) => {
+      const remap = { slotIndex: firstSlot + i, blockIndex, ownerIndex };
+      const from = moves[i];
+      if (from === undefined) return [remap];
+      assert(
+        this.slotsOf(from.spareIndex)[from.slotIndex] === blockIndex,
+        "a move names its source",
+      );
+      return [remap, {
+        slotIndex: from.slotIndex,
+        blockIndex,
+        ownerIndex: from.spareIndex,
+        vacate: true,
+      }];
+    });
+    const sectorsNeeded = packLogRecords(records).length;
     const logSectors = layout.logBytes / SECTOR_BYTES;
     assert(sectorsNeeded <= logSectors, "one batch fits in the log");
     if (this.#logSectorsUsed + sectorsNeeded > logSectors) await this.#checkpoint();
-    const firstSlot = list.length;
     const sectors = encodeLogSectors(
       {
         setupUuid: this.#payload.setup.uuid,
@@ -375,12 +400,19 @@ export class SpareStore {
         ownSlotsBefore: this.#slotBlocks.length,
       },
       this.#payload.table.logStartSequence + this.#logSectorsUsed,
-      blockIndexes.map((blockIndex, i) => ({ slotIndex: firstSlot + i, blockIndex, ownerIndex })),
+      records,
     );
     await this.device.write(sectors, layout.logOffsetBytes + this.#logSectorsUsed * SECTOR_BYTES);
     await this.device.flush();
     this.#logSectorsUsed += sectorsNeeded;
     for (const blockIndex of blockIndexes) list.push(blockIndex);
+    moves.forEach((from) => {
+      if (from === undefined) return;
+      const table = from.spareIndex === this.#payload.spareIndex
+        ? this.#slotBlocks
+        : this.#peers[from.spareIndex]!;
+      table[from.slotIndex] = VACATED;
+    });
     return firstSlot;
   }
 
@@ -397,7 +429,10 @@ export class SpareStore {
     tables.forEach((table, index) => {
       const known = this.slotsOf(index);
       assert(known.length <= table.length, "a view only grows");
-      assert(known.every((block, slot) => table[slot] === block), "a view is a prefix");
+      assert(
+        known.every((block, slot) => table[slot] === block || table[slot] === VACATED),
+        "a view is a prefix, up to slots given up since",
+      );
     });
     this.#slotBlocks = [...tables[spareIndex]!];
     this.#peers = tables.map((table, index) => index === spareIndex ? [] : [...table]);
@@ -444,6 +479,16 @@ export class SpareStore {
     this.#payload = payload;
     this.#header = header;
   }
+}
+
+/** Options for {@link SpareStore.appendRemaps}. */
+export interface AppendOptions {
+  /**
+   * For each block, the slot it moves from (its spare failed), or undefined
+   * for a block remapped for the first time: that slot is logged as given up
+   * in the same sector as the block's new slot. @default no moves
+   */
+  movedFrom?: readonly ({ spareIndex: number; slotIndex: number } | undefined)[];
 }
 
 /** Options for {@link SpareStore.rebuild}. */

@@ -17,6 +17,7 @@ import { SpareStore } from "../../mod/metadata/spare_store.ts";
 import type { RemapEvent } from "../../mod/remap/remap_device.ts";
 import { isDeviceGone } from "../../mod/errors.ts";
 import { makeHarness, memoryIdentity, pattern, readBack } from "./harness.ts";
+import { slotOffsetBytes } from "../../mod/metadata/spare_layout.ts";
 
 const BLOCK = 4096;
 
@@ -84,7 +85,17 @@ Deno.test("a setup opened with a spare missing: EIO for its blocks, the rest ser
         (error: Error) => /EIO/.test(error.message) && !isDeviceGone(error),
         `block ${blockIndex} on the missing spare`,
       );
-      await assert.rejects(engine.write(pattern(BLOCK, 7), blockIndex * BLOCK), /EIO/);
+      // A partial write needs the rest of the block, which is on the missing spare.
+      await assert.rejects(engine.write(pattern(512, 7), blockIndex * BLOCK), /EIO/);
+    }
+    // A whole-block write moves the block to the spare that is there. Only in
+    // the last round: the spare missing now would not know of the move, and
+    // opening it alone later would serve the old copy (the limit of format 2).
+    if (present === 1) {
+      const moved = unavailable[0]!;
+      await engine.write(pattern(BLOCK, 77), moved * BLOCK);
+      assert.equal(engine.lookup(moved)?.spareIndex, present);
+      assert.deepEqual(await readBack(engine, moved * BLOCK, BLOCK), pattern(BLOCK, 77));
     }
     for (const blockIndex of [...available, ...plain]) {
       assert.deepEqual(
@@ -133,4 +144,82 @@ Deno.test("a spare back after the setup ran without it is brought up to date and
   await engine.flush();
   const { store } = await SpareStore.open(harness.spares[0]!.crash(), { repair: false });
   assert.deepEqual([...store.slotsOf(1)].slice(-2), added, "spare 0 alone knows them now");
+});
+
+/** A one-spare-failing setup: 10 blocks remapped to spare 0 of 2, patterns written. */
+async function blocksOnSpare0() {
+  const harness = await makeHarness({ spareCount: 2 });
+  const blocks = Array.from({ length: 10 }, (_, i) => 40 + i * 2);
+  for (const blockIndex of blocks) {
+    harness.faulty.setBad({ offsetBytes: blockIndex * BLOCK, lengthBytes: BLOCK }, "write");
+    await harness.engine.write(pattern(BLOCK, blockIndex + 1), blockIndex * BLOCK);
+    assert.equal(harness.engine.lookup(blockIndex)?.spareIndex, 0);
+  }
+  const slotRange = (blockIndex: number) => {
+    const location = harness.engine.lookup(blockIndex)!;
+    return {
+      offsetBytes: slotOffsetBytes(harness.engine.spares[0]!.layout, location.slotIndex),
+      lengthBytes: BLOCK,
+    };
+  };
+  return { harness, blocks, slotRange };
+}
+
+Deno.test("a write to a slot of a spare whose writes fail is remapped again, and the rest is evacuated", async () => {
+  const { harness, blocks, slotRange } = await blocksOnSpare0();
+  const { engine, events } = harness;
+  // Spare 0's slots stop taking writes (reads still work), as a disk going bad.
+  for (const blockIndex of blocks) harness.faultySpares[0]!.setBad(slotRange(blockIndex), "write");
+  const target = blocks[0]!;
+  await engine.write(pattern(BLOCK, 1000), target * BLOCK);
+  assert.equal(engine.spares[0]!.state, "failed");
+  assert.equal(engine.lookup(target)?.spareIndex, 1);
+  assert.deepEqual(await readBack(engine, target * BLOCK, BLOCK), pattern(BLOCK, 1000));
+  assert.ok(events.some((event) => event.type === "spare-failed" && event.spareIndex === 0));
+  assert.equal(engine.degraded, true);
+
+  // The failure started the evacuation on its own; this one finds what is left, if anything.
+  assert.equal((await engine.evacuate()).failed, 0);
+  for (const blockIndex of blocks) {
+    assert.equal(engine.lookup(blockIndex)?.spareIndex, 1, `block ${blockIndex} moved`);
+    const expected = blockIndex === target ? pattern(BLOCK, 1000) : pattern(BLOCK, blockIndex + 1);
+    assert.deepEqual(await readBack(engine, blockIndex * BLOCK, BLOCK), expected);
+  }
+  // The moves are durable: after a restart every block is on spare 1, with its data.
+  await engine.flush();
+  const reopened = await harness.reopen();
+  assert.equal(reopened.spares[0]!.state, "failed");
+  for (const blockIndex of blocks) {
+    assert.equal(reopened.lookup(blockIndex)?.spareIndex, 1);
+    const expected = blockIndex === target ? pattern(BLOCK, 1000) : pattern(BLOCK, blockIndex + 1);
+    assert.deepEqual(await readBack(reopened, blockIndex * BLOCK, BLOCK), expected);
+  }
+  await reopened.close();
+});
+
+Deno.test("evacuation leaves an unreadable slot in place (EIO, never stale data), and a racing client write wins", async () => {
+  const { harness, blocks, slotRange } = await blocksOnSpare0();
+  const { engine } = harness;
+  const unreadable = blocks[1]!;
+  const raced = blocks[2]!;
+  for (const blockIndex of blocks) {
+    harness.faultySpares[0]!.setBad(
+      slotRange(blockIndex),
+      blockIndex === unreadable ? "both" : "write",
+    );
+  }
+  // The first failing write fails the spare and starts the evacuation; a
+  // partial write to another of its blocks races with it.
+  await engine.write(pattern(BLOCK, 2000), blocks[0]! * BLOCK);
+  const racer = pattern(512, 3000);
+  await engine.write(racer, raced * BLOCK + 1024);
+  // What the evacuation the failure started could not move, a second one cannot either.
+  assert.equal((await engine.evacuate()).failed, 1);
+  await assert.rejects(readBack(engine, unreadable * BLOCK, BLOCK), /EIO/);
+  assert.equal(engine.lookup(unreadable)?.spareIndex, 0, "it stays where it is");
+  const expected = pattern(BLOCK, raced + 1);
+  expected.set(racer, 1024);
+  assert.equal(engine.lookup(raced)?.spareIndex, 1);
+  assert.deepEqual(await readBack(engine, raced * BLOCK, BLOCK), expected);
+  await engine.close();
 });
