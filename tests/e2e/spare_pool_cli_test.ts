@@ -95,7 +95,12 @@ Deno.test("discover with one spare reports the whole setup and the blocks on the
     const text = await runCli(["discover", files.file("spare1.img"), files.file("main.img")]);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /spare 0 \(\S+\) is missing: 16 remapped blocks unavailable/);
-    assert.deepEqual(await hashFiles(files.path), before, "discover writes nothing");
+    const listed = await runCli(["remaps", "--spare", files.file("spare1.img"), "--json"]);
+    assert.equal(listed.code, 0, listed.stderr);
+    const remaps = JSON.parse(listed.stdout).remaps as { spareIndex: number }[];
+    assert.equal(remaps.length, 24, "one spare lists every remap of the setup");
+    assert.equal(remaps.filter((remap) => remap.spareIndex === 0).length, 16);
+    assert.deepEqual(await hashFiles(files.path), before, "discover and remaps write nothing");
   } finally {
     await files.cleanup();
   }
