@@ -33,6 +33,8 @@ export interface SpareStatus {
   slotsUsed: number;
   /** The setup is served without this spare: the blocks in its slots are unreadable. */
   missing: boolean;
+  /** I/O errors on its slots since the setup was served. */
+  errors: number;
   /** Copies that were valid when the spare was opened, e.g. 5 of 5. */
   validCopies: number;
   copies: CopyHealth[];
@@ -50,6 +52,8 @@ export interface SetupStatus {
     /** Why the setup failed, when it did. */
     failure?: string;
     formatVersion: number;
+    /** Which spare new remaps go to (`remap/allocation_policy.ts`). */
+    allocation: string;
   };
   main: { path: string; kind: "file" | "block"; sizeBytes: number; fingerprint: string };
   spares: SpareStatus[];

@@ -21,6 +21,7 @@ import {
   type SpareLayout,
 } from "../metadata/spare_layout.ts";
 import { MissingDevice } from "../device/missing_device.ts";
+import { isAllocationPolicy } from "../remap/allocation_policy.ts";
 import { type SpareReport, SpareStore } from "../metadata/spare_store.ts";
 import {
   FORMAT_VERSION,
@@ -267,6 +268,9 @@ export function assembleSetup(
   return Promise.resolve(
     new RemapDevice(description.setup.name, main.device, members, {
       pending: description.pending,
+      placement: isAllocationPolicy(description.setup.allocation)
+        ? description.setup.allocation
+        : "fill-first",
       degraded: description.setup.state === "degraded",
       ...options,
     }),

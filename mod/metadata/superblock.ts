@@ -111,6 +111,11 @@ export interface SuperblockPayload {
      * cleanly. Present with the server gone means it did not stop cleanly.
      */
     serving?: ServingMarker;
+    /**
+     * Which spare new remaps go to (format 2; `remap/allocation_policy.ts`).
+     * Absent: "fill-first", what setups did before policies existed.
+     */
+    allocation?: string;
   };
   main: MainIdentity;
   spares: SpareRecord[];

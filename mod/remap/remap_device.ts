@@ -53,6 +53,7 @@ import { type PlanSource, RequestPlanner, type Run } from "./plan.ts";
 import { RemapTable, type SlotLocation } from "./remap_table.ts";
 import { EngineStatePublisher } from "./shared_state.ts";
 import { type SpareMember, type SparePlacement, SpareSet } from "./spare_set.ts";
+import { type AllocationPolicy, placementFor } from "./allocation_policy.ts";
 
 /** What the engine reports as it works. */
 export type RemapEvent =
@@ -83,8 +84,11 @@ export interface RemapDeviceOptions {
    * @default ignore
    */
   onSetupWritten?: () => void;
-  /** Which spare new slots are taken from. @default inOrderPlacement */
-  placement?: SparePlacement;
+  /**
+   * Which spare new slots are taken from: a policy by name (what the setup
+   * records), or a placement of a test's own. @default "fill-first"
+   */
+  placement?: SparePlacement | AllocationPolicy;
 }
 
 /** Request and error counters for the status API. */
@@ -159,6 +163,7 @@ export class RemapDevice implements Device {
    */
   #setupStateChanged = false;
   #closed = false;
+  #allocationPolicy: AllocationPolicy | "custom";
   /** Set when close starts: no evacuation begins after it. */
   #closing = false;
   /** The evacuation started by a spare's failure, if any. */
@@ -174,7 +179,11 @@ export class RemapDevice implements Device {
     spares: readonly SpareMember[],
     options: RemapDeviceOptions = {},
   ) {
-    this.#spares = new SpareSet(spares, { placement: options.placement });
+    const placement = options.placement ?? "fill-first";
+    this.#allocationPolicy = typeof placement === "string" ? placement : "custom";
+    this.#spares = new SpareSet(spares, {
+      placement: typeof placement === "string" ? placementFor(placement) : placement,
+    });
     const blockBytes = this.#spares.blockBytes;
     this.name = name;
     this.sizeBytes = main.sizeBytes;
@@ -283,6 +292,27 @@ export class RemapDevice implements Device {
   /** The spares with their state. */
   get spares(): readonly SpareMember[] {
     return this.#spares.members;
+  }
+
+  /** The allocation policy new remaps follow ("custom" for a placement a test gave). */
+  get allocationPolicy(): AllocationPolicy | "custom" {
+    return this.#allocationPolicy;
+  }
+
+  /** I/O errors on each spare's slots since the engine started, by spare index. */
+  get spareErrors(): readonly number[] {
+    return this.#spares.errors;
+  }
+
+  /**
+   * Changes the allocation policy while serving: the next group commit uses
+   * it, and the setup's metadata records it (with the next state write).
+   */
+  setAllocationPolicy(policy: AllocationPolicy): Promise<void> {
+    this.#spares.setPlacement(placementFor(policy));
+    this.#allocationPolicy = policy;
+    this.#metadataDirty = this.#setupStateChanged = true;
+    return this.persistState();
   }
 
   /** Slots of spare `spareIndex` that hold a block, as the setup's tables say. */
@@ -483,7 +513,12 @@ export class RemapDevice implements Device {
     const target = buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
     if (run.kind === "slot") {
       const spare = this.#spareAt(run.spareIndex);
-      await this.#onSpare(spare, () => spare.device.read(target, run.offsetBytes));
+      await this.#onSpare(spare, () => spare.device.read(target, run.offsetBytes)).catch(
+        (error) => {
+          if (isIoError(error)) this.#spares.noteError(spare.index);
+          throw error;
+        },
+      );
       return;
     }
     try {
@@ -567,6 +602,7 @@ export class RemapDevice implements Device {
       return true;
     } catch (error) {
       if (!isIoError(error) && !isDeviceGone(error)) throw error;
+      this.#spares.noteError(spare.index);
       if (spare.state === "active") {
         this.#failSpare(spare, error.message);
         this.#scheduleMetadata();
@@ -1063,6 +1099,9 @@ export class RemapDevice implements Device {
           payload.setup.generation = generation;
           payload.setup.state = this.#degraded ? "degraded" : "clean";
           payload.setup.serving = this.#serving;
+          if (this.#allocationPolicy !== "custom") {
+            payload.setup.allocation = this.#allocationPolicy;
+          }
           payload.pending = pending;
           for (const member of this.#spares.members) {
             payload.spares[member.index]!.state = member.state;

@@ -89,6 +89,15 @@ export interface PlacementRequest {
   blockCount: number;
 }
 
+/** A spare that can take a slot, as a placement sees it. */
+export interface PlacementCandidate {
+  readonly index: number;
+  /** Slots its log does not hold yet (at least 1). */
+  readonly slotsFree: number;
+  /** I/O errors on its slots since the engine started (see `SpareSet.noteError`). */
+  readonly errors: number;
+}
+
 /** Which spare new slots are taken from. */
 export interface SparePlacement {
   /**
@@ -100,7 +109,7 @@ export interface SparePlacement {
    * @param request What the slots are for.
    * @returns The index of the chosen candidate, or undefined to choose none.
    */
-  choose(candidates: readonly SpareMember[], request: PlacementRequest): number | undefined;
+  choose(candidates: readonly PlacementCandidate[], request: PlacementRequest): number | undefined;
 }
 
 /** Slots granted on one spare for blocks of a group commit. */
@@ -145,7 +154,9 @@ export class SpareSet {
   /** The block size every spare shares. */
   readonly blockBytes: number;
   readonly #members: OwnedSpare[];
-  readonly #placement: SparePlacement;
+  #placement: SparePlacement;
+  /** I/O errors on each spare's slots, for placements that weigh health. */
+  readonly #errors: number[];
 
   /**
    * Takes over opened spares; their states are the ones the metadata records.
@@ -166,6 +177,7 @@ export class SpareSet {
     });
     this.#members = members.map((member) => ({ ...member }));
     this.#placement = options.placement ?? inOrderPlacement;
+    this.#errors = members.map(() => 0);
   }
 
   /** Every spare, in index order, with its state. */
@@ -211,7 +223,14 @@ export class SpareSet {
       member.state === "active" && isPresent(member) && slotsFreeOf(member) > 0
     );
     if (candidates.length === 0) return undefined;
-    const chosen = this.#placement.choose(candidates, request);
+    const chosen = this.#placement.choose(
+      candidates.map((candidate) => ({
+        index: candidate.index,
+        slotsFree: slotsFreeOf(candidate),
+        errors: this.#errors[candidate.index]!,
+      })),
+      request,
+    );
     if (chosen === undefined) return undefined;
     const spare = candidates.find((candidate) => candidate.index === chosen);
     assert(spare !== undefined, "the placement chooses one of the candidates");
@@ -220,6 +239,22 @@ export class SpareSet {
       firstSlotIndex: spare.store.slotsUsed,
       slotCount: Math.min(request.blockCount, slotsFreeOf(spare)),
     };
+  }
+
+  /** Uses another placement from the next remap on (a setup's policy changed). */
+  setPlacement(placement: SparePlacement): void {
+    this.#placement = placement;
+  }
+
+  /** Counts an I/O error on one of a spare's slots (placements may weigh it). */
+  noteError(spareIndex: number): void {
+    assert(this.#errors[spareIndex] !== undefined, "a known spare");
+    this.#errors[spareIndex]!++;
+  }
+
+  /** I/O errors counted on each spare's slots, by spare index. */
+  get errors(): readonly number[] {
+    return this.#errors;
   }
 
   /**

@@ -61,6 +61,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
           state: engine.failure !== undefined ? "failed" : engine.degraded ? "degraded" : "clean",
           failure: engine.failure,
           formatVersion: FORMAT_VERSION,
+          allocation: engine.allocationPolicy,
         },
         main: {
           path: description.main.path,
@@ -83,6 +84,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
             slotCount: spare.layout.slotCount,
             slotsUsed: engine.slotsUsedOf(spare.index),
             missing: spare.store === undefined,
+            errors: engine.spareErrors[spare.index] ?? 0,
             validCopies: report?.validCopies ?? 0,
             copies: (report?.copies ?? []).map((copy) => ({
               copyIndex: copy.copyIndex,
