@@ -16,6 +16,11 @@ import {
   READ_RETRIES_MAX,
 } from "../constants.ts";
 import { UsageError } from "../errors.ts";
+import {
+  ALLOCATION_POLICIES,
+  type AllocationPolicy,
+  isAllocationPolicy,
+} from "../remap/allocation_policy.ts";
 import type { KernelAttachSettings, ServiceSettings, TcpListener } from "../service/settings.ts";
 import type { OptionValue } from "./command.ts";
 import {
@@ -35,6 +40,8 @@ export interface ServeFlags {
   apiTcp?: TcpListener;
   exportName?: string;
   readRetries?: number;
+  /** `--allocation`: the policy new remaps follow from now on (recorded in the setup). */
+  allocation?: AllocationPolicy;
   eventsDb?: string;
   backupDir?: string;
   attach?: KernelAttachSettings;
@@ -52,6 +59,7 @@ export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags
       min: 0,
       max: READ_RETRIES_MAX,
     }),
+    allocation: allocationOption(stringOption(values.allocation)),
     tcp: tcpOption("tcp", stringOption(values.tcp)),
     apiTcp: tcpOption("api-tcp", stringOption(values["api-tcp"])),
     socket: stringOption(values.socket),
@@ -108,6 +116,7 @@ export function serveSettings(flags: ServeFlags, setupName: string): ServiceSett
     eventsPath: flags.eventsDb ?? eventsPathOf(setupName),
     backupDir: flags.backupDir ?? BACKUP_DIR,
     readRetries: flags.readRetries,
+    allocation: flags.allocation,
     runtimeDir: RUN_DIR,
   };
 }
@@ -138,4 +147,15 @@ export function demoSettings(
     eventsPath: `${stateDir}/demo.events.sqlite`,
     backupDir: `${stateDir}/backup`,
   };
+}
+
+/** `--allocation <policy>`, checked. */
+function allocationOption(value: string | undefined): AllocationPolicy | undefined {
+  if (value === undefined) return undefined;
+  if (!isAllocationPolicy(value)) {
+    throw new UsageError(
+      `--allocation "${value}" is not a policy: use one of ${ALLOCATION_POLICIES.join(", ")}`,
+    );
+  }
+  return value;
 }

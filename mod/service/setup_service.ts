@@ -177,6 +177,7 @@ export class SetupService {
     this.#backups = this.#backupKeeper();
     const engine = this.#engine = await assembleSetup(this.#disks.main, this.#disks.spares, {
       readRetries: settings.readRetries,
+      ...(settings.allocation === undefined ? {} : { placement: settings.allocation }),
       onSetupWritten: () => this.#backups?.request("setup state"),
       onEvent: (event) => this.events.publish(event),
     });

@@ -122,6 +122,8 @@ Deno.test("serve without a spare: qemu-io gets EIO for its blocks and correct da
       files.file("api.sock"),
       "--events-db",
       files.file("events.sqlite"),
+      "--allocation",
+      "round-robin",
     ]);
     try {
       const readPattern = (blockIndex: number, fill: number) =>
@@ -145,6 +147,7 @@ Deno.test("serve without a spare: qemu-io gets EIO for its blocks and correct da
       assert.equal(status.code, 0, status.stderr);
       const live = JSON.parse(status.stdout);
       assert.equal(live.setup.state, "degraded");
+      assert.equal(live.setup.allocation, "round-robin");
       assert.equal(live.spares[0].missing, true);
       assert.equal(live.spares[0].state, "missing");
       assert.equal(live.spares[0].slotsUsed, 16);
