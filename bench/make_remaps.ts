@@ -12,8 +12,12 @@
  * spare is reopened and assembled in-process to time the open path and the
  * table's memory. Prints one JSON line with the measurements.
  *
+ * With `--spares N` (N > 1), N - 1 more spares of 64 MiB join the setup;
+ * every remap stays on the first, and under format version 2 each other
+ * spare logs it too (as the engine does), so the open reads every view.
+ *
  * Usage: deno run -A bench/make_remaps.ts --name N --main M --spare S
- *          [--remaps 1000000] [--block-size 4096] [--stride 4] [--fill-bytes 0]
+ *          [--remaps 1000000] [--block-size 4096] [--stride 4] [--fill-bytes 0] [--spares 1]
  *
  * @module
  */
@@ -24,6 +28,7 @@ import { createSetup } from "../mod/assembly/create.ts";
 import { assembleSetup, openSpares } from "../mod/assembly/assemble.ts";
 import { REMAP_BATCH_MAX } from "../mod/constants.ts";
 import { minimumSpareBytes } from "../mod/metadata/spare_layout.ts";
+import { FORMAT_VERSION } from "../mod/metadata/superblock.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -35,6 +40,7 @@ const { values } = parseArgs({
     "block-size": { type: "string", default: "4096" },
     stride: { type: "string", default: "4" },
     "fill-bytes": { type: "string", default: "0" },
+    spares: { type: "string", default: "1" },
   },
 });
 const remaps = Number(values.remaps);
@@ -58,19 +64,35 @@ const spareBytes = Math.ceil(
 await Deno.writeFile(sparePath, new Uint8Array(0));
 await Deno.truncate(sparePath, spareBytes);
 
+const extraPaths = Array.from(
+  { length: Number(values.spares) - 1 },
+  (_, i) => `${sparePath}.${i + 1}`,
+);
+for (const path of extraPaths) {
+  await Deno.writeFile(path, new Uint8Array(0));
+  await Deno.truncate(path, 64 * 1024 * 1024);
+}
 const main = await openFileDevice(mainPath, { exclusive: true });
 const spare = await openFileDevice(sparePath, { exclusive: true });
+const extras = [];
+for (const path of extraPaths) extras.push(await openFileDevice(path, { exclusive: true }));
 const identity = { path: mainPath, kind: "file" as const, sizeBytes: mainBytes };
-const [store] = await createSetup({
+const [store, ...others] = await createSetup({
   name: values.name!,
   main: { device: main, identity },
-  spares: [{ device: spare, path: sparePath }],
+  spares: [
+    { device: spare, path: sparePath },
+    ...extras.map((device, i) => ({ device, path: extraPaths[i]! })),
+  ],
   blockBytes,
 });
 const appendStart = performance.now();
 for (let first = 0; first < remaps; first += REMAP_BATCH_MAX) {
   const count = Math.min(REMAP_BATCH_MAX, remaps - first);
-  await store!.appendRemaps(Array.from({ length: count }, (_, i) => blockOf(first + i)));
+  const blocks = Array.from({ length: count }, (_, i) => blockOf(first + i));
+  await store!.appendRemaps(blocks);
+  // Version 2 logs every remap on every spare; version 1 only on its own.
+  if (FORMAT_VERSION >= 2) { for (const other of others) await other.appendRemaps(blocks, 0); }
 }
 const appendMs = performance.now() - appendStart;
 const block = new Uint8Array(blockBytes);
@@ -83,17 +105,23 @@ for (let slot = 0; slot < remaps && (blockOf(slot) + 1) * blockBytes <= fillByte
 }
 await spare.flush();
 await spare.close();
+for (const extra of extras) await extra.close();
 
 // Time the open path in-process: spare metadata read and the table rebuilt.
 const memoryBefore = Deno.memoryUsage();
 const openStart = performance.now();
-const reopened = await openFileDevice(sparePath, { exclusive: true });
-const opened = await openSpares([reopened]);
+const reopened = [];
+for (const path of [sparePath, ...extraPaths]) {
+  reopened.push(await openFileDevice(path, { exclusive: true }));
+}
+const opened = await openSpares(reopened);
 const openSparesMs = performance.now() - openStart;
 const engine = await assembleSetup({ device: main, identity }, opened);
 const openMs = performance.now() - openStart;
 const memoryAfter = Deno.memoryUsage();
 const result = {
+  formatVersion: FORMAT_VERSION,
+  spares: 1 + extraPaths.length,
   remaps: engine.remapCount,
   blockBytes,
   stride,
@@ -109,4 +137,5 @@ const result = {
   rssGrowthBytesPerRemap: (memoryAfter.rss - memoryBefore.rss) / remaps,
 };
 await engine.close();
+for (const path of extraPaths) await Deno.remove(path);
 console.log(JSON.stringify(result));

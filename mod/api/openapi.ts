@@ -104,7 +104,8 @@ export const STATUS_EXAMPLE: SetupStatus = {
     blockBytes: 4096,
     sizeBytes: 1073741824,
     state: "clean",
-    formatVersion: 1,
+    formatVersion: 2,
+    allocation: "fill-first",
   },
   main: { path: "/dev/sda", kind: "block", sizeBytes: 1073741824, fingerprint: "ab01" },
   spares: [{
@@ -115,6 +116,8 @@ export const STATUS_EXAMPLE: SetupStatus = {
     state: "active",
     slotCount: 15000,
     slotsUsed: 3,
+    missing: false,
+    errors: 0,
     validCopies: 5,
     copies: [0, 1, 2, 3, 4].map((copyIndex) => ({
       ...COPY_EXAMPLE,

@@ -33,9 +33,13 @@ export interface SpareStatus {
   uuid: string;
   path: string;
   sizeBytes: number;
-  state: "active" | "failed";
+  state: "active" | "failed" | "missing";
   slotCount: number;
   slotsUsed: number;
+  /** The setup is served without this spare: the blocks in its slots are unreadable. */
+  missing: boolean;
+  /** I/O errors on its slots since the setup was served. */
+  errors: number;
   /** Copies that were valid when the spare was opened, e.g. 5 of 5. */
   validCopies: number;
   copies: CopyHealth[];
@@ -111,6 +115,8 @@ export interface SetupStatus {
     /** Why the setup failed, when it did. */
     failure?: string;
     formatVersion: number;
+    /** Which spare new remaps go to (`remap/allocation_policy.ts`). */
+    allocation: string;
   };
   main: { path: string; kind: "file" | "block"; sizeBytes: number; fingerprint: string };
   spares: SpareStatus[];

@@ -11,9 +11,24 @@
  */
 
 import type { Device } from "../device/device.ts";
-import { SetupMismatchError } from "../errors.ts";
+import { RefusedError, SetupMismatchError } from "../errors.ts";
+import { mergeViews, viewIsComplete } from "../metadata/setup_tables.ts";
+import {
+  checkpointBytesFor,
+  computeLayout,
+  holdsPeers,
+  minimumSpareBytes,
+  type SpareLayout,
+} from "../metadata/spare_layout.ts";
+import { MissingDevice } from "../device/missing_device.ts";
+import { isAllocationPolicy } from "../remap/allocation_policy.ts";
 import { type SpareReport, SpareStore } from "../metadata/spare_store.ts";
-import type { MainIdentity, SuperblockPayload } from "../metadata/superblock.ts";
+import {
+  FORMAT_VERSION,
+  type MainIdentity,
+  type SpareRecord,
+  type SuperblockPayload,
+} from "../metadata/superblock.ts";
 import { RemapDevice, type RemapDeviceOptions } from "../remap/remap_device.ts";
 import type { SpareMember } from "../remap/spare_set.ts";
 import { type IdentityMismatch, identityMismatch, type ProbedIdentity } from "./identity.ts";
@@ -22,14 +37,24 @@ import { type IdentityMismatch, identityMismatch, type ProbedIdentity } from "./
 export interface OpenedSpares {
   /** The newest setup-wide description (highest generation). */
   description: SuperblockPayload;
+  /** The spares present, in spare index order (`payload.spareIndex` names each). */
   stores: SpareStore[];
+  /** What opening each of `stores` found, in the same order. */
   reports: SpareReport[];
+  /** The setup's spares that were not given (only with `allowMissing`). */
+  missing: SpareRecord[];
 }
 
 /** Options for {@link openSpares}. */
 export interface OpenSparesOptions {
   /** Rewrite stale or invalid copies. @default true */
   repair?: boolean;
+  /**
+   * Open a setup with spares missing: every spare knows every spare's slots
+   * (format version 2), so the blocks on a missing spare are known and are
+   * refused (EIO), never read from the main disk. @default false
+   */
+  allowMissing?: boolean;
 }
 
 /**
@@ -80,7 +105,7 @@ export async function openSpares(
     bySpareIndex.set(payload.spareIndex, entry);
   }
   const missing = description.spares.filter((spare) => !bySpareIndex.has(spare.index));
-  if (missing.length > 0) {
+  if (missing.length > 0 && !options.allowMissing) {
     const list = missing.map((spare) =>
       `spare ${spare.index} (${spare.uuid}, last seen at "${spare.path}")`
     ).join(", ");
@@ -89,12 +114,69 @@ export async function openSpares(
       `missing ${list}; the data remapped to it would be unreadable. Attach it and name it with --spare`,
     );
   }
-  const ordered = description.spares.map((spare) => bySpareIndex.get(spare.index)!);
-  return {
-    description,
-    stores: ordered.map((entry) => entry.store),
-    reports: ordered.map((entry) => entry.report),
-  };
+  const ordered = description.spares.flatMap((spare) => bySpareIndex.get(spare.index) ?? []);
+  const stores = ordered.map((entry) => entry.store);
+  const tables = mergeViews(stores, description.spares.length);
+  if (options.repair ?? true) await completeViews(stores, description, tables);
+  return { description, stores, reports: ordered.map((entry) => entry.report), missing };
+}
+
+/**
+ * Writes the setup's tables to every active spare whose view lacks part of
+ * them (format version 2: each spare knows every spare's slots), which also
+ * finishes the upgrade of a version-1 setup, whose spares know only their own.
+ *
+ * @throws {RefusedError} When a spare's checkpoint regions cannot hold every
+ *   spare's table (a version-1 spare laid out for its own slots only).
+ */
+async function completeViews(
+  stores: readonly SpareStore[],
+  description: SuperblockPayload,
+  tables: readonly (readonly number[])[],
+): Promise<void> {
+  // A missing spare's slots are counted by its recorded size, as create laid it out at most.
+  const present = new Set(stores.map((store) => store.payload.spareIndex));
+  const slotsTotal = stores.reduce((sum, store) => sum + store.payload.layout.slotCount, 0) +
+    description.spares.filter((record) => !present.has(record.index)).reduce(
+      (sum, record) =>
+        sum + (computeLayout(record.sizeBytes, description.setup.blockBytes)?.slotCount ?? 0),
+      0,
+    );
+  // A spare back after the setup ran without it is brought up to date too.
+  const active = stores.filter((store) =>
+    description.spares[store.payload.spareIndex]!.state !== "failed"
+  );
+  for (const store of active) {
+    const { layout } = store.payload;
+    if (description.spares.length > 1 && !holdsPeers(layout, slotsTotal - layout.slotCount)) {
+      throw new RefusedError(
+        store.device.name,
+        `Cannot record every spare's remaps on spare ${store.payload.spareIndex} ` +
+          `("${store.device.name}"): its checkpoint regions hold ${layout.checkpointBytes} bytes, ` +
+          `the ${description.spares.length} spares' ${slotsTotal} slots need ` +
+          `${checkpointBytesFor(layout.slotCount, slotsTotal - layout.slotCount)}; a setup ` +
+          `created before format version 2 with spares this large cannot be upgraded in place ` +
+          `yet; keep serving it with the version that created it; nothing was written`,
+      );
+    }
+  }
+  for (const store of active) {
+    if (!viewIsComplete(store, tables) || store.formatVersion < FORMAT_VERSION) {
+      await store.resync(tables);
+    }
+  }
+}
+
+/**
+ * The layout of a spare the setup is served without. Its device fails every
+ * request, so the layout only numbers its slots for the planner: the one
+ * `create` computes for its recorded size alone, which has at least as many
+ * slots as the spare's real layout (that one also holds the others' tables).
+ */
+function missingSpareLayout(record: SpareRecord, description: SuperblockPayload): SpareLayout {
+  const { blockBytes } = description.setup;
+  return computeLayout(record.sizeBytes, blockBytes) ??
+    computeLayout(minimumSpareBytes(blockBytes), blockBytes)!;
 }
 
 /**
@@ -131,7 +213,9 @@ export async function recordMainIdentity(spares: OpenedSpares, main: MainIdentit
   const { description } = spares;
   const generation = description.setup.generation + 1;
   // A failed spare takes no metadata writes, as in the engine: its older generation loses.
-  const active = spares.stores.filter((_, index) => description.spares[index]!.state === "active");
+  const active = spares.stores.filter((store) =>
+    description.spares[store.payload.spareIndex]!.state === "active"
+  );
   for (const store of active) {
     await store.writeMetadata((payload) => {
       payload.main = main;
@@ -157,15 +241,36 @@ export function assembleSetup(
   } catch (error) {
     return Promise.reject(error);
   }
-  const members: SpareMember[] = spares.stores.map((store, index) => ({
-    index,
-    device: store.device,
-    store,
-    state: description.spares[index]!.state,
-  }));
+  const members: SpareMember[] = description.spares.map((record) => {
+    const store = spares.stores.find((each) => each.payload.spareIndex === record.index);
+    if (store !== undefined) {
+      // A spare that was missing is up to date again (openSpares' resync): it serves again.
+      const state = record.state === "missing" ? "active" : record.state;
+      return {
+        index: record.index,
+        device: store.device,
+        store,
+        layout: store.payload.layout,
+        state,
+      };
+    }
+    return {
+      index: record.index,
+      device: new MissingDevice(
+        `spare ${record.index} (${record.uuid}, last seen at "${record.path}")`,
+        record.sizeBytes,
+      ),
+      store: undefined,
+      layout: missingSpareLayout(record, description),
+      state: record.state === "failed" ? "failed" : "missing",
+    };
+  });
   return Promise.resolve(
     new RemapDevice(description.setup.name, main.device, members, {
       pending: description.pending,
+      placement: isAllocationPolicy(description.setup.allocation)
+        ? description.setup.allocation
+        : "fill-first",
       degraded: description.setup.state === "degraded",
       ...options,
     }),

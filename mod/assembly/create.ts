@@ -12,7 +12,7 @@ import type { Device } from "../device/device.ts";
 import { RefusedError, UsageError } from "../errors.ts";
 import { computeLayout, minimumSpareBytes } from "../metadata/spare_layout.ts";
 import { SpareStore } from "../metadata/spare_store.ts";
-import type { SpareRecord, SuperblockPayload } from "../metadata/superblock.ts";
+import { EMPTY_CRC32C, type SpareRecord, type SuperblockPayload } from "../metadata/superblock.ts";
 import { mainIdentityOf, type ProbedIdentity } from "./identity.ts";
 import { detectContents } from "./signatures.ts";
 
@@ -59,12 +59,20 @@ export async function createSetup(options: CreateSetupOptions): Promise<SpareSto
     );
   }
 
-  const layouts = spares.map((spare) => {
-    const layout = computeLayout(spare.device.sizeBytes, blockBytes);
+  // Every spare's checkpoints hold every spare's table (format version 2).
+  // First each spare alone; then each again with room for the others' slots
+  // as the first pass counted them: the second pass gives each spare fewer
+  // slots, never more, so every region holds what the others really have.
+  const alone = spares.map((spare) => computeLayout(spare.device.sizeBytes, blockBytes));
+  const slotsAlone = alone.reduce((sum, layout) => sum + (layout?.slotCount ?? 0), 0);
+  const layouts = spares.map((spare, index) => {
+    const peerSlots = slotsAlone - (alone[index]?.slotCount ?? 0);
+    const layout = computeLayout(spare.device.sizeBytes, blockBytes, peerSlots);
     if (!layout) {
       throw new UsageError(
         `Spare "${spare.path}" is too small: ${spare.device.sizeBytes} bytes; a spare needs at least ` +
-          `${minimumSpareBytes(blockBytes)} bytes for block size ${blockBytes}`,
+          `${minimumSpareBytes(blockBytes)} bytes for block size ${blockBytes}` +
+          (peerSlots > 0 ? `, plus ${peerSlots * 16} bytes to record the other spares' slots` : ""),
       );
     }
     return layout;
@@ -99,6 +107,8 @@ export async function createSetup(options: CreateSetupOptions): Promise<SpareSto
         checkpointEntries: 0,
         checkpointCrc32c: 0,
         logStartSequence: 1,
+        peerEntries: spares.map(() => 0),
+        peerCrc32c: EMPTY_CRC32C,
       },
       pending: [],
       health: {},

@@ -24,7 +24,12 @@
  * @module
  */
 
-import type { ServingMarker, SuperblockPayload, ValidCopy } from "../metadata/superblock.ts";
+import type {
+  ServingMarker,
+  SpareRecord,
+  SuperblockPayload,
+  ValidCopy,
+} from "../metadata/superblock.ts";
 import { compareCopies } from "../metadata/superblock.ts";
 import type { CandidateProbe } from "./candidate_probe.ts";
 import {
@@ -77,7 +82,7 @@ export interface SpareFinding {
   uuid: string;
   /** Where the setup last saw it. */
   recordedPath: string;
-  state: "active" | "failed";
+  state: SpareRecord["state"];
   /** The device whose metadata wins (newest), when found. */
   found?: SpareSighting;
   /** Other devices carrying this spare, older (or as new: a clone), listed as stale. */

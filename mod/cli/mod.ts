@@ -84,6 +84,7 @@ const COMMANDS: Record<string, Command> = {
     usage:
       "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
+      "[--allocation fill-first|round-robin|most-free|health-weighted] " +
       "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force] [--config <file>]\n" +
       "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]\n" +
       "       [--smart-interval S | --no-smart] [--scrub-interval S] [--ublk] [--queues N] [--depth N]",
@@ -98,6 +99,7 @@ const COMMANDS: Record<string, Command> = {
       "api-tcp": { type: "string" },
       "export-name": { type: "string" },
       "read-retries": { type: "string" },
+      allocation: { type: "string" },
       ...SCAN_DIR_OPTION,
       buffered: { type: "boolean" },
       "events-db": { type: "string" },

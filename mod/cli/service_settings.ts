@@ -47,6 +47,11 @@ import type {
   TcpListener,
   UblkSettings,
 } from "../service/settings.ts";
+import {
+  ALLOCATION_POLICIES,
+  type AllocationPolicy,
+  isAllocationPolicy,
+} from "../remap/allocation_policy.ts";
 import type { OptionValue } from "./command.ts";
 import {
   BACKUP_DIR,
@@ -66,6 +71,8 @@ export interface ServeFlags {
   apiTcp?: TcpListener;
   exportName?: string;
   readRetries?: number;
+  /** `--allocation`: the policy new remaps follow from now on (recorded in the setup). */
+  allocation?: AllocationPolicy;
   eventsDb?: string;
   backupDir?: string;
   attach?: KernelAttachSettings;
@@ -87,6 +94,7 @@ export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags
       min: 0,
       max: READ_RETRIES_MAX,
     }),
+    allocation: allocationOption(stringOption(values.allocation)),
     tcp: tcpOption("tcp", stringOption(values.tcp)),
     apiTcp: tcpOption("api-tcp", stringOption(values["api-tcp"])),
     socket: stringOption(values.socket),
@@ -187,6 +195,7 @@ export function serveSettings(flags: ServeFlags, setupName: string): ServiceSett
     eventsPath: flags.eventsDb ?? eventsPathOf(setupName),
     backupDir: flags.backupDir ?? BACKUP_DIR,
     readRetries: flags.readRetries,
+    allocation: flags.allocation,
     runtimeDir: RUN_DIR,
     smart: flags.smart,
     scrub: { intervalMs: flags.scrubIntervalMs },
@@ -509,4 +518,14 @@ function policyRunSettingsOf(
     }));
   if (rules.length === 0) return undefined;
   return { rules, intervalMs: intervalS * 1000 };
+}
+/** `--allocation <policy>`, checked. */
+function allocationOption(value: string | undefined): AllocationPolicy | undefined {
+  if (value === undefined) return undefined;
+  if (!isAllocationPolicy(value)) {
+    throw new UsageError(
+      `--allocation "${value}" is not a policy: use one of ${ALLOCATION_POLICIES.join(", ")}`,
+    );
+  }
+  return value;
 }

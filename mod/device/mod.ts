@@ -22,6 +22,7 @@
 export type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "./device.ts";
 export { isRangeInside } from "./device.ts";
 export { MemoryDevice } from "./memory_device.ts";
+export { MissingDevice } from "./missing_device.ts";
 export {
   BOUNCE_BYTES_MAX,
   DIRECT_ALIGN_BYTES,

@@ -14,6 +14,13 @@
  * checkpoint that fills its region to the last sector has no room for a seal
  * and is written without one.
  *
+ * In format version 2 the region also holds the other spares' tables (the
+ * peer section), after the seal sector: for each other spare in index order,
+ * the dense array of the blocks its slots hold. Their entry counts and one
+ * CRC-32C over the section live in the copies' table (`peerEntries`,
+ * `peerCrc32c`). The own entries and the seal stay where version 1 put them,
+ * so a table is proven from a spare alone as before.
+ *
  * Seal sector, little-endian:
  *
  * | offset | width | field |
@@ -37,6 +44,12 @@ import { crc32c } from "./crc32c.ts";
 import { CHECKPOINT_ENTRY_BYTES } from "./spare_layout.ts";
 import { uuidFromBytes, uuidToBytes } from "./uuid.ts";
 
+/**
+ * The block of a slot that gave its block up (the block moved to another
+ * slot, format version 2): in memory -1, on disk all ones.
+ */
+export const VACATED = -1;
+
 /** ASCII `DRCK`. */
 const SEAL_MAGIC = 0x4b435244;
 const SEAL_CRC_OFFSET = SECTOR_BYTES - 4;
@@ -58,6 +71,11 @@ export function encodeCheckpoint(
   const view = new DataView(bytes.buffer);
   for (let i = 0; i < entryCount; i++) {
     const blockIndex = blockIndexes[i]!;
+    if (blockIndex === VACATED) {
+      view.setUint32(i * 8, 0xffff_ffff, true);
+      view.setUint32(i * 8 + 4, 0xffff_ffff, true);
+      continue;
+    }
     view.setUint32(i * 8, blockIndex % 0x1_0000_0000, true);
     view.setUint32(i * 8 + 4, Math.floor(blockIndex / 0x1_0000_0000), true);
   }
@@ -77,12 +95,26 @@ export function decodeCheckpoint(
   const entryBytes = entryCount * CHECKPOINT_ENTRY_BYTES;
   assert(bytes.length >= entryBytes, "checkpoint read covers its entries");
   if (crc32c(bytes.subarray(0, entryBytes)) !== expectedCrc) return undefined;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, entryBytes);
-  const blockIndexes = new Array<number>(entryCount);
-  for (let i = 0; i < entryCount; i++) {
-    const high = view.getUint32(i * 8 + 4, true);
+  return decodeEntries(bytes, { firstEntry: 0, entryCount });
+}
+
+/** Entries `firstEntry` onwards as block indexes, or `undefined` when one is out of range. */
+function decodeEntries(
+  bytes: Uint8Array,
+  range: { firstEntry: number; entryCount: number },
+): number[] | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const blockIndexes = new Array<number>(range.entryCount);
+  for (let i = 0; i < range.entryCount; i++) {
+    const at = (range.firstEntry + i) * CHECKPOINT_ENTRY_BYTES;
+    const high = view.getUint32(at + 4, true);
+    const low = view.getUint32(at, true);
+    if (high === 0xffff_ffff && low === 0xffff_ffff) {
+      blockIndexes[i] = VACATED;
+      continue;
+    }
     if (high > 0x1fffff) return undefined;
-    blockIndexes[i] = high * 0x1_0000_0000 + view.getUint32(i * 8, true);
+    blockIndexes[i] = high * 0x1_0000_0000 + low;
   }
   return blockIndexes;
 }
@@ -143,4 +175,50 @@ export function decodeCheckpointSeal(bytes: Uint8Array): CheckpointSeal | undefi
     crc32c: view.getUint32(36, true),
     logStartSequence: Number(logStartSequence),
   };
+}
+
+/** Where the peer section of a checkpoint with `ownEntries` own entries starts in its region. */
+export function peerSectionOffsetBytes(ownEntries: number): number {
+  return sealOffsetBytes(ownEntries) + SECTOR_BYTES;
+}
+
+/**
+ * Encodes the other spares' tables, in spare order, skipping `ownIndex`.
+ *
+ * @returns The section (whole sectors), its CRC and the entry count per spare (0 for `ownIndex`).
+ */
+export function encodePeerSection(
+  peers: readonly (readonly number[])[],
+  ownIndex: number,
+): EncodedCheckpoint & { peerEntries: number[] } {
+  const peerEntries = peers.map((blocks, index) => index === ownIndex ? 0 : blocks.length);
+  const all: number[] = [];
+  peers.forEach((blocks, index) => {
+    if (index !== ownIndex) { for (const block of blocks) all.push(block); }
+  });
+  return { ...encodeCheckpoint(all, all.length), peerEntries };
+}
+
+/**
+ * Decodes a peer section read from disk.
+ *
+ * @returns The block lists per spare (empty for `ownIndex`), or `undefined` when the CRC does not match.
+ */
+export function decodePeerSection(
+  bytes: Uint8Array,
+  peerEntries: readonly number[],
+  expectedCrc: number,
+): number[][] | undefined {
+  const total = peerEntries.reduce((sum, count) => sum + count, 0);
+  assert(bytes.length >= total * CHECKPOINT_ENTRY_BYTES, "the read covers the section");
+  if (crc32c(bytes.subarray(0, total * CHECKPOINT_ENTRY_BYTES)) !== expectedCrc) return undefined;
+  const peers: number[][] = [];
+  let firstEntry = 0;
+  for (const entryCount of peerEntries) {
+    const blocks = decodeEntries(bytes, { firstEntry, entryCount });
+    if (!blocks) return undefined;
+    peers.push(blocks);
+    firstEntry += entryCount;
+  }
+  return peers;
 }

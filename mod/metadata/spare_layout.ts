@@ -8,7 +8,9 @@
  * Invariants (asserted by {@link checkLayout}):
  * - the five copies, the log, both checkpoint regions and the data slots are disjoint;
  * - data slots start on a {@link DATA_ALIGN_BYTES} boundary, after all metadata;
- * - each checkpoint region holds one 8-byte entry per slot.
+ * - each checkpoint region holds one 8-byte entry per slot, and (format
+ *   version 2) the seal and one entry per slot of every other spare of the
+ *   setup ({@link checkpointBytesFor}; checked where the setup is known).
  *
  * @module
  */
@@ -45,8 +47,21 @@ function alignUp(value: number, alignment: number): number {
   return Math.ceil(value / alignment) * alignment;
 }
 
-function layoutForSlots(slotCount: number, blockBytes: number): SpareLayout {
-  const checkpointBytes = alignUp(slotCount * CHECKPOINT_ENTRY_BYTES, DATA_ALIGN_BYTES);
+/**
+ * Bytes a checkpoint of `ownEntries` own and `peerEntries` peer entries needs
+ * in its region: without peers, the entries alone (the seal is written when
+ * there is room); with peers, entries, the seal sector and the peer section
+ * (`checkpoint.ts`), each rounded to whole sectors.
+ */
+export function checkpointBytesFor(ownEntries: number, peerEntries: number): number {
+  const ownBytes = ownEntries * CHECKPOINT_ENTRY_BYTES;
+  if (peerEntries === 0) return ownBytes;
+  return alignUp(ownBytes, SECTOR_BYTES) + SECTOR_BYTES +
+    alignUp(peerEntries * CHECKPOINT_ENTRY_BYTES, SECTOR_BYTES);
+}
+
+function layoutForSlots(slotCount: number, blockBytes: number, peerSlots: number): SpareLayout {
+  const checkpointBytes = alignUp(checkpointBytesFor(slotCount, peerSlots), DATA_ALIGN_BYTES);
   const checkpointA = LOG_OFFSET_BYTES + LOG_BYTES;
   const checkpointB = checkpointA + checkpointBytes;
   return {
@@ -67,9 +82,15 @@ function layoutEndBytes(layout: SpareLayout): number {
 /**
  * Computes the layout that gives a spare of `sizeBytes` the most data slots.
  *
+ * @param peerSlots The slots of the setup's other spares, which each
+ *   checkpoint region must also hold (format version 2). @default 0
  * @returns The layout, or `undefined` when fewer than {@link SPARE_SLOTS_MIN} slots fit.
  */
-export function computeLayout(sizeBytes: number, blockBytes: number): SpareLayout | undefined {
+export function computeLayout(
+  sizeBytes: number,
+  blockBytes: number,
+  peerSlots = 0,
+): SpareLayout | undefined {
   assert(blockBytes >= BLOCK_BYTES_MIN && blockBytes <= BLOCK_BYTES_MAX, "block size in range");
   // The end of the layout grows with the slot count, so the largest count
   // that fits is found by bisection.
@@ -77,16 +98,16 @@ export function computeLayout(sizeBytes: number, blockBytes: number): SpareLayou
   let tooMany = Math.floor(sizeBytes / blockBytes) + 1;
   while (tooMany - fits > 1) {
     const middle = Math.floor((fits + tooMany) / 2);
-    if (layoutEndBytes(layoutForSlots(middle, blockBytes)) <= sizeBytes) fits = middle;
+    if (layoutEndBytes(layoutForSlots(middle, blockBytes, peerSlots)) <= sizeBytes) fits = middle;
     else tooMany = middle;
   }
   if (fits < SPARE_SLOTS_MIN) return undefined;
-  return checkLayout(layoutForSlots(fits, blockBytes), sizeBytes);
+  return checkLayout(layoutForSlots(fits, blockBytes, peerSlots), sizeBytes);
 }
 
 /** The smallest spare size that {@link computeLayout} accepts for `blockBytes`. */
 export function minimumSpareBytes(blockBytes: number): number {
-  return layoutEndBytes(layoutForSlots(SPARE_SLOTS_MIN, blockBytes));
+  return layoutEndBytes(layoutForSlots(SPARE_SLOTS_MIN, blockBytes, 0));
 }
 
 /**
@@ -119,4 +140,12 @@ export function slotOffsetBytes(layout: SpareLayout, slotIndex: number): number 
     "slot index in range",
   );
   return layout.dataOffsetBytes + slotIndex * layout.blockBytes;
+}
+
+/**
+ * Whether a spare's checkpoint regions hold its own slots and `peerSlots`
+ * slots of the other spares (format version 2).
+ */
+export function holdsPeers(layout: SpareLayout, peerSlots: number): boolean {
+  return checkpointBytesFor(layout.slotCount, peerSlots) <= layout.checkpointBytes;
 }

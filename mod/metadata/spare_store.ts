@@ -12,6 +12,13 @@
  *    The log restarts at its first sector with the next sequence number, so
  *    its old sectors no longer count.
  *
+ * Format version 2: the log and the checkpoints also carry the other spares'
+ * tables (peer records and the peer section), so one spare tells where every
+ * block of the setup lives. A spare's view of a peer is a prefix of the
+ * peer's table: every remap is logged on every working spare before it is
+ * acknowledged, and a spare that missed one is brought up to date by
+ * {@link SpareStore.resync} before it logs again.
+ *
  * A crash between any two sector writes leaves at least one copy that is
  * either the old or the new state, and a log that replays to a prefix of the
  * appended records of which every acknowledged one is included.
@@ -28,12 +35,22 @@ import type { Device } from "../device/device.ts";
 import { MetadataScrubError, NoValidCopyError, UnsupportedVersionError } from "../errors.ts";
 import {
   decodeCheckpoint,
+  decodePeerSection,
   encodeCheckpoint,
   encodeCheckpointSeal,
+  encodePeerSection,
+  peerSectionOffsetBytes,
   sealOffsetBytes,
+  VACATED,
 } from "./checkpoint.ts";
-import { encodeLogSectors, logSectorsFor, replayLog } from "./remap_log.ts";
-import { checkLayout } from "./spare_layout.ts";
+import {
+  encodeLogSectors,
+  type LogReplay,
+  packLogRecords,
+  type RemapRecord,
+  replayLog,
+} from "./remap_log.ts";
+import { checkLayout, checkpointBytesFor } from "./spare_layout.ts";
 import {
   compareCopies,
   type CopyHeader,
@@ -114,6 +131,47 @@ export async function readCopies(
   return decoded;
 }
 
+/**
+ * The tables a spare's checkpoint and log hold (format version 2: its own
+ * slots and its view of every other spare's), as an open reads them and a
+ * scrub checks them.
+ *
+ * @returns The tables and the log's replay, or why the checkpoint is unreadable.
+ */
+async function readTables(
+  device: Device,
+  payload: SuperblockPayload,
+): Promise<{ slotBlocks: number[]; peers: number[][]; replay: LogReplay } | string> {
+  const { layout, table } = payload;
+  const checkpointBytes = new Uint8Array(
+    Math.ceil(table.checkpointEntries * 8 / SECTOR_BYTES) * SECTOR_BYTES,
+  );
+  await device.read(checkpointBytes, layout.checkpointOffsetBytes[table.checkpointRegion]);
+  const slotBlocks = decodeCheckpoint(
+    checkpointBytes,
+    table.checkpointEntries,
+    table.checkpointCrc32c,
+  );
+  if (!slotBlocks) return `checkpoint ${"AB"[table.checkpointRegion]} fails its checksum`;
+  const peers = await readPeerSection(device, payload);
+  const logRegion = new Uint8Array(layout.logBytes);
+  await device.read(logRegion, layout.logOffsetBytes);
+  const replay = replayLog(logRegion, {
+    setupUuid: payload.setup.uuid,
+    spareIndex: payload.spareIndex,
+    startSequence: table.logStartSequence,
+    firstSlot: table.checkpointEntries,
+    peerNextSlots: peers.map((blocks) => blocks.length),
+  });
+  for (const blockIndex of replay.blockIndexes) slotBlocks.push(blockIndex);
+  for (const record of replay.peerRecords) peers[record.ownerIndex]!.push(record.blockIndex);
+  for (const record of replay.vacated) {
+    const owner = record.ownerIndex === payload.spareIndex ? slotBlocks : peers[record.ownerIndex]!;
+    owner[record.slotIndex] = VACATED;
+  }
+  return { slotBlocks, peers, replay };
+}
+
 /** The metadata of one open spare. */
 export class SpareStore {
   readonly device: Device;
@@ -121,24 +179,34 @@ export class SpareStore {
   #header: CopyHeader;
   /** Slot i holds main block `#slotBlocks[i]`. */
   #slotBlocks: number[];
+  /** What this spare knows of the other spares' tables, by spare index (empty for itself). */
+  #peers: number[][];
   #logSectorsUsed: number;
 
   private constructor(
     device: Device,
     winner: ValidCopy,
-    slotBlocks: number[],
+    tables: { slotBlocks: number[]; peers: number[][] },
     logSectorsUsed: number,
   ) {
     this.device = device;
     this.#payload = winner.payload;
     this.#header = winner.header;
-    this.#slotBlocks = slotBlocks;
+    this.#slotBlocks = tables.slotBlocks;
+    this.#peers = tables.peers;
     this.#logSectorsUsed = logSectorsUsed;
+    assert(this.#peers.length === this.#payload.spares.length, "a view of every spare");
+    assert(this.#peers[this.#payload.spareIndex]!.length === 0, "its own table is not a peer");
   }
 
   /** The current payload; change it only through {@link writeMetadata}. */
   get payload(): Readonly<SuperblockPayload> {
     return this.#payload;
+  }
+
+  /** The format version of the copies on disk (older until the setup upgrades it). */
+  get formatVersion(): number {
+    return this.#header.formatVersion;
   }
 
   /** Sequence number of the copies on disk. */
@@ -157,6 +225,16 @@ export class SpareStore {
   }
 
   /**
+   * The table of spare `spareIndex` as this spare knows it: its own, or what
+   * its peer records and peer section say of another (a prefix of that
+   * spare's table; empty when it knows nothing of it).
+   */
+  slotsOf(spareIndex: number): readonly number[] {
+    if (spareIndex === this.#payload.spareIndex) return this.#slotBlocks;
+    return this.#peers[spareIndex] ?? [];
+  }
+
+  /**
    * Writes fresh metadata to a spare: five copies at sequence 1, empty table.
    * The caller has checked that the device may be overwritten.
    */
@@ -172,7 +250,12 @@ export class SpareStore {
       spareIndex: payload.spareIndex,
     };
     await writeAllCopies(device, header, payload);
-    return new SpareStore(device, { valid: true, header, payload }, [], 0);
+    return new SpareStore(
+      device,
+      { valid: true, header, payload },
+      { slotBlocks: [], peers: payload.spares.map(() => []) },
+      0,
+    );
   }
 
   /**
@@ -195,16 +278,12 @@ export class SpareStore {
     checkLayout(layout, device.sizeBytes);
     assert(options.slotBlocks.length <= layout.slotCount, "no more slots than exist");
     assert(Number.isSafeInteger(options.sequence) && options.sequence >= 1, "a copy sequence");
-    const table: TableState = {
-      checkpointRegion: options.checkpointRegion,
-      checkpointEntries: options.slotBlocks.length,
-      checkpointCrc32c: await writeCheckpoint(device, payload, {
-        slotBlocks: options.slotBlocks,
-        region: options.checkpointRegion,
-        logStartSequence: options.logStartSequence,
-      }),
+    const table = await writeCheckpoint(device, payload, {
+      slotBlocks: options.slotBlocks,
+      peers: payload.spares.map(() => []),
+      region: options.checkpointRegion,
       logStartSequence: options.logStartSequence,
-    };
+    });
     await writeAllCopies(device, {
       formatVersion: FORMAT_VERSION,
       sequence: options.sequence,
@@ -255,33 +334,12 @@ export class SpareStore {
     const { layout, table } = winner.payload;
     checkLayout(layout, device.sizeBytes);
 
-    const checkpointBytes = new Uint8Array(
-      Math.ceil(table.checkpointEntries * 8 / SECTOR_BYTES) * SECTOR_BYTES,
-    );
-    await device.read(checkpointBytes, layout.checkpointOffsetBytes[table.checkpointRegion]);
-    const slotBlocks = decodeCheckpoint(
-      checkpointBytes,
-      table.checkpointEntries,
-      table.checkpointCrc32c,
-    );
-    if (!slotBlocks) {
-      throw new NoValidCopyError(
-        device.name,
-        `checkpoint ${"AB"[table.checkpointRegion]} fails its checksum`,
-      );
-    }
-    const logRegion = new Uint8Array(layout.logBytes);
-    await device.read(logRegion, layout.logOffsetBytes);
-    const replay = replayLog(logRegion, {
-      setupUuid: winner.payload.setup.uuid,
-      spareIndex: winner.payload.spareIndex,
-      startSequence: table.logStartSequence,
-      firstSlot: table.checkpointEntries,
-    });
-    for (const blockIndex of replay.blockIndexes) slotBlocks.push(blockIndex);
+    const tables = await readTables(device, winner.payload);
+    if (typeof tables === "string") throw new NoValidCopyError(device.name, tables);
+    const { slotBlocks, peers, replay } = tables;
     assert(slotBlocks.length <= layout.slotCount, "no more slots used than exist");
 
-    const store = new SpareStore(device, winner, slotBlocks, replay.sectorsUsed);
+    const store = new SpareStore(device, winner, { slotBlocks, peers }, replay.sectorsUsed);
     const copies = decoded.map((copy, copyIndex): CopyReport => ({
       copyIndex,
       sector: COPY_SECTORS[copyIndex]!,
@@ -295,10 +353,10 @@ export class SpareStore {
         copy.header.timestampMs !== winner.header.timestampMs,
       repaired: false,
     }));
-    if (repair && upgradedFrom !== undefined) {
-      await store.writeMetadata(() => {});
-      for (const copy of copies) copy.repaired = true;
-    } else if (repair) {
+    // A spare of an older format is upgraded where the whole setup is known
+    // (assembly, `resync`): version 2 records every spare's table, so its
+    // copies are not rewritten from this spare alone.
+    if (repair && upgradedFrom === undefined) {
       for (const copy of copies.filter((report) => report.stale)) {
         await writeCopy(device, { ...store.#header, copyIndex: copy.copyIndex }, store.#payload);
         copy.repaired = true;
@@ -421,76 +479,117 @@ export class SpareStore {
     return undefined;
   }
 
-  /** Why the checkpoint and log on disk do not replay to the table in memory, if they do not. */
+  /** Why the checkpoint and log on disk do not replay to the tables in memory, if they do not. */
   async #tableProblem(): Promise<string | undefined> {
-    const { layout, table } = this.#payload;
-    const checkpointBytes = new Uint8Array(
-      Math.ceil(table.checkpointEntries * 8 / SECTOR_BYTES) * SECTOR_BYTES,
-    );
-    await this.device.read(checkpointBytes, layout.checkpointOffsetBytes[table.checkpointRegion]);
-    const checkpointed = decodeCheckpoint(
-      checkpointBytes,
-      table.checkpointEntries,
-      table.checkpointCrc32c,
-    );
-    const region = "AB"[table.checkpointRegion];
-    if (checkpointed === undefined) return `checkpoint ${region} fails its checksum`;
-    if (!checkpointed.every((block, slot) => block === this.#slotBlocks[slot])) {
-      return `checkpoint ${region} differs from the table`;
+    const tables = await readTables(this.device, this.#payload);
+    if (typeof tables === "string") return tables;
+    const same = (disk: readonly number[], memory: readonly number[]) =>
+      disk.length === memory.length && disk.every((block, slot) => block === memory[slot]);
+    if (tables.replay.sectorsUsed < this.#logSectorsUsed) {
+      return `the log replays ${tables.replay.sectorsUsed} of ${this.#logSectorsUsed} sectors ` +
+        `(${tables.replay.stopReason})`;
     }
-    const logRegion = new Uint8Array(layout.logBytes);
-    await this.device.read(logRegion, layout.logOffsetBytes);
-    const replay = replayLog(logRegion, {
-      setupUuid: this.#payload.setup.uuid,
-      spareIndex: this.#payload.spareIndex,
-      startSequence: table.logStartSequence,
-      firstSlot: table.checkpointEntries,
-    });
-    const logged = this.#slotBlocks.slice(table.checkpointEntries);
-    if (
-      replay.sectorsUsed < this.#logSectorsUsed ||
-      replay.blockIndexes.length !== logged.length ||
-      !replay.blockIndexes.every((block, i) => block === logged[i])
-    ) {
-      return `the log replays ${replay.sectorsUsed} of ${this.#logSectorsUsed} sectors ` +
-        `(${replay.stopReason})`;
-    }
+    if (!same(tables.slotBlocks, this.#slotBlocks)) return "its own table differs from memory";
+    const peer = tables.peers.findIndex((blocks, index) => !same(blocks, this.#peers[index] ?? []));
+    if (peer >= 0) return `its view of spare ${peer}'s table differs from memory`;
     return undefined;
   }
 
   /**
    * Makes remaps durable: logs that the next slots hold `blockIndexes`, in
    * order, and flushes. The caller wrote and flushed the slots' data first.
+   * Makes remaps durable: logs that the next slots of spare `ownerIndex`
+   * hold `blockIndexes`, in order, and flushes. The owner's data was written
+   * and flushed first (by the caller, on the owner).
    *
+   * @param ownerIndex The spare whose slots they are. @default this spare
    * @returns The first slot index used.
    * @throws {DeviceIoError} When the spare cannot store the log; nothing is acknowledged then.
    */
-  async appendRemaps(blockIndexes: readonly number[]): Promise<number> {
+  async appendRemaps(
+    blockIndexes: readonly number[],
+    ownerIndex: number = this.#payload.spareIndex,
+    options: AppendOptions = {},
+  ): Promise<number> {
     const { layout } = this.#payload;
+    const own = ownerIndex === this.#payload.spareIndex;
+    const list = own ? this.#slotBlocks : this.#peers[ownerIndex];
+    assert(list !== undefined, "remaps of a spare of the setup");
     assert(blockIndexes.length > 0, "remaps to append");
-    assert(
-      this.slotsUsed + blockIndexes.length <= layout.slotCount,
-      "slots were reserved before use",
-    );
-    const sectorsNeeded = logSectorsFor(blockIndexes.length);
+    if (own) {
+      assert(
+        this.slotsUsed + blockIndexes.length <= layout.slotCount,
+        "slots were reserved before use",
+      );
+    }
+    const moves = options.movedFrom ?? [];
+    assert(moves.length === 0 || moves.length === blockIndexes.length, "a move source per block");
+    const firstSlot = list.length;
+    const records: RemapRecord[] = blockIndexes.flatMap((blockIndex, i) => {
+      const remap = { slotIndex: firstSlot + i, blockIndex, ownerIndex };
+      const from = moves[i];
+      if (from === undefined) return [remap];
+      assert(
+        this.slotsOf(from.spareIndex)[from.slotIndex] === blockIndex,
+        "a move names its source",
+      );
+      return [remap, {
+        slotIndex: from.slotIndex,
+        blockIndex,
+        ownerIndex: from.spareIndex,
+        vacate: true,
+      }];
+    });
+    const sectorsNeeded = packLogRecords(records).length;
     const logSectors = layout.logBytes / SECTOR_BYTES;
     assert(sectorsNeeded <= logSectors, "one batch fits in the log");
     if (this.#logSectorsUsed + sectorsNeeded > logSectors) await this.#checkpoint();
-    const firstSlot = this.slotsUsed;
     const sectors = encodeLogSectors(
       {
         setupUuid: this.#payload.setup.uuid,
         spareIndex: this.#payload.spareIndex,
         blockBytes: this.#payload.setup.blockBytes,
+        ownSlotsBefore: this.#slotBlocks.length,
       },
       this.#payload.table.logStartSequence + this.#logSectorsUsed,
-      blockIndexes.map((blockIndex, i) => ({ slotIndex: firstSlot + i, blockIndex })),
+      records,
     );
     await this.device.write(sectors, layout.logOffsetBytes + this.#logSectorsUsed * SECTOR_BYTES);
     await this.device.flush();
     this.#logSectorsUsed += sectorsNeeded;
-    for (const blockIndex of blockIndexes) this.#slotBlocks.push(blockIndex);
+    for (const blockIndex of blockIndexes) list.push(blockIndex);
+    moves.forEach((from) => {
+      if (from === undefined) return;
+      const table = from.spareIndex === this.#payload.spareIndex
+        ? this.#slotBlocks
+        : this.#peers[from.spareIndex]!;
+      table[from.slotIndex] = VACATED;
+    });
     return firstSlot;
+  }
+
+  /**
+   * Brings this spare's view up to the setup's: `tables[i]` is spare i's
+   * table, of which this spare's own table and its views of the others must
+   * be prefixes. Writes a checkpoint of them all and the copies (in the
+   * current format, so this also finishes an upgrade), as any checkpoint.
+   * A crash leaves the old view, which assembly merges again.
+   */
+  async resync(tables: readonly (readonly number[])[]): Promise<void> {
+    const spareIndex = this.#payload.spareIndex;
+    assert(tables.length === this.#payload.spares.length, "a table for every spare");
+    tables.forEach((table, index) => {
+      const known = this.slotsOf(index);
+      assert(known.length <= table.length, "a view only grows");
+      assert(
+        known.every((block, slot) => table[slot] === block || table[slot] === VACATED),
+        "a view is a prefix, up to slots given up since",
+      );
+    });
+    this.#slotBlocks = [...tables[spareIndex]!];
+    this.#peers = tables.map((table, index) => index === spareIndex ? [] : [...table]);
+    assert(this.#slotBlocks.length <= this.#payload.layout.slotCount, "no more slots than exist");
+    await this.#checkpoint();
   }
 
   /** Folds the log into a checkpoint now (also done on demand when the log is full). */
@@ -501,18 +600,14 @@ export class SpareStore {
   async #checkpoint(): Promise<void> {
     const region = this.#payload.table.checkpointRegion === 0 ? 1 : 0;
     const logStartSequence = this.#payload.table.logStartSequence + this.#logSectorsUsed;
-    const checkpointCrc32c = await writeCheckpoint(this.device, this.#payload, {
+    const table = await writeCheckpoint(this.device, this.#payload, {
       slotBlocks: this.#slotBlocks,
+      peers: this.#peers,
       region,
       logStartSequence,
     });
     await this.writeMetadata((payload) => {
-      payload.table = {
-        checkpointRegion: region,
-        checkpointEntries: this.slotsUsed,
-        checkpointCrc32c,
-        logStartSequence,
-      };
+      payload.table = table;
     });
     this.#logSectorsUsed = 0;
   }
@@ -538,6 +633,16 @@ export class SpareStore {
   }
 }
 
+/** Options for {@link SpareStore.appendRemaps}. */
+export interface AppendOptions {
+  /**
+   * For each block, the slot it moves from (its spare failed), or undefined
+   * for a block remapped for the first time: that slot is logged as given up
+   * in the same sector as the block's new slot. @default no moves
+   */
+  movedFrom?: readonly ({ spareIndex: number; slotIndex: number } | undefined)[];
+}
+
 /** Options for {@link SpareStore.rebuild}. */
 export interface RebuildOptions {
   /** The proven table: slot i holds main block `slotBlocks[i]`. */
@@ -551,25 +656,70 @@ export interface RebuildOptions {
 }
 
 /**
- * Writes a checkpoint of `slotBlocks` to `region`, with its seal in the same
- * write when the region has room after the entries, and flushes.
+ * Reads the peer section of the winning copy's checkpoint.
  *
- * @returns The CRC-32C of the entries, for the copies' table.
+ * @returns What the spare knows of every spare's table (empty for itself).
+ * @throws {NoValidCopyError} When the section fails its checksum.
+ */
+async function readPeerSection(device: Device, payload: SuperblockPayload): Promise<number[][]> {
+  const { layout, table } = payload;
+  const total = table.peerEntries.reduce((sum, count) => sum + count, 0);
+  if (total === 0) return payload.spares.map(() => []);
+  assert(
+    checkpointBytesFor(table.checkpointEntries, total) <= layout.checkpointBytes,
+    "the peer section lies inside its region",
+  );
+  const bytes = new Uint8Array(Math.ceil(total * 8 / SECTOR_BYTES) * SECTOR_BYTES);
+  await device.read(
+    bytes,
+    layout.checkpointOffsetBytes[table.checkpointRegion] +
+      peerSectionOffsetBytes(table.checkpointEntries),
+  );
+  const peers = decodePeerSection(bytes, table.peerEntries, table.peerCrc32c);
+  if (!peers) {
+    throw new NoValidCopyError(
+      device.name,
+      `the peer section of checkpoint ${"AB"[table.checkpointRegion]} fails its checksum`,
+    );
+  }
+  return peers;
+}
+
+/**
+ * Writes a checkpoint of `slotBlocks` to `region`, with its seal in the same
+ * write when the region has room after the entries, then the other spares'
+ * tables after the seal (in the same write), and flushes.
+ *
+ * @returns The table state for the copies.
  */
 async function writeCheckpoint(
   device: Device,
   payload: Omit<SuperblockPayload, "table">,
-  options: { slotBlocks: readonly number[]; region: 0 | 1; logStartSequence: number },
-): Promise<number> {
+  options: {
+    slotBlocks: readonly number[];
+    peers: readonly (readonly number[])[];
+    region: 0 | 1;
+    logStartSequence: number;
+  },
+): Promise<TableState> {
   const { layout } = payload;
   const entryCount = options.slotBlocks.length;
   const encoded = encodeCheckpoint(options.slotBlocks, entryCount);
+  const peers = encodePeerSection(options.peers, payload.spareIndex);
+  const peerTotal = peers.peerEntries.reduce((sum, count) => sum + count, 0);
   assert(encoded.bytes.length === sealOffsetBytes(entryCount), "the seal follows the entries");
   assert(encoded.bytes.length <= layout.checkpointBytes, "checkpoint fits its region");
+  assert(
+    checkpointBytesFor(entryCount, peerTotal) <= layout.checkpointBytes,
+    "the other spares' tables fit the region (checked when the setup was assembled)",
+  );
   // The seal goes in the same write, so it never describes entries that were not written.
   const sealed = encoded.bytes.length + SECTOR_BYTES <= layout.checkpointBytes;
-  const bytes = new Uint8Array(encoded.bytes.length + (sealed ? SECTOR_BYTES : 0));
+  const bytes = new Uint8Array(
+    encoded.bytes.length + (sealed ? SECTOR_BYTES : 0) + (peerTotal > 0 ? peers.bytes.length : 0),
+  );
   bytes.set(encoded.bytes, 0);
+  if (peerTotal > 0) bytes.set(peers.bytes, peerSectionOffsetBytes(entryCount));
   if (sealed) {
     bytes.set(
       encodeCheckpointSeal({
@@ -584,7 +734,14 @@ async function writeCheckpoint(
   }
   await device.write(bytes, layout.checkpointOffsetBytes[options.region]);
   await device.flush();
-  return encoded.crc32c;
+  return {
+    checkpointRegion: options.region,
+    checkpointEntries: entryCount,
+    checkpointCrc32c: encoded.crc32c,
+    logStartSequence: options.logStartSequence,
+    peerEntries: peers.peerEntries,
+    peerCrc32c: peers.crc32c,
+  };
 }
 
 async function writeCopy(

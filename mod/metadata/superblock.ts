@@ -36,8 +36,10 @@ import { uuidFromBytes, uuidToBytes } from "./uuid.ts";
 /** ASCII `DM-REMAP`. */
 export const SUPERBLOCK_MAGIC = new TextEncoder().encode("DM-REMAP");
 /** The format version this program writes. */
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 const HEADER_CRC_OFFSET = SECTOR_BYTES - 4;
+/** CRC-32C of no bytes: the checksum of an empty peer section. */
+export const EMPTY_CRC32C = crc32c(new Uint8Array(0));
 
 /** How the main disk is recognised when a setup is assembled. */
 export interface MainIdentity extends DeviceIdentity {
@@ -65,8 +67,12 @@ export interface SpareRecord {
   path: string;
   sizeBytes: number;
   role: "spare";
-  /** `failed`: no new slots are taken from it; its existing slots stay mapped. */
-  state: "active" | "failed";
+  /**
+   * `failed`: no new slots are taken from it; its existing slots stay mapped.
+   * `missing` (version 2): the setup was served without it; like `failed`
+   * while away, and active again once it is back and brought up to date.
+   */
+  state: "active" | "failed" | "missing";
 }
 
 /** Where this spare's remap table stands. */
@@ -79,6 +85,14 @@ export interface TableState {
   checkpointCrc32c: number;
   /** Log sequence of the first log sector after the checkpoint. */
   logStartSequence: number;
+  /**
+   * Entries of each spare's table (by spare index) in the checkpoint's peer
+   * section; 0 for this spare, whose own entries are `checkpointEntries`.
+   * Version 2: what this spare knows of the others' slots.
+   */
+  peerEntries: number[];
+  /** CRC-32C of the peer section's entries. */
+  peerCrc32c: number;
 }
 
 /** Everything one copy says; identical across copies of one spare at one sequence. */
@@ -97,6 +111,11 @@ export interface SuperblockPayload {
      * cleanly. Present with the server gone means it did not stop cleanly.
      */
     serving?: ServingMarker;
+    /**
+     * Which spare new remaps go to (format 2; `remap/allocation_policy.ts`).
+     * Absent: "fill-first", what setups did before policies existed.
+     */
+    allocation?: string;
   };
   main: MainIdentity;
   spares: SpareRecord[];
@@ -146,7 +165,21 @@ export type DecodedCopy = ValidCopy | InvalidCopy;
  * the mechanism is tested before the first real migration exists.
  */
 export type Migration = (payload: Record<string, unknown>) => Record<string, unknown>;
-export const MIGRATIONS: ReadonlyMap<number, Migration> = new Map();
+export const MIGRATIONS: ReadonlyMap<number, Migration> = new Map([[1, upgradeFrom1]]);
+
+/**
+ * Version 1 → 2: a version-1 spare knows only its own slots, so its peer
+ * section is empty. That is a true, partial view; assembly merges the views
+ * of all spares and writes the whole table to each (`SpareStore.resync`).
+ */
+function upgradeFrom1(raw: Record<string, unknown>): Record<string, unknown> {
+  const spares = Array.isArray(raw.spares) ? raw.spares : [];
+  const table = (raw.table ?? {}) as Record<string, unknown>;
+  return {
+    ...raw,
+    table: { ...table, peerEntries: spares.map(() => 0), peerCrc32c: EMPTY_CRC32C },
+  };
+}
 
 /**
  * Encodes one copy: header sector followed by the payload, padded to whole sectors.
@@ -313,6 +346,13 @@ export function payloadProblem(raw: Record<string, unknown>): string | undefined
     return "has a bad checkpoint region";
   }
   if (table.checkpointEntries > layout.slotCount) return "has more entries than slots";
+  if (
+    !Array.isArray(table.peerEntries) || table.peerEntries.length !== spares.length ||
+    !table.peerEntries.every(isCount) || table.peerEntries[payload.spareIndex] !== 0 ||
+    !isCount(table.peerCrc32c)
+  ) {
+    return "has bad peer entries";
+  }
   if (!Array.isArray(payload.pending) || payload.pending.length > PENDING_MAX) {
     return "has a bad pending list";
   }

@@ -32,13 +32,18 @@ import { RefusedError, SetupMismatchError } from "../errors.ts";
 import { decodeCheckpoint, decodeCheckpointSeal, sealOffsetBytes } from "./checkpoint.ts";
 import {
   decodeLogSector,
+  isOwnRecord,
   type LogIdentity,
+  type LogSector,
   logSectorSequence,
   type LogWriter,
   replayLog,
 } from "./remap_log.ts";
 import type { SpareLayout } from "./spare_layout.ts";
 import type { TableState } from "./superblock.ts";
+
+/** What a proof needs of a table state: the spare's own checkpoint. */
+type OwnTableState = Omit<TableState, "peerEntries" | "peerCrc32c">;
 
 /** What the first sector of a spare's log says about the spare. */
 export interface LogHead extends LogWriter {
@@ -60,8 +65,8 @@ export async function readLogHead(device: Device): Promise<LogHead | undefined> 
   await device.read(bytes, LOG_OFFSET_BYTES);
   const decoded = decodeLogSector(bytes, "sector 0");
   if (!decoded.valid) return undefined;
-  const { records, ...writer } = decoded.sector;
-  return { ...writer, firstSlot: records[0]!.slotIndex };
+  const { records: _records, ownSlotsBefore: _ownSlots, ...writer } = decoded.sector;
+  return { ...writer, firstSlot: firstOwnSlot(decoded.sector) };
 }
 
 /** Options for {@link proveTable}. */
@@ -69,7 +74,7 @@ export interface ProveTableOptions {
   /** The setup and spare the log must name. */
   identity: LogIdentity;
   /** Table states recorded elsewhere (a backup's), tried beside the seals. @default [] */
-  recordedTables?: readonly TableState[];
+  recordedTables?: readonly OwnTableState[];
 }
 
 /** A spare's table as its own log and checkpoints prove it. */
@@ -90,7 +95,7 @@ export interface ProvenTable {
 }
 
 interface Checkpoint {
-  table: TableState;
+  table: OwnTableState;
   proof: "seal" | "recorded table";
   blocks: number[];
 }
@@ -192,7 +197,7 @@ function readRun(
         `not to spare ${identity.spareIndex} of setup ${identity.setupUuid}`,
     );
   }
-  const firstSlot = head.records[0]!.slotIndex;
+  const firstSlot = firstOwnSlot(head);
   const replay = replayLog(region, {
     ...identity,
     startSequence: head.sequence,
@@ -222,6 +227,15 @@ function readRun(
   };
 }
 
+/**
+ * The spare's own first slot in a log sector: its first own record's, or,
+ * in a sector of other spares' records only, what the sector says of the own
+ * table (format version 2; a version-1 sector always holds own records).
+ */
+function firstOwnSlot(sector: LogSector): number {
+  return sector.records.find(isOwnRecord)?.slotIndex ?? sector.ownSlotsBefore;
+}
+
 /** The highest sequence any sector of the log region claims (0 for an empty region). */
 function highestSequence(region: Uint8Array): number {
   let highest = 0;
@@ -243,7 +257,7 @@ async function findCheckpoints(
   run: LogRun | undefined,
   options: ProveTableOptions,
 ): Promise<Checkpoint[]> {
-  const candidates: { table: TableState; proof: Checkpoint["proof"] }[] = [];
+  const candidates: { table: OwnTableState; proof: Checkpoint["proof"] }[] = [];
   const counts = new Set(run ? [run.firstSlot, run.firstSlot + run.blocks.length] : [0]);
   for (const region of [0, 1] as const) {
     for (const entryCount of counts) {

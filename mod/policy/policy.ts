@@ -44,7 +44,7 @@ export interface PolicySettings {
 /** One spare as policies see it. */
 export interface PolicySpare {
   index: number;
-  state: "active" | "failed";
+  state: "active" | "failed" | "missing";
   usedPercent: number;
 }
 

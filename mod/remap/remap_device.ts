@@ -43,7 +43,9 @@ import {
 } from "../constants.ts";
 import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "../device/device.ts";
 import { isRangeInside } from "../device/device.ts";
-import { DeviceIoError, isDeviceGone } from "../errors.ts";
+import { DeviceIoError, isDeviceGone, SetupMismatchError } from "../errors.ts";
+import { mergeViews } from "../metadata/setup_tables.ts";
+import { VACATED } from "../metadata/checkpoint.ts";
 import { slotOffsetBytes } from "../metadata/spare_layout.ts";
 import type { CopyReport } from "../metadata/spare_store.ts";
 import type { ScrubReport } from "../metadata/spare_store.ts";
@@ -53,6 +55,7 @@ import { type PlanSource, RequestPlanner, type Run } from "./plan.ts";
 import { RemapTable, type SlotLocation } from "./remap_table.ts";
 import { EngineStatePublisher } from "./shared_state.ts";
 import { type SpareMember, type SparePlacement, SpareSet } from "./spare_set.ts";
+import { type AllocationPolicy, placementFor } from "./allocation_policy.ts";
 
 /** What the engine reports as it works. */
 export type RemapEvent =
@@ -83,8 +86,11 @@ export interface RemapDeviceOptions {
    * @default ignore
    */
   onSetupWritten?: () => void;
-  /** Which spare new slots are taken from. @default inOrderPlacement */
-  placement?: SparePlacement;
+  /**
+   * Which spare new slots are taken from: a policy by name (what the setup
+   * records), or a placement of a test's own. @default "fill-first"
+   */
+  placement?: SparePlacement | AllocationPolicy;
 }
 
 /** Request and error counters for the status API. */
@@ -141,6 +147,8 @@ export class RemapDevice implements Device {
   readonly #spares: SpareSet;
   readonly #table: RemapTable;
   readonly #pending: Set<number>;
+  /** Slots used per spare: every spare's, a missing one's too. */
+  readonly #slotsUsed: number[];
   readonly #planner: RequestPlanner;
   /** What plans read: the table alone, or with the pending blocks as runs of their own. */
   readonly #planSources: { table: PlanSource; withPending: PlanSource };
@@ -166,6 +174,11 @@ export class RemapDevice implements Device {
    */
   #setupStateChanged = false;
   #closed = false;
+  #allocationPolicy: AllocationPolicy | "custom";
+  /** Set when close starts: no evacuation begins after it. */
+  #closing = false;
+  /** The evacuation started by a spare's failure, if any. */
+  #evacuating: Promise<void> | undefined;
 
   /**
    * Builds the engine from an opened main disk and opened spares, which a
@@ -177,7 +190,11 @@ export class RemapDevice implements Device {
     spares: readonly SpareMember[],
     options: RemapDeviceOptions = {},
   ) {
-    this.#spares = new SpareSet(spares, { placement: options.placement });
+    const placement = options.placement ?? "fill-first";
+    this.#allocationPolicy = typeof placement === "string" ? placement : "custom";
+    this.#spares = new SpareSet(spares, {
+      placement: typeof placement === "string" ? placementFor(placement) : placement,
+    });
     const blockBytes = this.#spares.blockBytes;
     this.name = name;
     this.sizeBytes = main.sizeBytes;
@@ -192,25 +209,47 @@ export class RemapDevice implements Device {
     this.#metadataDelayMs = options.metadataDelayMs ?? 1000;
     this.#onSetupWritten = options.onSetupWritten ?? (() => {});
     this.#degraded = options.degraded ?? false;
-    const entries = spares.reduce((sum, spare) => sum + spare.store.slotsUsed, 0);
+    // Every spare knows every spare's slots (format version 2); the setup's
+    // tables are the longest views, which assembly already wrote to each.
+    const tables = mergeViews(this.#spares.present.map((spare) => spare.store), spares.length);
+    const entries = tables.reduce((sum, table) => sum + table.length, 0);
+    this.#slotsUsed = tables.map((table) => table.length);
     this.#table = new RemapTable(entries, Math.ceil(main.sizeBytes / blockBytes));
-    for (const spare of spares) {
-      spare.store.slotBlocks.forEach((blockIndex, slotIndex) => {
+    tables.forEach((table, spareIndex) => {
+      table.forEach((blockIndex, slotIndex) => {
+        // A slot that gave its block up: the block lives in a later slot.
+        if (blockIndex === VACATED) return;
         assert(
           blockIndex * blockBytes < main.sizeBytes,
           `slot ${slotIndex} maps a block inside the main disk`,
         );
-        this.#table.insert(blockIndex, { spareIndex: spare.index, slotIndex });
+        if (!this.#table.tryInsert(blockIndex, { spareIndex, slotIndex })) {
+          throw new SetupMismatchError(
+            name,
+            `block ${blockIndex} is remapped twice, the second time to slot ${slotIndex} of ` +
+              `spare ${spareIndex}: the spares' tables are damaged; nothing was written`,
+          );
+        }
       });
-    }
+    });
     this.#pending = new Set(
       (options.pending ?? []).filter((blockIndex) => !this.#table.has(blockIndex)),
     );
+    for (const spare of spares.filter((member) => member.store === undefined)) {
+      // Recorded as failed with the next state write: it takes no slots and no metadata.
+      this.#metadataDirty = this.#setupStateChanged = true;
+      this.#onEvent({
+        type: "spare-failed",
+        spareIndex: spare.index,
+        reason: `${spare.device.name} is missing: the blocks in its slots are unreadable`,
+      });
+      this.#degrade(`${spare.device.name} is missing`);
+    }
     this.#shared = new EngineStatePublisher(this.#table);
     this.#shared.publishPending(this.#pending);
     this.#planner = new RequestPlanner({
       blockBytes,
-      layoutOf: (spareIndex) => this.#spareAt(spareIndex).store.payload.layout,
+      layoutOf: (spareIndex) => this.#spareAt(spareIndex).layout,
     });
     const table = this.#table;
     const pending = this.#pending;
@@ -275,6 +314,33 @@ export class RemapDevice implements Device {
   /** The spares with their state. */
   get spares(): readonly SpareMember[] {
     return this.#spares.members;
+  }
+
+  /** The allocation policy new remaps follow ("custom" for a placement a test gave). */
+  get allocationPolicy(): AllocationPolicy | "custom" {
+    return this.#allocationPolicy;
+  }
+
+  /** I/O errors on each spare's slots since the engine started, by spare index. */
+  get spareErrors(): readonly number[] {
+    return this.#spares.errors;
+  }
+
+  /**
+   * Changes the allocation policy while serving: the next group commit uses
+   * it, and the setup's metadata records it (with the next state write).
+   */
+  setAllocationPolicy(policy: AllocationPolicy): Promise<void> {
+    this.#spares.setPlacement(placementFor(policy));
+    this.#allocationPolicy = policy;
+    this.#metadataDirty = this.#setupStateChanged = true;
+    return this.persistState();
+  }
+
+  /** Slots of spare `spareIndex` that hold a block, as the setup's tables say. */
+  slotsUsedOf(spareIndex: number): number {
+    assert(spareIndex >= 0 && spareIndex < this.#slotsUsed.length, "a spare of the setup");
+    return this.#slotsUsed[spareIndex]!;
   }
 
   /** Where a block is remapped to, if it is. */
@@ -375,6 +441,8 @@ export class RemapDevice implements Device {
   /** Waits for remaps in progress, writes pending metadata, and closes every device. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#closing = true;
+    await this.#evacuating;
     await this.#draining;
     if (this.#serving !== undefined) {
       this.#serving = undefined;
@@ -437,7 +505,9 @@ export class RemapDevice implements Device {
     const spare = this.#spareAt(spareIndex);
     // Checked in the queue: a commit ahead of the scrub may fail the spare.
     return this.#serializeMetadata(() =>
-      spare.state === "active" ? spare.store.scrub() : Promise.resolve(undefined)
+      spare.state === "active" && spare.store !== undefined
+        ? spare.store.scrub()
+        : Promise.resolve(undefined)
     );
   }
 
@@ -512,7 +582,12 @@ export class RemapDevice implements Device {
     const target = buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
     if (run.kind === "slot") {
       const spare = this.#spareAt(run.spareIndex);
-      await this.#onSpare(spare, () => spare.device.read(target, run.offsetBytes));
+      await this.#onSpare(spare, () => spare.device.read(target, run.offsetBytes)).catch(
+        (error) => {
+          if (isIoError(error)) this.#spares.noteError(spare.index);
+          throw error;
+        },
+      );
       return;
     }
     try {
@@ -568,9 +643,9 @@ export class RemapDevice implements Device {
       this.#plan(offsetBytes, data.length, true).map(async (run) => {
         const piece = data.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
         if (run.kind === "slot") {
-          touched.spares.add(run.spareIndex);
-          const spare = this.#spareAt(run.spareIndex);
-          await this.#onSpare(spare, () => spare.device.write(piece, run.offsetBytes));
+          if (await this.#writeSlot(piece, run)) touched.spares.add(run.spareIndex);
+          // Its spare failed or is missing: the block moves to another spare.
+          else touched.failed.push(...this.#splitByBlock(piece, offsetBytes + run.bufferOffset));
         } else if (run.kind === "pending") {
           touched.failed.push(this.#blockWrite(run.offsetBytes, piece));
         } else {
@@ -580,6 +655,29 @@ export class RemapDevice implements Device {
       }),
     );
     return touched;
+  }
+
+  /**
+   * Writes a run to its slot on an active spare. A spare whose write fails
+   * has failed (its blocks then move to the others).
+   *
+   * @returns Whether the run was written; false when its spare has failed or is missing.
+   */
+  async #writeSlot(piece: Uint8Array, run: Run): Promise<boolean> {
+    const spare = this.#spareAt(run.spareIndex);
+    if (spare.state !== "active") return false;
+    try {
+      await this.#onSpare(spare, () => spare.device.write(piece, run.offsetBytes));
+      return true;
+    } catch (error) {
+      if (!isIoError(error) && !isDeviceGone(error)) throw error;
+      this.#spares.noteError(spare.index);
+      if (spare.state === "active") {
+        this.#failSpare(spare, error.message);
+        this.#scheduleMetadata();
+      }
+      return false;
+    }
   }
 
   /** Writes a run to the main disk; on EIO, block by block, returning the blocks that failed. */
@@ -660,8 +758,47 @@ export class RemapDevice implements Device {
     await settleAll(flushes);
   }
 
+  /**
+   * Moves every block off the spares that failed but can still be read, to
+   * slots on the active ones: each block read from its old slot, written to
+   * a new one, read back and compared, then logged as moved on every active
+   * spare (`SpareStore.appendRemaps`, `movedFrom`). It runs through the group
+   * commit, under the exclusive gate, so a client write to the block either
+   * lands before (and is part of the copy) or after (and goes to the new
+   * slot): a client's write always wins. Blocks whose old slot cannot be read
+   * stay where they are (reads EIO); a full-block write moves them.
+   * Started on its own when a spare fails; safe to call again.
+   *
+   * @returns How many blocks moved, and how many could not.
+   */
+  async evacuate(): Promise<{ moved: number; failed: number }> {
+    const failedSpares = new Set(
+      this.#spares.members.filter((spare) => spare.state === "failed" && spare.store)
+        .map((spare) => spare.index),
+    );
+    const blocks: number[] = [];
+    this.#table.forEach((blockIndex, location) => {
+      if (failedSpares.has(location.spareIndex)) blocks.push(blockIndex);
+    });
+    if (blocks.length === 0 || this.#closing) return { moved: 0, failed: 0 };
+    const results = await Promise.allSettled(
+      this.#enqueue(blocks.map((blockIndex) => ({
+        blockIndex,
+        startInBlock: 0,
+        data: new Uint8Array(0),
+      }))),
+    );
+    const failed = results.filter((result) => result.status === "rejected").length;
+    return { moved: results.length - failed, failed };
+  }
+
   /** Queues block writes for the group commit; resolves when all are durable on spares. */
   #remap(blockWrites: BlockWrite[]): Promise<void> {
+    return Promise.all(this.#enqueue(blockWrites)).then(() => {});
+  }
+
+  /** Queues block writes for the group commit, one promise each. */
+  #enqueue(blockWrites: BlockWrite[]): Promise<void>[] {
     const done = blockWrites.map((blockWrite) =>
       new Promise<void>((resolve, reject) => this.#queue.push({ ...blockWrite, resolve, reject }))
     );
@@ -670,7 +807,7 @@ export class RemapDevice implements Device {
     this.#draining ??= new Promise((resolve) => setImmediate(resolve))
       .then(() => this.#drainQueue())
       .finally(() => this.#draining = undefined);
-    return Promise.all(done).then(() => {});
+    return done;
   }
 
   async #drainQueue(): Promise<void> {
@@ -709,17 +846,24 @@ export class RemapDevice implements Device {
       else byBlock.set(request.blockIndex, [request]);
     }
     const images = new Map<number, Uint8Array>();
+    const moves = new Map<number, SlotLocation>();
     for (const [blockIndex, requests] of byBlock) {
-      if (this.#table.has(blockIndex)) {
+      const location = this.#table.lookup(blockIndex);
+      if (location && this.#spareAt(location.spareIndex).state === "active") {
         await this.#writeIntoSlot(blockIndex, requests);
         byBlock.delete(blockIndex);
         continue;
       }
-      const image = await this.#composeBlock(blockIndex, requests);
-      if (image) images.set(blockIndex, image);
-      else byBlock.delete(blockIndex);
+      // Not remapped yet, or on a spare that failed: a new slot, composed
+      // over what the main disk or the old slot holds.
+      const image = await this.#composeBlock(blockIndex, requests, location);
+      if (!image) byBlock.delete(blockIndex);
+      else {
+        images.set(blockIndex, image);
+        if (location) moves.set(blockIndex, location);
+      }
     }
-    const failures = await this.#placeOnSpares(images);
+    const failures = await this.#placeOnSpares(images, moves);
     for (const [blockIndex, requests] of byBlock) {
       const failure = failures.get(blockIndex);
       for (const request of requests) failure ? request.reject(failure) : request.resolve();
@@ -731,7 +875,7 @@ export class RemapDevice implements Device {
   async #writeIntoSlot(blockIndex: number, requests: RemapRequest[]): Promise<void> {
     const location = this.#table.lookup(blockIndex)!;
     const spare = this.#spareAt(location.spareIndex);
-    const slotStart = slotOffsetBytes(spare.store.payload.layout, location.slotIndex);
+    const slotStart = slotOffsetBytes(spare.layout, location.slotIndex);
     try {
       for (const request of requests) {
         const offsetBytes = slotStart + request.startInBlock;
@@ -746,13 +890,16 @@ export class RemapDevice implements Device {
 
   /**
    * The full new contents of a block: the writes laid over what the main disk
-   * holds for the bytes they do not cover. Undefined (and the writes rejected
-   * with EIO) when those bytes cannot be read: inventing them is not allowed.
+   * holds for the bytes they do not cover, or, for a block moving off a failed
+   * spare, what its old slot holds. Undefined (and the writes rejected with
+   * EIO) when those bytes cannot be read: inventing them is not allowed.
    */
   async #composeBlock(
     blockIndex: number,
     requests: RemapRequest[],
+    movingFrom?: SlotLocation,
   ): Promise<Uint8Array | undefined> {
+    if (movingFrom) return await this.#composeMovingBlock(blockIndex, requests, movingFrom);
     const blockStart = blockIndex * this.blockBytes;
     const blockLength = Math.min(this.blockBytes, this.sizeBytes - blockStart);
     const image = new Uint8Array(this.blockBytes);
@@ -799,18 +946,62 @@ export class RemapDevice implements Device {
     return image;
   }
 
+  /** {@link composeBlock} for a block whose slot is on a spare that failed or is missing. */
+  async #composeMovingBlock(
+    blockIndex: number,
+    requests: RemapRequest[],
+    from: SlotLocation,
+  ): Promise<Uint8Array | undefined> {
+    const image = new Uint8Array(this.blockBytes);
+    const covered = new Uint8Array(this.blockBytes / SECTOR_BYTES);
+    for (const request of requests) {
+      covered.fill(
+        1,
+        request.startInBlock / SECTOR_BYTES,
+        (request.startInBlock + request.data.length) / SECTOR_BYTES,
+      );
+    }
+    if (!covered.every((sector) => sector === 1)) {
+      const spare = this.#spareAt(from.spareIndex);
+      const slotStart = slotOffsetBytes(spare.layout, from.slotIndex);
+      try {
+        await spare.device.read(image, slotStart);
+      } catch (error) {
+        if (!isIoError(error) && !isDeviceGone(error)) throw error;
+        const failure = new DeviceIoError(
+          `move block ${blockIndex} off its failed spare: the rest of the block cannot be read from`,
+          {
+            device: spare.device.name,
+            offsetBytes: slotStart,
+            lengthBytes: this.blockBytes,
+            code: "EIO",
+            cause: error,
+          },
+        );
+        this.#onEvent({ type: "remap-failed", blockIndex, reason: failure.message });
+        requests.forEach((request) => request.reject(failure));
+        return undefined;
+      }
+    }
+    for (const request of requests) image.set(request.data, request.startInBlock);
+    return image;
+  }
+
   /**
    * Puts block images in new slots on the spares the spare set grants, until
    * every block has a slot or no spare can take one. Returns the blocks that
    * found no place, with the error for their requests.
    */
-  async #placeOnSpares(images: Map<number, Uint8Array>): Promise<Map<number, Error>> {
+  async #placeOnSpares(
+    images: Map<number, Uint8Array>,
+    moves: ReadonlyMap<number, SlotLocation>,
+  ): Promise<Map<number, Error>> {
     let remaining = [...images.keys()];
     while (remaining.length > 0) {
       const grant = this.#spares.chooseSlots({ blockCount: remaining.length });
       if (!grant) break;
       const { spare, firstSlotIndex: firstSlot } = grant;
-      const layout = spare.store.payload.layout;
+      const layout = spare.layout;
       const taking = remaining.slice(0, grant.slotCount);
       try {
         await settleAll(
@@ -819,16 +1010,19 @@ export class RemapDevice implements Device {
           ),
         );
         await spare.device.flush();
-        const loggedFirst = await spare.store.appendRemaps(taking);
-        assert(loggedFirst === firstSlot, "slots are logged where their data was written");
+        await this.#checkMovedCopies({ spare, firstSlot, taking, images, moves });
       } catch (error) {
         if (!isIoError(error) && !isDeviceGone(error)) throw error;
         this.#failSpare(spare, error.message);
         continue;
       }
+      const movedFrom = taking.map((blockIndex) => moves.get(blockIndex));
+      if (!await this.#logOnEverySpare(spare.index, taking, { firstSlot, movedFrom })) continue;
       taking.forEach((blockIndex, i) => {
         const location = { spareIndex: spare.index, slotIndex: firstSlot + i };
-        this.#table.insert(blockIndex, location);
+        if (moves.has(blockIndex)) this.#table.move(blockIndex, location);
+        else this.#table.insert(blockIndex, location);
+        this.#slotsUsed[spare.index]!++;
         if (this.#pending.delete(blockIndex)) {
           this.#shared.publishPending(this.#pending);
           this.#metadataDirty = this.#setupStateChanged = true;
@@ -861,6 +1055,74 @@ export class RemapDevice implements Device {
   }
 
   /**
+   * Logs that slots of spare `ownerIndex` from `firstSlot` hold `blocks` on
+   * every working spare at once (their data is durable on the owner), so each
+   * knows where every block lives (format version 2). A spare whose log write
+   * fails has failed. The remap is made once any spare logged it: the data is
+   * durable on the owner and a log says so, and a later open merges the views
+   * (`setup_tables.ts`). Only when no spare logged it does it go elsewhere, so
+   * a block is never logged in two places.
+   *
+   * @returns Whether the remap was made.
+   */
+  async #logOnEverySpare(
+    ownerIndex: number,
+    blocks: readonly number[],
+    where: { firstSlot: number; movedFrom: readonly (SlotLocation | undefined)[] },
+  ): Promise<boolean> {
+    const { firstSlot, movedFrom } = where;
+    const loggers = this.#spares.working;
+    const results = await Promise.allSettled(
+      loggers.map((logger) => logger.store.appendRemaps(blocks, ownerIndex, { movedFrom })),
+    );
+    let made = false;
+    results.forEach((result, i) => {
+      const logger = loggers[i]!;
+      if (result.status === "fulfilled") {
+        assert(result.value === firstSlot, "every spare logs the slots where the data went");
+        made = true;
+        return;
+      }
+      const error = result.reason;
+      if (!isIoError(error) && !isDeviceGone(error)) throw error;
+      if (logger.state === "active") this.#failSpare(logger, (error as Error).message);
+    });
+    return made;
+  }
+
+  /**
+   * Reads back the new copies of blocks that move off a failed spare and
+   * compares them with what was written, before any log says they moved.
+   *
+   * @throws {DeviceIoError} EIO when a copy differs: the spare is not to be trusted.
+   */
+  async #checkMovedCopies(placed: {
+    spare: SpareMember;
+    firstSlot: number;
+    taking: readonly number[];
+    images: ReadonlyMap<number, Uint8Array>;
+    moves: ReadonlyMap<number, SlotLocation>;
+  }): Promise<void> {
+    const { spare, firstSlot } = placed;
+    for (const [i, blockIndex] of placed.taking.entries()) {
+      if (!placed.moves.has(blockIndex)) continue;
+      const offsetBytes = slotOffsetBytes(spare.layout, firstSlot + i);
+      const copy = new Uint8Array(this.blockBytes);
+      await spare.device.read(copy, offsetBytes);
+      const image = placed.images.get(blockIndex)!;
+      if (!copy.every((byte, at) => byte === image[at])) {
+        throw new DeviceIoError("read back the moved copy of a block from", {
+          device: spare.device.name,
+          offsetBytes,
+          lengthBytes: this.blockBytes,
+          code: "EIO",
+          cause: `block ${blockIndex} reads back different from what was written`,
+        });
+      }
+    }
+  }
+
+  /**
    * A failed spare degrades the setup, as a failed member degrades an md
    * array: the blocks in its slots are unreadable, and it takes no new ones.
    */
@@ -869,6 +1131,10 @@ export class RemapDevice implements Device {
     this.#metadataDirty = this.#setupStateChanged = true;
     this.#onEvent({ type: "spare-failed", spareIndex: spare.index, reason });
     this.#degrade(`spare ${spare.index} failed`);
+    // In the background: the commit that found the failure is still running.
+    this.#evacuating = (this.#evacuating ?? Promise.resolve()).then(() =>
+      this.#closing ? undefined : this.evacuate().then(() => {})
+    ).catch(ignoreIoError);
   }
 
   #degrade(reason: string): void {
@@ -895,13 +1161,16 @@ export class RemapDevice implements Device {
     this.#setupStateChanged = false;
     const pending = this.pendingBlocks.slice(0, PENDING_MAX);
     const generation =
-      Math.max(...this.#spares.members.map((spare) => spare.store.payload.setup.generation)) + 1;
+      Math.max(...this.#spares.present.map((spare) => spare.store.payload.setup.generation)) + 1;
     for (const spare of this.#spares.working) {
       try {
         await spare.store.writeMetadata((payload) => {
           payload.setup.generation = generation;
           payload.setup.state = this.#degraded ? "degraded" : "clean";
           payload.setup.serving = this.#serving;
+          if (this.#allocationPolicy !== "custom") {
+            payload.setup.allocation = this.#allocationPolicy;
+          }
           payload.pending = pending;
           for (const member of this.#spares.members) {
             payload.spares[member.index]!.state = member.state;

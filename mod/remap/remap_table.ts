@@ -152,17 +152,40 @@ export class RemapTable {
 
   /** Records a remap; a block is remapped at most once. */
   insert(blockIndex: number, location: SlotLocation): void {
+    assert(this.tryInsert(blockIndex, location), `block ${blockIndex} is remapped only once`);
+  }
+
+  /**
+   * Records a remap unless the block is remapped already (one lookup for both).
+   *
+   * @returns Whether it was recorded; false leaves the table as it was.
+   */
+  tryInsert(blockIndex: number, location: SlotLocation): boolean {
     assert(Number.isSafeInteger(blockIndex) && blockIndex >= 0, "block index is a safe integer");
     assert(location.spareIndex >= 0 && location.spareIndex < SPARES_MAX, "spare index in range");
     assert(location.slotIndex >= 0 && location.slotIndex <= 0xffff_ffff, "slot index fits 32 bits");
     if ((this.#size + 1) > this.#keys.length * LOAD_FACTOR_MAX) this.#grow();
     const bucket = this.#find(blockIndex);
-    assert(this.#keys[bucket] === EMPTY, `block ${blockIndex} is remapped only once`);
+    if (this.#keys[bucket] !== EMPTY) return false;
     this.#keys[bucket] = blockIndex + 1;
     this.#slots[bucket] = location.slotIndex;
     this.#spares[bucket] = location.spareIndex;
     markExtent(this.#summary, blockIndex);
     this.#size++;
+    return true;
+  }
+
+  /**
+   * Moves a remapped block to another slot (its spare failed). Only while no
+   * reader is inside the gate, as an insert.
+   */
+  move(blockIndex: number, location: SlotLocation): void {
+    assert(location.spareIndex >= 0 && location.spareIndex < SPARES_MAX, "spare index in range");
+    assert(location.slotIndex >= 0 && location.slotIndex <= 0xffff_ffff, "slot index fits 32 bits");
+    const bucket = this.#find(blockIndex);
+    assert(this.#keys[bucket] !== EMPTY, `block ${blockIndex} is remapped before it moves`);
+    this.#slots[bucket] = location.slotIndex;
+    this.#spares[bucket] = location.spareIndex;
   }
 
   /** Calls `visit` for every entry, in no particular order. */

@@ -57,6 +57,7 @@ import { SPARES_MAX } from "../constants.ts";
 import type { Device } from "../device/device.ts";
 import type { SpareStore } from "../metadata/spare_store.ts";
 import type { SpareRecord } from "../metadata/superblock.ts";
+import type { SpareLayout } from "../metadata/spare_layout.ts";
 
 /** A spare's state, as the setup's metadata records it. */
 export type SpareState = SpareRecord["state"];
@@ -65,14 +66,36 @@ export type SpareState = SpareRecord["state"];
 export interface SpareMember {
   readonly index: number;
   readonly device: Device;
-  readonly store: SpareStore;
+  /**
+   * Its metadata; undefined for a spare the setup is served without (its
+   * device is a `MissingDevice` and its state `failed`).
+   */
+  readonly store: SpareStore | undefined;
+  /** Where its slots are (a missing spare's numbers its slots only: no I/O reaches it). */
+  readonly layout: SpareLayout;
   readonly state: SpareState;
+}
+
+/** A spare whose device and metadata are there (every spare not failed is). */
+export type PresentSpare = SpareMember & { readonly store: SpareStore };
+
+function isPresent(member: SpareMember): member is PresentSpare {
+  return member.store !== undefined;
 }
 
 /** What a placement is asked to find a spare for. */
 export interface PlacementRequest {
   /** Blocks of one group commit still waiting for a slot; at least 1. */
   blockCount: number;
+}
+
+/** A spare that can take a slot, as a placement sees it. */
+export interface PlacementCandidate {
+  readonly index: number;
+  /** Slots its log does not hold yet (at least 1). */
+  readonly slotsFree: number;
+  /** I/O errors on its slots since the engine started (see `SpareSet.noteError`). */
+  readonly errors: number;
 }
 
 /** Which spare new slots are taken from. */
@@ -86,12 +109,12 @@ export interface SparePlacement {
    * @param request What the slots are for.
    * @returns The index of the chosen candidate, or undefined to choose none.
    */
-  choose(candidates: readonly SpareMember[], request: PlacementRequest): number | undefined;
+  choose(candidates: readonly PlacementCandidate[], request: PlacementRequest): number | undefined;
 }
 
 /** Slots granted on one spare for blocks of a group commit. */
 export interface SlotGrant {
-  spare: SpareMember;
+  spare: PresentSpare;
   /** The spare's first free slot: its log appends slots in order. */
   firstSlotIndex: number;
   /** How many of the waiting blocks take slots here: at most the free slots. */
@@ -122,7 +145,8 @@ export const inOrderPlacement: SparePlacement = {
 
 /** The slots of a spare its log does not hold yet. */
 function slotsFreeOf(spare: SpareMember): number {
-  return spare.store.payload.layout.slotCount - spare.store.slotsUsed;
+  assert(spare.store !== undefined, "only a spare that is there takes slots");
+  return spare.layout.slotCount - spare.store.slotsUsed;
 }
 
 /** Membership, per-spare state and placement of a setup's spares. */
@@ -130,7 +154,9 @@ export class SpareSet {
   /** The block size every spare shares. */
   readonly blockBytes: number;
   readonly #members: OwnedSpare[];
-  readonly #placement: SparePlacement;
+  #placement: SparePlacement;
+  /** I/O errors on each spare's slots, for placements that weigh health. */
+  readonly #errors: number[];
 
   /**
    * Takes over opened spares; their states are the ones the metadata records.
@@ -141,13 +167,17 @@ export class SpareSet {
   constructor(members: readonly SpareMember[], options: SpareSetOptions = {}) {
     assert(members.length > 0, "a setup has at least one spare");
     assert(members.length <= SPARES_MAX, "a setup has at most SPARES_MAX spares");
-    this.blockBytes = members[0]!.store.payload.setup.blockBytes;
+    this.blockBytes = members[0]!.layout.blockBytes;
     members.forEach((member, position) => {
       assert(member.index === position, "spares are numbered in order");
-      assert(member.store.payload.setup.blockBytes === this.blockBytes, "one block size");
+      assert(member.layout.blockBytes === this.blockBytes, "one block size");
+      if (member.store === undefined) {
+        assert(member.state !== "active", "a missing spare is not active");
+      }
     });
     this.#members = members.map((member) => ({ ...member }));
     this.#placement = options.placement ?? inOrderPlacement;
+    this.#errors = members.map(() => 0);
   }
 
   /** Every spare, in index order, with its state. */
@@ -155,9 +185,16 @@ export class SpareSet {
     return this.#members;
   }
 
-  /** The spares that still take writes (every one not failed), in index order. */
-  get working(): readonly SpareMember[] {
-    return this.#members.filter((member) => member.state !== "failed");
+  /** The spares that take writes and metadata (the active ones), in index order. */
+  get working(): readonly PresentSpare[] {
+    const working = this.#members.filter((member) => member.state === "active");
+    assert(working.every(isPresent), "an active spare is there");
+    return working as PresentSpare[];
+  }
+
+  /** Every spare that is there (not missing), in index order. */
+  get present(): readonly PresentSpare[] {
+    return this.#members.filter(isPresent);
   }
 
   /**
@@ -182,11 +219,18 @@ export class SpareSet {
    */
   chooseSlots(request: PlacementRequest): SlotGrant | undefined {
     assert(request.blockCount > 0, "slots are asked for at least one block");
-    const candidates = this.#members.filter((member) =>
-      member.state === "active" && slotsFreeOf(member) > 0
+    const candidates = this.#members.filter((member): member is PresentSpare =>
+      member.state === "active" && isPresent(member) && slotsFreeOf(member) > 0
     );
     if (candidates.length === 0) return undefined;
-    const chosen = this.#placement.choose(candidates, request);
+    const chosen = this.#placement.choose(
+      candidates.map((candidate) => ({
+        index: candidate.index,
+        slotsFree: slotsFreeOf(candidate),
+        errors: this.#errors[candidate.index]!,
+      })),
+      request,
+    );
     if (chosen === undefined) return undefined;
     const spare = candidates.find((candidate) => candidate.index === chosen);
     assert(spare !== undefined, "the placement chooses one of the candidates");
@@ -195,6 +239,22 @@ export class SpareSet {
       firstSlotIndex: spare.store.slotsUsed,
       slotCount: Math.min(request.blockCount, slotsFreeOf(spare)),
     };
+  }
+
+  /** Uses another placement from the next remap on (a setup's policy changed). */
+  setPlacement(placement: SparePlacement): void {
+    this.#placement = placement;
+  }
+
+  /** Counts an I/O error on one of a spare's slots (placements may weigh it). */
+  noteError(spareIndex: number): void {
+    assert(this.#errors[spareIndex] !== undefined, "a known spare");
+    this.#errors[spareIndex]!++;
+  }
+
+  /** I/O errors counted on each spare's slots, by spare index. */
+  get errors(): readonly number[] {
+    return this.#errors;
   }
 
   /**

@@ -34,7 +34,10 @@ import type { ServiceComponent } from "./component.ts";
 
 /** What the scrubber works on: the engine. */
 export interface ScrubTarget {
-  readonly spares: readonly { readonly index: number; readonly state: "active" | "failed" }[];
+  readonly spares: readonly {
+    readonly index: number;
+    readonly state: "active" | "failed" | "missing";
+  }[];
   /** Undefined when the spare failed meanwhile. */
   scrubMetadata(spareIndex: number): Promise<ScrubReport | undefined>;
 }

@@ -262,7 +262,7 @@ function dataPlaneFor(engine: RemapDevice, options: DataPlaneInputs): DataPlane 
       index: spare.index,
       fd: access.fd,
       direct: access.direct,
-      layout: spare.store.payload.layout,
+      layout: spare.layout,
     };
   }
   return new DataPlane({

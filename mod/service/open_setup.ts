@@ -78,7 +78,7 @@ async function openChecked(
     devices.push(spareDevices.at(-1)!);
   }
   // Read without repair first: nothing is written until the main disk is known to be right.
-  const unrepaired = await openSpares(spareDevices, { repair: false });
+  const unrepaired = await openSpares(spareDevices, { repair: false, allowMissing: true });
   const setupName = unrepaired.description.setup.name;
   const mainPath = paths.mainPath ?? unrepaired.description.main.path;
   const mainProbe = await probePath(mainPath).catch((error) => {
@@ -101,7 +101,7 @@ async function openChecked(
   });
   const main = await openPath(mainPath, { readOnly: false, direct: paths.direct });
   devices.push(main.device);
-  const spares = await openSpares(spareDevices);
+  const spares = await openSpares(spareDevices, { allowMissing: true });
   const last = spares.description.setup.serving;
   if (last !== undefined && shutdownStateOf(last) === "not-clean") {
     log(

@@ -8,6 +8,7 @@
  */
 
 import type { AlertSettings } from "../alerts/alert.ts";
+import type { AllocationPolicy } from "../remap/allocation_policy.ts";
 import type { KernelAttachSettings } from "../export/nbd/kernel_attachment.ts";
 import type { PolicySettings } from "../policy/policy.ts";
 import type { UblkSettings } from "../export/ublk/ublk_attachment.ts";
@@ -93,6 +94,8 @@ export interface ServiceSettings {
   backupDir?: string;
   /** Extra attempts at a failing main-disk read. @default READ_RETRIES_DEFAULT */
   readRetries?: number;
+  /** The allocation policy to serve with, recorded in the setup. @default the setup's own */
+  allocation?: AllocationPolicy;
   /**
    * The runtime directory: the service records itself in
    * `<dir>/setups/<uuid>.json` while it serves (`runtime_state.ts`).

@@ -248,6 +248,7 @@ export class SetupService {
     this.#backups = this.#backupKeeper();
     const engine = this.#engine = await assembleSetup(this.#disks.main, this.#disks.spares, {
       readRetries: settings.readRetries,
+      ...(settings.allocation === undefined ? {} : { placement: settings.allocation }),
       onSetupWritten: () => this.#backups?.request("setup state"),
       onEvent: (event) => this.events.publish(event),
     });
@@ -375,6 +376,18 @@ export class SetupService {
   #backupKeeper(): BackupKeeper | undefined {
     const directory = this.#settings.backupDir;
     if (directory === undefined) return undefined;
+    const { missing } = this.#disks.spares;
+    if (missing.length > 0) {
+      // A backup lists every spare's metadata, which a missing one cannot give.
+      this.#log.log({
+        level: "warning",
+        message: `no metadata backup while spare ${
+          missing.map((record) => `${record.index} (${record.uuid})`).join(", ")
+        } is missing`,
+        fields: { event: "backup-skipped" },
+      });
+      return undefined;
+    }
     return new BackupKeeper(
       directory,
       () => this.#disks.spares.stores,

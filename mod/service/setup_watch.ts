@@ -148,8 +148,10 @@ export class SetupWatch {
   #checkSpareUsage(): void {
     const threshold = this.#dispatcher.spareNearlyFullPercent;
     if (threshold === undefined || this.#engine === undefined) return;
-    for (const spare of this.#engine.spares) {
-      const percent = usedPercentOf(spare.store);
+    const engine = this.#engine;
+    for (const spare of engine.spares) {
+      const slotsUsed = engine.slotsUsedOf(spare.index);
+      const percent = usedPercentOf(slotsUsed, spare.layout.slotCount);
       if (spare.state !== "active" || percent < threshold || this.#nearlyFull.has(spare.index)) {
         continue;
       }
@@ -160,7 +162,7 @@ export class SetupWatch {
         device: spare.device.name,
         details: `spare ${spare.index} is ${
           percent.toFixed(1)
-        }% used (${spare.store.slotsUsed} of ${spare.store.payload.layout.slotCount} slots; threshold ${threshold}%)`,
+        }% used (${slotsUsed} of ${spare.layout.slotCount} slots; threshold ${threshold}%)`,
       });
     }
   }
@@ -173,13 +175,12 @@ export class SetupWatch {
       spares: engine.spares.map((spare) => ({
         index: spare.index,
         state: spare.state,
-        usedPercent: usedPercentOf(spare.store),
+        usedPercent: usedPercentOf(engine.slotsUsedOf(spare.index), spare.layout.slotCount),
       })),
     };
   }
 }
 
-function usedPercentOf(store: RemapDevice["spares"][number]["store"]): number {
-  const slotCount = store.payload.layout.slotCount;
-  return slotCount === 0 ? 100 : (100 * store.slotsUsed) / slotCount;
+function usedPercentOf(slotsUsed: number, slotCount: number): number {
+  return slotCount === 0 ? 100 : (100 * slotsUsed) / slotCount;
 }

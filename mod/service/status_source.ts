@@ -69,8 +69,8 @@ function healthOf(
 ): SetupHealth {
   const nowMs = Date.now();
   const working = engine.spares.filter((spare) => spare.state === "active");
-  const slotCount = working.reduce((sum, spare) => sum + spare.store.payload.layout.slotCount, 0);
-  const slotsUsed = working.reduce((sum, spare) => sum + spare.store.slotsUsed, 0);
+  const slotCount = working.reduce((sum, spare) => sum + spare.layout.slotCount, 0);
+  const slotsUsed = working.reduce((sum, spare) => sum + engine.slotsUsedOf(spare.index), 0);
   const pendingCount = engine.pendingBlocks.length;
   const smartRises = sources.smart?.mainDiskRises() ?? [];
   const key = JSON.stringify([slotCount, slotsUsed, pendingCount, engine.remapCount, smartRises]);
@@ -122,6 +122,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
           state: engine.failure !== undefined ? "failed" : engine.degraded ? "degraded" : "clean",
           failure: engine.failure,
           formatVersion: FORMAT_VERSION,
+          allocation: engine.allocationPolicy,
         },
         main: {
           path: description.main.path,
@@ -130,7 +131,10 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
           fingerprint: description.main.fingerprint,
         },
         spares: engine.spares.map((spare) => {
-          const report = opened.reports[spare.index]!;
+          const position = opened.stores.findIndex((store) =>
+            store.payload.spareIndex === spare.index
+          );
+          const report = position >= 0 ? opened.reports[position] : undefined;
           const record = description.spares[spare.index]!;
           return {
             index: spare.index,
@@ -138,10 +142,12 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
             path: spare.device.name,
             sizeBytes: spare.device.sizeBytes,
             state: spare.state,
-            slotCount: spare.store.payload.layout.slotCount,
-            slotsUsed: spare.store.slotsUsed,
-            validCopies: report.validCopies,
-            copies: report.copies.map((copy) => ({
+            slotCount: spare.layout.slotCount,
+            slotsUsed: engine.slotsUsedOf(spare.index),
+            missing: spare.store === undefined,
+            errors: engine.spareErrors[spare.index] ?? 0,
+            validCopies: report?.validCopies ?? 0,
+            copies: (report?.copies ?? []).map((copy) => ({
               copyIndex: copy.copyIndex,
               sector: copy.sector,
               valid: copy.valid,

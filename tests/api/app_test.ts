@@ -161,7 +161,7 @@ Deno.test("createApp() GET /metrics answers every metric family in text format 0
   const status = statusFixture({
     spares: [
       spareFixture(0, { slotsUsed: 3 }),
-      spareFixture(1, { slotCount: 50, slotsUsed: 0, validCopies: 4 }),
+      spareFixture(1, { slotCount: 50, slotsUsed: 0, validCopies: 4, errors: 2 }),
     ],
     counters: { ...statusFixture().counters, pending: 2 },
     pendingBlocks: [5, 9],
@@ -194,6 +194,14 @@ Deno.test("createApp() GET /metrics answers every metric family in text format 0
     ["dm_remap_spare_active", "gauge", [[{ ...setup, spare: "0" }, 1], [
       { ...setup, spare: "1" },
       1,
+    ]]],
+    ["dm_remap_spare_missing", "gauge", [[{ ...setup, spare: "0" }, 0], [
+      { ...setup, spare: "1" },
+      0,
+    ]]],
+    ["dm_remap_spare_slot_errors_total", "counter", [[{ ...setup, spare: "0" }, 0], [
+      { ...setup, spare: "1" },
+      2,
     ]]],
     ["dm_remap_spare_slots", "gauge", [[{ ...setup, spare: "0" }, 100], [
       { ...setup, spare: "1" },

@@ -38,7 +38,7 @@ async function archived(directory: string): Promise<string[]> {
 Deno.test("writeBackup() replaces the current backup and keeps the last BACKUP_ARCHIVE_MAX in the archive", async () => {
   await withDirectory(async (directory) => {
     const harness = await makeHarness();
-    const stores = harness.engine.spares.map((spare) => spare.store);
+    const stores = harness.engine.spares.map((spare) => spare.store!);
     const writes = BACKUP_ARCHIVE_MAX + 3;
     for (let i = 1; i <= writes; i++) {
       const backup = setupBackupOf(stores, { reason: `write ${i}` });
@@ -71,9 +71,9 @@ Deno.test("findBackup() finds a setup's current backup by name or UUID, and says
     const first = await makeHarness();
     const second = await makeHarness();
     const backupOf = (harness: typeof first) =>
-      setupBackupOf(harness.engine.spares.map((spare) => spare.store), { reason: "create" });
+      setupBackupOf(harness.engine.spares.map((spare) => spare.store!), { reason: "create" });
     await writeBackup(directory, backupOf(first));
-    const uuid = first.engine.spares[0]!.store.payload.setup.uuid;
+    const uuid = first.engine.spares[0]!.store!.payload.setup.uuid;
     assert.equal((await findBackup(directory, "test")).backup.setup.uuid, uuid);
     assert.equal((await findBackup(directory, uuid)).backup.setup.uuid, uuid);
     await assert.rejects(
@@ -100,11 +100,11 @@ Deno.test("BackupKeeper backs up a running setup at each new generation, with th
     let engine = harness.engine;
     const keeper = new BackupKeeper(
       directory,
-      () => engine.spares.map((spare) => spare.store),
+      () => engine.spares.map((spare) => spare.store!),
       (error) => failures.push(error),
     );
     engine = await harness.reopen({ onSetupWritten: () => keeper.request("setup state") });
-    const setup = engine.spares[0]!.store.payload.setup;
+    const setup = engine.spares[0]!.store!.payload.setup;
     await keeper.requestUnlessCurrent("serve start");
     await keeper.idle();
     assert.equal((await readBackupFile(currentBackupPath(directory, setup))).reason, "serve start");

@@ -91,7 +91,7 @@ export async function startServedSetup(options: ServedSetupOptions = {}): Promis
       index: 0,
       fd: spare.directAccess().fd,
       direct,
-      layout: engine.spares[0]!.store.payload.layout,
+      layout: engine.spares[0]!.layout,
     }],
     workerUrl: WORKER_URL,
     leftToDevice: mainAccess.leftToDevice,

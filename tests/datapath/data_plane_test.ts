@@ -144,7 +144,7 @@ Deno.test("data plane: a remapped block is read and written on its spare slot, i
     }, nbd.CMD_FLAG_FUA)\nprint(h.pread(${blockBytes}, ${block * blockBytes}).hex())`,
   );
   assertEquals(readBack, hex(rewritten));
-  const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
+  const slotOffset = setup.engine.spares[0]!.layout.dataOffsetBytes;
   assertEquals(await fileBytes(setup.sparePath, slotOffset, blockBytes), rewritten);
   assertEquals(
     await fileBytes(setup.mainPath, block * blockBytes, blockBytes),
@@ -455,7 +455,7 @@ Deno.test("data plane: a large write is written in parts while its payload arriv
   const blockBytes = setup.blockBytes;
   const remappedBlock = 40;
   await remapThroughEngine(setup, remappedBlock, pattern(blockBytes, 1));
-  const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
+  const slotOffset = setup.engine.spares[0]!.layout.dataOffsetBytes;
   const { conn, payload } = await writeInPieces(setup, 41, [{
     sentBytes: 256 * KIB,
     then: async (payload) => {
@@ -591,7 +591,7 @@ Deno.test("data plane: remapped neighbours in neighbouring slots are read and wr
   );
   const rewritten = pattern(6 * blockBytes, 99);
   await nbdsh(setup.uri, `h.pwrite(${py(rewritten)}, ${29 * blockBytes})`);
-  const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
+  const slotOffset = setup.engine.spares[0]!.layout.dataOffsetBytes;
   const slots = await fileBytes(setup.sparePath, slotOffset, 4 * blockBytes);
   remapOrder.forEach((block, slot) =>
     assertEquals(
@@ -655,7 +655,7 @@ Deno.test("data plane: remapped blocks in consecutive slots with main-disk block
     }, ${offset}, nbd.CMD_FLAG_FUA)\nprint(h.pread(${length}, ${offset}).hex())`,
   );
   assertEquals(readBack, hex(rewritten));
-  const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
+  const slotOffset = setup.engine.spares[0]!.layout.dataOffsetBytes;
   const slots = await fileBytes(setup.sparePath, slotOffset, 3 * blockBytes);
   const main = await fileBytes(setup.mainPath, offset, length);
   for (let block = first; block < first + count; block++) {
@@ -712,7 +712,7 @@ Deno.test("data plane: a request over extents with and without remaps finds ever
       `h.pwrite(${py(rewritten)}, ${offset})`,
   );
   assertEquals(blocksOf(await Deno.readFile(readPath)), blocksOf(expected), "read: block by block");
-  const slotOffset = setup.engine.spares[0]!.store.payload.layout.dataOffsetBytes;
+  const slotOffset = setup.engine.spares[0]!.layout.dataOffsetBytes;
   const slots = await fileBytes(setup.sparePath, slotOffset, remapped.length * blockBytes);
   const mainAfter = await fileBytes(setup.mainPath, offset, length);
   const expectedMain = rewritten.slice();

@@ -155,7 +155,7 @@ for (const row of ROWS) {
             index: 0,
             fd: spare.directAccess().fd,
             direct: false,
-            layout: served.engine.spares[0]!.store.payload.layout,
+            layout: served.engine.spares[0]!.layout,
           }],
           state: served.engine.sharedState.buffers,
           leftToDevice: undefined,

@@ -5,7 +5,7 @@
  */
 
 import { computeLayout } from "../../mod/metadata/spare_layout.ts";
-import type { SuperblockPayload } from "../../mod/metadata/superblock.ts";
+import { EMPTY_CRC32C, type SuperblockPayload } from "../../mod/metadata/superblock.ts";
 
 /** A setup UUID fixed for reproducible tests. */
 export const SETUP_UUID = "0b5e7c2a-1d3f-4e6a-9b8c-7d6e5f4a3b2c";
@@ -39,7 +39,14 @@ export function payloadFor(
     })),
     spareIndex: options.spareIndex ?? 0,
     layout,
-    table: { checkpointRegion: 0, checkpointEntries: 0, checkpointCrc32c: 0, logStartSequence: 1 },
+    table: {
+      checkpointRegion: 0,
+      checkpointEntries: 0,
+      checkpointCrc32c: 0,
+      logStartSequence: 1,
+      peerEntries: Array.from({ length: spareCount }, () => 0),
+      peerCrc32c: EMPTY_CRC32C,
+    },
     pending: [],
     health: {},
     scan: {},

@@ -242,9 +242,10 @@ Deno.test("decodeLogSector() gives the sector's setup, spare, block size and rec
       spareIndex: 3,
       blockBytes: 65536,
       sequence: 41,
+      ownSlotsBefore: 0,
       records: [
-        { slotIndex: 7, type: 1, blockIndex: 2 ** 50 },
-        { slotIndex: 8, type: 1, blockIndex: 0 },
+        { slotIndex: 7, type: 1, blockIndex: 2 ** 50, ownerIndex: 3, vacate: false },
+        { slotIndex: 8, type: 1, blockIndex: 0, ownerIndex: 3, vacate: false },
       ],
     },
   });

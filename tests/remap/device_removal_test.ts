@@ -82,7 +82,7 @@ Deno.test("RemapDevice answers every write of a burst whose remap finds the main
   await engine.close();
 });
 
-Deno.test("RemapDevice fails a spare that is gone: its slots read EIO, new remaps go to the next spare", async () => {
+Deno.test("RemapDevice fails a spare that is gone: its slots read EIO, a write moves its block, new remaps go to the next spare", async () => {
   const { engine, faulty, faultySpares, main, events } = await makeHarness({ spareCount: 2 });
   faulty.setBad({ offsetBytes: 0, lengthBytes: 64 * KIB }, "write");
   const remapped = pattern(4 * KIB, 3);
@@ -95,11 +95,17 @@ Deno.test("RemapDevice fails a spare that is gone: its slots read EIO, new remap
   assert.ok(events.some((event) => event.type === "spare-failed" && event.spareIndex === 0));
   // The other spare's metadata records the failure soon, with no write to prompt it.
   await new Promise((resolve) => setTimeout(resolve, 20));
-  assert.equal(engine.spares[1]!.store.payload.spares[0]!.state, "failed");
-  assert.equal(await outcome(engine.write(pattern(4 * KIB, 4), 0)), "EIO");
+  assert.equal(engine.spares[1]!.store!.payload.spares[0]!.state, "failed");
+  // A whole-block write to a block on the gone spare remaps it again (format version 2).
+  const rewritten = pattern(4 * KIB, 4);
+  await engine.write(rewritten, 0);
+  assert.deepEqual(engine.lookup(0), { spareIndex: 1, slotIndex: 0 });
+  assert.deepEqual(await readBack(engine, 0, 4 * KIB), rewritten);
+  // A partial write cannot be composed: the rest of the block is on the gone spare.
+  faulty.setBad({ offsetBytes: 8 * KIB, lengthBytes: 4 * KIB }, "write");
   const next = pattern(4 * KIB, 5);
   await engine.write(next, 4 * KIB);
-  assert.deepEqual(engine.lookup(1), { spareIndex: 1, slotIndex: 0 });
+  assert.deepEqual(engine.lookup(1), { spareIndex: 1, slotIndex: 1 });
   assert.deepEqual(await readBack(engine, 4 * KIB, 4 * KIB), next);
   assert.equal(engine.failure, undefined, "a spare gone degrades the setup, it does not fail it");
   assert.equal(engine.degraded, true, "a failed spare degrades the setup");

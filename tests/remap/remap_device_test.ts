@@ -119,7 +119,7 @@ Deno.test("RemapDevice splits requests that straddle remapped and normal blocks"
 Deno.test("RemapDevice moves to the next spare when a spare's write fails, and marks it failed", async () => {
   const { engine, faulty, faultySpares, events } = await makeHarness({ spareCount: 2 });
   faulty.setBad({ offsetBytes: 0, lengthBytes: 512 }, "write");
-  const layout = engine.spares[0]!.store.payload.layout;
+  const layout = engine.spares[0]!.layout;
   faultySpares[0]!.setBad(
     { offsetBytes: layout.dataOffsetBytes, lengthBytes: layout.blockBytes },
     "write",
@@ -135,7 +135,7 @@ Deno.test("RemapDevice moves to the next spare when a spare's write fails, and m
 
 Deno.test("RemapDevice with every slot used fails the write with EIO, degrades, and keeps acknowledged data", async () => {
   const { engine, faulty, events } = await makeHarness({ spareSlots: 16 });
-  const slotCount = engine.spares[0]!.store.payload.layout.slotCount;
+  const slotCount = engine.spares[0]!.layout.slotCount;
   faulty.setBad({ offsetBytes: 0, lengthBytes: (slotCount + 1) * 4 * KIB }, "write");
   const written: Uint8Array[] = [];
   for (let blockIndex = 0; blockIndex < slotCount; blockIndex++) {

@@ -47,7 +47,7 @@ async function sparesLike(rows: SpareRow[]): Promise<SpareMember[]> {
     if (row.slotsUsed > 0) {
       await store.appendRemaps(Array.from({ length: row.slotsUsed }, (_, block) => block));
     }
-    return { index, device: store.device, store, state: row.state };
+    return { index, device: store.device, store, layout: store.payload.layout, state: row.state };
   }));
 }
 

@@ -174,7 +174,7 @@ Deno.test("serve: the spare-pool forecast turns from no trend into a date once r
     }
     const forecast = (await fetchStatus(api)).health!.forecast;
     assert.equal(forecast.state, "forecast");
-    const slots = service.engine.spares[0]!.store.payload.layout.slotCount;
+    const slots = service.engine.spares[0]!.layout.slotCount;
     assert.equal(forecast.slotsFree, slots - BAD_BLOCKS.length);
     assert.ok(forecast.reasons[0]!.startsWith("3 new remaps in the last "), forecast.reasons[0]);
     assert.ok(forecast.daysLeft !== undefined && forecast.daysLeft.expected >= 0);

@@ -38,7 +38,7 @@ Deno.test("MetadataScrubber repairs copies and a log sector damaged while remaps
     engine.write(new Uint8Array(blockBytes).fill(fill), blockIndex * blockBytes, { fua: true });
   await write(8, 1);
   // Damage behind the engine's back: copy 1 and copy 4 of spare 0, and its first log sector.
-  const layout = engine.spares[0]!.store.payload.layout;
+  const layout = engine.spares[0]!.layout;
   for (const offsetBytes of [COPY_SECTORS[1]! * SECTOR_BYTES, COPY_SECTORS[4]! * SECTOR_BYTES]) {
     await spares[0]!.write(new Uint8Array(SECTOR_BYTES).fill(0xee), offsetBytes);
   }

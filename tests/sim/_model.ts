@@ -71,7 +71,10 @@ export interface FaultView {
   faulty: FaultyDevice;
 }
 
-/** Whether a read may fail: it touches a sector that fails reads and is not remapped. */
+/**
+ * Whether a read may fail: it touches a sector that fails reads and is not
+ * remapped, or a block in a slot of a spare that failed or is missing.
+ */
 export function readFailureAllowed(
   world: FaultView,
   range: { firstSector: number; sectorCount: number },
@@ -79,7 +82,9 @@ export function readFailureAllowed(
   const { firstSector, sectorCount } = range;
   for (let sector = firstSector; sector < firstSector + sectorCount; sector++) {
     const blockIndex = Math.floor(sector * SECTOR_BYTES / world.engine.blockBytes);
-    const remapped = world.engine.lookup(blockIndex) !== undefined;
+    const location = world.engine.lookup(blockIndex);
+    const remapped = location !== undefined;
+    if (location && world.engine.spares[location.spareIndex]!.state !== "active") return true;
     const failure = world.faulty.failureOf(sector);
     if (!remapped && (failure === "read" || failure === "both")) return true;
   }

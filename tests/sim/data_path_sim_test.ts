@@ -147,7 +147,7 @@ function workerSetupOf(world: World): { setup: WorkerSetup; diskNames: Map<numbe
       index: spare.index,
       fd: access.fd,
       direct: access.direct,
-      layout: spare.store.payload.layout,
+      layout: spare.layout,
     };
     diskNames.set(access.fd, spare.device.name);
   }

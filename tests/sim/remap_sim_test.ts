@@ -7,7 +7,9 @@
  * disks that complete requests out of order.
  * Method (after TigerBeetle's VOPR): a seeded PRNG drives batches of up to
  * {@link BATCH_MAX} concurrent writes (some FUA) and reads on distinct sectors,
- * flushes, new bad sectors on the main disk, and crashes that drop every
+ * flushes, new bad sectors on the main disk, a spare that vanishes at a
+ * random point (its blocks then read EIO, a write moves them, and after a
+ * power cut the setup is served without it), and crashes that drop every
  * unflushed write (`MemoryDevice.crash()`), against a model that keeps, per
  * sector, the values a read may return now and the values a crash may leave.
  * Every disk is a {@link TimedDisk}: requests complete after random virtual
@@ -52,6 +54,10 @@ interface World {
   clock: DiskClock;
   main: MemoryDevice;
   spares: MemoryDevice[];
+  /** Spares that vanished: they stay gone across power cuts. */
+  removed: Set<number>;
+  /** The engine's view of each spare, to remove it. */
+  faultySpares: FaultyDevice[];
   faulty: FaultyDevice;
   engine: RemapDevice;
 }
@@ -60,16 +66,20 @@ interface World {
 async function assemble(
   clock: DiskClock,
   main: MemoryDevice,
-  spares: MemoryDevice[],
+  spares: { devices: MemoryDevice[]; removed: Set<number> },
   faulty: FaultyDevice,
-): Promise<RemapDevice> {
-  const timedSpares = spares.map((spare) => new TimedDisk(spare, clock));
-  return await clock.settle((async () =>
+): Promise<{ engine: RemapDevice; faultySpares: FaultyDevice[] }> {
+  const faultySpares = spares.devices.map((spare) =>
+    new FaultyDevice(new TimedDisk(spare, clock), { blockBytes: SECTOR_BYTES })
+  );
+  const present = faultySpares.filter((_, index) => !spares.removed.has(index));
+  const engine = await clock.settle((async () =>
     await assembleSetup(
       { device: faulty, identity: memoryIdentity(main) },
-      await openSpares(timedSpares),
+      await openSpares(present, { allowMissing: true }),
       { readRetries: 0, metadataDelayMs: 0 },
     ))());
+  return { engine, faultySpares };
 }
 
 /** Power cut: unflushed writes vanish, bad sectors stay bad, the engine restarts from the disks. */
@@ -81,8 +91,13 @@ async function crash(world: World): Promise<World> {
   for (const block of world.faulty.listBadBlocks()) {
     faulty.addBadBlocks([block], world.faulty.failureOf(block)!);
   }
-  const engine = await assemble(world.clock, main, spares, faulty);
-  return { clock: world.clock, main, spares, faulty, engine };
+  const assembled = await assemble(
+    world.clock,
+    main,
+    { devices: spares, removed: world.removed },
+    faulty,
+  );
+  return { ...world, main, spares, faulty, ...assembled };
 }
 
 /** Runs one request and checks it against the model; returns how to update the model. */
@@ -137,6 +152,8 @@ async function serveRequest(
 interface SimulationResult {
   remaps: number;
   crashes: number;
+  /** Spares that vanished. */
+  removals: number;
   inFlightMax: number;
   reordered: number;
 }
@@ -157,16 +174,19 @@ async function simulate(seed: number): Promise<SimulationResult> {
   });
   await Promise.all(spares.map((spare) => spare.flush()));
   const faulty = new FaultyDevice(new TimedDisk(main, clock), { blockBytes: SECTOR_BYTES });
+  const removed = new Set<number>();
   let world: World = {
     clock,
     main,
     spares,
+    removed,
     faulty,
-    engine: await assemble(clock, main, spares, faulty),
+    ...await assemble(clock, main, { devices: spares, removed }, faulty),
   };
   const model = new Model(SECTORS);
   let nextValue = 1;
   let crashes = 0;
+  let removals = 0;
 
   for (let step = 0; step < OPERATIONS; step++) {
     const roll = random();
@@ -179,14 +199,27 @@ async function simulate(seed: number): Promise<SimulationResult> {
       );
       updates.forEach((update) => update());
     } else if (roll < 0.88) {
-      await clock.settle(world.engine.flush());
-      model.flushed();
-    } else if (roll < 0.96) {
+      // A flush that meets a vanished spare fails (what was unflushed on it is
+      // lost; its blocks read EIO from then on): only then may a flush fail.
+      const flushed = await clock.settle(world.engine.flush()).then(() => true, (error) => {
+        assert.ok(world.removed.size > 0, `${where}: flush failed: ${error.message}`);
+        return false;
+      });
+      if (flushed) model.flushed();
+    } else if (roll < 0.93) {
       const failOn = (["write", "write", "both", "read"] as const)[pick(4)]!;
       world.faulty.setBad({
         offsetBytes: pick(SECTORS - 16) * SECTOR_BYTES,
         lengthBytes: SECTOR_BYTES * (1 + pick(3)),
       }, failOn);
+    } else if (roll < 0.935) {
+      // A spare vanishes (one of the two at most): the setup goes on without it.
+      const spareIndex = pick(spares.length);
+      if (removed.size === 0) {
+        world.faultySpares[spareIndex]!.remove();
+        removed.add(spareIndex);
+        removals++;
+      }
     } else {
       world = await crash(world);
       model.crashed();
@@ -218,12 +251,18 @@ async function simulate(seed: number): Promise<SimulationResult> {
   assert.deepEqual(clock.overlaps, [], `seed ${seed}: requests overlapped a write in flight`);
   const remaps = world.engine.remapCount;
   await clock.settle(world.engine.close());
-  return { remaps, crashes, inFlightMax: clock.inFlightMax, reordered: clock.reordered };
+  return { remaps, crashes, removals, inFlightMax: clock.inFlightMax, reordered: clock.reordered };
 }
 
 Deno.test("simulation: concurrent writes and reads, bad sectors, power cuts and out-of-order disks never lose an acknowledged write", async () => {
   const seeds = seedsToRun(SEEDS);
-  const total: SimulationResult = { remaps: 0, crashes: 0, inFlightMax: 0, reordered: 0 };
+  const total: SimulationResult = {
+    remaps: 0,
+    crashes: 0,
+    removals: 0,
+    inFlightMax: 0,
+    reordered: 0,
+  };
   for (const seed of seeds) {
     const result = await simulate(seed).catch((error) => {
       console.error(`simulation failed with seed ${seed}: replay with DMREMAP_SEED=${seed}`);
@@ -231,6 +270,7 @@ Deno.test("simulation: concurrent writes and reads, bad sectors, power cuts and 
     });
     total.remaps += result.remaps;
     total.crashes += result.crashes;
+    total.removals += result.removals;
     total.inFlightMax = Math.max(total.inFlightMax, result.inFlightMax);
     total.reordered += result.reordered;
   }
@@ -244,10 +284,11 @@ Deno.test("simulation: concurrent writes and reads, bad sectors, power cuts and 
   }
   assert.ok(total.inFlightMax >= BATCH_MAX, `at most ${total.inFlightMax} disk requests in flight`);
   assert.ok(total.reordered > 0, "no disk request ever completed before an earlier one");
+  if (seeds.length === SEEDS) assert.ok(total.removals > 0, "no spare ever vanished");
   console.log(
     `${seeds.length} seeds × ${OPERATIONS} steps: ${total.remaps} remaps, ${
       total.crashes + seeds.length
-    } crashes, up to ${total.inFlightMax} disk requests in flight, ${total.reordered} ` +
+    } crashes, ${total.removals} spares vanished, up to ${total.inFlightMax} disk requests in flight, ${total.reordered} ` +
       `completions out of order, all consistent`,
   );
 });

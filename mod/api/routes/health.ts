@@ -50,6 +50,9 @@ export function healthOf(status: SetupStatus): Health {
   }
   for (const spare of status.spares) {
     if (spare.state === "failed") reasons.push(`Spare ${spare.index} "${spare.path}" has failed`);
+    if (spare.state === "missing") {
+      reasons.push(`Spare ${spare.index} "${spare.path}" is missing: its blocks are unreadable`);
+    }
   }
   const active = status.spares.filter((spare) => spare.state === "active");
   const slotsFree = active.reduce((sum, spare) => sum + (spare.slotCount - spare.slotsUsed), 0);

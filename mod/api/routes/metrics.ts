@@ -92,6 +92,20 @@ export function metricFamiliesOf(status: SetupStatus): MetricFamily[] {
         return spare.state === "active" ? 1 : 0;
       },
     ),
+    perSpare(
+      "dm_remap_spare_missing",
+      "1 when the setup is served without the spare (its blocks read EIO), else 0.",
+      (spare) => spare.missing ? 1 : 0,
+    ),
+    {
+      name: "dm_remap_spare_slot_errors_total",
+      type: "counter",
+      help: "I/O errors on the spare's slots since start (health-weighted allocation avoids it).",
+      samples: status.spares.map((spare) => ({
+        labels: { ...setup, spare: String(spare.index) },
+        value: spare.errors,
+      })),
+    },
     perSpare("dm_remap_spare_slots", "Data slots on the spare.", (spare) => spare.slotCount),
     perSpare(
       "dm_remap_spare_slots_used",

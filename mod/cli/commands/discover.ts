@@ -21,7 +21,9 @@
  * lastStop, servingPid, kernelDevice, sparesExpected, sparesFound, spares[{index, uuid,
  * recordedPath, state, found{path, sequence, generation, timestampMs,
  * validCopies}, stale[]}], main{recordedPath, identity, strength, path,
- * mismatches[{path, reason}]}, conflicts[{kind, devices, explanation, action}]).
+ * mismatches[{path, reason}]}, conflicts[{kind, devices, explanation, action}], and for a
+ * setup found with spares missing, unavailable[{spareIndex, uuid, blockCount, firstBlocks,
+ * known}]: the remapped blocks on each missing spare, as the spares found record them).
  *
  * @module
  */
@@ -31,6 +33,7 @@ import { PROBE_TIMEOUT_MS_DEFAULT, PROBE_TIMEOUT_MS_MAX } from "../../constants.
 import type { CliOutput, CommandInput, OptionValue } from "../command.ts";
 import { integerOption, listOption, stringOption } from "../options.ts";
 import { recordDiscovery, runDiscovery } from "../run_discovery.ts";
+import { type UnavailableBlocks, unavailableBlocksOf } from "../../assembly/unavailable_blocks.ts";
 
 /** Probes the candidates and prints the setups found. */
 export async function discoverCommand(
@@ -42,9 +45,61 @@ export async function discoverCommand(
     timeoutMs: timeoutOption(values["timeout-ms"]),
   });
   for (const warning of await recordDiscovery(report)) output.err(`dm-remap discover: ${warning}`);
-  if (values.json) output.out(JSON.stringify(report, null, 2));
-  else printReport(report, output);
+  const unavailable = await unavailableOf(report, output);
+  if (values.json) {
+    output.out(JSON.stringify(
+      {
+        ...report,
+        setups: report.setups.map((setup) => ({ ...setup, unavailable: unavailable.get(setup) })),
+      },
+      null,
+      2,
+    ));
+  } else {
+    printReport(report, output);
+    printUnavailable(report, unavailable, output);
+  }
   return 0;
+}
+
+/** For setups found with spares missing: the blocks on the missing spares, from the others. */
+async function unavailableOf(
+  report: DiscoveryReport,
+  output: CliOutput,
+): Promise<Map<SetupFinding, UnavailableBlocks[]>> {
+  const result = new Map<SetupFinding, UnavailableBlocks[]>();
+  for (const setup of report.setups) {
+    if (setup.sparesFound === 0 || setup.sparesFound === setup.sparesExpected) continue;
+    try {
+      result.set(setup, await unavailableBlocksOf(setup));
+    } catch (error) {
+      output.err(
+        `dm-remap discover: cannot read the remaps of setup "${setup.name}": ${
+          (error as Error).message
+        }`,
+      );
+    }
+  }
+  return result;
+}
+
+function printUnavailable(
+  report: DiscoveryReport,
+  unavailable: Map<SetupFinding, UnavailableBlocks[]>,
+  output: CliOutput,
+): void {
+  for (const setup of report.setups) {
+    for (const spare of unavailable.get(setup) ?? []) {
+      output.out(
+        spare.known
+          ? `${setup.name}: spare ${spare.spareIndex} (${spare.uuid}) is missing: ` +
+            `${spare.blockCount} remapped blocks unavailable` +
+            (spare.blockCount > 0 ? ` (first: ${spare.firstBlocks.join(", ")})` : "")
+          : `${setup.name}: spare ${spare.spareIndex} (${spare.uuid}) is missing; the spares found ` +
+            `were written by format version 1 and do not record its remaps`,
+      );
+    }
+  }
 }
 
 /** `--timeout-ms N`: a probe's deadline. */

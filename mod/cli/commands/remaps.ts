@@ -5,6 +5,8 @@
  * @module
  */
 
+import { mergeViews } from "../../metadata/setup_tables.ts";
+import { VACATED } from "../../metadata/checkpoint.ts";
 import { openSpares } from "../../assembly/assemble.ts";
 import type { Device } from "../../device/device.ts";
 import { closeAll, openPath } from "../../assembly/open_path.ts";
@@ -25,10 +27,14 @@ export async function remapsCommand(
   const devices: Device[] = [];
   try {
     for (const path of sparePaths) devices.push((await openPath(path, { readOnly: true })).device);
-    const opened = await openSpares(devices, { repair: false });
+    // Every spare records every spare's slots (format 2): the spares given are enough.
+    const opened = await openSpares(devices, { repair: false, allowMissing: true });
     const blockBytes = opened.description.setup.blockBytes;
-    const remaps = opened.stores.flatMap((store, spareIndex) =>
-      store.slotBlocks.map((blockIndex, slotIndex) => ({ blockIndex, spareIndex, slotIndex }))
+    const tables = mergeViews(opened.stores, opened.description.spares.length);
+    const remaps = tables.flatMap((table, spareIndex) =>
+      table.flatMap((blockIndex, slotIndex) =>
+        blockIndex === VACATED ? [] : [{ blockIndex, spareIndex, slotIndex }]
+      )
     ).sort((a, b) => a.blockIndex - b.blockIndex);
     if (values.json) {
       output.out(JSON.stringify({ setup: opened.description.setup.name, blockBytes, remaps }));

@@ -65,11 +65,16 @@ export function formatStatus(status: SetupStatus): string {
     `  size ${setup.sizeBytes} bytes, block size ${setup.blockBytes}, format version ${setup.formatVersion}` +
     (status.version ? `, served by dm-remap ${status.version}` : ""),
     `  main   ${main.path} (${main.kind}, ${main.sizeBytes} bytes)`,
+    `  new remaps go to spares by "${setup.allocation}"`,
   ];
   for (const spare of status.spares) {
     lines.push(
-      `  spare  ${spare.index} ${spare.path}: ${spare.state}, ${spare.slotsUsed}/${spare.slotCount} slots used, ` +
-        `${spare.validCopies}/5 copies valid`,
+      `  spare  ${spare.index} ${spare.path}: ${spare.missing ? "MISSING" : spare.state}, ` +
+        `${spare.slotsUsed}/${spare.slotCount} slots used` +
+        (spare.missing
+          ? ` (the blocks in them are unreadable until it is back)`
+          : `, ${spare.validCopies}/5 copies valid`) +
+        (spare.errors > 0 ? `, ${spare.errors} I/O errors on its slots` : ""),
     );
   }
   lines.push(
