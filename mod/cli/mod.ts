@@ -81,7 +81,7 @@ const COMMANDS: Record<string, Command> = {
       "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
       "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force]\n" +
-      "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]",
+      "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S] [--adopt]",
     options: {
       ...FORCE_OPTION,
       main: { type: "string" },
@@ -100,6 +100,7 @@ const COMMANDS: Record<string, Command> = {
       connections: { type: "string" },
       "io-timeout": { type: "string" },
       "dead-timeout": { type: "string" },
+      adopt: { type: "boolean" },
     },
     optionalValues: {
       attach: { implied: "auto", isValue: (word) => word === "auto" || word.startsWith("/dev/") },

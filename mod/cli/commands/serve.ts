@@ -11,16 +11,43 @@
 
 import { closeAll } from "../../assembly/open_path.ts";
 import { openSetupForServing } from "../../service/open_setup.ts";
+import {
+  adoptServer,
+  runningServerOf,
+  ServiceManagerNotifier,
+} from "../../service/service_manager.ts";
 import { SetupService } from "../../service/setup_service.ts";
+import { becomeRootStorageDaemon, hasRootStorageDaemonName } from "../../sys/storage_daemon.ts";
 import type { CommandInput } from "../command.ts";
 import { resolveSparePaths } from "../find_setup.ts";
-import { listOption, onePositional, stringOption } from "../options.ts";
+import { listOption, onePositional, RUN_DIR, stringOption } from "../options.ts";
 import { parseServeFlags, serveSettings } from "../service_settings.ts";
 import { untilSignal } from "../stop_signal.ts";
 
-/** Serves a setup in the foreground; systemd runs it as a simple service. */
+/** Serves a setup in the foreground; systemd runs it as a `Type=notify` service. */
 export async function serveCommand({ values, positionals, output }: CommandInput): Promise<number> {
   const name = onePositional(positionals, "setup name", false);
+  const running = values.adopt === true && name !== undefined
+    ? await runningServerOf(RUN_DIR, name)
+    : undefined;
+  if (running !== undefined) {
+    // Started in the initramfs (root on it): that process keeps serving, the unit takes it over.
+    const outcome = adoptServer(running);
+    output.out(
+      `dm-remap[${name}]: already served by process ${running.process.pid}` +
+        `${running.kernelDevice ? ` on ${running.kernelDevice}` : ""}; ` +
+        (outcome === "sent"
+          ? "handed to the service manager"
+          : `not handed over (${JSON.stringify(outcome)})`),
+    );
+    return 0;
+  }
+  if (hasRootStorageDaemonName()) {
+    const report = becomeRootStorageDaemon();
+    output.err(
+      `dm-remap[${name ?? "?"}]: root storage daemon (argv[0] '@'): ${JSON.stringify(report)}`,
+    );
+  }
   const resolved = await resolveSparePaths(
     name,
     listOption(values.spare),
@@ -50,7 +77,10 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   for (const address of serving.nbdAddresses) output.out(`  NBD  ${address}`);
   for (const address of serving.apiAddresses) output.out(`  API  ${address}`);
   if (serving.kernelDevice) output.out(`  KERNEL  ${serving.kernelDevice}`);
+  const notifier = new ServiceManagerNotifier(serving);
+  notifier.ready();
   const signal = await stopRequested;
+  notifier.stopping();
   const detach = await serving.stopRequest() === "detach";
   const meaning = detach
     ? "stop asked by dm-remap stop, the kernel device goes too"
