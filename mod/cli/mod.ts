@@ -22,6 +22,7 @@ import { createCommand } from "./commands/create.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { discoverCommand } from "./commands/discover.ts";
 import { eventsCommand } from "./commands/events.ts";
+import { probeCommand } from "./commands/probe.ts";
 import { remapsCommand } from "./commands/remaps.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { serveCommand } from "./commands/serve.ts";
@@ -106,6 +107,12 @@ const COMMANDS: Record<string, Command> = {
       attach: { implied: "auto", isValue: (word) => word === "auto" || word.startsWith("/dev/") },
     },
     run: serveCommand,
+  },
+  probe: {
+    summary: "show what one device is to dm-remap, read only (--export: udev properties)",
+    usage: "probe [--export] <dev>",
+    options: { export: { type: "boolean" } },
+    run: probeCommand,
   },
   status: {
     summary: "show a running setup's state (from its status API)",

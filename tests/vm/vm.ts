@@ -38,6 +38,8 @@ export interface VmDisk {
   path: string;
   serial: string;
   readOnly?: boolean;
+  /** @default "raw" */
+  format?: "raw" | "qcow2";
 }
 
 /** How to boot. */
@@ -53,6 +55,13 @@ export interface BootOptions {
   memoryMiB?: number;
   /** Text the guest reads as $PARAMS (a small disk with serial "params"). */
   params?: string;
+  /**
+   * Another system to boot instead of the harness's busybox initrd (the boot tests' Debian
+   * guest): its kernel, initramfs and whole command line. `scenario` is then not used.
+   */
+  system?: { kernelPath: string; initrdPath: string; commandLine: string };
+  /** Where qemu's monitor listens (a unix socket path), for `device_add`. */
+  monitorPath?: string;
 }
 
 let prepared: Promise<string> | undefined;
@@ -129,7 +138,7 @@ export function toolsDisk(): VmDisk {
 
 /** Boots the VM once and collects what the scenario reported. */
 export async function bootVm(options: BootOptions): Promise<VmRun> {
-  const initrd = await prepareVm();
+  const initrd = options.system?.initrdPath ?? await prepareVm();
   const drives: string[] = [];
   const disks = [...options.disks];
   let paramsPath: string | undefined;
@@ -147,7 +156,9 @@ export async function bootVm(options: BootOptions): Promise<VmRun> {
     // cache whose flushes all completed; guest flushes cost nothing under TCG.
     drives.push(
       "-drive",
-      `file=${disk.path},if=none,id=d${index},format=raw,cache=unsafe,aio=threads` +
+      `file=${disk.path},if=none,id=d${index},format=${
+        disk.format ?? "raw"
+      },cache=unsafe,aio=threads` +
         (disk.readOnly ? ",readonly=on" : ""),
       "-device",
       `virtio-blk-pci,drive=d${index},serial=${disk.serial}`,
@@ -172,11 +183,13 @@ export async function bootVm(options: BootOptions): Promise<VmRun> {
       "stdio",
       "-no-reboot",
       "-kernel",
-      `${CACHE}/vmlinuz`,
+      options.system?.kernelPath ?? `${CACHE}/vmlinuz`,
       "-initrd",
       initrd,
       "-append",
-      `console=ttyS0 loglevel=1 panic=-1 dmremap.scenario=${options.scenario}`,
+      options.system?.commandLine ??
+        `console=ttyS0 loglevel=1 panic=-1 dmremap.scenario=${options.scenario}`,
+      ...(options.monitorPath ? ["-monitor", `unix:${options.monitorPath},server,nowait`] : []),
       ...drives,
     ],
     stdin: "null",

@@ -1,0 +1,135 @@
+/**
+ * The boot tests' harness: a real Debian bookworm guest (systemd, udev, its own mkinitramfs with
+ * dm-remap's hook; built by scripts/boot_vm_setup.sh) whose root filesystem is ext4 on the
+ * remapped device. The setup "root" is created once on the template disks by a first VM (the VM
+ * harness's busybox guest, `scenario_boot_create.sh`), so the main disk and the spare carry the
+ * identity they have in the real guest (their virtio serials). Each boot gets qcow2 overlays of
+ * the templates, so boots are independent and a power cut loses nothing of the templates.
+ * The guest's checks come from a small disk (serial "check"): `tests/boot/guest/check_<name>.sh`,
+ * run by dm-remap-boot-check.service once multi-user is reached.
+ *
+ * @module
+ */
+
+import { assertChecks, bootVm, createImage, toolsDisk, type VmDisk, type VmRun } from "../vm/vm.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+export const BOOT_CACHE = `${ROOT}tests/boot/.cache`;
+const GUEST = `${ROOT}tests/boot/guest`;
+
+async function run(command: string, args: string[]): Promise<string> {
+  const output = await new Deno.Command(command, { args, cwd: ROOT, stdin: "null" }).output();
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  if (!output.success) throw new Error(`${command} ${args.join(" ")} failed:\n${text}`);
+  return text;
+}
+
+let prepared: Promise<void> | undefined;
+
+/** Builds the guest (once per process) and the template disks with the setup on them. */
+export function prepareBootGuest(): Promise<void> {
+  prepared ??= (async () => {
+    await run(`${ROOT}scripts/boot_vm_setup.sh`, []);
+    const stamp = await Deno.readTextFile(`${BOOT_CACHE}/stamp`);
+    const disksStamp = await Deno.readTextFile(`${BOOT_CACHE}/disks/stamp`).catch(() => "");
+    if (disksStamp === stamp) return;
+    await Deno.remove(`${BOOT_CACHE}/disks`, { recursive: true }).catch(() => {});
+    await Deno.mkdir(`${BOOT_CACHE}/disks`);
+    await run("cp", ["--sparse=always", `${BOOT_CACHE}/root.img`, `${BOOT_CACHE}/disks/main.img`]);
+    await createImage(`${BOOT_CACHE}/disks/spare.img`, 64);
+    const created = await bootVm({
+      scenario: "boot_create",
+      disks: [
+        { path: `${BOOT_CACHE}/disks/main.img`, serial: "main" },
+        { path: `${BOOT_CACHE}/disks/spare.img`, serial: "spare" },
+        toolsDisk(),
+      ],
+      timeoutMs: 180_000,
+    });
+    assertChecks(created, ["create"]);
+    await Deno.writeTextFile(`${BOOT_CACHE}/disks/stamp`, stamp);
+  })();
+  return prepared;
+}
+
+/** One guest's disks: overlays of the templates, kept across the boots of one test. */
+export interface GuestDisks {
+  directory: string;
+  main: VmDisk;
+  spare: VmDisk;
+}
+
+/** Fresh overlays of the template disks in a new directory. */
+export async function newGuestDisks(): Promise<GuestDisks> {
+  await prepareBootGuest();
+  const directory = await Deno.makeTempDir({ prefix: "dm-remap-boot-" });
+  const disks: Record<string, VmDisk> = {};
+  for (const serial of ["main", "spare"]) {
+    const path = `${directory}/${serial}.qcow2`;
+    await run("qemu-img", [
+      "create",
+      "-q",
+      "-f",
+      "qcow2",
+      "-F",
+      "raw",
+      "-b",
+      `${BOOT_CACHE}/disks/${serial}.img`,
+      path,
+    ]);
+    disks[serial] = { path, serial, format: "qcow2" };
+  }
+  return { directory, main: disks.main!, spare: disks.spare! };
+}
+
+/** How to boot the guest. */
+export interface GuestBootOptions {
+  /** Runs tests/boot/guest/check_<check>.sh once multi-user is reached. */
+  check: string;
+  /** Extra kernel command line words (rd.dm_remap=0, rd.dm_remap.uuid=...). */
+  commandLine?: string;
+  /** @default the main disk and the spare */
+  disks?: VmDisk[];
+  onLine?: (line: string) => "kill" | undefined;
+  /** @default 420_000 */
+  timeoutMs?: number;
+  monitorPath?: string;
+}
+
+/** Boots the Debian guest once on `disks`. */
+export async function bootGuest(disks: GuestDisks, options: GuestBootOptions): Promise<VmRun> {
+  const checkTree = await Deno.makeTempDir({ prefix: "dm-remap-boot-check-" });
+  const checkImage = `${disks.directory}/check.img`;
+  try {
+    await Deno.copyFile(`${GUEST}/lib.sh`, `${checkTree}/lib.sh`);
+    await Deno.copyFile(`${GUEST}/check_${options.check}.sh`, `${checkTree}/check.sh`);
+    await Deno.writeTextFile(`${checkTree}/run.sh`, ". /run/check/lib.sh\n. /run/check/check.sh\n");
+    await run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", checkTree, checkImage, "8M"]);
+  } finally {
+    await Deno.remove(checkTree, { recursive: true });
+  }
+  return await bootVm({
+    scenario: options.check,
+    disks: [
+      ...(options.disks ?? [disks.main, disks.spare]),
+      { path: checkImage, serial: "check", readOnly: true },
+    ],
+    memoryMiB: 2560,
+    timeoutMs: options.timeoutMs ?? 420_000,
+    onLine: options.onLine,
+    monitorPath: options.monitorPath,
+    system: {
+      kernelPath: `${BOOT_CACHE}/vmlinuz`,
+      initrdPath: `${BOOT_CACHE}/initrd.img`,
+      commandLine: "console=ttyS0 root=/dev/nbd0 rootfstype=ext4 rw panic=-1 " +
+        "initramfs.runsize=50% rd.dm_remap.timeout=60 systemd.show_status=0 " +
+        (options.commandLine ?? ""),
+    },
+  });
+}
+
+/** The seconds from the initramfs script's start to the root device attached, as it printed them. */
+export function assemblyTimeOf(run: VmRun): { startS: number; endS: number } | undefined {
+  const match = run.log.match(/dm-remap: assembled in the initramfs from ([\d.]+)s to ([\d.]+)s/);
+  return match ? { startS: Number(match[1]), endS: Number(match[2]) } : undefined;
+}
