@@ -25,6 +25,13 @@ fi
 echo "boot_vm_setup: building the guest in $cache" >&2
 rm -f "$cache/stamp"
 root=$cache/root
+# A run killed in its chroot step leaves /proc, /sys and /dev bound in the tree: unbind them
+# before anything is removed, and refuse to remove a tree that still has a mount in it.
+for fs in dev sys proc; do umount "$root/$fs" 2>/dev/null || true; done
+if grep -q " $root/" /proc/mounts; then
+  echo "boot_vm_setup: $root still has mounts in it; unmount them first" >&2
+  exit 1
+fi
 rm -rf "$root"
 cp -a "$cache/base" "$root"
 scripts/install.sh --root "$root" --bundle "$bundle"
@@ -46,9 +53,10 @@ ln -sf /dev/null "$root/etc/systemd/system/apt-daily-upgrade.timer"
 # The real mkinitramfs of the guest, in a chroot of it.
 kernel=$(basename "$(ls "$root"/boot/vmlinuz-*)")
 version=${kernel#vmlinuz-}
-for fs in proc sys dev; do mount --bind "/$fs" "$root/$fs"; done
 unmount() { for fs in dev sys proc; do umount "$root/$fs" 2>/dev/null || true; done; }
 trap 'unmount; rm -f "$bundle"' EXIT
+trap 'exit 1' INT TERM
+for fs in proc sys dev; do mount --bind "/$fs" "$root/$fs"; done
 chroot "$root" mkinitramfs -o "/boot/initrd.img-$version" "$version"
 unmount
 cp "$root/boot/$kernel" "$cache/vmlinuz"

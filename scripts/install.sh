@@ -53,6 +53,7 @@ place 0644 "$bundle" "$libdir/dm-remap.js"
 place 0755 scripts/dm-remap.sh "$prefix/sbin/dm-remap" render
 # The system's own places, whatever the prefix: systemd, udev and initramfs-tools look only there.
 for unit in systemd/*.service; do place 0644 "$unit" "/usr/lib/systemd/system/${unit##*/}" render; done
+place 0755 systemd/dm-remap.shutdown /usr/lib/systemd/system-shutdown/dm-remap render
 place 0644 udev/69-dm-remap.rules /usr/lib/udev/rules.d/69-dm-remap.rules render
 place 0755 initramfs/hooks/dm-remap /usr/share/initramfs-tools/hooks/dm-remap render
 place 0755 initramfs/scripts/local-top/dm-remap /usr/share/initramfs-tools/scripts/local-top/dm-remap render

@@ -38,11 +38,12 @@ const INSTALLED = [
   "/usr/lib/systemd/system/dm-remap-assemble.service",
   "/usr/lib/systemd/system/dm-remap-incremental@.service",
   "/usr/lib/systemd/system/dm-remap@.service",
+  "/usr/lib/systemd/system-shutdown/dm-remap",
   "/usr/lib/udev/rules.d/69-dm-remap.rules",
   "/usr/sbin/dm-remap",
   "/usr/share/initramfs-tools/hooks/dm-remap",
   "/usr/share/initramfs-tools/scripts/local-top/dm-remap",
-];
+].sort();
 
 Deno.test("scripts/install.sh installs every piece with a manifest, and uninstall.sh removes exactly those", async () => {
   const root = await Deno.makeTempDir({ prefix: "dm-remap-install-" });

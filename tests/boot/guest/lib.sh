@@ -22,7 +22,6 @@ root_checks() {
   pid=$(server_pid)
   check server_is_root_daemon sh -c "head -c1 /proc/$pid/cmdline | grep -qx @ && tr '\\0' ' ' </proc/$pid/cmdline"
   check server_oom_score_adj sh -c "v=\$(cat /proc/$pid/oom_score_adj); echo \$v; [ \$v = -1000 ]"
-  check server_memory_locked sh -c "grep VmLck /proc/$pid/status; ! grep -q 'VmLck:[[:space:]]*0 kB' /proc/$pid/status"
   check unit_active systemctl is-active dm-remap@root.service
   check unit_main_pid_is_server sh -c "m=\$(systemctl show -p MainPID --value dm-remap@root.service); echo main \$m server $pid; [ \"\$m\" = $pid ]"
   check no_initramfs_files_open sh -c "ls -l /proc/$pid/exe /proc/$pid/cwd /proc/$pid/root; ! ls -l /proc/$pid/fd | grep -v -e /dev/ -e /run/ -e socket: -e pipe: -e anon_inode: -e 'total ' | grep ' -> /'"
