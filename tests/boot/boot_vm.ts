@@ -84,8 +84,16 @@ export async function newGuestDisks(): Promise<GuestDisks> {
 
 /** How to boot the guest. */
 export interface GuestBootOptions {
-  /** Runs tests/boot/guest/check_<check>.sh once multi-user is reached. */
-  check: string;
+  /**
+   * Runs tests/boot/guest/check_<name>.sh for each name, in order, once multi-user is reached,
+   * after the checks of root on the remapped device (unless `rootChecks` is false); then the
+   * guest powers off cleanly.
+   */
+  checks: string[];
+  /** @default true */
+  rootChecks?: boolean;
+  /** Files put beside the check scripts (/run/check/<name> in the guest). */
+  files?: Record<string, string>;
   /** Extra kernel command line words (rd.dm_remap=0, rd.dm_remap.uuid=...). */
   commandLine?: string;
   /** @default the main disk and the spare */
@@ -102,14 +110,22 @@ export async function bootGuest(disks: GuestDisks, options: GuestBootOptions): P
   const checkImage = `${disks.directory}/check.img`;
   try {
     await Deno.copyFile(`${GUEST}/lib.sh`, `${checkTree}/lib.sh`);
-    await Deno.copyFile(`${GUEST}/check_${options.check}.sh`, `${checkTree}/check.sh`);
-    await Deno.writeTextFile(`${checkTree}/run.sh`, ". /run/check/lib.sh\n. /run/check/check.sh\n");
+    const lines = [". /run/check/lib.sh", ...(options.rootChecks === false ? [] : ["root_checks"])];
+    for (const name of options.checks) {
+      await Deno.copyFile(`${GUEST}/check_${name}.sh`, `${checkTree}/check_${name}.sh`);
+      lines.push(`. /run/check/check_${name}.sh`);
+    }
+    lines.push("done_and_poweroff");
+    await Deno.writeTextFile(`${checkTree}/run.sh`, lines.join("\n") + "\n");
+    for (const [name, text] of Object.entries(options.files ?? {})) {
+      await Deno.writeTextFile(`${checkTree}/${name}`, text);
+    }
     await run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", checkTree, checkImage, "8M"]);
   } finally {
     await Deno.remove(checkTree, { recursive: true });
   }
   return await bootVm({
-    scenario: options.check,
+    scenario: options.checks.join("+"),
     disks: [
       ...(options.disks ?? [disks.main, disks.spare]),
       { path: checkImage, serial: "check", readOnly: true },

@@ -12,6 +12,8 @@ const CACHE = `${ROOT}tests/vm/.cache`;
 const GUEST = `${ROOT}tests/vm/guest`;
 const RESULT_MARK = "DMREMAP-RESULT ";
 const DONE_MARK = "DMREMAP-DONE";
+/** A file that gets a live copy of every guest's console (for watching a slow boot), if set. */
+const CONSOLE_COPY = Deno.env.get("DM_REMAP_VM_CONSOLE");
 
 /** One check the guest reported. */
 export interface GuestCheck {
@@ -222,6 +224,9 @@ export async function bootVm(options: BootOptions): Promise<VmRun> {
       const line = pending.slice(0, newline).replace(/\r$/, "");
       pending = pending.slice(newline + 1);
       log += line + "\n";
+      if (CONSOLE_COPY !== undefined) {
+        Deno.writeTextFileSync(CONSOLE_COPY, line + "\n", { append: true });
+      }
       const mark = line.indexOf(RESULT_MARK);
       if (mark >= 0) checks.push(parseCheck(line.slice(mark + RESULT_MARK.length)));
       if (line.includes(DONE_MARK)) done = true;

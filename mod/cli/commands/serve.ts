@@ -42,7 +42,8 @@ export async function serveCommand({ values, positionals, output }: CommandInput
     );
     return 0;
   }
-  if (hasRootStorageDaemonName()) {
+  const rootDaemon = hasRootStorageDaemonName();
+  if (rootDaemon) {
     const report = becomeRootStorageDaemon();
     output.err(
       `dm-remap[${name ?? "?"}]: root storage daemon (argv[0] '@'): ${JSON.stringify(report)}`,
@@ -89,7 +90,10 @@ export async function serveCommand({ values, positionals, output }: CommandInput
     `dm-remap[${setupName}]: ${signal} (${meaning}): finishing in-flight requests, flushing, ` +
       `writing metadata`,
   );
-  await serving.stop({ kernelDevice: detach ? "detach" : "auto" });
+  // A root storage daemon is stopped last, by the shutdown hook, with root still mounted read-only
+  // (and mounted in another root than its own, where its in-use check cannot see it): it keeps
+  // the device attached.
+  await serving.stop({ kernelDevice: detach ? "detach" : rootDaemon ? "keep" : "auto" });
   output.err(`dm-remap[${setupName}]: stopped cleanly`);
   return 0;
 }
