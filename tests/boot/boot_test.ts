@@ -5,6 +5,8 @@
  * Goal: the initramfs assembles root from the disks' metadata alone (no configuration names a
  * device), switch_root succeeds and systemd reaches multi-user with the same server (argv[0]
  * '@dm-remap', oom_score_adj -1000) serving root, adopted by dm-remap@root.service (its main PID);
+ * a spare plugged in while the guest runs (qemu monitor device_add) is recognised by the udev rule
+ * and its setup started through systemd (dm-remap@data.service, Type=notify, with its STATUS=);
  * a clean power-off leaves the setup stopped cleanly (the shutdown hook stops the daemon once root
  * is read-only); after each of two power cuts mid-write (qemu SIGKILL) every fsynced file verifies
  * and e2fsck -fn of the filesystem is clean; rd.dm_remap=0 assembles nothing; a setup whose main
@@ -16,21 +18,15 @@
 
 import assert from "node:assert/strict";
 import { assertChecks, type VmRun } from "../vm/vm.ts";
-import { assemblyTimeOf, bootGuest, type GuestDisks, newGuestDisks } from "./boot_vm.ts";
-
-const ROOT_CHECKS = [
-  "root_on_nbd",
-  "server_is_root_daemon",
-  "server_oom_score_adj",
-  "unit_active",
-  "unit_main_pid_is_server",
-  "no_initramfs_files_open",
-  "system_state",
-  "no_nbd_errors",
-];
-const FSYNCED_MARK = /DMREMAP-FSYNCED (\S+) ([0-9a-f]{64})/;
-/** Files written before the power is cut. */
-const FILES_BEFORE_CUT = 4;
+import {
+  assemblyTimeOf,
+  bootAndCut,
+  bootGuest,
+  fsckMain,
+  monitorCommands,
+  newGuestDisks,
+  ROOT_CHECKS,
+} from "./boot_vm.ts";
 
 /** Reports the boot's timeline (TCG) for the record. */
 function report(label: string, run: VmRun): void {
@@ -43,47 +39,42 @@ function report(label: string, run: VmRun): void {
   );
 }
 
-/** Boots with the writer, cuts the power after some fsynced files, returns them. */
-async function bootAndCut(disks: GuestDisks, checks: string[], files: Record<string, string>) {
-  const fsynced: string[] = [];
-  const run = await bootGuest(disks, {
-    checks: [...checks, "write"],
-    files,
-    onLine: (line) => {
-      const match = line.match(FSYNCED_MARK);
-      if (match) fsynced.push(`${match[1]} ${match[2]}`);
-      return fsynced.length >= FILES_BEFORE_CUT ? "kill" : undefined;
-    },
-  });
-  assert.ok(run.killed, `the power was not cut:\n${run.log}`);
-  assertChecks(run, [...ROOT_CHECKS, "writer_started"], { done: false });
-  return { run, fsynced };
-}
-
-/** e2fsck -fn of the main disk's content (an overlay converted to raw). */
-async function fsckMain(disks: GuestDisks): Promise<string> {
-  const raw = `${disks.directory}/main.raw`;
-  const convert = await new Deno.Command("qemu-img", {
-    args: ["convert", "-O", "raw", disks.main.path, raw],
-  }).output();
-  assert.ok(convert.success, new TextDecoder().decode(convert.stderr));
-  const fsck = await new Deno.Command("e2fsck", { args: ["-fn", raw] }).output();
-  const text = new TextDecoder().decode(fsck.stdout) + new TextDecoder().decode(fsck.stderr);
-  await Deno.remove(raw);
-  assert.equal(fsck.code, 0, `e2fsck -fn is not clean:\n${text}`);
-  return text;
-}
-
 Deno.test({
-  name: "boot 1-4: root on the remapped disk, clean shutdown, two power cuts mid-write",
+  name: "boot 1-4: root on the remapped disk, hotplug, clean shutdown, two power cuts mid-write",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
     const disks = await newGuestDisks();
     try {
-      const first = await bootGuest(disks, { checks: [] });
-      report("boot 1 (clean power-off)", first);
-      assertChecks(first, ROOT_CHECKS);
+      // Boot 1 also plugs in the spare of a second setup, "data", whose main disk is there from
+      // the start: udev's rule and the incremental unit must start dm-remap@data.service.
+      const monitorPath = `${disks.directory}/monitor.sock`;
+      let plugged: Promise<string> | undefined;
+      const first = await bootGuest(disks, {
+        checks: ["hotplug"],
+        disks: [disks.main, disks.spare, disks.dataMain],
+        monitorPath,
+        onLine: (line) => {
+          if (line.includes("DMREMAP-HOTPLUG-NOW") && plugged === undefined) {
+            plugged = monitorCommands(monitorPath, [
+              `drive_add 0 if=none,id=hotplug,format=qcow2,cache=unsafe,file=${disks.dataSpare.path}`,
+              "device_add virtio-blk-pci,drive=hotplug,serial=data-spare,id=hotplug-disk",
+            ]);
+          }
+          return undefined;
+        },
+      });
+      report("boot 1 (hotplug, clean power-off)", first);
+      assert.ok(plugged, `the guest never asked for the disk:\n${first.log}`);
+      const answer = await plugged;
+      assert.doesNotMatch(answer, /Error|error/, answer);
+      assertChecks(first, [
+        ...ROOT_CHECKS,
+        "hotplug_spare_properties",
+        "hotplug_unit_active",
+        "hotplug_unit_status",
+        "hotplug_device_attached",
+      ]);
       assert.ok(assemblyTimeOf(first), "the initramfs reported its assembly time");
 
       const cut1 = await bootAndCut(disks, ["clean"], {});

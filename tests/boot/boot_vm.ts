@@ -11,6 +11,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { assertChecks, bootVm, createImage, toolsDisk, type VmDisk, type VmRun } from "../vm/vm.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -30,33 +31,41 @@ let prepared: Promise<void> | undefined;
 export function prepareBootGuest(): Promise<void> {
   prepared ??= (async () => {
     await run(`${ROOT}scripts/boot_vm_setup.sh`, []);
-    const stamp = await Deno.readTextFile(`${BOOT_CACHE}/stamp`);
+    // The disks follow the guest image and the first stage's script.
+    const stamp = await Deno.readTextFile(`${BOOT_CACHE}/stamp`) +
+      await Deno.readTextFile(`${ROOT}tests/vm/guest/scenario_boot_create.sh`);
     const disksStamp = await Deno.readTextFile(`${BOOT_CACHE}/disks/stamp`).catch(() => "");
     if (disksStamp === stamp) return;
     await Deno.remove(`${BOOT_CACHE}/disks`, { recursive: true }).catch(() => {});
     await Deno.mkdir(`${BOOT_CACHE}/disks`);
     await run("cp", ["--sparse=always", `${BOOT_CACHE}/root.img`, `${BOOT_CACHE}/disks/main.img`]);
-    await createImage(`${BOOT_CACHE}/disks/spare.img`, 64);
+    for (const serial of ["spare", "data-main", "data-spare"]) {
+      await createImage(`${BOOT_CACHE}/disks/${serial}.img`, 64);
+    }
     const created = await bootVm({
       scenario: "boot_create",
       disks: [
-        { path: `${BOOT_CACHE}/disks/main.img`, serial: "main" },
-        { path: `${BOOT_CACHE}/disks/spare.img`, serial: "spare" },
+        ...DISK_SERIALS.map((serial) => ({ path: `${BOOT_CACHE}/disks/${serial}.img`, serial })),
         toolsDisk(),
       ],
       timeoutMs: 180_000,
     });
-    assertChecks(created, ["create"]);
+    assertChecks(created, ["create", "create_data"]);
     await Deno.writeTextFile(`${BOOT_CACHE}/disks/stamp`, stamp);
   })();
   return prepared;
 }
+
+/** The template disks, by serial: the root setup's and the "data" setup's. */
+const DISK_SERIALS = ["main", "spare", "data-main", "data-spare"] as const;
 
 /** One guest's disks: overlays of the templates, kept across the boots of one test. */
 export interface GuestDisks {
   directory: string;
   main: VmDisk;
   spare: VmDisk;
+  dataMain: VmDisk;
+  dataSpare: VmDisk;
 }
 
 /** Fresh overlays of the template disks in a new directory. */
@@ -64,7 +73,7 @@ export async function newGuestDisks(): Promise<GuestDisks> {
   await prepareBootGuest();
   const directory = await Deno.makeTempDir({ prefix: "dm-remap-boot-" });
   const disks: Record<string, VmDisk> = {};
-  for (const serial of ["main", "spare"]) {
+  for (const serial of DISK_SERIALS) {
     const path = `${directory}/${serial}.qcow2`;
     await run("qemu-img", [
       "create",
@@ -79,7 +88,13 @@ export async function newGuestDisks(): Promise<GuestDisks> {
     ]);
     disks[serial] = { path, serial, format: "qcow2" };
   }
-  return { directory, main: disks.main!, spare: disks.spare! };
+  return {
+    directory,
+    main: disks.main!,
+    spare: disks.spare!,
+    dataMain: disks["data-main"]!,
+    dataSpare: disks["data-spare"]!,
+  };
 }
 
 /** How to boot the guest. */
@@ -148,4 +163,80 @@ export async function bootGuest(disks: GuestDisks, options: GuestBootOptions): P
 export function assemblyTimeOf(run: VmRun): { startS: number; endS: number } | undefined {
   const match = run.log.match(/dm-remap: assembled in the initramfs from ([\d.]+)s to ([\d.]+)s/);
   return match ? { startS: Number(match[1]), endS: Number(match[2]) } : undefined;
+}
+
+/** The checks of root on the remapped device every boot reports (guest/lib.sh root_checks). */
+export const ROOT_CHECKS = [
+  "root_on_nbd",
+  "server_is_root_daemon",
+  "server_oom_score_adj",
+  "unit_active",
+  "unit_main_pid_is_server",
+  "no_initramfs_files_open",
+  "system_state",
+  "no_nbd_errors",
+];
+
+const FSYNCED_MARK = /DMREMAP-FSYNCED (\S+) ([0-9a-f]{64})/;
+/** Files written before the power is cut. */
+const FILES_BEFORE_CUT = 4;
+
+/** Boots with the writer, cuts the power after some fsynced files, returns them. */
+export async function bootAndCut(
+  disks: GuestDisks,
+  checks: string[],
+  files: Record<string, string>,
+) {
+  const fsynced: string[] = [];
+  const run = await bootGuest(disks, {
+    checks: [...checks, "write"],
+    files,
+    onLine: (line) => {
+      const match = line.match(FSYNCED_MARK);
+      if (match) fsynced.push(`${match[1]} ${match[2]}`);
+      return fsynced.length >= FILES_BEFORE_CUT ? "kill" : undefined;
+    },
+  });
+  assert.ok(run.killed, `the power was not cut:\n${run.log}`);
+  assertChecks(run, [...ROOT_CHECKS, "writer_started"], { done: false });
+  return { run, fsynced };
+}
+
+/** e2fsck -fn of the main disk's content (an overlay converted to raw). */
+export async function fsckMain(disks: GuestDisks): Promise<string> {
+  const raw = `${disks.directory}/main.raw`;
+  const convert = await new Deno.Command("qemu-img", {
+    args: ["convert", "-O", "raw", disks.main.path, raw],
+  }).output();
+  assert.ok(convert.success, new TextDecoder().decode(convert.stderr));
+  const fsck = await new Deno.Command("e2fsck", { args: ["-fn", raw] }).output();
+  const text = new TextDecoder().decode(fsck.stdout) + new TextDecoder().decode(fsck.stderr);
+  await Deno.remove(raw);
+  assert.equal(fsck.code, 0, `e2fsck -fn is not clean:\n${text}`);
+  return text;
+}
+
+/**
+ * Sends commands to qemu's human monitor at `path`, one line each (`drive_add`, `device_add`).
+ *
+ * @returns What the monitor answered.
+ */
+export async function monitorCommands(path: string, commands: string[]): Promise<string> {
+  const connection = await Deno.connect({ transport: "unix", path });
+  let answer = "";
+  const reading = (async () => {
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const count = await connection.read(buffer).catch(() => null);
+      if (count === null) break;
+      answer += new TextDecoder().decode(buffer.subarray(0, count));
+    }
+  })();
+  for (const command of commands) {
+    await connection.write(new TextEncoder().encode(command + "\n"));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  connection.close();
+  await reading;
+  return answer;
 }
