@@ -114,7 +114,7 @@ export interface GuestBootOptions {
   /** @default the main disk and the spare */
   disks?: VmDisk[];
   onLine?: (line: string) => "kill" | undefined;
-  /** @default 420_000 */
+  /** @default 600_000 */
   timeoutMs?: number;
   monitorPath?: string;
 }
@@ -146,7 +146,7 @@ export async function bootGuest(disks: GuestDisks, options: GuestBootOptions): P
       { path: checkImage, serial: "check", readOnly: true },
     ],
     memoryMiB: 2560,
-    timeoutMs: options.timeoutMs ?? 420_000,
+    timeoutMs: options.timeoutMs ?? 600_000,
     onLine: options.onLine,
     monitorPath: options.monitorPath,
     system: {
