@@ -138,7 +138,6 @@ Deno.test({
     const disks = await newGuestDisks();
     const monitorPath = `${disks.directory}/monitor.sock`;
     try {
-      const monitorPath = `${disks.directory}/monitor.sock`;
       let plugged: Promise<string> | undefined;
       const run = await bootGuest(disks, {
         checks: ["hotplug"],
