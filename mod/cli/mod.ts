@@ -24,6 +24,7 @@ import { createCommand } from "./commands/create.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { discoverCommand } from "./commands/discover.ts";
 import { eventsCommand } from "./commands/events.ts";
+import { probeCommand } from "./commands/probe.ts";
 import { remapsCommand } from "./commands/remaps.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { serveCommand } from "./commands/serve.ts";
@@ -87,7 +88,8 @@ const COMMANDS: Record<string, Command> = {
       "[--allocation fill-first|round-robin|most-free|health-weighted] " +
       "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force] [--config <file>]\n" +
       "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]\n" +
-      "       [--smart-interval S | --no-smart] [--scrub-interval S] [--ublk] [--queues N] [--depth N]",
+      "       [--smart-interval S | --no-smart] [--scrub-interval S] [--ublk] [--queues N] [--depth N]\n" +
+      "       [--adopt]",
     options: {
       ...FORCE_OPTION,
       ...CONFIG_OPTION,
@@ -114,11 +116,18 @@ const COMMANDS: Record<string, Command> = {
       ublk: { type: "boolean" },
       queues: { type: "string" },
       depth: { type: "string" },
+      adopt: { type: "boolean" },
     },
     optionalValues: {
       attach: { implied: "auto", isValue: (word) => word === "auto" || word.startsWith("/dev/") },
     },
     run: serveCommand,
+  },
+  probe: {
+    summary: "show what one device is to dm-remap, read only (--export: udev properties)",
+    usage: "probe [--export] <dev>",
+    options: { export: { type: "boolean" } },
+    run: probeCommand,
   },
   status: {
     summary: "show a running setup's state (from its status API)",

@@ -7,8 +7,11 @@
  * @module
  */
 
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import type { AssemblyDecision } from "../assembly/assembly_plan.ts";
 import type { SetupStarter, StartRecord } from "../assembly/assemble_setups.ts";
+import { assert } from "../assert.ts";
 import { UsageError } from "../errors.ts";
 
 /**
@@ -74,6 +77,11 @@ export interface ProcessStarterOptions {
   program?: { execPath: string; mainModule: string };
   /** How long a `serve` that exits at once is waited for, to report it. @default SERVE_EARLY_EXIT_MS */
   earlyExitMs?: number;
+  /**
+   * The `serve`'s argv[0]: "@dm-remap" in the initramfs makes it a root storage
+   * daemon, which systemd's killing sprees spare. @default the program's path
+   */
+  argv0?: string;
 }
 
 /** How long `assemble` watches a `serve` it started for an exit at once (a refusal, a bad flag). */
@@ -94,28 +102,35 @@ export function processStarter(options: ProcessStarterOptions): SetupStarter {
       },
     );
     const log = `${options.logDirectory}/${decision.name}.log`;
-    // setsid: a session of its own, so the terminal's hangup or Ctrl-C does not reach it; the
-    // shell only redirects and execs, so the pid is serve's.
-    const child = new Deno.Command("setsid", {
-      args: ["sh", "-c", 'exec "$@" >>"$DM_REMAP_SERVE_LOG" 2>&1 </dev/null', "sh", ...argv],
-      env: { DM_REMAP_SERVE_LOG: log },
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    // detached: a session of its own (setsid), so the terminal's hangup or Ctrl-C does not reach
+    // it. node:child_process, unlike Deno.Command, sets argv[0]. The working directory is "/", so
+    // a serve started in the initramfs keeps no directory of it in use.
+    const logFd = openSync(log, "a");
+    const child = spawn(argv[0]!, argv.slice(1), {
+      argv0: options.argv0 ?? argv[0]!,
+      cwd: "/",
+      detached: true,
+      stdio: ["ignore", logFd, logFd],
+    });
+    closeSync(logFd);
     child.unref();
+    const status = new Promise<number>((resolve) => {
+      child.on("exit", (code, signal) => resolve(code ?? (signal === null ? 1 : 128)));
+      child.on("error", () => resolve(127));
+    });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const stillRunning = new Promise<undefined>((resolve) => {
       timer = setTimeout(() => resolve(undefined), options.earlyExitMs ?? SERVE_EARLY_EXIT_MS);
     });
-    const exited = await Promise.race([child.status, stillRunning]);
+    const exited = await Promise.race([status, stillRunning]);
     clearTimeout(timer);
     if (exited !== undefined) {
       const tail = (await Deno.readTextFile(log).catch(() => "")).trim().split("\n").slice(-5);
       throw new Error(
-        `serve exited at once with code ${exited.code}; the end of "${log}": ${tail.join(" | ")}`,
+        `serve exited at once with code ${exited}; the end of "${log}": ${tail.join(" | ")}`,
       );
     }
+    assert(child.pid !== undefined, "a running child has a pid");
     return { name: decision.name, pid: child.pid };
   };
 }

@@ -180,6 +180,30 @@ Deno.test("processStarter() runs serve detached and logging, and fails a serve t
   }
 });
 
+Deno.test("processStarter() gives serve the argv[0] asked for: '@dm-remap' for a root storage daemon", async () => {
+  // The runtime itself with a module that waits: argv[0] survives only an exec of a binary.
+  const directory = await Deno.makeTempDir({ prefix: "dm-remap-argv0-" });
+  const module = `${directory}/wait.ts`;
+  await Deno.writeTextFile(module, "setTimeout(() => {}, 30_000);\n");
+  let pid: number | undefined;
+  try {
+    const starter = processStarter({
+      logDirectory: directory,
+      program: { execPath: Deno.execPath(), mainModule: `file://${module}` },
+      earlyExitMs: 500,
+      argv0: "@dm-remap",
+    });
+    pid = (await starter({ name: "rootfs", sparePaths: ["/dev/vdb"] } as AssemblyDecision)).pid;
+    const cmdline = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
+    assert.equal(cmdline[0], "@dm-remap");
+    assert.deepEqual(cmdline.slice(1, 5), ["run", "--allow-all", module, "serve"]);
+    assert.equal(await Deno.readLink(`/proc/${pid}/cwd`), "/");
+  } finally {
+    if (pid !== undefined) Deno.kill(pid, "SIGKILL");
+    await Deno.remove(directory, { recursive: true });
+  }
+});
+
 Deno.test("systemdStarter() starts dm-remap@<name>.service with systemctl, and names systemctl's refusal", async () => {
   // A stand-in systemctl on PATH records its arguments: this host runs no systemd. The unit
   // itself is started by a real systemd in the boot-integration work (issue 19's guest).

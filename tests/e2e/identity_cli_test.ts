@@ -443,7 +443,8 @@ Deno.test("serve --force accepts a replaced main disk of the same size and recor
     assert.equal(run.code, 0, run.stderr);
     assert.match(
       run.stderr,
-      /--force: accepted ".*other\.img" as the main disk \(it is another file/,
+      // Inside the structured log line's msg="…", so its quotes are escaped.
+      /--force: accepted \\".*other\.img\\" as the main disk \(it is another file/,
     );
     const check = JSON.parse((await runCli(["check", c.file("spare0.img"), "--json"])).stdout);
     assert.equal(check.setup.clean, true);
@@ -467,7 +468,8 @@ Deno.test("serve --force accepts a replaced main disk of the same size and recor
 });
 
 /**
- * The unit's ExecStart for instance `name`, with the CLI in place of /usr/bin/dm-remap.
+ * The unit's ExecStart for instance `name`, with the CLI in place of `@SBIN@/dm-remap` (the
+ * install step, scripts/install.sh, puts the wrapper's directory there).
  * Without `--attach`: this host has no nbd module (the attach runs in tests/vm, vm 8); what
  * is checked here is that the unit's command line finds the setup from `/`.
  */
@@ -477,7 +479,7 @@ async function unitCommand(name: string): Promise<string[]> {
   );
   assert.ok(line, "the unit has an ExecStart line");
   const [program, ...args] = line.slice("ExecStart=".length).trim().split(/\s+/);
-  assert.equal(program, "/usr/bin/dm-remap");
+  assert.equal(program, "@SBIN@/dm-remap");
   const served = args.filter((arg) => arg !== "--attach").map((arg) => arg.replaceAll("%i", name));
   return ["run", "--allow-all", MAIN_TS, ...served];
 }

@@ -24,6 +24,8 @@ export type VmKernel = keyof typeof KERNELS;
 const GUEST = `${ROOT}tests/vm/guest`;
 const RESULT_MARK = "DMREMAP-RESULT ";
 const DONE_MARK = "DMREMAP-DONE";
+/** A file that gets a live copy of every guest's console (for watching a slow boot), if set. */
+const CONSOLE_COPY = Deno.env.get("DM_REMAP_VM_CONSOLE");
 
 /** One check the guest reported. */
 export interface GuestCheck {
@@ -57,6 +59,8 @@ export interface VmDisk {
   bus?: "virtio" | "ide" | "ahci" | "nvme";
   /** An IDE/AHCI disk's `rotation_rate`: 1 makes it report a solid-state disk. */
   rotationRate?: number;
+  /** @default "raw" */
+  format?: "raw" | "qcow2";
 }
 
 /** How to boot. */
@@ -74,6 +78,13 @@ export interface BootOptions {
   params?: string;
   /** @default "bookworm" */
   kernel?: VmKernel;
+  /**
+   * Another system to boot instead of the harness's busybox initrd (the boot tests' Debian
+   * guest): its kernel, initramfs and whole command line. `scenario` is then not used.
+   */
+  system?: { kernelPath: string; initrdPath: string; commandLine: string };
+  /** Where qemu's monitor listens (a unix socket path), for `device_add`. */
+  monitorPath?: string;
 }
 
 const prepared = new Map<VmKernel, Promise<string>>();
@@ -156,7 +167,7 @@ export function toolsDisk(): VmDisk {
 /** Boots the VM once and collects what the scenario reported. */
 export async function bootVm(options: BootOptions): Promise<VmRun> {
   const kernel = options.kernel ?? "bookworm";
-  const initrd = await prepareVm(kernel);
+  const initrd = options.system?.initrdPath ?? await prepareVm(kernel);
   const drives: string[] = [];
   const disks = [...options.disks];
   let paramsPath: string | undefined;
@@ -176,7 +187,9 @@ export async function bootVm(options: BootOptions): Promise<VmRun> {
     // cache whose flushes all completed; guest flushes cost nothing under TCG.
     drives.push(
       "-drive",
-      `file=${disk.path},if=none,id=d${index},format=raw,cache=unsafe,aio=threads` +
+      `file=${disk.path},if=none,id=d${index},format=${
+        disk.format ?? "raw"
+      },cache=unsafe,aio=threads` +
         (disk.readOnly ? ",readonly=on" : ""),
     );
     const rotation = disk.rotationRate === undefined ? "" : `,rotation_rate=${disk.rotationRate}`;
@@ -222,11 +235,13 @@ export async function bootVm(options: BootOptions): Promise<VmRun> {
       "stdio",
       "-no-reboot",
       "-kernel",
-      `${KERNELS[kernel].cache}/vmlinuz`,
+      options.system?.kernelPath ?? `${KERNELS[kernel].cache}/vmlinuz`,
       "-initrd",
       initrd,
       "-append",
-      `console=ttyS0 loglevel=1 panic=-1 dmremap.scenario=${options.scenario}`,
+      options.system?.commandLine ??
+        `console=ttyS0 loglevel=1 panic=-1 dmremap.scenario=${options.scenario}`,
+      ...(options.monitorPath ? ["-monitor", `unix:${options.monitorPath},server,nowait`] : []),
       ...drives,
     ],
     stdin: "null",
@@ -259,6 +274,9 @@ export async function bootVm(options: BootOptions): Promise<VmRun> {
       const line = pending.slice(0, newline).replace(/\r$/, "");
       pending = pending.slice(newline + 1);
       log += line + "\n";
+      if (CONSOLE_COPY !== undefined) {
+        Deno.writeTextFileSync(CONSOLE_COPY, line + "\n", { append: true });
+      }
       const mark = line.indexOf(RESULT_MARK);
       if (mark >= 0) checks.push(parseCheck(line.slice(mark + RESULT_MARK.length)));
       if (line.includes(DONE_MARK)) done = true;

@@ -61,7 +61,10 @@ export async function assembleCommand(
     dryRun,
     threshold,
     discover: (paths) => runDiscovery({ paths: paths && [...paths], scanDirs, timeoutMs }),
-    starter: await underSystemd() ? systemdStarter : processStarter({ logDirectory: RUN_DIR }),
+    starter: await underSystemd() ? systemdStarter : processStarter({
+      logDirectory: RUN_DIR,
+      argv0: Deno.env.get("DM_REMAP_SERVE_ARGV0"),
+    }),
     runtimeDirectory: RUN_DIR,
     isStartAlive,
   });

@@ -13,11 +13,17 @@
 import { closeAll } from "../../assembly/open_path.ts";
 import { StructuredLog } from "../../log/structured_log.ts";
 import { openSetupForServing } from "../../service/open_setup.ts";
+import {
+  adoptServer,
+  runningServerOf,
+  ServiceManagerNotifier,
+} from "../../service/service_manager.ts";
 import { SetupService } from "../../service/setup_service.ts";
+import { becomeRootStorageDaemon, hasRootStorageDaemonName } from "../../sys/storage_daemon.ts";
 import type { CliOutput, CommandInput, OptionValue } from "../command.ts";
 import { type ConfigLocation, configLocation, readConfig } from "../config_source.ts";
 import { resolveSparePaths } from "../find_setup.ts";
-import { listOption, onePositional, stringOption } from "../options.ts";
+import { listOption, onePositional, RUN_DIR, stringOption } from "../options.ts";
 import { onReloadSignal } from "../reload_signal.ts";
 import {
   type EffectiveSetting,
@@ -28,9 +34,31 @@ import {
 } from "../service_settings.ts";
 import { untilSignal } from "../stop_signal.ts";
 
-/** Serves a setup in the foreground; systemd runs it as a simple service. */
+/** Serves a setup in the foreground; systemd runs it as a `Type=notify` service. */
 export async function serveCommand({ values, positionals, output }: CommandInput): Promise<number> {
   const name = onePositional(positionals, "setup name", false);
+  const running = values.adopt === true && name !== undefined
+    ? await runningServerOf(RUN_DIR, name)
+    : undefined;
+  if (running !== undefined) {
+    // Started in the initramfs (root on it): that process keeps serving, the unit takes it over.
+    const outcome = adoptServer(running);
+    output.out(
+      `dm-remap[${name}]: already served by process ${running.process.pid}` +
+        `${running.kernelDevice ? ` on ${running.kernelDevice}` : ""}; ` +
+        (outcome === "sent"
+          ? "handed to the service manager"
+          : `not handed over (${JSON.stringify(outcome)})`),
+    );
+    return 0;
+  }
+  const rootDaemon = hasRootStorageDaemonName();
+  if (rootDaemon) {
+    const report = becomeRootStorageDaemon();
+    output.err(
+      `dm-remap[${name ?? "?"}]: root storage daemon (argv[0] '@'): ${JSON.stringify(report)}`,
+    );
+  }
   // Flags are checked before the file is read, so a usage error names the flag.
   parseServeFlags(values);
   const location = configLocation(stringOption(values.config));
@@ -74,8 +102,11 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   }
   printAddresses(output, setupName, serving);
   reload = reloader({ values, keys, location, serving, running: configuration });
+  const notifier = new ServiceManagerNotifier(serving);
+  notifier.ready();
   const asked = await Promise.race([stopRequested, askedByApi.promise]);
   reload = undefined;
+  notifier.stopping();
   const fromApi = typeof asked === "object";
   const detach = fromApi ? asked.detach : await serving.stopRequest() === "detach";
   const meaning = fromApi
@@ -91,7 +122,10 @@ export async function serveCommand({ values, positionals, output }: CommandInput
     message: `${cause} (${meaning}): finishing in-flight requests, flushing, writing metadata`,
     fields: { event: "stopping", signal: fromApi ? "api" : asked },
   });
-  await serving.stop({ kernelDevice: detach ? "detach" : "auto" });
+  // A root storage daemon is stopped last, by the shutdown hook, with root still mounted read-only
+  // (and mounted in another root than its own, where its in-use check cannot see it): it keeps
+  // the device attached.
+  await serving.stop({ kernelDevice: detach ? "detach" : rootDaemon ? "keep" : "auto" });
   stopReloading();
   serving.log.log({ level: "notice", message: "stopped cleanly", fields: { event: "exit" } });
   return 0;

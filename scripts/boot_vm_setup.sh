@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds the real Debian guest of the boot tests (tests/boot/) in tests/boot/.cache/:
+#   base/          bookworm with systemd, udev, the kernel, initramfs-tools (scripts/boot_vm_base.sh)
+#   vmlinuz        the guest's kernel
+#   initrd.img     built by the guest's own mkinitramfs, with dm-remap's hook (install.sh)
+#   root.img       ext4 made from the guest tree with dm-remap installed (mke2fs -d), 2 GiB sparse:
+#                  the main disk's content; the tests create the setup on it in a first VM
+# Idempotent: a stamp of the inputs (this script, the base, the bundle, the install step's files).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/boot_vm_base.sh
+cache=$(realpath tests/boot/.cache)
+bundle=$(mktemp --suffix .js)
+trap 'rm -f "$bundle"' EXIT
+node_modules/.bin/deno bundle --quiet --output "$bundle" main.ts
+stamp=$({
+  cat "$0" "$cache/base.stamp" "$bundle" scripts/install.sh scripts/dm-remap.sh systemd/* udev/* \
+    initramfs/hooks/* initramfs/scripts/*/* tests/boot/guest/*.service
+  ls -l --time-style=+%s "$(readlink -f node_modules/.bin/deno)"
+} | sha256sum | cut -c1-16)
+if [ -f "$cache/stamp" ] && [ "$(cat "$cache/stamp")" = "$stamp" ] && [ -f "$cache/root.img" ]; then
+  exit 0
+fi
+echo "boot_vm_setup: building the guest in $cache" >&2
+rm -f "$cache/stamp"
+root=$cache/root
+# A run killed in its chroot step leaves /proc, /sys and /dev bound in the tree: unbind them
+# before anything is removed, and refuse to remove a tree that still has a mount in it.
+for fs in dev sys proc; do umount "$root/$fs" 2>/dev/null || true; done
+if grep -q " $root/" /proc/mounts; then
+  echo "boot_vm_setup: $root still has mounts in it; unmount them first" >&2
+  exit 1
+fi
+rm -rf "$root"
+cp -a "$cache/base" "$root"
+scripts/install.sh --root "$root" --bundle "$bundle"
+
+# The guest: root on the remapped device, serial console, no password needed for the checks.
+echo dm-remap-guest >"$root/etc/hostname"
+echo "/dev/nbd0 / ext4 defaults,errors=remount-ro 0 1" >"$root/etc/fstab"
+ln -sf /usr/lib/systemd/system/dm-remap@.service "$root/etc/systemd/system/multi-user.target.wants/dm-remap@root.service"
+mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
+ln -sf /usr/lib/systemd/system/dm-remap-assemble.service "$root/etc/systemd/system/sysinit.target.wants/dm-remap-assemble.service"
+install -m 0644 tests/boot/guest/dm-remap-boot-check.service "$root/etc/systemd/system/"
+ln -sf /etc/systemd/system/dm-remap-boot-check.service "$root/etc/systemd/system/multi-user.target.wants/"
+# No getty or timers under test: they only cost time under TCG.
+ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
+ln -sf /dev/null "$root/etc/systemd/system/getty@tty1.service"
+ln -sf /dev/null "$root/etc/systemd/system/apt-daily.timer"
+ln -sf /dev/null "$root/etc/systemd/system/apt-daily-upgrade.timer"
+
+# Only the modules this guest needs (virtio disks, nbd, ext4): under TCG, on a loaded machine,
+# MODULES=most made mkinitramfs take minutes. The dm-remap hook adds nbd and virtio itself.
+echo MODULES=list >"$root/etc/initramfs-tools/conf.d/dm-remap-test-modules"
+printf '%s\n' virtio_pci virtio_blk ext4 crc32c_generic >>"$root/etc/initramfs-tools/modules"
+# The real mkinitramfs of the guest, in a chroot of it.
+kernel=$(basename "$(ls "$root"/boot/vmlinuz-*)")
+version=${kernel#vmlinuz-}
+unmount() { for fs in dev sys proc; do umount "$root/$fs" 2>/dev/null || true; done; }
+trap 'unmount; rm -f "$bundle"' EXIT
+trap 'exit 1' INT TERM
+for fs in proc sys dev; do mount --bind "/$fs" "$root/$fs"; done
+chroot "$root" mkinitramfs -o "/boot/initrd.img-$version" "$version"
+unmount
+cp "$root/boot/$kernel" "$cache/vmlinuz"
+cp "$root/boot/initrd.img-$version" "$cache/initrd.img"
+
+rm -f "$cache/root.img"
+mke2fs -q -t ext4 -L dmremap-root -d "$root" "$cache/root.img" 2G
+rm -rf "$root"
+echo "$stamp" >"$cache/stamp"
+ls -l "$cache/vmlinuz" "$cache/initrd.img" "$cache/root.img" >&2

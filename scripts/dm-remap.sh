@@ -1,0 +1,6 @@
+#!/bin/sh
+# /usr/sbin/dm-remap, as scripts/install.sh installs it: runs the bundle with the Deno runtime
+# installed beside it. DM_REMAP_ARGV0 is not read here: `serve` sets argv[0] itself (see
+# mod/cli/setup_starter.ts) where a root storage daemon needs '@'.
+export DENO_DIR="${DENO_DIR:-/run/dm-remap/deno}" DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
+exec @LIBDIR@/deno run --allow-all @LIBDIR@/dm-remap.js "$@"

@@ -1,0 +1,242 @@
+/**
+ * The boot tests' harness: a real Debian bookworm guest (systemd, udev, its own mkinitramfs with
+ * dm-remap's hook; built by scripts/boot_vm_setup.sh) whose root filesystem is ext4 on the
+ * remapped device. The setup "root" is created once on the template disks by a first VM (the VM
+ * harness's busybox guest, `scenario_boot_create.sh`), so the main disk and the spare carry the
+ * identity they have in the real guest (their virtio serials). Each boot gets qcow2 overlays of
+ * the templates, so boots are independent and a power cut loses nothing of the templates.
+ * The guest's checks come from a small disk (serial "check"): `tests/boot/guest/check_<name>.sh`,
+ * run by dm-remap-boot-check.service once multi-user is reached.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { assertChecks, bootVm, createImage, toolsDisk, type VmDisk, type VmRun } from "../vm/vm.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+export const BOOT_CACHE = `${ROOT}tests/boot/.cache`;
+const GUEST = `${ROOT}tests/boot/guest`;
+
+async function run(command: string, args: string[]): Promise<string> {
+  const output = await new Deno.Command(command, { args, cwd: ROOT, stdin: "null" }).output();
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  if (!output.success) throw new Error(`${command} ${args.join(" ")} failed:\n${text}`);
+  return text;
+}
+
+let prepared: Promise<void> | undefined;
+
+/** Builds the guest (once per process) and the template disks with the setup on them. */
+export function prepareBootGuest(): Promise<void> {
+  prepared ??= (async () => {
+    await run(`${ROOT}scripts/boot_vm_setup.sh`, []);
+    // The disks follow the guest image and the first stage's script.
+    const stamp = await Deno.readTextFile(`${BOOT_CACHE}/stamp`) +
+      await Deno.readTextFile(`${ROOT}tests/vm/guest/scenario_boot_create.sh`);
+    const disksStamp = await Deno.readTextFile(`${BOOT_CACHE}/disks/stamp`).catch(() => "");
+    if (disksStamp === stamp) return;
+    await Deno.remove(`${BOOT_CACHE}/disks`, { recursive: true }).catch(() => {});
+    await Deno.mkdir(`${BOOT_CACHE}/disks`);
+    await run("cp", ["--sparse=always", `${BOOT_CACHE}/root.img`, `${BOOT_CACHE}/disks/main.img`]);
+    for (const serial of ["spare", "data-main", "data-spare"]) {
+      await createImage(`${BOOT_CACHE}/disks/${serial}.img`, 64);
+    }
+    const created = await bootVm({
+      scenario: "boot_create",
+      disks: [
+        ...DISK_SERIALS.map((serial) => ({ path: `${BOOT_CACHE}/disks/${serial}.img`, serial })),
+        toolsDisk(),
+      ],
+      timeoutMs: 180_000,
+    });
+    assertChecks(created, ["create", "create_data"]);
+    await Deno.writeTextFile(`${BOOT_CACHE}/disks/stamp`, stamp);
+  })();
+  return prepared;
+}
+
+/** The template disks, by serial: the root setup's and the "data" setup's. */
+const DISK_SERIALS = ["main", "spare", "data-main", "data-spare"] as const;
+
+/** One guest's disks: overlays of the templates, kept across the boots of one test. */
+export interface GuestDisks {
+  directory: string;
+  main: VmDisk;
+  spare: VmDisk;
+  dataMain: VmDisk;
+  dataSpare: VmDisk;
+}
+
+/** Fresh overlays of the template disks in a new directory. */
+export async function newGuestDisks(): Promise<GuestDisks> {
+  await prepareBootGuest();
+  const directory = await Deno.makeTempDir({ prefix: "dm-remap-boot-" });
+  const disks: Record<string, VmDisk> = {};
+  for (const serial of DISK_SERIALS) {
+    const path = `${directory}/${serial}.qcow2`;
+    await run("qemu-img", [
+      "create",
+      "-q",
+      "-f",
+      "qcow2",
+      "-F",
+      "raw",
+      "-b",
+      `${BOOT_CACHE}/disks/${serial}.img`,
+      path,
+    ]);
+    disks[serial] = { path, serial, format: "qcow2" };
+  }
+  return {
+    directory,
+    main: disks.main!,
+    spare: disks.spare!,
+    dataMain: disks["data-main"]!,
+    dataSpare: disks["data-spare"]!,
+  };
+}
+
+/** How to boot the guest. */
+export interface GuestBootOptions {
+  /**
+   * Runs tests/boot/guest/check_<name>.sh for each name, in order, once multi-user is reached,
+   * after the checks of root on the remapped device (unless `rootChecks` is false); then the
+   * guest powers off cleanly.
+   */
+  checks: string[];
+  /** @default true */
+  rootChecks?: boolean;
+  /** Files put beside the check scripts (/run/check/<name> in the guest). */
+  files?: Record<string, string>;
+  /** Extra kernel command line words (rd.dm_remap=0, rd.dm_remap.uuid=...). */
+  commandLine?: string;
+  /** @default the main disk and the spare */
+  disks?: VmDisk[];
+  onLine?: (line: string) => "kill" | undefined;
+  /** @default 600_000 */
+  timeoutMs?: number;
+  monitorPath?: string;
+}
+
+/** Boots the Debian guest once on `disks`. */
+export async function bootGuest(disks: GuestDisks, options: GuestBootOptions): Promise<VmRun> {
+  const checkTree = await Deno.makeTempDir({ prefix: "dm-remap-boot-check-" });
+  const checkImage = `${disks.directory}/check.img`;
+  try {
+    await Deno.copyFile(`${GUEST}/lib.sh`, `${checkTree}/lib.sh`);
+    const lines = [". /run/check/lib.sh", ...(options.rootChecks === false ? [] : ["root_checks"])];
+    for (const name of options.checks) {
+      await Deno.copyFile(`${GUEST}/check_${name}.sh`, `${checkTree}/check_${name}.sh`);
+      lines.push(`. /run/check/check_${name}.sh`);
+    }
+    lines.push("done_and_poweroff");
+    await Deno.writeTextFile(`${checkTree}/run.sh`, lines.join("\n") + "\n");
+    for (const [name, text] of Object.entries(options.files ?? {})) {
+      await Deno.writeTextFile(`${checkTree}/${name}`, text);
+    }
+    await run("mke2fs", ["-q", "-F", "-t", "ext4", "-d", checkTree, checkImage, "8M"]);
+  } finally {
+    await Deno.remove(checkTree, { recursive: true });
+  }
+  return await bootVm({
+    scenario: options.checks.join("+"),
+    disks: [
+      ...(options.disks ?? [disks.main, disks.spare]),
+      { path: checkImage, serial: "check", readOnly: true },
+    ],
+    memoryMiB: 2560,
+    timeoutMs: options.timeoutMs ?? 600_000,
+    onLine: options.onLine,
+    monitorPath: options.monitorPath,
+    system: {
+      kernelPath: `${BOOT_CACHE}/vmlinuz`,
+      initrdPath: `${BOOT_CACHE}/initrd.img`,
+      commandLine: "console=ttyS0 root=/dev/nbd0 rootfstype=ext4 rw panic=-1 " +
+        "initramfs.runsize=50% rd.dm_remap.timeout=240 rootdelay=120 systemd.show_status=0 " +
+        (options.commandLine ?? ""),
+    },
+  });
+}
+
+/** The seconds from the initramfs script's start to the root device attached, as it printed them. */
+export function assemblyTimeOf(run: VmRun): { startS: number; endS: number } | undefined {
+  const match = run.log.match(/dm-remap: assembled in the initramfs from ([\d.]+)s to ([\d.]+)s/);
+  return match ? { startS: Number(match[1]), endS: Number(match[2]) } : undefined;
+}
+
+/** The checks of root on the remapped device every boot reports (guest/lib.sh root_checks). */
+export const ROOT_CHECKS = [
+  "root_on_nbd",
+  "server_is_root_daemon",
+  "server_oom_score_adj",
+  "unit_active",
+  "unit_main_pid_is_server",
+  "no_initramfs_files_open",
+  "system_state",
+  "no_nbd_errors",
+];
+
+const FSYNCED_MARK = /DMREMAP-FSYNCED (\S+) ([0-9a-f]{64})/;
+/** Files written before the power is cut. */
+const FILES_BEFORE_CUT = 4;
+
+/** Boots with the writer, cuts the power after some fsynced files, returns them. */
+export async function bootAndCut(
+  disks: GuestDisks,
+  checks: string[],
+  files: Record<string, string>,
+) {
+  const fsynced: string[] = [];
+  const run = await bootGuest(disks, {
+    checks: [...checks, "write"],
+    files,
+    onLine: (line) => {
+      const match = line.match(FSYNCED_MARK);
+      if (match) fsynced.push(`${match[1]} ${match[2]}`);
+      return fsynced.length >= FILES_BEFORE_CUT ? "kill" : undefined;
+    },
+  });
+  assert.ok(run.killed, `the power was not cut:\n${run.log}`);
+  assertChecks(run, [...ROOT_CHECKS, "writer_started"], { done: false });
+  return { run, fsynced };
+}
+
+/** e2fsck -fn of the main disk's content (an overlay converted to raw). */
+export async function fsckMain(disks: GuestDisks): Promise<string> {
+  const raw = `${disks.directory}/main.raw`;
+  const convert = await new Deno.Command("qemu-img", {
+    args: ["convert", "-O", "raw", disks.main.path, raw],
+  }).output();
+  assert.ok(convert.success, new TextDecoder().decode(convert.stderr));
+  const fsck = await new Deno.Command("e2fsck", { args: ["-fn", raw] }).output();
+  const text = new TextDecoder().decode(fsck.stdout) + new TextDecoder().decode(fsck.stderr);
+  await Deno.remove(raw);
+  assert.equal(fsck.code, 0, `e2fsck -fn is not clean:\n${text}`);
+  return text;
+}
+
+/**
+ * Sends commands to qemu's human monitor at `path`, one line each (`drive_add`, `device_add`).
+ *
+ * @returns What the monitor answered.
+ */
+export async function monitorCommands(path: string, commands: string[]): Promise<string> {
+  const connection = await Deno.connect({ transport: "unix", path });
+  let answer = "";
+  const reading = (async () => {
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const count = await connection.read(buffer).catch(() => null);
+      if (count === null) break;
+      answer += new TextDecoder().decode(buffer.subarray(0, count));
+    }
+  })();
+  for (const command of commands) {
+    await connection.write(new TextEncoder().encode(command + "\n"));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  connection.close();
+  await reading;
+  return answer;
+}
