@@ -31,7 +31,7 @@
  * const status: SetupStatus = {
  *   setup: {
  *     uuid: "0b5e7c2a-1d3f-4e6a-9b8c-7d6e5f4a3b2c", name: "vault", blockBytes: 4096,
- *     sizeBytes: 1 << 30, state: "clean", formatVersion: 1,
+ *     sizeBytes: 1 << 30, state: "clean", formatVersion: 2, allocation: "fill-first",
  *   },
  *   main: { path: "/dev/sda", kind: "block", sizeBytes: 1 << 30, fingerprint: "00" },
  *   spares: [],
