@@ -31,6 +31,7 @@ const LAYERS: Record<string, number> = {
   "mod/datapath": 5,
   "mod/assembly": 5,
   "mod/export/nbd": 6,
+  "mod/scan": 6,
   "mod/api": 7,
   "mod/service": 8,
   "mod/cli": 9,

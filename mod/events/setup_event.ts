@@ -25,6 +25,24 @@ export type ServiceEvent =
   | { type: "started"; sizeBytes: number; remapCount: number; pendingCount: number }
   | { type: "stopped"; remapCount: number };
 
+/** What the background scanner reports (mod/scan/scanner.ts). */
+export type ScanEvent =
+  | {
+    type: "relocated";
+    blockIndex: number;
+    /** Why the block was moved before it failed. */
+    reason: "retried" | "slow";
+    latencyMs: number;
+  }
+  | { type: "relocation-failed"; blockIndex: number; reason: string }
+  | {
+    type: "scan-pass-completed";
+    durationMs: number;
+    bytesScanned: number;
+    /** The setup's health score when the pass ended. */
+    score: number;
+  };
+
 // ---- Discovery and assembly (issue 14, `dm-remap discover` / `dm-remap assemble`) ----
 
 /**
@@ -78,7 +96,7 @@ function describeAssemblyEvent(event: AssemblyEvent): string {
 // ---- end of discovery and assembly ----
 
 /** One event of a running setup: what its event bus publishes. */
-export type SetupEvent = RemapEvent | ServiceEvent;
+export type SetupEvent = RemapEvent | ServiceEvent | ScanEvent;
 
 /**
  * Every event the history records: a running setup's, and the decisions
@@ -102,6 +120,9 @@ export function zeroEventCounts(): Record<SetupEventType, number> {
     "main-failed": 0,
     "started": 0,
     "stopped": 0,
+    "relocated": 0,
+    "relocation-failed": 0,
+    "scan-pass-completed": 0,
   };
 }
 
@@ -126,6 +147,17 @@ export function describeEvent(event: RecordedEvent): string {
       return `serving ${event.sizeBytes} bytes with ${event.remapCount} remaps, ${event.pendingCount} pending`;
     case "stopped":
       return `stopped cleanly with ${event.remapCount} remaps`;
+    case "relocated":
+      return `scanner moved block ${event.blockIndex} to a spare before it failed: it read ` +
+        (event.reason === "retried"
+          ? "only on a retry"
+          : `slowly (${Math.round(event.latencyMs)} ms)`);
+    case "relocation-failed":
+      return `scanner could not move weak block ${event.blockIndex}: ${event.reason}`;
+    case "scan-pass-completed":
+      return `scan pass completed: ${event.bytesScanned} bytes in ${
+        Math.round(event.durationMs / 1000)
+      } s, health score ${event.score}`;
     case "discovered":
     case "assembly-decision":
     case "incremental-seen":
@@ -135,5 +167,6 @@ export function describeEvent(event: RecordedEvent): string {
 
 /** Whether the engine reported it (the service's own events are not engine events). */
 export function isEngineEvent(event: SetupEvent): event is RemapEvent {
-  return event.type !== "started" && event.type !== "stopped";
+  return !["started", "stopped", "relocated", "relocation-failed", "scan-pass-completed"]
+    .includes(event.type);
 }

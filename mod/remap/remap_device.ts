@@ -34,6 +34,7 @@
 
 import { setImmediate } from "node:timers";
 import { assert } from "../assert.ts";
+import { bytesEqual } from "../bytes_equal.ts";
 import {
   PENDING_MAX,
   READ_RETRIES_DEFAULT,
@@ -106,8 +107,24 @@ interface BlockWrite {
 }
 
 interface RemapRequest extends BlockWrite {
+  /**
+   * A relocation of the scanner: no data of its own, the block is copied from
+   * the main disk as it is at the commit, and the slot is read back and
+   * compared before the mapping is logged.
+   */
+  relocation?: true;
   resolve: () => void;
   reject: (error: unknown) => void;
+}
+
+/** One main-disk run that {@link RemapDevice.scanRead} read (or could not). */
+export interface ScanRun extends ByteRange {
+  /** Reads it took: 1 when the first succeeded; past the retries when it failed. */
+  attempts: number;
+  /** Time of all attempts together. */
+  latencyMs: number;
+  /** False when every attempt failed (a one-block run is pending then). */
+  readable: boolean;
 }
 
 /** The remapped block device. */
@@ -154,6 +171,8 @@ export class RemapDevice implements Device {
    * after a change of the configuration, not after an activation).
    */
   #setupStateChanged = false;
+  /** The scanner's record (`payload.scan`), written with the setup state once given. */
+  #scanRecord: Record<string, unknown> | undefined;
   #closed = false;
 
   /**
@@ -240,6 +259,11 @@ export class RemapDevice implements Device {
     return [...this.#pending].sort((a, b) => a - b);
   }
 
+  /** Whether a block is pending: unreadable on the main disk and not rewritten since. */
+  isPending(blockIndex: number): boolean {
+    return this.#pending.has(blockIndex);
+  }
+
   /** Whether a remap could not be made (spares full or failed). */
   get degraded(): boolean {
     return this.#degraded;
@@ -253,6 +277,103 @@ export class RemapDevice implements Device {
   /** The spares with their state. */
   get spares(): readonly SpareMember[] {
     return this.#spares.members;
+  }
+
+  /** Requests in flight now, on the engine and in the data plane's workers. */
+  get foregroundInFlight(): number {
+    return this.#gate.sharedInside + this.#shared.workersInside;
+  }
+
+  /**
+   * Requests started so far, on the engine and in the workers; only its
+   * changes mean anything (the workers' part wraps).
+   */
+  get foregroundRequests(): number {
+    const { reads, writes, flushes } = this.counters;
+    return reads + writes + flushes + this.#shared.workerRequests;
+  }
+
+  /**
+   * Reads the parts of a range that live on the main disk, for the scanner:
+   * remapped blocks (on spares) and pending blocks are skipped, so a block
+   * the main disk no longer holds is never read there. Each run is read with
+   * the bounded retries. A run of one block that keeps failing marks the
+   * block pending, as a client read would; a longer one is only reported, for
+   * the caller to read block by block (one failing read of a whole run must
+   * not condemn a weak block in it that reads on a retry). Nothing is written.
+   *
+   * @param range Sector-aligned, inside the device.
+   * @param buffer Scratch space of at least `range.lengthBytes` (aligned for O_DIRECT).
+   */
+  scanRead(range: ByteRange, buffer: Uint8Array): Promise<ScanRun[]> {
+    this.#checkRequest(range);
+    assert(buffer.length >= range.lengthBytes, "the scan buffer holds the range");
+    return this.#gate.shared(async () => {
+      const runs: ScanRun[] = [];
+      for (const run of this.#plan(range.offsetBytes, range.lengthBytes, true)) {
+        if (run.kind !== "main") continue;
+        const target = buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
+        const startMs = performance.now();
+        let attempts = 0;
+        const readable = await this.#readMain(target, run.offsetBytes, () => attempts++).then(
+          () => true,
+          (error) => isIoError(error) ? false : Promise.reject(error),
+        );
+        const scanned = {
+          offsetBytes: run.offsetBytes,
+          lengthBytes: run.lengthBytes,
+          attempts,
+          latencyMs: performance.now() - startMs,
+          readable,
+        };
+        if (!readable && run.lengthBytes <= this.blockBytes) await this.#markUnreadableBlocks(run);
+        runs.push(scanned);
+      }
+      return runs;
+    });
+  }
+
+  /**
+   * Copies a block that still reads from the main disk to a spare, before it
+   * fails: the block is read under the exclusive gate (so every write that
+   * completed before is in it, and none runs during the copy), written to a
+   * slot, flushed, read back and compared, and only then logged.
+   *
+   * A client write racing the relocation wins: one that completed first is in
+   * the copy, one that arrives later goes to the slot; a block a client write
+   * remapped meanwhile is left as it is.
+   *
+   * @returns True when the block is on a spare now (by this or an earlier
+   *   remap); false when it is unreadable (it is pending then) or no spare
+   *   could take it.
+   */
+  async relocate(blockIndex: number): Promise<boolean> {
+    assert(!this.#closed, `setup "${this.name}" is open`);
+    assert(blockIndex * this.blockBytes < this.sizeBytes, "relocated block inside the device");
+    if (this.#table.has(blockIndex)) return true;
+    const queued = {
+      blockIndex,
+      startInBlock: 0,
+      data: new Uint8Array(0),
+      relocation: true as const,
+    };
+    try {
+      await this.#remap([queued]);
+    } catch (error) {
+      if (!isIoError(error)) throw error;
+      return false;
+    }
+    return this.#table.has(blockIndex);
+  }
+
+  /**
+   * Gives the scanner's record (position, settings, region health) to write
+   * as the metadata's `scan` field, now and with every later setup state.
+   */
+  recordScan(record: Record<string, unknown>): Promise<void> {
+    this.#scanRecord = structuredClone(record);
+    this.#metadataDirty = true;
+    return this.persistState();
   }
 
   /** Where a block is remapped to, if it is. */
@@ -463,9 +584,14 @@ export class RemapDevice implements Device {
     }
   }
 
-  /** Reads the main disk with the bounded retries. */
-  async #readMain(target: Uint8Array, offsetBytes: number): Promise<void> {
+  /** Reads the main disk with the bounded retries; `onAttempt` counts them. */
+  async #readMain(
+    target: Uint8Array,
+    offsetBytes: number,
+    onAttempt: () => void = () => {},
+  ): Promise<void> {
     for (let attempt = 0;; attempt++) {
+      onAttempt();
       try {
         return await this.#onMain(() => this.#main.read(target, offsetBytes));
       } catch (error) {
@@ -642,17 +768,24 @@ export class RemapDevice implements Device {
       else byBlock.set(request.blockIndex, [request]);
     }
     const images = new Map<number, Uint8Array>();
+    const verified = new Set<number>();
     for (const [blockIndex, requests] of byBlock) {
       if (this.#table.has(blockIndex)) {
-        await this.#writeIntoSlot(blockIndex, requests);
+        // A relocation of a block already moved has nothing left to do.
+        await this.#writeIntoSlot(blockIndex, requests.filter((request) => !request.relocation));
+        requests.filter((request) => request.relocation).forEach((request) => request.resolve());
         byBlock.delete(blockIndex);
         continue;
       }
       const image = await this.#composeBlock(blockIndex, requests);
-      if (image) images.set(blockIndex, image);
-      else byBlock.delete(blockIndex);
+      if (!image) {
+        byBlock.delete(blockIndex);
+        continue;
+      }
+      images.set(blockIndex, image);
+      if (requests.some((request) => request.relocation)) verified.add(blockIndex);
     }
-    const failures = await this.#placeOnSpares(images);
+    const failures = await this.#placeOnSpares(images, verified);
     for (const [blockIndex, requests] of byBlock) {
       const failure = failures.get(blockIndex);
       for (const request of requests) failure ? request.reject(failure) : request.resolve();
@@ -737,7 +870,10 @@ export class RemapDevice implements Device {
    * every block has a slot or no spare can take one. Returns the blocks that
    * found no place, with the error for their requests.
    */
-  async #placeOnSpares(images: Map<number, Uint8Array>): Promise<Map<number, Error>> {
+  async #placeOnSpares(
+    images: Map<number, Uint8Array>,
+    verified: ReadonlySet<number>,
+  ): Promise<Map<number, Error>> {
     let remaining = [...images.keys()];
     while (remaining.length > 0) {
       const grant = this.#spares.chooseSlots({ blockCount: remaining.length });
@@ -752,6 +888,12 @@ export class RemapDevice implements Device {
           ),
         );
         await spare.device.flush();
+        await this.#compareSlots(spare, {
+          firstSlotIndex: firstSlot,
+          blocks: taking,
+          images,
+          verified,
+        });
         const loggedFirst = await spare.store.appendRemaps(taking);
         assert(loggedFirst === firstSlot, "slots are logged where their data was written");
       } catch (error) {
@@ -791,6 +933,35 @@ export class RemapDevice implements Device {
       );
     }
     return failures;
+  }
+
+  /**
+   * Reads back the slots of relocated blocks and compares them with what was
+   * written: a relocation exists to keep data safe, so its copy is proven
+   * before the mapping points at it. A mismatch fails the spare, as a failed
+   * write does.
+   *
+   * @throws {DeviceIoError} EIO naming the spare and slot when a copy differs.
+   */
+  async #compareSlots(spare: SpareMember, written: {
+    firstSlotIndex: number;
+    blocks: readonly number[];
+    images: ReadonlyMap<number, Uint8Array>;
+    verified: ReadonlySet<number>;
+  }): Promise<void> {
+    const layout = spare.store.payload.layout;
+    for (const [i, blockIndex] of written.blocks.entries()) {
+      if (!written.verified.has(blockIndex)) continue;
+      const offsetBytes = slotOffsetBytes(layout, written.firstSlotIndex + i);
+      const copy = new Uint8Array(this.blockBytes);
+      await spare.device.read(copy, offsetBytes);
+      if (!bytesEqual(copy, written.images.get(blockIndex)!)) {
+        throw new DeviceIoError(
+          `verify the copy of block ${blockIndex} in slot ${written.firstSlotIndex + i} on`,
+          { device: spare.device.name, offsetBytes, lengthBytes: this.blockBytes, code: "EIO" },
+        );
+      }
+    }
   }
 
   /**
@@ -836,6 +1007,7 @@ export class RemapDevice implements Device {
           payload.setup.state = this.#degraded ? "degraded" : "clean";
           payload.setup.serving = this.#serving;
           payload.pending = pending;
+          if (this.#scanRecord !== undefined) payload.scan = structuredClone(this.#scanRecord);
           for (const member of this.#spares.members) {
             payload.spares[member.index]!.state = member.state;
           }

@@ -299,6 +299,8 @@ Deno.test("FaultyDevice counts injected faults and healed blocks", async () => {
     randomWriteFaults: 0,
     randomFlushFaults: 0,
     removedRequests: 0,
+    weakBlockReads: 0,
+    slowBlockReads: 0,
   });
   assert.deepEqual(faulty.listBadBlocks(), [0]);
 });
