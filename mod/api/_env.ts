@@ -4,7 +4,10 @@
  * @module
  */
 
-import type { StatusSource } from "./status.ts";
+import type { ScanControl, StatusSource } from "./status.ts";
 
-/** What every handler can read from `c.var`: the injected status source. */
-export type ApiEnv = { Variables: { status: StatusSource } };
+/**
+ * What every handler can read from `c.var`: the injected status source, and
+ * the scanner's controls when the server runs a scanner.
+ */
+export type ApiEnv = { Variables: { status: StatusSource; scanControl: ScanControl | undefined } };

@@ -7,10 +7,14 @@
  * - `GET /api/v1/status` — the `SetupStatus` as JSON;
  * - `GET /api/v1/remaps?offset=&limit=` — one page of remaps;
  * - `GET /api/v1/health` — 200 when ok, 503 when degraded;
+ * - `GET /api/v1/scan` — the background scanner's status;
+ * - `GET /api/v1/scan/health` — the health report (scores with their inputs);
+ * - `POST /api/v1/scan/start`, `POST /api/v1/scan/stop` — start or pause a pass;
  * - `GET /metrics` — Prometheus text format 0.0.4.
  *
  * The app never sees devices: it reads the injected {@link StatusSource}
- * through `c.var.status`, and never writes.
+ * through `c.var.status`. Its only writes are the scanner's POST routes,
+ * through the injected {@link ScanControl} (`c.var.scanControl`).
  *
  * @module
  */
@@ -26,7 +30,9 @@ import { getMetrics } from "./routes/metrics.ts";
 import { getRemaps } from "./routes/remaps.ts";
 import { getEvents } from "./routes/events.ts";
 import { getStatus } from "./routes/status.ts";
-import type { StatusSource } from "./status.ts";
+import { getScan, getScanHealth } from "./routes/scan.ts";
+import { postScanStart, postScanStop } from "./routes/scan_control.ts";
+import type { ScanControl, StatusSource } from "./status.ts";
 
 /** The body of every error answer. */
 export interface ApiErrorBody {
@@ -39,8 +45,16 @@ export const API_PATHS = [
   "/api/v1/status",
   "/api/v1/remaps",
   "/api/v1/health",
+  "/api/v1/scan",
+  "/api/v1/scan/health",
   "/metrics",
 ] as const;
+
+/** Options of {@link createApp}. */
+export interface CreateAppOptions {
+  /** The scanner's controls, for the POST routes. @default none (they answer 404) */
+  scanControl?: ScanControl;
+}
 
 /**
  * Builds the status API over a status source.
@@ -70,14 +84,18 @@ export const API_PATHS = [
  * console.log(refused.status); // 400
  * ```
  */
-export function createApp(source: StatusSource): Hono<ApiEnv> {
+export function createApp(source: StatusSource, options: CreateAppOptions = {}): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
-  app.use(provideStatus(source));
+  app.use(provideStatus(source, options.scanControl));
   app.get("/", getDashboard);
   app.get("/api/v1/status", getStatus);
   app.get("/api/v1/remaps", getRemaps);
   app.get("/api/v1/events", getEvents);
   app.get("/api/v1/health", getHealth);
+  app.get("/api/v1/scan", getScan);
+  app.get("/api/v1/scan/health", getScanHealth);
+  app.post("/api/v1/scan/start", postScanStart);
+  app.post("/api/v1/scan/stop", postScanStop);
   app.get("/metrics", getMetrics);
   app.notFound(answerNotFound);
   app.onError(answerError);
@@ -85,9 +103,13 @@ export function createApp(source: StatusSource): Hono<ApiEnv> {
 }
 
 /** Makes the status source available to every handler as `c.var.status`. */
-function provideStatus(source: StatusSource): MiddlewareHandler<ApiEnv> {
+function provideStatus(
+  source: StatusSource,
+  scanControl: ScanControl | undefined,
+): MiddlewareHandler<ApiEnv> {
   return async function setStatus(c: Context<ApiEnv>, next: Next): Promise<void> {
     c.set("status", source);
+    c.set("scanControl", scanControl);
     // Every answer is a snapshot of a live setup; a cached one would mislead.
     c.header("Cache-Control", "no-store");
     await next();
@@ -98,7 +120,7 @@ function answerNotFound(c: Context<ApiEnv>): Response {
   const body: ApiErrorBody = {
     error: `Cannot find "${c.req.method} ${c.req.path}": the API serves GET ${
       API_PATHS.join(", ")
-    }`,
+    }, POST /api/v1/scan/start, /api/v1/scan/stop`,
   };
   return c.json(body, 404);
 }

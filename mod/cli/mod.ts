@@ -26,6 +26,8 @@ import { remapsCommand } from "./commands/remaps.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { statusCommand } from "./commands/status.ts";
+import { healthCommand } from "./commands/health.ts";
+import { scanCommand } from "./commands/scan.ts";
 import { stopCommand } from "./commands/stop.ts";
 import type { CliOutput, CommandInput } from "./command.ts";
 
@@ -81,7 +83,8 @@ const COMMANDS: Record<string, Command> = {
       "serve (<name> | --spare <dev>...) [--main <dev>] [--socket <path>] [--tcp [host:]port] " +
       "[--api-socket <path>] [--api-tcp [host:]port] [--export-name <name>] [--read-retries N] [--scan-dir <dir>...] " +
       "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force]\n" +
-      "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]",
+      "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]\n" +
+      "       [--scan-interval 24h] [--scan-rate-max 200M] [--region-size 1G] [--no-scan]",
     options: {
       ...FORCE_OPTION,
       main: { type: "string" },
@@ -100,6 +103,10 @@ const COMMANDS: Record<string, Command> = {
       connections: { type: "string" },
       "io-timeout": { type: "string" },
       "dead-timeout": { type: "string" },
+      "scan-interval": { type: "string" },
+      "scan-rate-max": { type: "string" },
+      "region-size": { type: "string" },
+      "no-scan": { type: "boolean" },
     },
     optionalValues: {
       attach: { implied: "auto", isValue: (word) => word === "auto" || word.startsWith("/dev/") },
@@ -115,6 +122,18 @@ const COMMANDS: Record<string, Command> = {
       ...JSON_OPTION,
     },
     run: statusCommand,
+  },
+  scan: {
+    summary: "start, stop or show the background scan of a running setup",
+    usage: "scan <name> start|stop|status [--api-socket <path> | --api-url <url>] [--json]",
+    options: { "api-socket": { type: "string" }, "api-url": { type: "string" }, ...JSON_OPTION },
+    run: scanCommand,
+  },
+  health: {
+    summary: "show a running setup's health: score, worst regions first, with their inputs",
+    usage: "health <name> [--api-socket <path> | --api-url <url>] [--json]",
+    options: { "api-socket": { type: "string" }, "api-url": { type: "string" }, ...JSON_OPTION },
+    run: healthCommand,
   },
   stop: {
     summary: "stop a running setup's serve and detach its kernel device (refused while in use)",

@@ -17,11 +17,14 @@ import {
 } from "../constants.ts";
 import { UsageError } from "../errors.ts";
 import type { KernelAttachSettings, ServiceSettings, TcpListener } from "../service/settings.ts";
+import type { ScanSettings } from "../scan/mod.ts";
 import type { OptionValue } from "./command.ts";
 import {
   BACKUP_DIR,
+  durationOption,
   integerOption,
   RUN_DIR,
+  sizeOption,
   STATE_DIR,
   stringOption,
   tcpOption,
@@ -38,6 +41,8 @@ export interface ServeFlags {
   eventsDb?: string;
   backupDir?: string;
   attach?: KernelAttachSettings;
+  /** `--scan-interval`, `--scan-rate-max`, `--region-size`, `--no-scan`. */
+  scan: Partial<ScanSettings>;
 }
 
 /**
@@ -60,6 +65,12 @@ export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags
     eventsDb: stringOption(values["events-db"]),
     backupDir: stringOption(values["backup-dir"]),
     attach: attachFlags(values),
+    scan: {
+      enabled: values["no-scan"] ? false : undefined,
+      intervalMs: durationOption("scan-interval", stringOption(values["scan-interval"])),
+      rateMaxBytesPerS: sizeOption("scan-rate-max", stringOption(values["scan-rate-max"])),
+      regionBytes: sizeOption("region-size", stringOption(values["region-size"])),
+    },
   };
 }
 
@@ -108,6 +119,7 @@ export function serveSettings(flags: ServeFlags, setupName: string): ServiceSett
     eventsPath: flags.eventsDb ?? eventsPathOf(setupName),
     backupDir: flags.backupDir ?? BACKUP_DIR,
     readRetries: flags.readRetries,
+    scan: flags.scan,
     runtimeDir: RUN_DIR,
   };
 }

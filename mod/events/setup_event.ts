@@ -165,8 +165,12 @@ export function describeEvent(event: RecordedEvent): string {
   }
 }
 
+/** Whether the scanner reported it. */
+export function isScanEvent(event: SetupEvent): event is ScanEvent {
+  return ["relocated", "relocation-failed", "scan-pass-completed"].includes(event.type);
+}
+
 /** Whether the engine reported it (the service's own events are not engine events). */
 export function isEngineEvent(event: SetupEvent): event is RemapEvent {
-  return !["started", "stopped", "relocated", "relocation-failed", "scan-pass-completed"]
-    .includes(event.type);
+  return event.type !== "started" && event.type !== "stopped" && !isScanEvent(event);
 }

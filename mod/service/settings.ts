@@ -8,6 +8,7 @@
  */
 
 import type { KernelAttachSettings } from "../export/nbd/kernel_attachment.ts";
+import type { ScanSettings } from "../scan/mod.ts";
 export type { KernelAttachSettings };
 
 /** A TCP address to listen on; port 0 picks a free port. */
@@ -51,6 +52,12 @@ export interface ServiceSettings {
   backupDir?: string;
   /** Extra attempts at a failing main-disk read. @default READ_RETRIES_DEFAULT */
   readRetries?: number;
+  /**
+   * The background scanner's settings given as flags; each one missing is
+   * taken from the metadata, else the default (`mod/scan/scan_record.ts`).
+   * @default {} (the recorded settings)
+   */
+  scan?: Partial<ScanSettings>;
   /**
    * The runtime directory: the service records itself in
    * `<dir>/setups/<uuid>.json` while it serves (`runtime_state.ts`).

@@ -3,8 +3,8 @@
  * feed it, the status API, the event history, the metadata backups and the
  * clean-stop marker, with one lifecycle.
  *
- * Start takes things in order (history, engine, NBD export, status API,
- * serving marker, runtime state); a start that fails half-way releases what it took, and
+ * Start takes things in order (history, engine, NBD export, scanner, status
+ * API, serving marker, runtime state); a start that fails half-way releases what it took, and
  * leaves the disks as they were: until the marker, the engine has written
  * nothing, and closing it writes nothing either. Stop is ordered so nothing
  * is lost: the exports stop accepting and drain, the engine flushes every
@@ -25,8 +25,9 @@ import type { Device } from "../device/device.ts";
 import { EventBus } from "../events/event_bus.ts";
 import { EventCounts } from "../api/event_counts.ts";
 import { EventHistory } from "../events/event_history.ts";
-import { describeEvent, isEngineEvent } from "../events/setup_event.ts";
+import { describeEvent, isEngineEvent, isScanEvent } from "../events/setup_event.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
+import { parseScanRecord, resolveScanSettings, Scanner } from "../scan/mod.ts";
 import type { ServiceComponent } from "./component.ts";
 import { type KernelDeviceAtStop, NbdExport } from "./nbd_export.ts";
 import {
@@ -169,7 +170,9 @@ export class SetupService {
       settings.eventsPath,
     ]);
     this.events.subscribe((event) => {
-      if (isEngineEvent(event)) this.#log(`${this.#prefix}: ${describeEvent(event)}`);
+      if (isEngineEvent(event) || isScanEvent(event)) {
+        this.#log(`${this.#prefix}: ${describeEvent(event)}`);
+      }
     });
     const history = this.#history = EventHistory.open(settings.eventsPath);
     this.#unsubscribeHistory = history.subscribeTo(this.events);
@@ -222,16 +225,38 @@ export class SetupService {
     });
     await this.#nbd.start();
     this.#feeders.push(this.#nbd);
+    const scanner = this.#scanner(engine);
+    await scanner.start();
+    // The scanner sends the engine reads and relocations: it stops before the engine closes.
+    this.#feeders.push(scanner);
     this.#status = statusSourceOf(engine, {
       spares: this.#disks.spares,
       history,
       served: this.#nbd.served,
       nbd: this.#nbd.view,
       eventCounts: this.#eventCounts,
+      healthReport: () => scanner.health(),
     });
-    this.#api = new StatusApi(this.#status, this.#settings.api);
+    this.#api = new StatusApi(this.#status, this.#settings.api, { scanControl: scanner });
     await this.#api.start();
     this.#readers.push(this.#api);
+  }
+
+  /**
+   * The background scanner, with the `serve` flags over the settings the
+   * metadata recorded, going on from the recorded position.
+   *
+   * @throws {UsageError} When a scan setting is out of range.
+   */
+  #scanner(engine: RemapDevice): Scanner {
+    const recorded = parseScanRecord(this.#disks.spares.description.scan);
+    return new Scanner(engine, {
+      settings: resolveScanSettings(this.#settings.scan ?? {}, recorded?.settings),
+      recorded,
+      onEvent: (event) => this.events.publish(event),
+      onError: (error) =>
+        this.#log(`${this.#prefix}: the scanner stopped: ${(error as Error).message}`),
+    });
   }
 
   /** Releases what was taken, in the order that loses nothing; `clean` for a stop after a start. */

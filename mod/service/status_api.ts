@@ -7,7 +7,7 @@
 
 import { createApp } from "../api/app.ts";
 import { type ApiServer, serveApi } from "../api/http_server.ts";
-import type { StatusSource } from "../api/status.ts";
+import type { ScanControl, StatusSource } from "../api/status.ts";
 import { assert } from "../assert.ts";
 import type { ServiceComponent } from "./component.ts";
 import type { ListenSettings } from "./settings.ts";
@@ -16,15 +16,24 @@ import type { ListenSettings } from "./settings.ts";
 export class StatusApi implements ServiceComponent {
   readonly #source: StatusSource;
   readonly #settings: ListenSettings;
+  readonly #scanControl: ScanControl | undefined;
   #server: ApiServer | undefined;
 
-  constructor(source: StatusSource, settings: ListenSettings) {
+  constructor(
+    source: StatusSource,
+    settings: ListenSettings,
+    options: { scanControl?: ScanControl } = {},
+  ) {
     this.#source = source;
     this.#settings = settings;
+    this.#scanControl = options.scanControl;
   }
 
   async start(): Promise<void> {
-    this.#server = await serveApi(createApp(this.#source), this.#settings);
+    this.#server = await serveApi(
+      createApp(this.#source, { scanControl: this.#scanControl }),
+      this.#settings,
+    );
   }
 
   /** Stops listening, waits for answers in progress, and removes the socket file. */

@@ -11,6 +11,7 @@ import { FORMAT_VERSION } from "../metadata/superblock.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import type { EventHistory } from "../events/event_history.ts";
 import type { EventCounts } from "../api/event_counts.ts";
+import type { HealthReport } from "../scan/mod.ts";
 import { VERSION } from "../version.ts";
 
 /** What the NBD side reports. */
@@ -32,6 +33,8 @@ export interface StatusSources {
   served?: () => DataPlaneCounters;
   /** The API's count of the setup's events. */
   eventCounts: EventCounts;
+  /** The scanner's health report. @default none (no scanner) */
+  healthReport?: () => HealthReport;
 }
 
 /** A StatusSource over a live engine; every call reads current values. */
@@ -119,6 +122,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
     events(limit: number) {
       return history.recent(limit);
     },
+    ...(sources.healthReport === undefined ? {} : { healthReport: sources.healthReport }),
     remaps(offset: number, limit: number) {
       if (sorted.length !== engine.remapCount) sorted = engine.remaps();
       return { total: sorted.length, entries: sorted.slice(offset, offset + limit) };
