@@ -167,6 +167,8 @@ export const SCAN_INTERVAL_MS_MIN = 1_000;
 export const SCAN_RATE_BYTES_PER_S_MAX_DEFAULT = 200 * 1024 * 1024;
 /** The rate the scanner keeps while foreground requests run, like md's speed_limit_min. */
 export const SCAN_RATE_BYTES_PER_S_BUSY = 1024 * 1024;
+/** The window the scanner's reported rate is measured over. */
+export const SCAN_RATE_WINDOW_MS = 5_000;
 /** The lowest rate cap `--scan-rate-max` accepts. */
 export const SCAN_RATE_BYTES_PER_S_MIN = 64 * 1024;
 /** How often the scanner looks again while foreground requests are in flight. */

@@ -39,6 +39,7 @@ import {
   SCAN_NEIGHBOURHOOD_BLOCKS,
   SCAN_PERSIST_INTERVAL_MS,
   SCAN_RATE_BYTES_PER_S_BUSY,
+  SCAN_RATE_WINDOW_MS,
   SCAN_SLOW_FACTOR,
   SCAN_SLOW_FLOOR_MS,
   SCAN_YIELD_MS_MAX,
@@ -149,10 +150,10 @@ export class Scanner {
   #passesCompleted = 0;
   #baselineMsPerByte: number | undefined;
   #state: ScanState = "stopped";
-  /** Set by `scan start` while waiting, so a pass begins now. */
-  #startRequested = false;
   #chunkSectors = SCAN_CHUNK_SECTORS_MIN;
   #rateBytesPerS = 0;
+  /** Bytes read since the window started; reset after a pause. */
+  #rateWindow: { startMs: number; bytes: number } | undefined;
   #bytesScanned = 0;
   #relocations = 0;
   #yields = 0;
@@ -205,7 +206,7 @@ export class Scanner {
   startPass(): void {
     assert(this.#loop !== undefined, "the scanner runs");
     if (this.#state === "stopped" || this.#state === "scanning") return;
-    this.#startRequested = true;
+    this.#beginPass();
     this.#wake?.();
   }
 
@@ -309,8 +310,7 @@ export class Scanner {
         continue;
       }
       const dueMs = this.#state === "waiting" ? this.#nextPassDueMs() : undefined;
-      if (this.#startRequested || (dueMs !== undefined && dueMs <= Date.now())) {
-        this.#startRequested = false;
+      if (dueMs !== undefined && dueMs <= Date.now()) {
         this.#beginPass();
         continue;
       }
@@ -328,6 +328,7 @@ export class Scanner {
 
   #beginPass(): void {
     this.#state = "scanning";
+    this.#rateWindow = undefined;
     // A paused pass goes on from its position; otherwise a new one starts at 0.
     this.#passStartedMs ??= Date.now();
   }
@@ -387,10 +388,17 @@ export class Scanner {
     const shareMs = lengthBytes / rate * 1000;
     const spentMs = performance.now() - startMs;
     if (shareMs > spentMs) await this.#sleep(shareMs - spentMs);
-    const chunkRate = lengthBytes / (Math.max(performance.now() - startMs, 0.001) / 1000);
-    this.#rateBytesPerS = this.#rateBytesPerS === 0
-      ? chunkRate
-      : this.#rateBytesPerS * 0.8 + chunkRate * 0.2;
+    this.#measureRate(lengthBytes);
+  }
+
+  /** The rate over windows of SCAN_RATE_WINDOW_MS of scanning: bytes over wall time, sleeps included. */
+  #measureRate(lengthBytes: number): void {
+    const nowMs = performance.now();
+    this.#rateWindow ??= { startMs: nowMs, bytes: 0 };
+    this.#rateWindow.bytes += lengthBytes;
+    const elapsedMs = nowMs - this.#rateWindow.startMs;
+    if (elapsedMs > 0) this.#rateBytesPerS = this.#rateWindow.bytes / (elapsedMs / 1000);
+    if (elapsedMs >= SCAN_RATE_WINDOW_MS) this.#rateWindow = { startMs: nowMs, bytes: 0 };
   }
 
   /**
