@@ -181,8 +181,16 @@ export const SCAN_IDLE_AFTER_MS = 500;
 export const SCAN_PERSIST_INTERVAL_MS = 30_000;
 /** A read slower than this many times the disk's baseline (plus the floor) is an outlier. */
 export const SCAN_SLOW_FACTOR = 10;
-/** Latency every read may take beyond its expected time before it counts as slow. */
-export const SCAN_SLOW_FLOOR_MS = 20;
+/**
+ * Latency every read may take beyond its expected time before it counts as
+ * slow: above a disk's seek and a busy machine's scheduling delay.
+ */
+export const SCAN_SLOW_FLOOR_MS = 50;
+/**
+ * Reads of a block that looked slow, all of which must be slow too before it
+ * is relocated: one late read is as often the machine as the disk.
+ */
+export const SCAN_SLOW_CONFIRM_READS = 2;
 /** Blocks on each side of a weak or failed block that the scanner re-reads first. */
 export const SCAN_NEIGHBOURHOOD_BLOCKS = 8;
 /** The health region size by default. */

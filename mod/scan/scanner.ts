@@ -40,6 +40,7 @@ import {
   SCAN_PERSIST_INTERVAL_MS,
   SCAN_RATE_BYTES_PER_S_BUSY,
   SCAN_RATE_WINDOW_MS,
+  SCAN_SLOW_CONFIRM_READS,
   SCAN_SLOW_FACTOR,
   SCAN_SLOW_FLOOR_MS,
   SCAN_YIELD_MS_MAX,
@@ -467,7 +468,11 @@ export class Scanner {
       region.readErrors++;
       return "unreadable";
     }
-    const finding: BlockFinding = run.attempts > 1 ? "retried" : this.#isSlow(run) ? "slow" : "ok";
+    const finding: BlockFinding = run.attempts > 1
+      ? "retried"
+      : this.#isSlow(run) && await this.#staysSlow(run)
+      ? "slow"
+      : "ok";
     if (finding === "ok") return finding;
     if (finding === "retried") region.retriedReads++;
     else region.slowReads++;
@@ -491,6 +496,15 @@ export class Scanner {
       : "no spare could take it";
     if (this.#target.isPending(blockIndex)) this.#region(this.#regionOf(blockIndex)).readErrors++;
     this.#onEvent({ type: "relocation-failed", blockIndex, reason });
+  }
+
+  /** Reads a block that looked slow again; true when every read is slow too. */
+  async #staysSlow(run: ScanRun): Promise<boolean> {
+    for (let read = 0; read < SCAN_SLOW_CONFIRM_READS; read++) {
+      const [again] = await this.#target.scanRead(run, this.#buffer);
+      if (again === undefined || !again.readable || !this.#isSlow(again)) return false;
+    }
+    return true;
   }
 
   #isSlow(run: ScanRun): boolean {
