@@ -2,9 +2,10 @@
 # The background scanner's cost (issue 15), side by side in one run:
 # 1. foreground fio (nbd engine) against two setups served at once, one with
 #    the scanner scanning all the time at its default rate cap
-#    (--scan-interval 1s: a new pass starts as soon as one ends) and one with
-#    --no-scan; workloads 4K random read QD1 and QD32 and 1M sequential read,
-#    each run on both targets back to back, order swapped every repetition;
+#    (--scan-interval 1s: a new pass starts as soon as one ends; paused with
+#    `scan stop` while the other target runs, as both share one disk) and one
+#    with --no-scan; workloads 4K random read QD1 and QD32 and 1M sequential
+#    read, each run on both targets back to back, order swapped every repetition;
 #    the ratio scan/no-scan is taken per repetition (median, min, max);
 # 2. the idle time of one full pass over the 1 GiB main disk (the scanner's
 #    own pass times), against `dd iflag=direct bs=1M` of the same file.
@@ -59,13 +60,15 @@ kill "${pids[0]}"
 wait "${pids[0]}" || true
 pids=()
 
-# 1: both served at once; the scanner restarts its pass every second.
+# 1: both served at once; the scanner restarts its pass every second while
+# its target is measured, and is paused (scan stop) while the other one is.
 serve scan --scan-interval 1s
 serve noscan --no-scan
 fio_run() { # uri rw bs depth -> IOPS
   fio --name=t --rw="$2" --bs="$3" --iodepth="$4" --ioengine=nbd --uri="$1" --size=1G \
-    --norandommap=1 --time_based=1 --runtime="$rt" --randrepeat=0 --output-format=json 2>/dev/null |
-    python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print(j["read"]["iops"] + j["write"]["iops"], j["error"])'
+    --norandommap=1 --time_based=1 --runtime="$rt" --randrepeat=0 --output-format=json \
+    --output="$dir/fio.json" >"$dir/fio.log" 2>&1 || { cat "$dir/fio.log" "$dir"/*.log >&2; exit 1; }
+  python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]; print(j["read"]["iops"] + j["write"]["iops"], j["error"])' "$dir/fio.json"
 }
 results=()
 for workload in "randread 4k 1" "randread 4k 32" "read 1m 8"; do
@@ -75,6 +78,10 @@ for workload in "randread 4k 1" "randread 4k 32" "read 1m 8"; do
     if ((rep % 2 == 0)); then order=(noscan scan); fi
     declare -A iops=()
     for target in "${order[@]}"; do
+      # Both main disks share this machine's disk: the scanner runs only while
+      # its own target is measured, so it never slows the other target's run.
+      if [ "$target" = scan ]; then action=start; else action=stop; fi
+      dm scan scan "$action" --api-socket "$dir/scan.api.sock" >/dev/null
       read -r value errors <<<"$(fio_run "nbd+unix:///$target?socket=$dir/$target.nbd.sock" "$rw" "$bs" "$depth")"
       [ "$errors" = 0 ] || { echo "fio reported errors against $target" >&2; exit 1; }
       iops[$target]=$value
@@ -83,11 +90,12 @@ for workload in "randread 4k 1" "randread 4k 32" "read 1m 8"; do
   done
 done
 scanned=$(status scan)
-printf '%s\n' "${results[@]}" | python3 - "$out" "$pass_s" "$dd_s" "$scanned" "$reps" "$rt" <<'PY'
+printf '%s\n' "${results[@]}" >"$dir/results.csv"
+python3 - "$out" "$pass_s" "$dd_s" "$scanned" "$reps" "$rt" "$dir/results.csv" <<'PY'
 import json, statistics, subprocess, sys
 out, pass_s, dd_s, scanned, reps, rt = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 rows = {}
-for line in sys.stdin.read().split("\n"):
+for line in open(sys.argv[7]).read().split("\n"):
     if not line: continue
     workload, rep, scan, noscan = line.split(",")
     rows.setdefault(workload, []).append({"rep": int(rep), "scanIops": float(scan), "noScanIops": float(noscan), "ratio": float(scan) / float(noscan)})
@@ -98,7 +106,7 @@ report = {
     "repetitions": reps, "runtimeS": rt,
     "workloads": {w: {"ratioMedian": statistics.median(r["ratio"] for r in runs), "ratioMin": min(r["ratio"] for r in runs), "ratioMax": max(r["ratio"] for r in runs), "runs": runs} for w, runs in rows.items()},
     "idlePass": {"scannerPassS": pass_s, "ddDirectS": dd_s, "ratioDdOverScanner": dd_s / pass_s},
-    "scannerDuringFio": {k: scanned[k] for k in ("passesCompleted", "bytesScanned", "yields", "chunkSectors", "rateBytesPerS")},
+    "scannerDuringFio": {k: scanned[k] for k in ("passesCompleted", "bytesScanned", "yields", "chunkSectors", "rateBytesPerS", "relocations")},
 }
 json.dump(report, open(out, "w"), indent=2)
 for w, v in report["workloads"].items():

@@ -20,6 +20,9 @@
  *   between SCAN_CHUNK_SECTORS_MIN and _MAX; the rate is capped at the
  *   setting when idle and at SCAN_RATE_BYTES_PER_S_BUSY under load, so it
  *   catches up when the disk goes idle.
+ * - Latency counts only for quiet reads (no foreground request in flight or
+ *   started meanwhile): the baseline is learnt from them, and a block is
+ *   slow only when it is slow on quiet reads.
  * - Clustering: around a weak or failed block it re-reads the neighbourhood
  *   (SCAN_NEIGHBOURHOOD_BLOCKS each side) first, and every weak block found
  *   there raises its region's risk.
@@ -347,8 +350,8 @@ export class Scanner {
       lengthBytes: Math.min(chunkBytes, this.#target.sizeBytes - this.#positionBytes),
     };
     const startMs = performance.now();
-    const runs = await this.#target.scanRead(range, this.#buffer);
-    const found = await this.#judgeRuns(runs);
+    const { runs, quiet } = await this.#read(range);
+    const found = await this.#judgeRuns(runs, quiet);
     this.#markScanned(range);
     this.#positionBytes += range.lengthBytes;
     this.#bytesScanned += range.lengthBytes;
@@ -408,11 +411,11 @@ export class Scanner {
    * the neighbourhood of each bad block.
    * @returns Whether anything was found (worth writing to the metadata now).
    */
-  async #judgeRuns(runs: readonly ScanRun[]): Promise<boolean> {
+  async #judgeRuns(runs: readonly ScanRun[], quiet: boolean): Promise<boolean> {
     let found = false;
     for (const run of runs) {
-      if (run.readable && run.attempts === 1 && !this.#isSlow(run)) {
-        this.#learnBaseline(run);
+      if (run.readable && run.attempts === 1 && !(quiet && this.#isSlow(run))) {
+        if (quiet) this.#learnBaseline(run);
         continue;
       }
       found = true;
@@ -460,7 +463,7 @@ export class Scanner {
     const blockBytes = this.#target.blockBytes;
     const offsetBytes = blockIndex * blockBytes;
     const lengthBytes = Math.min(blockBytes, this.#target.sizeBytes - offsetBytes);
-    const [run] = await this.#target.scanRead({ offsetBytes, lengthBytes }, this.#buffer);
+    const { runs: [run], quiet } = await this.#read({ offsetBytes, lengthBytes });
     if (run === undefined) return "skipped";
     const region = this.#region(this.#regionOf(blockIndex));
     region.lastScannedMs = Date.now();
@@ -470,7 +473,7 @@ export class Scanner {
     }
     const finding: BlockFinding = run.attempts > 1
       ? "retried"
-      : this.#isSlow(run) && await this.#staysSlow(run)
+      : quiet && this.#isSlow(run) && await this.#staysSlow(run)
       ? "slow"
       : "ok";
     if (finding === "ok") return finding;
@@ -501,10 +504,25 @@ export class Scanner {
   /** Reads a block that looked slow again; true when every read is slow too. */
   async #staysSlow(run: ScanRun): Promise<boolean> {
     for (let read = 0; read < SCAN_SLOW_CONFIRM_READS; read++) {
-      const [again] = await this.#target.scanRead(run, this.#buffer);
-      if (again === undefined || !again.readable || !this.#isSlow(again)) return false;
+      const { runs: [again], quiet } = await this.#read(run);
+      if (again === undefined || !again.readable || !quiet || !this.#isSlow(again)) return false;
     }
     return true;
+  }
+
+  /**
+   * One scan read, and whether it was quiet: no foreground request was in
+   * flight or started while it ran. Only a quiet read's latency says
+   * something about the disk; under load every read is late, and judging
+   * those would relocate healthy blocks (and stall clients while doing it).
+   */
+  async #read(range: ByteRange): Promise<{ runs: ScanRun[]; quiet: boolean }> {
+    const requestsBefore = this.#target.foregroundRequests;
+    const idleBefore = this.#target.foregroundInFlight === 0;
+    const runs = await this.#target.scanRead(range, this.#buffer);
+    const quiet = idleBefore && this.#target.foregroundInFlight === 0 &&
+      this.#target.foregroundRequests === requestsBefore;
+    return { runs, quiet };
   }
 
   #isSlow(run: ScanRun): boolean {
@@ -579,6 +597,7 @@ export class Scanner {
 
   /** Sleeps `ms` (forever when undefined) or until woken by start, stop or a pass command. */
   #sleep(ms: number | undefined): Promise<void> {
+    if (this.#stopping) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = ms === undefined ? undefined : setTimeout(done, Math.max(0, ms));
       const wake = this.#wake = done;
