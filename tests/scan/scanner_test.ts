@@ -101,6 +101,36 @@ Deno.test("Scanner relocates a block that reads far slower than the disk's basel
   await engine.close();
 });
 
+Deno.test("Scanner judges latency only on quiet reads: a slow block under a client's load waits for a quiet pass", async () => {
+  const harness = await makeHarness({ mainBytes: MIB });
+  const { engine, faulty } = harness;
+  faulty.setSlow(blockRange(200), 300);
+  // A client reads the slow block without pause: every scan read of it overlaps a request.
+  let loaded = true;
+  const client = (async () => {
+    while (loaded) await readBack(engine, 200 * BLOCK, BLOCK);
+  })();
+  const { scanner } = await scanPasses(harness, {
+    settings: settings({ intervalMs: 1_000 }),
+    passes: 1,
+  });
+  try {
+    assert.equal(engine.lookup(200), undefined, "no relocation judged under load");
+    assert.ok(scanner.status().yields > 0, "the scanner yielded to the client");
+  } finally {
+    loaded = false;
+    await client;
+  }
+  const deadline = Date.now() + 20_000;
+  while (scanner.status().passesCompleted < 2) {
+    assert.ok(Date.now() < deadline, "the second pass did not end");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await scanner.stop();
+  assert.ok(engine.lookup(200), "relocated once a quiet pass saw it slow");
+  await engine.close();
+});
+
 Deno.test("Scanner makes a dead block pending, re-reads its neighbourhood first and raises the region's risk", async () => {
   const harness = await makeHarness();
   const { engine, faulty } = harness;
