@@ -239,6 +239,60 @@ export const FORECAST_WINDOW_DAYS = 7;
 export const FORECAST_EVENTS_MAX = 100_000;
 /** How long a forecast is reused while the pool does not change (the status is polled often). */
 export const FORECAST_REFRESH_MS = 60_000;
+// ---- The background scanner (mod/scan/) ----
+
+/** The scanner's smallest read, while foreground requests run (32 KiB). */
+export const SCAN_CHUNK_SECTORS_MIN = 64;
+/** The scanner's largest read, when the disk is idle (1 MiB). */
+export const SCAN_CHUNK_SECTORS_MAX = 2048;
+/** Time from the start of one full pass to the start of the next, by default. */
+export const SCAN_INTERVAL_MS_DEFAULT = 24 * 60 * 60 * 1000;
+/** The shortest pass interval `--scan-interval` accepts. */
+export const SCAN_INTERVAL_MS_MIN = 1_000;
+/** The scanner's hard rate cap by default, like md's speed_limit_max (200 MB/s there). */
+export const SCAN_RATE_BYTES_PER_S_MAX_DEFAULT = 200 * 1024 * 1024;
+/** The rate the scanner keeps while foreground requests run, like md's speed_limit_min. */
+export const SCAN_RATE_BYTES_PER_S_BUSY = 1024 * 1024;
+/** The window the scanner's reported rate is measured over. */
+export const SCAN_RATE_WINDOW_MS = 5_000;
+/** The lowest rate cap `--scan-rate-max` accepts. */
+export const SCAN_RATE_BYTES_PER_S_MIN = 64 * 1024;
+/** How often the scanner looks again while foreground requests are in flight. */
+export const SCAN_YIELD_POLL_MS = 2;
+/** The longest the scanner waits for the foreground to drain before it reads its smallest chunk anyway. */
+export const SCAN_YIELD_MS_MAX = 100;
+/** Time without a new foreground request after which the disk counts as idle. */
+export const SCAN_IDLE_AFTER_MS = 500;
+/** How often the scan position is written to the metadata (not per chunk). */
+export const SCAN_PERSIST_INTERVAL_MS = 30_000;
+/** A read slower than this many times the disk's baseline (plus the floor) is an outlier. */
+export const SCAN_SLOW_FACTOR = 10;
+/**
+ * Latency every read may take beyond its expected time before it counts as
+ * slow: above a disk's seek and a busy machine's scheduling delay.
+ */
+export const SCAN_SLOW_FLOOR_MS = 50;
+/**
+ * Reads of a block that looked slow, all of which must be slow too before it
+ * is relocated: one late read is as often the machine as the disk.
+ */
+export const SCAN_SLOW_CONFIRM_READS = 2;
+/** Blocks on each side of a weak or failed block that the scanner re-reads first. */
+export const SCAN_NEIGHBOURHOOD_BLOCKS = 8;
+/** The health region size by default. */
+export const REGION_BYTES_DEFAULT = 1024 * 1024 * 1024;
+/** The smallest region `--region-size` accepts. */
+export const REGION_BYTES_MIN = 1024 * 1024;
+/** Region records (those with findings) the metadata keeps at most; the worst are kept. */
+export const SCAN_REGIONS_RECORDED_MAX = 64;
+
+assert(SCAN_CHUNK_SECTORS_MIN <= SCAN_CHUNK_SECTORS_MAX, "scan chunk bounds are ordered");
+assert(SCAN_RATE_BYTES_PER_S_BUSY <= SCAN_RATE_BYTES_PER_S_MAX_DEFAULT, "busy rate under the cap");
+assert(REGION_BYTES_MIN % BLOCK_BYTES_MAX === 0, "regions hold whole blocks");
+assert(
+  SCAN_REGIONS_RECORDED_MAX * 200 + PENDING_MAX * 24 < COPY_PAYLOAD_BYTES_MAX * 3 / 4,
+  "the scan record fits in a copy beside the pending list",
+);
 
 assert(COPY_SECTORS.length === 5, "five metadata copies");
 for (let i = 1; i < COPY_SECTORS.length; i++) {

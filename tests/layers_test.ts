@@ -36,6 +36,7 @@ const LAYERS: Record<string, number> = {
   "mod/alerts": 6,
   "mod/policy": 6,
   "mod/export/ublk": 6,
+  "mod/scan": 6,
   "mod/api": 7,
   "mod/service": 8,
   "mod/config": 9,

@@ -34,6 +34,11 @@ export function alertOfEvent(event: SetupEvent, names: AlertNames): RaisedAlert 
   switch (event.type) {
     case "config-reloaded":
     case "metadata-scrub-failed":
+    // A relocation is also a `remap` event of the engine, and one that fails a `pending` or
+    // `remap-failed` event: those alert; a finished pass is routine.
+    case "relocated":
+    case "relocation-failed":
+    case "scan-pass-completed":
       return undefined;
     case "spare-failed":
     case "metadata-repaired":

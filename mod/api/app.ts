@@ -10,13 +10,16 @@
  * - `GET /api/v1/health` — 200 when ok, 503 when degraded;
  * - `GET /api/v1/policies` — each policy's last evaluation;
  * - `GET /api/v1/openapi.json` — the OpenAPI document;
+ * - `GET /api/v1/scan` — the background scanner's status;
+ * - `GET /api/v1/scan/health` — the health report (scores with their inputs);
  * - `GET /metrics` — Prometheus text format 0.0.4;
  * - `POST /api/v1/metadata/repair` — rewrites stale metadata copies;
+ * - `POST /api/v1/scan/start`, `POST /api/v1/scan/stop` — start or pause a scan pass;
  * - `POST /api/v1/stop` — stops the server.
  *
  * The app never sees devices: it reads the injected {@link StatusSource}
  * through `c.var.status`, and changes the setup only through the injected
- * {@link SetupControl}, behind the guard of `mutation_guard.ts`, which runs
+ * {@link SetupControl} and {@link ScanControl}, behind the guard of `mutation_guard.ts`, which runs
  * before every route, so routes added later are guarded too.
  *
  * @module
@@ -42,7 +45,9 @@ import { getRemaps } from "./routes/remaps.ts";
 import { getEvents } from "./routes/events.ts";
 import { getStatus } from "./routes/status.ts";
 import { postStop } from "./routes/stop.ts";
-import type { StatusSource } from "./status.ts";
+import { getScan, getScanHealth } from "./routes/scan.ts";
+import { postScanStart, postScanStop } from "./routes/scan_control.ts";
+import type { ScanControl, StatusSource } from "./status.ts";
 
 export type { ApiErrorBody };
 
@@ -55,8 +60,12 @@ export const API_ROUTES = [
   "GET /api/v1/health",
   "GET /api/v1/policies",
   "GET /api/v1/openapi.json",
+  "GET /api/v1/scan",
+  "GET /api/v1/scan/health",
   "GET /metrics",
   "POST /api/v1/metadata/repair",
+  "POST /api/v1/scan/start",
+  "POST /api/v1/scan/stop",
   "POST /api/v1/stop",
 ] as const;
 
@@ -66,6 +75,8 @@ export interface CreateAppOptions {
   control?: SetupControl;
   /** Who may change the setup. @default no token, root only over the Unix socket */
   guard?: MutationGuardSettings;
+  /** The scanner's controls, for the POST routes. @default none (they answer 404) */
+  scanControl?: ScanControl;
 }
 
 /**
@@ -102,7 +113,7 @@ export function createApp(source: StatusSource, options: CreateAppOptions = {}):
   // The guard comes first: every route, and every route added after these, is behind it.
   app.use(guardMutations(options.guard ?? {}));
   app.use(bodyLimit({ maxSize: API_REQUEST_BODY_BYTES_MAX, onError: answerTooLarge }));
-  app.use(provideStatus(source, options.control));
+  app.use(provideStatus(source, options.control, options.scanControl));
   app.get("/", getDashboard);
   app.get("/api/v1/status", getStatus);
   app.get("/api/v1/remaps", getRemaps);
@@ -110,6 +121,10 @@ export function createApp(source: StatusSource, options: CreateAppOptions = {}):
   app.get("/api/v1/health", getHealth);
   app.get("/api/v1/policies", getPolicies);
   app.get("/api/v1/openapi.json", getOpenApi);
+  app.get("/api/v1/scan", getScan);
+  app.get("/api/v1/scan/health", getScanHealth);
+  app.post("/api/v1/scan/start", postScanStart);
+  app.post("/api/v1/scan/stop", postScanStop);
   app.get("/metrics", getMetrics);
   app.post("/api/v1/metadata/repair", postMetadataRepair);
   app.post("/api/v1/stop", postStop);
@@ -118,14 +133,16 @@ export function createApp(source: StatusSource, options: CreateAppOptions = {}):
   return app;
 }
 
-/** Makes the status source and the control available to every handler as `c.var`. */
+/** Makes the status source and the controls available to every handler as `c.var`. */
 function provideStatus(
   source: StatusSource,
   control: SetupControl | undefined,
+  scanControl: ScanControl | undefined,
 ): MiddlewareHandler<ApiEnv> {
   return async function setStatus(c: Context<ApiEnv>, next: Next): Promise<void> {
     c.set("status", source);
     c.set("control", control);
+    c.set("scanControl", scanControl);
     // Every answer is a snapshot of a live setup; a cached one would mislead.
     c.header("Cache-Control", "no-store");
     await next();

@@ -12,6 +12,7 @@
  * @module
  */
 
+import type { HealthReport, ScanStatus } from "../scan/mod.ts";
 import type { SetupStatus } from "./status.ts";
 import { STATUS_TIMEOUT_MS_DEFAULT } from "../constants.ts";
 export { STATUS_TIMEOUT_MS_DEFAULT };
@@ -62,11 +63,9 @@ export async function fetchStatus(
   target: string,
   options: FetchStatusOptions = {},
 ): Promise<SetupStatus> {
-  const body = await getJson(
-    target,
-    "api/v1/status",
-    options.timeoutMs ?? STATUS_TIMEOUT_MS_DEFAULT,
-  );
+  const body = await requestJson(target, "api/v1/status", {
+    timeoutMs: options.timeoutMs ?? STATUS_TIMEOUT_MS_DEFAULT,
+  });
   if (!isSetupStatus(body)) {
     throw new StatusRequestError(
       target,
@@ -76,12 +75,57 @@ export async function fetchStatus(
   return body;
 }
 
+/**
+ * Reads `GET /api/v1/scan/health`: the setup's health report with the scanner's status.
+ *
+ * @throws {StatusRequestError} As {@link fetchStatus}; HTTP 404 when the server runs no scanner.
+ */
+export async function fetchHealthReport(
+  target: string,
+  options: FetchStatusOptions = {},
+): Promise<HealthReport> {
+  const body = await requestJson(target, "api/v1/scan/health", {
+    timeoutMs: options.timeoutMs ?? STATUS_TIMEOUT_MS_DEFAULT,
+  });
+  const report = body as Partial<HealthReport>;
+  if (typeof report?.setup?.score !== "number" || !Array.isArray(report.regions)) {
+    throw new StatusRequestError(target, "the answer is not a dm-remap health report");
+  }
+  return body as HealthReport;
+}
+
+/**
+ * Asks the scanner to start or stop a pass (`POST /api/v1/scan/start|stop`).
+ *
+ * @returns The scanner's status after the request.
+ * @throws {StatusRequestError} As {@link fetchStatus}.
+ */
+export async function requestScan(
+  target: string,
+  action: "start" | "stop",
+  options: FetchStatusOptions = {},
+): Promise<ScanStatus> {
+  const body = await requestJson(target, `api/v1/scan/${action}`, {
+    timeoutMs: options.timeoutMs ?? STATUS_TIMEOUT_MS_DEFAULT,
+    method: "POST",
+  });
+  if (typeof (body as Partial<ScanStatus>)?.positionBytes !== "number") {
+    throw new StatusRequestError(target, "the answer is not a dm-remap scan status");
+  }
+  return body as ScanStatus;
+}
+
 /** Whether a target names a TCP listener rather than a socket path. */
 function isUrlTarget(target: string): boolean {
   return /^https?:\/\//i.test(target);
 }
 
-async function getJson(target: string, path: string, timeoutMs: number): Promise<unknown> {
+async function requestJson(
+  target: string,
+  path: string,
+  options: { timeoutMs: number; method?: "GET" | "POST" },
+): Promise<unknown> {
+  const { timeoutMs } = options;
   const client = isUrlTarget(target) ? undefined : await unixClient(target);
   // Resolve against a base that ends in "/", so a URL with a path prefix keeps it.
   const base = isUrlTarget(target)
@@ -92,6 +136,7 @@ async function getJson(target: string, path: string, timeoutMs: number): Promise
   try {
     response = await fetch(new URL(path, base), {
       client,
+      method: options.method ?? "GET",
       signal: AbortSignal.timeout(timeoutMs),
       headers: { accept: "application/json" },
     });

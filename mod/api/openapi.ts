@@ -203,6 +203,44 @@ const REFUSED: Record<number, ApiAnswer> = {
   503: error("The server has no running setup to change."),
 };
 
+/**
+ * The scanner's routes (`routes/scan.ts`, `routes/scan_control.ts`; docs/scan.md). An API
+ * served without a scanner answers them 404 (`serve --no-scan` only turns its schedule off).
+ */
+function scanOperations(): ApiOperation[] {
+  const noScanner = error("The API is served without a scanner.");
+  const json = (description: string): ApiAnswer => ({
+    description,
+    contentType: "application/json",
+  });
+  return [
+    {
+      method: "get",
+      path: "/api/v1/scan",
+      summary: "The background scanner: state, position, rate, passes, relocations.",
+      answers: { 200: json("The scanner's status."), 404: noScanner },
+    },
+    {
+      method: "get",
+      path: "/api/v1/scan/health",
+      summary: "The health report: the setup's score and each region's, with their inputs.",
+      answers: { 200: json("The health report."), 404: noScanner },
+    },
+    {
+      method: "post",
+      path: "/api/v1/scan/start",
+      summary: "Starts a scan pass now, or resumes a paused one.",
+      answers: { 200: json("The scanner's status after the start."), 404: noScanner, ...REFUSED },
+    },
+    {
+      method: "post",
+      path: "/api/v1/scan/stop",
+      summary: "Pauses the pass in progress; its position is kept.",
+      answers: { 200: json("The scanner's status after the stop."), 404: noScanner, ...REFUSED },
+    },
+  ];
+}
+
 /** Every route of the API, with what it answers. */
 export const API_OPERATIONS: readonly ApiOperation[] = [
   {
@@ -253,6 +291,7 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
       },
     },
   },
+  ...scanOperations(),
   {
     method: "get",
     path: "/api/v1/events",

@@ -15,6 +15,7 @@ import type { SmartReading } from "../health/smart_report.ts";
 import type { SmartRisk } from "../health/smart_risk.ts";
 import type { SetupEventType } from "../events/setup_event.ts";
 import type { RemapCounters } from "../remap/remap_device.ts";
+import type { HealthReport, ScanStatus } from "../scan/mod.ts";
 
 /** Health of one spare's five metadata copies. */
 export interface CopyHealth {
@@ -158,4 +159,15 @@ export interface StatusSource {
   remaps(offset: number, limit: number): { total: number; entries: RemapEntry[] };
   /** The newest events of the setup's history, at most `limit`. */
   events(limit: number): StoredEvent[];
+  /** The health report with the scanner's status; absent when the server runs no scanner. */
+  healthReport?(): HealthReport;
+}
+
+/** What the API may ask of the scanner: the only writes it makes (POST routes). */
+export interface ScanControl {
+  /** Starts a pass now, or lets a paused one go on. */
+  startPass(): void;
+  /** Pauses the pass where it is; the position is written. */
+  stopPass(): Promise<void>;
+  status(): ScanStatus;
 }

@@ -29,6 +29,8 @@ import { remapsCommand } from "./commands/remaps.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { statusCommand } from "./commands/status.ts";
+import { healthCommand } from "./commands/health.ts";
+import { scanCommand } from "./commands/scan.ts";
 import { stopCommand } from "./commands/stop.ts";
 import type { CliOutput, CommandInput } from "./command.ts";
 
@@ -89,7 +91,7 @@ const COMMANDS: Record<string, Command> = {
       "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force] [--config <file>]\n" +
       "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]\n" +
       "       [--smart-interval S | --no-smart] [--scrub-interval S] [--ublk] [--queues N] [--depth N]\n" +
-      "       [--adopt]",
+      "       [--scan-interval 24h] [--scan-rate-max 200M] [--region-size 1G] [--no-scan] [--adopt]",
     options: {
       ...FORCE_OPTION,
       ...CONFIG_OPTION,
@@ -117,6 +119,10 @@ const COMMANDS: Record<string, Command> = {
       queues: { type: "string" },
       depth: { type: "string" },
       adopt: { type: "boolean" },
+      "scan-interval": { type: "string" },
+      "scan-rate-max": { type: "string" },
+      "region-size": { type: "string" },
+      "no-scan": { type: "boolean" },
     },
     optionalValues: {
       attach: { implied: "auto", isValue: (word) => word === "auto" || word.startsWith("/dev/") },
@@ -138,6 +144,18 @@ const COMMANDS: Record<string, Command> = {
       ...JSON_OPTION,
     },
     run: statusCommand,
+  },
+  scan: {
+    summary: "start, stop or show the background scan of a running setup",
+    usage: "scan <name> start|stop|status [--api-socket <path> | --api-url <url>] [--json]",
+    options: { "api-socket": { type: "string" }, "api-url": { type: "string" }, ...JSON_OPTION },
+    run: scanCommand,
+  },
+  health: {
+    summary: "show a running setup's health: score, worst regions first, with their inputs",
+    usage: "health <name> [--api-socket <path> | --api-url <url>] [--json]",
+    options: { "api-socket": { type: "string" }, "api-url": { type: "string" }, ...JSON_OPTION },
+    run: healthCommand,
   },
   stop: {
     summary: "stop a running setup's serve and detach its kernel device (refused while in use)",

@@ -25,7 +25,57 @@ export function integerOption(
   return value;
 }
 
-/** Parses `--name [host:]port` (see {@link parseTcpListener}). */
+/** Units of durations (`90s`, `15m`, `2h`, `7d`, `1w`), in ms. */
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = {
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
+
+/** A duration like `90s`, `15m`, `2h`, `7d` or `1w` in ms; undefined when the text is not one. */
+export function durationMs(text: string): number | undefined {
+  const duration = /^(\d+)([smhdw])$/.exec(text);
+  return duration ? Number(duration[1]) * DURATION_UNITS_MS[duration[2]!]! : undefined;
+}
+
+/** Units of sizes (`512K`, `64M`, `1G`, powers of 1024; a plain number is bytes). */
+const SIZE_UNITS_BYTES: Readonly<Record<string, number>> = {
+  "": 1,
+  k: 1024,
+  m: 1024 ** 2,
+  g: 1024 ** 3,
+  t: 1024 ** 4,
+};
+
+/**
+ * Parses `--name` as a size: a whole number of bytes, or with a suffix K, M,
+ * G or T (powers of 1024, `MiB` and `M` alike).
+ *
+ * @throws {UsageError} When the text is not a size.
+ */
+export function sizeOption(name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const size = /^(\d+)([kmgt]?)(?:i?b)?$/i.exec(text);
+  const value = size ? Number(size[1]) * SIZE_UNITS_BYTES[size[2]!.toLowerCase()]! : NaN;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new UsageError(`--${name} takes a size like 1G, 64M or 4096, not "${text}"`);
+  }
+  return value;
+}
+
+/** Parses `--name` as a duration (`90s`, `15m`, `24h`, `7d`, `1w`), in ms. */
+export function durationOption(name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = durationMs(text);
+  if (value === undefined || value <= 0) {
+    throw new UsageError(`--${name} takes a duration like 90s, 15m, 24h or 7d, not "${text}"`);
+  }
+  return value;
+}
+
+/** Parses `[host:]port`; the host defaults to 127.0.0.1 so nothing is exposed by accident. */
 export function tcpOption(name: string, text: string | undefined): TcpListener | undefined {
   if (text === undefined) return undefined;
   const listener = parseTcpListener(text);

@@ -52,12 +52,15 @@ import {
   type AllocationPolicy,
   isAllocationPolicy,
 } from "../remap/allocation_policy.ts";
+import type { ScanSettings } from "../scan/mod.ts";
 import type { OptionValue } from "./command.ts";
 import {
   BACKUP_DIR,
+  durationOption,
   integerOption,
   listOption,
   RUN_DIR,
+  sizeOption,
   STATE_DIR,
   stringOption,
   tcpOption,
@@ -80,6 +83,8 @@ export interface ServeFlags {
   smart?: false | { intervalMs?: number };
   scrubIntervalMs?: number;
   ublk?: UblkSettings;
+  /** `--scan-interval`, `--scan-rate-max`, `--region-size`, `--no-scan`. */
+  scan: Partial<ScanSettings>;
 }
 
 /**
@@ -106,6 +111,12 @@ export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags
     smart: smartFlags(values),
     scrubIntervalMs: intervalOption("scrub-interval", values),
     ublk: ublkFlags(values),
+    scan: {
+      enabled: values["no-scan"] ? false : undefined,
+      intervalMs: durationOption("scan-interval", stringOption(values["scan-interval"])),
+      rateMaxBytesPerS: sizeOption("scan-rate-max", stringOption(values["scan-rate-max"])),
+      regionBytes: sizeOption("region-size", stringOption(values["region-size"])),
+    },
   };
 }
 
@@ -196,6 +207,7 @@ export function serveSettings(flags: ServeFlags, setupName: string): ServiceSett
     backupDir: flags.backupDir ?? BACKUP_DIR,
     readRetries: flags.readRetries,
     allocation: flags.allocation,
+    scan: flags.scan,
     runtimeDir: RUN_DIR,
     smart: flags.smart,
     scrub: { intervalMs: flags.scrubIntervalMs },

@@ -68,6 +68,24 @@ function describeHealthEvent(event: HealthEvent): string {
   }
 }
 
+/** What the background scanner reports (mod/scan/scanner.ts). */
+export type ScanEvent =
+  | {
+    type: "relocated";
+    blockIndex: number;
+    /** Why the block was moved before it failed. */
+    reason: "retried" | "slow";
+    latencyMs: number;
+  }
+  | { type: "relocation-failed"; blockIndex: number; reason: string }
+  | {
+    type: "scan-pass-completed";
+    durationMs: number;
+    bytesScanned: number;
+    /** The setup's health score when the pass ended. */
+    score: number;
+  };
+
 // ---- Discovery and assembly (issue 14, `dm-remap discover` / `dm-remap assemble`) ----
 
 /**
@@ -121,7 +139,7 @@ function describeAssemblyEvent(event: AssemblyEvent): string {
 // ---- end of discovery and assembly ----
 
 /** One event of a running setup: what its event bus publishes. */
-export type SetupEvent = RemapEvent | ServiceEvent | HealthEvent;
+export type SetupEvent = RemapEvent | ServiceEvent | HealthEvent | ScanEvent;
 
 /**
  * Every event the history records: a running setup's, and the decisions
@@ -150,6 +168,9 @@ export function zeroEventCounts(): Record<SetupEventType, number> {
     "metadata-repaired": 0,
     "metadata-scrub-failed": 0,
     "metadata-degraded": 0,
+    "relocated": 0,
+    "relocation-failed": 0,
+    "scan-pass-completed": 0,
   };
 }
 
@@ -177,6 +198,17 @@ export function describeEvent(event: RecordedEvent): string {
     case "config-reloaded":
       return `configuration reloaded: applied ${listOrNone(event.applied)}; ` +
         `needs a restart: ${listOrNone(event.needsRestart)}`;
+    case "relocated":
+      return `scanner moved block ${event.blockIndex} to a spare before it failed: it read ` +
+        (event.reason === "retried"
+          ? "only on a retry"
+          : `slowly (${Math.round(event.latencyMs)} ms)`);
+    case "relocation-failed":
+      return `scanner could not move weak block ${event.blockIndex}: ${event.reason}`;
+    case "scan-pass-completed":
+      return `scan pass completed: ${event.bytesScanned} bytes in ${
+        Math.round(event.durationMs / 1000)
+      } s, health score ${event.score}`;
     case "discovered":
     case "assembly-decision":
     case "incremental-seen":
@@ -202,10 +234,15 @@ export function isHealthEvent(event: SetupEvent): event is HealthEvent {
   return HEALTH_EVENT_TYPES.has(event.type);
 }
 
+/** Whether the scanner reported it. */
+export function isScanEvent(event: SetupEvent): event is ScanEvent {
+  return ["relocated", "relocation-failed", "scan-pass-completed"].includes(event.type);
+}
+
 /** Whether the engine reported it (the service's own events are not engine events). */
 export function isEngineEvent(event: SetupEvent): event is RemapEvent {
   return event.type !== "started" && event.type !== "stopped" &&
-    event.type !== "config-reloaded" && !isHealthEvent(event);
+    event.type !== "config-reloaded" && !isHealthEvent(event) && !isScanEvent(event);
 }
 
 function listOrNone(keys: readonly string[]): string {

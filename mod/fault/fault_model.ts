@@ -33,8 +33,15 @@
  * (read, write, writeZeroes, flush, discard) fails with `"ENODEV"`, as the
  * device layer reports a disk that vanished; nothing brings it back.
  *
+ * Weak and slow blocks (a sector going bad, as a scanner meets it). A read
+ * that touches a weak block fails with EIO every other time, starting with
+ * the first: it succeeds only on a retry, as a marginal sector read again
+ * by the drive does. A read that touches a slow block completes after that
+ * block's delay (the largest of those it touches), in real time. Both are
+ * reads only; writes pass over them and do not heal them.
+ *
  * Not modelled here: torn writes and power loss (`MemoryDevice.crash()`),
- * silent corruption (flip bytes in `MemoryDevice.peek()`), latency.
+ * silent corruption (flip bytes in `MemoryDevice.peek()`).
  *
  * Simulations that must end in recovery cap the faults per zone, as
  * TigerBeetle's storage simulator does: for example at most four of the five
@@ -77,6 +84,10 @@ export interface FaultCounters {
   randomFlushFaults: number;
   /** Requests failed because the device was removed. */
   removedRequests: number;
+  /** Reads failed because they touched a weak block on its failing turn. */
+  weakBlockReads: number;
+  /** Reads delayed because they touched a slow block. */
+  slowBlockReads: number;
 }
 
 /** A fresh set of zero counters. */
@@ -89,6 +100,8 @@ export function zeroFaultCounters(): FaultCounters {
     randomWriteFaults: 0,
     randomFlushFaults: 0,
     removedRequests: 0,
+    weakBlockReads: 0,
+    slowBlockReads: 0,
   };
 }
 

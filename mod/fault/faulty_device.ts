@@ -9,6 +9,8 @@
  * - `badBlocks`: block indexes that start bad, failing reads and writes (default none).
  * - `rates`: `readEio`, `writeEio`, `flushEio` probabilities (default 0).
  * - `seed`: the PRNG seed for the rates (default 1).
+ * - {@link FaultyDevice.setWeak}, {@link FaultyDevice.setSlow}: reads that
+ *   succeed only on a retry, or only late (until {@link FaultyDevice.clearWeakAndSlow}).
  * - {@link FaultyDevice.remove}: the device vanishes, as a pulled disk does;
  *   every request from then on fails with `"ENODEV"`.
  *
@@ -87,6 +89,10 @@ export class FaultyDevice implements Device {
   readonly #next: Device;
   /** Bad block index → which operations it fails. */
   readonly #badBlocks = new Map<number, FailOn>();
+  /** Weak block index → whether the next read touching it fails. */
+  readonly #weakBlocks = new Map<number, boolean>();
+  /** Slow block index → its delay in milliseconds. */
+  readonly #slowBlocks = new Map<number, number>();
   readonly #sharedReads = new SharedBlockListWriter(FAULT_SHARED_BLOCKS_MAX);
   readonly #sharedWrites = new SharedBlockListWriter(FAULT_SHARED_BLOCKS_MAX);
   #rates: Required<FaultRates>;
@@ -169,6 +175,34 @@ export class FaultyDevice implements Device {
     this.#publish();
   }
 
+  /** Makes every block a range touches weak: its reads fail every other time, the first included. */
+  setWeak(range: ByteRange): void {
+    assert(isRangeInside(this, range), "weak range inside the device");
+    const [first, end] = this.#blockSpan(range);
+    for (let blockIndex = first; blockIndex < end; blockIndex++) {
+      this.#weakBlocks.set(blockIndex, true);
+    }
+    this.#publish();
+  }
+
+  /** Makes every block a range touches slow: reads touching it complete `delayMs` late. */
+  setSlow(range: ByteRange, delayMs: number): void {
+    assert(isRangeInside(this, range), "slow range inside the device");
+    assert(delayMs >= 0, "a delay is not negative");
+    const [first, end] = this.#blockSpan(range);
+    for (let blockIndex = first; blockIndex < end; blockIndex++) {
+      this.#slowBlocks.set(blockIndex, delayMs);
+    }
+    this.#publish();
+  }
+
+  /** Makes every weak and slow block normal again. */
+  clearWeakAndSlow(): void {
+    this.#weakBlocks.clear();
+    this.#slowBlocks.clear();
+    this.#publish();
+  }
+
   /** Marks blocks good again; returns how many were bad. */
   removeBadBlocks(blockIndexes: Iterable<number>): number {
     let removed = 0;
@@ -219,6 +253,15 @@ export class FaultyDevice implements Device {
     if (this.#draw(this.#rates.readEio)) {
       this.counters.randomReadFaults++;
       throw eio(this.name, "read", request);
+    }
+    if (this.#weakTurnFails(request)) {
+      this.counters.weakBlockReads++;
+      throw eio(this.name, "read", request);
+    }
+    const delayMs = this.#delayOf(request);
+    if (delayMs > 0) {
+      this.counters.slowBlockReads++;
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
     }
     await this.#next.read(buffer, offsetBytes);
   }
@@ -286,6 +329,30 @@ export class FaultyDevice implements Device {
     );
   }
 
+  /** Whether a read fails on a weak block it touches; every touched weak block takes its turn. */
+  #weakTurnFails(request: ByteRange): boolean {
+    if (this.#weakBlocks.size === 0 || request.lengthBytes === 0) return false;
+    const [first, end] = this.#blockSpan(request);
+    let fails = false;
+    for (const [blockIndex, failsNext] of this.#weakBlocks) {
+      if (blockIndex < first || blockIndex >= end) continue;
+      fails ||= failsNext;
+      this.#weakBlocks.set(blockIndex, !failsNext);
+    }
+    return fails;
+  }
+
+  /** The longest delay of the slow blocks a read touches. */
+  #delayOf(request: ByteRange): number {
+    if (this.#slowBlocks.size === 0 || request.lengthBytes === 0) return 0;
+    const [first, end] = this.#blockSpan(request);
+    let delayMs = 0;
+    for (const [blockIndex, blockDelayMs] of this.#slowBlocks) {
+      if (blockIndex >= first && blockIndex < end) delayMs = Math.max(delayMs, blockDelayMs);
+    }
+    return delayMs;
+  }
+
   #heal(blockIndexes: readonly number[]): void {
     for (const blockIndex of blockIndexes) {
       if (this.#badBlocks.delete(blockIndex)) this.counters.healedBlocks++;
@@ -315,7 +382,11 @@ export class FaultyDevice implements Device {
       [...this.#badBlocks].filter(([, fail]) => fail !== kind).map(([blockIndex]) => blockIndex);
     const { readEio, writeEio, flushEio } = this.#rates;
     if (readEio > 0) this.#sharedReads.publishEverything();
-    else this.#sharedReads.publish(failing("write"));
+    else {
+      this.#sharedReads.publish(
+        new Set([...failing("write"), ...this.#weakBlocks.keys(), ...this.#slowBlocks.keys()]),
+      );
+    }
     if (writeEio > 0 || flushEio > 0) this.#sharedWrites.publishEverything();
     else this.#sharedWrites.publish(failing("read"));
   }

@@ -19,6 +19,11 @@ export class IoGate {
   #waitingExclusive: (() => void)[] = [];
   #waitingShared: (() => void)[] = [];
 
+  /** Shared entries inside now. */
+  get sharedInside(): number {
+    return this.#shared;
+  }
+
   /** Runs `work` inside the gate, shared. */
   async shared<T>(work: () => Promise<T>): Promise<T> {
     if (this.#exclusive || this.#waitingExclusive.length > 0) {

@@ -34,6 +34,7 @@
 
 import { setImmediate } from "node:timers";
 import { assert } from "../assert.ts";
+import { bytesEqual } from "../bytes_equal.ts";
 import {
   PENDING_MAX,
   READ_RETRIES_DEFAULT,
@@ -114,6 +115,12 @@ interface BlockWrite {
 }
 
 interface RemapRequest extends BlockWrite {
+  /**
+   * A relocation of the scanner: no data of its own, the block is copied from
+   * the main disk as it is at the commit, and the slot is read back and
+   * compared before the mapping is logged.
+   */
+  relocation?: true;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -125,6 +132,16 @@ export interface SpareRepair {
   copies: CopyReport[];
   /** Why the spare could not be repaired (it is failed now). */
   error?: string;
+}
+
+/** One main-disk run that {@link RemapDevice.scanRead} read (or could not). */
+export interface ScanRun extends ByteRange {
+  /** Reads it took: 1 when the first succeeded; past the retries when it failed. */
+  attempts: number;
+  /** Time of all attempts together. */
+  latencyMs: number;
+  /** False when every attempt failed (a one-block run is pending then). */
+  readable: boolean;
 }
 
 /** The remapped block device. */
@@ -173,6 +190,8 @@ export class RemapDevice implements Device {
    * after a change of the configuration, not after an activation).
    */
   #setupStateChanged = false;
+  /** The scanner's record (`payload.scan`), written with the setup state once given. */
+  #scanRecord: Record<string, unknown> | undefined;
   #closed = false;
   #allocationPolicy: AllocationPolicy | "custom";
   /** Set when close starts: no evacuation begins after it. */
@@ -301,6 +320,11 @@ export class RemapDevice implements Device {
     return [...this.#pending].sort((a, b) => a - b);
   }
 
+  /** Whether a block is pending: unreadable on the main disk and not rewritten since. */
+  isPending(blockIndex: number): boolean {
+    return this.#pending.has(blockIndex);
+  }
+
   /** Whether a remap could not be made (spares full or failed). */
   get degraded(): boolean {
     return this.#degraded;
@@ -341,6 +365,103 @@ export class RemapDevice implements Device {
   slotsUsedOf(spareIndex: number): number {
     assert(spareIndex >= 0 && spareIndex < this.#slotsUsed.length, "a spare of the setup");
     return this.#slotsUsed[spareIndex]!;
+  }
+
+  /** Requests in flight now, on the engine and in the data plane's workers. */
+  get foregroundInFlight(): number {
+    return this.#gate.sharedInside + this.#shared.workersInside;
+  }
+
+  /**
+   * Requests started so far, on the engine and in the workers; only its
+   * changes mean anything (the workers' part wraps).
+   */
+  get foregroundRequests(): number {
+    const { reads, writes, flushes } = this.counters;
+    return reads + writes + flushes + this.#shared.workerRequests;
+  }
+
+  /**
+   * Reads the parts of a range that live on the main disk, for the scanner:
+   * remapped blocks (on spares) and pending blocks are skipped, so a block
+   * the main disk no longer holds is never read there. Each run is read with
+   * the bounded retries. A run of one block that keeps failing marks the
+   * block pending, as a client read would; a longer one is only reported, for
+   * the caller to read block by block (one failing read of a whole run must
+   * not condemn a weak block in it that reads on a retry). Nothing is written.
+   *
+   * @param range Sector-aligned, inside the device.
+   * @param buffer Scratch space of at least `range.lengthBytes` (aligned for O_DIRECT).
+   */
+  scanRead(range: ByteRange, buffer: Uint8Array): Promise<ScanRun[]> {
+    this.#checkRequest(range);
+    assert(buffer.length >= range.lengthBytes, "the scan buffer holds the range");
+    return this.#gate.shared(async () => {
+      const runs: ScanRun[] = [];
+      for (const run of this.#plan(range.offsetBytes, range.lengthBytes, true)) {
+        if (run.kind !== "main") continue;
+        const target = buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
+        const startMs = performance.now();
+        let attempts = 0;
+        const readable = await this.#readMain(target, run.offsetBytes, () => attempts++).then(
+          () => true,
+          (error) => isIoError(error) ? false : Promise.reject(error),
+        );
+        const scanned = {
+          offsetBytes: run.offsetBytes,
+          lengthBytes: run.lengthBytes,
+          attempts,
+          latencyMs: performance.now() - startMs,
+          readable,
+        };
+        if (!readable && run.lengthBytes <= this.blockBytes) await this.#markUnreadableBlocks(run);
+        runs.push(scanned);
+      }
+      return runs;
+    });
+  }
+
+  /**
+   * Copies a block that still reads from the main disk to a spare, before it
+   * fails: the block is read under the exclusive gate (so every write that
+   * completed before is in it, and none runs during the copy), written to a
+   * slot, flushed, read back and compared, and only then logged.
+   *
+   * A client write racing the relocation wins: one that completed first is in
+   * the copy, one that arrives later goes to the slot; a block a client write
+   * remapped meanwhile is left as it is.
+   *
+   * @returns True when the block is on a spare now (by this or an earlier
+   *   remap); false when it is unreadable (it is pending then) or no spare
+   *   could take it.
+   */
+  async relocate(blockIndex: number): Promise<boolean> {
+    assert(!this.#closed, `setup "${this.name}" is open`);
+    assert(blockIndex * this.blockBytes < this.sizeBytes, "relocated block inside the device");
+    if (this.#table.has(blockIndex)) return true;
+    const queued = {
+      blockIndex,
+      startInBlock: 0,
+      data: new Uint8Array(0),
+      relocation: true as const,
+    };
+    try {
+      await this.#remap([queued]);
+    } catch (error) {
+      if (!isIoError(error)) throw error;
+      return false;
+    }
+    return this.#table.has(blockIndex);
+  }
+
+  /**
+   * Gives the scanner's record (position, settings, region health) to write
+   * as the metadata's `scan` field, now and with every later setup state.
+   */
+  recordScan(record: Record<string, unknown>): Promise<void> {
+    this.#scanRecord = structuredClone(record);
+    this.#metadataDirty = true;
+    return this.persistState();
   }
 
   /** Where a block is remapped to, if it is. */
@@ -605,9 +726,14 @@ export class RemapDevice implements Device {
     }
   }
 
-  /** Reads the main disk with the bounded retries. */
-  async #readMain(target: Uint8Array, offsetBytes: number): Promise<void> {
+  /** Reads the main disk with the bounded retries; `onAttempt` counts them. */
+  async #readMain(
+    target: Uint8Array,
+    offsetBytes: number,
+    onAttempt: () => void = () => {},
+  ): Promise<void> {
     for (let attempt = 0;; attempt++) {
+      onAttempt();
       try {
         return await this.#onMain(() => this.#main.read(target, offsetBytes));
       } catch (error) {
@@ -847,10 +973,13 @@ export class RemapDevice implements Device {
     }
     const images = new Map<number, Uint8Array>();
     const moves = new Map<number, SlotLocation>();
+    const relocated = new Set<number>();
     for (const [blockIndex, requests] of byBlock) {
       const location = this.#table.lookup(blockIndex);
       if (location && this.#spareAt(location.spareIndex).state === "active") {
-        await this.#writeIntoSlot(blockIndex, requests);
+        // A relocation of a block a client write remapped meanwhile has nothing left to do.
+        await this.#writeIntoSlot(blockIndex, requests.filter((request) => !request.relocation));
+        requests.filter((request) => request.relocation).forEach((request) => request.resolve());
         byBlock.delete(blockIndex);
         continue;
       }
@@ -861,9 +990,10 @@ export class RemapDevice implements Device {
       else {
         images.set(blockIndex, image);
         if (location) moves.set(blockIndex, location);
+        if (requests.some((request) => request.relocation)) relocated.add(blockIndex);
       }
     }
-    const failures = await this.#placeOnSpares(images, moves);
+    const failures = await this.#placeOnSpares(images, { moves, relocated });
     for (const [blockIndex, requests] of byBlock) {
       const failure = failures.get(blockIndex);
       for (const request of requests) failure ? request.reject(failure) : request.resolve();
@@ -994,7 +1124,7 @@ export class RemapDevice implements Device {
    */
   async #placeOnSpares(
     images: Map<number, Uint8Array>,
-    moves: ReadonlyMap<number, SlotLocation>,
+    copied: { moves: ReadonlyMap<number, SlotLocation>; relocated: ReadonlySet<number> },
   ): Promise<Map<number, Error>> {
     let remaining = [...images.keys()];
     while (remaining.length > 0) {
@@ -1010,17 +1140,17 @@ export class RemapDevice implements Device {
           ),
         );
         await spare.device.flush();
-        await this.#checkMovedCopies({ spare, firstSlot, taking, images, moves });
+        await this.#checkCopies({ spare, firstSlot, taking, images, ...copied });
       } catch (error) {
         if (!isIoError(error) && !isDeviceGone(error)) throw error;
         this.#failSpare(spare, error.message);
         continue;
       }
-      const movedFrom = taking.map((blockIndex) => moves.get(blockIndex));
+      const movedFrom = taking.map((blockIndex) => copied.moves.get(blockIndex));
       if (!await this.#logOnEverySpare(spare.index, taking, { firstSlot, movedFrom })) continue;
       taking.forEach((blockIndex, i) => {
         const location = { spareIndex: spare.index, slotIndex: firstSlot + i };
-        if (moves.has(blockIndex)) this.#table.move(blockIndex, location);
+        if (copied.moves.has(blockIndex)) this.#table.move(blockIndex, location);
         else this.#table.insert(blockIndex, location);
         this.#slotsUsed[spare.index]!++;
         if (this.#pending.delete(blockIndex)) {
@@ -1091,27 +1221,30 @@ export class RemapDevice implements Device {
   }
 
   /**
-   * Reads back the new copies of blocks that move off a failed spare and
-   * compares them with what was written, before any log says they moved.
+   * Reads back the new copies of blocks that move off a failed spare, and of
+   * blocks the scanner relocates before they fail, and compares them with
+   * what was written, before any log points at them: both exist to keep data
+   * safe, so the copy is proven first.
    *
    * @throws {DeviceIoError} EIO when a copy differs: the spare is not to be trusted.
    */
-  async #checkMovedCopies(placed: {
+  async #checkCopies(placed: {
     spare: SpareMember;
     firstSlot: number;
     taking: readonly number[];
     images: ReadonlyMap<number, Uint8Array>;
     moves: ReadonlyMap<number, SlotLocation>;
+    relocated: ReadonlySet<number>;
   }): Promise<void> {
     const { spare, firstSlot } = placed;
     for (const [i, blockIndex] of placed.taking.entries()) {
-      if (!placed.moves.has(blockIndex)) continue;
+      if (!placed.moves.has(blockIndex) && !placed.relocated.has(blockIndex)) continue;
       const offsetBytes = slotOffsetBytes(spare.layout, firstSlot + i);
       const copy = new Uint8Array(this.blockBytes);
       await spare.device.read(copy, offsetBytes);
       const image = placed.images.get(blockIndex)!;
-      if (!copy.every((byte, at) => byte === image[at])) {
-        throw new DeviceIoError("read back the moved copy of a block from", {
+      if (!bytesEqual(copy, image)) {
+        throw new DeviceIoError("read back the new copy of a block from", {
           device: spare.device.name,
           offsetBytes,
           lengthBytes: this.blockBytes,
@@ -1172,6 +1305,7 @@ export class RemapDevice implements Device {
             payload.setup.allocation = this.#allocationPolicy;
           }
           payload.pending = pending;
+          if (this.#scanRecord !== undefined) payload.scan = structuredClone(this.#scanRecord);
           for (const member of this.#spares.members) {
             payload.spares[member.index]!.state = member.state;
           }

@@ -39,6 +39,8 @@ const CONTROL = {
   TABLE_SIZE: 3,
   /** 1 once the setup failed: its main disk is gone. */
   FAILED: 4,
+  /** Requests the workers have let in so far (wraps at 2^31): the scanner's sign of load. */
+  REQUESTS: 5,
   WORDS: 8,
 } as const;
 /** Longest wait for a worker's notification before the count is checked again. */
@@ -109,6 +111,16 @@ export class EngineStatePublisher {
     return () => this.#onOpen.delete(listener);
   }
 
+  /** Requests of the workers inside the gate now. */
+  get workersInside(): number {
+    return Atomics.load(this.#control, CONTROL.INSIDE);
+  }
+
+  /** Requests the workers have let in so far; only its changes mean anything (it wraps). */
+  get workerRequests(): number {
+    return Atomics.load(this.#control, CONTROL.REQUESTS);
+  }
+
   /** Tells every worker that the setup failed; there is no way back. */
   markFailed(): void {
     Atomics.store(this.#control, CONTROL.FAILED, 1);
@@ -170,6 +182,7 @@ export class EngineStateReader {
       Atomics.load(this.#control, CONTROL.GATE_CLOSED) === 0 &&
       Atomics.load(this.#control, CONTROL.TABLE_GENERATION) === this.#generation
     ) {
+      Atomics.add(this.#control, CONTROL.REQUESTS, 1);
       return true;
     }
     this.leave();

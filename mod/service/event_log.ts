@@ -27,7 +27,12 @@ export function levelOfEvent(event: SetupEvent): LogLevel {
       return "notice";
     case "config-reloaded":
     case "metadata-repaired":
+    case "relocated":
       return "notice";
+    case "relocation-failed":
+      return "warning";
+    case "scan-pass-completed":
+      return "info";
     case "started":
     case "stopped":
       return "info";

@@ -13,6 +13,7 @@ import type { KernelAttachSettings } from "../export/nbd/kernel_attachment.ts";
 import type { PolicySettings } from "../policy/policy.ts";
 import type { UblkSettings } from "../export/ublk/ublk_attachment.ts";
 export type { AlertSettings, KernelAttachSettings, PolicySettings, UblkSettings };
+import type { ScanSettings } from "../scan/mod.ts";
 
 /** A TCP address to listen on; port 0 picks a free port. */
 export interface TcpListener {
@@ -96,6 +97,12 @@ export interface ServiceSettings {
   readRetries?: number;
   /** The allocation policy to serve with, recorded in the setup. @default the setup's own */
   allocation?: AllocationPolicy;
+  /**
+   * The background scanner's settings given as flags; each one missing is
+   * taken from the metadata, else the default (`mod/scan/scan_record.ts`).
+   * @default {} (the recorded settings)
+   */
+  scan?: Partial<ScanSettings>;
   /**
    * The runtime directory: the service records itself in
    * `<dir>/setups/<uuid>.json` while it serves (`runtime_state.ts`).

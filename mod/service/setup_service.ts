@@ -4,8 +4,8 @@
  * clean-stop marker, with one lifecycle.
  *
  * Start takes things in order (history, engine, metadata scrub (its first
- * pass runs here, on open), NBD export, SMART reader, status API, serving
- * marker, runtime state); a start that fails half-way releases what it took, and
+ * pass runs here, on open), NBD export, SMART reader, scanner, status API,
+ * serving marker, runtime state); a start that fails half-way releases what it took, and
  * leaves the disks as they were: until the marker, the engine has written
  * nothing, and closing it writes nothing either. Stop is ordered so nothing
  * is lost: the exports stop accepting and drain, the engine flushes every
@@ -29,6 +29,7 @@ import { EventHistory } from "../events/event_history.ts";
 import { describeEvent } from "../events/setup_event.ts";
 import { SmartHistory } from "../health/smart_history.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
+import { parseScanRecord, resolveScanSettings, Scanner } from "../scan/mod.ts";
 import type { ServiceComponent } from "./component.ts";
 import { type KernelDeviceAtStop, NbdExport } from "./nbd_export.ts";
 import {
@@ -303,6 +304,10 @@ export class SetupService {
     await this.#nbd.start();
     this.#feeders.push(this.#nbd);
     await this.#startSmart();
+    const scanner = this.#scanner(engine);
+    await scanner.start();
+    // The scanner sends the engine reads and relocations: it stops before the engine closes.
+    this.#feeders.push(scanner);
     this.#status = statusSourceOf(engine, {
       spares: this.#disks.spares,
       history,
@@ -313,6 +318,7 @@ export class SetupService {
       policies: () => this.#watch.policyEvaluations,
       scrub: () => this.#scrubber!.status(),
       smart: this.#smart,
+      healthReport: () => scanner.health(),
     });
     const nbd = this.#nbd;
     const control = setupControlOf({
@@ -322,7 +328,11 @@ export class SetupService {
       onRepaired: (repaired) => this.events.publish({ type: "metadata-repaired", ...repaired }),
       onStopRequested: this.#onStopRequested,
     });
-    this.#api = new StatusApi(this.#status, { control, settings: this.#settings.api });
+    this.#api = new StatusApi(this.#status, {
+      control,
+      settings: this.#settings.api,
+      scanControl: scanner,
+    });
     await this.#api.start();
     this.#readers.push(this.#api);
   }
@@ -346,6 +356,27 @@ export class SetupService {
     });
     await this.#smart.start();
     this.#readers.push(this.#smart);
+  }
+
+  /**
+   * The background scanner, with the `serve` flags over the settings the
+   * metadata recorded, going on from the recorded position.
+   *
+   * @throws {UsageError} When a scan setting is out of range.
+   */
+  #scanner(engine: RemapDevice): Scanner {
+    const recorded = parseScanRecord(this.#disks.spares.description.scan);
+    return new Scanner(engine, {
+      settings: resolveScanSettings(this.#settings.scan ?? {}, recorded?.settings),
+      recorded,
+      onEvent: (event) => this.events.publish(event),
+      onError: (error) =>
+        this.#log.log({
+          level: "err",
+          message: `the scanner stopped: ${(error as Error).message}`,
+          fields: { event: "scanner-stopped" },
+        }),
+    });
   }
 
   /** Releases what was taken, in the order that loses nothing; `clean` for a stop after a start. */

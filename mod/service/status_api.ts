@@ -9,7 +9,7 @@
 import { createApp } from "../api/app.ts";
 import type { SetupControl } from "../api/control.ts";
 import { type ApiServer, serveApi } from "../api/http_server.ts";
-import type { StatusSource } from "../api/status.ts";
+import type { ScanControl, StatusSource } from "../api/status.ts";
 import { assert } from "../assert.ts";
 import { groupIdOf } from "../sys/group_id.ts";
 import type { ServiceComponent } from "./component.ts";
@@ -20,12 +20,17 @@ export class StatusApi implements ServiceComponent {
   readonly #source: StatusSource;
   readonly #control: SetupControl;
   readonly #settings: ApiSettings;
+  readonly #scanControl: ScanControl | undefined;
   #server: ApiServer | undefined;
 
-  constructor(source: StatusSource, options: { control: SetupControl; settings: ApiSettings }) {
+  constructor(
+    source: StatusSource,
+    options: { control: SetupControl; settings: ApiSettings; scanControl?: ScanControl },
+  ) {
     this.#source = source;
     this.#control = options.control;
     this.#settings = options.settings;
+    this.#scanControl = options.scanControl;
   }
 
   /**
@@ -39,6 +44,7 @@ export class StatusApi implements ServiceComponent {
     const socketGid = socketGroup === undefined ? undefined : await groupIdOf(socketGroup);
     const app = createApp(this.#source, {
       control: this.#control,
+      scanControl: this.#scanControl,
       guard: { token, socketGid },
     });
     this.#server = await serveApi(app, {

@@ -13,6 +13,7 @@ import { FORMAT_VERSION } from "../metadata/superblock.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
 import type { EventHistory } from "../events/event_history.ts";
 import type { EventCounts } from "../api/event_counts.ts";
+import type { HealthReport } from "../scan/mod.ts";
 import { VERSION } from "../version.ts";
 import { FORECAST_EVENTS_MAX, FORECAST_REFRESH_MS, FORECAST_WINDOW_DAYS } from "../constants.ts";
 import { forecastSparePool, type SparePoolForecast } from "../health/forecast.ts";
@@ -45,6 +46,8 @@ export interface StatusSources {
   scrub?: () => ScrubHealth;
   /** The SMART reader, when it runs. @default none */
   smart?: SmartMonitor;
+  /** The scanner's health report. @default none (no scanner) */
+  healthReport?: () => HealthReport;
 }
 
 const DAY_MS = 86_400_000;
@@ -191,6 +194,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
     events(limit: number) {
       return history.recent(limit);
     },
+    ...(sources.healthReport === undefined ? {} : { healthReport: sources.healthReport }),
     remaps(offset: number, limit: number) {
       if (sorted.length !== engine.remapCount) sorted = engine.remaps();
       return { total: sorted.length, entries: sorted.slice(offset, offset + limit) };

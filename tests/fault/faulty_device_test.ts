@@ -299,6 +299,8 @@ Deno.test("FaultyDevice counts injected faults and healed blocks", async () => {
     randomWriteFaults: 0,
     randomFlushFaults: 0,
     removedRequests: 0,
+    weakBlockReads: 0,
+    slowBlockReads: 0,
   });
   assert.deepEqual(faulty.listBadBlocks(), [0]);
 });
@@ -485,4 +487,30 @@ Deno.test("FaultyDevice.remove() fails every later request with ENODEV and leave
     await file.close();
     await image.cleanup();
   }
+});
+
+Deno.test("FaultyDevice weak blocks fail every other read that touches them, the first included", async () => {
+  const { faulty } = makeFaulty({ blockBytes: 4096 });
+  faulty.setWeak({ offsetBytes: 8192, lengthBytes: 4096 });
+  const read = () => outcome(() => faulty.read(new Uint8Array(4096), 8192));
+  const results = [await read(), await read(), await read(), await read()];
+  assert.deepEqual(results.map((result) => result === "ok"), [false, true, false, true]);
+  assert.equal(await outcome(() => faulty.read(new Uint8Array(4096), 0)), "ok");
+  assert.equal(await outcome(() => faulty.write(new Uint8Array(4096), 8192)), "ok");
+  assert.equal(faulty.counters.weakBlockReads, 2);
+  faulty.clearWeakAndSlow();
+  assert.deepEqual([await read(), await read()], ["ok", "ok"]);
+});
+
+Deno.test("FaultyDevice slow blocks delay the reads that touch them, and only those", async () => {
+  const { faulty } = makeFaulty({ blockBytes: 4096 });
+  faulty.setSlow({ offsetBytes: 4096, lengthBytes: 4096 }, 150);
+  const timed = async (offsetBytes: number) => {
+    const startMs = performance.now();
+    await faulty.read(new Uint8Array(4096), offsetBytes);
+    return performance.now() - startMs;
+  };
+  assert.ok(await timed(4096) >= 140);
+  assert.ok(await timed(12288) < 100);
+  assert.equal(faulty.counters.slowBlockReads, 1);
 });

@@ -60,6 +60,8 @@ function settingsIn(dir: string, overrides: Partial<ServiceSettings> = {}): Serv
     nbd: { exportName: "health", unixPath: `${dir}/run/nbd.sock`, workerUrl: WORKER_URL },
     api: { unixPath: `${dir}/run/api.sock`, tcp: { hostname: "127.0.0.1", port: 0 } },
     eventsPath: `${dir}/state/events.sqlite`,
+    // These tests are not about the scanner (tests/scan is); it would read and write on its own.
+    scan: { enabled: false },
     ...overrides,
   };
 }

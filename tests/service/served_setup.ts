@@ -82,6 +82,9 @@ export async function serveSetup(options: ServeSetupOptions = {}): Promise<Serve
       nbd: { exportName: "web", unixPath: `${dir}/run/nbd.sock` },
       api: { unixPath: apiSocket, ...options.api },
       eventsPath: `${dir}/state/events.sqlite`,
+      // The scanner would read the bad blocks and write the metadata on its own schedule; the
+      // tests that use this setup are about the API (tests/scan covers the scanner).
+      scan: { enabled: false },
     },
     log: () => {},
     onStopRequested: options.onStopRequested,

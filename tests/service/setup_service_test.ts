@@ -81,6 +81,8 @@ function settingsIn(dir: string, overrides: Partial<ServiceSettings> = {}): Serv
     },
     api: { unixPath: `${dir}/run/api.sock` },
     eventsPath: `${dir}/state/events.sqlite`,
+    // These tests are not about the scanner (tests/scan is); it would read and write on its own.
+    scan: { enabled: false },
     ...overrides,
   };
 }
@@ -151,6 +153,7 @@ Deno.test("SetupService publishes typed events to subscribers, the log, the stat
     await createFiles(dir);
     const log: string[] = [];
     const service = new SetupService(await openDisks(dir), {
+      // No scan pass: its events would interleave with the ones under test.
       settings: settingsIn(dir),
       log: (line) => log.push(line),
       journal: false,

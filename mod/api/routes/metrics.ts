@@ -17,6 +17,7 @@ import {
   PROMETHEUS_CONTENT_TYPE,
 } from "../prometheus.ts";
 import { SMART_RISK_LEVELS } from "../../health/smart_risk.ts";
+import type { HealthReport } from "../../scan/mod.ts";
 import type { SetupHealth, SetupStatus, SpareStatus } from "../status.ts";
 import { healthOf } from "./health.ts";
 
@@ -24,9 +25,10 @@ import { healthOf } from "./health.ts";
  * Lists the metric families of a setup.
  *
  * @param status The current status.
+ * @param health The health report, when the server runs a scanner: adds the scanner's families.
  * @returns The families in a fixed order, each with its samples.
  */
-export function metricFamiliesOf(status: SetupStatus): MetricFamily[] {
+export function metricFamiliesOf(status: SetupStatus, health?: HealthReport): MetricFamily[] {
   const setup = { setup: status.setup.name };
   const { counters } = status;
   function one(name: string, type: MetricType, help: string, value: number): MetricFamily {
@@ -137,6 +139,54 @@ export function metricFamiliesOf(status: SetupStatus): MetricFamily[] {
       status.uptimeSeconds,
     ),
     ...(status.health === undefined ? [] : healthFamilies(status.health, setup)),
+    ...(health === undefined ? [] : scanFamiliesOf(health, setup)),
+  ];
+}
+
+/** The scanner's and the health score's families. */
+function scanFamiliesOf(health: HealthReport, setup: { setup: string }): MetricFamily[] {
+  const { scan } = health;
+  function gauge(name: string, help: string, value: number): MetricFamily {
+    return { name, type: "gauge", help, samples: [{ labels: setup, value }] };
+  }
+  return [
+    gauge(
+      "dm_remap_scan_progress_ratio",
+      "Part of the main disk the scan pass in progress has read (0 between passes).",
+      scan.progressRatio,
+    ),
+    gauge(
+      "dm_remap_scan_rate_bytes_per_second",
+      "The scanner's recent read rate.",
+      scan.rateBytesPerS,
+    ),
+    gauge(
+      "dm_remap_scan_scanning",
+      "1 while a scan pass runs, else 0.",
+      scan.state === "scanning" ? 1 : 0,
+    ),
+    {
+      name: "dm_remap_scan_passes_total",
+      type: "counter",
+      help: "Full scan passes completed, ever.",
+      samples: [{ labels: setup, value: scan.passesCompleted }],
+    },
+    {
+      name: "dm_remap_scan_relocations_total",
+      type: "counter",
+      help: "Weak or slow blocks the scanner copied to a spare since start.",
+      samples: [{ labels: setup, value: scan.relocations }],
+    },
+    gauge("dm_remap_health_score", "The setup's health score, 0-100.", health.setup.score),
+    {
+      name: "dm_remap_region_health_score",
+      type: "gauge",
+      help: "Each main-disk region's health score, 0-100.",
+      samples: health.regions.map((region) => ({
+        labels: { ...setup, region: String(region.regionIndex) },
+        value: region.score,
+      })),
+    },
   ];
 }
 
@@ -322,7 +372,9 @@ function alertFamilies(status: SetupStatus): MetricFamily[] {
  * @returns 200 with `Content-Type: text/plain; version=0.0.4; charset=utf-8`.
  */
 export function getMetrics(c: Context<ApiEnv>): Response {
-  const text = encodePrometheus(metricFamiliesOf(c.var.status.status()));
+  const text = encodePrometheus(
+    metricFamiliesOf(c.var.status.status(), c.var.status.healthReport?.()),
+  );
   return c.body(text, 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
 }
 

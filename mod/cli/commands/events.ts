@@ -17,19 +17,10 @@ import { EVENTS_MAX } from "../../constants.ts";
 import { UsageError } from "../../errors.ts";
 import { EventHistory, type StoredEvent } from "../../events/event_history.ts";
 import type { CommandInput } from "../command.ts";
-import { onePositional, STATE_DIR, stringOption } from "../options.ts";
+import { durationMs, onePositional, STATE_DIR, stringOption } from "../options.ts";
 
 /** The suffix of a setup's history file. */
 const HISTORY_SUFFIX = ".events.sqlite";
-
-/** Units of `--since` durations, in ms. */
-const DURATION_UNITS_MS: Readonly<Record<string, number>> = {
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 604_800_000,
-};
 
 /** One event with the setup whose history holds it. */
 interface SetupHistoryEvent extends StoredEvent {
@@ -71,8 +62,8 @@ export async function eventsCommand(
  * @throws {UsageError} When it is neither.
  */
 export function sinceOption(text: string, nowMs: number): number {
-  const duration = /^(\d+)([smhdw])$/.exec(text);
-  if (duration) return nowMs - Number(duration[1]) * DURATION_UNITS_MS[duration[2]!]!;
+  const duration = durationMs(text);
+  if (duration !== undefined) return nowMs - duration;
   const timeMs = /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : NaN;
   if (Number.isNaN(timeMs)) {
     throw new UsageError(

@@ -7,52 +7,23 @@
 
 import type { SetupHealth, SetupStatus } from "../../api/status.ts";
 import { healthOf } from "../../api/routes/health.ts";
-import { fetchStatus, StatusRequestError } from "../../api/client.ts";
-import { socketAnswers } from "../../sys/unix_socket.ts";
-import { UsageError } from "../../errors.ts";
+import { fetchStatus } from "../../api/client.ts";
+import { apiTargetOf } from "../api_target.ts";
 import type { CommandInput } from "../command.ts";
-import { onePositional, RUN_DIR, stringOption } from "../options.ts";
+import { onePositional } from "../options.ts";
 
 /** Prints the status of one running setup. */
 export async function statusCommand(
   { values, positionals, output }: CommandInput,
 ): Promise<number> {
   const name = onePositional(positionals, "setup name", false);
-  const url = stringOption(values["api-url"]);
-  const unixPath = stringOption(values["api-socket"]) ??
-    (url ? undefined : await defaultApiSocket(name));
-  const status = await fetchStatus(url ?? unixPath!);
+  const status = await fetchStatus(await apiTargetOf(values, name));
   if (values.json) {
     output.out(JSON.stringify(status, null, 2));
     return 0;
   }
   output.out(formatStatus(status));
   return 0;
-}
-
-async function defaultApiSocket(name: string | undefined): Promise<string> {
-  if (name) return `${RUN_DIR}/${name}.api.sock`;
-  const sockets: string[] = [];
-  try {
-    for await (const entry of Deno.readDir(RUN_DIR)) {
-      const path = `${RUN_DIR}/${entry.name}`;
-      // A socket left by a server that was killed answers nobody: it is not a running setup.
-      if (entry.name.endsWith(".api.sock") && await socketAnswers(path).catch(() => false)) {
-        sockets.push(path);
-      }
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  if (sockets.length === 1) return sockets[0]!;
-  if (sockets.length === 0) {
-    throw new StatusRequestError(
-      RUN_DIR,
-      `no dm-remap serve answers on a socket there: start one with "dm-remap serve <name>", ` +
-        `or pass --api-socket or --api-url`,
-    );
-  }
-  throw new UsageError(`${sockets.length} setups are running (${sockets.join(", ")}): name one`);
 }
 
 /** The human-readable status report. */

@@ -1,0 +1,59 @@
+/**
+ * `dm-remap health <name> [--json]`: the health report of a running setup:
+ * its score, then its regions worst first, each with the inputs of its score.
+ *
+ * @module
+ */
+
+import { fetchHealthReport } from "../../api/client.ts";
+import type { HealthReport, RegionHealth } from "../../scan/mod.ts";
+import { apiTargetOf } from "../api_target.ts";
+import type { CommandInput } from "../command.ts";
+import { onePositional } from "../options.ts";
+import { formatScanStatus } from "./scan.ts";
+
+/** Regions listed in the text report; `--json` has them all. */
+const REGIONS_SHOWN_MAX = 10;
+
+/** Prints the health report. */
+export async function healthCommand(
+  { values, positionals, output }: CommandInput,
+): Promise<number> {
+  const name = onePositional(positionals, "setup name", true);
+  const report = await fetchHealthReport(await apiTargetOf(values, name));
+  output.out(values.json ? JSON.stringify(report, null, 2) : formatHealth(name!, report));
+  return 0;
+}
+
+/** The report for a person. */
+export function formatHealth(name: string, report: HealthReport): string {
+  const { setup } = report;
+  const worst = setup.inputs.worstRegion;
+  const lines = [
+    `Setup "${name}": health ${setup.score}/100 ${setup.label}, risk ${setup.risk}`,
+    `  from ${setup.inputs.regions} regions (mean ${setup.inputs.meanRegionScore}` +
+    (worst ? `, worst region ${worst.regionIndex} at ${worst.score}` : "") +
+    `), ${setup.inputs.pendingBlocks} pending blocks`,
+    "Regions, worst first:",
+    ...report.regions.slice(0, REGIONS_SHOWN_MAX).map(formatRegion),
+  ];
+  if (report.regions.length > REGIONS_SHOWN_MAX) {
+    lines.push(`  … ${report.regions.length - REGIONS_SHOWN_MAX} more (--json lists them all)`);
+  }
+  // The SMART summary and the spare-pool forecast go here once the server reports them.
+  lines.push(formatScanStatus(report.scan));
+  return lines.join("\n");
+}
+
+function formatRegion(region: RegionHealth): string {
+  const { inputs } = region;
+  const scanned = inputs.lastScannedMs === undefined
+    ? "never scanned"
+    : `scanned ${new Date(inputs.lastScannedMs).toISOString()}`;
+  return `  region ${region.regionIndex} (offset ${region.offsetBytes}): ${region.score} ${region.label}, ` +
+    `trend ${region.trend}, risk ${region.risk}` +
+    (region.riskReasons.length ? ` (${region.riskReasons.join("; ")})` : "") +
+    `\n    inputs: ${inputs.readErrors} read errors, ${inputs.retriedReads} retried reads, ` +
+    `${inputs.slowReads} slow reads, ${inputs.clusteredBlocks} clustered, ` +
+    `${inputs.relocations} relocated; ${scanned}`;
+}

@@ -1,0 +1,32 @@
+/**
+ * The background scanner and the health scores it keeps: the public surface
+ * of `mod/scan/`.
+ *
+ * @module
+ */
+
+export {
+  type HealthReport,
+  Scanner,
+  type ScannerOptions,
+  type ScanState,
+  type ScanStatus,
+  type ScanTarget,
+} from "./scanner.ts";
+export {
+  parseScanRecord,
+  resolveScanSettings,
+  SCAN_SETTINGS_DEFAULT,
+  type ScanRecord,
+  type ScanSettings,
+} from "./scan_record.ts";
+export {
+  type HealthLabel,
+  type HealthTrend,
+  labelOf,
+  type RegionHealth,
+  type RegionRecord,
+  type RiskLevel,
+  SCORE_WEIGHTS,
+  type SetupHealth,
+} from "./region_health.ts";
