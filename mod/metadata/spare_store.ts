@@ -172,6 +172,25 @@ async function readTables(
   return { slotBlocks, peers, replay };
 }
 
+/** What a copy read from disk says, for a report; `judged` is how it compares with the winner. */
+function copyReportOf(
+  copy: ReturnType<typeof decodeCopy>,
+  copyIndex: number,
+  judged: { winner: boolean; stale: boolean },
+): CopyReport {
+  return {
+    copyIndex,
+    sector: COPY_SECTORS[copyIndex]!,
+    valid: copy.valid,
+    reason: copy.valid ? undefined : copy.reason,
+    sequence: copy.valid ? copy.header.sequence : undefined,
+    timestampMs: copy.valid ? copy.header.timestampMs : undefined,
+    formatVersion: copy.valid ? copy.header.formatVersion : undefined,
+    ...judged,
+    repaired: false,
+  };
+}
+
 /** The metadata of one open spare. */
 export class SpareStore {
   readonly device: Device;
@@ -340,19 +359,13 @@ export class SpareStore {
     assert(slotBlocks.length <= layout.slotCount, "no more slots used than exist");
 
     const store = new SpareStore(device, winner, { slotBlocks, peers }, replay.sectorsUsed);
-    const copies = decoded.map((copy, copyIndex): CopyReport => ({
-      copyIndex,
-      sector: COPY_SECTORS[copyIndex]!,
-      valid: copy.valid,
-      reason: copy.valid ? undefined : copy.reason,
-      sequence: copy.valid ? copy.header.sequence : undefined,
-      timestampMs: copy.valid ? copy.header.timestampMs : undefined,
-      formatVersion: copy.valid ? copy.header.formatVersion : undefined,
-      winner: copy === winner,
-      stale: !copy.valid || copy.header.sequence !== winner.header.sequence ||
-        copy.header.timestampMs !== winner.header.timestampMs,
-      repaired: false,
-    }));
+    const copies = decoded.map((copy, copyIndex) =>
+      copyReportOf(copy, copyIndex, {
+        winner: copy === winner,
+        stale: !copy.valid || copy.header.sequence !== winner.header.sequence ||
+          copy.header.timestampMs !== winner.header.timestampMs,
+      })
+    );
     // A spare of an older format is upgraded where the whole setup is known
     // (assembly, `resync`): version 2 records every spare's table, so its
     // copies are not rewritten from this spare alone.
@@ -392,19 +405,10 @@ export class SpareStore {
     let winnerSeen = false;
     for (const [copyIndex, copy] of decoded.entries()) {
       const current = this.#copyProblem(copy) === undefined;
-      reports.push({
-        copyIndex,
-        sector: COPY_SECTORS[copyIndex]!,
-        valid: copy.valid,
-        reason: copy.valid ? undefined : copy.reason,
-        sequence: copy.valid ? copy.header.sequence : undefined,
-        timestampMs: copy.valid ? copy.header.timestampMs : undefined,
-        formatVersion: copy.valid ? copy.header.formatVersion : undefined,
-        // The first copy that holds the current state stands for it, as the winner of an open does.
-        winner: current && !winnerSeen,
-        stale: !current,
-        repaired: false,
-      });
+      // The first copy that holds the current state stands for it, as the winner of an open does.
+      reports.push(
+        copyReportOf(copy, copyIndex, { winner: current && !winnerSeen, stale: !current }),
+      );
       winnerSeen ||= current;
     }
     for (const report of reports.filter((each) => each.stale)) {
