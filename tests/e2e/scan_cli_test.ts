@@ -47,7 +47,7 @@ function serve(images: Images, name: string, scanFlags: string[]) {
     "--backup-dir",
     images.file("backup"),
     ...scanFlags,
-  ]);
+  ], { scan: true });
 }
 
 async function scanStatus(images: Images, name: string): Promise<ScanStatus> {
