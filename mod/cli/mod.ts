@@ -91,7 +91,8 @@ const COMMANDS: Record<string, Command> = {
       "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force] [--config <file>]\n" +
       "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]\n" +
       "       [--smart-interval S | --no-smart] [--scrub-interval S] [--ublk] [--queues N] [--depth N]\n" +
-      "       [--scan-interval 24h] [--scan-rate-max 200M] [--region-size 1G] [--no-scan] [--adopt]",
+      "       [--scan | --no-scan] [--scan-interval 24h] [--scan-rate-max 200M] [--region-size 1G]\n" +
+      "       [--adopt]",
     options: {
       ...FORCE_OPTION,
       ...CONFIG_OPTION,
@@ -123,6 +124,7 @@ const COMMANDS: Record<string, Command> = {
       "scan-rate-max": { type: "string" },
       "region-size": { type: "string" },
       "no-scan": { type: "boolean" },
+      scan: { type: "boolean" },
     },
     optionalValues: {
       attach: { implied: "auto", isValue: (word) => word === "auto" || word.startsWith("/dev/") },

@@ -112,7 +112,7 @@ export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags
     scrubIntervalMs: intervalOption("scrub-interval", values),
     ublk: ublkFlags(values),
     scan: {
-      enabled: values["no-scan"] ? false : undefined,
+      enabled: values["no-scan"] ? false : values.scan ? true : undefined,
       intervalMs: durationOption("scan-interval", stringOption(values["scan-interval"])),
       rateMaxBytesPerS: sizeOption("scan-rate-max", stringOption(values["scan-rate-max"])),
       regionBytes: sizeOption("region-size", stringOption(values["region-size"])),

@@ -83,7 +83,7 @@ export async function startServe(
   args: string[],
   options: CliRunOptions & { command?: string[]; scan?: boolean } = {},
 ): Promise<ServeProcess> {
-  const scanFlags = options.scan === true ? [] : ["--no-scan"];
+  const scanFlags = options.scan === true ? ["--scan"] : ["--no-scan"];
   const child = new Deno.Command(DENO, {
     args: options.command ?? ["run", "--allow-all", MAIN_TS, "serve", ...args, ...scanFlags],
     cwd: options.cwd,
