@@ -118,7 +118,7 @@ export interface ScanStatus {
   /** Since this server started. */
   bytesScanned: number;
   relocations: number;
-  /** Times the scanner waited for foreground requests. */
+  /** Chunks the scanner held back for the foreground: it waited, or shrank and slowed. */
   yields: number;
 }
 
@@ -340,6 +340,7 @@ export class Scanner {
   async #scanChunk(): Promise<void> {
     const busy = await this.#yieldToForeground();
     if (this.#state !== "scanning" || this.#stopping) return;
+    if (busy) this.#yields++;
     this.#chunkSectors = busy
       ? Math.max(SCAN_CHUNK_SECTORS_MIN, this.#chunkSectors / 2)
       : Math.min(SCAN_CHUNK_SECTORS_MAX, this.#chunkSectors * 2);
@@ -371,7 +372,6 @@ export class Scanner {
     const startMs = Date.now();
     let waited = false;
     while (this.#target.foregroundInFlight > 0 && Date.now() - startMs < SCAN_YIELD_MS_MAX) {
-      if (!waited) this.#yields++;
       waited = true;
       await this.#sleep(SCAN_YIELD_POLL_MS);
       if (this.#stopping || this.#state !== "scanning") return true;
