@@ -10,8 +10,8 @@
  * Every kind of alert. Most are events of the setup's bus; `spare-nearly-full`
  * and `metadata-repaired` are derived by the service, `policy` is raised by a
  * policy's `alert` action, `test` by `dm-remap alert test`. `health-threshold`
- * is raised when the scanner's health score crosses a policy's threshold; the
- * scanner does not exist yet, so nothing raises it today.
+ * is raised when a disk's SMART risk rises; a threshold on the scanner's
+ * health score is a policy (`health-score-below` with `alert`).
  */
 export const ALERT_KINDS = [
   "remap",

@@ -118,6 +118,7 @@ export const STATUS_EXAMPLE: SetupStatus = {
     slotsUsed: 3,
     missing: false,
     errors: 0,
+    allocationStopped: false,
     validCopies: 5,
     copies: [0, 1, 2, 3, 4].map((copyIndex) => ({
       ...COPY_EXAMPLE,

@@ -41,6 +41,8 @@ export interface SpareStatus {
   missing: boolean;
   /** I/O errors on its slots since the setup was served. */
   errors: number;
+  /** A policy stopped allocating on it: new remaps go elsewhere while another spare can take them. */
+  allocationStopped: boolean;
   /** Copies that were valid when the spare was opened, e.g. 5 of 5. */
   validCopies: number;
   copies: CopyHealth[];

@@ -522,6 +522,7 @@ function policyRunSettingsOf(
       when: {
         pendingBlocksAtLeast: policy.when?.["pending-blocks"],
         spareUsedPercentAtLeast: policy.when?.["spare-used-percent"],
+        spareErrorsAtLeast: policy.when?.["spare-errors"],
         degraded: policy.when?.degraded,
         healthScoreBelow: policy.when?.["health-score-below"],
         scanFindingsAtLeast: policy.when?.["scan-findings"],

@@ -219,15 +219,20 @@ const CONDITION_FIELDS: Record<string, Field> = {
     doc: "an active spare at least this full",
     live: true,
   },
+  "spare-errors": {
+    type: { kind: "integer", min: 1, max: Number.MAX_SAFE_INTEGER },
+    doc: "an active spare has at least this many I/O errors on its slots",
+    live: true,
+  },
   "degraded": { type: { kind: "boolean" }, doc: "the setup is (not) degraded", live: true },
   "health-score-below": {
     type: { kind: "integer", min: 1, max: 100 },
-    doc: "the scanner's health score is below this (input arrives with the scanner)",
+    doc: "the scanner's setup health score is below this",
     live: true,
   },
   "scan-findings": {
     type: { kind: "integer", min: 1, max: Number.MAX_SAFE_INTEGER },
-    doc: "the last scan pass found at least this many bad blocks (arrives with the scanner)",
+    doc: "the last scan pass found at least this many bad blocks",
     live: true,
   },
 };

@@ -47,6 +47,7 @@ export interface PolicySection {
   "when"?: {
     "pending-blocks"?: number;
     "spare-used-percent"?: number;
+    "spare-errors"?: number;
     "degraded"?: boolean;
     "health-score-below"?: number;
     "scan-findings"?: number;

@@ -4,12 +4,19 @@
  * acts when it starts to hold, not again while it keeps holding (alerts have
  * their own repeat interval).
  *
- * Available today: `pending-blocks`, `spare-used-percent`, `degraded`; the
- * action `alert`. Defined for the branches that bring their inputs:
- * `health-score-below` and `scan-findings` (the scanner), the actions
- * `start-scan` (the scanner) and `stop-allocating` (the spare pool). Until a
- * service provides them, a condition without its input does not hold and an
- * action without its actuator is reported as unavailable in the evaluation.
+ * Conditions: `pending-blocks`, `spare-used-percent`, `spare-errors`,
+ * `degraded`, and from the scanner `health-score-below` and `scan-findings`.
+ * Actions: `alert`, `start-scan` (a scanner pass) and `stop-allocating` (the
+ * spare pool gives no new slots on the spares the policy points at, while
+ * it holds). A server without the scanner (a test's) has no input for its
+ * conditions and no actuator for its action: such a condition does not hold
+ * and the evaluation lists it as unavailable.
+ *
+ * `stop-allocating` points at the spares its conditions name (those at least
+ * `spare-used-percent` full and with at least `spare-errors` errors), or,
+ * without a spare condition, at the failing spares: those with I/O errors on
+ * their slots. When the policy stops holding, or a reload removes it, those
+ * spares take new slots again.
  *
  * @module
  */
@@ -20,11 +27,13 @@ export interface PolicyConditions {
   pendingBlocksAtLeast?: number;
   /** Some active spare has at least this percent of its slots used. */
   spareUsedPercentAtLeast?: number;
+  /** Some active spare has at least this many I/O errors on its slots since the start. */
+  spareErrorsAtLeast?: number;
   /** The setup is degraded (true) or not (false). */
   degraded?: boolean;
-  /** The scanner's health score (0-100) is below this. Input arrives with the scanner. */
+  /** The scanner's setup health score (0-100) is below this. */
   healthScoreBelow?: number;
-  /** The scanner found at least this many bad blocks in its last pass. Input arrives with the scanner. */
+  /** The scanner found at least this many bad blocks in its last pass (or the one in progress). */
   scanFindingsAtLeast?: number;
 }
 
@@ -46,6 +55,8 @@ export interface PolicySpare {
   index: number;
   state: "active" | "failed" | "missing";
   usedPercent: number;
+  /** I/O errors on its slots since the engine started. */
+  errors: number;
 }
 
 /** The state policies are evaluated on; undefined inputs are not available yet. */
@@ -53,9 +64,12 @@ export interface PolicyInputs {
   pendingBlocks: number;
   spares: readonly PolicySpare[];
   degraded: boolean;
-  /** The scanner's health score, 0-100. @default not available */
+  /** The scanner's setup health score, 0-100. @default not available (no scanner) */
   healthScore?: number;
-  /** Bad blocks the scanner's last pass found. @default not available */
+  /**
+   * Bad blocks the scanner's last pass found, or the pass in progress when it
+   * found more. @default not available (no scanner)
+   */
   scanFindings?: number;
 }
 
@@ -63,9 +77,13 @@ export interface PolicyInputs {
 export interface PolicyActuators {
   /** Raises a `policy` alert. */
   alert: (policy: string, details: string) => void;
-  /** Starts a scan pass. Arrives with the scanner. @default not available */
+  /** Starts a scan pass (or resumes a paused one). @default not available (no scanner) */
   startScan?: (policy: string) => void;
-  /** Stops new remaps on these spares. Arrives with the spare pool. @default not available */
+  /**
+   * Gives no new slots on these spares on behalf of this policy (replacing
+   * what it asked before); an empty list lets them take slots again.
+   * @default not available
+   */
   stopAllocating?: (policy: string, spareIndexes: readonly number[]) => void;
 }
 

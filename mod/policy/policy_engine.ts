@@ -47,6 +47,12 @@ export class PolicyEngine {
    * for a condition that already held.
    */
   configure(rules: readonly PolicySettings[], intervalMs: number): void {
+    const names = new Set(rules.map((rule) => rule.name));
+    // A policy removed (or changed to take no such action) lets its spares take slots again.
+    for (const rule of this.#rules) {
+      const next = rules.find((candidate) => candidate.name === rule.name);
+      if (!names.has(rule.name) || !next?.then.includes("stop-allocating")) this.#release(rule);
+    }
     this.#rules = rules;
     const kept = new Map<string, PolicyEvaluation>();
     for (const rule of rules) {
@@ -109,17 +115,29 @@ export class PolicyEngine {
     if (holds && last?.holds !== true) {
       evaluation.actedMs = evaluation.evaluatedMs;
       evaluation.actions = this.#act(rule, reasons, inputs);
+    } else if (holds && rule.then.includes("stop-allocating")) {
+      // Spares that came to match while it holds are stopped too.
+      this.#actuators.stopAllocating?.(rule.name, targetSpares(rule, inputs));
+    } else if (!holds && last?.holds === true) {
+      this.#release(rule);
     }
     this.#evaluations.set(rule.name, evaluation);
+  }
+
+  /** Undoes what lasts only while a policy holds: its stop of allocation. */
+  #release(rule: PolicySettings): void {
+    if (!rule.then.includes("stop-allocating")) return;
+    if (this.#evaluations.get(rule.name)?.holds !== true) return;
+    this.#actuators.stopAllocating?.(rule.name, []);
   }
 
   #unavailableActions(rule: PolicySettings): string[] {
     const missing: string[] = [];
     if (rule.then.includes("start-scan") && this.#actuators.startScan === undefined) {
-      missing.push("action start-scan: arrives with the scanner");
+      missing.push("action start-scan: this server has no scanner");
     }
     if (rule.then.includes("stop-allocating") && this.#actuators.stopAllocating === undefined) {
-      missing.push("action stop-allocating: arrives with the spare pool");
+      missing.push("action stop-allocating: this server has no spare pool");
     }
     return missing;
   }
@@ -140,9 +158,13 @@ export class PolicyEngine {
           break;
         case "stop-allocating": {
           if (this.#actuators.stopAllocating === undefined) break;
-          const spares = fullSpares(rule, inputs);
+          const spares = targetSpares(rule, inputs);
           this.#actuators.stopAllocating(rule.name, spares);
-          done.push(`stop-allocating on spares ${spares.join(", ")}`);
+          done.push(
+            spares.length === 0
+              ? "stop-allocating: no spare to stop"
+              : `stop-allocating on spares ${spares.join(", ")}`,
+          );
           break;
         }
       }
@@ -151,11 +173,21 @@ export class PolicyEngine {
   }
 }
 
-/** The spares a policy's spare condition points at (every active one without such a condition). */
-function fullSpares(rule: PolicySettings, inputs: PolicyInputs): number[] {
-  const threshold = rule.when.spareUsedPercentAtLeast ?? 0;
+/**
+ * The active spares a policy's `stop-allocating` points at: those its spare
+ * conditions name (at least that full, with at least that many errors), or,
+ * without a spare condition, the failing ones (errors on their slots).
+ */
+function targetSpares(rule: PolicySettings, inputs: PolicyInputs): number[] {
+  const { spareUsedPercentAtLeast: usedPercent, spareErrorsAtLeast: errors } = rule.when;
+  const named = usedPercent !== undefined || errors !== undefined;
   return inputs.spares
-    .filter((spare) => spare.state === "active" && spare.usedPercent >= threshold)
+    .filter((spare) =>
+      spare.state === "active" &&
+      (named
+        ? spare.usedPercent >= (usedPercent ?? 0) && spare.errors >= (errors ?? 0)
+        : spare.errors > 0)
+    )
     .map((spare) => spare.index);
 }
 
@@ -179,6 +211,14 @@ function verdictsOf(rule: PolicySettings, inputs: PolicyInputs): Verdict[] {
       }% used (at least ${when.spareUsedPercentAtLeast}%)`,
     });
   }
+  if (when.spareErrorsAtLeast !== undefined) {
+    const active = inputs.spares.filter((spare) => spare.state === "active");
+    const most = Math.max(0, ...active.map((spare) => spare.errors));
+    verdicts.push({
+      holds: most >= when.spareErrorsAtLeast,
+      reason: `most I/O errors on an active spare: ${most} (at least ${when.spareErrorsAtLeast})`,
+    });
+  }
   if (when.degraded !== undefined) {
     verdicts.push({
       holds: inputs.degraded === when.degraded,
@@ -188,7 +228,7 @@ function verdictsOf(rule: PolicySettings, inputs: PolicyInputs): Verdict[] {
   if (when.healthScoreBelow !== undefined) {
     verdicts.push(
       inputs.healthScore === undefined
-        ? { unavailable: "condition health-score-below: arrives with the scanner" }
+        ? { unavailable: "condition health-score-below: this server has no scanner" }
         : {
           holds: inputs.healthScore < when.healthScoreBelow,
           reason: `health score ${inputs.healthScore} (below ${when.healthScoreBelow})`,
@@ -198,11 +238,11 @@ function verdictsOf(rule: PolicySettings, inputs: PolicyInputs): Verdict[] {
   if (when.scanFindingsAtLeast !== undefined) {
     verdicts.push(
       inputs.scanFindings === undefined
-        ? { unavailable: "condition scan-findings: arrives with the scanner" }
+        ? { unavailable: "condition scan-findings: this server has no scanner" }
         : {
           holds: inputs.scanFindings >= when.scanFindingsAtLeast,
           reason:
-            `${inputs.scanFindings} bad blocks in the last scan (at least ${when.scanFindingsAtLeast})`,
+            `${inputs.scanFindings} bad blocks found by the last scan pass (at least ${when.scanFindingsAtLeast})`,
         },
     );
   }

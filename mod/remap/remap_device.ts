@@ -361,6 +361,21 @@ export class RemapDevice implements Device {
     return this.persistState();
   }
 
+  /**
+   * Gives no new slots on these spares from the next group commit on (a
+   * policy's `stop-allocating`), unless no other spare can take them; an
+   * empty list lifts it. Not recorded in the metadata: after a restart the
+   * server's policies decide again.
+   */
+  stopAllocating(spareIndexes: readonly number[]): void {
+    this.#spares.stopAllocating(spareIndexes);
+  }
+
+  /** The spares new remaps avoid, by index. */
+  get allocationStopped(): readonly number[] {
+    return this.#spares.allocationStopped;
+  }
+
   /** Slots of spare `spareIndex` that hold a block, as the setup's tables say. */
   slotsUsedOf(spareIndex: number): number {
     assert(spareIndex >= 0 && spareIndex < this.#slotsUsed.length, "a spare of the setup");

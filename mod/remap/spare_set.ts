@@ -157,6 +157,8 @@ export class SpareSet {
   #placement: SparePlacement;
   /** I/O errors on each spare's slots, for placements that weigh health. */
   readonly #errors: number[];
+  /** Spares a policy stopped allocating on: offered only when no other spare can take a slot. */
+  #allocationStopped = new Set<number>();
 
   /**
    * Takes over opened spares; their states are the ones the metadata records.
@@ -223,8 +225,11 @@ export class SpareSet {
       member.state === "active" && isPresent(member) && slotsFreeOf(member) > 0
     );
     if (candidates.length === 0) return undefined;
+    // A stopped spare is the last resort: a remap onto it serves the client, a refused one is EIO.
+    const allowed = candidates.filter((candidate) => !this.#allocationStopped.has(candidate.index));
+    const offered = allowed.length > 0 ? allowed : candidates;
     const chosen = this.#placement.choose(
-      candidates.map((candidate) => ({
+      offered.map((candidate) => ({
         index: candidate.index,
         slotsFree: slotsFreeOf(candidate),
         errors: this.#errors[candidate.index]!,
@@ -232,7 +237,7 @@ export class SpareSet {
       request,
     );
     if (chosen === undefined) return undefined;
-    const spare = candidates.find((candidate) => candidate.index === chosen);
+    const spare = offered.find((candidate) => candidate.index === chosen);
     assert(spare !== undefined, "the placement chooses one of the candidates");
     return {
       spare,
@@ -244,6 +249,24 @@ export class SpareSet {
   /** Uses another placement from the next remap on (a setup's policy changed). */
   setPlacement(placement: SparePlacement): void {
     this.#placement = placement;
+  }
+
+  /**
+   * Stops giving new slots on these spares (a policy's `stop-allocating`),
+   * replacing the spares stopped before; they stay readable and take
+   * metadata, and take slots again only when no other spare can.
+   *
+   * @param spareIndexes Spares of this set.
+   */
+  stopAllocating(spareIndexes: Iterable<number>): void {
+    const stopped = new Set(spareIndexes);
+    for (const index of stopped) assert(this.#members[index] !== undefined, "a known spare");
+    this.#allocationStopped = stopped;
+  }
+
+  /** The spares new slots avoid, in index order. */
+  get allocationStopped(): readonly number[] {
+    return [...this.#allocationStopped].sort((a, b) => a - b);
   }
 
   /** Counts an I/O error on one of a spare's slots (placements may weigh it). */

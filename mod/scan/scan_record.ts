@@ -45,6 +45,9 @@ export interface ScanRecord {
   passesCompleted: number;
   /** The disk's normal read time, per MiB, as the scanner measured it. */
   baselineMsPerMiB?: number;
+  /** Bad blocks the pass in progress and the last complete pass found (policies read them). */
+  findingsThisPass?: number;
+  findingsLastPass?: number;
   /** Regions with findings, worst first, at most SCAN_REGIONS_RECORDED_MAX. */
   regions: RegionRecord[];
 }

@@ -120,6 +120,10 @@ export interface ScanStatus {
   relocations: number;
   /** Chunks the scanner held back for the foreground: it waited, or shrank and slowed. */
   yields: number;
+  /** Bad blocks (unreadable, read only on a retry, or slow) the pass in progress found. */
+  findingsThisPass: number;
+  /** Bad blocks the last complete pass found. */
+  findingsLastPass: number;
 }
 
 /** The health report `dm-remap health` shows. */
@@ -161,6 +165,8 @@ export class Scanner {
   #bytesScanned = 0;
   #relocations = 0;
   #yields = 0;
+  #findingsThisPass = 0;
+  #findingsLastPass = 0;
   #lastForegroundRequests = 0;
   #lastForegroundChangeMs = 0;
   #lastPersistMs = 0;
@@ -251,6 +257,8 @@ export class Scanner {
       bytesScanned: this.#bytesScanned,
       relocations: this.#relocations,
       yields: this.#yields,
+      findingsThisPass: this.#findingsThisPass,
+      findingsLastPass: this.#findingsLastPass,
     };
   }
 
@@ -286,6 +294,8 @@ export class Scanner {
         "baselineMsPerMiB",
         this.#baselineMsPerByte === undefined ? undefined : this.#baselineMsPerByte * 1048576,
       ),
+      findingsThisPass: this.#findingsThisPass,
+      findingsLastPass: this.#findingsLastPass,
       regions: regionsToRecord(this.#regions.values()),
     };
   }
@@ -299,6 +309,8 @@ export class Scanner {
     this.#lastPassStartedMs = recorded.lastPassStartedMs;
     this.#lastPassCompletedMs = recorded.lastPassCompletedMs;
     this.#passesCompleted = recorded.passesCompleted;
+    this.#findingsThisPass = recorded.findingsThisPass ?? 0;
+    this.#findingsLastPass = recorded.findingsLastPass ?? 0;
     if (recorded.baselineMsPerMiB !== undefined) {
       this.#baselineMsPerByte = recorded.baselineMsPerMiB / 1048576;
     }
@@ -469,6 +481,7 @@ export class Scanner {
     region.lastScannedMs = Date.now();
     if (!run.readable) {
       region.readErrors++;
+      this.#findingsThisPass++;
       return "unreadable";
     }
     const finding: BlockFinding = run.attempts > 1
@@ -477,6 +490,7 @@ export class Scanner {
       ? "slow"
       : "ok";
     if (finding === "ok") return finding;
+    this.#findingsThisPass++;
     if (finding === "retried") region.retriedReads++;
     else region.slowReads++;
     await this.#relocate(blockIndex, { reason: finding, latencyMs: run.latencyMs });
@@ -555,6 +569,8 @@ export class Scanner {
     this.#lastPassCompletedMs = nowMs;
     this.#passStartedMs = undefined;
     this.#passesCompleted++;
+    this.#findingsLastPass = this.#findingsThisPass;
+    this.#findingsThisPass = 0;
     this.#positionBytes = 0;
     this.#state = "waiting";
     for (const region of this.#regions.values()) region.scoreAtLastPass = regionScore(region);

@@ -253,7 +253,6 @@ export class SetupService {
       onSetupWritten: () => this.#backups?.request("setup state"),
       onEvent: (event) => this.events.publish(event),
     });
-    this.#watch.attach(engine, this.#disks.spares);
     await this.#backups?.requestUnlessCurrent("serve start");
     await this.#startComponents(engine, history);
     // The clean-stop flag: removed by engine.close() when stop() runs.
@@ -308,6 +307,8 @@ export class SetupService {
     await scanner.start();
     // The scanner sends the engine reads and relocations: it stops before the engine closes.
     this.#feeders.push(scanner);
+    // Alerts of the open and policies, which read the scanner's findings and start its passes.
+    this.#watch.attach(engine, this.#disks.spares, scanner);
     this.#status = statusSourceOf(engine, {
       spares: this.#disks.spares,
       history,

@@ -3,8 +3,9 @@
  * (through the {@link AlertDispatcher}), derives the alerts no single event
  * says (a spare nearly full, metadata copies repaired at open, a spare
  * recorded failed at start), and evaluates the policies (periodically and
- * after events). Nothing here runs inside the engine's call: a bus listener
- * only queues.
+ * after events) on the engine's counts and the scanner's findings, acting
+ * through the dispatcher, the scanner and the engine's spare pool. Nothing
+ * here runs inside the engine's call: a bus listener only queues.
  *
  * @module
  */
@@ -19,6 +20,7 @@ import type { StructuredLog } from "../log/structured_log.ts";
 import type { PolicyEvaluation, PolicyInputs } from "../policy/policy.ts";
 import { PolicyEngine } from "../policy/policy_engine.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
+import type { Scanner } from "../scan/mod.ts";
 import type { AlertSettings, PolicyRunSettings } from "./settings.ts";
 
 /** Options of {@link SetupWatch}. */
@@ -36,6 +38,9 @@ export interface WatchSettings {
   policies: PolicyRunSettings | undefined;
 }
 
+/** What policies read of the scanner and ask of it. */
+export type PolicyScanner = Pick<Scanner, "health" | "startPass">;
+
 /** Alerts and policies of one setup, from its start to its stop. */
 export class SetupWatch {
   readonly #dispatcher: AlertDispatcher;
@@ -44,6 +49,10 @@ export class SetupWatch {
   readonly #mainPath: string;
   #policySettings: PolicyRunSettings | undefined;
   #engine: RemapDevice | undefined;
+  #scanner: PolicyScanner | undefined;
+  readonly #log: StructuredLog;
+  /** The spares each policy stopped allocating on; the engine avoids their union. */
+  readonly #allocationStops = new Map<string, readonly number[]>();
   /** Spares already reported nearly full: each is reported once per start. */
   readonly #nearlyFull = new Set<number>();
 
@@ -52,6 +61,7 @@ export class SetupWatch {
     this.#mainPath = options.mainPath;
     this.#dispatcher = new AlertDispatcher(options.alerts, { log: options.log });
     this.#policySettings = options.policies;
+    this.#log = options.log;
     this.#policies = new PolicyEngine({
       inputs: () => this.#policyInputs(),
       actuators: {
@@ -62,6 +72,8 @@ export class SetupWatch {
             device: this.#mainPath,
             details,
           }),
+        startScan: (policy) => this.#startScan(policy),
+        stopAllocating: (policy, spareIndexes) => this.#stopAllocating(policy, spareIndexes),
       },
     });
   }
@@ -81,11 +93,13 @@ export class SetupWatch {
   }
 
   /**
-   * Starts watching the assembled engine: the alerts of what the open found
-   * (repaired copies, spares recorded failed), then the policies.
+   * Starts watching the assembled engine and its scanner: the alerts of what
+   * the open found (repaired copies, spares recorded failed), then the
+   * policies.
    */
-  attach(engine: RemapDevice, opened: OpenedSpares): void {
+  attach(engine: RemapDevice, opened: OpenedSpares, scanner: PolicyScanner): void {
     this.#engine = engine;
+    this.#scanner = scanner;
     opened.reports.forEach((report, index) => {
       const repaired = report.copies.filter((copy) => copy.repaired).map((copy) => copy.copyIndex);
       if (repaired.length === 0) return;
@@ -169,6 +183,7 @@ export class SetupWatch {
 
   #policyInputs(): PolicyInputs {
     const engine = this.#engine!;
+    const health = this.#scanner!.health();
     return {
       pendingBlocks: engine.pendingBlocks.length,
       degraded: engine.degraded,
@@ -176,8 +191,42 @@ export class SetupWatch {
         index: spare.index,
         state: spare.state,
         usedPercent: usedPercentOf(engine.slotsUsedOf(spare.index), spare.layout.slotCount),
+        errors: engine.spareErrors[spare.index] ?? 0,
       })),
+      healthScore: health.setup.score,
+      // The pass in progress counts once it found more: a policy need not wait hours for its end.
+      scanFindings: Math.max(health.scan.findingsThisPass, health.scan.findingsLastPass),
     };
+  }
+
+  #startScan(policy: string): void {
+    this.#scanner!.startPass();
+    this.#log.log({
+      level: "notice",
+      message: `policy "${policy}" started a scan pass`,
+      fields: { event: "policy-action", policy, action: "start-scan" },
+    });
+  }
+
+  /** Records one policy's stopped spares and gives the engine the union of every policy's. */
+  #stopAllocating(policy: string, spareIndexes: readonly number[]): void {
+    const before = this.#allocationStops.get(policy) ?? [];
+    if (spareIndexes.length === 0) this.#allocationStops.delete(policy);
+    else this.#allocationStops.set(policy, spareIndexes);
+    this.#engine!.stopAllocating([...new Set([...this.#allocationStops.values()].flat())]);
+    if (before.join() === spareIndexes.join()) return;
+    this.#log.log({
+      level: "notice",
+      message: spareIndexes.length === 0
+        ? `policy "${policy}" no longer holds: spares ${before.join(", ")} take new slots again`
+        : `policy "${policy}" stopped allocating on spares ${spareIndexes.join(", ")}`,
+      fields: {
+        event: "policy-action",
+        policy,
+        action: spareIndexes.length === 0 ? "resume-allocating" : "stop-allocating",
+        spares: spareIndexes.join(","),
+      },
+    });
   }
 }
 

@@ -149,6 +149,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
             slotsUsed: engine.slotsUsedOf(spare.index),
             missing: spare.store === undefined,
             errors: engine.spareErrors[spare.index] ?? 0,
+            allocationStopped: engine.allocationStopped.includes(spare.index),
             validCopies: report?.validCopies ?? 0,
             copies: (report?.copies ?? []).map((copy) => ({
               copyIndex: copy.copyIndex,

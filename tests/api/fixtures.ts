@@ -43,6 +43,7 @@ export function spareFixture(index: number, overrides: Partial<SpareStatus> = {}
     slotsUsed: 3,
     missing: false,
     errors: 0,
+    allocationStopped: false,
     validCopies: 5,
     copies: copiesFixture(),
     ...overrides,

@@ -189,3 +189,39 @@ Deno.test("RemapDevice fails the write as with spares exhausted when the placeme
   assert.ok(harness.events.some((event) => event.type === "degraded"));
   await engine.close();
 });
+
+Deno.test("SpareSet.stopAllocating() keeps new slots off the stopped spares while another can take them", async () => {
+  const spares = new SpareSet(await sparesLike([FREE, FREE, FREE]));
+  spares.stopAllocating([0, 2]);
+  assert.deepEqual(spares.allocationStopped, [0, 2]);
+  assert.equal(spares.chooseSlots({ blockCount: 1 })?.spare.index, 1);
+  // Stopped spares stay members that take metadata.
+  assert.deepEqual(spares.working.map((spare) => spare.index), [0, 1, 2]);
+  spares.stopAllocating([]);
+  assert.equal(spares.chooseSlots({ blockCount: 1 })?.spare.index, 0);
+  assert.throws(() => spares.stopAllocating([3]), AssertionError);
+});
+
+Deno.test("SpareSet.stopAllocating() falls back to a stopped spare when no other can take a slot", async () => {
+  const spares = new SpareSet(await sparesLike([FREE, FULL, FAILED]));
+  spares.stopAllocating([0]);
+  // A remap onto the stopped spare serves the client; refusing it would be EIO.
+  assert.equal(spares.chooseSlots({ blockCount: 2 })?.spare.index, 0);
+});
+
+Deno.test("RemapDevice.stopAllocating() sends new remaps to the other spares and keeps serving", async () => {
+  const harness = await makeHarness({ spareCount: 2 });
+  const engine = harness.engine;
+  engine.stopAllocating([0]);
+  assert.deepEqual(engine.allocationStopped, [0]);
+  harness.faulty.setBad({ offsetBytes: 0, lengthBytes: 512 }, "write");
+  const data = pattern(4 * 1024, 3);
+  await engine.write(data, 0);
+  assert.deepEqual(engine.lookup(0), { spareIndex: 1, slotIndex: 0 });
+  assert.deepEqual(await readBack(engine, 0, 4 * 1024), data);
+  engine.stopAllocating([]);
+  harness.faulty.setBad({ offsetBytes: 8192, lengthBytes: 512 }, "write");
+  await engine.write(pattern(4 * 1024, 4), 8192);
+  assert.deepEqual(engine.lookup(2), { spareIndex: 0, slotIndex: 0 });
+  await engine.close();
+});

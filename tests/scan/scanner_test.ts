@@ -157,6 +157,8 @@ Deno.test("Scanner makes a dead block pending, re-reads its neighbourhood first 
   assert.equal(region.risk, "critical");
   assert.equal(report.setup.score, 40);
   assert.equal(report.setup.inputs.pendingBlocks, 1);
+  // What policies read as the last pass's findings: the dead block and its two weak neighbours.
+  assert.deepEqual([report.scan.findingsLastPass, report.scan.findingsThisPass], [3, 0]);
   await engine.close();
 });
 
@@ -249,6 +251,7 @@ Deno.test("Scanner position, pass start and findings survive a restart", async (
   assert.equal(recorded.positionBytes, stoppedAt);
   assert.equal(recorded.passStartedMs, before.passStartedMs);
   assert.equal(recorded.regions[0]!.retriedReads, 1);
+  assert.deepEqual([recorded.findingsThisPass, recorded.findingsLastPass], [1, 0]);
   const again = new Scanner(engine, { settings: settings(), recorded });
   assert.equal(again.status().positionBytes, stoppedAt);
   await again.start();
@@ -257,6 +260,11 @@ Deno.test("Scanner position, pass start and findings survive a restart", async (
   }
   const status = again.status();
   assert.equal(status.lastPassStartedMs, before.passStartedMs, "the same pass went on");
+  assert.deepEqual(
+    [status.findingsLastPass, status.findingsThisPass],
+    [1, 0],
+    "found before the restart",
+  );
   assert.ok(again.status().bytesScanned <= 8 * MIB - stoppedAt + 2 * MIB);
   assert.equal(again.health().regions[0]!.inputs.retriedReads, 1);
   await again.stop();
