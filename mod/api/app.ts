@@ -15,6 +15,7 @@
  * - `GET /metrics` — Prometheus text format 0.0.4;
  * - `POST /api/v1/metadata/repair` — rewrites stale metadata copies;
  * - `POST /api/v1/scan/start`, `POST /api/v1/scan/stop` — start or pause a scan pass;
+ * - `POST /api/v1/reload` — reads the configuration file again, as SIGHUP;
  * - `POST /api/v1/stop` — stops the server.
  *
  * The app never sees devices: it reads the injected {@link StatusSource}
@@ -41,6 +42,7 @@ import { postMetadataRepair } from "./routes/metadata_repair.ts";
 import { getMetrics } from "./routes/metrics.ts";
 import { getOpenApi } from "./routes/openapi.ts";
 import { getPolicies } from "./routes/policies.ts";
+import { postReload } from "./routes/reload.ts";
 import { getRemaps } from "./routes/remaps.ts";
 import { getEvents } from "./routes/events.ts";
 import { getStatus } from "./routes/status.ts";
@@ -66,6 +68,7 @@ export const API_ROUTES = [
   "POST /api/v1/metadata/repair",
   "POST /api/v1/scan/start",
   "POST /api/v1/scan/stop",
+  "POST /api/v1/reload",
   "POST /api/v1/stop",
 ] as const;
 
@@ -127,6 +130,7 @@ export function createApp(source: StatusSource, options: CreateAppOptions = {}):
   app.post("/api/v1/scan/stop", postScanStop);
   app.get("/metrics", getMetrics);
   app.post("/api/v1/metadata/repair", postMetadataRepair);
+  app.post("/api/v1/reload", postReload);
   app.post("/api/v1/stop", postStop);
   app.notFound(answerNotFound);
   app.onError(answerError);

@@ -45,6 +45,20 @@ export interface StopAccepted {
   kernelDevice: string | null;
 }
 
+/** The answer of `POST /api/v1/reload`: what reading the configuration file again did. */
+export interface ReloadOutcome {
+  /** The file read. */
+  file: string;
+  /** False when the file did not check: the running configuration stays. */
+  reloaded: boolean;
+  /** Changed keys that took effect at once. */
+  applied: string[];
+  /** Changed keys that take effect only after a restart. */
+  needsRestart: string[];
+  /** Why the file was refused (each problem with its line and column), when it was. */
+  problems?: string;
+}
+
 /** The changes a running setup offers its API. */
 export interface SetupControl {
   /** Rewrites stale or invalid metadata copies from the current state. */
@@ -56,4 +70,13 @@ export interface SetupControl {
    * @throws {UnavailableError} When the kernel device is in use and `force` is not set.
    */
   requestStop(options: StopRequestOptions): StopAccepted;
+  /**
+   * Reads the configuration file again, as SIGHUP does: applies what can
+   * change live and names what needs a restart; a file that does not check
+   * changes nothing.
+   *
+   * @throws {UnavailableError} When no configuration can be reloaded now
+   *   (not run by `dm-remap serve`, or starting or stopping).
+   */
+  reload(): Promise<ReloadOutcome>;
 }

@@ -12,7 +12,7 @@
 import { zeroEventCounts } from "../events/setup_event.ts";
 import { VERSION } from "../version.ts";
 import type { PolicyEvaluation } from "../policy/policy.ts";
-import type { MetadataRepair, StopAccepted } from "./control.ts";
+import type { MetadataRepair, ReloadOutcome, StopAccepted } from "./control.ts";
 import { REMAPS_PAGE_ENTRIES_DEFAULT, REMAPS_PAGE_ENTRIES_MAX } from "./routes/remaps.ts";
 import { EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX } from "./routes/events.ts";
 import type { Health } from "./routes/health.ts";
@@ -188,6 +188,23 @@ const REPAIR_EXAMPLE: MetadataRepair = {
   repairedCopies: 1,
 };
 
+const RELOAD_EXAMPLE: ReloadOutcome = {
+  file: "/etc/dm-remap/dm-remap.yaml",
+  reloaded: true,
+  applied: ["read-retries", "policies.health-falling"],
+  needsRestart: ["api.tcp"],
+};
+
+const RELOAD_REFUSED_EXAMPLE: ReloadOutcome = {
+  file: "/etc/dm-remap/dm-remap.yaml",
+  reloaded: false,
+  applied: [],
+  needsRestart: [],
+  problems: 'Invalid configuration "/etc/dm-remap/dm-remap.yaml": fix 1 problem(s):\n' +
+    "  /etc/dm-remap/dm-remap.yaml:2:17: serve.read-retries: expected a whole number from 0 to " +
+    "16, got 17",
+};
+
 const STOP_EXAMPLE: StopAccepted = { stopping: true, pid: 4242, kernelDevice: "/dev/nbd0" };
 
 const ERROR_EXAMPLE = { error: 'Cannot list remaps: "limit" must be an integer from 0 to 10000' };
@@ -351,6 +368,27 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
         description: "The copies as found, and which were rewritten.",
         contentType: "application/json",
         example: REPAIR_EXAMPLE,
+      },
+      ...REFUSED,
+    },
+  },
+  {
+    method: "post",
+    path: "/api/v1/reload",
+    summary: "Reads the configuration file again, as SIGHUP: live keys take effect at once, " +
+      "the answer names the changed keys that need a restart.",
+    options: [],
+    answers: {
+      200: {
+        description: "The file was applied: what changed live, and what waits for a restart.",
+        contentType: "application/json",
+        example: RELOAD_EXAMPLE,
+      },
+      409: error("The server cannot reload now: not run by `dm-remap serve`, or stopping."),
+      422: {
+        description: "The file does not check: the running configuration stays.",
+        contentType: "application/json",
+        example: RELOAD_REFUSED_EXAMPLE,
       },
       ...REFUSED,
     },

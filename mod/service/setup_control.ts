@@ -3,13 +3,15 @@
  * routes do, carried out by the service's own parts. A metadata repair runs
  * in the engine, between its other metadata writes; a stop is handed to
  * whoever runs the service (`serve` stops it as on SIGTERM), after the same
- * in-use check `dm-remap stop` makes.
+ * in-use check `dm-remap stop` makes; a reload too (`serve` reloads as on
+ * SIGHUP).
  *
  * @module
  */
 
 import type {
   MetadataRepair,
+  ReloadOutcome,
   SetupControl,
   StopAccepted,
   StopRequestOptions,
@@ -30,6 +32,8 @@ export interface SetupControlParts {
   onRepaired: (event: { spareIndex: number; repairs: string[] }) => void;
   /** Begins the stop; undefined when nothing can stop this service from the API. */
   onStopRequested?: (request: { detach: boolean }) => void;
+  /** Reloads the configuration; undefined when this service has no configuration file. */
+  onReloadRequested?: () => Promise<ReloadOutcome>;
 }
 
 /** The control over a running engine. */
@@ -100,6 +104,15 @@ export function setupControlOf(parts: SetupControlParts): SetupControl {
       // After this answer is written: the stop closes the API that writes it.
       setTimeout(() => stop({ detach: options.detach }), 0);
       return stopRequested;
+    },
+    reload(): Promise<ReloadOutcome> {
+      if (parts.onReloadRequested === undefined) {
+        throw new UnavailableError(
+          "Cannot reload this setup's configuration through its API: it is not run by " +
+            "`dm-remap serve`",
+        );
+      }
+      return parts.onReloadRequested();
     },
   };
 }

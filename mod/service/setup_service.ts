@@ -17,6 +17,7 @@
  */
 
 import { dirname } from "node:path";
+import type { ReloadOutcome } from "../api/control.ts";
 import type { SetupStatus, StatusSource } from "../api/status.ts";
 import { assembleSetup, type OpenedSpares } from "../assembly/assemble.ts";
 import { BackupKeeper } from "../assembly/backup_directory.ts";
@@ -72,6 +73,11 @@ export interface SetupServiceOptions {
    * caller then calls {@link SetupService.stop} as on SIGTERM. @default none (the API refuses)
    */
   onStopRequested?: (request: { detach: boolean }) => void;
+  /**
+   * Called for each `POST /api/v1/reload`: reads the configuration again as
+   * on SIGHUP and says what it did. @default none (the API refuses)
+   */
+  onReloadRequested?: () => Promise<ReloadOutcome>;
   /** The lowest level logged; {@link SetupService.reconfigure} changes it. @default "info" */
   logLevel?: LogLevel;
   /** Prefix syslog priorities for journald. @default underJournal() */
@@ -97,6 +103,7 @@ export class SetupService {
   readonly #log: StructuredLog;
   readonly #watch: SetupWatch;
   readonly #onStopRequested: SetupServiceOptions["onStopRequested"];
+  readonly #onReloadRequested: SetupServiceOptions["onReloadRequested"];
   #history: EventHistory | undefined;
   #unsubscribeHistory: (() => void) | undefined;
   #backups: BackupKeeper | undefined;
@@ -120,6 +127,7 @@ export class SetupService {
     this.#disks = disks;
     this.#settings = options.settings;
     this.#onStopRequested = options.onStopRequested;
+    this.#onReloadRequested = options.onReloadRequested;
     const setupName = disks.spares.description.setup.name;
     this.#log = new StructuredLog({
       write: options.log,
@@ -328,6 +336,7 @@ export class SetupService {
       kernelDevice: () => nbd.kernelDevice,
       onRepaired: (repaired) => this.events.publish({ type: "metadata-repaired", ...repaired }),
       onStopRequested: this.#onStopRequested,
+      onReloadRequested: this.#onReloadRequested,
     });
     this.#api = new StatusApi(this.#status, {
       control,

@@ -25,6 +25,14 @@ const RUNS = 1_500;
 const control: SetupControl = {
   repairMetadata: () => Promise.resolve({ spares: [], repairedCopies: 0 }),
   requestStop: () => ({ stopping: true, pid: 1, kernelDevice: null }),
+  reload: () =>
+    Promise.resolve({
+      file: "/x.yaml",
+      reloaded: false,
+      applied: [],
+      needsRestart: [],
+      problems: "x",
+    }),
 };
 
 const paths = API_OPERATIONS.map((op) => op.path);

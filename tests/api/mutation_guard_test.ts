@@ -39,6 +39,10 @@ function recordingControl(): SetupControl & { calls: string[] } {
       calls.push(`stop detach=${options.detach} force=${options.force}`);
       return { stopping: true, pid: 1, kernelDevice: null };
     },
+    reload() {
+      calls.push("reload");
+      return Promise.resolve({ file: "/x.yaml", reloaded: true, applied: [], needsRestart: [] });
+    },
   };
 }
 
@@ -63,16 +67,20 @@ Deno.test("createApp() guards every mutation: token, or root or the group over t
     ["root over the socket", {}, peer({ uid: 0, gid: 0 }), 200],
     ["a wrong token from root over the socket", { headers: bearer("nope") }, peer({ uid: 0 }), 401],
   ];
-  for (const [what, init, env, status] of rows) {
+  const routes: [path: string, call: string][] = [
+    ["/api/v1/metadata/repair", "repair"],
+    ["/api/v1/reload", "reload"],
+  ];
+  for (
+    const [[what, init, env, status], [path, call]] of rows.flatMap((row) =>
+      routes.map((route) => [row, route] as const)
+    )
+  ) {
     control.calls.length = 0;
-    const response = await app.request(
-      "/api/v1/metadata/repair",
-      { method: "POST", ...init },
-      env,
-    );
-    assert.equal(response.status, status, what);
+    const response = await app.request(path, { method: "POST", ...init }, env);
+    assert.equal(response.status, status, `${path}: ${what}`);
     const body = await response.json();
-    if (status === 200) assert.deepEqual(control.calls, ["repair"], what);
+    if (status === 200) assert.deepEqual(control.calls, [call], what);
     else {
       assert.deepEqual(control.calls, [], `${what}: the control is not called`);
       assert.match(body.error, /^Cannot change the setup: /, what);

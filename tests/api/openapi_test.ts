@@ -106,6 +106,14 @@ Deno.test("Every documented example has the shape of the live answer of a served
     pendingBlocks: [20],
     api: { tcp: { hostname: "127.0.0.1", port: 0 }, token: "t" },
     onStopRequested: (request) => stops.push(request.detach),
+    // What serve answers after a reload that changed one live key (tests/e2e/reload_api_cli_test.ts).
+    onReloadRequested: () =>
+      Promise.resolve({
+        file: `${Deno.cwd()}/dm-remap.yaml`,
+        reloaded: true,
+        applied: ["read-retries"],
+        needsRestart: [],
+      }),
   });
   try {
     const base = served.service.apiAddresses[1]!;
@@ -138,6 +146,7 @@ Deno.test("Every documented example has the shape of the live answer of a served
       "GET /api/v1/events 200",
       "GET /api/v1/health 503",
       "POST /api/v1/metadata/repair 200",
+      "POST /api/v1/reload 200",
       "POST /api/v1/stop 202",
     ]);
     // The stop is handed over once its answer has gone out.

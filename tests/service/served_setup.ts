@@ -30,6 +30,7 @@ export interface ServeSetupOptions {
   /** The API's settings besides its socket path. @default socket only */
   api?: Omit<ApiSettings, "unixPath">;
   onStopRequested?: SetupServiceOptions["onStopRequested"];
+  onReloadRequested?: SetupServiceOptions["onReloadRequested"];
 }
 
 /** A served setup and where its files are. */
@@ -88,6 +89,7 @@ export async function serveSetup(options: ServeSetupOptions = {}): Promise<Serve
     },
     log: () => {},
     onStopRequested: options.onStopRequested,
+    onReloadRequested: options.onReloadRequested,
   });
   await service.start();
   const data = new Uint8Array(BLOCK_BYTES).fill(0x5a);

@@ -1,6 +1,7 @@
 /**
  * `dm-remap serve (<name> | --spare <dev>...)`: assemble from the disks and
- * serve until SIGTERM/SIGINT; SIGHUP reads the configuration file again.
+ * serve until SIGTERM/SIGINT; SIGHUP and `POST /api/v1/reload` read the
+ * configuration file again, one reload at a time.
  *
  * The command finds the spares by name and merges flags, the configuration
  * file and defaults (`service_settings.ts`); the service opens the disks
@@ -10,7 +11,9 @@
  * @module
  */
 
+import type { ReloadOutcome } from "../../api/control.ts";
 import { closeAll } from "../../assembly/open_path.ts";
+import { UnavailableError } from "../../errors.ts";
 import { StructuredLog } from "../../log/structured_log.ts";
 import { openSetupForServing } from "../../service/open_setup.ts";
 import {
@@ -68,8 +71,22 @@ export async function serveCommand({ values, positionals, output }: CommandInput
   // Listen before anything starts, so a stop request during startup is not lost,
   // and a SIGHUP (whose default action ends the process) never interrupts a start or a stop.
   const stopRequested = untilSignal();
-  let reload: (() => Promise<void>) | undefined;
-  const stopReloading = onReloadSignal(() => reload?.() ?? Promise.resolve());
+  let reload: (() => Promise<ReloadOutcome>) | undefined;
+  // SIGHUP and the API take turns: one reload at a time, in the order asked.
+  let reloads: Promise<unknown> = Promise.resolve();
+  const reloadInTurn = (): Promise<ReloadOutcome> => {
+    const outcome = reloads.then(() => {
+      if (reload === undefined) {
+        throw new UnavailableError(
+          "Cannot reload the configuration now: serve is starting or stopping; try again",
+        );
+      }
+      return reload();
+    });
+    reloads = outcome.catch(() => {});
+    return outcome;
+  };
+  const stopReloading = onReloadSignal(() => reloadInTurn().then(() => {}, () => {}));
   // Until the service exists, the command's own lines go through a logger of the same form.
   const startLog = new StructuredLog({
     write: (line) => output.err(line),
@@ -92,6 +109,7 @@ export async function serveCommand({ values, positionals, output }: CommandInput
     log: (line) => output.err(line),
     logLevel: configuration.logLevel,
     onStopRequested: askedByApi.resolve,
+    onReloadRequested: reloadInTurn,
   });
   try {
     await serving.start();
@@ -150,23 +168,26 @@ interface ReloadContext {
 }
 
 /**
- * A SIGHUP handler: reads the file again, applies what can change live, and
- * says which changed keys need a restart. An invalid file changes nothing.
+ * The reload of SIGHUP and `POST /api/v1/reload`: reads the file again,
+ * applies what can change live, and says which changed keys need a restart.
+ * An invalid file changes nothing.
  */
-function reloader(context: ReloadContext): () => Promise<void> {
+function reloader(context: ReloadContext): () => Promise<ReloadOutcome> {
   let running = context.running.effective;
+  const file = context.location.path;
   return async () => {
     const log = context.serving.log;
     let next: ServeConfiguration;
     try {
       next = serveConfiguration(context.values, context.keys, await readConfig(context.location));
     } catch (error) {
+      const problems = (error as Error).message;
       log.log({
         level: "err",
-        message: `configuration not reloaded, the running one stays: ${(error as Error).message}`,
-        fields: { event: "config-rejected", file: context.location.path },
+        message: `configuration not reloaded, the running one stays: ${problems}`,
+        fields: { event: "config-rejected", file },
       });
-      return;
+      return { file, reloaded: false, applied: [], needsRestart: [], problems };
     }
     const changed = changedKeys(running, next.effective);
     const applied = changed.filter((setting) => setting.live).map((setting) => setting.key);
@@ -182,6 +203,7 @@ function reloader(context: ReloadContext): () => Promise<void> {
     running = next.effective
       .filter((setting) => !restartKeys.has(setting.key))
       .concat(running.filter((setting) => restartKeys.has(setting.key)));
+    return { file, reloaded: true, applied, needsRestart };
   };
 }
 
