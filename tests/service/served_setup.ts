@@ -14,6 +14,7 @@ import { FaultyDevice } from "../../mod/fault/faulty_device.ts";
 import { minimumSpareBytes } from "../../mod/metadata/spare_layout.ts";
 import { SetupService, type SetupServiceOptions } from "../../mod/service/setup_service.ts";
 import type { ApiSettings } from "../../mod/service/settings.ts";
+import type { ScanSettings } from "../../mod/scan/mod.ts";
 
 export const BLOCK_BYTES = 4096;
 const MAIN_BYTES = 64 * 1024 * 1024;
@@ -31,12 +32,16 @@ export interface ServeSetupOptions {
   api?: Omit<ApiSettings, "unixPath">;
   onStopRequested?: SetupServiceOptions["onStopRequested"];
   onReloadRequested?: SetupServiceOptions["onReloadRequested"];
+  /** The scanner's settings. @default its schedule off, the other settings by default */
+  scan?: Partial<ScanSettings>;
 }
 
 /** A served setup and where its files are. */
 export interface ServedSetup {
   dir: string;
   service: SetupService;
+  /** The main disk, behind the fault layer: tests add bad, weak or slow blocks. */
+  main: FaultyDevice;
   apiSocket: string;
   sparePath: string;
   /** Stops the service and removes the directory. */
@@ -85,7 +90,7 @@ export async function serveSetup(options: ServeSetupOptions = {}): Promise<Serve
       eventsPath: `${dir}/state/events.sqlite`,
       // The scanner would read the bad blocks and write the metadata on its own schedule; the
       // tests that use this setup are about the API (tests/scan covers the scanner).
-      scan: { enabled: false },
+      scan: { enabled: false, ...options.scan },
     },
     log: () => {},
     onStopRequested: options.onStopRequested,
@@ -105,6 +110,7 @@ export async function serveSetup(options: ServeSetupOptions = {}): Promise<Serve
   return {
     dir,
     service,
+    main,
     apiSocket,
     sparePath,
     async close() {
