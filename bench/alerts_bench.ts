@@ -4,13 +4,17 @@
  * fails writes, so writes keep raising `remap` events), side by side: one
  * server sends every event as an alert to a webhook that accepts connections
  * and never answers (no rate limit, no repeat interval: its queue fills and
- * drops), the other has no alerts. Each repetition makes both setups afresh,
- * then runs `--rounds` pairs of fio runs, the two sides back to back in an
- * order that alternates per pair; each pair gives a ratio dead-webhook ÷
- * no-alerts of write IOPS, and the report is the median of all pairs with
- * their range (the machine is shared, so single runs are noisy).
+ * drops), the other has no alerts, and a third, `control`, is a second
+ * setup without alerts: its ratio to `no-alerts` is the noise of the machine
+ * (an A/A comparison), the band a real cost must stand out of. Each
+ * repetition makes the setups afresh, then runs `--rounds` rounds of short
+ * fio runs, the sides back to back in an order that rotates per round; each
+ * round gives the ratios dead-webhook ÷ no-alerts and control ÷ no-alerts of
+ * write IOPS, and the report is the median and interquartile range of each
+ * over all rounds (the machine is shared, so single runs are noisy; many
+ * short interleaved runs see the same noise on every side).
  *
- * Usage: deno run -A bench/alerts_bench.ts [--reps 5] [--rounds 3] [--runtime 3] [--bad-every 16]
+ * Usage: deno run -A bench/alerts_bench.ts [--reps 3] [--rounds 10] [--runtime 1] [--bad-every 16]
  * Writes bench/results/<stamp>-alerts.json and prints a markdown table.
  *
  * @module
@@ -21,9 +25,9 @@ import { parseArgs } from "node:util";
 const { values } = parseArgs({
   args: Deno.args,
   options: {
-    reps: { type: "string", default: "5" },
-    rounds: { type: "string", default: "3" },
-    runtime: { type: "string", default: "3" },
+    reps: { type: "string", default: "3" },
+    rounds: { type: "string", default: "10" },
+    runtime: { type: "string", default: "1" },
     "bad-every": { type: "string", default: "16" },
   },
 });
@@ -35,7 +39,7 @@ const ROOT = new URL("..", import.meta.url).pathname;
 const DENO = Deno.execPath();
 const MAIN_BYTES = 1024 ** 3;
 const SPARE_BYTES = 192 * 1024 ** 2;
-const SIDES = ["dead-webhook", "no-alerts"] as const;
+const SIDES = ["dead-webhook", "no-alerts", "control"] as const;
 type Side = typeof SIDES[number];
 
 /** A port that accepts and never answers. */
@@ -151,10 +155,23 @@ async function statusOf(apiSocket: string) {
   );
 }
 
-function median(xs: number[]): number {
+/** The q-quantile (0–1) by linear interpolation between the closest ranks. */
+function quantile(xs: number[], q: number): number {
   const sorted = [...xs].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  const position = (sorted.length - 1) * q;
+  const below = Math.floor(position);
+  const above = Math.min(sorted.length - 1, below + 1);
+  return sorted[below]! + (sorted[above]! - sorted[below]!) * (position - below);
+}
+
+function summary(xs: number[]) {
+  return {
+    median: quantile(xs, 0.5),
+    q1: quantile(xs, 0.25),
+    q3: quantile(xs, 0.75),
+    min: Math.min(...xs),
+    max: Math.max(...xs),
+  };
 }
 
 const reps: Record<string, unknown>[] = [];
@@ -163,12 +180,20 @@ for (let rep = 0; rep < REPS; rep++) {
   const servers = new Map<Side, Served>();
   try {
     for (const side of SIDES) servers.set(side, await serve(dir, side, await prepare(dir, side)));
-    const pairs: { order: Side[]; iops: Record<string, number>; ratio: number }[] = [];
+    const pairs: { order: Side[]; iops: Record<string, number>; ratio: number; control: number }[] =
+      [];
     for (let round = 0; round < ROUNDS; round++) {
-      const order = (rep * ROUNDS + round) % 2 === 0 ? [...SIDES] : [...SIDES].reverse();
+      // Each side goes first, second and third equally often.
+      const shift = (rep * ROUNDS + round) % SIDES.length;
+      const order = [...SIDES.slice(shift), ...SIDES.slice(0, shift)];
       const iops: Record<string, number> = {};
       for (const side of order) iops[side] = await fioWriteIops(servers.get(side)!.uri);
-      pairs.push({ order, iops, ratio: iops["dead-webhook"]! / iops["no-alerts"]! });
+      pairs.push({
+        order,
+        iops,
+        ratio: iops["dead-webhook"]! / iops["no-alerts"]!,
+        control: iops["control"]! / iops["no-alerts"]!,
+      });
     }
     const statuses = Object.fromEntries(
       await Promise.all(
@@ -197,7 +222,9 @@ for (let rep = 0; rep < REPS; rep++) {
 dead.close();
 for (const conn of held) conn.close();
 
-const ratios = reps.flatMap((row) => (row.pairs as { ratio: number }[]).map((pair) => pair.ratio));
+const rounds = reps.flatMap((row) => row.pairs as { ratio: number; control: number }[]);
+const ratios = rounds.map((round) => round.ratio);
+const controls = rounds.map((round) => round.control);
 const commit = (await run("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"])).trim();
 const stamp = new Date().toISOString().slice(0, 16).replace(":", "").replace(/-(\d\d)T/, "-$1T");
 const result = {
@@ -207,14 +234,22 @@ const result = {
   workload:
     `fio randwrite 4k qd32, ${RUNTIME_S} s, nbd over a unix socket, every ${BAD_EVERY}th block fails writes`,
   deadWebhookConnections: deadAccepted,
-  ratio: { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) },
+  ratio: summary(ratios),
+  controlRatio: summary(controls),
   reps,
 };
 const path = `${ROOT}bench/results/${stamp}-alerts.json`;
 await Deno.writeTextFile(path, JSON.stringify(result, null, 2) + "\n");
 console.log(`wrote ${path}`);
-console.log(
-  `dead webhook ÷ no alerts, write IOPS, ${ratios.length} pairs: ${
-    result.ratio.median.toFixed(2)
-  } (${result.ratio.min.toFixed(2)}–${result.ratio.max.toFixed(2)})`,
-);
+for (
+  const [what, values] of [
+    ["dead webhook ÷ no alerts", result.ratio],
+    ["control ÷ no alerts (A/A)", result.controlRatio],
+  ] as const
+) {
+  console.log(
+    `${what}, write IOPS, ${ratios.length} rounds: median ${values.median.toFixed(2)}, IQR ${
+      values.q1.toFixed(2)
+    }–${values.q3.toFixed(2)}, range ${values.min.toFixed(2)}–${values.max.toFixed(2)}`,
+  );
+}
