@@ -161,7 +161,13 @@ Deno.test("createApp() GET /metrics answers every metric family in text format 0
   const status = statusFixture({
     spares: [
       spareFixture(0, { slotsUsed: 3 }),
-      spareFixture(1, { slotCount: 50, slotsUsed: 0, validCopies: 4, errors: 2 }),
+      spareFixture(1, {
+        slotCount: 50,
+        slotsUsed: 0,
+        validCopies: 4,
+        errors: 2,
+        allocationStopped: true,
+      }),
     ],
     counters: { ...statusFixture().counters, pending: 2 },
     pendingBlocks: [5, 9],
@@ -192,6 +198,10 @@ Deno.test("createApp() GET /metrics answers every metric family in text format 0
     ["dm_remap_pending_blocks", "gauge", [[setup, 2]]],
     ["dm_remap_degraded", "gauge", [[setup, 1]]], // pending blocks make health 503
     ["dm_remap_spare_active", "gauge", [[{ ...setup, spare: "0" }, 1], [
+      { ...setup, spare: "1" },
+      1,
+    ]]],
+    ["dm_remap_spare_allocation_stopped", "gauge", [[{ ...setup, spare: "0" }, 0], [
       { ...setup, spare: "1" },
       1,
     ]]],

@@ -95,6 +95,11 @@ export function metricFamiliesOf(status: SetupStatus, health?: HealthReport): Me
       },
     ),
     perSpare(
+      "dm_remap_spare_allocation_stopped",
+      "1 when a policy stopped new slots on the spare (stop-allocating), else 0.",
+      (spare) => spare.allocationStopped ? 1 : 0,
+    ),
+    perSpare(
       "dm_remap_spare_missing",
       "1 when the setup is served without the spare (its blocks read EIO), else 0.",
       (spare) => spare.missing ? 1 : 0,
