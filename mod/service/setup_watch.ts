@@ -39,7 +39,7 @@ export interface WatchSettings {
 }
 
 /** What policies read of the scanner and ask of it. */
-export type PolicyScanner = Pick<Scanner, "health" | "startPass">;
+export type PolicyScanner = Pick<Scanner, "health" | "status" | "startPass">;
 
 /** Alerts and policies of one setup, from its start to its stop. */
 export class SetupWatch {
@@ -183,7 +183,11 @@ export class SetupWatch {
 
   #policyInputs(): PolicyInputs {
     const engine = this.#engine!;
-    const health = this.#scanner!.health();
+    const scan = this.#scanner!.status();
+    // Judging every region costs a pass over them: only when a policy reads the score.
+    const scoreRead = this.#policySettings?.rules.some((rule) =>
+      rule.when.healthScoreBelow !== undefined
+    );
     return {
       pendingBlocks: engine.pendingBlocks.length,
       degraded: engine.degraded,
@@ -193,9 +197,9 @@ export class SetupWatch {
         usedPercent: usedPercentOf(engine.slotsUsedOf(spare.index), spare.layout.slotCount),
         errors: engine.spareErrors[spare.index] ?? 0,
       })),
-      healthScore: health.setup.score,
+      ...(scoreRead ? { healthScore: this.#scanner!.health().setup.score } : {}),
       // The pass in progress counts once it found more: a policy need not wait hours for its end.
-      scanFindings: Math.max(health.scan.findingsThisPass, health.scan.findingsLastPass),
+      scanFindings: Math.max(scan.findingsThisPass, scan.findingsLastPass),
     };
   }
 
