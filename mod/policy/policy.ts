@@ -44,7 +44,7 @@ export interface PolicySettings {
 /** One spare as policies see it. */
 export interface PolicySpare {
   index: number;
-  state: "active" | "failed" | "missing";
+  state: "active" | "failed" | "missing" | "draining" | "removed";
   usedPercent: number;
 }
 

@@ -29,6 +29,7 @@ import { EventHistory } from "../events/event_history.ts";
 import { describeEvent } from "../events/setup_event.ts";
 import { SmartHistory } from "../health/smart_history.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
+import type { SpareMember } from "../remap/spare_set.ts";
 import { parseScanRecord, resolveScanSettings, Scanner } from "../scan/mod.ts";
 import type { ServiceComponent } from "./component.ts";
 import { type KernelDeviceAtStop, NbdExport } from "./nbd_export.ts";
@@ -243,6 +244,9 @@ export class SetupService {
       });
     });
     this.#watch.subscribeTo(this.events);
+    this.events.subscribe((event) => {
+      if (event.type === "spare-removed") this.#spareRemoved(event.spareIndex);
+    });
     const history = this.#history = EventHistory.open(settings.eventsPath);
     this.#unsubscribeHistory = history.subscribeTo(this.events);
     this.#eventCounts.subscribeTo(this.events);
@@ -327,6 +331,11 @@ export class SetupService {
       kernelDevice: () => nbd.kernelDevice,
       onRepaired: (repaired) => this.events.publish({ type: "metadata-repaired", ...repaired }),
       onStopRequested: this.#onStopRequested,
+      mainPath: this.#disks.main.identity.path,
+      onSpareJoined: (spare) => {
+        this.#spareJoined(spare);
+        nbd.spareJoined(spare);
+      },
     });
     this.#api = new StatusApi(this.#status, {
       control,
@@ -335,6 +344,31 @@ export class SetupService {
     });
     await this.#api.start();
     this.#readers.push(this.#api);
+  }
+
+  /** Lists a spare that joined among the opened ones: the status and the backups show it. */
+  #spareJoined(spare: SpareMember): void {
+    const { stores, reports } = this.#disks.spares;
+    assert(spare.store !== undefined, "a spare joins with its metadata");
+    stores.push(spare.store);
+    reports.push({
+      device: spare.device.name,
+      copies: [],
+      validCopies: 5,
+      logSectorsUsed: 0,
+      logStopReason: "new spare",
+      checkpointEntries: spare.store.payload.table.checkpointEntries,
+      slotsUsed: 0,
+    });
+  }
+
+  /** Drops a spare that left the setup from the opened ones (its metadata is erased). */
+  #spareRemoved(spareIndex: number): void {
+    const { stores, reports } = this.#disks.spares;
+    const position = stores.findIndex((store) => store.payload.spareIndex === spareIndex);
+    if (position < 0) return;
+    stores.splice(position, 1);
+    reports.splice(position, 1);
   }
 
   /** The periodic SMART reader of the main disk and the spares, unless turned off. */
