@@ -296,8 +296,13 @@ export class RemapDevice implements Device {
         }
       });
     });
+    // A remapped block is pending only while its slot is on a spare that is
+    // not active and could not be read (it moves with its next write).
     this.#pending = new Set(
-      (options.pending ?? []).filter((blockIndex) => !this.#table.has(blockIndex)),
+      (options.pending ?? []).filter((blockIndex) => {
+        const location = this.#table.lookup(blockIndex);
+        return location === undefined || spares[location.spareIndex]!.state !== "active";
+      }),
     );
     for (
       const spare of spares.filter((member) =>
@@ -802,7 +807,9 @@ export class RemapDevice implements Device {
     return this.#answer("read", range, () =>
       this.#gate.shared(async () => {
         await settleAll(
-          this.#plan(offsetBytes, buffer.length, false).map((run) => this.#readRun(buffer, run)),
+          this.#plan(offsetBytes, buffer.length, false).map((run) =>
+            this.#readRun(buffer, run, offsetBytes)
+          ),
         );
         this.counters.bytesRead += buffer.length;
       }));
@@ -883,7 +890,7 @@ export class RemapDevice implements Device {
     this.#closing = true;
     await this.#evacuating;
     await this.#migrating;
-    await this.#draining;
+    while (this.#draining !== undefined) await this.#draining;
     if (this.#serving !== undefined) {
       this.#serving = undefined;
       this.#metadataDirty = true;
@@ -1018,16 +1025,21 @@ export class RemapDevice implements Device {
     return this.#spares.get(spareIndex);
   }
 
-  async #readRun(buffer: Uint8Array, run: Run): Promise<void> {
+  async #readRun(buffer: Uint8Array, run: Run, requestOffsetBytes: number): Promise<void> {
     const target = buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
     if (run.kind === "slot") {
       const spare = this.#spareAt(run.spareIndex);
-      await this.#onSpare(spare, () => spare.device.read(target, run.offsetBytes)).catch(
-        (error) => {
-          if (isIoError(error)) this.#spares.noteError(spare.index);
-          throw error;
-        },
-      );
+      try {
+        await this.#onSpare(spare, () => spare.device.read(target, run.offsetBytes));
+      } catch (error) {
+        if (!isIoError(error)) throw error;
+        this.#spares.noteError(spare.index);
+        this.counters.readErrors++;
+        if (spare.state !== "active") {
+          await this.#markUnreadableSlots(spare, run, requestOffsetBytes + run.bufferOffset);
+        }
+        throw error;
+      }
       return;
     }
     try {
@@ -1058,6 +1070,35 @@ export class RemapDevice implements Device {
       } catch (error) {
         if (!isIoError(error) || attempt >= this.#readRetries) throw error;
       }
+    }
+  }
+
+  /**
+   * After a slot run on a failed or draining spare failed, finds which of its
+   * blocks cannot be read there and records them as pending, as a main-disk
+   * block that cannot be read is: the read was EIO, and the block's next
+   * write moves it to another spare (never invented data in between).
+   */
+  async #markUnreadableSlots(
+    spare: SpareMember,
+    run: ByteRange,
+    clientOffsetBytes: number,
+  ): Promise<void> {
+    for (let done = 0; done < run.lengthBytes;) {
+      const blockIndex = Math.floor((clientOffsetBytes + done) / this.blockBytes);
+      const pieceBytes = Math.min(
+        run.lengthBytes - done,
+        (blockIndex + 1) * this.blockBytes - (clientOffsetBytes + done),
+      );
+      const failed = await spare.device.read(new Uint8Array(pieceBytes), run.offsetBytes + done)
+        .then(() => false, (error) => isIoError(error) ? true : Promise.reject(error));
+      if (failed && !this.#pending.has(blockIndex)) {
+        this.#pending.add(blockIndex);
+        this.#shared.publishPending(this.#pending);
+        this.#onEvent({ type: "pending", blockIndex });
+        this.#scheduleMetadata();
+      }
+      done += pieceBytes;
     }
   }
 
@@ -1248,12 +1289,23 @@ export class RemapDevice implements Device {
     const done = blockWrites.map((blockWrite) =>
       new Promise<void>((resolve, reject) => this.#queue.push({ ...blockWrite, resolve, reject }))
     );
-    // Start after the requests already read from the sockets have run, so the
-    // failures of one burst share one group commit instead of one each.
+    this.#startDraining();
+    return done;
+  }
+
+  /**
+   * Starts the group commits unless they run. Started after the requests
+   * already read from the sockets have run, so the failures of one burst
+   * share one group commit instead of one each; started again when requests
+   * were queued between the last batch and the end of the run.
+   */
+  #startDraining(): void {
     this.#draining ??= new Promise((resolve) => setImmediate(resolve))
       .then(() => this.#drainQueue())
-      .finally(() => this.#draining = undefined);
-    return done;
+      .finally(() => {
+        this.#draining = undefined;
+        if (this.#queue.length > 0) this.#startDraining();
+      });
   }
 
   async #drainQueue(): Promise<void> {
@@ -1297,9 +1349,14 @@ export class RemapDevice implements Device {
     for (const [blockIndex, requests] of byBlock) {
       const location = this.#table.lookup(blockIndex);
       if (location && this.#spareAt(location.spareIndex).state === "active") {
-        // A relocation of a block a client write remapped meanwhile has nothing left to do.
-        await this.#writeIntoSlot(blockIndex, requests.filter((request) => !request.relocation));
-        requests.filter((request) => request.relocation).forEach((request) => request.resolve());
+        // A relocation of a block a client write remapped meanwhile, or a move
+        // (evacuation, migration) of a block that moved already, has nothing
+        // left to do: only requests with data of their own are written.
+        const writes = requests.filter((request) => request.data.length > 0);
+        await this.#writeIntoSlot(blockIndex, writes);
+        requests.filter((request) => request.data.length === 0).forEach((request) =>
+          request.resolve()
+        );
         byBlock.delete(blockIndex);
         continue;
       }

@@ -254,11 +254,11 @@ export class SetupService {
     const engine = this.#engine = await assembleSetup(this.#disks.main, this.#disks.spares, {
       readRetries: settings.readRetries,
       ...(settings.allocation === undefined ? {} : { placement: settings.allocation }),
-      onSetupWritten: () => this.#backups?.request("setup state"),
+      onSetupWritten: () => this.#backupWith((backups) => backups.request("setup state")),
       onEvent: (event) => this.events.publish(event),
     });
     this.#watch.attach(engine, this.#disks.spares);
-    await this.#backups?.requestUnlessCurrent("serve start");
+    await this.#backupWith((backups) => backups.requestUnlessCurrent("serve start"));
     await this.#startComponents(engine, history);
     // The clean-stop flag: removed by engine.close() when stop() runs.
     await engine.markServing(servingMarkerOfThisProcess());
@@ -438,6 +438,25 @@ export class SetupService {
     }
   }
 
+  /**
+   * Backs up the setup, unless a spare of it was removed: a backup lists
+   * every spare's layout and table, which a removed spare no longer has
+   * (`docs/FORMAT.md` section 7), so none is written then, and the log says so once.
+   */
+  async #backupWith(write: (backups: BackupKeeper) => void | Promise<void>): Promise<void> {
+    if (this.#backups === undefined) return;
+    const removed = this.#engine?.spares.filter((spare) => spare.state === "removed") ?? [];
+    if (removed.length === 0) return await write(this.#backups);
+    this.#backups = undefined;
+    this.#log.log({
+      level: "warning",
+      message: `no more metadata backups: spare ${
+        removed.map((spare) => spare.index).join(", ")
+      } was removed, and a backup lists every spare's table`,
+      fields: { event: "backup-skipped" },
+    });
+  }
+
   #backupKeeper(): BackupKeeper | undefined {
     const directory = this.#settings.backupDir;
     if (directory === undefined) return undefined;
@@ -453,9 +472,10 @@ export class SetupService {
       });
       return undefined;
     }
+    // The spares as the engine has them: one added while serving is among them.
     return new BackupKeeper(
       directory,
-      () => this.#disks.spares.stores,
+      () => this.#engine!.spares.flatMap((spare) => spare.store ?? []),
       (error) =>
         this.#log.log({
           level: "warning",

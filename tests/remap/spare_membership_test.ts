@@ -65,11 +65,18 @@ async function addSpare(engine: RemapDevice, device: Device): Promise<number> {
  * Assembles the setup again from the devices' flushed images, as `serve`
  * does at a start after a stop (everything flushed) or a crash.
  */
-async function reopen(harness: Harness, spares: MemoryDevice[], events: RemapEvent[] = []) {
+async function reopen(
+  harness: Harness,
+  spares: MemoryDevice[],
+  events: RemapEvent[] = [],
+  faults: (spares: FaultyDevice[]) => void = () => {},
+) {
   const main = harness.main.crash();
+  const faulty = spares.map((spare) => new FaultyDevice(spare.crash(), { blockBytes: 512 }));
+  faults(faulty);
   return await assembleSetup(
     { device: new FaultyDevice(main, { blockBytes: 512 }), identity: memoryIdentity(main) },
-    await openSpares(spares.map((spare) => new FaultyDevice(spare.crash(), { blockBytes: 512 }))),
+    await openSpares(faulty),
     { metadataDelayMs: 0, readRetries: 1, onEvent: (event) => events.push(event) },
   );
 }
@@ -131,7 +138,7 @@ Deno.test("a spare added while serving joins every spare's metadata, knows every
   await reopened.close();
 });
 
-Deno.test("spare add refuses what create refuses: a device holding data, one too small, a full setup", async () => {
+Deno.test("spare add refuses what create refuses: a device holding data, one too small", async () => {
   const { harness } = await remappedSetup(2);
   const { engine } = harness;
   const holdingData = newSpare("ext4", 64);
@@ -273,4 +280,43 @@ Deno.test("a removal cut by a power loss at any point resumes on the next open a
     await reopened.close();
   }
   assert.ok(resumed > 0, "some image caught the migration under way");
+});
+
+Deno.test("a slot that cannot be read on a failed spare: EIO, the block pending (kept over a restart), its next write moves it", async () => {
+  const { harness, blocks } = await remappedSetup(6, { spareSlots: 64 });
+  const { engine, events } = harness;
+  const [unreadable, other] = [blocks[1]!, blocks[2]!];
+  const slotOf = (blockIndex: number) => ({
+    offsetBytes: engine.spares[0]!.layout.dataOffsetBytes +
+      engine.lookup(blockIndex)!.slotIndex * BLOCK,
+    lengthBytes: BLOCK,
+  });
+  // The spare fails on a write; one of its slots cannot be read either.
+  harness.faultySpares[0]!.setBad(slotOf(unreadable), "both");
+  harness.faultySpares[0]!.setBad(slotOf(blocks[0]!), "write");
+  await engine.write(pattern(BLOCK, 77), blocks[0]! * BLOCK);
+  assert.equal(engine.spares[0]!.state, "failed");
+  await engine.evacuate();
+  assert.equal(engine.isPending(unreadable), false, "not before a client read found it");
+  await assert.rejects(readBack(engine, unreadable * BLOCK, BLOCK), /EIO/);
+  assert.equal(engine.isPending(unreadable), true);
+  assert.ok(events.some((event) => event.type === "pending" && event.blockIndex === unreadable));
+  assert.equal(engine.isPending(other), false);
+  // Never invented: a partial write needs the rest of the block, which is unreadable.
+  await assert.rejects(engine.write(pattern(512, 5), unreadable * BLOCK), /EIO/);
+  await engine.persistState();
+  const unreadableSlot = slotOf(unreadable);
+  await engine.close();
+  // The disk is as bad after the restart.
+  const reopened = await reopen(harness, harness.spares, [], (spares) => {
+    spares[0]!.setBad(unreadableSlot, "both");
+  });
+  assert.equal(reopened.isPending(unreadable), true, "the pending list keeps it");
+  await assert.rejects(readBack(reopened, unreadable * BLOCK, BLOCK), /EIO/);
+  await reopened.write(pattern(BLOCK, 88), unreadable * BLOCK);
+  assert.equal(reopened.isPending(unreadable), false);
+  assert.equal(reopened.lookup(unreadable)?.spareIndex, 1);
+  assert.deepEqual(await readBack(reopened, unreadable * BLOCK, BLOCK), pattern(BLOCK, 88));
+  assert.deepEqual(await readBack(reopened, other * BLOCK, BLOCK), pattern(BLOCK, other + 1));
+  await reopened.close();
 });
