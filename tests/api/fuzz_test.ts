@@ -25,6 +25,18 @@ const RUNS = 1_500;
 const control: SetupControl = {
   repairMetadata: () => Promise.resolve({ spares: [], repairedCopies: 0 }),
   requestStop: () => ({ stopping: true, pid: 1, kernelDevice: null }),
+  addSpare: (request) => Promise.resolve({ index: 1, path: request.path, slotCount: 16 }),
+  removeSpare: () =>
+    Promise.resolve({
+      spareIndex: 0,
+      state: "running",
+      blocksTotal: 0,
+      blocksMoved: 0,
+      blocksFailed: 0,
+      startedMs: 0,
+      rateBlocksPerS: 0,
+      etaSeconds: null,
+    }),
 };
 
 const paths = API_OPERATIONS.map((op) => op.path);
