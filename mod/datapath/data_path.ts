@@ -387,7 +387,8 @@ export class DataPath<R extends PathRequest> {
 
   /** Flush: fdatasync of the main disk and every spare, through the queue. */
   #startFlush(request: R): void {
-    const fds = [this.#setup.main.fd, ...this.#setup.spares.map((spare) => spare.fd)];
+    // Spares by index: a removed one leaves a hole, which flatMap skips.
+    const fds = [this.#setup.main.fd, ...this.#setup.spares.flatMap((spare) => [spare.fd])];
     if (
       this.#state.failed || fds.length > this.#io.free || this.#isLeftToDevice("flush", 0, 0) ||
       // A spare joined since this connection started: only the engine holds its descriptor.

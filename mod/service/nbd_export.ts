@@ -274,6 +274,8 @@ function dataPlaneFor(engine: RemapDevice, options: DataPlaneInputs): DataPlane 
   if (main === undefined) return undefined;
   const spares = [];
   for (const spare of engine.spares) {
+    // A removed spare holds no block: the workers never need it.
+    if (spare.state === "removed") continue;
     const access = spare.device.directAccess?.();
     if (access === undefined || access.leftToDevice !== undefined) return undefined;
     spares[spare.index] = {
