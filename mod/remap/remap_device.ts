@@ -557,6 +557,17 @@ export class RemapDevice implements Device {
             `it is ${spare.state}; its readable blocks are evacuated by themselves`,
         );
       }
+      const others = this.#spares.members.filter((member) =>
+        member.index !== spareIndex && member.state === "active"
+      );
+      if (others.length === 0) {
+        throw new RefusedError(
+          spare.device.name,
+          `Cannot remove spare ${spareIndex} ("${spare.device.name}") of setup "${this.name}": ` +
+            `it is the last active spare, and a setup needs one to remap to. Add another first ` +
+            `(dm-remap spare add), or use spare replace; nothing was changed`,
+        );
+      }
       const blocks = this.#blocksOn(spareIndex).length;
       const free = this.#spares.members
         .filter((member) => member.index !== spareIndex && member.state === "active")

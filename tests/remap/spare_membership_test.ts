@@ -176,6 +176,11 @@ Deno.test("spare remove moves every block (read back and compared) to the others
     events.filter((event) => event.type.startsWith("spare-")).map((event) => event.type),
     ["spare-draining", "spare-removed"],
   );
+  // The last active spare stays.
+  await assert.rejects(
+    engine.removeSpare(1),
+    (error: Error) => error instanceof RefusedError && /the last active spare/.test(error.message),
+  );
   // New remaps never go to it.
   harness.faulty.setBad({ offsetBytes: 999 * BLOCK, lengthBytes: BLOCK }, "write");
   await engine.write(pattern(BLOCK, 5), 999 * BLOCK);
