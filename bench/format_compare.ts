@@ -14,7 +14,12 @@
  * Writes bench/results/<time>-format2.json and prints a Markdown table.
  *
  * Usage: deno run -A bench/format_compare.ts --baseline DIR [--current DIR] [--reps 5] [--dir /tmp]
- *          [--writes 1000] [--remaps 1000000]
+ *          [--writes 1000] [--remaps 1000000] [--only commit|open]
+ *
+ * `--only` runs one kind of case (more repetitions of the noisy commit
+ * p99 in the same time). Each summary row also lists the ratio of every
+ * repetition (v2 ÷ v1 of the pair run back to back), sorted, so the spread
+ * shows beside the ratio of medians.
  *
  * @module
  */
@@ -30,6 +35,7 @@ const { values } = parseArgs({
     dir: { type: "string", default: "/tmp" },
     writes: { type: "string", default: "1000" },
     remaps: { type: "string", default: "1000000" },
+    only: { type: "string" },
   },
 });
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -87,6 +93,12 @@ for (const spares of [1, 2]) {
   });
 }
 
+if (values.only !== undefined) {
+  const kept = cases.filter((testCase) => testCase.id.startsWith(`${values.only} `));
+  if (kept.length === 0) throw new Error(`--only takes commit or open, not "${values.only}"`);
+  cases.splice(0, cases.length, ...kept);
+}
+
 async function runCase(tree: string, testCase: Case): Promise<Figures> {
   const output = await new Deno.Command(`${tree}/node_modules/.bin/deno`, {
     args: ["run", "-A", ...testCase.args(tree)],
@@ -135,7 +147,13 @@ const summary = cases.flatMap((testCase) =>
           .map((run) => run.figures[figure]!),
       );
     const v1 = of("v1"), v2 = of("v2");
-    return { case: testCase.id, figure, v1, v2, ratio: v2 / v1 };
+    const pairedRatios = Array.from({ length: reps }, (_, rep) => {
+      const figureOf = (tree: string) =>
+        runs.find((run) => run.rep === rep && run.tree === tree && run.case === testCase.id)!
+          .figures[figure]!;
+      return Number((figureOf("v2") / figureOf("v1")).toFixed(2));
+    }).sort((a, b) => a - b);
+    return { case: testCase.id, figure, v1, v2, ratio: v2 / v1, pairedRatios };
   })
 );
 const stamp = new Date().toISOString().slice(0, 16).replace(/[-:]/g, "").replace("T", "T");
@@ -153,12 +171,14 @@ await Deno.writeTextFile(
   ) +
     "\n",
 );
-console.log(`| case | figure | version 1 | version 2 | v2 ÷ v1 |\n|---|---|---|---|---|`);
+console.log(
+  `| case | figure | version 1 | version 2 | v2 ÷ v1 | per repetition |\n|---|---|---|---|---|---|`,
+);
 for (const row of summary) {
   console.log(
     `| ${row.case} | ${row.figure} | ${row.v1.toFixed(1)} | ${row.v2.toFixed(1)} | ${
       row.ratio.toFixed(2)
-    } |`,
+    } | ${row.pairedRatios.join(" ")} |`,
   );
 }
 console.log(`written to ${path}`);

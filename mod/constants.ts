@@ -53,6 +53,19 @@ export const READ_RETRIES_MAX = 16;
 /** Remaps committed together in one group commit (one data flush, one log flush). */
 export const REMAP_BATCH_MAX = 256;
 
+/**
+ * Blocks a spare removal queues at a time: one group commit's worth, so
+ * client remaps queued meanwhile wait for at most one batch of the migration.
+ */
+export const MIGRATION_CHUNK_BLOCKS = REMAP_BATCH_MAX;
+
+/**
+ * How long `spare add|remove` waits for the API's answer: adding formats the
+ * spare and writes every spare's metadata; removing waits for the metadata
+ * queue, behind a group commit.
+ */
+export const SPARE_REQUEST_TIMEOUT_MS = 60_000;
+
 /** Requests in flight per O_DIRECT device through Linux AIO (its io_setup size). */
 export const AIO_SLOTS_MAX = 256;
 

@@ -39,6 +39,10 @@ export function alertOfEvent(event: SetupEvent, names: AlertNames): RaisedAlert 
     case "relocated":
     case "relocation-failed":
     case "scan-pass-completed":
+    // Asked for by the operator, who sees the outcome.
+    case "spare-added":
+    case "spare-draining":
+    case "spare-removed":
       return undefined;
     case "spare-failed":
     case "metadata-repaired":

@@ -16,6 +16,7 @@
  * - `POST /api/v1/metadata/repair` — rewrites stale metadata copies;
  * - `POST /api/v1/scan/start`, `POST /api/v1/scan/stop` — start or pause a scan pass;
  * - `POST /api/v1/reload` — reads the configuration file again, as SIGHUP;
+ * - `POST /api/v1/spares/add`, `POST /api/v1/spares/remove` — the spare pool;
  * - `POST /api/v1/stop` — stops the server.
  *
  * The app never sees devices: it reads the injected {@link StatusSource}
@@ -31,7 +32,7 @@ import type { Context, MiddlewareHandler, Next } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { API_REQUEST_BODY_BYTES_MAX } from "../constants.ts";
-import { UnavailableError, UsageError } from "../errors.ts";
+import { RefusedError, UnavailableError, UsageError } from "../errors.ts";
 import type { ApiEnv } from "./_env.ts";
 import type { SetupControl } from "./control.ts";
 import type { ApiErrorBody } from "./error_body.ts";
@@ -47,6 +48,7 @@ import { getRemaps } from "./routes/remaps.ts";
 import { getEvents } from "./routes/events.ts";
 import { getStatus } from "./routes/status.ts";
 import { postStop } from "./routes/stop.ts";
+import { postSpareAdd, postSpareRemove } from "./routes/spares.ts";
 import { getScan, getScanHealth } from "./routes/scan.ts";
 import { postScanStart, postScanStop } from "./routes/scan_control.ts";
 import type { ScanControl, StatusSource } from "./status.ts";
@@ -69,6 +71,8 @@ export const API_ROUTES = [
   "POST /api/v1/scan/start",
   "POST /api/v1/scan/stop",
   "POST /api/v1/reload",
+  "POST /api/v1/spares/add",
+  "POST /api/v1/spares/remove",
   "POST /api/v1/stop",
 ] as const;
 
@@ -131,6 +135,8 @@ export function createApp(source: StatusSource, options: CreateAppOptions = {}):
   app.get("/metrics", getMetrics);
   app.post("/api/v1/metadata/repair", postMetadataRepair);
   app.post("/api/v1/reload", postReload);
+  app.post("/api/v1/spares/add", postSpareAdd);
+  app.post("/api/v1/spares/remove", postSpareRemove);
   app.post("/api/v1/stop", postStop);
   app.notFound(answerNotFound);
   app.onError(answerError);
@@ -171,13 +177,16 @@ function answerTooLarge(c: Context<ApiEnv>): Response {
 
 /**
  * The one translation from errors to HTTP statuses: refused client input is
- * 400, a change refused for the state of the setup (a device in use) 409,
+ * 400, a change refused for the state of the setup (a device in use, a
+ * spare without room or holding data) 409,
  * Hono's own HTTP errors keep their status, everything else is 500.
  */
 function answerError(error: Error, c: Context<ApiEnv>): Response {
   const body: ApiErrorBody = { error: error.message };
   if (error instanceof UsageError) return c.json(body, 400);
-  if (error instanceof UnavailableError) return c.json(body, 409);
+  if (error instanceof UnavailableError || error instanceof RefusedError) {
+    return c.json(body, 409);
+  }
   if (error instanceof HTTPException) return c.json(body, error.status);
   return c.json(body, 500);
 }

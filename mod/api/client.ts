@@ -13,8 +13,9 @@
  */
 
 import type { HealthReport, ScanStatus } from "../scan/mod.ts";
-import type { SetupStatus } from "./status.ts";
-import { STATUS_TIMEOUT_MS_DEFAULT } from "../constants.ts";
+import type { SetupStatus, SpareMigrationStatus } from "./status.ts";
+import type { SpareAdded, SpareAddRequest } from "./control.ts";
+import { SPARE_REQUEST_TIMEOUT_MS, STATUS_TIMEOUT_MS_DEFAULT } from "../constants.ts";
 export { STATUS_TIMEOUT_MS_DEFAULT };
 
 /** Options of {@link fetchStatus}. */
@@ -115,6 +116,50 @@ export async function requestScan(
   return body as ScanStatus;
 }
 
+/**
+ * Adds a spare to a running setup's pool (`POST /api/v1/spares/add`).
+ *
+ * @returns Where it joined.
+ * @throws {StatusRequestError} As {@link fetchStatus}; `httpStatus` 409 for a refusal, 400 for a bad request.
+ */
+export async function requestSpareAdd(
+  target: string,
+  request: SpareAddRequest,
+  options: FetchStatusOptions = {},
+): Promise<SpareAdded> {
+  const body = await requestJson(target, "api/v1/spares/add", {
+    timeoutMs: options.timeoutMs ?? SPARE_REQUEST_TIMEOUT_MS,
+    method: "POST",
+    body: request,
+  });
+  if (typeof (body as Partial<SpareAdded>)?.slotCount !== "number") {
+    throw new StatusRequestError(target, "the answer is not a dm-remap spare");
+  }
+  return body as SpareAdded;
+}
+
+/**
+ * Starts removing a spare of a running setup (`POST /api/v1/spares/remove`).
+ *
+ * @returns The migration as it starts; the status's `migration` follows it.
+ * @throws {StatusRequestError} As {@link requestSpareAdd}.
+ */
+export async function requestSpareRemove(
+  target: string,
+  request: { path: string },
+  options: FetchStatusOptions = {},
+): Promise<SpareMigrationStatus> {
+  const body = await requestJson(target, "api/v1/spares/remove", {
+    timeoutMs: options.timeoutMs ?? SPARE_REQUEST_TIMEOUT_MS,
+    method: "POST",
+    body: request,
+  });
+  if (typeof (body as Partial<SpareMigrationStatus>)?.blocksTotal !== "number") {
+    throw new StatusRequestError(target, "the answer is not a dm-remap spare migration");
+  }
+  return body as SpareMigrationStatus;
+}
+
 /** Whether a target names a TCP listener rather than a socket path. */
 function isUrlTarget(target: string): boolean {
   return /^https?:\/\//i.test(target);
@@ -123,7 +168,7 @@ function isUrlTarget(target: string): boolean {
 async function requestJson(
   target: string,
   path: string,
-  options: { timeoutMs: number; method?: "GET" | "POST" },
+  options: { timeoutMs: number; method?: "GET" | "POST"; body?: unknown },
 ): Promise<unknown> {
   const { timeoutMs } = options;
   const client = isUrlTarget(target) ? undefined : await unixClient(target);
@@ -138,7 +183,10 @@ async function requestJson(
       client,
       method: options.method ?? "GET",
       signal: AbortSignal.timeout(timeoutMs),
-      headers: { accept: "application/json" },
+      headers: options.body === undefined
+        ? { accept: "application/json" }
+        : { accept: "application/json", "content-type": "application/json" },
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
     });
     text = await response.text();
   } catch (error) {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { CopyHealth } from "./status.ts";
+import type { CopyHealth, SpareMigrationStatus } from "./status.ts";
 
 /** What a metadata repair found and did on one spare. */
 export interface SpareMetadataRepair {
@@ -59,6 +59,22 @@ export interface ReloadOutcome {
   problems?: string;
 }
 
+/** What `POST /api/v1/spares/add` asks. */
+export interface SpareAddRequest {
+  /** The device or file to add. */
+  path: string;
+  /** Overwrite it even when it holds a filesystem or another setup's metadata. @default false */
+  force: boolean;
+}
+
+/** The answer of `POST /api/v1/spares/add`: the spare joined the pool. */
+export interface SpareAdded {
+  index: number;
+  /** Its canonical path, as the setup records it. */
+  path: string;
+  slotCount: number;
+}
+
 /** The changes a running setup offers its API. */
 export interface SetupControl {
   /** Rewrites stale or invalid metadata copies from the current state. */
@@ -79,4 +95,18 @@ export interface SetupControl {
    *   (not run by `dm-remap serve`, or starting or stopping).
    */
   reload(): Promise<ReloadOutcome>;
+  /**
+   * Adds a spare to the pool (`dm-remap spare add`), checked as `create` checks one.
+   *
+   * @throws {RefusedError} When it holds data, is one of the setup's disks, or does not fit.
+   */
+  addSpare(request: SpareAddRequest): Promise<SpareAdded>;
+  /**
+   * Starts removing the spare at `path` (identified by what it is, not by the
+   * path's text): its blocks move to the others in the background.
+   *
+   * @returns The migration's progress as it starts.
+   * @throws {RefusedError} When the other spares lack room (saying how much).
+   */
+  removeSpare(request: { path: string }): Promise<SpareMigrationStatus>;
 }

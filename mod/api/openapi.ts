@@ -16,7 +16,7 @@ import type { MetadataRepair, ReloadOutcome, StopAccepted } from "./control.ts";
 import { REMAPS_PAGE_ENTRIES_DEFAULT, REMAPS_PAGE_ENTRIES_MAX } from "./routes/remaps.ts";
 import { EVENTS_PAGE_DEFAULT, EVENTS_PAGE_MAX } from "./routes/events.ts";
 import type { Health } from "./routes/health.ts";
-import type { SetupHealth, SetupStatus } from "./status.ts";
+import type { SetupHealth, SetupStatus, SpareMigrationStatus } from "./status.ts";
 import type { StoredEvent } from "../events/event_history.ts";
 
 /** One answer of an operation. */
@@ -35,12 +35,27 @@ export interface ApiOperation {
   summary: string;
   /** Query parameters: name, the most it may be, its default. */
   query?: { name: string; max: number; fallback: number; description: string }[];
-  /** The JSON options a mutation takes, each a boolean. */
-  options?: { name: string; fallback: boolean; description: string }[];
+  /** The JSON options a mutation takes: booleans with their default, or required strings. */
+  options?: (
+    | { name: string; fallback: boolean; description: string }
+    | { name: string; type: "string"; description: string }
+  )[];
   answers: Record<number, ApiAnswer>;
 }
 
 const COPY_EXAMPLE = { copyIndex: 0, sector: 8, valid: true, sequence: 12, winner: true };
+
+/** A spare removal under way, as the status and `POST /api/v1/spares/remove` show it. */
+const MIGRATION_EXAMPLE: SpareMigrationStatus = {
+  spareIndex: 1,
+  state: "running",
+  blocksTotal: 5000,
+  blocksMoved: 1200,
+  blocksFailed: 0,
+  startedMs: 1700000001000,
+  rateBlocksPerS: 400,
+  etaSeconds: 9.5,
+};
 
 /** A status as `GET /api/v1/status` answers it. */
 const POLICY_EXAMPLE: PolicyEvaluation = {
@@ -147,6 +162,7 @@ export const STATUS_EXAMPLE: SetupStatus = {
   alerts: [{ name: "pager", sent: 4, failed: 1, dropped: 0, suppressed: 7 }],
   policies: [POLICY_EXAMPLE],
   health: HEALTH_SECTION_EXAMPLE,
+  migration: MIGRATION_EXAMPLE,
 };
 
 const HEALTH_EXAMPLE: Health = {
@@ -195,14 +211,16 @@ const RELOAD_EXAMPLE: ReloadOutcome = {
   needsRestart: ["api.tcp"],
 };
 
-const RELOAD_REFUSED_EXAMPLE: ReloadOutcome = {
+const RELOAD_PROBLEMS = 'Invalid configuration "/etc/dm-remap/dm-remap.yaml": fix 1 problem(s):\n' +
+  "  /etc/dm-remap/dm-remap.yaml:2:17: serve.read-retries: expected a whole number from 0 to " +
+  "16, got 17";
+const RELOAD_REFUSED_EXAMPLE: ReloadOutcome & { error: string } = {
+  error: RELOAD_PROBLEMS,
   file: "/etc/dm-remap/dm-remap.yaml",
   reloaded: false,
   applied: [],
   needsRestart: [],
-  problems: 'Invalid configuration "/etc/dm-remap/dm-remap.yaml": fix 1 problem(s):\n' +
-    "  /etc/dm-remap/dm-remap.yaml:2:17: serve.read-retries: expected a whole number from 0 to " +
-    "16, got 17",
+  problems: RELOAD_PROBLEMS,
 };
 
 const STOP_EXAMPLE: StopAccepted = { stopping: true, pid: 4242, kernelDevice: "/dev/nbd0" };
@@ -395,6 +413,47 @@ export const API_OPERATIONS: readonly ApiOperation[] = [
   },
   {
     method: "post",
+    path: "/api/v1/spares/add",
+    summary: "Adds a spare to the pool while serving, checked as `create` checks one " +
+      "(`dm-remap spare add`).",
+    options: [
+      { name: "path", type: "string", description: "The device or file, as the server sees it." },
+      {
+        name: "force",
+        fallback: false,
+        description: "Overwrite it though it holds a filesystem or another setup.",
+      },
+    ],
+    answers: {
+      200: {
+        description: "The spare joined the pool.",
+        contentType: "application/json",
+        example: { index: 2, path: "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", slotCount: 15000 },
+      },
+      400: error("No path, an unknown option, or a device too small; nothing was written."),
+      409: error("The device holds data, is one of the setup's disks, is in use, or does not fit."),
+      ...REFUSED,
+    },
+  },
+  {
+    method: "post",
+    path: "/api/v1/spares/remove",
+    summary: "Starts moving a spare's blocks to the others; once none is left it leaves the " +
+      "setup (`dm-remap spare remove`). The status's `migration` shows the progress.",
+    options: [{ name: "path", type: "string", description: "The spare's device or file." }],
+    answers: {
+      202: {
+        description: "The migration started (or goes on).",
+        contentType: "application/json",
+        example: MIGRATION_EXAMPLE,
+      },
+      400: error("No path, or it is not a spare of the setup."),
+      409: error("The other spares lack room (the answer says how much), or it is not active."),
+      ...REFUSED,
+    },
+  },
+  {
+    method: "post",
     path: "/api/v1/stop",
     summary: "Stops the server in order (drain, flush, write metadata), as `dm-remap stop`.",
     options: [
@@ -475,11 +534,14 @@ function operationObject(operation: ApiOperation): Record<string, unknown> {
           schema: {
             type: "object",
             additionalProperties: false,
-            properties: Object.fromEntries(operation.options.map((option) => [option.name, {
-              type: "boolean",
-              default: option.fallback,
-              description: option.description,
-            }])),
+            required: operation.options.filter((option) => "type" in option)
+              .map((option) => option.name),
+            properties: Object.fromEntries(operation.options.map((option) => [
+              option.name,
+              "type" in option
+                ? { type: option.type, description: option.description }
+                : { type: "boolean", default: option.fallback, description: option.description },
+            ])),
           },
         },
       },

@@ -34,7 +34,7 @@ export interface SpareStatus {
   uuid: string;
   path: string;
   sizeBytes: number;
-  state: "active" | "failed" | "missing";
+  state: "active" | "failed" | "missing" | "draining" | "removed";
   slotCount: number;
   slotsUsed: number;
   /** The setup is served without this spare: the blocks in its slots are unreadable. */
@@ -106,6 +106,23 @@ export interface SetupHealth {
   forecast: SparePoolForecast;
 }
 
+/** Where the removal of a spare (`spare remove`) stands. */
+export interface SpareMigrationStatus {
+  spareIndex: number;
+  /** `running`, `done` (the spare left the setup), or `failed` (see `error`; it stays draining). */
+  state: "running" | "done" | "failed";
+  blocksTotal: number;
+  blocksMoved: number;
+  blocksFailed: number;
+  startedMs: number;
+  endedMs?: number;
+  error?: string;
+  /** Blocks moved per second since it started. */
+  rateBlocksPerS: number;
+  /** Seconds left at that rate; null while nothing moved yet or once it ended. */
+  etaSeconds: number | null;
+}
+
 /** Everything `dm-remap status` shows. */
 export interface SetupStatus {
   setup: {
@@ -143,6 +160,8 @@ export interface SetupStatus {
   uptimeSeconds: number;
   /** SMART, forecast and scrub; absent where no service runs them. */
   health?: SetupHealth;
+  /** The removal of a spare in progress, or the last one since the start; null before any. */
+  migration: SpareMigrationStatus | null;
   /** The dm-remap version serving it. */
   version: string;
 }

@@ -80,6 +80,7 @@ export async function openSpares(
   const bySpareIndex = new Map<number, (typeof opened)[number]>();
   for (const entry of opened) {
     const payload = entry.store.payload;
+    if (leftOut(payload, description)) continue;
     if (payload.setup.uuid !== description.setup.uuid) {
       throw new SetupMismatchError(
         entry.store.device.name,
@@ -104,7 +105,9 @@ export async function openSpares(
     }
     bySpareIndex.set(payload.spareIndex, entry);
   }
-  const missing = description.spares.filter((spare) => !bySpareIndex.has(spare.index));
+  const missing = description.spares.filter((spare) =>
+    !bySpareIndex.has(spare.index) && spare.state !== "removed"
+  );
   if (missing.length > 0 && !options.allowMissing) {
     const list = missing.map((spare) =>
       `spare ${spare.index} (${spare.uuid}, last seen at "${spare.path}")`
@@ -116,9 +119,41 @@ export async function openSpares(
   }
   const ordered = description.spares.flatMap((spare) => bySpareIndex.get(spare.index) ?? []);
   const stores = ordered.map((entry) => entry.store);
+  if (options.repair ?? true) await completeSpareLists(stores, description);
   const tables = mergeViews(stores, description.spares.length);
   if (options.repair ?? true) await completeViews(stores, description, tables);
   return { description, stores, reports: ordered.map((entry) => entry.report), missing };
+}
+
+/**
+ * Whether a spare given to assembly is left out of the setup: one that left
+ * it (`removed`, its metadata not yet erased when a crash came), or one whose
+ * `spare add` was cut short before any spare listed it (generation 0, see
+ * `RemapDevice.addSpare`). Neither holds a block of the setup.
+ */
+function leftOut(payload: SuperblockPayload, description: SuperblockPayload): boolean {
+  if (payload.setup.uuid !== description.setup.uuid) return false;
+  const recorded = description.spares[payload.spareIndex];
+  if (recorded === undefined || recorded.uuid !== payload.spares[payload.spareIndex]!.uuid) {
+    return payload.setup.generation === 0;
+  }
+  return recorded.state === "removed";
+}
+
+/**
+ * Lists on every spare the spares that joined the setup (`spare add`) where
+ * a crash came before its list was written: the description, the newest
+ * list, names them all.
+ */
+async function completeSpareLists(
+  stores: readonly SpareStore[],
+  description: SuperblockPayload,
+): Promise<void> {
+  for (const store of stores) {
+    if (store.payload.spares.length < description.spares.length) {
+      await store.joinSpares(description.spares, description.setup.generation);
+    }
+  }
 }
 
 /**
@@ -138,8 +173,12 @@ async function completeViews(
   const present = new Set(stores.map((store) => store.payload.spareIndex));
   const slotsTotal = stores.reduce((sum, store) => sum + store.payload.layout.slotCount, 0) +
     description.spares.filter((record) => !present.has(record.index)).reduce(
+      // A removed spare's slots are all known (and vacated); it takes no more.
       (sum, record) =>
-        sum + (computeLayout(record.sizeBytes, description.setup.blockBytes)?.slotCount ?? 0),
+        sum +
+        (record.state === "removed"
+          ? tables[record.index]!.length
+          : computeLayout(record.sizeBytes, description.setup.blockBytes)?.slotCount ?? 0),
       0,
     );
   // A spare back after the setup ran without it is brought up to date too.
@@ -242,7 +281,9 @@ export function assembleSetup(
     return Promise.reject(error);
   }
   const members: SpareMember[] = description.spares.map((record) => {
-    const store = spares.stores.find((each) => each.payload.spareIndex === record.index);
+    const store = record.state === "removed"
+      ? undefined
+      : spares.stores.find((each) => each.payload.spareIndex === record.index);
     if (store !== undefined) {
       // A spare that was missing is up to date again (openSpares' resync): it serves again.
       const state = record.state === "missing" ? "active" : record.state;
@@ -262,7 +303,7 @@ export function assembleSetup(
       ),
       store: undefined,
       layout: missingSpareLayout(record, description),
-      state: record.state === "failed" ? "failed" : "missing",
+      state: record.state === "failed" || record.state === "removed" ? record.state : "missing",
     };
   });
   return Promise.resolve(

@@ -31,6 +31,7 @@ import { serveCommand } from "./commands/serve.ts";
 import { statusCommand } from "./commands/status.ts";
 import { healthCommand } from "./commands/health.ts";
 import { scanCommand } from "./commands/scan.ts";
+import { spareCommand } from "./commands/spare.ts";
 import { stopCommand } from "./commands/stop.ts";
 import type { CliOutput, CommandInput } from "./command.ts";
 
@@ -152,6 +153,19 @@ const COMMANDS: Record<string, Command> = {
     usage: "scan <name> start|stop|status [--api-socket <path> | --api-url <url>] [--json]",
     options: { "api-socket": { type: "string" }, "api-url": { type: "string" }, ...JSON_OPTION },
     run: scanCommand,
+  },
+  spare: {
+    summary: "add, remove or replace a spare of a running setup (blocks migrate, resumable)",
+    usage: "spare add <name> <dev> [--force] | spare remove <name> <dev> | " +
+      "spare replace <name> <old> <new> [--force]\n" +
+      "       [--api-socket <path> | --api-url <url>] [--json]",
+    options: {
+      "api-socket": { type: "string" },
+      "api-url": { type: "string" },
+      ...FORCE_OPTION,
+      ...JSON_OPTION,
+    },
+    run: spareCommand,
   },
   health: {
     summary: "show a running setup's health: score, worst regions first, with their inputs",

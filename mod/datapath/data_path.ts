@@ -51,6 +51,11 @@ import {
   type WorkerSetup,
 } from "./messages.ts";
 
+/** A planned run on a spare whose descriptor this connection does not hold. */
+class SpareNotHeld extends Error {
+  override name = "SpareNotHeld";
+}
+
 /** Takes the messages the engine's thread posts, in order. */
 export class MessageQueue {
   #queued: ToWorker[] = [];
@@ -169,7 +174,12 @@ export class DataPath<R extends PathRequest> {
     };
     this.#planner = new RequestPlanner({
       blockBytes: setup.blockBytes,
-      layoutOf: (spareIndex) => this.#spareAt(spareIndex).layout,
+      layoutOf: (spareIndex) => {
+        // A spare that joined after this connection started: its runs go to the engine.
+        const spare = this.#setup.spares[spareIndex];
+        if (spare === undefined) throw new SpareNotHeld();
+        return spare.layout;
+      },
       segmentsMax: VECTOR_SEGMENTS_MAX,
     });
     const eventFd = createEventFd();
@@ -304,7 +314,14 @@ export class DataPath<R extends PathRequest> {
       this.#state.leave();
       return "engine";
     }
-    const runs = this.#planner.plan({ offsetBytes, lengthBytes }, this.#state);
+    let runs: Run[];
+    try {
+      runs = this.#planner.plan({ offsetBytes, lengthBytes }, this.#state);
+    } catch (error) {
+      if (!(error instanceof SpareNotHeld)) throw error;
+      this.#state.leave();
+      return "engine";
+    }
     // Payloads and read buffers start on an O_DIRECT boundary, so a piece is
     // aligned exactly when its offset in the request is. The engine's device
     // layer bounces unaligned pieces.
@@ -370,8 +387,13 @@ export class DataPath<R extends PathRequest> {
 
   /** Flush: fdatasync of the main disk and every spare, through the queue. */
   #startFlush(request: R): void {
-    const fds = [this.#setup.main.fd, ...this.#setup.spares.map((spare) => spare.fd)];
-    if (this.#state.failed || fds.length > this.#io.free || this.#isLeftToDevice("flush", 0, 0)) {
+    // Spares by index: a removed one leaves a hole, which flatMap skips.
+    const fds = [this.#setup.main.fd, ...this.#setup.spares.flatMap((spare) => [spare.fd])];
+    if (
+      this.#state.failed || fds.length > this.#io.free || this.#isLeftToDevice("flush", 0, 0) ||
+      // A spare joined since this connection started: only the engine holds its descriptor.
+      this.#state.spareCount > this.#setup.spares.length
+    ) {
       return this.#forward(request);
     }
     request.piecesLeft = fds.length;

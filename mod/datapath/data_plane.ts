@@ -204,6 +204,16 @@ export class DataPlane {
     return [...this.#connections].map((connection, index) => connection.describe(index + 1));
   }
 
+  /**
+   * Gives connections from now on the descriptor of a spare that joined the
+   * setup while serving. Connections already running go without it: their
+   * requests touching its slots, and their flushes, go to the engine.
+   */
+  addSpare(spare: SpareHandle): void {
+    assert(this.#options.spares[spare.index] === undefined, "a spare joins once");
+    this.#options.spares[spare.index] = spare;
+  }
+
   /** Stops following the engine's gate; every connection must be over. */
   close(): void {
     assert(this.#connections.size === 0, "the data plane closes after its connections");

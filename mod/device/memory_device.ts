@@ -96,14 +96,23 @@ export class MemoryDevice implements Device {
   }
 
   /**
+   * What a power cut now would leave, as a new device, while this one keeps
+   * running: a crash image taken in the middle of work (tests take several).
+   */
+  durableImage(): MemoryDevice {
+    const image = new MemoryDevice(this.name, this.sizeBytes);
+    image.#volatile.set(this.#durable);
+    image.#durable.set(this.#durable);
+    return image;
+  }
+
+  /**
    * Simulates power loss: everything written since the last flush is lost.
    * Returns a new open device holding the durable image; this one fails every
    * later request with EIO, so work still running above it cannot reach the survivor.
    */
   crash(): MemoryDevice {
-    const survivor = new MemoryDevice(this.name, this.sizeBytes);
-    survivor.#volatile.set(this.#durable);
-    survivor.#durable.set(this.#durable);
+    const survivor = this.durableImage();
     this.#poweredOff = true;
     return survivor;
   }

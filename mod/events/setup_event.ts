@@ -159,6 +159,9 @@ export function zeroEventCounts(): Record<SetupEventType, number> {
     "read-error": 0,
     "remap-failed": 0,
     "spare-failed": 0,
+    "spare-added": 0,
+    "spare-draining": 0,
+    "spare-removed": 0,
     "degraded": 0,
     "main-failed": 0,
     "started": 0,
@@ -187,6 +190,12 @@ export function describeEvent(event: RecordedEvent): string {
       return `could not remap block ${event.blockIndex}: ${event.reason}`;
     case "spare-failed":
       return `spare ${event.spareIndex} failed and takes no new remaps: ${event.reason}`;
+    case "spare-added":
+      return `spare ${event.spareIndex} "${event.path}" joined the setup with ${event.slotCount} slots`;
+    case "spare-draining":
+      return `spare ${event.spareIndex} is being removed: its ${event.blocks} blocks move to the other spares`;
+    case "spare-removed":
+      return `spare ${event.spareIndex} left the setup after ${event.blocksMoved} blocks moved off it`;
     case "degraded":
       return `setup degraded: ${event.reason}`;
     case "main-failed":

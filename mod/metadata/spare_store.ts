@@ -59,6 +59,7 @@ import {
   FORMAT_VERSION,
   type Migration,
   MIGRATIONS,
+  type SpareRecord,
   type SuperblockPayload,
   type TableState,
   type ValidCopy,
@@ -594,6 +595,40 @@ export class SpareStore {
     this.#peers = tables.map((table, index) => index === spareIndex ? [] : [...table]);
     assert(this.#slotBlocks.length <= this.#payload.layout.slotCount, "no more slots than exist");
     await this.#checkpoint();
+  }
+
+  /**
+   * Records spares that joined the setup (`spare add`): `records` is the
+   * setup's whole list, of which this spare's list is a prefix. A new spare
+   * holds no slots yet, so its peer entries are 0 and the peer section and
+   * its CRC stay as they are: only the copies change, with `generation`.
+   */
+  async joinSpares(records: readonly SpareRecord[], generation: number): Promise<void> {
+    const known = this.#payload.spares.length;
+    assert(records.length > known, "spares join at the end of the list");
+    assert(
+      this.#payload.spares.every((record, index) => record.uuid === records[index]!.uuid),
+      "the list only grows",
+    );
+    await this.writeMetadata((payload) => {
+      payload.spares = structuredClone([...records]);
+      payload.table.peerEntries = records.map((_, index) => payload.table.peerEntries[index] ?? 0);
+      payload.setup.generation = generation;
+    });
+    while (this.#peers.length < records.length) this.#peers.push([]);
+  }
+
+  /**
+   * Erases what makes this device a spare (the five copies and the log's first
+   * sector, where a salvage would look), after it left the setup: the disk can
+   * then be used again, and no later assembly or discovery takes it for a member.
+   */
+  async erase(): Promise<void> {
+    for (const sector of COPY_SECTORS) {
+      await this.device.write(new Uint8Array(COPY_BYTES), sector * SECTOR_BYTES);
+    }
+    await this.device.write(new Uint8Array(SECTOR_BYTES), this.#payload.layout.logOffsetBytes);
+    await this.device.flush();
   }
 
   /** Folds the log into a checkpoint now (also done on demand when the log is full). */

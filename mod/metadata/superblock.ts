@@ -60,6 +60,9 @@ export interface ServingMarker {
   startedMs: number;
 }
 
+/** The states of a spare's record (see {@link SpareRecord}). */
+export type SpareRecordState = "active" | "failed" | "missing" | "draining" | "removed";
+
 /** One spare as the setup knows it. */
 export interface SpareRecord {
   index: number;
@@ -71,8 +74,13 @@ export interface SpareRecord {
    * `failed`: no new slots are taken from it; its existing slots stay mapped.
    * `missing` (version 2): the setup was served without it; like `failed`
    * while away, and active again once it is back and brought up to date.
+   * `draining` (version 2, `spare remove`): its blocks are being moved to the
+   * other spares; it takes no new slots but keeps its metadata, and an open
+   * finds the removal to resume.
+   * `removed` (version 2): its blocks all moved away and it left the setup;
+   * its index stays taken, so log records and peer sections keep their owners.
    */
-  state: "active" | "failed" | "missing";
+  state: SpareRecordState;
 }
 
 /** Where this spare's remap table stands. */

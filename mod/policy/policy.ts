@@ -53,7 +53,7 @@ export interface PolicySettings {
 /** One spare as policies see it. */
 export interface PolicySpare {
   index: number;
-  state: "active" | "failed" | "missing";
+  state: "active" | "failed" | "missing" | "draining" | "removed";
   usedPercent: number;
   /** I/O errors on its slots since the engine started. */
   errors: number;

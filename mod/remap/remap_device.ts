@@ -36,21 +36,34 @@ import { setImmediate } from "node:timers";
 import { assert } from "../assert.ts";
 import { bytesEqual } from "../bytes_equal.ts";
 import {
+  MIGRATION_CHUNK_BLOCKS,
   PENDING_MAX,
   READ_RETRIES_DEFAULT,
   READ_RETRIES_MAX,
   REMAP_BATCH_MAX,
   SECTOR_BYTES,
+  SPARES_MAX,
 } from "../constants.ts";
 import type { ByteRange, Device, WriteOptions, WriteZeroesOptions } from "../device/device.ts";
 import { isRangeInside } from "../device/device.ts";
-import { DeviceIoError, isDeviceGone, SetupMismatchError } from "../errors.ts";
+import {
+  DeviceIoError,
+  isDeviceGone,
+  RefusedError,
+  SetupMismatchError,
+  UsageError,
+} from "../errors.ts";
 import { mergeViews } from "../metadata/setup_tables.ts";
 import { VACATED } from "../metadata/checkpoint.ts";
-import { slotOffsetBytes } from "../metadata/spare_layout.ts";
-import type { CopyReport } from "../metadata/spare_store.ts";
+import { slotOffsetBytes, type SpareLayout } from "../metadata/spare_layout.ts";
+import { type CopyReport, SpareStore } from "../metadata/spare_store.ts";
 import type { ScrubReport } from "../metadata/spare_store.ts";
-import type { ServingMarker } from "../metadata/superblock.ts";
+import {
+  EMPTY_CRC32C,
+  type ServingMarker,
+  type SpareRecord,
+  type SuperblockPayload,
+} from "../metadata/superblock.ts";
 import { IoGate } from "./io_gate.ts";
 import { type PlanSource, RequestPlanner, type Run } from "./plan.ts";
 import { RemapTable, type SlotLocation } from "./remap_table.ts";
@@ -65,6 +78,9 @@ export type RemapEvent =
   | { type: "read-error"; offsetBytes: number; lengthBytes: number }
   | { type: "remap-failed"; blockIndex: number; reason: string }
   | { type: "spare-failed"; spareIndex: number; reason: string }
+  | { type: "spare-added"; spareIndex: number; path: string; slotCount: number }
+  | { type: "spare-draining"; spareIndex: number; blocks: number }
+  | { type: "spare-removed"; spareIndex: number; blocksMoved: number }
   | { type: "degraded"; reason: string }
   | { type: "main-failed"; reason: string };
 
@@ -144,6 +160,31 @@ export interface ScanRun extends ByteRange {
   readable: boolean;
 }
 
+/** Where the removal of a spare stands (`spare remove`), for the API and the CLI. */
+export interface SpareMigration {
+  spareIndex: number;
+  /** `running` until every block moved (`done`), or until it cannot go on (`failed`, see `error`). */
+  state: "running" | "done" | "failed";
+  /** Blocks on the spare when this migration (or its resumption) began. */
+  blocksTotal: number;
+  blocksMoved: number;
+  /** Blocks whose slot could not be read or placed; they stay on the spare. */
+  blocksFailed: number;
+  startedMs: number;
+  /** When it ended. */
+  endedMs?: number;
+  error?: string;
+}
+
+/** What a spare joining the setup is (`spare add`); {@link RemapDevice.addSpare} formats it. */
+export interface JoiningSpare {
+  device: Device;
+  /** Canonical path, as the setup records it. */
+  path: string;
+  /** Its layout, with room in every spare's checkpoint for its slots (`assembly/add_spare.ts`). */
+  layout: SpareLayout;
+}
+
 /** The remapped block device. */
 export class RemapDevice implements Device {
   readonly name: string;
@@ -198,6 +239,10 @@ export class RemapDevice implements Device {
   #closing = false;
   /** The evacuation started by a spare's failure, if any. */
   #evacuating: Promise<void> | undefined;
+  /** The removal of a spare in progress or last ended, if any. */
+  #migration: SpareMigration | undefined;
+  /** Its run, awaited by close. */
+  #migrating: Promise<void> | undefined;
 
   /**
    * Builds the engine from an opened main disk and opened spares, which a
@@ -251,10 +296,19 @@ export class RemapDevice implements Device {
         }
       });
     });
+    // A remapped block is pending only while its slot is on a spare that is
+    // not active and could not be read (it moves with its next write).
     this.#pending = new Set(
-      (options.pending ?? []).filter((blockIndex) => !this.#table.has(blockIndex)),
+      (options.pending ?? []).filter((blockIndex) => {
+        const location = this.#table.lookup(blockIndex);
+        return location === undefined || spares[location.spareIndex]!.state !== "active";
+      }),
     );
-    for (const spare of spares.filter((member) => member.store === undefined)) {
+    for (
+      const spare of spares.filter((member) =>
+        member.store === undefined && member.state !== "removed"
+      )
+    ) {
       // Recorded as failed with the next state write: it takes no slots and no metadata.
       this.#metadataDirty = this.#setupStateChanged = true;
       this.#onEvent({
@@ -265,6 +319,7 @@ export class RemapDevice implements Device {
       this.#degrade(`${spare.device.name} is missing`);
     }
     this.#shared = new EngineStatePublisher(this.#table);
+    this.#shared.publishSpareCount(spares.length);
     this.#shared.publishPending(this.#pending);
     this.#planner = new RequestPlanner({
       blockBytes,
@@ -287,6 +342,9 @@ export class RemapDevice implements Device {
         pending,
       },
     };
+    // A removal that a crash or a stop interrupted goes on (its intent is in the metadata).
+    const draining = spares.find((member) => member.state === "draining");
+    if (draining !== undefined) this.#startMigration(draining.index);
   }
 
   /** The table, pending list and gate as other threads see them. */
@@ -374,6 +432,283 @@ export class RemapDevice implements Device {
   /** The spares new remaps avoid, by index. */
   get allocationStopped(): readonly number[] {
     return this.#spares.allocationStopped;
+  }
+
+  /**
+   * Adds a spare while serving (`spare add`): formats it with the setup's
+   * description and every spare's table as it stands, then lists it in every
+   * working spare's metadata (the next generation), and only then lets it take
+   * slots. All of it runs in the metadata queue, so no remap is logged while
+   * the new spare's view is being made.
+   *
+   * Crash safety: the new spare is formatted with generation 0, below every
+   * real one, so an add cut short before the others list it is never taken as
+   * the setup's description (assembly leaves such a disk out); once one spare
+   * lists it, assembly lists it on the others too (`openSpares`).
+   *
+   * The caller checked the device (identity, size, in use, contents) and
+   * computed its layout so every spare's checkpoints hold its slots.
+   *
+   * @returns The new spare's index.
+   * @throws {UsageError} When the setup has SPARES_MAX spares already.
+   */
+  addSpare(joining: JoiningSpare): Promise<number> {
+    assert(!this.#closed, `setup "${this.name}" is open`);
+    assert(joining.layout.blockBytes === this.blockBytes, "the setup's block size");
+    return this.#serializeMetadata(async () => {
+      const index = this.#spares.members.length;
+      if (index >= SPARES_MAX) {
+        throw new UsageError(
+          `Cannot add a spare to setup "${this.name}": it has ${SPARES_MAX} spares already ` +
+            `(removed ones keep their place); remove none, use another setup`,
+        );
+      }
+      const model = this.#spares.working[0];
+      if (model === undefined) {
+        throw new RefusedError(
+          joining.path,
+          `Cannot add a spare to setup "${this.name}": no spare of it works to copy the setup ` +
+            `from; nothing was written`,
+        );
+      }
+      const records: SpareRecord[] = [
+        ...this.#spareRecords(model.store.payload.spares),
+        {
+          index,
+          uuid: crypto.randomUUID(),
+          path: joining.path,
+          sizeBytes: joining.device.sizeBytes,
+          role: "spare",
+          state: "active",
+        },
+      ];
+      const payload = structuredClone(model.store.payload) as SuperblockPayload;
+      payload.setup.generation = 0;
+      delete payload.setup.serving;
+      payload.spares = records;
+      payload.spareIndex = index;
+      payload.layout = joining.layout;
+      payload.table = {
+        checkpointRegion: 0,
+        checkpointEntries: 0,
+        checkpointCrc32c: 0,
+        logStartSequence: 1,
+        peerEntries: records.map(() => 0),
+        peerCrc32c: EMPTY_CRC32C,
+      };
+      const store = await SpareStore.format(joining.device, payload);
+      const tables = mergeViews(this.#spares.working.map((spare) => spare.store), index);
+      await store.resync([...tables, []]);
+      const generation = this.#nextGeneration();
+      for (const spare of this.#spares.working) {
+        try {
+          await spare.store.joinSpares(records, generation);
+        } catch (error) {
+          if (!isIoError(error) && !isDeviceGone(error)) throw error;
+          this.#failSpare(spare, error.message);
+        }
+      }
+      this.#spares.add({
+        index,
+        device: joining.device,
+        store,
+        layout: joining.layout,
+        state: "active",
+      });
+      this.#slotsUsed.push(0);
+      // Before any slot of it is mapped: workers without its descriptor send flushes here.
+      this.#shared.publishSpareCount(index + 1);
+      this.#onEvent({
+        type: "spare-added",
+        spareIndex: index,
+        path: joining.path,
+        slotCount: joining.layout.slotCount,
+      });
+      this.#metadataDirty = this.#setupStateChanged = true;
+      await this.#writeSetupState();
+      return index;
+    });
+  }
+
+  /**
+   * Removes a spare while serving (`spare remove`): its blocks move to the
+   * other spares through the evacuation's path (each read from its slot,
+   * written to a new one, read back and compared, then logged as moved, under
+   * the exclusive gate, so a client write racing the move wins), and only
+   * when none is left is it recorded as removed on every other spare and its
+   * own metadata erased. The intent (`draining`) is recorded first, so an
+   * open after a crash or a stop resumes the migration.
+   *
+   * @returns The migration's progress; it goes on in the background ({@link migration}).
+   * @throws {RefusedError} When the other spares lack free slots for its blocks
+   *   (saying how many), or it is not an active spare; nothing was changed then.
+   */
+  removeSpare(spareIndex: number): Promise<SpareMigration> {
+    assert(!this.#closed, `setup "${this.name}" is open`);
+    return this.#serializeMetadata(async () => {
+      const spare = this.#spares.members[spareIndex];
+      if (spare === undefined || spare.state === "removed") {
+        throw new UsageError(
+          `Setup "${this.name}" has no spare ${spareIndex} to remove; see dm-remap status`,
+        );
+      }
+      const running = this.#migration;
+      if (running?.state === "running") {
+        if (running.spareIndex === spareIndex) return { ...running };
+        throw new RefusedError(
+          spare.device.name,
+          `Cannot remove spare ${spareIndex} of setup "${this.name}": spare ` +
+            `${running.spareIndex} is being removed; wait for that to finish`,
+        );
+      }
+      if (spare.state === "draining") {
+        this.#startMigration(spareIndex);
+        return { ...this.#migration! };
+      }
+      if (spare.state !== "active") {
+        throw new RefusedError(
+          spare.device.name,
+          `Cannot remove spare ${spareIndex} ("${spare.device.name}") of setup "${this.name}": ` +
+            `it is ${spare.state}; its readable blocks are evacuated by themselves`,
+        );
+      }
+      const others = this.#spares.members.filter((member) =>
+        member.index !== spareIndex && member.state === "active"
+      );
+      if (others.length === 0) {
+        throw new RefusedError(
+          spare.device.name,
+          `Cannot remove spare ${spareIndex} ("${spare.device.name}") of setup "${this.name}": ` +
+            `it is the last active spare, and a setup needs one to remap to. Add another first ` +
+            `(dm-remap spare add), or use spare replace; nothing was changed`,
+        );
+      }
+      const blocks = this.#blocksOn(spareIndex).length;
+      const free = this.#spares.members
+        .filter((member) => member.index !== spareIndex && member.state === "active")
+        .reduce((sum, member) => sum + member.layout.slotCount - this.#slotsUsed[member.index]!, 0);
+      if (free < blocks) {
+        throw new RefusedError(
+          spare.device.name,
+          `Cannot remove spare ${spareIndex} ("${spare.device.name}") of setup "${this.name}": ` +
+            `its ${blocks} remapped blocks need ${blocks} free slots on the other spares, which ` +
+            `have ${free}: ${blocks - free} slots (${(blocks - free) * this.blockBytes} bytes) ` +
+            `are missing. Add a spare first (dm-remap spare add), or use spare replace; ` +
+            `nothing was changed`,
+        );
+      }
+      this.#spares.markDraining(spareIndex);
+      this.#onEvent({ type: "spare-draining", spareIndex, blocks });
+      this.#metadataDirty = this.#setupStateChanged = true;
+      await this.#writeSetupState();
+      this.#startMigration(spareIndex);
+      return { ...this.#migration! };
+    });
+  }
+
+  /** The removal of a spare in progress, or the last one that ended. */
+  get migration(): SpareMigration | undefined {
+    return this.#migration && { ...this.#migration };
+  }
+
+  /** Starts (or resumes) moving a draining spare's blocks away, in the background. */
+  #startMigration(spareIndex: number): void {
+    this.#migration = {
+      spareIndex,
+      state: "running",
+      blocksTotal: this.#blocksOn(spareIndex).length,
+      blocksMoved: 0,
+      blocksFailed: 0,
+      startedMs: Date.now(),
+    };
+    const migration = this.#migration;
+    const run = this.#migrate(migration).catch((error) => {
+      if (!isIoError(error) && !isDeviceGone(error)) throw error;
+      migration.state = "failed";
+      migration.error = error.message;
+      migration.endedMs = Date.now();
+    });
+    this.#migrating = (this.#migrating ?? Promise.resolve()).then(() => run);
+  }
+
+  async #migrate(migration: SpareMigration): Promise<void> {
+    const { spareIndex } = migration;
+    const unmovable = new Set<number>();
+    for (;;) {
+      // Blocks a client rewrote meanwhile moved with that write; a closing
+      // engine leaves the rest to the next open, which resumes.
+      if (this.#closing) return;
+      const spare = this.#spares.get(spareIndex);
+      if (spare.state !== "draining") {
+        migration.state = "failed";
+        migration.error = `spare ${spareIndex} is ${spare.state} now; its readable blocks are ` +
+          `evacuated as a failed spare's`;
+        migration.endedMs = Date.now();
+        return;
+      }
+      const chunk = this.#blocksOn(spareIndex).filter((block) => !unmovable.has(block))
+        .slice(0, MIGRATION_CHUNK_BLOCKS);
+      if (chunk.length === 0) break;
+      const results = await Promise.allSettled(this.#enqueue(chunk.map((blockIndex) => ({
+        blockIndex,
+        startInBlock: 0,
+        data: new Uint8Array(0),
+      }))));
+      results.forEach((result, i) => {
+        // A block that moved by a racing client write counts as moved too.
+        if (
+          result.status === "fulfilled" || this.#table.lookup(chunk[i]!)?.spareIndex !== spareIndex
+        ) {
+          migration.blocksMoved++;
+        } else {
+          migration.blocksFailed++;
+          unmovable.add(chunk[i]!);
+        }
+      });
+    }
+    if (unmovable.size > 0) {
+      migration.state = "failed";
+      migration.error = `${unmovable.size} blocks could not be moved off spare ${spareIndex} ` +
+        `(its slots are unreadable, or no other spare had room); they stay on it, and it stays ` +
+        `draining: run spare remove again once the cause is fixed`;
+      migration.endedMs = Date.now();
+      return;
+    }
+    await this.#serializeMetadata(async () => {
+      const spare = this.#spares.get(spareIndex);
+      if (spare.state !== "draining" || this.#blocksOn(spareIndex).length > 0) return;
+      const store = spare.store!;
+      this.#spares.markRemoved(spareIndex);
+      this.#metadataDirty = this.#setupStateChanged = true;
+      await this.#writeSetupState();
+      // Every other spare records it removed: its own metadata can go.
+      await store.erase().catch(ignoreIoError);
+      migration.state = "done";
+      migration.endedMs = Date.now();
+      this.#onEvent({ type: "spare-removed", spareIndex, blocksMoved: migration.blocksMoved });
+    });
+  }
+
+  /** Blocks whose slot is on spare `spareIndex`. */
+  #blocksOn(spareIndex: number): number[] {
+    const blocks: number[] = [];
+    this.#table.forEach((blockIndex, location) => {
+      if (location.spareIndex === spareIndex) blocks.push(blockIndex);
+    });
+    return blocks;
+  }
+
+  /** The spare list as the metadata records it, with each spare's state now. */
+  #spareRecords(recorded: readonly SpareRecord[]): SpareRecord[] {
+    return this.#spares.members.map((member) => ({
+      ...structuredClone(recorded[member.index]!),
+      state: member.state,
+    }));
+  }
+
+  #nextGeneration(): number {
+    return Math.max(...this.#spares.present.map((spare) => spare.store.payload.setup.generation)) +
+      1;
   }
 
   /** Slots of spare `spareIndex` that hold a block, as the setup's tables say. */
@@ -498,7 +833,9 @@ export class RemapDevice implements Device {
     return this.#answer("read", range, () =>
       this.#gate.shared(async () => {
         await settleAll(
-          this.#plan(offsetBytes, buffer.length, false).map((run) => this.#readRun(buffer, run)),
+          this.#plan(offsetBytes, buffer.length, false).map((run) =>
+            this.#readRun(buffer, run, offsetBytes)
+          ),
         );
         this.counters.bytesRead += buffer.length;
       }));
@@ -558,8 +895,7 @@ export class RemapDevice implements Device {
       await settleAll([
         this.#onMain(() => this.#main.flush()),
         // A failed spare takes no writes, so nothing on it waits for a flush.
-        ...this.#spares.members.filter((spare) => spare.state === "active")
-          .map((spare) => this.#onSpare(spare, () => spare.device.flush())),
+        ...this.#spares.working.map((spare) => this.#onSpare(spare, () => spare.device.flush())),
       ]);
     });
   }
@@ -579,7 +915,8 @@ export class RemapDevice implements Device {
     if (this.#closed) return;
     this.#closing = true;
     await this.#evacuating;
-    await this.#draining;
+    await this.#migrating;
+    while (this.#draining !== undefined) await this.#draining;
     if (this.#serving !== undefined) {
       this.#serving = undefined;
       this.#metadataDirty = true;
@@ -641,7 +978,7 @@ export class RemapDevice implements Device {
     const spare = this.#spareAt(spareIndex);
     // Checked in the queue: a commit ahead of the scrub may fail the spare.
     return this.#serializeMetadata(() =>
-      spare.state === "active" && spare.store !== undefined
+      (spare.state === "active" || spare.state === "draining") && spare.store !== undefined
         ? spare.store.scrub()
         : Promise.resolve(undefined)
     );
@@ -685,7 +1022,7 @@ export class RemapDevice implements Device {
     try {
       return await io();
     } catch (error) {
-      if (isDeviceGone(error) && spare.state === "active") {
+      if (isDeviceGone(error) && (spare.state === "active" || spare.state === "draining")) {
         this.#failSpare(spare, error.message);
         // Outside a group commit nothing else writes the setup's state soon.
         this.#scheduleMetadata();
@@ -714,16 +1051,21 @@ export class RemapDevice implements Device {
     return this.#spares.get(spareIndex);
   }
 
-  async #readRun(buffer: Uint8Array, run: Run): Promise<void> {
+  async #readRun(buffer: Uint8Array, run: Run, requestOffsetBytes: number): Promise<void> {
     const target = buffer.subarray(run.bufferOffset, run.bufferOffset + run.lengthBytes);
     if (run.kind === "slot") {
       const spare = this.#spareAt(run.spareIndex);
-      await this.#onSpare(spare, () => spare.device.read(target, run.offsetBytes)).catch(
-        (error) => {
-          if (isIoError(error)) this.#spares.noteError(spare.index);
-          throw error;
-        },
-      );
+      try {
+        await this.#onSpare(spare, () => spare.device.read(target, run.offsetBytes));
+      } catch (error) {
+        if (!isIoError(error)) throw error;
+        this.#spares.noteError(spare.index);
+        this.counters.readErrors++;
+        if (spare.state !== "active") {
+          await this.#markUnreadableSlots(spare, run, requestOffsetBytes + run.bufferOffset);
+        }
+        throw error;
+      }
       return;
     }
     try {
@@ -754,6 +1096,35 @@ export class RemapDevice implements Device {
       } catch (error) {
         if (!isIoError(error) || attempt >= this.#readRetries) throw error;
       }
+    }
+  }
+
+  /**
+   * After a slot run on a failed or draining spare failed, finds which of its
+   * blocks cannot be read there and records them as pending, as a main-disk
+   * block that cannot be read is: the read was EIO, and the block's next
+   * write moves it to another spare (never invented data in between).
+   */
+  async #markUnreadableSlots(
+    spare: SpareMember,
+    run: ByteRange,
+    clientOffsetBytes: number,
+  ): Promise<void> {
+    for (let done = 0; done < run.lengthBytes;) {
+      const blockIndex = Math.floor((clientOffsetBytes + done) / this.blockBytes);
+      const pieceBytes = Math.min(
+        run.lengthBytes - done,
+        (blockIndex + 1) * this.blockBytes - (clientOffsetBytes + done),
+      );
+      const failed = await spare.device.read(new Uint8Array(pieceBytes), run.offsetBytes + done)
+        .then(() => false, (error) => isIoError(error) ? true : Promise.reject(error));
+      if (failed && !this.#pending.has(blockIndex)) {
+        this.#pending.add(blockIndex);
+        this.#shared.publishPending(this.#pending);
+        this.#onEvent({ type: "pending", blockIndex });
+        this.#scheduleMetadata();
+      }
+      done += pieceBytes;
     }
   }
 
@@ -914,8 +1285,9 @@ export class RemapDevice implements Device {
    */
   async evacuate(): Promise<{ moved: number; failed: number }> {
     const failedSpares = new Set(
-      this.#spares.members.filter((spare) => spare.state === "failed" && spare.store)
-        .map((spare) => spare.index),
+      this.#spares.members.filter((spare) =>
+        (spare.state === "failed" || spare.state === "draining") && spare.store
+      ).map((spare) => spare.index),
     );
     const blocks: number[] = [];
     this.#table.forEach((blockIndex, location) => {
@@ -943,12 +1315,23 @@ export class RemapDevice implements Device {
     const done = blockWrites.map((blockWrite) =>
       new Promise<void>((resolve, reject) => this.#queue.push({ ...blockWrite, resolve, reject }))
     );
-    // Start after the requests already read from the sockets have run, so the
-    // failures of one burst share one group commit instead of one each.
+    this.#startDraining();
+    return done;
+  }
+
+  /**
+   * Starts the group commits unless they run. Started after the requests
+   * already read from the sockets have run, so the failures of one burst
+   * share one group commit instead of one each; started again when requests
+   * were queued between the last batch and the end of the run.
+   */
+  #startDraining(): void {
     this.#draining ??= new Promise((resolve) => setImmediate(resolve))
       .then(() => this.#drainQueue())
-      .finally(() => this.#draining = undefined);
-    return done;
+      .finally(() => {
+        this.#draining = undefined;
+        if (this.#queue.length > 0) this.#startDraining();
+      });
   }
 
   async #drainQueue(): Promise<void> {
@@ -992,9 +1375,14 @@ export class RemapDevice implements Device {
     for (const [blockIndex, requests] of byBlock) {
       const location = this.#table.lookup(blockIndex);
       if (location && this.#spareAt(location.spareIndex).state === "active") {
-        // A relocation of a block a client write remapped meanwhile has nothing left to do.
-        await this.#writeIntoSlot(blockIndex, requests.filter((request) => !request.relocation));
-        requests.filter((request) => request.relocation).forEach((request) => request.resolve());
+        // A relocation of a block a client write remapped meanwhile, or a move
+        // (evacuation, migration) of a block that moved already, has nothing
+        // left to do: only requests with data of their own are written.
+        const writes = requests.filter((request) => request.data.length > 0);
+        await this.#writeIntoSlot(blockIndex, writes);
+        requests.filter((request) => request.data.length === 0).forEach((request) =>
+          request.resolve()
+        );
         byBlock.delete(blockIndex);
         continue;
       }
@@ -1230,7 +1618,9 @@ export class RemapDevice implements Device {
       }
       const error = result.reason;
       if (!isIoError(error) && !isDeviceGone(error)) throw error;
-      if (logger.state === "active") this.#failSpare(logger, (error as Error).message);
+      if (logger.state === "active" || logger.state === "draining") {
+        this.#failSpare(logger, (error as Error).message);
+      }
     });
     return made;
   }
@@ -1308,8 +1698,7 @@ export class RemapDevice implements Device {
     const setupStateChanged = this.#setupStateChanged;
     this.#setupStateChanged = false;
     const pending = this.pendingBlocks.slice(0, PENDING_MAX);
-    const generation =
-      Math.max(...this.#spares.present.map((spare) => spare.store.payload.setup.generation)) + 1;
+    const generation = this.#nextGeneration();
     for (const spare of this.#spares.working) {
       try {
         await spare.store.writeMetadata((payload) => {

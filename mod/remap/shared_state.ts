@@ -41,6 +41,11 @@ const CONTROL = {
   FAILED: 4,
   /** Requests the workers have let in so far (wraps at 2^31): the scanner's sign of load. */
   REQUESTS: 5,
+  /**
+   * Spares of the setup, as many as joined while serving too: a worker that
+   * holds fewer descriptors sends flushes to the engine, which flushes them all.
+   */
+  SPARES: 6,
   WORDS: 8,
 } as const;
 /** Longest wait for a worker's notification before the count is checked again. */
@@ -121,6 +126,12 @@ export class EngineStatePublisher {
     return Atomics.load(this.#control, CONTROL.REQUESTS);
   }
 
+  /** Publishes how many spares the setup has (one more after each `spare add`). */
+  publishSpareCount(count: number): void {
+    assert(count >= Atomics.load(this.#control, CONTROL.SPARES), "spares only join");
+    Atomics.store(this.#control, CONTROL.SPARES, count);
+  }
+
   /** Tells every worker that the setup failed; there is no way back. */
   markFailed(): void {
     Atomics.store(this.#control, CONTROL.FAILED, 1);
@@ -196,6 +207,11 @@ export class EngineStateReader {
     if (before === 1 && Atomics.load(this.#control, CONTROL.GATE_CLOSED) !== 0) {
       Atomics.notify(this.#control, CONTROL.INSIDE);
     }
+  }
+
+  /** Spares of the setup now (a worker's descriptors may be fewer: those joined later). */
+  get spareCount(): number {
+    return Atomics.load(this.#control, CONTROL.SPARES);
   }
 
   /** Whether the engine marked the setup failed: every request then goes to it. */

@@ -18,23 +18,22 @@
  * - Spares are numbered 0 to n-1 in order, n between 1 and `SPARES_MAX`.
  * - Every spare has the setup's one block size.
  * - A granted slot is on an `active` spare and not yet used.
- * - Only an `active` spare becomes `failed`, and never back.
+ * - Only an `active` or `draining` spare becomes `failed`, and never back;
+ *   only an `active` one starts `draining`, and only a `draining` one is
+ *   `removed`.
  *
  * Which of the spares that can take a slot is used is a
  * {@link SparePlacement}; the default, {@link inOrderPlacement}, takes the
  * lowest-numbered one, so a setup fills its spares one after another.
  *
- * Where this set grows next (spare pools), each is one method here:
- * - Adding a spare while serving: an `add(member)` that checks the next index
- *   and the block size as the constructor does and appends the member. The
- *   engine calls it while it holds its gate exclusively, after the setup's
- *   metadata listing the spare is durable and the data plane's workers hold
- *   the spare's descriptor.
- * - Draining a spare: a `draining` state (a new value of the metadata's spare
- *   state) set by a method like {@link SpareSet.markFailed}.
- *   {@link SpareSet.chooseSlots} offers only `active` spares to the
- *   placement and {@link SpareSet.working} lists every spare not failed, so a
- *   draining spare keeps its slots and its metadata but takes no new slots.
+ * - `draining` (`spare remove`): its blocks are moving to the other spares.
+ *   It keeps its metadata (it is {@link SpareSet.working}) and its slots are
+ *   still read, but it takes no new slots, and a write to one of its slots
+ *   moves the block, as for a failed spare.
+ * - `removed`: it left the setup; nothing maps to it and it takes nothing.
+ *
+ * A spare joins while serving with {@link SpareSet.add}: the next index,
+ * the setup's block size.
  *
  * @example A placement that fills the highest-numbered spare first
  * ```ts
@@ -124,6 +123,7 @@ export interface SlotGrant {
 /** A spare as the set keeps it: only the set changes a spare's state. */
 interface OwnedSpare extends SpareMember {
   state: SpareState;
+  store: SpareStore | undefined;
 }
 
 /** Options for {@link SpareSet}. */
@@ -187,9 +187,11 @@ export class SpareSet {
     return this.#members;
   }
 
-  /** The spares that take writes and metadata (the active ones), in index order. */
+  /** The spares that take metadata (the active and the draining ones), in index order. */
   get working(): readonly PresentSpare[] {
-    const working = this.#members.filter((member) => member.state === "active");
+    const working = this.#members.filter((member) =>
+      member.state === "active" || member.state === "draining"
+    );
     assert(working.every(isPresent), "an active spare is there");
     return working as PresentSpare[];
   }
@@ -289,7 +291,45 @@ export class SpareSet {
   markFailed(spareIndex: number): void {
     const spare = this.#members[spareIndex];
     assert(spare !== undefined, "a known spare fails");
-    assert(spare.state === "active", "only an active spare fails");
+    assert(spare.state === "active" || spare.state === "draining", "only a working spare fails");
     spare.state = "failed";
+  }
+
+  /**
+   * Appends a spare that joined the setup (its metadata lists every spare).
+   *
+   * @param member The next index, the setup's block size, active.
+   */
+  add(member: PresentSpare): void {
+    assert(member.index === this.#members.length, "a spare joins with the next index");
+    assert(this.#members.length < SPARES_MAX, "a setup has at most SPARES_MAX spares");
+    assert(member.layout.blockBytes === this.blockBytes, "one block size");
+    assert(member.state === "active", "a spare joins active");
+    this.#members.push({ ...member });
+    this.#errors.push(0);
+  }
+
+  /**
+   * Starts draining an active spare: no new slots from now on.
+   *
+   * @param spareIndex An active spare.
+   */
+  markDraining(spareIndex: number): void {
+    const spare = this.#members[spareIndex];
+    assert(spare !== undefined && spare.state === "active", "only an active spare drains");
+    spare.state = "draining";
+  }
+
+  /**
+   * Records that a drained spare left the setup: it takes no metadata any
+   * more, and its store is no longer the set's.
+   *
+   * @param spareIndex A draining spare that holds no block.
+   */
+  markRemoved(spareIndex: number): void {
+    const spare = this.#members[spareIndex];
+    assert(spare !== undefined && spare.state === "draining", "only a drained spare leaves");
+    spare.state = "removed";
+    spare.store = undefined;
   }
 }

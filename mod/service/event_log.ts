@@ -27,6 +27,9 @@ export function levelOfEvent(event: SetupEvent): LogLevel {
       return "notice";
     case "config-reloaded":
     case "metadata-repaired":
+    case "spare-added":
+    case "spare-draining":
+    case "spare-removed":
     case "relocated":
       return "notice";
     case "relocation-failed":
@@ -54,5 +57,8 @@ export function logFieldsOf(event: SetupEvent): Record<string, LogValue> {
   if ("needsRestart" in event) fields.needs_restart = event.needsRestart.join(",");
   if ("device" in event) fields.device = event.device;
   if ("level" in event) fields.risk = event.level;
+  if ("path" in event) fields.path = event.path;
+  if ("blocks" in event) fields.blocks = event.blocks;
+  if ("blocksMoved" in event) fields.blocks_moved = event.blocksMoved;
   return fields;
 }

@@ -36,7 +36,7 @@ import type { ServiceComponent } from "./component.ts";
 export interface ScrubTarget {
   readonly spares: readonly {
     readonly index: number;
-    readonly state: "active" | "failed" | "missing";
+    readonly state: "active" | "failed" | "missing" | "draining" | "removed";
   }[];
   /** Undefined when the spare failed meanwhile. */
   scrubMetadata(spareIndex: number): Promise<ScrubReport | undefined>;

@@ -15,6 +15,7 @@ import { UblkAttachment } from "../export/ublk/ublk_attachment.ts";
 import { UBLK_QUEUE_WORKER_NAME } from "../export/ublk/worker_name.ts";
 import { UBLK_IO_BYTES_MAX } from "../constants.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
+import type { SpareMember } from "../remap/spare_set.ts";
 import { assert } from "../assert.ts";
 import type { ServiceComponent } from "./component.ts";
 import type { NbdSettings } from "./settings.ts";
@@ -105,6 +106,23 @@ export class NbdExport implements ServiceComponent {
     if (settings.attach) await this.#attachKernel(dataPlane!, settings.attach);
     else if (settings.ublk) await this.#attachUblk(settings.ublk);
     Deno.addSignalListener("SIGUSR1", this.#reportConnections);
+  }
+
+  /**
+   * Lets the workers of later connections reach a spare that joined while
+   * serving (`spare add`). One without direct access (a fault layer) is left
+   * to the engine: the workers send every request touching it there.
+   */
+  spareJoined(spare: SpareMember): void {
+    const access = spare.device.directAccess?.();
+    if (access === undefined || access.leftToDevice !== undefined) return;
+    const handle = {
+      index: spare.index,
+      fd: access.fd,
+      direct: access.direct,
+      layout: spare.layout,
+    };
+    for (const plane of [this.#dataPlane, this.#ublkDataPlane]) plane?.addSpare({ ...handle });
   }
 
   async #attachKernel(dataPlane: DataPlane, attach: NonNullable<NbdSettings["attach"]>) {
@@ -256,6 +274,8 @@ function dataPlaneFor(engine: RemapDevice, options: DataPlaneInputs): DataPlane 
   if (main === undefined) return undefined;
   const spares = [];
   for (const spare of engine.spares) {
+    // A removed spare holds no block: the workers never need it.
+    if (spare.state === "removed") continue;
     const access = spare.device.directAccess?.();
     if (access === undefined || access.leftToDevice !== undefined) return undefined;
     spares[spare.index] = {

@@ -13,13 +13,22 @@ import type {
   MetadataRepair,
   ReloadOutcome,
   SetupControl,
+  SpareAdded,
+  SpareAddRequest,
   StopAccepted,
   StopRequestOptions,
 } from "../api/control.ts";
+import type { SpareMigrationStatus } from "../api/status.ts";
+import { checkJoiningSpare } from "../assembly/add_spare.ts";
 import type { OpenedSpares } from "../assembly/assemble.ts";
+import { checkDistinctDisks } from "../assembly/distinct_disks.ts";
+import { openPath, probePath } from "../assembly/open_path.ts";
 import { deviceInUseReason } from "../device/device_users.ts";
-import { UnavailableError } from "../errors.ts";
+import { storageKeyOf } from "../device/storage_stack.ts";
+import { UnavailableError, UsageError } from "../errors.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
+import type { SpareMember } from "../remap/spare_set.ts";
+import { migrationStatusOf } from "./status_source.ts";
 
 /** What the control acts on. */
 export interface SetupControlParts {
@@ -34,6 +43,10 @@ export interface SetupControlParts {
   onStopRequested?: (request: { detach: boolean }) => void;
   /** Reloads the configuration; undefined when this service has no configuration file. */
   onReloadRequested?: () => Promise<ReloadOutcome>;
+  /** The main disk's path, to refuse it (or what lies on it) as a spare. */
+  mainPath: string;
+  /** Told of a spare that joined, so the data plane's workers can reach it. */
+  onSpareJoined: (spare: SpareMember) => void;
 }
 
 /** The control over a running engine. */
@@ -81,6 +94,74 @@ export function setupControlOf(parts: SetupControlParts): SetupControl {
         }
       }
       return result;
+    },
+    async addSpare(request: SpareAddRequest): Promise<SpareAdded> {
+      const setupName = spares.description.setup.name;
+      const probe = await probePath(request.path);
+      checkDistinctDisks(`add "${request.path}" to setup "${setupName}"`, [
+        { role: "main", path: parts.mainPath, stack: (await probePath(parts.mainPath)).stack },
+        ...await Promise.all(
+          engine.spares.filter((spare) => spare.store !== undefined).map(async (spare) => ({
+            role: "spare" as const,
+            path: spare.device.name,
+            stack: (await probePath(spare.device.name)).stack,
+          })),
+        ),
+        { role: "spare", path: request.path, stack: probe.stack },
+      ]);
+      // Exclusive: a disk mounted or held by another process is refused as in use.
+      const direct = engine.spares.find((spare) => spare.store !== undefined)?.device
+        .directAccess?.()?.direct ?? true;
+      const opened = await openPath(probe.given, { readOnly: false, direct });
+      try {
+        const layout = await checkJoiningSpare({
+          setupName,
+          blockBytes: engine.blockBytes,
+          device: opened.device,
+          path: request.path,
+          members: engine.spares.map((spare) => ({
+            index: spare.index,
+            state: spare.state,
+            layout: spare.layout,
+            slotsUsed: engine.slotsUsedOf(spare.index),
+          })),
+          force: request.force,
+        });
+        const index = await engine.addSpare({
+          device: opened.device,
+          path: opened.identity.path,
+          layout,
+        });
+        parts.onSpareJoined(engine.spares[index]!);
+        return { index, path: opened.identity.path, slotCount: layout.slotCount };
+      } catch (error) {
+        // Not a member yet: the device is this command's to close.
+        if (engine.spares.every((spare) => spare.device !== opened.device)) {
+          await opened.device.close();
+        }
+        throw error;
+      }
+    },
+    async removeSpare(request: { path: string }): Promise<SpareMigrationStatus> {
+      const key = await storageKeyOf(request.path);
+      let index: number | undefined;
+      for (const spare of engine.spares) {
+        if (spare.store === undefined || spare.state === "removed") continue;
+        if (key !== undefined && await storageKeyOf(spare.device.name) === key) index = spare.index;
+      }
+      if (index === undefined) {
+        throw new UsageError(
+          `Cannot remove "${request.path}" from setup "${spares.description.setup.name}": it is ` +
+            `not one of its spares (${
+              engine.spares.filter((spare) =>
+                spare.store !== undefined && spare.state !== "removed"
+              )
+                .map((spare) => `"${spare.device.name}"`).join(", ")
+            })`,
+        );
+      }
+      const migration = await engine.removeSpare(index);
+      return migrationStatusOf(migration)!;
     },
     requestStop(options: StopRequestOptions): StopAccepted {
       const stop = parts.onStopRequested;

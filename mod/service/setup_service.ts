@@ -30,6 +30,7 @@ import { EventHistory } from "../events/event_history.ts";
 import { describeEvent } from "../events/setup_event.ts";
 import { SmartHistory } from "../health/smart_history.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
+import type { SpareMember } from "../remap/spare_set.ts";
 import { parseScanRecord, resolveScanSettings, Scanner } from "../scan/mod.ts";
 import type { ServiceComponent } from "./component.ts";
 import { type KernelDeviceAtStop, NbdExport } from "./nbd_export.ts";
@@ -251,6 +252,9 @@ export class SetupService {
       });
     });
     this.#watch.subscribeTo(this.events);
+    this.events.subscribe((event) => {
+      if (event.type === "spare-removed") this.#spareRemoved(event.spareIndex);
+    });
     const history = this.#history = EventHistory.open(settings.eventsPath);
     this.#unsubscribeHistory = history.subscribeTo(this.events);
     this.#eventCounts.subscribeTo(this.events);
@@ -258,10 +262,10 @@ export class SetupService {
     const engine = this.#engine = await assembleSetup(this.#disks.main, this.#disks.spares, {
       readRetries: settings.readRetries,
       ...(settings.allocation === undefined ? {} : { placement: settings.allocation }),
-      onSetupWritten: () => this.#backups?.request("setup state"),
+      onSetupWritten: () => this.#backupWith((backups) => backups.request("setup state")),
       onEvent: (event) => this.events.publish(event),
     });
-    await this.#backups?.requestUnlessCurrent("serve start");
+    await this.#backupWith((backups) => backups.requestUnlessCurrent("serve start"));
     await this.#startComponents(engine, history);
     // The clean-stop flag: removed by engine.close() when stop() runs.
     await engine.markServing(servingMarkerOfThisProcess());
@@ -337,6 +341,11 @@ export class SetupService {
       onRepaired: (repaired) => this.events.publish({ type: "metadata-repaired", ...repaired }),
       onStopRequested: this.#onStopRequested,
       onReloadRequested: this.#onReloadRequested,
+      mainPath: this.#disks.main.identity.path,
+      onSpareJoined: (spare) => {
+        this.#spareJoined(spare);
+        nbd.spareJoined(spare);
+      },
     });
     this.#api = new StatusApi(this.#status, {
       control,
@@ -345,6 +354,31 @@ export class SetupService {
     });
     await this.#api.start();
     this.#readers.push(this.#api);
+  }
+
+  /** Lists a spare that joined among the opened ones: the status and the backups show it. */
+  #spareJoined(spare: SpareMember): void {
+    const { stores, reports } = this.#disks.spares;
+    assert(spare.store !== undefined, "a spare joins with its metadata");
+    stores.push(spare.store);
+    reports.push({
+      device: spare.device.name,
+      copies: [],
+      validCopies: 5,
+      logSectorsUsed: 0,
+      logStopReason: "new spare",
+      checkpointEntries: spare.store.payload.table.checkpointEntries,
+      slotsUsed: 0,
+    });
+  }
+
+  /** Drops a spare that left the setup from the opened ones (its metadata is erased). */
+  #spareRemoved(spareIndex: number): void {
+    const { stores, reports } = this.#disks.spares;
+    const position = stores.findIndex((store) => store.payload.spareIndex === spareIndex);
+    if (position < 0) return;
+    stores.splice(position, 1);
+    reports.splice(position, 1);
   }
 
   /** The periodic SMART reader of the main disk and the spares, unless turned off. */
@@ -414,6 +448,25 @@ export class SetupService {
     }
   }
 
+  /**
+   * Backs up the setup, unless a spare of it was removed: a backup lists
+   * every spare's layout and table, which a removed spare no longer has
+   * (`docs/FORMAT.md` section 7), so none is written then, and the log says so once.
+   */
+  async #backupWith(write: (backups: BackupKeeper) => void | Promise<void>): Promise<void> {
+    if (this.#backups === undefined) return;
+    const removed = this.#engine?.spares.filter((spare) => spare.state === "removed") ?? [];
+    if (removed.length === 0) return await write(this.#backups);
+    this.#backups = undefined;
+    this.#log.log({
+      level: "warning",
+      message: `no more metadata backups: spare ${
+        removed.map((spare) => spare.index).join(", ")
+      } was removed, and a backup lists every spare's table`,
+      fields: { event: "backup-skipped" },
+    });
+  }
+
   #backupKeeper(): BackupKeeper | undefined {
     const directory = this.#settings.backupDir;
     if (directory === undefined) return undefined;
@@ -429,9 +482,10 @@ export class SetupService {
       });
       return undefined;
     }
+    // The spares as the engine has them: one added while serving is among them.
     return new BackupKeeper(
       directory,
-      () => this.#disks.spares.stores,
+      () => this.#engine!.spares.flatMap((spare) => spare.store ?? []),
       (error) =>
         this.#log.log({
           level: "warning",

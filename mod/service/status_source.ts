@@ -7,10 +7,16 @@
 import type { AlertTargetCounts } from "../alerts/alert.ts";
 import type { PolicyEvaluation } from "../policy/policy.ts";
 import type { DataPlaneCounters } from "../datapath/data_plane.ts";
-import type { ScrubHealth, SetupHealth, SetupStatus, StatusSource } from "../api/status.ts";
+import type {
+  ScrubHealth,
+  SetupHealth,
+  SetupStatus,
+  SpareMigrationStatus,
+  StatusSource,
+} from "../api/status.ts";
 import type { OpenedSpares } from "../assembly/assemble.ts";
 import { FORMAT_VERSION } from "../metadata/superblock.ts";
-import type { RemapDevice } from "../remap/remap_device.ts";
+import type { RemapDevice, SpareMigration } from "../remap/remap_device.ts";
 import type { EventHistory } from "../events/event_history.ts";
 import type { EventCounts } from "../api/event_counts.ts";
 import type { HealthReport } from "../scan/mod.ts";
@@ -97,6 +103,23 @@ function healthOf(
   };
 }
 
+/** A spare removal's progress with its rate and the time left. */
+export function migrationStatusOf(
+  migration: SpareMigration | undefined,
+): SpareMigrationStatus | null {
+  if (migration === undefined) return null;
+  const elapsedS = Math.max(((migration.endedMs ?? Date.now()) - migration.startedMs) / 1000, 1e-3);
+  const rateBlocksPerS = migration.blocksMoved / elapsedS;
+  const left = migration.blocksTotal - migration.blocksMoved - migration.blocksFailed;
+  return {
+    ...migration,
+    rateBlocksPerS,
+    etaSeconds: migration.state === "running" && rateBlocksPerS > 0
+      ? Math.max(left, 0) / rateBlocksPerS
+      : null,
+  };
+}
+
 /** A StatusSource over a live engine; every call reads current values. */
 export function statusSourceOf(engine: RemapDevice, sources: StatusSources): StatusSource {
   const { spares: opened, nbd, history } = sources;
@@ -138,10 +161,11 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
             store.payload.spareIndex === spare.index
           );
           const report = position >= 0 ? opened.reports[position] : undefined;
-          const record = description.spares[spare.index]!;
+          // A spare added while serving is not in the description read at the start.
+          const records = (spare.store?.payload ?? description).spares;
           return {
             index: spare.index,
-            uuid: record.uuid,
+            uuid: records[spare.index]?.uuid ?? description.spares[spare.index]?.uuid ?? "",
             path: spare.device.name,
             sizeBytes: spare.device.sizeBytes,
             state: spare.state,
@@ -189,6 +213,7 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
         ...(sources.scrub === undefined
           ? {}
           : { health: healthOf(engine, { ...sources, scrub: sources.scrub }, forecastCache) }),
+        migration: migrationStatusOf(engine.migration),
         version: VERSION,
       };
     },

@@ -167,10 +167,21 @@ Deno.test("createApp() GET /metrics answers every metric family in text format 0
         validCopies: 4,
         errors: 2,
         allocationStopped: true,
+        state: "draining",
       }),
     ],
     counters: { ...statusFixture().counters, pending: 2 },
     pendingBlocks: [5, 9],
+    migration: {
+      spareIndex: 1,
+      state: "running",
+      blocksTotal: 100,
+      blocksMoved: 40,
+      blocksFailed: 0,
+      startedMs: 1_700_000_000_000,
+      rateBlocksPerS: 4,
+      etaSeconds: 15,
+    },
   });
   const response = await appOver(status).request("/metrics");
   assert.equal(response.status, 200);
@@ -199,12 +210,18 @@ Deno.test("createApp() GET /metrics answers every metric family in text format 0
     ["dm_remap_degraded", "gauge", [[setup, 1]]], // pending blocks make health 503
     ["dm_remap_spare_active", "gauge", [[{ ...setup, spare: "0" }, 1], [
       { ...setup, spare: "1" },
-      1,
+      0,
     ]]],
     ["dm_remap_spare_allocation_stopped", "gauge", [[{ ...setup, spare: "0" }, 0], [
       { ...setup, spare: "1" },
       1,
     ]]],
+    ["dm_remap_spare_draining", "gauge", [[{ ...setup, spare: "0" }, 0], [
+      { ...setup, spare: "1" },
+      1,
+    ]]],
+    ["dm_remap_spare_migration_blocks_left", "gauge", [[setup, 60]]],
+    ["dm_remap_allocation_policy", "gauge", [[{ ...setup, policy: "fill-first" }, 1]]],
     ["dm_remap_spare_missing", "gauge", [[{ ...setup, spare: "0" }, 0], [
       { ...setup, spare: "1" },
       0,
@@ -231,6 +248,9 @@ Deno.test("createApp() GET /metrics answers every metric family in text format 0
       [{ ...setup, type: "read-error" }, 2],
       [{ ...setup, type: "remap-failed" }, 0],
       [{ ...setup, type: "spare-failed" }, 0],
+      [{ ...setup, type: "spare-added" }, 0],
+      [{ ...setup, type: "spare-draining" }, 0],
+      [{ ...setup, type: "spare-removed" }, 0],
       [{ ...setup, type: "degraded" }, 0],
       [{ ...setup, type: "main-failed" }, 0],
       [{ ...setup, type: "started" }, 1],

@@ -82,6 +82,7 @@ export function statusFixture(overrides: Partial<SetupStatus> = {}): SetupStatus
     alerts: [{ name: "pager", sent: 4, failed: 1, dropped: 2, suppressed: 7 }],
     policies: [],
     uptimeSeconds: 3600,
+    migration: null,
     version: "0.1.0",
     ...overrides,
   };

@@ -33,6 +33,18 @@ const control: SetupControl = {
       needsRestart: [],
       problems: "x",
     }),
+  addSpare: (request) => Promise.resolve({ index: 1, path: request.path, slotCount: 16 }),
+  removeSpare: () =>
+    Promise.resolve({
+      spareIndex: 0,
+      state: "running",
+      blocksTotal: 0,
+      blocksMoved: 0,
+      blocksFailed: 0,
+      startedMs: 0,
+      rateBlocksPerS: 0,
+      etaSeconds: null,
+    }),
 };
 
 const paths = API_OPERATIONS.map((op) => op.path);
@@ -86,6 +98,19 @@ const request = fc.record({
   ),
 });
 
+type FuzzRequest = typeof request extends fc.Arbitrary<infer T> ? T : never;
+const mutationExamples: [FuzzRequest][] = API_OPERATIONS
+  .filter((op) => op.method === "post")
+  .map((op) => [{
+    method: "POST",
+    path: op.path,
+    query: [],
+    authorization: `Bearer ${TOKEN}`,
+    contentType: undefined,
+    body: undefined,
+    peer: undefined,
+  }]);
+
 Deno.test("createApp() answers any request below 500, with a JSON error for every refusal", async () => {
   const seed = Number(Deno.env.get("DM_REMAP_FUZZ_SEED") ?? Date.now() % 2 ** 31);
   console.log(`API fuzz seed ${seed} (DM_REMAP_FUZZ_SEED=${seed} replays it)`);
@@ -126,7 +151,8 @@ Deno.test("createApp() answers any request below 500, with a JSON error for ever
         assert.ok(error.error.length > 0);
       } else await response.body?.cancel();
     }),
-    { seed, numRuns: RUNS },
+    // Each mutation once with the token, so their handlers run whatever the seed draws.
+    { seed, numRuns: RUNS, examples: mutationExamples },
   );
   // The fuzz reached the mutations' handlers, not only the guard.
   assert.ok(mutationsReached > 0, `mutations reached: ${mutationsReached}`);

@@ -43,6 +43,23 @@ function recordingControl(): SetupControl & { calls: string[] } {
       calls.push("reload");
       return Promise.resolve({ file: "/x.yaml", reloaded: true, applied: [], needsRestart: [] });
     },
+    addSpare(request) {
+      calls.push(`add ${request.path} force=${request.force}`);
+      return Promise.resolve({ index: 2, path: request.path, slotCount: 16 });
+    },
+    removeSpare(request) {
+      calls.push(`remove ${request.path}`);
+      return Promise.resolve({
+        spareIndex: 0,
+        state: "running",
+        blocksTotal: 10,
+        blocksMoved: 0,
+        blocksFailed: 0,
+        startedMs: 0,
+        rateBlocksPerS: 0,
+        etaSeconds: null,
+      });
+    },
   };
 }
 
@@ -88,6 +105,40 @@ Deno.test("createApp() guards every mutation: token, or root or the group over t
     if (status === 401) {
       assert.equal(response.headers.get("www-authenticate"), 'Bearer realm="dm-remap"', what);
     }
+  }
+});
+
+Deno.test("createApp() guards the spare pool's routes and hands them their options", async () => {
+  const control = recordingControl();
+  const app = createApp(fakeSource(), { control, guard: { token: TOKEN } });
+  const body = (value: unknown) => JSON.stringify(value);
+  for (const path of ["/api/v1/spares/add", "/api/v1/spares/remove"]) {
+    const refused = await app.request(path, { method: "POST", body: body({ path: "/dev/x" }) });
+    assert.equal(refused.status, 401, path);
+  }
+  assert.deepEqual(control.calls, [], "the control is not called without the token");
+  const headers = { authorization: `Bearer ${TOKEN}` };
+  const added = await app.request("/api/v1/spares/add", {
+    method: "POST",
+    headers,
+    body: body({ path: "/dev/x", force: true }),
+  });
+  assert.equal(added.status, 200);
+  assert.deepEqual(await added.json(), { index: 2, path: "/dev/x", slotCount: 16 });
+  const removed = await app.request("/api/v1/spares/remove", {
+    method: "POST",
+    headers,
+    body: body({ path: "/dev/y" }),
+  });
+  assert.equal(removed.status, 202);
+  assert.deepEqual(control.calls, ["add /dev/x force=true", "remove /dev/y"]);
+  for (const bad of [{}, { path: 3 }, { path: "/dev/x", other: 1 }]) {
+    const refused = await app.request("/api/v1/spares/add", {
+      method: "POST",
+      headers,
+      body: body(bad),
+    });
+    assert.equal(refused.status, 400, JSON.stringify(bad));
   }
 });
 

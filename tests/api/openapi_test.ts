@@ -147,6 +147,8 @@ Deno.test("Every documented example has the shape of the live answer of a served
       "GET /api/v1/health 503",
       "POST /api/v1/metadata/repair 200",
       "POST /api/v1/reload 200",
+      "POST /api/v1/spares/add 400",
+      "POST /api/v1/spares/remove 400",
       "POST /api/v1/stop 202",
     ]);
     // The stop is handed over once its answer has gone out.

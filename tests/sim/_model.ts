@@ -84,7 +84,9 @@ export function readFailureAllowed(
     const blockIndex = Math.floor(sector * SECTOR_BYTES / world.engine.blockBytes);
     const location = world.engine.lookup(blockIndex);
     const remapped = location !== undefined;
-    if (location && world.engine.spares[location.spareIndex]!.state !== "active") return true;
+    // A failed or missing spare's slots may be unreadable; a draining one's are read as before.
+    const state = location && world.engine.spares[location.spareIndex]!.state;
+    if (state === "failed" || state === "missing") return true;
     const failure = world.faulty.failureOf(sector);
     if (!remapped && (failure === "read" || failure === "both")) return true;
   }

@@ -9,7 +9,10 @@
  * {@link BATCH_MAX} concurrent writes (some FUA) and reads on distinct sectors,
  * flushes, new bad sectors on the main disk, a spare that vanishes at a
  * random point (its blocks then read EIO, a write moves them, and after a
- * power cut the setup is served without it), and crashes that drop every
+ * power cut the setup is served without it), spares added while serving
+ * (`spare add`) and removed (`spare remove`: its blocks migrate in the
+ * background while the requests go on, across power cuts, and a restart
+ * resumes it), and crashes that drop every
  * unflushed write (`MemoryDevice.crash()`), against a model that keeps, per
  * sector, the values a read may return now and the values a crash may leave.
  * Every disk is a {@link TimedDisk}: requests complete after random virtual
@@ -25,7 +28,9 @@ import { seededRandom } from "../../mod/fault/fault_model.ts";
 import { createSetup } from "../../mod/assembly/create.ts";
 import { assembleSetup, openSpares } from "../../mod/assembly/assemble.ts";
 import type { RemapDevice } from "../../mod/remap/remap_device.ts";
-import { DeviceIoError } from "../../mod/errors.ts";
+import { DeviceIoError, RefusedError, UsageError } from "../../mod/errors.ts";
+import { checkJoiningSpare } from "../../mod/assembly/add_spare.ts";
+import { SpareStore } from "../../mod/metadata/spare_store.ts";
 import { minimumSpareBytes } from "../../mod/metadata/spare_layout.ts";
 import { SECTOR_BYTES } from "../../mod/constants.ts";
 import { memoryIdentity } from "../remap/harness.ts";
@@ -49,6 +54,8 @@ const OPERATIONS = 400;
 const SEEDS = 12;
 /** Most client requests in flight at once. */
 const BATCH_MAX = 8;
+/** Spares a setup grows to at most by the simulation's adds. */
+const SPARES_GROWN_MAX = 4;
 
 interface World {
   clock: DiskClock;
@@ -72,7 +79,13 @@ async function assemble(
   const faultySpares = spares.devices.map((spare) =>
     new FaultyDevice(new TimedDisk(spare, clock), { blockBytes: SECTOR_BYTES })
   );
-  const present = faultySpares.filter((_, index) => !spares.removed.has(index));
+  // A spare that left the setup (its metadata erased) is not given, as discovery would not find it.
+  const present = [];
+  for (const [index, spare] of faultySpares.entries()) {
+    if (spares.removed.has(index)) continue;
+    const opens = SpareStore.open(spare, { repair: false }).then(() => true, () => false);
+    if (await clock.settle(opens)) present.push(spare);
+  }
   const engine = await clock.settle((async () =>
     await assembleSetup(
       { device: faulty, identity: memoryIdentity(main) },
@@ -154,6 +167,11 @@ interface SimulationResult {
   crashes: number;
   /** Spares that vanished. */
   removals: number;
+  /** Spares added while serving. */
+  additions: number;
+  /** Spare removals asked for, and those seen completed. */
+  drains: number;
+  drained: number;
   inFlightMax: number;
   reordered: number;
 }
@@ -187,6 +205,11 @@ async function simulate(seed: number): Promise<SimulationResult> {
   let nextValue = 1;
   let crashes = 0;
   let removals = 0;
+  let additions = 0;
+  let drains = 0;
+  let drained = 0;
+  /** The completed migration counted last (spare and start). */
+  let drainSeen: string | undefined;
 
   for (let step = 0; step < OPERATIONS; step++) {
     const roll = random();
@@ -213,17 +236,57 @@ async function simulate(seed: number): Promise<SimulationResult> {
         lengthBytes: SECTOR_BYTES * (1 + pick(3)),
       }, failOn);
     } else if (roll < 0.935) {
-      // A spare vanishes (one of the two at most): the setup goes on without it.
-      const spareIndex = pick(spares.length);
-      if (removed.size === 0) {
+      // A spare vanishes (one at most, and never the last one left): the setup goes on without it.
+      const spareIndex = pick(world.spares.length);
+      const working = world.engine.spares.filter((spare) =>
+        spare.state === "active" || spare.state === "draining"
+      );
+      if (
+        removed.size === 0 && working.length >= 2 &&
+        working.some((spare) => spare.index === spareIndex)
+      ) {
         world.faultySpares[spareIndex]!.remove();
         removed.add(spareIndex);
         removals++;
+      }
+    } else if (roll < 0.95) {
+      // A spare is added while serving (`spare add`).
+      if (world.spares.length < SPARES_GROWN_MAX) {
+        const memory = new MemoryDevice(`spare${world.spares.length}`, spareBytes);
+        const device = new FaultyDevice(new TimedDisk(memory, clock), {
+          blockBytes: SECTOR_BYTES,
+        });
+        // Given to every later assembly: one whose add was cut short is left out there.
+        world.spares.push(memory);
+        world.faultySpares.push(device);
+        if (await clock.settle(addSpare(world.engine, device))) additions++;
+      }
+    } else if (roll < 0.965) {
+      // A spare is removed while serving (`spare remove`): its blocks migrate in the background.
+      const candidates = world.engine.spares.filter((spare) =>
+        spare.state === "active" && !removed.has(spare.index)
+      );
+      if (candidates.length > 1) {
+        const spareIndex = candidates[pick(candidates.length)]!.index;
+        const started = await clock.settle(world.engine.removeSpare(spareIndex)).then(
+          () => true,
+          (error) => {
+            if (error instanceof RefusedError) return false;
+            throw error;
+          },
+        );
+        if (started) drains++;
       }
     } else {
       world = await crash(world);
       model.crashed();
       crashes++;
+    }
+    const migration = world.engine.migration;
+    if (migration?.state === "done") {
+      const seen = `${migration.spareIndex}@${migration.startedMs}`;
+      if (seen !== drainSeen) drained++;
+      drainSeen = seen;
     }
   }
   // Final check of every readable sector against what a crash may leave.
@@ -251,7 +314,45 @@ async function simulate(seed: number): Promise<SimulationResult> {
   assert.deepEqual(clock.overlaps, [], `seed ${seed}: requests overlapped a write in flight`);
   const remaps = world.engine.remapCount;
   await clock.settle(world.engine.close());
-  return { remaps, crashes, removals, inFlightMax: clock.inFlightMax, reordered: clock.reordered };
+  return {
+    remaps,
+    crashes,
+    removals,
+    additions,
+    drains,
+    drained,
+    inFlightMax: clock.inFlightMax,
+    reordered: clock.reordered,
+  };
+}
+
+/**
+ * `spare add` as the service makes it, after its checks.
+ *
+ * @returns Whether the spare joined; false when the setup refused it (no room, full).
+ */
+async function addSpare(engine: RemapDevice, device: FaultyDevice): Promise<boolean> {
+  try {
+    const layout = await checkJoiningSpare({
+      setupName: engine.name,
+      blockBytes: BLOCK_BYTES,
+      device,
+      path: device.name,
+      members: engine.spares.map((spare) => ({
+        index: spare.index,
+        state: spare.state,
+        layout: spare.layout,
+        slotsUsed: engine.slotsUsedOf(spare.index),
+      })),
+    });
+    await engine.addSpare({ device, path: device.name, layout });
+    return true;
+  } catch (error) {
+    if (error instanceof RefusedError || error instanceof UsageError) return false;
+    // A spare that vanished fails the writes of the add: it is cut short.
+    if (error instanceof DeviceIoError) return false;
+    throw error;
+  }
 }
 
 Deno.test("simulation: concurrent writes and reads, bad sectors, power cuts and out-of-order disks never lose an acknowledged write", async () => {
@@ -260,6 +361,9 @@ Deno.test("simulation: concurrent writes and reads, bad sectors, power cuts and 
     remaps: 0,
     crashes: 0,
     removals: 0,
+    additions: 0,
+    drains: 0,
+    drained: 0,
     inFlightMax: 0,
     reordered: 0,
   };
@@ -271,6 +375,9 @@ Deno.test("simulation: concurrent writes and reads, bad sectors, power cuts and 
     total.remaps += result.remaps;
     total.crashes += result.crashes;
     total.removals += result.removals;
+    total.additions += result.additions;
+    total.drains += result.drains;
+    total.drained += result.drained;
     total.inFlightMax = Math.max(total.inFlightMax, result.inFlightMax);
     total.reordered += result.reordered;
   }
@@ -284,11 +391,16 @@ Deno.test("simulation: concurrent writes and reads, bad sectors, power cuts and 
   }
   assert.ok(total.inFlightMax >= BATCH_MAX, `at most ${total.inFlightMax} disk requests in flight`);
   assert.ok(total.reordered > 0, "no disk request ever completed before an earlier one");
-  if (seeds.length === SEEDS) assert.ok(total.removals > 0, "no spare ever vanished");
+  if (seeds.length === SEEDS) {
+    assert.ok(total.removals > 0, "no spare ever vanished");
+    assert.ok(total.additions > 0, "no spare was ever added");
+    assert.ok(total.drained > 0, `no removal of a spare completed (${total.drains} asked for)`);
+  }
   console.log(
     `${seeds.length} seeds × ${OPERATIONS} steps: ${total.remaps} remaps, ${
       total.crashes + seeds.length
-    } crashes, ${total.removals} spares vanished, up to ${total.inFlightMax} disk requests in flight, ${total.reordered} ` +
+    } crashes, ${total.removals} spares vanished, ${total.additions} added, ${total.drains} ` +
+      `removals asked (${total.drained} seen complete), up to ${total.inFlightMax} disk requests in flight, ${total.reordered} ` +
       `completions out of order, all consistent`,
   );
 });

@@ -21,6 +21,13 @@ import type { HealthReport } from "../../scan/mod.ts";
 import type { SetupHealth, SetupStatus, SpareStatus } from "../status.ts";
 import { healthOf } from "./health.ts";
 
+/** Blocks the spare removal in progress has still to move; 0 when none runs. */
+function migrationBlocksLeft(status: SetupStatus): number {
+  const migration = status.migration;
+  if (migration === null || migration.state !== "running") return 0;
+  return Math.max(migration.blocksTotal - migration.blocksMoved - migration.blocksFailed, 0);
+}
+
 /**
  * Lists the metric families of a setup.
  *
@@ -89,7 +96,7 @@ export function metricFamiliesOf(status: SetupStatus, health?: HealthReport): Me
     ),
     perSpare(
       "dm_remap_spare_active",
-      "1 when the spare takes new slots, 0 when it failed.",
+      "1 when the spare takes new slots, 0 when it failed, drains or was removed.",
       (spare) => {
         return spare.state === "active" ? 1 : 0;
       },
@@ -99,6 +106,23 @@ export function metricFamiliesOf(status: SetupStatus, health?: HealthReport): Me
       "1 when a policy stopped new slots on the spare (stop-allocating), else 0.",
       (spare) => spare.allocationStopped ? 1 : 0,
     ),
+    perSpare(
+      "dm_remap_spare_draining",
+      "1 while the spare's blocks move to the others (spare remove), else 0.",
+      (spare) => spare.state === "draining" ? 1 : 0,
+    ),
+    one(
+      "dm_remap_spare_migration_blocks_left",
+      "gauge",
+      "Blocks still to move off the spare being removed; 0 when none is.",
+      migrationBlocksLeft(status),
+    ),
+    {
+      name: "dm_remap_allocation_policy",
+      type: "gauge",
+      help: "1 for the allocation policy new remaps follow.",
+      samples: [{ labels: { ...setup, policy: status.setup.allocation }, value: 1 }],
+    },
     perSpare(
       "dm_remap_spare_missing",
       "1 when the setup is served without the spare (its blocks read EIO), else 0.",

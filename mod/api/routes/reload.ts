@@ -17,12 +17,14 @@ import { controlOf, jsonOptions } from "./_control.ts";
  * Reloads the configuration.
  *
  * @param c The request context; uses `c.var.control`.
- * @returns 200 with a {@link ReloadOutcome} when the file was applied, 422 when it was refused.
+ * @returns 200 with a {@link ReloadOutcome} when the file was applied; 422 when it was
+ *   refused, with the API's `error` (the problems) beside the outcome, as every refusal has.
  * @throws {UsageError} When the body names an option (it takes none).
  * @throws {UnavailableError} When the server cannot reload now (409).
  */
 export async function postReload(c: Context<ApiEnv>): Promise<Response> {
   await jsonOptions(c, { action: "reload the configuration", allowed: [] });
   const outcome: ReloadOutcome = await controlOf(c).reload();
-  return c.json(outcome, outcome.reloaded ? 200 : 422);
+  if (outcome.reloaded) return c.json(outcome, 200);
+  return c.json({ error: outcome.problems ?? `${outcome.file} does not check`, ...outcome }, 422);
 }

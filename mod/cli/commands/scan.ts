@@ -93,7 +93,8 @@ function formatRate(bytesPerS: number): string {
   return `${(bytesPerS / 1048576).toFixed(1)} MiB/s`;
 }
 
-function formatDuration(seconds: number): string {
+/** `42s`, `3m 07s`, `1h 02m`: a duration for a progress line. */
+export function formatDuration(seconds: number): string {
   const s = Math.round(seconds);
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;

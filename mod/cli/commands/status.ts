@@ -48,6 +48,15 @@ export function formatStatus(status: SetupStatus): string {
         (spare.errors > 0 ? `, ${spare.errors} I/O errors on its slots` : ""),
     );
   }
+  const migration = status.migration;
+  if (migration !== null) {
+    lines.push(
+      `  spare  ${migration.spareIndex} removal ${migration.state}: ${migration.blocksMoved}/` +
+        `${migration.blocksTotal} blocks moved` +
+        (migration.blocksFailed > 0 ? `, ${migration.blocksFailed} could not be` : "") +
+        (migration.etaSeconds === null ? "" : `, about ${Math.ceil(migration.etaSeconds)} s left`),
+    );
+  }
   lines.push(
     `  remaps ${counters.remaps} (${counters.remapsCreated} since start), pending ${counters.pending}`,
     `  I/O    ${counters.reads} reads, ${counters.writes} writes, ${counters.flushes} flushes; ` +
