@@ -154,17 +154,17 @@ export class KernelAttachment {
     if (existing !== undefined) return await this.#takeBack(kernel, deviceIndexOf(existing));
     const { connections, requestTimeoutS } = this.#options.settings;
     const index = this.#connect(kernel);
+    // Counted now: the kernel may end (and the server replace) an unanswered one during the wait.
+    const unanswered = this.#unanswered.size;
     const receivers = await this.#waitForReceivers(index, connections);
     if (receivers === undefined) return;
-    const read = Math.max(0, receivers - this.#unanswered.size);
+    const read = Math.max(0, receivers - unanswered);
     if (read >= connections) return;
     // From CONNECT on, udev (and anyone) may be reading the device: a disconnect now would fail
     // their requests. The kernel's request timeout moves them off the unread connection instead.
     this.#options.log(
       `/dev/nbd${index}: the kernel reads ${read} of ${connections} connections` +
-        (this.#unanswered.size > 0
-          ? ` (${this.#unanswered.size} left unanswered by the test seam)`
-          : "") +
+        (unanswered > 0 ? ` (${unanswered} left unanswered by the test seam)` : "") +
         `; the 6.1 workqueue rescuer case, see docs/vm.md. Serving on: a request sent on an ` +
         `unread connection is sent again on a read one after ${requestTimeoutS} s, ` +
         `and the connection is replaced`,
@@ -385,13 +385,10 @@ export class KernelAttachment {
     const procRoot = this.#options.procRoot ?? "/proc";
     const count = this.#options.countReceivers ??
       ((device: number) => countReceivers(device, procRoot));
+    // A deadline, not a count of polls: reading every task's stack is slow on a loaded machine.
+    const deadline = Date.now() + RECEIVERS_WAIT_MS;
     let receivers = count(index);
-    for (
-      let waited = 0;
-      receivers !== undefined && receivers < wanted;
-      waited += RECEIVERS_POLL_MS
-    ) {
-      if (waited >= RECEIVERS_WAIT_MS) break;
+    while (receivers !== undefined && receivers < wanted && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, RECEIVERS_POLL_MS));
       receivers = count(index);
     }
