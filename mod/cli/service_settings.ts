@@ -183,8 +183,28 @@ function attachFlags(values: Record<string, OptionValue>): KernelAttachSettings 
     deadConnectionTimeoutS:
       integerOption("dead-timeout", stringOption(values["dead-timeout"]), seconds) ??
         ATTACH_DEAD_CONNECTION_TIMEOUT_S_DEFAULT,
+    ...unansweredConnectionsOption(),
   };
 }
+
+/**
+ * The VM test's stand-in for a kernel that leaves a connection unread
+ * (`KernelAttachSettings.unansweredConnections`, docs/vm.md): set only by
+ * `DM_REMAP_TEST_UNANSWERED_CONNECTIONS`, never by a flag.
+ */
+function unansweredConnectionsOption(): Pick<KernelAttachSettings, "unansweredConnections"> {
+  const text = Deno.env.get(UNANSWERED_CONNECTIONS_VARIABLE);
+  if (text === undefined) return {};
+  if (!/^\d$/.test(text) || Number(text) > NBD_CONNECTIONS_MAX) {
+    throw new UsageError(
+      `${UNANSWERED_CONNECTIONS_VARIABLE} takes a whole number from 0 to ${NBD_CONNECTIONS_MAX}, ` +
+        `not "${text}" (unset it outside tests)`,
+    );
+  }
+  return { unansweredConnections: Number(text) };
+}
+
+const UNANSWERED_CONNECTIONS_VARIABLE = "DM_REMAP_TEST_UNANSWERED_CONNECTIONS";
 
 /** Where a setup's event history is kept by default: `serve` and `assemble` write there. */
 export function eventsPathOf(setupName: string): string {

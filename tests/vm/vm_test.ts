@@ -157,7 +157,7 @@ Deno.test("vm 4: serve restarts under a mounted fs: fsynced data and the fs surv
   });
 });
 
-Deno.test("vm 8: serve attaches /dev/nbd0 itself; kill -9 and restarts under a mounted fs: no I/O error", async () => {
+Deno.test("vm 8: serve attaches /dev/nbd0 itself under a reader from the first moment; kill -9 and restarts under a mounted fs: no I/O error", async () => {
   await withImages(async ({ disks }) => {
     // scripts/vm_attach_cycles.sh runs longer series (docs/vm.md).
     const cycles = Number(Deno.env.get("DMREMAP_ATTACH_CYCLES") ?? 3);
@@ -165,16 +165,21 @@ Deno.test("vm 8: serve attaches /dev/nbd0 itself; kill -9 and restarts under a m
       scenario: "attach",
       disks,
       params: String(cycles),
-      timeoutMs: 300_000 + cycles * 60_000,
+      timeoutMs: 900_000 + cycles * 60_000,
     });
     report("attach", run);
-    // One line per restart, for scripts/vm_attach_cycles.sh and docs/vm.md.
-    for (const check of run.checks.filter((check) => check.check.includes("restart"))) {
+    // One line per restart and per attach under a reader, for scripts/vm_attach_cycles.sh and docs/vm.md.
+    for (
+      const check of run.checks.filter((check) => /restart|reader_attach/.test(check.check))
+    ) {
       console.log(`  ${check.check} ${check.ok}: ${String(check.detail).replace(/\s+/g, " ")}`);
     }
     assertChecks(run, [
       "dm_main",
       "create",
+      "reader_attach_1",
+      "reader_attach_2",
+      "reader_attach_3",
       "serve",
       "nbd_attach",
       "backend",
