@@ -211,9 +211,12 @@ const COMMANDS: Record<string, Command> = {
   assemble: {
     summary: "start the complete setups found on the disks (--scan, names, or --incremental)",
     usage: "assemble (--scan | <name|uuid>... | --incremental <dev>) [--dry-run] [--json] " +
-      "[--threshold N] [--scan-dir <dir>...] [--timeout-ms N]",
+      "[--threshold N] [--scan-dir <dir>...] [--timeout-ms N] [--export auto|ublk|nbd] " +
+      "[--config <file>]",
     options: {
       scan: { type: "boolean" },
+      export: { type: "string" },
+      ...CONFIG_OPTION,
       incremental: { type: "string" },
       "dry-run": { type: "boolean" },
       threshold: { type: "string" },

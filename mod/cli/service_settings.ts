@@ -10,6 +10,7 @@
  * @module
  */
 
+import type { KernelExportChoice } from "../assembly/kernel_export_choice.ts";
 import type { AlertSettings, AlertTargetSettings } from "../alerts/alert.ts";
 import type { ConfigFile } from "../config/config_file.ts";
 import { type Field, SETUP_FIELDS } from "../config/config_schema.ts";
@@ -289,6 +290,18 @@ function appliedSections(config: ConfigValues | undefined, setup: SetupKeys): Ap
   return sections;
 }
 
+/**
+ * The kernel device `assemble` is to start a setup with, from the file: the
+ * setup's section (by name, then UUID), then `serve`; undefined when none says.
+ */
+export function kernelExportChoiceOf(
+  config: ConfigValues | undefined,
+  setup: SetupKeys,
+): KernelExportChoice | undefined {
+  const section = appliedSections(config, setup).find((each) => each.values.export !== undefined);
+  return section?.values.export as KernelExportChoice | undefined;
+}
+
 /** The schema's leaf keys of a setup section, dotted, skipping reserved sections. */
 function leafFields(fields: Readonly<Record<string, Field>>, prefix = ""): [string, Field][] {
   const leaves: [string, Field][] = [];
@@ -405,6 +418,7 @@ const DEFAULT_OF: Readonly<Record<string, (configuration: ServeConfiguration) =>
   "nbd.socket": ({ settings }) => settings.nbd.unixPath,
   "nbd.export-name": ({ settings }) => settings.nbd.exportName,
   "api.socket": ({ settings }) => settings.api.unixPath,
+  "export": () => "auto",
   "read-retries": () => READ_RETRIES_DEFAULT,
   "events-db": ({ settings }) => settings.eventsPath,
   "backup-dir": ({ settings }) => settings.backupDir,
