@@ -121,10 +121,10 @@ export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags
   };
 }
 
-/** `--ublk` and its `--queues` and `--depth`; undefined without `--ublk`. */
+/** `--ublk` and its `--queues`, `--depth` and `--no-recovery`; undefined without `--ublk`. */
 function ublkFlags(values: Record<string, OptionValue>): UblkSettings | undefined {
   if (values.ublk !== true) {
-    const shaping = ["queues", "depth"].filter((flag) => values[flag]);
+    const shaping = ["queues", "depth", "no-recovery"].filter((flag) => values[flag]);
     if (shaping.length > 0) throw new UsageError(`--${shaping[0]} needs --ublk`);
     return undefined;
   }
@@ -139,6 +139,7 @@ function ublkFlags(values: Record<string, OptionValue>): UblkSettings | undefine
       min: 1,
       max: UBLK_QUEUE_DEPTH_MAX,
     }) ?? UBLK_QUEUE_DEPTH_DEFAULT,
+    recovery: values["no-recovery"] !== true,
   };
 }
 

@@ -2,7 +2,7 @@
  * io_uring through Deno FFI: `io_uring_setup` and `io_uring_enter` by
  * `syscall(2)` (glibc wraps neither), the submission and completion rings
  * and the SQE array mapped with `mmap`, and the few opcodes the ublk export
- * needs (URING_CMD, POLL_ADD, NOP, READ).
+ * needs (URING_CMD, POLL_ADD, NOP, READ; WRITE for bench/uring_aio_bench.ts).
  *
  * Layouts and constants are those of include/uapi/linux/io_uring.h;
  * tests/sys/io_uring_layout_test.ts checks them against the header with a
@@ -45,6 +45,7 @@ export const IORING_OP = {
   NOP: 0,
   POLL_ADD: 6,
   READ: 22,
+  WRITE: 23,
   URING_CMD: 46,
 } as const;
 

@@ -97,7 +97,7 @@ export class UblkControl {
   }
 
   /**
-   * ADD_DEV: a new device (id -1: the next free one) with user recovery.
+   * ADD_DEV: a new device (id -1: the next free one), with user recovery or without.
    *
    * @returns The device as the driver made it (its id among it).
    */
@@ -109,6 +109,8 @@ export class UblkControl {
       maxIoBufBytes: number;
       /** Kept by the driver in `ublksrv_flags`: a later server finds its device by it. */
       serverFlags: bigint;
+      /** `UBLK_F_USER_RECOVERY` and `_REISSUE`: the device outlives its server. */
+      recovery: boolean;
     },
   ): Promise<UblkDevInfo> {
     const info = encodeDevInfo({
@@ -118,7 +120,8 @@ export class UblkControl {
       maxIoBufBytes: options.maxIoBufBytes,
       devId: options.devId,
       serverPid: Deno.pid,
-      flags: UBLK_F.CMD_IOCTL_ENCODE | UBLK_F.USER_RECOVERY | UBLK_F.USER_RECOVERY_REISSUE,
+      flags: UBLK_F.CMD_IOCTL_ENCODE |
+        (options.recovery ? UBLK_F.USER_RECOVERY | UBLK_F.USER_RECOVERY_REISSUE : 0n),
       serverFlags: options.serverFlags,
     });
     await this.#command("ADD_DEV", UBLK_U_CMD.ADD_DEV, options.devId, { buffer: info });
