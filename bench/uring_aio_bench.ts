@@ -1,21 +1,22 @@
 /**
  * io_uring against Linux AIO for the data path's disk I/O (issue 18: "the
  * disk I/O itself on io_uring where that is faster than the current AIO
- * path"), to decide whether the ublk queues should move their disk I/O.
+ * path"): the decision for the ublk queues rests on it (docs/ublk.md).
  *
- * Goal: the cost per request of the two kernel interfaces as a queue worker
- * would drive them, from Deno, with nothing else in the way: throughput and
- * the process's CPU time per request.
+ * Goal: the data path's two I/O queues, `AioBatch` (Linux AIO: one
+ * `io_submit` per batch, `io_getevents` per reap) and `UringBatch`
+ * (io_uring: one `io_uring_enter` per batch, completions read from the
+ * mapped ring), compared as a worker drives them: throughput and the
+ * process's CPU time per request.
  * Method: one thread, one file opened O_DIRECT on the host's disk, 4 KiB
  * random reads and writes with DEPTH requests in flight (1 and 32), SECONDS
- * per run; the two interfaces alternate run by run, REPS times, in an order
+ * per run; the two queues alternate run by run, REPS times, in an order
  * reversed every other repetition, so each ratio compares runs seconds apart.
- * - aio: as the data path's `AioRing` (sys/aio.ts) submits: one `io_submit`
- *   for what was prepared, then `io_getevents(min 1)`: two system calls a round.
- * - io_uring: the SQEs filled in the mapped ring, one `io_uring_enter`
- *   (submit, wait for 1), completions read from memory: one system call a round.
- * Both synchronous FFI on the caller's thread (a ublk queue worker's way).
- * CPU time is `process.cpuUsage()` over the run (user + system).
+ * A worker's loop: prepare into the free room, submit, reap; with nothing
+ * reaped, poll() on the eventfd the completions signal, reap again. At QD1
+ * both run the lone request synchronously (their shared `runAlone`): the
+ * QD1 rows are the control, equal but for noise. CPU time is
+ * `process.cpuUsage()` over the run (user + system).
  *
  * Usage: deno run -A bench/uring_aio_bench.ts [--file /var/tmp/x.img] [--seconds 3] [--reps 3]
  *   [--json bench/results/<date>-uring-aio.json]
@@ -25,10 +26,19 @@
 
 import { parseArgs } from "node:util";
 import process from "node:process";
-import { AIO_OPCODE, AIO_SYSCALLS, EVENT_BYTES, IOCB_BYTES, writeIocb } from "../mod/sys/aio.ts";
-import { IORING_OP, IoUring, prepareSqe } from "../mod/sys/io_uring.ts";
-import { addressOf, callSync, loadLibc, OPEN_FLAGS, openPath } from "../mod/sys/libc.ts";
 import { alignedBytes } from "../mod/aligned_bytes.ts";
+import { AioBatch } from "../mod/datapath/aio_batch.ts";
+import type { IoQueueOpener } from "../mod/datapath/io_queue.ts";
+import { UringBatch } from "../mod/datapath/uring_batch.ts";
+import { AIO_OPCODE } from "../mod/sys/aio.ts";
+import { OPEN_FLAGS, openPath } from "../mod/sys/libc.ts";
+import {
+  closeDescriptor,
+  createEventFd,
+  drainEventFd,
+  pollDescriptors,
+  POLLIN,
+} from "../mod/sys/syscalls.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -44,7 +54,6 @@ const REPS = Number(values.reps);
 const BLOCK = 4096;
 const FILE_BYTES = 1024 * 1024 * 1024;
 const path = values.file ?? `/var/tmp/dm-remap-uring-aio-${Deno.pid}.img`;
-const libc = loadLibc();
 
 let seed = 12345;
 function randomOffset(): number {
@@ -73,107 +82,53 @@ function timed(round: () => number): Run {
   };
 }
 
-/** DEPTH requests always in flight through Linux AIO: io_submit, then io_getevents(min 1). */
-function runAio(fd: number, depth: number, write: boolean): Run {
-  const context = new BigUint64Array(1);
-  const setup = callSync(() =>
-    libc.syscallSync(
-      AIO_SYSCALLS.ioSetup,
-      BigInt(depth),
-      addressOf(new Uint8Array(context.buffer)),
-      0n,
-      0n,
-      0n,
-    )
-  );
-  if (setup < 0) throw new Error(`io_setup: errno ${-setup}`);
+/**
+ * DEPTH requests always in flight through one of the data path's I/O queues,
+ * driven as a worker drives it: prepare what the free room allows, submit,
+ * reap; with nothing reaped, sleep in poll() on the eventfd, then reap again.
+ */
+function runQueue(open: IoQueueOpener, context: { fd: number; depth: number; write: boolean }) {
+  const { fd, depth, write } = context;
+  const eventFd = createEventFd();
+  const queue = open<number>(eventFd);
+  if (typeof queue === "number") throw new Error(`open the queue: errno ${-queue}`);
   const buffers = Array.from({ length: depth }, () => alignedBytes(BLOCK));
-  const iocbs = new Uint8Array(depth * IOCB_BYTES);
-  const iocbView = new DataView(iocbs.buffer);
-  const iocbBase = addressOf(iocbs);
-  const submitList = new BigUint64Array(depth);
-  const submitAddress = addressOf(new Uint8Array(submitList.buffer));
-  const events = new BigInt64Array(depth * (EVENT_BYTES / 8));
-  const eventsAddress = addressOf(new Uint8Array(events.buffer));
   const ready: number[] = Array.from({ length: depth }, (_, slot) => slot);
-  const opcode = write ? AIO_OPCODE.PWRITE : AIO_OPCODE.PREAD;
+  const pollFd = new Uint8Array(8);
+  const pollView = new DataView(pollFd.buffer);
+  let failed: number | undefined;
+  const complete = (slot: number, result: number) => {
+    if (result !== BLOCK) failed = result;
+    ready.push(slot);
+  };
   try {
     return timed(() => {
-      let count = 0;
       for (const slot of ready) {
-        writeIocb(iocbs, iocbView, slot * IOCB_BYTES, {
-          token: slot,
-          opcode,
+        queue.prepare({
+          opcode: write ? AIO_OPCODE.PWRITE : AIO_OPCODE.PREAD,
           fd,
-          address: addressOf(buffers[slot]!),
-          lengthBytes: BLOCK,
+          buffer: buffers[slot]!,
           offsetBytes: randomOffset(),
           rwFlags: 0,
-          eventFd: -1,
-        });
-        submitList[count++] = iocbBase + BigInt(slot * IOCB_BYTES);
+        }, slot);
       }
       ready.length = 0;
-      const submitted = callSync(() =>
-        libc.syscallSync(AIO_SYSCALLS.ioSubmit, context[0]!, BigInt(count), submitAddress, 0n, 0n)
-      );
-      if (submitted !== count) throw new Error(`io_submit: ${submitted} of ${count}`);
-      const got = callSync(() =>
-        libc.syscallSync(
-          AIO_SYSCALLS.ioGetevents,
-          context[0]!,
-          1n,
-          BigInt(depth),
-          eventsAddress,
-          0n,
-        )
-      );
-      if (got < 1) throw new Error(`io_getevents: ${got}`);
-      for (let i = 0; i < got; i++) {
-        const result = Number(events[i * 4 + 2]);
-        if (result !== BLOCK) throw new Error(`AIO request: ${result}`);
-        ready.push(Number(events[i * 4]));
+      queue.submit();
+      queue.reap(complete);
+      while (ready.length === 0) {
+        pollView.setInt32(0, eventFd, true);
+        pollView.setInt16(4, POLLIN, true);
+        pollDescriptors(pollFd, 1, 1000);
+        drainEventFd(eventFd);
+        queue.reap(complete);
       }
-      return got;
+      if (failed !== undefined) throw new Error(`a request failed: ${failed}`);
+      return ready.length;
     });
   } finally {
-    libc.syscallSync(AIO_SYSCALLS.ioDestroy, context[0]!, 0n, 0n, 0n, 0n);
-  }
-}
-
-/** DEPTH requests always in flight through io_uring: one io_uring_enter(submit, wait 1) a round. */
-function runUring(fd: number, depth: number, write: boolean): Run {
-  const ring = IoUring.create({ entries: depth });
-  if (typeof ring === "number") throw new Error(`io_uring_setup: errno ${-ring}`);
-  const buffers = Array.from({ length: depth }, () => alignedBytes(BLOCK));
-  const addresses = buffers.map(addressOf);
-  const ready: number[] = Array.from({ length: depth }, (_, slot) => slot);
-  const opcode = write ? IORING_OP.WRITE : IORING_OP.READ;
-  let failed: number | undefined;
-  try {
-    return timed(() => {
-      for (const slot of ready) {
-        prepareSqe(ring.nextSqe()!, {
-          opcode,
-          fd,
-          userData: BigInt(slot),
-          addr: addresses[slot],
-          len: BLOCK,
-          off: BigInt(randomOffset()),
-        });
-      }
-      ready.length = 0;
-      const entered = ring.submit(1);
-      if (entered < 0) throw new Error(`io_uring_enter: errno ${-entered}`);
-      const got = ring.reap((completion) => {
-        if (completion.result !== BLOCK) failed = completion.result;
-        ready.push(Number(completion.userData));
-      });
-      if (failed !== undefined) throw new Error(`io_uring request: ${failed}`);
-      return got;
-    });
-  } finally {
-    ring.close();
+    queue.reapAll(complete);
+    queue.close();
+    closeDescriptor(eventFd);
   }
 }
 
@@ -197,14 +152,15 @@ try {
       for (let rep = 0; rep < REPS; rep++) {
         const order = rep % 2 === 0 ? ["aio", "uring"] as const : ["uring", "aio"] as const;
         for (const which of order) {
-          cell[which].push(which === "aio" ? runAio(fd, depth, write) : runUring(fd, depth, write));
+          const open = which === "aio" ? AioBatch.open : UringBatch.open;
+          cell[which].push(runQueue(open, { fd, depth, write }));
         }
       }
       cells.push(cell);
     }
   }
 } finally {
-  libc.close(fd);
+  closeDescriptor(fd);
   if (ownFile) await Deno.remove(path);
 }
 
