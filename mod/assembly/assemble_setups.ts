@@ -32,6 +32,7 @@ import {
   type DecideAssemblyOptions,
 } from "./assembly_plan.ts";
 import type { DiscoveryReport, SetupFinding } from "./discovery_report.ts";
+import type { KernelExportDecision } from "./kernel_export_choice.ts";
 
 /** How a setup was started: a process of its own, or a systemd unit. */
 export interface StartRecord {
@@ -39,6 +40,8 @@ export interface StartRecord {
   startedMs: number;
   pid?: number;
   unit?: string;
+  /** The kernel device given to a `serve` started as a process, and why. */
+  kernelExport?: KernelExportDecision;
 }
 
 /** Starts one setup; returns what runs it now. */

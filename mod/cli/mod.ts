@@ -91,7 +91,7 @@ const COMMANDS: Record<string, Command> = {
       "[--allocation fill-first|round-robin|most-free|health-weighted] " +
       "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force] [--config <file>]\n" +
       "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]\n" +
-      "       [--smart-interval S | --no-smart] [--scrub-interval S] [--ublk] [--queues N] [--depth N]\n" +
+      "       [--smart-interval S | --no-smart] [--scrub-interval S] [--ublk] [--queues N] [--depth N] [--no-recovery]\n" +
       "       [--scan | --no-scan] [--scan-interval 24h] [--scan-rate-max 200M] [--region-size 1G]\n" +
       "       [--adopt]",
     options: {
@@ -120,6 +120,7 @@ const COMMANDS: Record<string, Command> = {
       ublk: { type: "boolean" },
       queues: { type: "string" },
       depth: { type: "string" },
+      "no-recovery": { type: "boolean" },
       adopt: { type: "boolean" },
       "scan-interval": { type: "string" },
       "scan-rate-max": { type: "string" },
@@ -225,9 +226,12 @@ const COMMANDS: Record<string, Command> = {
   assemble: {
     summary: "start the complete setups found on the disks (--scan, names, or --incremental)",
     usage: "assemble (--scan | <name|uuid>... | --incremental <dev>) [--dry-run] [--json] " +
-      "[--threshold N] [--scan-dir <dir>...] [--timeout-ms N]",
+      "[--threshold N] [--scan-dir <dir>...] [--timeout-ms N] [--export auto|ublk|nbd] " +
+      "[--config <file>]",
     options: {
       scan: { type: "boolean" },
+      export: { type: "string" },
+      ...CONFIG_OPTION,
       incremental: { type: "string" },
       "dry-run": { type: "boolean" },
       threshold: { type: "string" },

@@ -10,6 +10,7 @@
  * @module
  */
 
+import type { KernelExportChoice } from "../assembly/kernel_export_choice.ts";
 import type { AlertSettings, AlertTargetSettings } from "../alerts/alert.ts";
 import type { ConfigFile } from "../config/config_file.ts";
 import { type Field, SETUP_FIELDS } from "../config/config_schema.ts";
@@ -120,10 +121,10 @@ export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags
   };
 }
 
-/** `--ublk` and its `--queues` and `--depth`; undefined without `--ublk`. */
+/** `--ublk` and its `--queues`, `--depth` and `--no-recovery`; undefined without `--ublk`. */
 function ublkFlags(values: Record<string, OptionValue>): UblkSettings | undefined {
   if (values.ublk !== true) {
-    const shaping = ["queues", "depth"].filter((flag) => values[flag]);
+    const shaping = ["queues", "depth", "no-recovery"].filter((flag) => values[flag]);
     if (shaping.length > 0) throw new UsageError(`--${shaping[0]} needs --ublk`);
     return undefined;
   }
@@ -138,6 +139,7 @@ function ublkFlags(values: Record<string, OptionValue>): UblkSettings | undefine
       min: 1,
       max: UBLK_QUEUE_DEPTH_MAX,
     }) ?? UBLK_QUEUE_DEPTH_DEFAULT,
+    recovery: values["no-recovery"] !== true,
   };
 }
 
@@ -309,6 +311,18 @@ function appliedSections(config: ConfigValues | undefined, setup: SetupKeys): Ap
   return sections;
 }
 
+/**
+ * The kernel device `assemble` is to start a setup with, from the file: the
+ * setup's section (by name, then UUID), then `serve`; undefined when none says.
+ */
+export function kernelExportChoiceOf(
+  config: ConfigValues | undefined,
+  setup: SetupKeys,
+): KernelExportChoice | undefined {
+  const section = appliedSections(config, setup).find((each) => each.values.export !== undefined);
+  return section?.values.export as KernelExportChoice | undefined;
+}
+
 /** The schema's leaf keys of a setup section, dotted, skipping reserved sections. */
 function leafFields(fields: Readonly<Record<string, Field>>, prefix = ""): [string, Field][] {
   const leaves: [string, Field][] = [];
@@ -425,6 +439,7 @@ const DEFAULT_OF: Readonly<Record<string, (configuration: ServeConfiguration) =>
   "nbd.socket": ({ settings }) => settings.nbd.unixPath,
   "nbd.export-name": ({ settings }) => settings.nbd.exportName,
   "api.socket": ({ settings }) => settings.api.unixPath,
+  "export": () => "auto",
   "read-retries": () => READ_RETRIES_DEFAULT,
   "events-db": ({ settings }) => settings.eventsPath,
   "backup-dir": ({ settings }) => settings.backupDir,

@@ -10,15 +10,20 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import type { AssemblyDecision } from "../assembly/assembly_plan.ts";
+import type { KernelExportDecision, KernelExportKind } from "../assembly/kernel_export_choice.ts";
 import type { SetupStarter, StartRecord } from "../assembly/assemble_setups.ts";
 import { assert } from "../assert.ts";
 import { UsageError } from "../errors.ts";
 
 /**
  * The flags `assemble` gives the `serve` it starts, so the kernel device is
- * attached by the server itself. One constant, so it follows `serve`'s flags.
+ * made by the server itself: `/dev/nbdN`, or `/dev/ublkbN` with the default
+ * queues. One table, so it follows `serve`'s flags.
  */
-export const SERVE_ATTACH_ARGS: readonly string[] = ["--attach", "auto"];
+export const SERVE_KERNEL_DEVICE_ARGS: Readonly<Record<KernelExportKind, readonly string[]>> = {
+  nbd: ["--attach", "auto"],
+  ublk: ["--ublk"],
+};
 
 /** Whether this machine runs systemd and has `systemctl` (sd_booted(3) checks the directory). */
 export async function underSystemd(): Promise<boolean> {
@@ -58,15 +63,23 @@ export const systemdStarter: SetupStarter = async (decision) => {
  */
 export function serveCommandLine(
   decision: AssemblyDecision,
-  program: { execPath: string; mainModule: string },
+  context: { program: { execPath: string; mainModule: string }; kernelExport: KernelExportKind },
 ): string[] {
+  const { program } = context;
   const runtime = program.execPath.split("/").at(-1)!;
   const self = runtime === "deno" || runtime.startsWith("deno.")
     ? [program.execPath, "run", "--allow-all", new URL(program.mainModule).pathname]
     : [program.execPath];
   const spares = decision.sparePaths.flatMap((path) => ["--spare", path]);
   const main = decision.mainPath === undefined ? [] : ["--main", decision.mainPath];
-  return [...self, "serve", decision.name, ...spares, ...main, ...SERVE_ATTACH_ARGS];
+  return [
+    ...self,
+    "serve",
+    decision.name,
+    ...spares,
+    ...main,
+    ...SERVE_KERNEL_DEVICE_ARGS[context.kernelExport],
+  ];
 }
 
 /** Options for {@link processStarter}. */
@@ -82,6 +95,8 @@ export interface ProcessStarterOptions {
    * daemon, which systemd's killing sprees spare. @default the program's path
    */
   argv0?: string;
+  /** The kernel device each setup gets (`kernel_export_choice.ts`). */
+  kernelExportOf: (decision: AssemblyDecision) => Promise<KernelExportDecision>;
 }
 
 /** How long `assemble` watches a `serve` it started for an exit at once (a refusal, a bad flag). */
@@ -94,13 +109,11 @@ export const SERVE_EARLY_EXIT_MS = 1_500;
  */
 export function processStarter(options: ProcessStarterOptions): SetupStarter {
   return async (decision) => {
-    const argv = serveCommandLine(
-      decision,
-      options.program ?? {
-        execPath: Deno.execPath(),
-        mainModule: Deno.mainModule,
-      },
-    );
+    const kernelExport = await options.kernelExportOf(decision);
+    const argv = serveCommandLine(decision, {
+      program: options.program ?? { execPath: Deno.execPath(), mainModule: Deno.mainModule },
+      kernelExport: kernelExport.kind,
+    });
     const log = `${options.logDirectory}/${decision.name}.log`;
     // detached: a session of its own (setsid), so the terminal's hangup or Ctrl-C does not reach
     // it. node:child_process, unlike Deno.Command, sets argv[0]. The working directory is "/", so
@@ -127,11 +140,12 @@ export function processStarter(options: ProcessStarterOptions): SetupStarter {
     if (exited !== undefined) {
       const tail = (await Deno.readTextFile(log).catch(() => "")).trim().split("\n").slice(-5);
       throw new Error(
-        `serve exited at once with code ${exited}; the end of "${log}": ${tail.join(" | ")}`,
+        `serve (${kernelExport.kind}: ${kernelExport.reason}) exited at once with code ` +
+          `${exited}; the end of "${log}": ${tail.join(" | ")}`,
       );
     }
     assert(child.pid !== undefined, "a running child has a pid");
-    return { name: decision.name, pid: child.pid };
+    return { name: decision.name, pid: child.pid, kernelExport };
   };
 }
 

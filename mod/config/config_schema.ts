@@ -27,6 +27,7 @@ import {
   READ_RETRIES_MAX,
 } from "../constants.ts";
 import { ALERT_KINDS } from "../alerts/alert.ts";
+import { KERNEL_EXPORT_CHOICES } from "../assembly/kernel_export_choice.ts";
 import { LOG_LEVELS } from "../log/structured_log.ts";
 import { POLICY_ACTIONS } from "../policy/policy.ts";
 
@@ -109,6 +110,11 @@ const API_FIELDS: Record<string, Field> = {
 export const SETUP_FIELDS: Readonly<Record<string, Field>> = {
   "nbd": { type: { kind: "section", fields: NBD_FIELDS }, doc: "the NBD export" },
   "api": { type: { kind: "section", fields: API_FIELDS }, doc: "the status API" },
+  "export": {
+    type: { kind: "enum", values: KERNEL_EXPORT_CHOICES },
+    doc: "kernel device assemble starts the setup with: auto (ublk with ublk_drv, else NBD), " +
+      "ublk, nbd",
+  },
   "read-retries": {
     type: { kind: "integer", min: 0, max: READ_RETRIES_MAX },
     doc: "extra attempts at a failing main-disk read",

@@ -18,6 +18,8 @@ export interface SetupSection {
     "dead-timeout"?: number;
   };
   "api"?: { "socket"?: string; "tcp"?: string; "token"?: string; "group"?: string };
+  /** `auto`, `ublk` or `nbd`: the kernel device `assemble` starts the setup with. */
+  "export"?: string;
   "read-retries"?: number;
   "events-db"?: string;
   "backup-dir"?: string;

@@ -123,13 +123,7 @@ export class AioBatch<T> implements IoQueue<T> {
     const lone = this.#lone;
     this.#lone = undefined;
     if (lone !== undefined && this.#preparedCount === 1 && this.#inflight === 0) {
-      const slot = this.#slotOf(0);
-      const result = lone.opcode === AIO_OPCODE.FDSYNC
-        ? syncData(lone.fd)
-        : lone.opcode === AIO_OPCODE.PWRITE
-        ? writeAt(lone.fd, lone.buffer, lone.offsetBytes, lone.rwFlags)
-        : readAt(lone.fd, lone.buffer, lone.offsetBytes);
-      this.#finished.push({ slot, result });
+      this.#finished.push({ slot: this.#slotOf(0), result: runAlone(lone) });
       this.#preparedCount = 0;
       return;
     }
@@ -239,6 +233,21 @@ export class AioBatch<T> implements IoQueue<T> {
     this.#freeSlots.push(slot);
     return owner;
   }
+}
+
+/**
+ * Runs a request alone, synchronously (pread, pwrite or fdatasync): what an
+ * I/O queue does with a lone request while nothing is in flight.
+ *
+ * @returns The bytes done, or `-errno`.
+ */
+export function runAlone(request: IoRequest): number {
+  assert(request.segments === undefined, "a vectored request never runs alone");
+  return request.opcode === AIO_OPCODE.FDSYNC
+    ? syncData(request.fd)
+    : request.opcode === AIO_OPCODE.PWRITE
+    ? writeAt(request.fd, request.buffer, request.offsetBytes, request.rwFlags)
+    : readAt(request.fd, request.buffer, request.offsetBytes);
 }
 
 function vectoredOpcode(opcode: number): number {

@@ -2,7 +2,8 @@
  * io_uring through Deno FFI: `io_uring_setup` and `io_uring_enter` by
  * `syscall(2)` (glibc wraps neither), the submission and completion rings
  * and the SQE array mapped with `mmap`, and the few opcodes the ublk export
- * needs (URING_CMD, POLL_ADD, NOP, READ).
+ * needs (URING_CMD, POLL_ADD, NOP), and the disk I/O of `datapath/uring_batch.ts`
+ * (READ, WRITE, READV, WRITEV, FSYNC).
  *
  * Layouts and constants are those of include/uapi/linux/io_uring.h;
  * tests/sys/io_uring_layout_test.ts checks them against the header with a
@@ -24,6 +25,7 @@ import { addressOf, callSync } from "./libc.ts";
 /** Syscall numbers of the generic table (x86_64 and aarch64 share them). */
 const SYS_IO_URING_SETUP = 425n;
 const SYS_IO_URING_ENTER = 426n;
+const SYS_IO_URING_REGISTER = 427n;
 
 /** `io_uring_setup` flags. */
 export const IORING_SETUP = {
@@ -43,10 +45,20 @@ export const IORING_ENTER_GETEVENTS = 1 << 0;
 /** Opcodes (enum io_uring_op). */
 export const IORING_OP = {
   NOP: 0,
+  READV: 1,
+  WRITEV: 2,
+  FSYNC: 3,
   POLL_ADD: 6,
   READ: 22,
+  WRITE: 23,
   URING_CMD: 46,
 } as const;
+
+/** `fsync_flags` of IORING_OP_FSYNC: fdatasync rather than fsync. */
+export const IORING_FSYNC_DATASYNC = 1;
+
+/** `io_uring_register` opcodes. */
+export const IORING_REGISTER = { EVENTFD: 4 } as const;
 
 /** `mmap` offsets of the ring areas. */
 /** (The CQ ring shares the SQ ring's mapping: IORING_FEAT_SINGLE_MMAP.) */
@@ -267,6 +279,12 @@ export class IoUring {
     return new DataView(this.#sqeView.buffer, offset, this.sqeBytes);
   }
 
+  /** Takes back the last SQE filled since the last {@link submit}: the kernel never sees it. */
+  withdrawLast(): void {
+    assert(this.#pending > 0, "an SQE was filled and not yet submitted");
+    this.#pending--;
+  }
+
   /**
    * Publishes the filled SQEs and enters the kernel: submits them and, with
    * `waitFor` > 0, blocks this thread until that many completions are there.
@@ -339,6 +357,38 @@ export class IoUring {
       this.#pending = 0;
     }
     return (Atomics.load(this.#sqTail, 0) - Atomics.load(this.#sqHead, 0)) >>> 0;
+  }
+
+  /**
+   * Enters the kernel without waiting, so completions whose task work is
+   * pending (IORING_SETUP_COOP_TASKRUN defers it to the next entry) reach the ring.
+   *
+   * @returns 0, or `-errno`.
+   */
+  flushCompletions(): number {
+    const entered = this.#enterNow();
+    return entered < 0 ? entered : 0;
+  }
+
+  /**
+   * IORING_REGISTER_EVENTFD: every completion posted to this ring also
+   * counts on `eventFd`, so a thread asleep in poll() wakes for it.
+   *
+   * @returns 0, or `-errno`.
+   */
+  registerEventFd(eventFd: number): number {
+    const cell = new Int32Array([eventFd]);
+    return callSync(() =>
+      libc().syscall(
+        SYS_IO_URING_REGISTER,
+        BigInt(this.fd),
+        BigInt(IORING_REGISTER.EVENTFD),
+        addressOf(new Uint8Array(cell.buffer)),
+        1n,
+        0n,
+        0n,
+      )
+    );
   }
 
   /** Completions waiting in the ring. */

@@ -29,9 +29,7 @@ import {
 } from "./ublk_abi.ts";
 import { assert } from "../assert.ts";
 import { KernelAttachError } from "../errors.ts";
-
-/** The control device's path. */
-export const UBLK_CONTROL_PATH = "/dev/ublk-control";
+import { UBLK_CONTROL_PATH, ublkSupportOf } from "./ublk_support.ts";
 
 /** A control command that the driver refused. */
 export class UblkCommandError extends KernelAttachError {
@@ -54,20 +52,11 @@ function hintOf(errno: number): string {
 
 /** Why ublk cannot be used here, for a clear error, or undefined when it can. */
 export function ublkUnavailableReason(): string | undefined {
-  try {
-    const disabled = Deno.readTextFileSync("/proc/sys/kernel/io_uring_disabled").trim();
-    if (disabled !== "0") {
-      return `io_uring is disabled (sysctl kernel.io_uring_disabled=${disabled}); ` +
-        "set it to 0 or use the NBD export";
-    }
-  } catch { /* kernels before 6.6 have no such switch */ }
-  try {
-    Deno.statSync(UBLK_CONTROL_PATH);
-  } catch {
-    return `${UBLK_CONTROL_PATH} is missing: the kernel has no ublk_drv (modprobe ublk_drv, ` +
-      "Linux 6.0 or later) ; use the NBD export";
-  }
-  return undefined;
+  const support = ublkSupportOf();
+  if (support.kind === "loaded") return undefined;
+  if (support.kind === "absent") return support.reason;
+  return `${UBLK_CONTROL_PATH} is missing: the kernel has no ublk_drv loaded (modprobe ublk_drv, ` +
+    `${support.modulePath} is installed); use the NBD export`;
 }
 
 /** Commands on `/dev/ublk-control`. */
@@ -108,7 +97,7 @@ export class UblkControl {
   }
 
   /**
-   * ADD_DEV: a new device (id -1: the next free one) with user recovery.
+   * ADD_DEV: a new device (id -1: the next free one), with user recovery or without.
    *
    * @returns The device as the driver made it (its id among it).
    */
@@ -120,6 +109,8 @@ export class UblkControl {
       maxIoBufBytes: number;
       /** Kept by the driver in `ublksrv_flags`: a later server finds its device by it. */
       serverFlags: bigint;
+      /** `UBLK_F_USER_RECOVERY` and `_REISSUE`: the device outlives its server. */
+      recovery: boolean;
     },
   ): Promise<UblkDevInfo> {
     const info = encodeDevInfo({
@@ -129,7 +120,8 @@ export class UblkControl {
       maxIoBufBytes: options.maxIoBufBytes,
       devId: options.devId,
       serverPid: Deno.pid,
-      flags: UBLK_F.CMD_IOCTL_ENCODE | UBLK_F.USER_RECOVERY | UBLK_F.USER_RECOVERY_REISSUE,
+      flags: UBLK_F.CMD_IOCTL_ENCODE |
+        (options.recovery ? UBLK_F.USER_RECOVERY | UBLK_F.USER_RECOVERY_REISSUE : 0n),
       serverFlags: options.serverFlags,
     });
     await this.#command("ADD_DEV", UBLK_U_CMD.ADD_DEV, options.devId, { buffer: info });

@@ -142,7 +142,7 @@ const BROKEN: readonly { scenario: string; text: string; problems: string[] }[] 
     problems: [
       `${FILE}:2:10: log.level: expected one of err, warning, notice, info, debug, got "loud"`,
       `${FILE}:4:17: serve.read-retries: expected a whole number from 0 to 16, got -1`,
-      `${FILE}:5:3: serve: unknown key "colour": expected one of nbd, api, read-retries, events-db, backup-dir, buffered, scan-dir, alerts, policies, policy-interval-s, scan, allocation`,
+      `${FILE}:5:3: serve: unknown key "colour": expected one of nbd, api, export, read-retries, events-db, backup-dir, buffered, scan-dir, alerts, policies, policy-interval-s, scan, allocation`,
     ],
   },
 ];

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { parseConfig } from "../../mod/config/config_file.ts";
-import { serveConfiguration } from "../../mod/cli/service_settings.ts";
+import { kernelExportChoiceOf, serveConfiguration } from "../../mod/cli/service_settings.ts";
 import { READ_RETRIES_DEFAULT } from "../../mod/constants.ts";
 
 const FILE = "/etc/dm-remap/dm-remap.yaml";
@@ -110,5 +110,20 @@ Deno.test("serveConfiguration() names the file position of a value that does not
       );
       return true;
     },
+  );
+});
+
+Deno.test("kernelExportChoiceOf(): the setup's export (by name, then UUID), then serve's; none without", () => {
+  const config = parseConfig(
+    `serve:\n  export: nbd\nsetups:\n  fast:\n    export: ublk\n  ${UUID}:\n    export: auto\n`,
+    { path: FILE },
+  ).values;
+  assert.equal(kernelExportChoiceOf(config, { name: "fast", uuid: UUID }), "ublk");
+  assert.equal(kernelExportChoiceOf(config, { name: "other", uuid: UUID }), "auto");
+  assert.equal(kernelExportChoiceOf(config, { name: "other" }), "nbd");
+  assert.equal(kernelExportChoiceOf(undefined, { name: "fast" }), undefined);
+  assert.throws(
+    () => parseConfig("serve:\n  export: iscsi\n", { path: FILE }),
+    /serve\.export: expected one of auto, ublk, nbd, got "iscsi"/,
   );
 });

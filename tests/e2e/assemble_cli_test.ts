@@ -15,7 +15,7 @@ import { CLI_ENV, imageDirectory, runCli } from "./cli_process.ts";
 import { hashFiles } from "../assembly/_setups.ts";
 import {
   processStarter,
-  SERVE_ATTACH_ARGS,
+  SERVE_KERNEL_DEVICE_ARGS,
   serveCommandLine,
   systemdStarter,
 } from "../../mod/cli/setup_starter.ts";
@@ -105,7 +105,13 @@ Deno.test("dm-remap assemble takes exactly one mode", async () => {
   }
 });
 
-Deno.test("serveCommandLine() runs this program's serve on the spares and main disk found", () => {
+Deno.test("dm-remap assemble --export takes auto, ublk or nbd", async () => {
+  const run = await runCli(["assemble", "--scan", "--dry-run", "--export", "iscsi"]);
+  assert.equal(run.code, 2);
+  assert.match(run.stderr, /--export "iscsi": give auto, ublk or nbd/);
+});
+
+Deno.test("serveCommandLine() runs this program's serve on the spares and main disk found, with the kernel device chosen", () => {
   const decision = {
     name: "alpha",
     sparePaths: ["/dev/sdb", "/dev/sdc"],
@@ -120,20 +126,30 @@ Deno.test("serveCommandLine() runs this program's serve on the spares and main d
     "/dev/sdc",
     "--main",
     "/dev/disk/by-id/wwn-1",
-    ...SERVE_ATTACH_ARGS,
   ];
   assert.deepEqual(
     serveCommandLine(decision, {
-      execPath: "/usr/bin/deno",
-      mainModule: "file:///opt/dm-remap/dm-remap.js",
+      program: { execPath: "/usr/bin/deno", mainModule: "file:///opt/dm-remap/dm-remap.js" },
+      kernelExport: "nbd",
     }),
-    ["/usr/bin/deno", "run", "--allow-all", "/opt/dm-remap/dm-remap.js", ...tail],
+    [
+      "/usr/bin/deno",
+      "run",
+      "--allow-all",
+      "/opt/dm-remap/dm-remap.js",
+      ...tail,
+      "--attach",
+      "auto",
+    ],
   );
   assert.deepEqual(
-    serveCommandLine(decision, { execPath: "/usr/bin/dm-remap", mainModule: "file:///x.ts" }),
-    ["/usr/bin/dm-remap", ...tail],
+    serveCommandLine(decision, {
+      program: { execPath: "/usr/bin/dm-remap", mainModule: "file:///x.ts" },
+      kernelExport: "ublk",
+    }),
+    ["/usr/bin/dm-remap", ...tail, "--ublk"],
   );
-  assert.deepEqual(SERVE_ATTACH_ARGS, ["--attach", "auto"]);
+  assert.deepEqual(SERVE_KERNEL_DEVICE_ARGS, { nbd: ["--attach", "auto"], ublk: ["--ublk"] });
 });
 
 Deno.test("processStarter() runs serve detached and logging, and fails a serve that exits at once", async () => {
@@ -150,10 +166,12 @@ Deno.test("processStarter() runs serve detached and logging, and fails a serve t
       logDirectory: directory,
       program: program('echo "serving $*"; exec sleep 30'),
       earlyExitMs: 500,
+      kernelExportOf: () => Promise.resolve({ kind: "ublk", reason: "test: ublk" }),
     });
     const started = await lasting(decision);
     pid = started.pid;
     assert.equal(started.name, "alpha");
+    assert.deepEqual(started.kernelExport, { kind: "ublk", reason: "test: ublk" });
     const cmdline = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");
     assert.deepEqual(cmdline.slice(0, 2), ["sleep", "30"]);
     // setsid: the serve leads a session of its own.
@@ -162,17 +180,18 @@ Deno.test("processStarter() runs serve detached and logging, and fails a serve t
     assert.equal(session, pid);
     assert.match(
       await Deno.readTextFile(`${directory}/alpha.log`),
-      /^serving serve alpha --spare \/dev\/sdb --attach auto$/m,
+      /^serving serve alpha --spare \/dev\/sdb --ublk$/m,
     );
 
     const failing = processStarter({
       logDirectory: directory,
       program: program('echo "Unknown option --attach" >&2; exit 2'),
       earlyExitMs: 5_000,
+      kernelExportOf: () => Promise.resolve({ kind: "nbd", reason: "test: nbd" }),
     });
     await assert.rejects(
       failing(decision),
-      /serve exited at once with code 2; the end of ".*alpha\.log": .*Unknown option --attach/,
+      /serve \(nbd: test: nbd\) exited at once with code 2; the end of ".*alpha\.log": .*Unknown option --attach/,
     );
   } finally {
     if (pid !== undefined) Deno.kill(pid, "SIGKILL");
@@ -192,6 +211,7 @@ Deno.test("processStarter() gives serve the argv[0] asked for: '@dm-remap' for a
       program: { execPath: Deno.execPath(), mainModule: `file://${module}` },
       earlyExitMs: 500,
       argv0: "@dm-remap",
+      kernelExportOf: () => Promise.resolve({ kind: "nbd", reason: "test" }),
     });
     pid = (await starter({ name: "rootfs", sparePaths: ["/dev/vdb"] } as AssemblyDecision)).pid;
     const cmdline = (await Deno.readTextFile(`/proc/${pid}/cmdline`)).split("\0");

@@ -21,7 +21,7 @@ Deno.test("dm-remap config check reports each problem with file, line and column
       run.stderr.trim(),
       `dm-remap config: Invalid configuration "${path}": fix 2 problem(s):\n` +
         `  ${path}:2:17: serve.read-retries: expected a whole number from 0 to 16, got 99\n` +
-        `  ${path}:3:3: serve: unknown key "colour": expected one of nbd, api, read-retries, ` +
+        `  ${path}:3:3: serve: unknown key "colour": expected one of nbd, api, export, read-retries, ` +
         "events-db, backup-dir, buffered, scan-dir, alerts, policies, policy-interval-s, scan, allocation",
     );
     const missing = await runCli(["config", "check", "--config", files.file("none.yaml")]);

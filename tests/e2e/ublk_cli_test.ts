@@ -59,6 +59,7 @@ Deno.test({
         const [flags, message] of [
           [["--queues", "2"], /--queues needs --ublk/],
           [["--depth", "8"], /--depth needs --ublk/],
+          [["--no-recovery"], /--no-recovery needs --ublk/],
           [["--ublk", "--attach"], /--ublk and --attach/],
         ] as const
       ) {

@@ -1,7 +1,8 @@
 /**
  * `dm-remap assemble (--scan | NAME|UUID... | --incremental DEV) [--dry-run]
- * [--json] [--threshold N] [--scan-dir DIR]... [--timeout-ms N]`: starts the
- * setups found on the disks, as `mdadm --assemble --scan` / `--incremental`.
+ * [--json] [--threshold N] [--scan-dir DIR]... [--timeout-ms N]
+ * [--export auto|ublk|nbd] [--config FILE]`: starts the setups found on the
+ * disks, as `mdadm --assemble --scan` / `--incremental`.
  *
  * Decides from `discover`'s report (`assembly/assembly_plan.ts`): a setup is
  * started when it is complete and its confidence reaches `--threshold`
@@ -13,13 +14,18 @@
  * setup the other started. `--incremental DEV` (for udev) records the spare
  * and assembles its setup once every spare has been seen.
  *
- * Starting: under systemd `systemctl start dm-remap@<name>.service`,
- * otherwise a detached `dm-remap serve <name> --spare ... --main ...
- * --attach auto`. Every decision goes to the setup's event history.
+ * Starting: under systemd `systemctl start dm-remap@<name>.service` (the
+ * unit's flags choose its kernel device), otherwise a detached `dm-remap
+ * serve <name> --spare ... --main ...` with `--ublk` or `--attach auto`:
+ * `--export`, else the configuration's `export` for the setup, else `auto`,
+ * which takes ublk when the kernel has ublk_drv (loaded, or installed and
+ * loaded with modprobe) and NBD otherwise (`assembly/kernel_export_choice.ts`).
+ * Every decision goes to the setup's event history.
  *
  * `--json` prints `{ version: 1, dryRun, threshold, decisions[{uuid, name,
  * action, state, confidence, reasons, devices, sparePaths, mainPath,
- * started}], notFound[], incremental }`; `action` is `start` (also in a dry
+ * started: {name, startedMs, pid | unit, kernelExport: {kind, reason}}}],
+ * notFound[], incremental }`; `action` is `start` (also in a dry
  * run, which starts nothing), `refuse`, `already-running` or `start-failed`
  * (the `serve` started exited at once; the reasons carry its log's end).
  *
@@ -34,12 +40,20 @@ import {
   assembleSetups,
 } from "../../assembly/assemble_setups.ts";
 import type { AssemblyDecision } from "../../assembly/assembly_plan.ts";
+import {
+  decideKernelExport,
+  KERNEL_EXPORT_CHOICES,
+  type KernelExportChoice,
+} from "../../assembly/kernel_export_choice.ts";
 import { ASSEMBLE_THRESHOLD_DEFAULT } from "../../constants.ts";
 import { UsageError } from "../../errors.ts";
 import type { RecordedEvent } from "../../events/setup_event.ts";
 import type { CliOutput, CommandInput } from "../command.ts";
 import { EXIT_OK, EXIT_PROBLEM_FOUND } from "../exit_codes.ts";
+import { ublkSupportOf } from "../../sys/ublk_support.ts";
+import { configLocation, readConfig } from "../config_source.ts";
 import { integerOption, listOption, RUN_DIR, stringOption } from "../options.ts";
+import { kernelExportChoiceOf } from "../service_settings.ts";
 import { recordDiscovery, recordInHistory, runDiscovery } from "../run_discovery.ts";
 import { isStartAlive, processStarter, systemdStarter, underSystemd } from "../setup_starter.ts";
 import { timeoutOption } from "./discover.ts";
@@ -56,6 +70,14 @@ export async function assembleCommand(
   const scanDirs = listOption(values["scan-dir"]);
   const timeoutMs = timeoutOption(values["timeout-ms"]);
   const dryRun = values["dry-run"] === true;
+  const exportFlag = exportOption(stringOption(values.export));
+  const config = await readConfig(configLocation(stringOption(values.config)));
+  const kernelExportOf = (decision: AssemblyDecision) =>
+    decideKernelExport({
+      choice: exportFlag ?? kernelExportChoiceOf(config?.values, decision) ?? "auto",
+      support: ublkSupportOf(),
+      loadModule: loadUblkModule,
+    });
   const outcome = await assembleSetups({
     mode,
     dryRun,
@@ -64,6 +86,7 @@ export async function assembleCommand(
     starter: await underSystemd() ? systemdStarter : processStarter({
       logDirectory: RUN_DIR,
       argv0: Deno.env.get("DM_REMAP_SERVE_ARGV0"),
+      kernelExportOf,
     }),
     runtimeDirectory: RUN_DIR,
     isStartAlive,
@@ -94,6 +117,29 @@ export async function assembleCommand(
     decision.action === "refuse" || decision.action === "start-failed"
   );
   return refused || outcome.notFound.length > 0 ? EXIT_PROBLEM_FOUND : EXIT_OK;
+}
+
+/** `--export auto|ublk|nbd`, or undefined when not given. */
+function exportOption(value: string | undefined): KernelExportChoice | undefined {
+  if (value === undefined) return undefined;
+  const choice = KERNEL_EXPORT_CHOICES.find((each) => each === value);
+  if (choice === undefined) throw new UsageError(`--export "${value}": give auto, ublk or nbd`);
+  return choice;
+}
+
+/** `modprobe ublk_drv`: undefined when it loaded, else why not. */
+async function loadUblkModule(): Promise<string | undefined> {
+  try {
+    const output = await new Deno.Command("modprobe", {
+      args: ["ublk_drv"],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (output.success) return undefined;
+    return `modprobe ublk_drv failed: ${new TextDecoder().decode(output.stderr).trim()}`;
+  } catch (error) {
+    return `modprobe ublk_drv could not run: ${(error as Error).message}`;
+  }
 }
 
 function modeOf(scan: boolean, incremental: string | undefined, names: string[]): AssembleMode {
@@ -134,7 +180,12 @@ async function recordOutcome(outcome: AssembleOutcome, dryRun: boolean): Promise
       setupUuid: decision.uuid,
       decision: decisionWord(decision, dryRun),
       reasons: started
-        ? [`started ${started.unit ?? `process ${started.pid}`}`, ...decision.reasons]
+        ? [
+          `started ${started.unit ?? `process ${started.pid}`}` +
+          (started.kernelExport ? ` with ${started.kernelExport.kind}` : ""),
+          ...(started.kernelExport ? [`kernel device: ${started.kernelExport.reason}`] : []),
+          ...decision.reasons,
+        ]
         : decision.reasons,
       devices: decision.devices,
     });
@@ -165,12 +216,15 @@ function printOutcome(
   for (const decision of outcome.decisions) {
     const started = outcome.started[decision.uuid];
     const what = started
-      ? `started (${started.unit ?? `process ${started.pid}`})`
+      ? `started (${started.unit ?? `process ${started.pid}`}${
+        started.kernelExport ? `, ${started.kernelExport.kind}` : ""
+      })`
       : decisionWord(decision, context.dryRun);
     output.out(
       `${decision.name} (${decision.uuid}): ${what}, ${decision.state}, confidence ` +
         decision.confidence,
     );
+    if (started?.kernelExport) output.out(`  kernel device: ${started.kernelExport.reason}`);
     for (const reason of decision.reasons) output.out(`  ${reason}`);
   }
   for (const name of outcome.notFound) output.out(`${name}: no such setup found on the disks`);

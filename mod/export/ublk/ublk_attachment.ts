@@ -22,7 +22,7 @@ import type { DataPlane, DataPlaneConnection } from "../../datapath/data_plane.t
 import { deviceInUseReason } from "../../device/device_users.ts";
 import { KernelAttachError } from "../../errors.ts";
 import { ERRNO, OPEN_FLAGS, openPath } from "../../sys/libc.ts";
-import type { UblkDevInfo } from "../../sys/ublk_abi.ts";
+import { UBLK_F, type UblkDevInfo } from "../../sys/ublk_abi.ts";
 import { closeDescriptor, duplicateDescriptor } from "../../sys/syscalls.ts";
 import {
   listUblkDevices,
@@ -38,6 +38,13 @@ export interface UblkSettings {
   queues: number;
   /** Requests each queue holds at once (tags). */
   queueDepth: number;
+  /**
+   * `UBLK_F_USER_RECOVERY` (with REISSUE): a server that dies leaves the
+   * device with its I/O held for the next one. Without it (`--no-recovery`,
+   * ublksrv's `--recovery 0`) the kernel fails the I/O and removes the disk
+   * when its server dies: errors instead of waiting, for data nobody waits on.
+   */
+  recovery: boolean;
 }
 
 /** Options of {@link UblkAttachment}. */
@@ -100,7 +107,10 @@ export class UblkAttachment {
     this.#control = control;
     const fingerprint = setupFingerprintOf(this.#options.setupUuid);
     const own = await findDevice(control, fingerprint);
-    if (own !== undefined) return await this.#takeBack(control, own);
+    if (own !== undefined && (own.flags & UBLK_F.USER_RECOVERY) !== 0n) {
+      return await this.#takeBack(control, own);
+    }
+    if (own !== undefined) await this.#deleteDead(control, own);
     const { settings, maxIoBytes } = this.#options;
     const info = await control.addDevice({
       devId: -1,
@@ -108,6 +118,7 @@ export class UblkAttachment {
       queueDepth: settings.queueDepth,
       maxIoBufBytes: maxIoBytes,
       serverFlags: fingerprint,
+      recovery: settings.recovery,
     });
     const devId = info.devId;
     this.#devId = devId;
@@ -127,7 +138,22 @@ export class UblkAttachment {
       throw error;
     }
     this.#options.log(
-      `ublk: ${this.devicePath} started, ${info.queues} queue(s) of depth ${info.queueDepth}`,
+      `ublk: ${this.devicePath} started, ${info.queues} queue(s) of depth ${info.queueDepth}` +
+        (settings.recovery ? "" : ", without user recovery"),
+    );
+  }
+
+  /**
+   * Deletes the device a previous server of this setup left without user
+   * recovery: once its server is gone the kernel has failed its I/O and
+   * removed its disk; nothing can take it back, so a new device is added.
+   */
+  async #deleteDead(control: UblkControl, found: UblkDevInfo): Promise<void> {
+    await waitForServerGone(found, Date.now() + KERNEL_WAIT_MS);
+    await control.deleteDevice(found.devId);
+    this.#options.log(
+      `ublk: /dev/ublkb${found.devId}, left without user recovery by process ` +
+        `${found.serverPid}, deleted`,
     );
   }
 
@@ -140,14 +166,7 @@ export class UblkAttachment {
   async #takeBack(control: UblkControl, found: UblkDevInfo): Promise<void> {
     const devId = found.devId;
     const deadline = Date.now() + KERNEL_WAIT_MS;
-    while (processExists(found.serverPid)) {
-      if (Date.now() > deadline) {
-        throw new KernelAttachError(
-          `/dev/ublkb${devId} is this setup's and served by process ${found.serverPid}: stop it first`,
-        );
-      }
-      await delay(KERNEL_POLL_MS);
-    }
+    await waitForServerGone(found, deadline);
     // The driver refuses (EBUSY) until the old char device is released and its queues quiesced.
     for (;;) {
       try {
@@ -211,7 +230,12 @@ export class UblkAttachment {
       await this.#endQueues();
       this.#control?.close();
       this.#control = undefined;
-      this.#options.log(`ublk: ${this.devicePath} stays, its I/O held for the next server`);
+      this.#options.log(
+        this.#options.settings.recovery
+          ? `ublk: ${this.devicePath} stays, its I/O held for the next server`
+          : `ublk: ${this.devicePath} stays, but without user recovery the kernel fails its ` +
+            "I/O and removes it once this server has exited",
+      );
       return;
     }
     await this.#remove();
@@ -261,6 +285,23 @@ async function findDevice(
   fingerprint: bigint,
 ): Promise<UblkDevInfo | undefined> {
   return (await listUblkDevices(control)).find((info) => info.serverFlags === fingerprint);
+}
+
+/**
+ * Waits until the process recorded as the device's server is gone.
+ *
+ * @throws {KernelAttachError} When it still runs at `deadlineMs`: another server of this setup.
+ */
+async function waitForServerGone(found: UblkDevInfo, deadlineMs: number): Promise<void> {
+  while (processExists(found.serverPid)) {
+    if (Date.now() > deadlineMs) {
+      throw new KernelAttachError(
+        `/dev/ublkb${found.devId} is this setup's and served by process ${found.serverPid}: ` +
+          "stop it first",
+      );
+    }
+    await delay(KERNEL_POLL_MS);
+  }
 }
 
 function processExists(pid: number): boolean {

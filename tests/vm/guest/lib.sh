@@ -352,3 +352,46 @@ observe() { result "observe:$1" true "$2"; }
 # mark TEXT: a line in the kernel log, to cut dmesg later (dmesg_since TEXT).
 mark() { echo "dmremap-mark $1" >/dev/kmsg; }
 dmesg_since() { dmesg | sed -n "/dmremap-mark $1/,\$p" | grep -v "dmremap-mark"; }
+
+# power_cut_writers: the writes a power cut interrupts (scenarios powercut1, ublk_powercut1): a
+# writer without fsync in the background, and one that fsyncs each file (and its directory)
+# and then prints "DMREMAP-FSYNCED <sha256>  <path>" for the host, which kills qemu after a
+# few of those lines.
+power_cut_writers() {
+  mkdir -p "$MNT/bulk" "$MNT/synced"
+  (
+    i=0
+    while :; do
+      dd if=/dev/urandom of="$MNT/bulk/b$i" bs=65536 count=4 2>/dev/null
+      i=$((i + 1))
+    done
+  ) &
+  note writing
+  i=0
+  while :; do
+    dd if=/dev/urandom of="$MNT/synced/s$i" bs=1024 count=$(((i * 29) % 200 + 8)) conv=fsync 2>/dev/null ||
+      { result fsync_writer false "dd failed on s$i"; break; }
+    sync "$MNT/synced" || { result fsync_writer false "fsync of the directory failed"; break; }
+    echo "DMREMAP-FSYNCED $(cd "$MNT" && sha256sum "synced/s$i")"
+    i=$((i + 1))
+    [ $i -ge 200 ] && break
+  done
+  result not_killed false "the host should have killed the VM by now"
+}
+
+# assemble_ublk: `assemble --scan` starts the setup, and it chose /dev/ublkb0 itself (export
+# auto, ublk_drv loaded); its serve logs to $LOG (scenarios ublk_powercut1 and 2).
+assemble_ublk() {
+  dmremap assemble --scan --timeout-ms 15000 >/tmp/assemble.log 2>&1
+  code=$?
+  cat /tmp/assemble.log
+  [ $code -eq 0 ] || return 1
+  grep -q "kernel device: auto: ublk_drv is loaded" /tmp/assemble.log || return 1
+  waited=0
+  until grep -q "KERNEL  /dev/ublkb0" "$LOG" 2>/dev/null; do
+    waited=$((waited + 1))
+    [ $waited -gt 900 ] && { cat "$LOG"; return 1; }
+    sleep 0.1
+  done
+  test -b "$NBD"
+}

@@ -3,7 +3,7 @@
 # main disk, with a serial of its own). Refused, with their reasons and nothing written: the
 # setup while "clone" carries a dd copy of its spare, and while "other" stands where the main
 # disk is missing. Then two `assemble --scan` at once start one serve, which attaches
-# /dev/nbd0 with 2 connections; after serve is killed, `assemble --scan` starts it again and
+# /dev/nbd0 with 2 connections (NBD: the kernel has no ublk_drv); after serve is killed, `assemble --scan` starts it again and
 # it takes the device back under a mounted filesystem.
 note start
 disk_of() {
@@ -84,6 +84,9 @@ until grep -q "KERNEL  /dev/nbd0" "$LOG" 2>/dev/null || [ $waited -gt 900 ]; do
 done
 started_once() { cat /tmp/assemble1.log /tmp/assemble2.log; [ "$(serves)" -eq 1 ]; }
 check two_assembles_start_once started_once
+# This 6.1 kernel has no ublk_drv (no /dev/ublk-control, no modules under /lib/modules): the
+# assemble that started the serve chose NBD (export auto) and said why.
+check assemble_chose_nbd grep -h "kernel device: auto: NBD, as /dev/ublk-control is missing" /tmp/assemble1.log /tmp/assemble2.log
 check nbd_attach sh -c "cat $LOG; grep -q 'attached with 2 connections' $LOG && test \$(cat /sys/block/nbd0/size) -gt 0"
 discover_device() { dmremap discover --timeout-ms 15000 | grep "kernel device: /dev/nbd0"; }
 check discover_device discover_device

@@ -12,22 +12,4 @@ sed 's/^/DMREMAP-FSYNCED /' /tmp/sums
 ranges=$(free_bad_ranges 1000000)
 result bad_ranges true "$(echo $ranges)"
 check set_bad main_set_bad $ranges
-mkdir -p "$MNT/bulk" "$MNT/synced"
-(
-  i=0
-  while :; do
-    dd if=/dev/urandom of="$MNT/bulk/b$i" bs=65536 count=4 2>/dev/null
-    i=$((i + 1))
-  done
-) &
-note writing
-i=0
-while :; do
-  dd if=/dev/urandom of="$MNT/synced/s$i" bs=1024 count=$(((i * 29) % 200 + 8)) conv=fsync 2>/dev/null ||
-    { result fsync_writer false "dd failed on s$i"; break; }
-  sync "$MNT/synced" || { result fsync_writer false "fsync of the directory failed"; break; }
-  echo "DMREMAP-FSYNCED $(cd "$MNT" && sha256sum "synced/s$i")"
-  i=$((i + 1))
-  [ $i -ge 200 ] && break
-done
-result not_killed false "the host should have killed the VM by now"
+power_cut_writers

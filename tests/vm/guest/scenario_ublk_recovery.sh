@@ -4,7 +4,8 @@
 # takes it back (START_USER_RECOVERY, new queues, END_USER_RECOVERY) while the kernel holds the
 # I/O. The filesystem must see no error: no I/O error in the kernel log, the writer never fails,
 # every fsynced file verifies, e2fsck -fn is clean; then SIGTERM with the fs unmounted removes
-# the device.
+# the device. First, the negative control: a server without recovery (--no-recovery) killed the
+# same way makes the device fail its I/O and disappear.
 note start
 CYCLES=${PARAMS:-10}
 NBD=/dev/ublkb0
@@ -25,10 +26,54 @@ ublk_serve() {
   done
 }
 
+# The negative control: the same kill -9 of a server started with --no-recovery (no
+# UBLK_F_USER_RECOVERY) under a writer on the raw device. The kernel must fail the writer's I/O
+# and remove the disk: what the cycles below survive is the recovery's doing. The next server
+# (with recovery) deletes the dead device and adds a new /dev/ublkb0.
+no_recovery_control() {
+  : >/tmp/serve.log
+  serve_start --ublk --queues 2 --depth 32 --no-recovery || { echo "serve: $(cat /tmp/serve.log)"; return 1; }
+  waited=0
+  until grep -q "KERNEL  /dev/ublkb0" /tmp/serve.log; do
+    waited=$((waited + 1))
+    [ $waited -gt 50 ] && { echo "no device: $(cat /tmp/serve.log)"; return 1; }
+    sleep 0.1
+  done
+  grep -q "without user recovery" /tmp/serve.log || { echo "recovery on: $(cat /tmp/serve.log)"; return 1; }
+  (
+    i=0
+    while dd if=/dev/urandom of=$NBD bs=4096 count=16 seek=$(((i * 16) % 4096)) oflag=direct conv=fsync 2>/tmp/nr.err; do
+      i=$((i + 1))
+      echo $i >>/tmp/nr.count
+    done
+    echo "dd failed after $i writes: $(cat /tmp/nr.err)" >/tmp/nr.end
+  ) &
+  nr_writer=$!
+  wait_lines /tmp/nr.count 5 60 || { echo "the raw writer did not start"; return 1; }
+  kill -KILL "$SERVE_PID"
+  wait "$SERVE_PID"
+  # The driver sees the dead server within its monitor period (5 s) and stops the device.
+  waited=0
+  while [ ! -e /tmp/nr.end ] || test -e /sys/block/ublkb0; do
+    waited=$((waited + 1))
+    if [ $waited -gt 600 ]; then
+      kill -KILL "$nr_writer" 2>/dev/null
+      echo "after 60 s: writer $(cat /tmp/nr.end 2>/dev/null || echo 'still running'), $(ls /sys/block | grep ublk)"
+      return 1
+    fi
+    sleep 0.1
+  done
+  wait "$nr_writer"
+  echo "$(cat /tmp/nr.end); /dev/ublkb0 gone after $((waited / 10)) s; kernel: $(dmesg | grep -iE 'ublk|I/O error' | tail -3)"
+}
+check no_recovery_kill9_fails_io no_recovery_control
+mark recovery-part
+
 if ublk_serve; then result serve true "$(cat /tmp/serve.log)"; else
   result serve false "$(cat /tmp/serve.log; dmesg | tail -20)"
   return 1
 fi
+check dead_device_replaced grep "left without user recovery by process" /tmp/serve.log
 check mkfs mkfs.ext4 -q -F "$NBD" || return 1
 check mount mount -t ext4 "$NBD" "$MNT" || return 1
 mark restart-cycles
@@ -73,7 +118,7 @@ check mount_again mount -t ext4 "$NBD" "$MNT"
 check verify_fsynced verify_sums /tmp/w.sums
 check umount_end umount "$MNT"
 check e2fsck e2fsck -fn "$NBD"
-errors=$(dmesg | grep -iE "ublk|I/O error|EXT4-fs (error|warning)|Buffer I/O|blocked for more" | grep -ivE "command line|mounted filesystem|unmounting filesystem|recovery complete")
+errors=$(dmesg_since recovery-part | grep -iE "ublk|I/O error|EXT4-fs (error|warning)|Buffer I/O|blocked for more" | grep -ivE "command line|mounted filesystem|unmounting filesystem|recovery complete")
 result dmesg_clean "$([ -z "$errors" ] && echo true || echo false)" "$errors"
 serve_stop
 check device_removed sh -c "sleep 1; ! test -e $NBD && grep 'removed' /tmp/serve.log"
