@@ -24,6 +24,13 @@
  *   are told to send everything here. A spare that is gone fails as a spare
  *   whose write failed (no new slots, no metadata), on a read too; requests
  *   that touch its slots are EIO, never the main disk's stale data.
+ * - Metadata changes go through a {@link MetadataQueue}: a group commit that
+ *   answers client writes runs before any background change (the scanner's
+ *   record and the pending blocks it found, the delayed state write, scrubs),
+ *   so a client's remap waits for at most the one change already running.
+ *   What only the background changed (the scanner's findings, a pending
+ *   block that a remap cleared, which the log already proves) is written by
+ *   the background, never added to a client's commit.
  * - Table and pending list are published to shared memory
  *   ({@link EngineStatePublisher}) for the NBD data plane's workers, and a
  *   group commit also closes the cross-thread gate, so no worker I/O is
@@ -52,6 +59,7 @@ import type { CopyReport } from "../metadata/spare_store.ts";
 import type { ScrubReport } from "../metadata/spare_store.ts";
 import type { ServingMarker } from "../metadata/superblock.ts";
 import { IoGate } from "./io_gate.ts";
+import { type MetadataLane, MetadataQueue } from "./metadata_queue.ts";
 import { type PlanSource, RequestPlanner, type Run } from "./plan.ts";
 import { RemapTable, type SlotLocation } from "./remap_table.ts";
 import { EngineStatePublisher } from "./shared_state.ts";
@@ -181,9 +189,16 @@ export class RemapDevice implements Device {
   #serving: ServingMarker | undefined;
   #queue: RemapRequest[] = [];
   #draining: Promise<void> | undefined;
-  #metadataTail: Promise<void> = Promise.resolve();
+  readonly #metadataQueue = new MetadataQueue();
   #metadataTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The setup state changed in a way the next write, a client's commit too, must record. */
   #metadataDirty = false;
+  /**
+   * The setup state changed in a way only a background write records (the
+   * scanner's record and pending marks, pending blocks a remap cleared): a
+   * client's commit does not pay for it.
+   */
+  #backgroundDirty = false;
   /**
    * Whether the state written next differs in more than who serves the setup:
    * only then is it a change of the setup worth a backup (as LVM backs up
@@ -388,7 +403,10 @@ export class RemapDevice implements Device {
    * the bounded retries. A run of one block that keeps failing marks the
    * block pending, as a client read would; a longer one is only reported, for
    * the caller to read block by block (one failing read of a whole run must
-   * not condemn a weak block in it that reads on a retry). Nothing is written.
+   * not condemn a weak block in it that reads on a retry). Nothing is written:
+   * the pending blocks it found go to the metadata with the scanner's next
+   * record ({@link recordScan}), so a pass over a large failing region costs
+   * the scanner's bounded record writes, not one write per block.
    *
    * @param range Sector-aligned, inside the device.
    * @param buffer Scratch space of at least `range.lengthBytes` (aligned for O_DIRECT).
@@ -414,7 +432,9 @@ export class RemapDevice implements Device {
           latencyMs: performance.now() - startMs,
           readable,
         };
-        if (!readable && run.lengthBytes <= this.blockBytes) await this.#markUnreadableBlocks(run);
+        if (!readable && run.lengthBytes <= this.blockBytes) {
+          await this.#markUnreadableBlocks(run, "background");
+        }
         runs.push(scanned);
       }
       return runs;
@@ -456,11 +476,13 @@ export class RemapDevice implements Device {
 
   /**
    * Gives the scanner's record (position, settings, region health) to write
-   * as the metadata's `scan` field, now and with every later setup state.
+   * as the metadata's `scan` field, now (with the pending blocks the scanner
+   * found) and with every later setup state. A background write: a client's
+   * remap waiting meanwhile goes first.
    */
   recordScan(record: Record<string, unknown>): Promise<void> {
     this.#scanRecord = structuredClone(record);
-    this.#metadataDirty = true;
+    this.#backgroundDirty = true;
     return this.persistState();
   }
 
@@ -588,7 +610,7 @@ export class RemapDevice implements Device {
    */
   repairMetadata(): Promise<SpareRepair[]> {
     assert(!this.#closed, "metadata is repaired while the engine is open");
-    return this.#serializeMetadata(async () => {
+    return this.#serializeMetadata("background", async () => {
       const repairs: SpareRepair[] = [];
       for (const spare of this.#spares.working) {
         try {
@@ -603,11 +625,15 @@ export class RemapDevice implements Device {
     });
   }
 
-  /** Writes the setup-wide state (pending list, spare states, degraded) to every active spare now. */
+  /**
+   * Writes the setup-wide state (pending list, spare states, degraded) to
+   * every active spare now, as a background change: client remaps waiting
+   * meanwhile go first.
+   */
   persistState(): Promise<void> {
     if (this.#metadataTimer !== undefined) clearTimeout(this.#metadataTimer);
     this.#metadataTimer = undefined;
-    return this.#serializeMetadata(() => this.#writeSetupState());
+    return this.#serializeMetadata("background", () => this.#writeSetupState());
   }
 
   /**
@@ -625,10 +651,12 @@ export class RemapDevice implements Device {
     assert(!this.#closed, `setup "${this.name}" is open`);
     const spare = this.#spareAt(spareIndex);
     // Checked in the queue: a commit ahead of the scrub may fail the spare.
-    return this.#serializeMetadata(() =>
-      spare.state === "active" && spare.store !== undefined
-        ? spare.store.scrub()
-        : Promise.resolve(undefined)
+    return this.#serializeMetadata(
+      "background",
+      () =>
+        spare.state === "active" && spare.store !== undefined
+          ? spare.store.scrub()
+          : Promise.resolve(undefined),
     );
   }
 
@@ -721,7 +749,7 @@ export class RemapDevice implements Device {
         offsetBytes: run.offsetBytes,
         lengthBytes: run.lengthBytes,
       });
-      await this.#markUnreadableBlocks(run);
+      await this.#markUnreadableBlocks(run, "client");
       throw error;
     }
   }
@@ -742,8 +770,12 @@ export class RemapDevice implements Device {
     }
   }
 
-  /** After a run failed, finds which of its blocks cannot be read and records them as pending. */
-  async #markUnreadableBlocks(run: ByteRange): Promise<void> {
+  /**
+   * After a run failed, finds which of its blocks cannot be read and records
+   * them as pending: for a client's read, written after the metadata delay;
+   * for the scanner's, with its next record.
+   */
+  async #markUnreadableBlocks(run: ByteRange, foundBy: MetadataLane): Promise<void> {
     const end = run.offsetBytes + run.lengthBytes;
     for (let position = run.offsetBytes; position < end;) {
       const blockIndex = Math.floor(position / this.blockBytes);
@@ -757,7 +789,8 @@ export class RemapDevice implements Device {
         this.#pending.add(blockIndex);
         this.#shared.publishPending(this.#pending);
         this.#onEvent({ type: "pending", blockIndex });
-        this.#scheduleMetadata();
+        if (foundBy === "client") this.#scheduleMetadata();
+        else this.#backgroundDirty = this.#setupStateChanged = true;
       }
       position = pieceEnd;
     }
@@ -939,10 +972,12 @@ export class RemapDevice implements Device {
   async #drainQueue(): Promise<void> {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, REMAP_BATCH_MAX);
+      // Only the scanner waits on a batch of relocations alone.
+      const lane = batch.every((request) => request.relocation) ? "background" : "client";
       await this.#gate.exclusive(async () => {
         await this.#shared.close();
         try {
-          await this.#serializeMetadata(() => this.#commitBatch(batch));
+          await this.#serializeMetadata(lane, () => this.#commitBatch(batch));
         } catch (error) {
           // A disk that vanished mid-commit fails what is left of the batch;
           // requests already answered ignore the second answer.
@@ -955,11 +990,9 @@ export class RemapDevice implements Device {
     }
   }
 
-  /** Serialises every change to the spares' metadata. */
-  #serializeMetadata<T>(work: () => Promise<T>): Promise<T> {
-    const result = this.#metadataTail.then(work);
-    this.#metadataTail = result.then(() => {}, () => {});
-    return result;
+  /** Serialises every change to the spares' metadata, client remaps first. */
+  #serializeMetadata<T>(lane: MetadataLane, work: () => Promise<T>): Promise<T> {
+    return this.#metadataQueue.run(lane, work);
   }
 
   /** One group commit: compose blocks, write slots, flush, log, flush, then resolve. */
@@ -1155,7 +1188,9 @@ export class RemapDevice implements Device {
         this.#slotsUsed[spare.index]!++;
         if (this.#pending.delete(blockIndex)) {
           this.#shared.publishPending(this.#pending);
-          this.#metadataDirty = this.#setupStateChanged = true;
+          // The log proves the block remapped (an open drops it from the
+          // pending list), so this waits for a background write.
+          this.#scheduleMetadata({ background: true });
         }
         this.counters.remapsCreated++;
         this.#onEvent({ type: "remap", blockIndex, ...location });
@@ -1277,19 +1312,25 @@ export class RemapDevice implements Device {
     this.#onEvent({ type: "degraded", reason });
   }
 
-  #scheduleMetadata(): void {
-    this.#metadataDirty = this.#setupStateChanged = true;
+  /**
+   * Writes the setup state after the metadata delay, in the background lane.
+   * With `background`, the change is left out of client commits until then.
+   */
+  #scheduleMetadata(options: { background: boolean } = { background: false }): void {
+    if (options.background) this.#backgroundDirty = true;
+    else this.#metadataDirty = true;
+    this.#setupStateChanged = true;
     if (this.#metadataTimer !== undefined || this.#closed) return;
     this.#metadataTimer = setTimeout(() => {
       this.#metadataTimer = undefined;
-      this.#serializeMetadata(() => this.#writeSetupState()).catch(ignoreIoError);
+      this.#serializeMetadata("background", () => this.#writeSetupState()).catch(ignoreIoError);
     }, this.#metadataDelayMs);
   }
 
   /** Writes pending list, spare states and degraded flag to every active spare. */
   async #writeSetupState(): Promise<void> {
-    if (!this.#metadataDirty) return;
-    this.#metadataDirty = false;
+    if (!this.#metadataDirty && !this.#backgroundDirty) return;
+    this.#metadataDirty = this.#backgroundDirty = false;
     const setupStateChanged = this.#setupStateChanged;
     this.#setupStateChanged = false;
     const pending = this.pendingBlocks.slice(0, PENDING_MAX);

@@ -50,14 +50,14 @@ export interface ScanRecord {
 }
 
 /**
- * The defaults of every setting. The schedule is off unless `serve --scan`
- * turns it on: a pass over a large failing region marks each block pending,
- * each with a metadata write that queues ahead of client remaps, and stalled
- * a mounted filesystem's I/O in the VM (vm 3); until that is bounded, passes
- * run only when asked (`dm-remap scan NAME start`) or scheduled on purpose.
+ * The defaults of every setting: one pass a day, scheduled (`serve --no-scan`
+ * turns the schedule off). A pass over a large failing region stays cheap for
+ * clients: its findings are written at most once a second in the engine's
+ * background lane, behind client remaps, and it reads failing blocks one by
+ * one at a paced rate under load (`scanner.ts`).
  */
 export const SCAN_SETTINGS_DEFAULT: Readonly<ScanSettings> = {
-  enabled: false,
+  enabled: true,
   intervalMs: SCAN_INTERVAL_MS_DEFAULT,
   rateMaxBytesPerS: SCAN_RATE_BYTES_PER_S_MAX_DEFAULT,
   regionBytes: REGION_BYTES_DEFAULT,

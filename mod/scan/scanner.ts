@@ -26,9 +26,16 @@
  * - Clustering: around a weak or failed block it re-reads the neighbourhood
  *   (SCAN_NEIGHBOURHOOD_BLOCKS each side) first, and every weak block found
  *   there raises its region's risk.
+ * - Blocks read one at a time (a failed or weak run, its neighbourhood) are
+ *   paced too: it yields to the foreground before each, and reads at most
+ *   SCAN_INSPECT_BLOCKS_PER_S_BUSY of them a second under load, so a large
+ *   dead region costs the clients no more than a healthy one.
  * - Its position, pass times, baseline and region records go to the
  *   metadata's `scan` field every SCAN_PERSIST_INTERVAL_MS, at the end of a
- *   pass, after a finding and at stop: a restart goes on from there.
+ *   pass, at stop, and after findings, at most once per
+ *   SCAN_RECORD_WRITE_INTERVAL_MS: the pending blocks found meanwhile go in
+ *   the same write (the engine's background lane, behind client remaps). A
+ *   restart goes on from there.
  *
  * @module
  */
@@ -39,10 +46,12 @@ import {
   SCAN_CHUNK_SECTORS_MAX,
   SCAN_CHUNK_SECTORS_MIN,
   SCAN_IDLE_AFTER_MS,
+  SCAN_INSPECT_BLOCKS_PER_S_BUSY,
   SCAN_NEIGHBOURHOOD_BLOCKS,
   SCAN_PERSIST_INTERVAL_MS,
   SCAN_RATE_BYTES_PER_S_BUSY,
   SCAN_RATE_WINDOW_MS,
+  SCAN_RECORD_WRITE_INTERVAL_MS,
   SCAN_SLOW_CONFIRM_READS,
   SCAN_SLOW_FACTOR,
   SCAN_SLOW_FLOOR_MS,
@@ -164,6 +173,8 @@ export class Scanner {
   #lastForegroundRequests = 0;
   #lastForegroundChangeMs = 0;
   #lastPersistMs = 0;
+  /** Findings not yet written: written once SCAN_RECORD_WRITE_INTERVAL_MS has passed. */
+  #findingsUnwritten = false;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #stopping = false;
@@ -352,16 +363,46 @@ export class Scanner {
     };
     const startMs = performance.now();
     const { runs, quiet } = await this.#read(range);
-    const found = await this.#judgeRuns(runs, quiet);
+    const judged = await this.#judgeRuns(runs, quiet);
+    // Stopped or paused half-way through its blocks: the chunk is read again.
+    if (judged === "interrupted") return;
+    if (judged === "found") this.#findingsUnwritten = true;
     this.#markScanned(range);
     this.#positionBytes += range.lengthBytes;
     this.#bytesScanned += range.lengthBytes;
     await this.#capRate(range.lengthBytes, startMs, busy);
     if (this.#positionBytes >= this.#target.sizeBytes) {
       await this.#completePass();
-    } else if (found || Date.now() - this.#lastPersistMs >= this.#persistIntervalMs) {
+    } else if (Date.now() - this.#lastPersistMs >= this.#persistIntervalMs) {
       await this.#persist();
+    } else {
+      await this.#persistFindings();
     }
+  }
+
+  /** Writes findings not yet written, unless the last write was under SCAN_RECORD_WRITE_INTERVAL_MS ago. */
+  async #persistFindings(): Promise<void> {
+    if (!this.#findingsUnwritten) return;
+    if (Date.now() - this.#lastPersistMs < SCAN_RECORD_WRITE_INTERVAL_MS) return;
+    await this.#persist();
+  }
+
+  /**
+   * Before a block read alone: yields to the foreground, keeps the rate cap
+   * (SCAN_INSPECT_BLOCKS_PER_S_BUSY blocks a second under load), and writes
+   * the findings so far when their interval has passed.
+   */
+  async #paceInspection(): Promise<void> {
+    const startMs = performance.now();
+    const busy = await this.#yieldToForeground();
+    if (this.#state !== "scanning" || this.#stopping) return;
+    if (busy) this.#yields++;
+    const shareMs = busy
+      ? 1000 / SCAN_INSPECT_BLOCKS_PER_S_BUSY
+      : this.#target.blockBytes / this.#settings.rateMaxBytesPerS * 1000;
+    const spentMs = performance.now() - startMs;
+    if (shareMs > spentMs) await this.#sleep(shareMs - spentMs);
+    await this.#persistFindings();
   }
 
   /**
@@ -409,9 +450,13 @@ export class Scanner {
    * Looks at the runs of one chunk: good runs teach the baseline; a run that
    * needed a retry, was slow or failed is looked at block by block, with
    * the neighbourhood of each bad block.
-   * @returns Whether anything was found (worth writing to the metadata now).
+   * @returns "found" when anything was (worth writing to the metadata),
+   *   "interrupted" when a stop or pause came before every block was read.
    */
-  async #judgeRuns(runs: readonly ScanRun[], quiet: boolean): Promise<boolean> {
+  async #judgeRuns(
+    runs: readonly ScanRun[],
+    quiet: boolean,
+  ): Promise<"clean" | "found" | "interrupted"> {
     let found = false;
     for (const run of runs) {
       if (run.readable && run.attempts === 1 && !(quiet && this.#isSlow(run))) {
@@ -419,20 +464,22 @@ export class Scanner {
         continue;
       }
       found = true;
-      await this.#inspect({
+      const complete = await this.#inspect({
         firstBlock: Math.floor(run.offsetBytes / this.#target.blockBytes),
         endBlock: Math.ceil((run.offsetBytes + run.lengthBytes) / this.#target.blockBytes),
       });
+      if (!complete) return "interrupted";
     }
-    return found;
+    return found ? "found" : "clean";
   }
 
   /**
    * Reads blocks one at a time from a worklist: the given span, with the
    * neighbourhood of every bad block found put first. A bad block found in
    * a neighbourhood counts as clustered.
+   * @returns False when a stop or pause came first.
    */
-  async #inspect(work: { firstBlock: number; endBlock: number }): Promise<void> {
+  async #inspect(work: { firstBlock: number; endBlock: number }): Promise<boolean> {
     const blockCount = Math.ceil(this.#target.sizeBytes / this.#target.blockBytes);
     const seen = new Set<number>();
     const queue: { blockIndex: number; neighbour: boolean }[] = [];
@@ -449,13 +496,16 @@ export class Scanner {
     };
     while (queue.length > 0) {
       const { blockIndex, neighbour } = queue.shift()!;
-      if (seen.has(blockIndex) || this.#stopping) continue;
+      if (seen.has(blockIndex)) continue;
+      await this.#paceInspection();
+      if (this.#stopping || this.#state !== "scanning") return false;
       seen.add(blockIndex);
       const finding = await this.#inspectBlock(blockIndex);
       if (finding === "ok" || finding === "skipped") continue;
       if (neighbour) this.#region(this.#regionOf(blockIndex)).clusteredBlocks++;
       addNeighbours(blockIndex);
     }
+    return true;
   }
 
   /** Reads one block alone and acts on what it shows. */
@@ -469,6 +519,7 @@ export class Scanner {
     region.lastScannedMs = Date.now();
     if (!run.readable) {
       region.readErrors++;
+      this.#findingsUnwritten = true;
       return "unreadable";
     }
     const finding: BlockFinding = run.attempts > 1
@@ -477,6 +528,7 @@ export class Scanner {
       ? "slow"
       : "ok";
     if (finding === "ok") return finding;
+    this.#findingsUnwritten = true;
     if (finding === "retried") region.retriedReads++;
     else region.slowReads++;
     await this.#relocate(blockIndex, { reason: finding, latencyMs: run.latencyMs });
@@ -569,6 +621,7 @@ export class Scanner {
 
   async #persist(): Promise<void> {
     this.#lastPersistMs = Date.now();
+    this.#findingsUnwritten = false;
     await this.#target.recordScan(this.record() as unknown as Record<string, unknown>);
   }
 
