@@ -442,6 +442,30 @@ export class RemapDevice implements Device {
   }
 
   /**
+   * Reads a pending block from the main disk, for the scanner, with the
+   * bounded retries: whether it reads again (a block that failed for a
+   * while, as a flaky one does). Its main-disk contents are still the
+   * newest: a client write to a pending block is remapped, never written
+   * there. Nothing is marked or written; the scanner relocates it next.
+   *
+   * @param buffer Scratch space of at least one block (aligned for O_DIRECT).
+   */
+  probePending(blockIndex: number, buffer: Uint8Array): Promise<boolean> {
+    assert(!this.#closed, `setup "${this.name}" is open`);
+    const offsetBytes = blockIndex * this.blockBytes;
+    assert(offsetBytes < this.sizeBytes, "probed block inside the device");
+    const lengthBytes = Math.min(this.blockBytes, this.sizeBytes - offsetBytes);
+    assert(buffer.length >= lengthBytes, "the scan buffer holds a block");
+    return this.#gate.shared(async () => {
+      if (!this.#pending.has(blockIndex)) return false;
+      return await this.#readMain(buffer.subarray(0, lengthBytes), offsetBytes).then(
+        () => true,
+        (error) => isIoError(error) ? false : Promise.reject(error),
+      );
+    });
+  }
+
+  /**
    * Copies a block that still reads from the main disk to a spare, before it
    * fails: the block is read under the exclusive gate (so every write that
    * completed before is in it, and none runs during the copy), written to a

@@ -13,7 +13,10 @@
  *   ({@link ScanTarget.relocate}): copied under the exclusive gate, read
  *   back, compared, then logged, so a client write racing it wins.
  * - A block that cannot be read at all becomes pending (the engine does it),
- *   never invented.
+ *   never invented. At the end of each pass every pending block is read
+ *   once more; one that reads again failed only for a while (a flaky block)
+ *   and is relocated like a weak one: its main-disk contents are the newest,
+ *   since a client write to a pending block is remapped.
  * - Throttling: while foreground requests are in flight it waits (polling
  *   every SCAN_YIELD_POLL_MS, at most SCAN_YIELD_MS_MAX), then reads its
  *   smallest chunk; the chunk halves under load and doubles when idle,
@@ -83,6 +86,7 @@ export interface ScanTarget {
   scanRead(range: ByteRange, buffer: Uint8Array): Promise<ScanRun[]>;
   relocate(blockIndex: number): Promise<boolean>;
   isPending(blockIndex: number): boolean;
+  probePending(blockIndex: number, buffer: Uint8Array): Promise<boolean>;
   recordScan(record: Record<string, unknown>): Promise<void>;
 }
 
@@ -349,6 +353,11 @@ export class Scanner {
   }
 
   async #scanChunk(): Promise<void> {
+    if (this.#positionBytes >= this.#target.sizeBytes) {
+      // Stopped or paused while rechecking: that goes on, then the pass completes.
+      if (await this.#recheckPending()) await this.#completePass();
+      return;
+    }
     const busy = await this.#yieldToForeground();
     if (this.#state !== "scanning" || this.#stopping) return;
     if (busy) this.#yields++;
@@ -372,12 +381,34 @@ export class Scanner {
     this.#bytesScanned += range.lengthBytes;
     await this.#capRate(range.lengthBytes, startMs, busy);
     if (this.#positionBytes >= this.#target.sizeBytes) {
-      await this.#completePass();
+      // The next turn rechecks the pending blocks and completes the pass.
+      return;
     } else if (Date.now() - this.#lastPersistMs >= this.#persistIntervalMs) {
       await this.#persist();
     } else {
       await this.#persistFindings();
     }
+  }
+
+  /**
+   * Reads every pending block once more, paced like the blocks of a failed
+   * run; one that reads again is relocated (it counts as a retried read).
+   * @returns False when a stop or pause came first.
+   */
+  async #recheckPending(): Promise<boolean> {
+    for (const blockIndex of this.#target.pendingBlocks) {
+      await this.#paceInspection();
+      if (this.#stopping || this.#state !== "scanning") return false;
+      const startMs = performance.now();
+      if (!await this.#target.probePending(blockIndex, this.#buffer)) continue;
+      this.#region(this.#regionOf(blockIndex)).retriedReads++;
+      this.#findingsUnwritten = true;
+      await this.#relocate(blockIndex, {
+        reason: "retried",
+        latencyMs: performance.now() - startMs,
+      });
+    }
+    return true;
   }
 
   /** Writes findings not yet written, unless the last write was under SCAN_RECORD_WRITE_INTERVAL_MS ago. */
