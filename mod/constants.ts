@@ -290,6 +290,12 @@ export const SCAN_SLOW_FLOOR_MS = 50;
  * is relocated: one late read is as often the machine as the disk.
  */
 export const SCAN_SLOW_CONFIRM_READS = 2;
+/**
+ * Quiet clean reads the scanner learns the disk's baseline from before it
+ * judges any read slow: a starting system's first reads are cold (in vm 2 a
+ * healthy block read in 116 ms at startup was relocated as slow).
+ */
+export const SCAN_BASELINE_READS_MIN = 4;
 /** Blocks on each side of a weak or failed block that the scanner re-reads first. */
 export const SCAN_NEIGHBOURHOOD_BLOCKS = 8;
 /** The health region size by default. */

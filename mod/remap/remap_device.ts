@@ -69,7 +69,8 @@ import { type AllocationPolicy, placementFor } from "./allocation_policy.ts";
 /** What the engine reports as it works. */
 export type RemapEvent =
   | { type: "remap"; blockIndex: number; spareIndex: number; slotIndex: number }
-  | { type: "pending"; blockIndex: number }
+  /** `blockCount` blocks from `blockIndex` (one when absent) became pending at once. */
+  | { type: "pending"; blockIndex: number; blockCount?: number }
   | { type: "read-error"; offsetBytes: number; lengthBytes: number }
   | { type: "remap-failed"; blockIndex: number; reason: string }
   | { type: "spare-failed"; spareIndex: number; reason: string }
@@ -400,13 +401,11 @@ export class RemapDevice implements Device {
    * Reads the parts of a range that live on the main disk, for the scanner:
    * remapped blocks (on spares) and pending blocks are skipped, so a block
    * the main disk no longer holds is never read there. Each run is read with
-   * the bounded retries. A run of one block that keeps failing marks the
-   * block pending, as a client read would; a longer one is only reported, for
-   * the caller to read block by block (one failing read of a whole run must
-   * not condemn a weak block in it that reads on a retry). Nothing is written:
-   * the pending blocks it found go to the metadata with the scanner's next
-   * record ({@link recordScan}), so a pass over a large failing region costs
-   * the scanner's bounded record writes, not one write per block.
+   * the bounded retries. Runs that keep failing are only reported: the
+   * scanner reads them block by block (one failing read of a whole run must
+   * not condemn a weak block in it that reads on a retry) and gives the
+   * blocks that fail alone to {@link markPending}, many at once. Nothing is
+   * written.
    *
    * @param range Sector-aligned, inside the device.
    * @param buffer Scratch space of at least `range.lengthBytes` (aligned for O_DIRECT).
@@ -432,13 +431,43 @@ export class RemapDevice implements Device {
           latencyMs: performance.now() - startMs,
           readable,
         };
-        if (!readable && run.lengthBytes <= this.blockBytes) {
-          await this.#markUnreadableBlocks(run, "background");
-        }
+
         runs.push(scanned);
       }
       return runs;
     });
+  }
+
+  /**
+   * Marks blocks the scanner found unreadable (each read alone, with the
+   * bounded retries) as pending, many at once: one event per run of
+   * adjacent blocks, and no metadata write of its own; they are written with
+   * the scanner's next record ({@link recordScan}), in the background lane.
+   * So a pass over a large failing region costs the clients neither a
+   * metadata write nor a log line and history row per block. A block remapped
+   * since the scanner read it (a client wrote it) is left alone.
+   */
+  markPending(blockIndexes: readonly number[]): void {
+    assert(!this.#closed, `setup "${this.name}" is open`);
+    const added = blockIndexes.filter((blockIndex) => {
+      assert(blockIndex * this.blockBytes < this.sizeBytes, "pending block inside the device");
+      return !this.#table.has(blockIndex) && !this.#pending.has(blockIndex);
+    }).sort((a, b) => a - b);
+    if (added.length === 0) return;
+    for (const blockIndex of added) this.#pending.add(blockIndex);
+    this.#shared.publishPending(this.#pending);
+    this.#backgroundDirty = this.#setupStateChanged = true;
+    for (let first = 0; first < added.length;) {
+      let end = first + 1;
+      while (end < added.length && added[end] === added[end - 1]! + 1) end++;
+      const blockCount = end - first;
+      this.#onEvent({
+        type: "pending",
+        blockIndex: added[first]!,
+        ...(blockCount > 1 ? { blockCount } : {}),
+      });
+      first = end;
+    }
   }
 
   /**
@@ -773,7 +802,7 @@ export class RemapDevice implements Device {
         offsetBytes: run.offsetBytes,
         lengthBytes: run.lengthBytes,
       });
-      await this.#markUnreadableBlocks(run, "client");
+      await this.#markUnreadableBlocks(run);
       throw error;
     }
   }
@@ -794,12 +823,8 @@ export class RemapDevice implements Device {
     }
   }
 
-  /**
-   * After a run failed, finds which of its blocks cannot be read and records
-   * them as pending: for a client's read, written after the metadata delay;
-   * for the scanner's, with its next record.
-   */
-  async #markUnreadableBlocks(run: ByteRange, foundBy: MetadataLane): Promise<void> {
+  /** After a client's read failed, finds which of its blocks cannot be read and records them as pending. */
+  async #markUnreadableBlocks(run: ByteRange): Promise<void> {
     const end = run.offsetBytes + run.lengthBytes;
     for (let position = run.offsetBytes; position < end;) {
       const blockIndex = Math.floor(position / this.blockBytes);
@@ -813,8 +838,7 @@ export class RemapDevice implements Device {
         this.#pending.add(blockIndex);
         this.#shared.publishPending(this.#pending);
         this.#onEvent({ type: "pending", blockIndex });
-        if (foundBy === "client") this.#scheduleMetadata();
-        else this.#backgroundDirty = this.#setupStateChanged = true;
+        this.#scheduleMetadata();
       }
       position = pieceEnd;
     }

@@ -46,6 +46,7 @@
 import { alignedBytes } from "../aligned_bytes.ts";
 import { assert } from "../assert.ts";
 import {
+  SCAN_BASELINE_READS_MIN,
   SCAN_CHUNK_SECTORS_MAX,
   SCAN_CHUNK_SECTORS_MIN,
   SCAN_IDLE_AFTER_MS,
@@ -86,6 +87,7 @@ export interface ScanTarget {
   scanRead(range: ByteRange, buffer: Uint8Array): Promise<ScanRun[]>;
   relocate(blockIndex: number): Promise<boolean>;
   isPending(blockIndex: number): boolean;
+  markPending(blockIndexes: readonly number[]): void;
   probePending(blockIndex: number, buffer: Uint8Array): Promise<boolean>;
   recordScan(record: Record<string, unknown>): Promise<void>;
 }
@@ -166,6 +168,8 @@ export class Scanner {
   #lastPassCompletedMs: number | undefined;
   #passesCompleted = 0;
   #baselineMsPerByte: number | undefined;
+  /** Quiet clean reads the baseline was learnt from (a recorded baseline counts as learnt). */
+  #baselineReads = 0;
   #state: ScanState = "stopped";
   #chunkSectors = SCAN_CHUNK_SECTORS_MIN;
   #rateBytesPerS = 0;
@@ -177,6 +181,8 @@ export class Scanner {
   #lastForegroundRequests = 0;
   #lastForegroundChangeMs = 0;
   #lastPersistMs = 0;
+  /** Blocks read alone that failed, not yet marked pending: marked together. */
+  #unreadable: number[] = [];
   /** Findings not yet written: written once SCAN_RECORD_WRITE_INTERVAL_MS has passed. */
   #findingsUnwritten = false;
   #loop: Promise<void> | undefined;
@@ -316,6 +322,7 @@ export class Scanner {
     this.#passesCompleted = recorded.passesCompleted;
     if (recorded.baselineMsPerMiB !== undefined) {
       this.#baselineMsPerByte = recorded.baselineMsPerMiB / 1048576;
+      this.#baselineReads = SCAN_BASELINE_READS_MIN;
     }
     // Records of another region size describe other regions: they start over.
     if (!sameRegions) return;
@@ -418,6 +425,13 @@ export class Scanner {
     await this.#persist();
   }
 
+  /** Marks the unreadable blocks found so far pending, at once (one event per run of them). */
+  #markUnreadable(): void {
+    if (this.#unreadable.length === 0) return;
+    this.#target.markPending(this.#unreadable);
+    this.#unreadable = [];
+  }
+
   /**
    * Before a block read alone: yields to the foreground, keeps the rate cap
    * (SCAN_INSPECT_BLOCKS_PER_S_BUSY blocks a second under load), and writes
@@ -433,6 +447,7 @@ export class Scanner {
       : this.#target.blockBytes / this.#settings.rateMaxBytesPerS * 1000;
     const spentMs = performance.now() - startMs;
     if (shareMs > spentMs) await this.#sleep(shareMs - spentMs);
+    if (Date.now() - this.#lastPersistMs >= SCAN_RECORD_WRITE_INTERVAL_MS) this.#markUnreadable();
     await this.#persistFindings();
   }
 
@@ -529,13 +544,17 @@ export class Scanner {
       const { blockIndex, neighbour } = queue.shift()!;
       if (seen.has(blockIndex)) continue;
       await this.#paceInspection();
-      if (this.#stopping || this.#state !== "scanning") return false;
+      if (this.#stopping || this.#state !== "scanning") {
+        this.#markUnreadable();
+        return false;
+      }
       seen.add(blockIndex);
       const finding = await this.#inspectBlock(blockIndex);
       if (finding === "ok" || finding === "skipped") continue;
       if (neighbour) this.#region(this.#regionOf(blockIndex)).clusteredBlocks++;
       addNeighbours(blockIndex);
     }
+    this.#markUnreadable();
     return true;
   }
 
@@ -551,6 +570,7 @@ export class Scanner {
     if (!run.readable) {
       region.readErrors++;
       this.#findingsUnwritten = true;
+      this.#unreadable.push(blockIndex);
       return "unreadable";
     }
     const finding: BlockFinding = run.attempts > 1
@@ -609,14 +629,25 @@ export class Scanner {
   }
 
   #isSlow(run: ScanRun): boolean {
+    // Without a baseline every cold read of a starting system would look slow.
+    if (this.#baselineReads < SCAN_BASELINE_READS_MIN) return false;
     const expectedMs = (this.#baselineMsPerByte ?? 0) * run.lengthBytes;
     return run.latencyMs > SCAN_SLOW_FACTOR * expectedMs + this.#slowFloorMs;
   }
 
+  /**
+   * Learns the baseline: the fastest of the first SCAN_BASELINE_READS_MIN
+   * quiet reads (a slow block among them must not set it), then a moving
+   * average.
+   */
   #learnBaseline(run: ScanRun): void {
     const msPerByte = run.latencyMs / run.lengthBytes;
+    const learning = this.#baselineReads < SCAN_BASELINE_READS_MIN;
+    this.#baselineReads++;
     this.#baselineMsPerByte = this.#baselineMsPerByte === undefined
       ? msPerByte
+      : learning
+      ? Math.min(this.#baselineMsPerByte, msPerByte)
       : this.#baselineMsPerByte * 0.9 + msPerByte * 0.1;
   }
 
@@ -651,6 +682,7 @@ export class Scanner {
   }
 
   async #persist(): Promise<void> {
+    this.#markUnreadable();
     this.#lastPersistMs = Date.now();
     this.#findingsUnwritten = false;
     await this.#target.recordScan(this.record() as unknown as Record<string, unknown>);

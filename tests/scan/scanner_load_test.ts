@@ -30,12 +30,14 @@ const DEAD_FIRST_BLOCK = 1024;
 const DEAD_BLOCKS = 8192;
 const CLIENT_WRITES = 120;
 /**
- * The longest a client write may take: its own group commit (slot write,
- * flush, log write, flush) plus one background change running before it
- * (a setup-state write: 5 copies, each written and flushed), with room for a
- * busy machine (timers late, other processes): 5 times that.
+ * The longest a client write may take: no stall. Its own group commit (slot
+ * write, flush, log write, flush) plus the one background change it may wait
+ * for (a setup-state write: 5 copies, each written and flushed) is about
+ * 14 OP_MS; on a machine shared with other work timers run late, so the
+ * bound is 20 times that. (Before the background lane the worst was about
+ * the same; what it changed shows in the median and the state writes.)
  */
-const LATENCY_MS_MAX = 5 * (4 * OP_MS + 10 * OP_MS) + 100;
+const LATENCY_MS_MAX = 20 * 14 * OP_MS;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -102,7 +104,11 @@ Deno.test("a scan pass marking a large dead region pending keeps client writes w
   });
   await scanner.start();
   // The scanner reaches the dead region first, alone.
-  const pendingEvents = () => harness.events.filter((event) => event.type === "pending").length;
+  const pendingEvents = () =>
+    harness.events.reduce(
+      (sum, event) => sum + (event.type === "pending" ? event.blockCount ?? 1 : 0),
+      0,
+    );
   while (pendingEvents() === 0) await sleep(5);
   const startMs = performance.now();
   const stateWritesBefore = stateWrites;

@@ -101,6 +101,24 @@ Deno.test("Scanner relocates a block that reads far slower than the disk's basel
   await engine.close();
 });
 
+Deno.test("Scanner judges no read slow before it has learnt the disk's baseline", async () => {
+  const harness = await makeHarness({ mainBytes: MIB });
+  const { engine, faulty } = harness;
+  // In the first chunk of the first pass: no baseline yet, so no judgement.
+  faulty.setSlow(blockRange(1), 300);
+  const { scanner } = await scanPasses(harness, { passes: 1 });
+  assert.equal(engine.lookup(1), undefined, "not judged slow without a baseline");
+  const deadline = Date.now() + 20_000;
+  scanner.startPass();
+  while (scanner.status().passesCompleted < 2) {
+    assert.ok(Date.now() < deadline, "the second pass did not end");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await scanner.stop();
+  assert.ok(engine.lookup(1), "relocated once the baseline was learnt");
+  await engine.close();
+});
+
 Deno.test("Scanner judges latency only on quiet reads: a slow block under a client's load waits for a quiet pass", async () => {
   const harness = await makeHarness({ mainBytes: MIB });
   const { engine, faulty } = harness;
