@@ -65,6 +65,9 @@ import {
 } from "../constants.ts";
 import type { ByteRange } from "../device/device.ts";
 import type { ScanEvent } from "../events/setup_event.ts";
+import type { SparePoolForecast } from "../health/forecast.ts";
+import type { SmartReading } from "../health/smart_report.ts";
+import type { SmartRisk } from "../health/smart_risk.ts";
 import type { ScanRun } from "../remap/remap_device.ts";
 import {
   emptyRegionRecord,
@@ -143,10 +146,24 @@ export interface HealthReport {
   /** Every region, worst first. */
   regions: RegionHealth[];
   scan: ScanStatus;
-  /** SMART summary: added by the SMART work (issue 15, `mod/health/smart.ts`). */
-  smart: null;
-  /** Spare-pool forecast: added by the forecast work (issue 15, `mod/health/forecast.ts`). */
-  forecast: null;
+  /**
+   * SMART of the setup's disks, and the spare-pool forecast: the service
+   * adds them (`mod/service/status_source.ts`, with the main disk's SMART
+   * risk in `setup`); the scanner alone has neither, and null means off.
+   */
+  smart: SmartDiskRisk[] | null;
+  forecast: SparePoolForecast | null;
+}
+
+/** One disk's SMART as the health report shows it (the SMART reader's view of a disk). */
+export interface SmartDiskRisk {
+  /** `main` or `spare N`. */
+  role: string;
+  path: string;
+  /** The setup's path when `path` is a disk under it. */
+  under?: string;
+  reading?: SmartReading;
+  risk?: SmartRisk;
 }
 
 /** What a look at one block found. */
@@ -233,6 +250,20 @@ export class Scanner {
     if (this.#state === "stopped" || this.#state === "scanning") return;
     this.#beginPass();
     this.#wake?.();
+  }
+
+  /**
+   * An early pass, because the main disk's SMART counts rose: starts one now
+   * when the scanner waits for its next; a pass running goes on, and one a
+   * person paused stays paused.
+   * @returns Whether a pass started.
+   */
+  startEarlyPass(): boolean {
+    assert(this.#loop !== undefined, "the scanner runs");
+    if (this.#state !== "waiting") return false;
+    this.#beginPass();
+    this.#wake?.();
+    return true;
   }
 
   /** `scan stop`: the pass pauses where it is (the position is kept) until `scan start`. */
