@@ -222,7 +222,7 @@ Deno.test("serve: the health report shows SMART and the forecast; rising SMART c
   await withService(
     // The schedule is off: only the SMART rise can start a pass.
     { smart: { intervalMs: 1_000, read, disksUnder: (path) => Promise.resolve([path]) } },
-    async (service, dir, events) => {
+    async (_service, dir, events) => {
       const api = `${dir}/run/api.sock`;
       await until(
         () => events.some((event) => event.type === "smart-risk-raised"),
