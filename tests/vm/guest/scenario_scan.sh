@@ -25,13 +25,12 @@ result locate_flaky "$([ -n "$flaky" ] && echo true || echo false)" "$flaky"
 # scan_passes: the passes completed so far.
 scan_passes() { dmremap scan "$SETUP" status --api-socket "$API_SOCKET" --json | json_number passesCompleted; }
 # The pass serve started on its own ends first: the regions change under a known pass.
-tries=0
-until [ "$(scan_passes)" -ge 1 ] 2>/dev/null || [ $tries -ge 120 ]; do
-  sleep 1
-  tries=$((tries + 1))
+waited=$(date +%s)
+until [ "$(scan_passes)" -ge 1 ] 2>/dev/null || [ $(($(date +%s) - waited)) -ge 180 ]; do
+  sleep 2
 done
-result first_pass "$([ "$(scan_passes)" -ge 1 ] && echo true || echo false)" \
-  "$(dmremap scan "$SETUP" status --api-socket "$API_SOCKET")"
+result first_pass "$([ "$(scan_passes)" -ge 1 ] 2>/dev/null && echo true || echo false)" \
+  "$(dmremap scan "$SETUP" status --api-socket "$API_SOCKET" 2>&1; tail -c 1500 /tmp/serve.log)"
 
 # main_table_faulty: linear over $DISK_MAIN, the slow range behind dm-delay, the flaky one
 # behind dm-flakey (ranges START:COUNT in sectors, the slow one first on the disk or not).
