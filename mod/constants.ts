@@ -278,6 +278,19 @@ export const SCAN_YIELD_MS_MAX = 100;
 export const SCAN_IDLE_AFTER_MS = 500;
 /** How often the scan position is written to the metadata (not per chunk). */
 export const SCAN_PERSIST_INTERVAL_MS = 30_000;
+/**
+ * The shortest time between two metadata writes of the scanner's findings:
+ * the pending blocks and weak blocks of a whole run or more go in one write,
+ * and the scanner writes at most once a second however many blocks fail.
+ */
+export const SCAN_RECORD_WRITE_INTERVAL_MS = 1_000;
+/**
+ * Blocks the scanner reads one at a time (around a failed or weak run) per
+ * second while foreground requests run: each failed block is a pending mark
+ * and an event (a log line and a history row), so a pass over a large failing
+ * region must not crowd the clients out; it goes on at the rate cap when idle.
+ */
+export const SCAN_INSPECT_BLOCKS_PER_S_BUSY = 64;
 /** A read slower than this many times the disk's baseline (plus the floor) is an outlier. */
 export const SCAN_SLOW_FACTOR = 10;
 /**
@@ -290,6 +303,12 @@ export const SCAN_SLOW_FLOOR_MS = 50;
  * is relocated: one late read is as often the machine as the disk.
  */
 export const SCAN_SLOW_CONFIRM_READS = 2;
+/**
+ * Quiet clean reads the scanner learns the disk's baseline from before it
+ * judges any read slow: a starting system's first reads are cold (in vm 2 a
+ * healthy block read in 116 ms at startup was relocated as slow).
+ */
+export const SCAN_BASELINE_READS_MIN = 4;
 /** Blocks on each side of a weak or failed block that the scanner re-reads first. */
 export const SCAN_NEIGHBOURHOOD_BLOCKS = 8;
 /** The health region size by default. */

@@ -33,7 +33,8 @@ fi
 tools_bins=(/usr/sbin/nbd-client /usr/sbin/dmsetup /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/dumpe2fs
   /usr/bin/fio /usr/sbin/blockdev /usr/sbin/smartctl)
 # ata_piix, ahci, sd_mod and nvme: the emulated IDE, AHCI and NVMe disks that answer SMART (vm 13).
-modules_wanted=(virtio_pci virtio_blk nbd dm-mod dm-flakey crc32c_generic ext4 ata_piix ahci sd_mod nvme)
+# dm-flakey and dm-delay: the flaky and slow regions the scanner finds (vm 14).
+modules_wanted=(virtio_pci virtio_blk nbd dm-mod dm-flakey dm-delay crc32c_generic ext4 ata_piix ahci sd_mod nvme)
 
 stamp_input=$(
   cat "$0" tests/vm/guest/init 2>/dev/null

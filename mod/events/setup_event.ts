@@ -183,7 +183,10 @@ export function describeEvent(event: RecordedEvent): string {
     case "remap":
       return `remapped block ${event.blockIndex} to spare ${event.spareIndex} slot ${event.slotIndex}`;
     case "pending":
-      return `block ${event.blockIndex} is unreadable: pending until it is rewritten`;
+      return event.blockCount === undefined
+        ? `block ${event.blockIndex} is unreadable: pending until it is rewritten`
+        : `blocks ${event.blockIndex} to ${event.blockIndex + event.blockCount - 1} ` +
+          `(${event.blockCount}) are unreadable: pending until they are rewritten`;
     case "read-error":
       return `read error on the main disk: offset ${event.offsetBytes}, length ${event.lengthBytes}`;
     case "remap-failed":

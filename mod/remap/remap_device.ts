@@ -24,6 +24,13 @@
  *   are told to send everything here. A spare that is gone fails as a spare
  *   whose write failed (no new slots, no metadata), on a read too; requests
  *   that touch its slots are EIO, never the main disk's stale data.
+ * - Metadata changes go through a {@link MetadataQueue}: a group commit that
+ *   answers client writes runs before any background change (the scanner's
+ *   record and the pending blocks it found, the delayed state write, scrubs),
+ *   so a client's remap waits for at most the one change already running.
+ *   What only the background changed (the scanner's findings, a pending
+ *   block that a remap cleared, which the log already proves) is written by
+ *   the background, never added to a client's commit.
  * - Table and pending list are published to shared memory
  *   ({@link EngineStatePublisher}) for the NBD data plane's workers, and a
  *   group commit also closes the cross-thread gate, so no worker I/O is
@@ -65,6 +72,7 @@ import {
   type SuperblockPayload,
 } from "../metadata/superblock.ts";
 import { IoGate } from "./io_gate.ts";
+import { type MetadataLane, MetadataQueue } from "./metadata_queue.ts";
 import { type PlanSource, RequestPlanner, type Run } from "./plan.ts";
 import { RemapTable, type SlotLocation } from "./remap_table.ts";
 import { EngineStatePublisher } from "./shared_state.ts";
@@ -74,7 +82,8 @@ import { type AllocationPolicy, placementFor } from "./allocation_policy.ts";
 /** What the engine reports as it works. */
 export type RemapEvent =
   | { type: "remap"; blockIndex: number; spareIndex: number; slotIndex: number }
-  | { type: "pending"; blockIndex: number }
+  /** `blockCount` blocks from `blockIndex` (one when absent) became pending at once. */
+  | { type: "pending"; blockIndex: number; blockCount?: number }
   | { type: "read-error"; offsetBytes: number; lengthBytes: number }
   | { type: "remap-failed"; blockIndex: number; reason: string }
   | { type: "spare-failed"; spareIndex: number; reason: string }
@@ -222,9 +231,16 @@ export class RemapDevice implements Device {
   #serving: ServingMarker | undefined;
   #queue: RemapRequest[] = [];
   #draining: Promise<void> | undefined;
-  #metadataTail: Promise<void> = Promise.resolve();
+  readonly #metadataQueue = new MetadataQueue();
   #metadataTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The setup state changed in a way the next write, a client's commit too, must record. */
   #metadataDirty = false;
+  /**
+   * The setup state changed in a way only a background write records (the
+   * scanner's record and pending marks, pending blocks a remap cleared): a
+   * client's commit does not pay for it.
+   */
+  #backgroundDirty = false;
   /**
    * Whether the state written next differs in more than who serves the setup:
    * only then is it a change of the setup worth a backup (as LVM backs up
@@ -455,7 +471,7 @@ export class RemapDevice implements Device {
   addSpare(joining: JoiningSpare): Promise<number> {
     assert(!this.#closed, `setup "${this.name}" is open`);
     assert(joining.layout.blockBytes === this.blockBytes, "the setup's block size");
-    return this.#serializeMetadata(async () => {
+    return this.#serializeMetadata("background", async () => {
       const index = this.#spares.members.length;
       if (index >= SPARES_MAX) {
         throw new UsageError(
@@ -545,7 +561,7 @@ export class RemapDevice implements Device {
    */
   removeSpare(spareIndex: number): Promise<SpareMigration> {
     assert(!this.#closed, `setup "${this.name}" is open`);
-    return this.#serializeMetadata(async () => {
+    return this.#serializeMetadata("background", async () => {
       const spare = this.#spares.members[spareIndex];
       if (spare === undefined || spare.state === "removed") {
         throw new UsageError(
@@ -674,7 +690,7 @@ export class RemapDevice implements Device {
       migration.endedMs = Date.now();
       return;
     }
-    await this.#serializeMetadata(async () => {
+    await this.#serializeMetadata("background", async () => {
       const spare = this.#spares.get(spareIndex);
       if (spare.state !== "draining" || this.#blocksOn(spareIndex).length > 0) return;
       const store = spare.store!;
@@ -735,10 +751,11 @@ export class RemapDevice implements Device {
    * Reads the parts of a range that live on the main disk, for the scanner:
    * remapped blocks (on spares) and pending blocks are skipped, so a block
    * the main disk no longer holds is never read there. Each run is read with
-   * the bounded retries. A run of one block that keeps failing marks the
-   * block pending, as a client read would; a longer one is only reported, for
-   * the caller to read block by block (one failing read of a whole run must
-   * not condemn a weak block in it that reads on a retry). Nothing is written.
+   * the bounded retries. Runs that keep failing are only reported: the
+   * scanner reads them block by block (one failing read of a whole run must
+   * not condemn a weak block in it that reads on a retry) and gives the
+   * blocks that fail alone to {@link markPending}, many at once. Nothing is
+   * written.
    *
    * @param range Sector-aligned, inside the device.
    * @param buffer Scratch space of at least `range.lengthBytes` (aligned for O_DIRECT).
@@ -764,10 +781,66 @@ export class RemapDevice implements Device {
           latencyMs: performance.now() - startMs,
           readable,
         };
-        if (!readable && run.lengthBytes <= this.blockBytes) await this.#markUnreadableBlocks(run);
+
         runs.push(scanned);
       }
       return runs;
+    });
+  }
+
+  /**
+   * Marks blocks the scanner found unreadable (each read alone, with the
+   * bounded retries) as pending, many at once: one event per run of
+   * adjacent blocks, and no metadata write of its own; they are written with
+   * the scanner's next record ({@link recordScan}), in the background lane.
+   * So a pass over a large failing region costs the clients neither a
+   * metadata write nor a log line and history row per block. A block remapped
+   * since the scanner read it (a client wrote it) is left alone.
+   */
+  markPending(blockIndexes: readonly number[]): void {
+    assert(!this.#closed, `setup "${this.name}" is open`);
+    const added = blockIndexes.filter((blockIndex) => {
+      assert(blockIndex * this.blockBytes < this.sizeBytes, "pending block inside the device");
+      return !this.#table.has(blockIndex) && !this.#pending.has(blockIndex);
+    }).sort((a, b) => a - b);
+    if (added.length === 0) return;
+    for (const blockIndex of added) this.#pending.add(blockIndex);
+    this.#shared.publishPending(this.#pending);
+    this.#backgroundDirty = this.#setupStateChanged = true;
+    for (let first = 0; first < added.length;) {
+      let end = first + 1;
+      while (end < added.length && added[end] === added[end - 1]! + 1) end++;
+      const blockCount = end - first;
+      this.#onEvent({
+        type: "pending",
+        blockIndex: added[first]!,
+        ...(blockCount > 1 ? { blockCount } : {}),
+      });
+      first = end;
+    }
+  }
+
+  /**
+   * Reads a pending block from the main disk, for the scanner, with the
+   * bounded retries: whether it reads again (a block that failed for a
+   * while, as a flaky one does). Its main-disk contents are still the
+   * newest: a client write to a pending block is remapped, never written
+   * there. Nothing is marked or written; the scanner relocates it next.
+   *
+   * @param buffer Scratch space of at least one block (aligned for O_DIRECT).
+   */
+  probePending(blockIndex: number, buffer: Uint8Array): Promise<boolean> {
+    assert(!this.#closed, `setup "${this.name}" is open`);
+    const offsetBytes = blockIndex * this.blockBytes;
+    assert(offsetBytes < this.sizeBytes, "probed block inside the device");
+    const lengthBytes = Math.min(this.blockBytes, this.sizeBytes - offsetBytes);
+    assert(buffer.length >= lengthBytes, "the scan buffer holds a block");
+    return this.#gate.shared(async () => {
+      if (!this.#pending.has(blockIndex)) return false;
+      return await this.#readMain(buffer.subarray(0, lengthBytes), offsetBytes).then(
+        () => true,
+        (error) => isIoError(error) ? false : Promise.reject(error),
+      );
     });
   }
 
@@ -806,11 +879,13 @@ export class RemapDevice implements Device {
 
   /**
    * Gives the scanner's record (position, settings, region health) to write
-   * as the metadata's `scan` field, now and with every later setup state.
+   * as the metadata's `scan` field, now (with the pending blocks the scanner
+   * found) and with every later setup state. A background write: a client's
+   * remap waiting meanwhile goes first.
    */
   recordScan(record: Record<string, unknown>): Promise<void> {
     this.#scanRecord = structuredClone(record);
-    this.#metadataDirty = true;
+    this.#backgroundDirty = true;
     return this.persistState();
   }
 
@@ -940,7 +1015,7 @@ export class RemapDevice implements Device {
    */
   repairMetadata(): Promise<SpareRepair[]> {
     assert(!this.#closed, "metadata is repaired while the engine is open");
-    return this.#serializeMetadata(async () => {
+    return this.#serializeMetadata("background", async () => {
       const repairs: SpareRepair[] = [];
       for (const spare of this.#spares.working) {
         try {
@@ -955,11 +1030,15 @@ export class RemapDevice implements Device {
     });
   }
 
-  /** Writes the setup-wide state (pending list, spare states, degraded) to every active spare now. */
+  /**
+   * Writes the setup-wide state (pending list, spare states, degraded) to
+   * every active spare now, as a background change: client remaps waiting
+   * meanwhile go first.
+   */
   persistState(): Promise<void> {
     if (this.#metadataTimer !== undefined) clearTimeout(this.#metadataTimer);
     this.#metadataTimer = undefined;
-    return this.#serializeMetadata(() => this.#writeSetupState());
+    return this.#serializeMetadata("background", () => this.#writeSetupState());
   }
 
   /**
@@ -977,10 +1056,12 @@ export class RemapDevice implements Device {
     assert(!this.#closed, `setup "${this.name}" is open`);
     const spare = this.#spareAt(spareIndex);
     // Checked in the queue: a commit ahead of the scrub may fail the spare.
-    return this.#serializeMetadata(() =>
-      (spare.state === "active" || spare.state === "draining") && spare.store !== undefined
-        ? spare.store.scrub()
-        : Promise.resolve(undefined)
+    return this.#serializeMetadata(
+      "background",
+      () =>
+        (spare.state === "active" || spare.state === "draining") && spare.store !== undefined
+          ? spare.store.scrub()
+          : Promise.resolve(undefined),
     );
   }
 
@@ -1128,7 +1209,7 @@ export class RemapDevice implements Device {
     }
   }
 
-  /** After a run failed, finds which of its blocks cannot be read and records them as pending. */
+  /** After a client's read failed, finds which of its blocks cannot be read and records them as pending. */
   async #markUnreadableBlocks(run: ByteRange): Promise<void> {
     const end = run.offsetBytes + run.lengthBytes;
     for (let position = run.offsetBytes; position < end;) {
@@ -1337,10 +1418,12 @@ export class RemapDevice implements Device {
   async #drainQueue(): Promise<void> {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, REMAP_BATCH_MAX);
+      // Only the scanner waits on a batch of relocations alone.
+      const lane = batch.every((request) => request.relocation) ? "background" : "client";
       await this.#gate.exclusive(async () => {
         await this.#shared.close();
         try {
-          await this.#serializeMetadata(() => this.#commitBatch(batch));
+          await this.#serializeMetadata(lane, () => this.#commitBatch(batch));
         } catch (error) {
           // A disk that vanished mid-commit fails what is left of the batch;
           // requests already answered ignore the second answer.
@@ -1353,11 +1436,9 @@ export class RemapDevice implements Device {
     }
   }
 
-  /** Serialises every change to the spares' metadata. */
-  #serializeMetadata<T>(work: () => Promise<T>): Promise<T> {
-    const result = this.#metadataTail.then(work);
-    this.#metadataTail = result.then(() => {}, () => {});
-    return result;
+  /** Serialises every change to the spares' metadata, client remaps first. */
+  #serializeMetadata<T>(lane: MetadataLane, work: () => Promise<T>): Promise<T> {
+    return this.#metadataQueue.run(lane, work);
   }
 
   /** One group commit: compose blocks, write slots, flush, log, flush, then resolve. */
@@ -1558,7 +1639,9 @@ export class RemapDevice implements Device {
         this.#slotsUsed[spare.index]!++;
         if (this.#pending.delete(blockIndex)) {
           this.#shared.publishPending(this.#pending);
-          this.#metadataDirty = this.#setupStateChanged = true;
+          // The log proves the block remapped (an open drops it from the
+          // pending list), so this waits for a background write.
+          this.#scheduleMetadata({ background: true });
         }
         this.counters.remapsCreated++;
         this.#onEvent({ type: "remap", blockIndex, ...location });
@@ -1682,19 +1765,25 @@ export class RemapDevice implements Device {
     this.#onEvent({ type: "degraded", reason });
   }
 
-  #scheduleMetadata(): void {
-    this.#metadataDirty = this.#setupStateChanged = true;
+  /**
+   * Writes the setup state after the metadata delay, in the background lane.
+   * With `background`, the change is left out of client commits until then.
+   */
+  #scheduleMetadata(options: { background: boolean } = { background: false }): void {
+    if (options.background) this.#backgroundDirty = true;
+    else this.#metadataDirty = true;
+    this.#setupStateChanged = true;
     if (this.#metadataTimer !== undefined || this.#closed) return;
     this.#metadataTimer = setTimeout(() => {
       this.#metadataTimer = undefined;
-      this.#serializeMetadata(() => this.#writeSetupState()).catch(ignoreIoError);
+      this.#serializeMetadata("background", () => this.#writeSetupState()).catch(ignoreIoError);
     }, this.#metadataDelayMs);
   }
 
   /** Writes pending list, spare states and degraded flag to every active spare. */
   async #writeSetupState(): Promise<void> {
-    if (!this.#metadataDirty) return;
-    this.#metadataDirty = false;
+    if (!this.#metadataDirty && !this.#backgroundDirty) return;
+    this.#metadataDirty = this.#backgroundDirty = false;
     const setupStateChanged = this.#setupStateChanged;
     this.#setupStateChanged = false;
     const pending = this.pendingBlocks.slice(0, PENDING_MAX);

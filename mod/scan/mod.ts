@@ -12,6 +12,7 @@ export {
   type ScanState,
   type ScanStatus,
   type ScanTarget,
+  type SmartDiskRisk,
 } from "./scanner.ts";
 export {
   parseScanRecord,
@@ -29,4 +30,5 @@ export {
   type RiskLevel,
   SCORE_WEIGHTS,
   type SetupHealth,
+  withSmartRisk,
 } from "./region_health.ts";

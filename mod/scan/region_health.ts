@@ -21,6 +21,8 @@
  * @module
  */
 
+import type { SmartRisk, SmartRiskLevel } from "../health/smart_risk.ts";
+
 /** Points a finding takes off a region's score. */
 export const SCORE_WEIGHTS = {
   readErrors: 30,
@@ -82,6 +84,49 @@ export interface SetupHealth {
     worstRegion?: { regionIndex: number; score: number };
     meanRegionScore: number;
     pendingBlocks: number;
+    /**
+     * The main disk's SMART risk (`mod/health/smart_risk.ts`) when the
+     * setup's risk includes it: absent without SMART or before a reading.
+     */
+    smart?: { path: string; level: SmartRiskLevel; reasons: string[]; rising: string[] };
+  };
+}
+
+/** The scan risk a SMART risk level counts as: SMART "elevated" is a moderate risk. */
+const RISK_OF_SMART: Record<SmartRiskLevel, RiskLevel> = {
+  none: "low",
+  low: "low",
+  elevated: "moderate",
+  high: "high",
+  critical: "critical",
+};
+
+/**
+ * The setup's health with the main disk's SMART risk as an input: the risk
+ * is at least what SMART says, and one level higher while SMART counters
+ * rise (as a worsening trend raises a region's). The score stays the scan's:
+ * SMART says how likely failures are, the score what the scan found.
+ */
+export function withSmartRisk(
+  setup: SetupHealth,
+  smart: { path: string; risk: SmartRisk } | undefined,
+): SetupHealth {
+  if (smart === undefined) return setup;
+  const { level, reasons, rising } = smart.risk;
+  let risk = Math.max(RISKS.indexOf(setup.risk), RISKS.indexOf(RISK_OF_SMART[level]));
+  if (rising.length > 0) risk = Math.min(RISKS.length - 1, risk + 1);
+  return {
+    ...setup,
+    risk: RISKS[risk]!,
+    inputs: {
+      ...setup.inputs,
+      smart: {
+        path: smart.path,
+        level,
+        reasons: [...reasons],
+        rising: rising.map((rise) => `${rise.name} rose ${rise.from}→${rise.to}`),
+      },
+    },
   };
 }
 

@@ -13,7 +13,10 @@
  *   ({@link ScanTarget.relocate}): copied under the exclusive gate, read
  *   back, compared, then logged, so a client write racing it wins.
  * - A block that cannot be read at all becomes pending (the engine does it),
- *   never invented.
+ *   never invented. At the end of each pass every pending block is read
+ *   once more; one that reads again failed only for a while (a flaky block)
+ *   and is relocated like a weak one: its main-disk contents are the newest,
+ *   since a client write to a pending block is remapped.
  * - Throttling: while foreground requests are in flight it waits (polling
  *   every SCAN_YIELD_POLL_MS, at most SCAN_YIELD_MS_MAX), then reads its
  *   smallest chunk; the chunk halves under load and doubles when idle,
@@ -26,9 +29,16 @@
  * - Clustering: around a weak or failed block it re-reads the neighbourhood
  *   (SCAN_NEIGHBOURHOOD_BLOCKS each side) first, and every weak block found
  *   there raises its region's risk.
+ * - Blocks read one at a time (a failed or weak run, its neighbourhood) are
+ *   paced too: it yields to the foreground before each, and reads at most
+ *   SCAN_INSPECT_BLOCKS_PER_S_BUSY of them a second under load, so a large
+ *   dead region costs the clients no more than a healthy one.
  * - Its position, pass times, baseline and region records go to the
  *   metadata's `scan` field every SCAN_PERSIST_INTERVAL_MS, at the end of a
- *   pass, after a finding and at stop: a restart goes on from there.
+ *   pass, at stop, and after findings, at most once per
+ *   SCAN_RECORD_WRITE_INTERVAL_MS: the pending blocks found meanwhile go in
+ *   the same write (the engine's background lane, behind client remaps). A
+ *   restart goes on from there.
  *
  * @module
  */
@@ -36,13 +46,16 @@
 import { alignedBytes } from "../aligned_bytes.ts";
 import { assert } from "../assert.ts";
 import {
+  SCAN_BASELINE_READS_MIN,
   SCAN_CHUNK_SECTORS_MAX,
   SCAN_CHUNK_SECTORS_MIN,
   SCAN_IDLE_AFTER_MS,
+  SCAN_INSPECT_BLOCKS_PER_S_BUSY,
   SCAN_NEIGHBOURHOOD_BLOCKS,
   SCAN_PERSIST_INTERVAL_MS,
   SCAN_RATE_BYTES_PER_S_BUSY,
   SCAN_RATE_WINDOW_MS,
+  SCAN_RECORD_WRITE_INTERVAL_MS,
   SCAN_SLOW_CONFIRM_READS,
   SCAN_SLOW_FACTOR,
   SCAN_SLOW_FLOOR_MS,
@@ -52,6 +65,9 @@ import {
 } from "../constants.ts";
 import type { ByteRange } from "../device/device.ts";
 import type { ScanEvent } from "../events/setup_event.ts";
+import type { SparePoolForecast } from "../health/forecast.ts";
+import type { SmartReading } from "../health/smart_report.ts";
+import type { SmartRisk } from "../health/smart_risk.ts";
 import type { ScanRun } from "../remap/remap_device.ts";
 import {
   emptyRegionRecord,
@@ -74,6 +90,8 @@ export interface ScanTarget {
   scanRead(range: ByteRange, buffer: Uint8Array): Promise<ScanRun[]>;
   relocate(blockIndex: number): Promise<boolean>;
   isPending(blockIndex: number): boolean;
+  markPending(blockIndexes: readonly number[]): void;
+  probePending(blockIndex: number, buffer: Uint8Array): Promise<boolean>;
   recordScan(record: Record<string, unknown>): Promise<void>;
 }
 
@@ -132,10 +150,24 @@ export interface HealthReport {
   /** Every region, worst first. */
   regions: RegionHealth[];
   scan: ScanStatus;
-  /** SMART summary: added by the SMART work (issue 15, `mod/health/smart.ts`). */
-  smart: null;
-  /** Spare-pool forecast: added by the forecast work (issue 15, `mod/health/forecast.ts`). */
-  forecast: null;
+  /**
+   * SMART of the setup's disks, and the spare-pool forecast: the service
+   * adds them (`mod/service/status_source.ts`, with the main disk's SMART
+   * risk in `setup`); the scanner alone has neither, and null means off.
+   */
+  smart: SmartDiskRisk[] | null;
+  forecast: SparePoolForecast | null;
+}
+
+/** One disk's SMART as the health report shows it (the SMART reader's view of a disk). */
+export interface SmartDiskRisk {
+  /** `main` or `spare N`. */
+  role: string;
+  path: string;
+  /** The setup's path when `path` is a disk under it. */
+  under?: string;
+  reading?: SmartReading;
+  risk?: SmartRisk;
 }
 
 /** What a look at one block found. */
@@ -157,6 +189,8 @@ export class Scanner {
   #lastPassCompletedMs: number | undefined;
   #passesCompleted = 0;
   #baselineMsPerByte: number | undefined;
+  /** Quiet clean reads the baseline was learnt from (a recorded baseline counts as learnt). */
+  #baselineReads = 0;
   #state: ScanState = "stopped";
   #chunkSectors = SCAN_CHUNK_SECTORS_MIN;
   #rateBytesPerS = 0;
@@ -170,6 +204,10 @@ export class Scanner {
   #lastForegroundRequests = 0;
   #lastForegroundChangeMs = 0;
   #lastPersistMs = 0;
+  /** Blocks read alone that failed, not yet marked pending: marked together. */
+  #unreadable: number[] = [];
+  /** Findings not yet written: written once SCAN_RECORD_WRITE_INTERVAL_MS has passed. */
+  #findingsUnwritten = false;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #stopping = false;
@@ -218,6 +256,20 @@ export class Scanner {
     if (this.#state === "stopped" || this.#state === "scanning") return;
     this.#beginPass();
     this.#wake?.();
+  }
+
+  /**
+   * An early pass, because the main disk's SMART counts rose: starts one now
+   * when the scanner waits for its next; a pass running goes on, and one a
+   * person paused stays paused.
+   * @returns Whether a pass started.
+   */
+  startEarlyPass(): boolean {
+    assert(this.#loop !== undefined, "the scanner runs");
+    if (this.#state !== "waiting") return false;
+    this.#beginPass();
+    this.#wake?.();
+    return true;
   }
 
   /** `scan stop`: the pass pauses where it is (the position is kept) until `scan start`. */
@@ -313,6 +365,7 @@ export class Scanner {
     this.#findingsLastPass = recorded.findingsLastPass ?? 0;
     if (recorded.baselineMsPerMiB !== undefined) {
       this.#baselineMsPerByte = recorded.baselineMsPerMiB / 1048576;
+      this.#baselineReads = SCAN_BASELINE_READS_MIN;
     }
     // Records of another region size describe other regions: they start over.
     if (!sameRegions) return;
@@ -350,6 +403,11 @@ export class Scanner {
   }
 
   async #scanChunk(): Promise<void> {
+    if (this.#positionBytes >= this.#target.sizeBytes) {
+      // Stopped or paused while rechecking: that goes on, then the pass completes.
+      if (await this.#recheckPending()) await this.#completePass();
+      return;
+    }
     const busy = await this.#yieldToForeground();
     if (this.#state !== "scanning" || this.#stopping) return;
     if (busy) this.#yields++;
@@ -364,16 +422,76 @@ export class Scanner {
     };
     const startMs = performance.now();
     const { runs, quiet } = await this.#read(range);
-    const found = await this.#judgeRuns(runs, quiet);
+    const judged = await this.#judgeRuns(runs, quiet);
+    // Stopped or paused half-way through its blocks: the chunk is read again.
+    if (judged === "interrupted") return;
+    if (judged === "found") this.#findingsUnwritten = true;
     this.#markScanned(range);
     this.#positionBytes += range.lengthBytes;
     this.#bytesScanned += range.lengthBytes;
     await this.#capRate(range.lengthBytes, startMs, busy);
     if (this.#positionBytes >= this.#target.sizeBytes) {
-      await this.#completePass();
-    } else if (found || Date.now() - this.#lastPersistMs >= this.#persistIntervalMs) {
+      // The next turn rechecks the pending blocks and completes the pass.
+      return;
+    } else if (Date.now() - this.#lastPersistMs >= this.#persistIntervalMs) {
       await this.#persist();
+    } else {
+      await this.#persistFindings();
     }
+  }
+
+  /**
+   * Reads every pending block once more, paced like the blocks of a failed
+   * run; one that reads again is relocated (it counts as a retried read).
+   * @returns False when a stop or pause came first.
+   */
+  async #recheckPending(): Promise<boolean> {
+    for (const blockIndex of this.#target.pendingBlocks) {
+      await this.#paceInspection();
+      if (this.#stopping || this.#state !== "scanning") return false;
+      const startMs = performance.now();
+      if (!await this.#target.probePending(blockIndex, this.#buffer)) continue;
+      this.#region(this.#regionOf(blockIndex)).retriedReads++;
+      this.#findingsUnwritten = true;
+      await this.#relocate(blockIndex, {
+        reason: "retried",
+        latencyMs: performance.now() - startMs,
+      });
+    }
+    return true;
+  }
+
+  /** Writes findings not yet written, unless the last write was under SCAN_RECORD_WRITE_INTERVAL_MS ago. */
+  async #persistFindings(): Promise<void> {
+    if (!this.#findingsUnwritten) return;
+    if (Date.now() - this.#lastPersistMs < SCAN_RECORD_WRITE_INTERVAL_MS) return;
+    await this.#persist();
+  }
+
+  /** Marks the unreadable blocks found so far pending, at once (one event per run of them). */
+  #markUnreadable(): void {
+    if (this.#unreadable.length === 0) return;
+    this.#target.markPending(this.#unreadable);
+    this.#unreadable = [];
+  }
+
+  /**
+   * Before a block read alone: yields to the foreground, keeps the rate cap
+   * (SCAN_INSPECT_BLOCKS_PER_S_BUSY blocks a second under load), and writes
+   * the findings so far when their interval has passed.
+   */
+  async #paceInspection(): Promise<void> {
+    const startMs = performance.now();
+    const busy = await this.#yieldToForeground();
+    if (this.#state !== "scanning" || this.#stopping) return;
+    if (busy) this.#yields++;
+    const shareMs = busy
+      ? 1000 / SCAN_INSPECT_BLOCKS_PER_S_BUSY
+      : this.#target.blockBytes / this.#settings.rateMaxBytesPerS * 1000;
+    const spentMs = performance.now() - startMs;
+    if (shareMs > spentMs) await this.#sleep(shareMs - spentMs);
+    if (Date.now() - this.#lastPersistMs >= SCAN_RECORD_WRITE_INTERVAL_MS) this.#markUnreadable();
+    await this.#persistFindings();
   }
 
   /**
@@ -421,9 +539,13 @@ export class Scanner {
    * Looks at the runs of one chunk: good runs teach the baseline; a run that
    * needed a retry, was slow or failed is looked at block by block, with
    * the neighbourhood of each bad block.
-   * @returns Whether anything was found (worth writing to the metadata now).
+   * @returns "found" when anything was (worth writing to the metadata),
+   *   "interrupted" when a stop or pause came before every block was read.
    */
-  async #judgeRuns(runs: readonly ScanRun[], quiet: boolean): Promise<boolean> {
+  async #judgeRuns(
+    runs: readonly ScanRun[],
+    quiet: boolean,
+  ): Promise<"clean" | "found" | "interrupted"> {
     let found = false;
     for (const run of runs) {
       if (run.readable && run.attempts === 1 && !(quiet && this.#isSlow(run))) {
@@ -431,20 +553,22 @@ export class Scanner {
         continue;
       }
       found = true;
-      await this.#inspect({
+      const complete = await this.#inspect({
         firstBlock: Math.floor(run.offsetBytes / this.#target.blockBytes),
         endBlock: Math.ceil((run.offsetBytes + run.lengthBytes) / this.#target.blockBytes),
       });
+      if (!complete) return "interrupted";
     }
-    return found;
+    return found ? "found" : "clean";
   }
 
   /**
    * Reads blocks one at a time from a worklist: the given span, with the
    * neighbourhood of every bad block found put first. A bad block found in
    * a neighbourhood counts as clustered.
+   * @returns False when a stop or pause came first.
    */
-  async #inspect(work: { firstBlock: number; endBlock: number }): Promise<void> {
+  async #inspect(work: { firstBlock: number; endBlock: number }): Promise<boolean> {
     const blockCount = Math.ceil(this.#target.sizeBytes / this.#target.blockBytes);
     const seen = new Set<number>();
     const queue: { blockIndex: number; neighbour: boolean }[] = [];
@@ -461,13 +585,20 @@ export class Scanner {
     };
     while (queue.length > 0) {
       const { blockIndex, neighbour } = queue.shift()!;
-      if (seen.has(blockIndex) || this.#stopping) continue;
+      if (seen.has(blockIndex)) continue;
+      await this.#paceInspection();
+      if (this.#stopping || this.#state !== "scanning") {
+        this.#markUnreadable();
+        return false;
+      }
       seen.add(blockIndex);
       const finding = await this.#inspectBlock(blockIndex);
       if (finding === "ok" || finding === "skipped") continue;
       if (neighbour) this.#region(this.#regionOf(blockIndex)).clusteredBlocks++;
       addNeighbours(blockIndex);
     }
+    this.#markUnreadable();
+    return true;
   }
 
   /** Reads one block alone and acts on what it shows. */
@@ -482,6 +613,8 @@ export class Scanner {
     if (!run.readable) {
       region.readErrors++;
       this.#findingsThisPass++;
+      this.#findingsUnwritten = true;
+      this.#unreadable.push(blockIndex);
       return "unreadable";
     }
     const finding: BlockFinding = run.attempts > 1
@@ -491,6 +624,7 @@ export class Scanner {
       : "ok";
     if (finding === "ok") return finding;
     this.#findingsThisPass++;
+    this.#findingsUnwritten = true;
     if (finding === "retried") region.retriedReads++;
     else region.slowReads++;
     await this.#relocate(blockIndex, { reason: finding, latencyMs: run.latencyMs });
@@ -540,14 +674,25 @@ export class Scanner {
   }
 
   #isSlow(run: ScanRun): boolean {
+    // Without a baseline every cold read of a starting system would look slow.
+    if (this.#baselineReads < SCAN_BASELINE_READS_MIN) return false;
     const expectedMs = (this.#baselineMsPerByte ?? 0) * run.lengthBytes;
     return run.latencyMs > SCAN_SLOW_FACTOR * expectedMs + this.#slowFloorMs;
   }
 
+  /**
+   * Learns the baseline: the fastest of the first SCAN_BASELINE_READS_MIN
+   * quiet reads (a slow block among them must not set it), then a moving
+   * average.
+   */
   #learnBaseline(run: ScanRun): void {
     const msPerByte = run.latencyMs / run.lengthBytes;
+    const learning = this.#baselineReads < SCAN_BASELINE_READS_MIN;
+    this.#baselineReads++;
     this.#baselineMsPerByte = this.#baselineMsPerByte === undefined
       ? msPerByte
+      : learning
+      ? Math.min(this.#baselineMsPerByte, msPerByte)
       : this.#baselineMsPerByte * 0.9 + msPerByte * 0.1;
   }
 
@@ -584,7 +729,9 @@ export class Scanner {
   }
 
   async #persist(): Promise<void> {
+    this.#markUnreadable();
     this.#lastPersistMs = Date.now();
+    this.#findingsUnwritten = false;
     await this.#target.recordScan(this.record() as unknown as Record<string, unknown>);
   }
 

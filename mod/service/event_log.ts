@@ -46,6 +46,7 @@ export function levelOfEvent(event: SetupEvent): LogLevel {
 export function logFieldsOf(event: SetupEvent): Record<string, LogValue> {
   const fields: Record<string, LogValue> = { event: event.type };
   if ("blockIndex" in event) fields.block = event.blockIndex;
+  if ("blockCount" in event && event.blockCount !== undefined) fields.blocks = event.blockCount;
   if ("spareIndex" in event) fields.spare = event.spareIndex;
   if ("slotIndex" in event) fields.slot = event.slotIndex;
   if ("offsetBytes" in event) fields.offset_bytes = event.offsetBytes;

@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { SmartReading } from "../health/smart_report.ts";
 import type { AlertSettings } from "../alerts/alert.ts";
 import type { AllocationPolicy } from "../remap/allocation_policy.ts";
 import type { KernelAttachSettings } from "../export/nbd/kernel_attachment.ts";
@@ -117,7 +118,13 @@ export interface ServiceSettings {
    * The periodic SMART reader of the setup's disks; `false` turns it off
    * (`--no-smart`). @default every SMART_INTERVAL_MS_DEFAULT
    */
-  smart?: false | { intervalMs?: number };
+  smart?: false | {
+    intervalMs?: number;
+    /** Reads one device (a test gives readings of its own). @default smartctl --json */
+    read?: (path: string) => Promise<SmartReading>;
+    /** The disks to read for a path of the setup. @default the physical disks under it */
+    disksUnder?: (path: string) => Promise<string[]>;
+  };
   /** The metadata scrub on start and every interval. @default every SCRUB_INTERVAL_MS_DEFAULT */
   scrub?: { intervalMs?: number };
 }

@@ -317,6 +317,12 @@ export class SetupService {
     await this.#startSmart();
     const scanner = this.#scanner(engine);
     await scanner.start();
+    // Rising SMART counts on the main disk start an early pass (a paused one stays paused).
+    this.events.subscribe((event) => {
+      if (event.type === "smart-risk-raised" && isMainDiskSmart(event.device)) {
+        scanner.startEarlyPass();
+      }
+    });
     // The scanner sends the engine reads and relocations: it stops before the engine closes.
     this.#feeders.push(scanner);
     // Alerts of the open and policies, which read the scanner's findings and start its passes.
@@ -395,6 +401,8 @@ export class SetupService {
         })),
       ],
       intervalMs: settings?.intervalMs,
+      ...(settings?.read === undefined ? {} : { read: settings.read }),
+      ...(settings?.disksUnder === undefined ? {} : { disksUnder: settings.disksUnder }),
       history: this.#smartHistory,
       publish: (event) => this.events.publish(event),
     });
@@ -501,4 +509,9 @@ async function createParentDirectories(paths: readonly (string | undefined)[]): 
   for (const path of paths) {
     if (path !== undefined) await Deno.mkdir(dirname(path), { recursive: true });
   }
+}
+
+/** Whether a `smart-risk-raised` event's device is the main disk (`/dev/sda (main)`, `… (main under …)`). */
+function isMainDiskSmart(device: string): boolean {
+  return /\(main(\)| under )/.test(device);
 }

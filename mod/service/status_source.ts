@@ -19,7 +19,7 @@ import { FORMAT_VERSION } from "../metadata/superblock.ts";
 import type { RemapDevice, SpareMigration } from "../remap/remap_device.ts";
 import type { EventHistory } from "../events/event_history.ts";
 import type { EventCounts } from "../api/event_counts.ts";
-import type { HealthReport } from "../scan/mod.ts";
+import { type HealthReport, withSmartRisk } from "../scan/mod.ts";
 import { VERSION } from "../version.ts";
 import { FORECAST_EVENTS_MAX, FORECAST_REFRESH_MS, FORECAST_WINDOW_DAYS } from "../constants.ts";
 import { forecastSparePool, type SparePoolForecast } from "../health/forecast.ts";
@@ -76,6 +76,19 @@ function healthOf(
   sources: StatusSources & { scrub: () => ScrubHealth },
   cache: { current?: ForecastCache },
 ): SetupHealth {
+  return {
+    smart: sources.smart?.status() ?? null,
+    scrub: sources.scrub(),
+    forecast: forecastOf(engine, sources, cache),
+  };
+}
+
+/** The spare-pool forecast, computed again only when the pool changed or it is old. */
+function forecastOf(
+  engine: RemapDevice,
+  sources: StatusSources,
+  cache: { current?: ForecastCache },
+): SparePoolForecast {
   const nowMs = Date.now();
   const working = engine.spares.filter((spare) => spare.state === "active");
   const slotCount = working.reduce((sum, spare) => sum + spare.layout.slotCount, 0);
@@ -96,10 +109,30 @@ function healthOf(
     });
     cache.current = { atMs: nowMs, key, forecast };
   }
+  return cache.current!.forecast;
+}
+
+/**
+ * The scanner's report with what the service knows besides: SMART of every
+ * disk, the main disk's SMART risk in the setup's risk (`withSmartRisk`),
+ * and the spare-pool forecast.
+ */
+function fullHealthReport(
+  report: HealthReport,
+  engine: RemapDevice,
+  sources: StatusSources,
+  cache: { current?: ForecastCache },
+): HealthReport {
+  const smart = sources.smart?.status() ?? null;
+  const main = smart?.disks.find((disk) => disk.role === "main" && disk.risk !== undefined);
   return {
-    smart: sources.smart?.status() ?? null,
-    scrub: sources.scrub(),
-    forecast: cache.current!.forecast,
+    ...report,
+    setup: withSmartRisk(
+      report.setup,
+      main === undefined ? undefined : { path: main.path, risk: main.risk! },
+    ),
+    smart: smart === null ? null : smart.disks,
+    forecast: forecastOf(engine, sources, cache),
   };
 }
 
@@ -220,7 +253,9 @@ export function statusSourceOf(engine: RemapDevice, sources: StatusSources): Sta
     events(limit: number) {
       return history.recent(limit);
     },
-    ...(sources.healthReport === undefined ? {} : { healthReport: sources.healthReport }),
+    ...(sources.healthReport === undefined ? {} : {
+      healthReport: () => fullHealthReport(sources.healthReport!(), engine, sources, forecastCache),
+    }),
     remaps(offset: number, limit: number) {
       if (sorted.length !== engine.remapCount) sorted = engine.remaps();
       return { total: sorted.length, entries: sorted.slice(offset, offset + limit) };

@@ -10,6 +10,7 @@ import {
   judgeSetup,
   labelOf,
   regionScore,
+  withSmartRisk,
 } from "../../mod/scan/region_health.ts";
 import { resolveScanSettings, SCAN_SETTINGS_DEFAULT } from "../../mod/scan/scan_record.ts";
 import { UsageError } from "../../mod/errors.ts";
@@ -95,4 +96,43 @@ Deno.test("resolveScanSettings(): flags win over the recorded settings, which wi
   assert.throws(() => resolveScanSettings({ regionBytes: 1000 }, undefined), UsageError);
   assert.throws(() => resolveScanSettings({ intervalMs: 10 }, undefined), /--scan-interval/);
   assert.throws(() => resolveScanSettings({ rateMaxBytesPerS: 1 }, undefined), /--scan-rate-max/);
+});
+
+Deno.test("withSmartRisk() raises the setup's risk to the main disk's SMART risk, one more while counters rise, and shows it as an input", () => {
+  const clean = judgeSetup([], 0);
+  assert.equal(clean.risk, "low");
+  assert.equal(withSmartRisk(clean, undefined), clean, "no SMART: nothing changes");
+  const quiet = withSmartRisk(clean, {
+    path: "/dev/sda",
+    risk: { level: "none", reasons: [], rising: [] },
+  });
+  assert.equal(quiet.risk, "low");
+  assert.deepEqual(quiet.inputs.smart, {
+    path: "/dev/sda",
+    level: "none",
+    reasons: [],
+    rising: [],
+  });
+  const elevated = withSmartRisk(clean, {
+    path: "/dev/sda",
+    risk: { level: "elevated", reasons: ["199 UDMA_CRC_Error_Count is 3"], rising: [] },
+  });
+  assert.equal(elevated.risk, "moderate");
+  const rising = withSmartRisk(clean, {
+    path: "/dev/sda",
+    risk: {
+      level: "high",
+      reasons: ["5 Reallocated_Sector_Ct is 8"],
+      rising: [{
+        counter: "reallocatedSectors",
+        name: "5 Reallocated_Sector_Ct",
+        from: 2,
+        to: 8,
+        sinceMs: 0,
+      }],
+    },
+  });
+  assert.equal(rising.risk, "critical");
+  assert.equal(rising.score, 100, "SMART raises the risk, not the scan's score");
+  assert.deepEqual(rising.inputs.smart!.rising, ["5 Reallocated_Sector_Ct rose 2→8"]);
 });

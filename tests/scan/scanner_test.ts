@@ -101,6 +101,24 @@ Deno.test("Scanner relocates a block that reads far slower than the disk's basel
   await engine.close();
 });
 
+Deno.test("Scanner judges no read slow before it has learnt the disk's baseline", async () => {
+  const harness = await makeHarness({ mainBytes: MIB });
+  const { engine, faulty } = harness;
+  // In the first chunk of the first pass: no baseline yet, so no judgement.
+  faulty.setSlow(blockRange(1), 300);
+  const { scanner } = await scanPasses(harness, { passes: 1 });
+  assert.equal(engine.lookup(1), undefined, "not judged slow without a baseline");
+  const deadline = Date.now() + 20_000;
+  scanner.startPass();
+  while (scanner.status().passesCompleted < 2) {
+    assert.ok(Date.now() < deadline, "the second pass did not end");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await scanner.stop();
+  assert.ok(engine.lookup(1), "relocated once the baseline was learnt");
+  await engine.close();
+});
+
 Deno.test("Scanner judges latency only on quiet reads: a slow block under a client's load waits for a quiet pass", async () => {
   const harness = await makeHarness({ mainBytes: MIB });
   const { engine, faulty } = harness;
@@ -162,6 +180,43 @@ Deno.test("Scanner makes a dead block pending, re-reads its neighbourhood first 
   await engine.close();
 });
 
+Deno.test("Scanner relocates a pending block that reads again (a flaky one) at the end of a pass; a dead one stays pending", async () => {
+  const harness = await makeHarness();
+  const { engine, faulty } = harness;
+  const flaky = pattern(BLOCK, 21);
+  await engine.write(flaky, 300 * BLOCK);
+  await engine.write(pattern(BLOCK, 22), 700 * BLOCK);
+  // Both fail for a while: a client read makes them pending.
+  faulty.setBad(blockRange(300), "read");
+  faulty.setBad(blockRange(700), "read");
+  await assert.rejects(readBack(engine, 300 * BLOCK, BLOCK));
+  await assert.rejects(readBack(engine, 700 * BLOCK, BLOCK));
+  assert.deepEqual(engine.pendingBlocks, [300, 700]);
+  // Block 300 reads again; block 700 stays dead.
+  faulty.removeBadBlocks(Array.from({ length: BLOCK / 512 }, (_, i) => 300 * (BLOCK / 512) + i));
+  const { scanner, events } = await scanPasses(harness);
+  await scanner.stop();
+  assert.ok(engine.lookup(300), "the block that reads again is on a spare");
+  assert.deepEqual(engine.pendingBlocks, [700]);
+  assert.equal(engine.lookup(700), undefined, "a dead block is never invented onto a spare");
+  assert.deepEqual(
+    events.filter((event) => event.type === "relocated").map((event) => event.blockIndex),
+    [300],
+  );
+  assert.equal(
+    harness.events.filter((event) => event.type === "remap-failed").length,
+    0,
+    "a dead pending block is probed, not pushed through a remap that fails",
+  );
+  // The flaky block dies for good: the client reads the copy.
+  faulty.setBad(blockRange(300), "both");
+  assert.deepEqual(await readBack(engine, 300 * BLOCK, BLOCK), flaky);
+  const region = scanner.health().regions.find((r) => r.regionIndex === 1)!;
+  assert.equal(region.inputs.retriedReads, 1);
+  assert.equal(region.inputs.relocations, 1);
+  await engine.close();
+});
+
 Deno.test("RemapDevice.relocate(): a client write that completed after the scanner's read wins", async () => {
   const { engine, faulty } = await makeHarness();
   await engine.write(pattern(BLOCK, 3), 40 * BLOCK);
@@ -208,7 +263,7 @@ Deno.test("RemapDevice.relocate() leaves a block a client write remapped first a
   await engine.close();
 });
 
-Deno.test("Scanner never reads a remapped or pending block on the main disk", async () => {
+Deno.test("Scanner never reads a remapped block on the main disk, and a pending one only in its recheck at the end of a pass", async () => {
   const harness = await makeHarness();
   const { engine, faulty } = harness;
   faulty.setBad(blockRange(70), "write");
@@ -222,7 +277,8 @@ Deno.test("Scanner never reads a remapped or pending block on the main disk", as
   const failedBefore = faulty.counters.badBlockReads;
   const { scanner } = await scanPasses(harness);
   await scanner.stop();
-  assert.equal(faulty.counters.badBlockReads, failedBefore);
+  // Block 80 once, with its one retry (readRetries 1); block 70 never.
+  assert.equal(faulty.counters.badBlockReads, failedBefore + 2);
   assert.equal(scanner.health().setup.inputs.pendingBlocks, 1);
   await engine.close();
 });

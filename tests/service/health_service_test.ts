@@ -8,7 +8,9 @@
  */
 
 import assert from "node:assert/strict";
-import { fetchStatus } from "../../mod/api/client.ts";
+import { fetchHealthReport, fetchStatus } from "../../mod/api/client.ts";
+import { formatHealth } from "../../mod/cli/commands/health.ts";
+import type { SmartReading } from "../../mod/health/smart_report.ts";
 import { openSpares } from "../../mod/assembly/assemble.ts";
 import { createSetup } from "../../mod/assembly/create.ts";
 import { COPY_SECTORS, SECTOR_BYTES } from "../../mod/constants.ts";
@@ -185,4 +187,75 @@ Deno.test("serve: the spare-pool forecast turns from no trend into a date once r
       /^dm_remap_spare_pool_seconds_left\{setup="health",bound="expected"\} \d+$/m,
     );
   });
+});
+
+/** A SATA disk's reading whose reallocated sectors are `reallocated`. */
+function sataReading(path: string, reallocated: number): SmartReading {
+  return {
+    state: "ok",
+    device: path,
+    protocol: "ata",
+    kind: "hdd",
+    model: "TEST DISK",
+    serial: "TEST-0001",
+    passed: true,
+    temperatureC: 31,
+    powerOnHours: 1000,
+    counters: { reallocatedSectors: reallocated },
+    attributes: [],
+    failingAttributes: [],
+    selfTests: [],
+    timeMs: Date.now(),
+  };
+}
+
+Deno.test("serve: the health report shows SMART and the forecast; rising SMART counts raise the risk and start an early pass", async () => {
+  // The main disk's reallocated sectors rise at every reading; the spare has no SMART.
+  let mainReads = 0;
+  const read = (path: string): Promise<SmartReading> => {
+    if (!path.endsWith("main.img")) {
+      return Promise.resolve({ state: "no-smart", device: path, reason: "a file", timeMs: 0 });
+    }
+    mainReads++;
+    return Promise.resolve(sataReading(path, mainReads));
+  };
+  await withService(
+    // The schedule is off: only the SMART rise can start a pass.
+    { smart: { intervalMs: 1_000, read, disksUnder: (path) => Promise.resolve([path]) } },
+    async (_service, dir, events) => {
+      const api = `${dir}/run/api.sock`;
+      await until(
+        () => events.some((event) => event.type === "smart-risk-raised"),
+        "a SMART rise",
+      );
+      let report = await fetchHealthReport(api);
+      const deadline = Date.now() + 15_000;
+      // With the schedule off, only the early pass can be running or done.
+      while (report.scan.passStartedMs === undefined && report.scan.passesCompleted < 1) {
+        assert.ok(Date.now() < deadline, `no early pass: ${JSON.stringify(report.scan)}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        report = await fetchHealthReport(api);
+      }
+      assert.equal(report.scan.settings.enabled, false, JSON.stringify(report.scan));
+      assert.ok(report.smart, "SMART is in the report");
+      const main = report.smart.find((disk) => disk.role === "main")!;
+      const spare = report.smart.find((disk) => disk.role === "spare 0")!;
+      assert.equal(main.reading?.state, "ok", JSON.stringify(report.smart));
+      assert.equal(spare.reading?.state, "no-smart", JSON.stringify(report.smart));
+      // Reallocated sectors are a media counter: the risk is at least high, one up while they rise.
+      const smart = report.setup.inputs.smart!;
+      assert.ok(smart.path.endsWith("main.img"));
+      assert.ok(smart.reasons.length > 0, JSON.stringify(smart));
+      assert.ok(["high", "critical"].includes(report.setup.risk), report.setup.risk);
+      assert.ok(report.forecast, "the forecast is in the report");
+      assert.equal(typeof report.forecast.summary, "string");
+      const text = formatHealth("health", report);
+      assert.match(
+        text,
+        /SMART:\n {2}main \S+main\.img: TEST DISK, passed, 31 °C, 1000 h; risk \w+/,
+      );
+      assert.match(text, /spare 0 \S+spare\.img: no SMART \(a file\)/);
+      assert.match(text, /Prediction: /);
+    },
+  );
 });

@@ -337,6 +337,32 @@ Deno.test("vm 7: a partition of the main disk and the disk of a main partition a
   });
 });
 
+Deno.test("vm 14: the scanner relocates a dm-delay and a dm-flakey region under ext4; after they die the fs sees no error", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({ scenario: "scan", disks, timeoutMs: 900_000 });
+    report("scan", run);
+    assertChecks(run, [
+      ...SERVE_CHECKS,
+      "mkfs",
+      "mount",
+      "write_base",
+      "write_slow",
+      "write_flaky",
+      "sync",
+      "locate_slow",
+      "locate_flaky",
+      "first_pass",
+      "set_faulty",
+      "relocated",
+      "set_dead",
+      "verify_files",
+      "umount",
+      "e2fsck",
+      "dmesg_clean",
+    ]);
+  });
+});
+
 Deno.test("vm 13: serve reads and reports SMART of an IDE disk under a dm main disk and an NVMe spare", async () => {
   const directory = await Deno.makeTempDir({ prefix: "dm-remap-vm-" });
   try {

@@ -22,9 +22,14 @@ function reportOf(c: Context<ApiEnv>): HealthReport {
   return report;
 }
 
-/** Answers with the scanner's status. */
+/**
+ * Answers with the scanner's status: from the scanner itself when the server
+ * gave it, so a poll of the status does not build the whole report (regions,
+ * SMART, forecast).
+ */
 export function getScan(c: Context<ApiEnv>): Response {
-  return c.json(reportOf(c).scan);
+  const scanControl = c.var.scanControl;
+  return c.json(scanControl === undefined ? reportOf(c).scan : scanControl.status());
 }
 
 /** Answers with the health report. */

@@ -40,9 +40,48 @@ export function formatHealth(name: string, report: HealthReport): string {
   if (report.regions.length > REGIONS_SHOWN_MAX) {
     lines.push(`  … ${report.regions.length - REGIONS_SHOWN_MAX} more (--json lists them all)`);
   }
-  // The SMART summary and the spare-pool forecast go here once the server reports them.
+  lines.push(...formatSmart(report), ...formatForecast(report));
   lines.push(formatScanStatus(report.scan));
   return lines.join("\n");
+}
+
+/** SMART of every disk, and what the main disk's SMART adds to the setup's risk. */
+function formatSmart(report: HealthReport): string[] {
+  if (report.smart === null) return ["SMART: off (serve --no-smart)"];
+  const lines = ["SMART:"];
+  for (const disk of report.smart) {
+    const where = `  ${disk.role} ${disk.path}${disk.under ? ` (under ${disk.under})` : ""}`;
+    const reading = disk.reading;
+    if (reading === undefined) lines.push(`${where}: not read yet`);
+    else if (reading.state !== "ok") lines.push(`${where}: no SMART (${reading.reason})`);
+    else {
+      const facts = [
+        reading.model,
+        reading.passed ? "passed" : "FAILED",
+        reading.temperatureC === undefined ? undefined : `${reading.temperatureC} °C`,
+        reading.powerOnHours === undefined ? undefined : `${reading.powerOnHours} h`,
+      ].filter((fact) => fact !== undefined);
+      lines.push(`${where}: ${facts.join(", ")}; risk ${disk.risk?.level ?? "unknown"}`);
+      for (const reason of disk.risk?.reasons ?? []) lines.push(`    ${reason}`);
+    }
+  }
+  const smart = report.setup.inputs.smart;
+  if (smart !== undefined && (smart.level !== "none" || smart.rising.length > 0)) {
+    lines.push(
+      `  the setup's risk counts the main disk's SMART: ${smart.level}` +
+        (smart.rising.length ? `, rising: ${smart.rising.join(", ")}` : ""),
+    );
+  }
+  return lines;
+}
+
+/** When the spare pool runs out, with the reasons. */
+function formatForecast(report: HealthReport): string[] {
+  if (report.forecast === null) return [];
+  return [
+    `Prediction: ${report.forecast.summary}`,
+    ...report.forecast.reasons.map((reason) => `  ${reason}`),
+  ];
 }
 
 function formatRegion(region: RegionHealth): string {
