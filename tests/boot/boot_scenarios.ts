@@ -143,7 +143,7 @@ Deno.test({
         checks: ["hotplug"],
         disks: [disks.main, disks.spare, disks.dataMain],
         monitorPath,
-        timeoutMs: 900_000,
+        timeoutMs: 1_500_000,
         onLine: (line) => {
           if (line.includes("DMREMAP-HOTPLUG-NOW") && plugged === undefined) {
             plugged = monitorCommands(monitorPath, [
@@ -164,6 +164,14 @@ Deno.test({
         "hotplug_unit_active",
         "hotplug_unit_status",
         "hotplug_device_attached",
+        "hotplug_unit_fresh",
+        "systemctl_stop_detaches",
+        "systemctl_start_fresh",
+        "systemctl_start_serves",
+        "data_survives_stop_start",
+        "systemctl_stop_detaches_again",
+        "assemble_starts_unit",
+        "assemble_unit_serves",
       ]);
     } finally {
       await Deno.remove(disks.directory, { recursive: true });

@@ -153,7 +153,7 @@ export async function bootGuest(disks: GuestDisks, options: GuestBootOptions): P
       kernelPath: `${BOOT_CACHE}/vmlinuz`,
       initrdPath: `${BOOT_CACHE}/initrd.img`,
       commandLine: "console=ttyS0 root=/dev/nbd0 rootfstype=ext4 rw panic=-1 " +
-        "initramfs.runsize=50% rd.dm_remap.timeout=240 rootdelay=120 systemd.show_status=0 " +
+        "initramfs.runsize=50% rd.dm_remap.timeout=240 systemd.show_status=0 " +
         (options.commandLine ?? ""),
     },
   });

@@ -27,6 +27,7 @@ root_checks() {
   check no_initramfs_files_open sh -c "ls -l /proc/$pid/exe /proc/$pid/cwd /proc/$pid/root; ! ls -l /proc/$pid/fd | grep -v -e /dev/ -e /run/ -e socket: -e pipe: -e anon_inode: -e 'total ' | grep ' -> /'"
   result system_state true "$(systemctl is-system-running)"
   result boot_timeline true "$(systemd-analyze 2>&1 | head -1)"
+  result observe:slowest_units true "$(systemd-analyze blame 2>&1 | head -8)"
   check no_nbd_errors sh -c "! dmesg | grep -i -E 'nbd.*(error|timed out)|EXT4-fs error|I/O error'"
 }
 done_and_poweroff() {
