@@ -217,6 +217,29 @@ export async function fsckMain(disks: GuestDisks): Promise<string> {
 }
 
 /**
+ * How the last boot left the root setup's metadata, read on the host from the spare (an overlay
+ * converted to raw) with `dm-remap check --json`: "clean" once a server stopped cleanly (it
+ * removed its serving marker); a marker left by the guest's server (a power cut) reads as
+ * "serving", since the host cannot tell whether that other machine still runs it.
+ */
+export async function spareShutdownState(disks: GuestDisks): Promise<string> {
+  const raw = `${disks.directory}/spare.raw`;
+  await run("qemu-img", ["convert", "-O", "raw", disks.spare.path, raw]);
+  try {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", `${ROOT}main.ts`, "check", raw, "--json"],
+      cwd: ROOT,
+      stdin: "null",
+    }).output();
+    const text = new TextDecoder().decode(output.stdout);
+    assert.ok(output.success, text + new TextDecoder().decode(output.stderr));
+    return (JSON.parse(text) as { shutdown: string }).shutdown;
+  } finally {
+    await Deno.remove(raw);
+  }
+}
+
+/**
  * Sends commands to qemu's human monitor at `path`, one line each (`drive_add`, `device_add`).
  *
  * @returns What the monitor answered.

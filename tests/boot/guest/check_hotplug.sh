@@ -8,8 +8,17 @@
 journalctl -f -n 0 -o short-monotonic -u systemd-udevd.service -u 'dm-remap-incremental@*' \
   -u dm-remap@data.service >/dev/ttyS0 2>&1 &
 journal=$!
-echo "DMREMAP-HOTPLUG-NOW"
 unit=dm-remap@data.service
+# What udev made of the root setup's spare at coldplug, and the probe run in a sandbox like
+# systemd-udevd's, where the rule runs it.
+result observe:coldplug_spare_properties true "$(udevadm info --query=property --name=/dev/disk/by-id/virtio-spare | grep DM_REMAP_)"
+result observe:probe_in_udev_sandbox true "$(systemd-run --wait --pipe --quiet \
+  -p MemoryDenyWriteExecute=yes -p 'SystemCallFilter=@system-service @module @raw-io bpf' \
+  -p 'SystemCallFilter=~@clock' -p SystemCallErrorNumber=EPERM -p PrivateMounts=yes \
+  -p 'RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6' -p LockPersonality=yes \
+  -p IPAddressDeny=any /usr/sbin/dm-remap probe --export /dev/disk/by-id/virtio-spare 2>&1; echo "exit $?")"
+udevadm control --log-level=debug
+echo "DMREMAP-HOTPLUG-NOW"
 # Waits up to $1 s for the unit to be active.
 wait_active() {
   i=0
@@ -58,7 +67,11 @@ different_pid() {
   [ "$(main_pid)" != "$1" ] && [ "$(main_pid)" != 0 ]
 }
 
-result hotplug_seconds true "$(wait_active 600)"
+early=$(wait_active 40)
+result observe:hotplug_device true "$(udevadm info --query=property --name=/dev/disk/by-id/virtio-data-spare | grep -E 'DM_REMAP|SYSTEMD|TAGS|DEVNAME'; systemctl show -p Id -p Wants -p ActiveState "$(systemd-escape --path --suffix=device "$(readlink -f /dev/disk/by-id/virtio-data-spare)")"; systemctl list-units --all --no-legend 'dm-remap*')"
+result observe:hotplug_journal true "$(journalctl -b -o short-monotonic --no-pager | grep -v KillMode | grep -i -E 'vde|incremental|dm-remap@data|SYSTEMD_WANTS' | grep -v udev-worker | tail -25)"
+result observe:warnings true "$(journalctl -b -p warning -o short-monotonic --no-pager | grep -v KillMode | tail -15)"
+result hotplug_seconds true "$((early + $(wait_active 300)))"
 check hotplug_spare_properties sh -c 'udevadm info --query=property --name=/dev/disk/by-id/virtio-data-spare | grep "^DM_REMAP_"'
 check hotplug_unit_active systemctl is-active $unit
 check hotplug_unit_status sh -c "systemctl status --no-pager $unit | grep -E 'Status: \"serving on /dev/nbd[0-9]+, 0 remaps'"

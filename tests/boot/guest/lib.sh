@@ -28,7 +28,12 @@ root_checks() {
   result system_state true "$(systemctl is-system-running)"
   result boot_timeline true "$(systemd-analyze 2>&1 | head -1)"
   result observe:slowest_units true "$(systemd-analyze blame 2>&1 | head -8)"
-  check no_nbd_errors sh -c "! dmesg | grep -i -E 'nbd.*(error|timed out)|EXT4-fs error|I/O error'"
+  result observe:assemble_service true "$(journalctl -b -o short-monotonic -u dm-remap-assemble.service -u 'dm-remap-incremental@*' | tail -12)"
+  # "Connection timed out, retrying (N/M alive)" is the kernel requeueing a request to another
+  # connection (6.1 skips a connection now and then at attach, docs/vm.md): reported, not an
+  # error. A request that fails shows as an I/O error.
+  result observe:nbd_requeued true "$(dmesg | grep -E 'nbd.*timed out, retrying')"
+  check no_nbd_errors sh -c "! dmesg | grep -v 'timed out, retrying' | grep -i -E 'nbd.*(error|timed out)|EXT4-fs error|I/O error'"
 }
 done_and_poweroff() {
   echo "DMREMAP-DONE"
