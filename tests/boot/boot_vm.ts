@@ -233,7 +233,7 @@ export async function spareShutdownState(disks: GuestDisks): Promise<string> {
     }).output();
     const text = new TextDecoder().decode(output.stdout);
     assert.ok(output.success, text + new TextDecoder().decode(output.stderr));
-    return (JSON.parse(text) as { shutdown: string }).shutdown;
+    return (JSON.parse(text) as { setup: { shutdown: string } }).setup.shutdown;
   } finally {
     await Deno.remove(raw);
   }
