@@ -44,11 +44,20 @@ mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
 ln -sf /usr/lib/systemd/system/dm-remap-assemble.service "$root/etc/systemd/system/sysinit.target.wants/dm-remap-assemble.service"
 install -m 0644 tests/boot/guest/dm-remap-boot-check.service "$root/etc/systemd/system/"
 ln -sf /etc/systemd/system/dm-remap-boot-check.service "$root/etc/systemd/system/multi-user.target.wants/"
-# No getty or timers under test: they only cost time under TCG.
-ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
-ln -sf /dev/null "$root/etc/systemd/system/getty@tty1.service"
-ln -sf /dev/null "$root/etc/systemd/system/apt-daily.timer"
-ln -sf /dev/null "$root/etc/systemd/system/apt-daily-upgrade.timer"
+# Under TCG every unit costs seconds: the appliance has no getty, no timers, no first-boot or
+# after-upgrade jobs (each boot starts from the same image: with an empty machine id, and no
+# /etc/.updated, every boot would be a first boot that rebuilds hwdb and the linker cache), and
+# a journal in memory only (no flush to /var).
+for unit in serial-getty@ttyS0.service getty@tty1.service apt-daily.timer apt-daily-upgrade.timer \
+  dpkg-db-backup.timer e2scrub_all.timer fstrim.timer systemd-tmpfiles-clean.timer \
+  e2scrub_reap.service systemd-pstore.service ldconfig.service systemd-hwdb-update.service \
+  systemd-journal-catalog-update.service systemd-update-done.service systemd-firstboot.service \
+  systemd-machine-id-commit.service; do
+  ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
+tr -d '-' </proc/sys/kernel/random/uuid >"$root/etc/machine-id"
+mkdir -p "$root/etc/systemd/journald.conf.d"
+printf '[Journal]\nStorage=volatile\n' >"$root/etc/systemd/journald.conf.d/dm-remap-test.conf"
 
 # Only the modules this guest needs (virtio disks, nbd, ext4): under TCG, on a loaded machine,
 # MODULES=most made mkinitramfs take minutes. The dm-remap hook adds nbd and virtio itself.

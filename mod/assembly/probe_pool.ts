@@ -78,7 +78,8 @@ interface PoolWorker {
  * (discovery probes twice: the candidates, then recorded main-disk paths), so
  * a worker's start (loading the program) is paid once; {@link ProbePool.close}
  * ends them. A worker that cannot start (a wrong `workerUrl`), or does not
- * within {@link PROBE_WORKER_START_MS_MAX}, fails the calls waiting on it.
+ * within {@link PROBE_WORKER_START_MS_MAX} (or the probe timeout, when longer), fails the
+ * calls waiting on it.
  */
 export class ProbePool {
   readonly #options: ProbePoolOptions;
@@ -153,7 +154,12 @@ export class ProbePool {
       const error = new Error(`A discovery probe worker failed: ${message}`);
       for (const batch of batches) batch?.reject(error);
     };
-    const startTimer = setTimeout(() => fail("it did not start"), PROBE_WORKER_START_MS_MAX);
+    // A worker gets at least as long to start as a probe gets to answer: a caller that allows
+    // slow probes (the boot units, under emulation) is on a machine where loading is slow too.
+    const startTimer = setTimeout(
+      () => fail("it did not start"),
+      Math.max(PROBE_WORKER_START_MS_MAX, this.#options.timeoutMs),
+    );
     worker.onmessage = (event: MessageEvent<ProbeReply>) => {
       if (event.data.type === "ready") {
         clearTimeout(startTimer);

@@ -502,3 +502,18 @@ Deno.test("discover() names the kernel device attached for a setup, found by its
     await Deno.remove(directory, { recursive: true });
   }
 });
+
+Deno.test("ProbePool gives a worker as long to start as a probe to answer, when that is longer", async () => {
+  // Slow probes are asked for where loading is slow too (the boot units under emulation): a
+  // worker that starts after PROBE_WORKER_START_MS_MAX must not fail the discovery then.
+  const slow = new URL("./_slow_start_probe_worker.ts", import.meta.url);
+  const pool = new ProbePool({ workerUrl: slow, timeoutMs: 60_000, workersMax: 1 });
+  try {
+    const outcomes = await pool.probe(["/slow/1"]);
+    assert.deepEqual(outcomes.map((outcome) => [outcome.path, outcome.timedOut]), [
+      ["/slow/1", false],
+    ]);
+  } finally {
+    pool.close();
+  }
+});

@@ -26,6 +26,7 @@ import {
   monitorCommands,
   newGuestDisks,
   ROOT_CHECKS,
+  spareShutdownState,
 } from "./boot_vm.ts";
 
 /** Reports the boot's timeline (TCG) for the record. */
@@ -50,10 +51,14 @@ Deno.test({
       report("boot 1 (clean power-off)", first);
       assertChecks(first, ROOT_CHECKS);
       assert.ok(assemblyTimeOf(first), "the initramfs reported its assembly time");
+      // The shutdown hook had the server flush and write its metadata once root was read-only.
+      assert.equal(await spareShutdownState(disks), "clean", "boot 1's power-off left it clean");
 
       const cut1 = await bootAndCut(disks, ["clean"], {});
       report("boot 2 (power cut)", cut1.run);
       assertChecks(cut1.run, ["previous_stop_was_clean"], { done: false });
+      // The cut left the server's marker: the check above tells a clean stop from this.
+      assert.equal(await spareShutdownState(disks), "serving", "the power cut left a marker");
 
       const fsynced = [...cut1.fsynced];
       const cut2 = await bootAndCut(disks, ["verify"], {
@@ -76,6 +81,7 @@ Deno.test({
         "fsynced_files_verify",
         "server_replayed_after_power_cut",
       ]);
+      assert.equal(await spareShutdownState(disks), "clean", "boot 4's power-off left it clean");
       await fsckMain(disks);
     } finally {
       await Deno.remove(disks.directory, { recursive: true });
@@ -143,7 +149,7 @@ Deno.test({
         checks: ["hotplug"],
         disks: [disks.main, disks.spare, disks.dataMain],
         monitorPath,
-        timeoutMs: 900_000,
+        timeoutMs: 1_500_000,
         onLine: (line) => {
           if (line.includes("DMREMAP-HOTPLUG-NOW") && plugged === undefined) {
             plugged = monitorCommands(monitorPath, [
@@ -164,6 +170,14 @@ Deno.test({
         "hotplug_unit_active",
         "hotplug_unit_status",
         "hotplug_device_attached",
+        "hotplug_unit_fresh",
+        "systemctl_stop_detaches",
+        "systemctl_start_fresh",
+        "systemctl_start_serves",
+        "data_survives_stop_start",
+        "systemctl_stop_detaches_again",
+        "assemble_starts_unit",
+        "assemble_unit_serves",
       ]);
     } finally {
       await Deno.remove(disks.directory, { recursive: true });

@@ -153,7 +153,7 @@ export async function bootGuest(disks: GuestDisks, options: GuestBootOptions): P
       kernelPath: `${BOOT_CACHE}/vmlinuz`,
       initrdPath: `${BOOT_CACHE}/initrd.img`,
       commandLine: "console=ttyS0 root=/dev/nbd0 rootfstype=ext4 rw panic=-1 " +
-        "initramfs.runsize=50% rd.dm_remap.timeout=240 rootdelay=120 systemd.show_status=0 " +
+        "initramfs.runsize=50% rd.dm_remap.timeout=240 systemd.show_status=0 " +
         (options.commandLine ?? ""),
     },
   });
@@ -214,6 +214,29 @@ export async function fsckMain(disks: GuestDisks): Promise<string> {
   await Deno.remove(raw);
   assert.equal(fsck.code, 0, `e2fsck -fn is not clean:\n${text}`);
   return text;
+}
+
+/**
+ * How the last boot left the root setup's metadata, read on the host from the spare (an overlay
+ * converted to raw) with `dm-remap check --json`: "clean" once a server stopped cleanly (it
+ * removed its serving marker); a marker left by the guest's server (a power cut) reads as
+ * "serving", since the host cannot tell whether that other machine still runs it.
+ */
+export async function spareShutdownState(disks: GuestDisks): Promise<string> {
+  const raw = `${disks.directory}/spare.raw`;
+  await run("qemu-img", ["convert", "-O", "raw", disks.spare.path, raw]);
+  try {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", `${ROOT}main.ts`, "check", raw, "--json"],
+      cwd: ROOT,
+      stdin: "null",
+    }).output();
+    const text = new TextDecoder().decode(output.stdout);
+    assert.ok(output.success, text + new TextDecoder().decode(output.stderr));
+    return (JSON.parse(text) as { setup: { shutdown: string } }).setup.shutdown;
+  } finally {
+    await Deno.remove(raw);
+  }
 }
 
 /**

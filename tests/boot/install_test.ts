@@ -77,6 +77,11 @@ Deno.test("scripts/install.sh installs every piece with a manifest, and uninstal
       wrapper,
       /exec \/usr\/lib\/dm-remap\/deno run --allow-all \/usr\/lib\/dm-remap\/dm-remap.js "\$@"/,
     );
+    // udev runs probe with MemoryDenyWriteExecute=yes, where V8's compilers cannot run.
+    assert.match(
+      wrapper,
+      /probe\) exec \/usr\/lib\/dm-remap\/deno run --allow-all --v8-flags=--jitless \/usr\/lib\/dm-remap\/dm-remap.js "\$@"/,
+    );
     for (
       const path of INSTALLED.filter((path) => !path.endsWith("deno") && !path.endsWith(".js"))
     ) {
