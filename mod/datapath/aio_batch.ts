@@ -23,11 +23,9 @@ import { assert } from "../assert.ts";
 import { AIO_SLOTS_MAX } from "../constants.ts";
 import { AIO_OPCODE, AIO_SYSCALLS, EVENT_BYTES, IOCB_BYTES, writeIocb } from "../sys/aio.ts";
 import { ERRNO } from "../sys/libc.ts";
+import { IoAddresses } from "./io_addresses.ts";
 import type { IoQueue, IoRequest } from "./io_queue.ts";
 import { addressOf, rawSyscall, readAt, syncData, writeAt } from "../sys/syscalls.ts";
-
-/** Pieces of memory one vectored request takes at most (far below the kernel's IOV_MAX, 1024). */
-export const VECTOR_SEGMENTS_MAX = 64;
 
 /**
  * One AIO context with a fixed number of slots; `T` is whatever the caller
@@ -39,14 +37,11 @@ export class AioBatch<T> implements IoQueue<T> {
   readonly #iocbs = new Uint8Array(AIO_SLOTS_MAX * IOCB_BYTES);
   readonly #iocbView = new DataView(this.#iocbs.buffer);
   readonly #iocbBase = addressOf(this.#iocbs);
-  /** Each slot's `struct iovec` array; the kernel copies it in io_submit. */
-  readonly #iovecs = new BigUint64Array(AIO_SLOTS_MAX * VECTOR_SEGMENTS_MAX * 2);
-  readonly #iovecBase = addressOf(new Uint8Array(this.#iovecs.buffer));
+  readonly #addresses = new IoAddresses();
   readonly #owners: (T | undefined)[] = new Array(AIO_SLOTS_MAX);
   readonly #buffers: (Uint8Array | undefined)[] = new Array(AIO_SLOTS_MAX);
   readonly #freeSlots: number[] = [];
   readonly #prepared = new BigUint64Array(AIO_SLOTS_MAX);
-  readonly #bases = new WeakMap<ArrayBufferLike, bigint>();
   /** The lone prepared request, kept to run synchronously. */
   #lone: IoRequest | undefined;
   readonly #preparedAddress = addressOf(new Uint8Array(this.#prepared.buffer));
@@ -101,9 +96,9 @@ export class AioBatch<T> implements IoQueue<T> {
       opcode: segments ? vectoredOpcode(request.opcode) : request.opcode,
       fd: request.fd,
       address: segments
-        ? this.#writeIovecs(slot, segments)
+        ? this.#addresses.iovecsOf(slot, segments)
         : request.buffer.length > 0
-        ? this.#addressOf(request.buffer)
+        ? this.#addresses.addressOf(request.buffer)
         : 0n,
       // For a vectored request the kernel takes the iovec count here.
       lengthBytes: segments ? segments.length : request.buffer.length,
@@ -145,35 +140,6 @@ export class AioBatch<T> implements IoQueue<T> {
       next++;
     }
     this.#preparedCount = 0;
-  }
-
-  /** Fills the slot's iovec array; returns its address. */
-  #writeIovecs(slot: number, segments: readonly Uint8Array[]): bigint {
-    assert(
-      segments.length > 1 && segments.length <= VECTOR_SEGMENTS_MAX,
-      "a vectored request has 2 to VECTOR_SEGMENTS_MAX segments",
-    );
-    const at = slot * VECTOR_SEGMENTS_MAX * 2;
-    for (let i = 0; i < segments.length; i++) {
-      const segment = segments[i]!;
-      this.#iovecs[at + 2 * i] = this.#addressOf(segment);
-      this.#iovecs[at + 2 * i + 1] = BigInt(segment.length);
-    }
-    return this.#iovecBase + BigInt(at * 8);
-  }
-
-  /**
-   * A buffer's address from its ArrayBuffer's, cached: asking the runtime
-   * costs about 210 ns, the cache about 20 (bench/device_bench.ts). Off-heap backing stores
-   * never move, so the cached base stays right for the buffer's lifetime.
-   */
-  #addressOf(buffer: Uint8Array): bigint {
-    let base = this.#bases.get(buffer.buffer);
-    if (base === undefined) {
-      base = addressOf(buffer) - BigInt(buffer.byteOffset);
-      this.#bases.set(buffer.buffer, base);
-    }
-    return base + BigInt(buffer.byteOffset);
   }
 
   #slotOf(preparedIndex: number): number {

@@ -37,7 +37,8 @@ import { SharedBlockListReader } from "../shared_block_list.ts";
 import { AIO_OPCODE } from "../sys/aio.ts";
 import { ERRNO, RWF_DSYNC } from "../sys/libc.ts";
 import { closeDescriptor, createEventFd, syncData } from "../sys/syscalls.ts";
-import { AioBatch, VECTOR_SEGMENTS_MAX } from "./aio_batch.ts";
+import { AioBatch } from "./aio_batch.ts";
+import { VECTOR_SEGMENTS_MAX } from "./io_addresses.ts";
 import type { DataError, DataFlags, DataOp, DataResult } from "./data_request.ts";
 import type { IoQueue, IoQueueOpener } from "./io_queue.ts";
 import {

@@ -21,8 +21,8 @@ import { AIO_SLOTS_MAX } from "../constants.ts";
 import { AIO_OPCODE } from "../sys/aio.ts";
 import { IORING_FSYNC_DATASYNC, IORING_OP, IoUring, prepareSqe, SQE } from "../sys/io_uring.ts";
 import { ERRNO } from "../sys/libc.ts";
-import { addressOf } from "../sys/syscalls.ts";
-import { runAlone, VECTOR_SEGMENTS_MAX } from "./aio_batch.ts";
+import { runAlone } from "./aio_batch.ts";
+import { IoAddresses } from "./io_addresses.ts";
 import type { IoQueue, IoRequest } from "./io_queue.ts";
 
 /** The io_uring opcode of an `IoRequest` opcode (`AIO_OPCODE`), plain or vectored. */
@@ -42,13 +42,10 @@ function uringOpcode(request: IoRequest): number {
 /** One io_uring with {@link AIO_SLOTS_MAX} slots; `T` is whatever the caller wants back. */
 export class UringBatch<T> implements IoQueue<T> {
   readonly #ring: IoUring;
-  /** Each slot's `struct iovec` array; the kernel reads it when the entry is issued. */
-  readonly #iovecs = new BigUint64Array(AIO_SLOTS_MAX * VECTOR_SEGMENTS_MAX * 2);
-  readonly #iovecBase = addressOf(new Uint8Array(this.#iovecs.buffer));
+  readonly #addresses = new IoAddresses();
   readonly #owners: (T | undefined)[] = new Array(AIO_SLOTS_MAX);
   readonly #buffers: (Uint8Array | undefined)[] = new Array(AIO_SLOTS_MAX);
   readonly #freeSlots: number[] = [];
-  readonly #bases = new WeakMap<ArrayBufferLike, bigint>();
   /** The lone prepared request and its slot, kept to run synchronously. */
   #lone: { request: IoRequest; slot: number } | undefined;
   #preparedCount = 0;
@@ -102,9 +99,9 @@ export class UringBatch<T> implements IoQueue<T> {
       fd: request.fd,
       userData: BigInt(slot),
       addr: segments
-        ? this.#writeIovecs(slot, segments)
+        ? this.#addresses.iovecsOf(slot, segments)
         : request.buffer.length > 0
-        ? this.#addressOf(request.buffer)
+        ? this.#addresses.addressOf(request.buffer)
         : 0n,
       // For a vectored request the kernel takes the iovec count here.
       len: segments ? segments.length : request.buffer.length,
@@ -139,31 +136,6 @@ export class UringBatch<T> implements IoQueue<T> {
     // The ring has room for every slot and waits for nothing: only a broken ring refuses.
     assert(entered === count, `io_uring_enter takes every prepared entry: ${entered} of ${count}`);
     this.#inflight += count;
-  }
-
-  /** Fills the slot's iovec array; returns its address. */
-  #writeIovecs(slot: number, segments: readonly Uint8Array[]): bigint {
-    assert(
-      segments.length > 1 && segments.length <= VECTOR_SEGMENTS_MAX,
-      "a vectored request has 2 to VECTOR_SEGMENTS_MAX segments",
-    );
-    const at = slot * VECTOR_SEGMENTS_MAX * 2;
-    for (let i = 0; i < segments.length; i++) {
-      const segment = segments[i]!;
-      this.#iovecs[at + 2 * i] = this.#addressOf(segment);
-      this.#iovecs[at + 2 * i + 1] = BigInt(segment.length);
-    }
-    return this.#iovecBase + BigInt(at * 8);
-  }
-
-  /** A buffer's address from its ArrayBuffer's, cached (as AioBatch does, for the same reason). */
-  #addressOf(buffer: Uint8Array): bigint {
-    let base = this.#bases.get(buffer.buffer);
-    if (base === undefined) {
-      base = addressOf(buffer) - BigInt(buffer.byteOffset);
-      this.#bases.set(buffer.buffer, base);
-    }
-    return base + BigInt(buffer.byteOffset);
   }
 
   /** Calls `complete` for every finished request (result: bytes or `-errno`); never blocks. */
