@@ -14,7 +14,12 @@
  * | `GET /`                           | HTML dashboard, polls the status every 2 s  |
  * | `GET /api/v1/events?limit=`       | `{ events }`, newest first                  |
  * | `GET /api/v1/openapi.json`        | the OpenAPI 3.1 document                    |
+ * | `GET /api/v1/scan`                | the scanner's status                        |
+ * | `GET /api/v1/scan/health`         | the health report (`dm-remap health`)       |
  * | `POST /api/v1/metadata/repair`    | {@link MetadataRepair}; guarded             |
+ * | `POST /api/v1/scan/start`, `…/stop` | starts or pauses a scan pass; guarded     |
+ * | `POST /api/v1/reload`             | reads the configuration again; guarded      |
+ * | `POST /api/v1/spares/add`, `…/remove` | the spare pool; guarded                 |
  * | `POST /api/v1/stop`               | {@link StopAccepted} (202); guarded         |
  * | `GET /api/v1/status`              | {@link SetupStatus}                         |
  * | `GET /api/v1/remaps?offset=&limit=` | `{ total, entries }`; 400 on a bad query  |
@@ -44,6 +49,7 @@
  *   nbd: { exportName: "vault", connections: 0 },
  *   alerts: [],
  *   policies: [],
+ *   migration: null,
  *   uptimeSeconds: 1,
  *   version: "0.1.0",
  * };
