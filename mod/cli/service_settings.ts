@@ -382,14 +382,17 @@ export function serveConfiguration(
   const merged: Record<string, OptionValue> = { ...values };
   const chosen = new Map<string, { value: unknown; source: string }>();
   for (const [key, field] of leafFields(SETUP_FIELDS)) {
-    const flagValue = field.flag === undefined ? undefined : values[field.flag];
+    const negated = field.falseFlag !== undefined && values[field.falseFlag] === true;
+    const flagValue = field.flag === undefined ? undefined : negated ? false : values[field.flag];
     const given = flagValue !== undefined && !(Array.isArray(flagValue) && flagValue.length === 0);
     const found = given
-      ? { value: flagValue, source: `flag --${field.flag}` }
+      ? { value: flagValue, source: `flag --${negated ? field.falseFlag : field.flag}` }
       : fromFile(config, sections, key);
     if (found === undefined) continue;
     chosen.set(key, found);
-    if (!given && field.flag !== undefined) merged[field.flag] = optionValueOf(found.value);
+    if (given || field.flag === undefined) continue;
+    if (found.value === false && field.falseFlag !== undefined) merged[field.falseFlag] = true;
+    else merged[field.flag] = optionValueOf(found.value);
   }
   const name = setup.name ?? "unnamed";
   const settings = serveSettings(parseMergedFlags(merged, chosen), name);

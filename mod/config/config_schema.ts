@@ -4,8 +4,8 @@
  * SIGHUP applies it live, and one line of documentation (docs/CONFIG.md
  * says the same, and `config_schema_test.ts` checks that every key is there).
  *
- * A section that arrives with another capability (the scanner's `scan`, the
- * spare pool's `allocation`, SMART) adds one entry to {@link SETUP_FIELDS}
+ * A section that arrives with another capability (as the scanner's `scan`
+ * and the spare pool's `allocation` did) adds one entry to {@link SETUP_FIELDS}
  * or {@link CONFIG_SCHEMA}; the walker, the messages and `config show` need
  * no change.
  *
@@ -30,6 +30,7 @@ import { ALERT_KINDS } from "../alerts/alert.ts";
 import { KERNEL_EXPORT_CHOICES } from "../assembly/kernel_export_choice.ts";
 import { LOG_LEVELS } from "../log/structured_log.ts";
 import { POLICY_ACTIONS } from "../policy/policy.ts";
+import { ALLOCATION_POLICIES } from "../remap/allocation_policy.ts";
 
 /** What a key holds, and how it is checked. */
 export type FieldType =
@@ -54,6 +55,8 @@ export interface Field {
   doc: string;
   /** The `serve` flag this key gives a default for; the flag wins. */
   flag?: string;
+  /** For a boolean whose false is a flag of its own (`--no-scan`): that flag. */
+  falseFlag?: string;
   /** Whether SIGHUP applies a change without a restart. @default false */
   live?: boolean;
 }
@@ -106,6 +109,30 @@ const API_FIELDS: Record<string, Field> = {
   },
 };
 
+const DURATION: FieldType = {
+  kind: "string",
+  pattern: /^\d+[smhdw]$/,
+  expected: "a duration like 90s, 15m, 24h or 7d",
+};
+const SIZE: FieldType = {
+  kind: "string",
+  pattern: /^\d+[kmgt]?(i?b)?$/i,
+  expected: "a size like 1G, 64M or 4096",
+};
+
+/** The scanner's schedule and limits (docs/scan.md); each the default of a `serve` flag. */
+const SCAN_FIELDS: Record<string, Field> = {
+  "schedule": {
+    type: { kind: "boolean" },
+    doc: "run passes on the schedule (serve --scan, or --no-scan for false)",
+    flag: "scan",
+    falseFlag: "no-scan",
+  },
+  "interval": { type: DURATION, doc: "one full pass per this long", flag: "scan-interval" },
+  "rate-max": { type: SIZE, doc: "the scanner's hard rate cap, per second", flag: "scan-rate-max" },
+  "region-size": { type: SIZE, doc: "the size of a health region", flag: "region-size" },
+};
+
 /** What a setup's section (and `serve`, the defaults of every setup) may say. */
 export const SETUP_FIELDS: Readonly<Record<string, Field>> = {
   "nbd": { type: { kind: "section", fields: NBD_FIELDS }, doc: "the NBD export" },
@@ -148,13 +175,11 @@ export const SETUP_FIELDS: Readonly<Record<string, Field>> = {
     doc: "how often policies are evaluated besides on events, seconds",
     live: true,
   },
-  "scan": {
-    type: { kind: "section", fields: {}, reservedFor: "the scanner (scan schedule)" },
-    doc: "scan schedule: reserved, arrives with the scanner",
-  },
+  "scan": { type: { kind: "section", fields: SCAN_FIELDS }, doc: "the background scanner" },
   "allocation": {
-    type: { kind: "section", fields: {}, reservedFor: "the spare pool (allocation policy)" },
-    doc: "allocation policy: reserved, arrives with the spare pool",
+    type: { kind: "enum", values: ALLOCATION_POLICIES },
+    doc: "which spare new remaps go to: fill-first, round-robin, most-free, health-weighted",
+    flag: "allocation",
   },
 };
 

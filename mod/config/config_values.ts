@@ -28,8 +28,13 @@ export interface SetupSection {
   "alerts"?: string[];
   "policies"?: string[];
   "policy-interval-s"?: number;
-  "scan"?: Record<string, never>;
-  "allocation"?: Record<string, never>;
+  "scan"?: {
+    "schedule"?: boolean;
+    "interval"?: string;
+    "rate-max"?: string;
+    "region-size"?: string;
+  };
+  "allocation"?: string;
 }
 
 /** One alert target. */

@@ -71,10 +71,18 @@ const BROKEN: readonly { scenario: string; text: string; problems: string[] }[] 
     ],
   },
   {
-    scenario: "a key in a section reserved for the scanner",
+    scenario: "an unknown key in the scanner's section",
     text: "serve:\n  scan:\n    every: 1h\n",
     problems: [
-      `${FILE}:3:5: serve.scan: unknown key "every": this section is reserved for the scanner (scan schedule) and takes no keys yet`,
+      `${FILE}:3:5: serve.scan: unknown key "every": expected one of schedule, interval, rate-max, region-size`,
+    ],
+  },
+  {
+    scenario: "a scan interval and an allocation policy that are not",
+    text: "setups:\n  big:\n    scan: { interval: 1 day }\n    allocation: fastest\n",
+    problems: [
+      `${FILE}:3:23: setups.big.scan.interval: expected a duration like 90s, 15m, 24h or 7d, got "1 day"`,
+      `${FILE}:4:17: setups.big.allocation: expected one of fill-first, round-robin, most-free, health-weighted, got "fastest"`,
     ],
   },
   {
@@ -170,8 +178,8 @@ serve:
   api:
     socket: /run/dm-remap/api.sock
     token: 0123456789abcdef0123
-  scan: {}
-  allocation:
+  scan: { schedule: true, interval: 12h, rate-max: 100M }
+  allocation: most-free
 setups:
   big:
     read-retries: 1
@@ -195,8 +203,12 @@ Deno.test("parseConfig() returns a valid file's values and where each was writte
   assert.equal(config.values.serve?.["read-retries"], 4);
   // A bare port is an address, kept as text for the flag parser.
   assert.equal(config.values.serve?.nbd?.tcp, "10809");
-  assert.deepEqual(config.values.serve?.scan, {});
-  assert.deepEqual(config.values.serve?.allocation, {});
+  assert.deepEqual(config.values.serve?.scan, {
+    "schedule": true,
+    "interval": "12h",
+    "rate-max": "100M",
+  });
+  assert.equal(config.values.serve?.allocation, "most-free");
   assert.deepEqual(config.values.setups?.big, { "read-retries": 1, "alerts": ["hook"] });
   assert.equal(config.values.alerts?.targets?.pager?.retries, 2);
   assert.deepEqual(config.positions.get("setups.big.read-retries"), {

@@ -127,3 +127,36 @@ Deno.test("kernelExportChoiceOf(): the setup's export (by name, then UUID), then
     /serve\.export: expected one of auto, ublk, nbd, got "iscsi"/,
   );
 });
+
+Deno.test("serveConfiguration() takes the scanner's schedule and the allocation policy from the file", () => {
+  const config = parseConfig(
+    `serve:
+  scan: { schedule: true, interval: 12h, rate-max: 100M, region-size: 256M }
+  allocation: most-free
+setups:
+  quiet:
+    scan: { schedule: false }
+    allocation: round-robin
+`,
+    { path: FILE },
+  );
+  const fleet = serveConfiguration({}, { name: "fleet" }, config);
+  assert.equal(fleet.settings.scan?.enabled, true);
+  assert.equal(fleet.settings.scan?.intervalMs, 12 * 3600_000);
+  assert.equal(fleet.settings.scan?.rateMaxBytesPerS, 100 * 1024 ** 2);
+  assert.equal(fleet.settings.scan?.regionBytes, 256 * 1024 ** 2);
+  assert.equal(fleet.settings.allocation, "most-free");
+  assert.equal(sourceOf(fleet.effective, "scan.interval"), `${FILE}:2:37 (serve.scan.interval)`);
+  const quiet = serveConfiguration({}, { name: "quiet" }, config);
+  assert.equal(quiet.settings.scan?.enabled, false, "the setup's schedule: false is --no-scan");
+  assert.equal(quiet.settings.allocation, "round-robin");
+  // Flags win: --no-scan over the file's schedule, --allocation over its policy.
+  const flagged = serveConfiguration(
+    { "no-scan": true, allocation: "fill-first" },
+    { name: "fleet" },
+    config,
+  );
+  assert.equal(flagged.settings.scan?.enabled, false);
+  assert.equal(sourceOf(flagged.effective, "scan.schedule"), "flag --no-scan");
+  assert.equal(flagged.settings.allocation, "fill-first");
+});
