@@ -58,7 +58,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>): Prom
 
 Deno.test("serve evaluates health-score and scan-findings policies: a scan starts, and allocation stops on the full spare", async () => {
   const files = await imageDirectory({
-    // Room for 80 slots or so, and for the record of spare 1's slots (format 2).
+    // Small, and with room for the record of spare 1's slots (format 2).
     "spare0.img": minimumSpareBytes(BLOCK) + 8306688 + 64 * BLOCK,
     // Sparse: so large that relocations of the whole main disk fill under 1% of it.
     "spare1.img": 2048 * MIB,
@@ -92,6 +92,8 @@ Deno.test("serve evaluates health-score and scan-findings policies: a scan start
       ((await apiRequest(api, "/api/v1/policies")).json as { policies: PolicyEvaluation[] })
         .policies;
     const scan = async () => (await apiRequest(api, "/api/v1/scan")).json as ScanStatus;
+    const spare0SlotCount = async () =>
+      ((await apiRequest(api, "/api/v1/status")).json as SetupStatus).spares[0]!.slotCount;
     let finished;
     try {
       const before = await scan();
@@ -101,13 +103,19 @@ Deno.test("serve evaluates health-score and scan-findings policies: a scan start
         ["avoid", false],
       ]);
 
-      // 1. A failing write: the block goes to spare 0 (fill-first), 1 of its 80 slots.
-      await main.setBadRanges([{ offsetBytes: 1 * MIB, lengthBytes: BLOCK, fail: "write" }]);
-      assert.doesNotMatch(await qemuIo(uri, `write -P 0x11 ${1 * MIB} ${BLOCK}`), /error/i);
+      // 1. Failing writes: the blocks go to spare 0 (fill-first), over 1% of its slots.
+      const usedBlocks = Math.ceil((await spare0SlotCount()) / 100) + 1;
+      await main.setBadRanges([
+        { offsetBytes: 1 * MIB, lengthBytes: usedBlocks * BLOCK, fail: "write" },
+      ]);
+      assert.doesNotMatch(
+        await qemuIo(uri, `write -P 0x11 ${1 * MIB} ${usedBlocks * BLOCK}`),
+        /error/i,
+      );
       // 2. A block a client wrote turns unreadable, and so does one no client reads.
       assert.doesNotMatch(await qemuIo(uri, `write -P 0x22 ${2 * MIB} ${BLOCK}`), /error/i);
       await main.setBadRanges([
-        { offsetBytes: 1 * MIB, lengthBytes: BLOCK, fail: "write" },
+        { offsetBytes: 1 * MIB, lengthBytes: usedBlocks * BLOCK, fail: "write" },
         { offsetBytes: 2 * MIB, lengthBytes: BLOCK, fail: "read" },
         { offsetBytes: DEAD_BYTES, lengthBytes: BLOCK, fail: "read" },
       ]);
