@@ -14,7 +14,7 @@ import type { SparePoolForecast } from "../health/forecast.ts";
 import type { SmartReading } from "../health/smart_report.ts";
 import type { SmartRisk } from "../health/smart_risk.ts";
 import type { SetupEventType } from "../events/setup_event.ts";
-import type { RemapCounters } from "../remap/remap_device.ts";
+import type { RemapCounters, SpareMigration } from "../remap/remap_device.ts";
 import type { HealthReport, ScanStatus } from "../scan/mod.ts";
 
 /** Health of one spare's five metadata copies. */
@@ -106,17 +106,8 @@ export interface SetupHealth {
   forecast: SparePoolForecast;
 }
 
-/** Where the removal of a spare (`spare remove`) stands. */
-export interface SpareMigrationStatus {
-  spareIndex: number;
-  /** `running`, `done` (the spare left the setup), or `failed` (see `error`; it stays draining). */
-  state: "running" | "done" | "failed";
-  blocksTotal: number;
-  blocksMoved: number;
-  blocksFailed: number;
-  startedMs: number;
-  endedMs?: number;
-  error?: string;
+/** Where the removal of a spare (`spare remove`) stands, with its rate. */
+export interface SpareMigrationStatus extends SpareMigration {
   /** Blocks moved per second since it started. */
   rateBlocksPerS: number;
   /** Seconds left at that rate; null while nothing moved yet or once it ended. */
