@@ -236,6 +236,7 @@ Deno.test("vm 9: assemble --scan from the disks alone: a dd clone and a stranger
       "assemble_restarts",
       "taken_back",
       "write_after_restart",
+      "held_requests_answered",
       "verify",
       "e2fsck",
       "no_io_errors",

@@ -116,6 +116,19 @@ until grep -q "taken back with" "$LOG" 2>/dev/null || [ $waited -gt 900 ]; do
 done
 check taken_back sh -c "cat $LOG; grep -q 'taken back with 2 connections' $LOG"
 check write_after_restart write_tree "$MNT/u" 20
+# held_requests_answered: the requests in flight when serve was killed are sent again on the
+# new connections only after the kernel's request timeout (30 s), so the watch stays paused
+# until every dirty page is written (sync) and nothing is left in flight.
+held_requests_answered() {
+  sync
+  waited=0
+  until [ "$(awk '{ print $1 + $2 }' /sys/block/nbd0/inflight)" -eq 0 ]; do
+    [ $waited -ge 180 ] && { echo "still in flight after 90 s: $(cat /sys/block/nbd0/inflight)"; return 1; }
+    sleep 0.5
+    waited=$((waited + 1))
+  done
+}
+check held_requests_answered held_requests_answered
 rm -f /tmp/io_watch.pause
 check umount umount "$MNT"
 drop_caches
