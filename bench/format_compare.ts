@@ -14,12 +14,18 @@
  * Writes bench/results/<time>-format2.json and prints a Markdown table.
  *
  * Usage: deno run -A bench/format_compare.ts --baseline DIR [--current DIR] [--reps 5] [--dir /tmp]
- *          [--writes 1000] [--remaps 1000000] [--only commit|open]
+ *          [--writes 1000] [--remaps 1000000] [--only commit|open] [--control DIR] [--before DIR]
  *
  * `--only` runs one kind of case (more repetitions of the noisy commit
  * p99 in the same time). Each summary row also lists the ratio of every
  * repetition (v2 ÷ v1 of the pair run back to back), sorted, so the spread
  * shows beside the ratio of medians.
+ *
+ * `--control DIR` is a second copy of the baseline, run as a third tree
+ * ("v1b"): its ratio to the baseline (an A/A comparison) shows how far the
+ * machine alone moves a figure in this run. `--before DIR` is a format 2
+ * tree before a change to it ("v2pre"), to see what the change did. Each
+ * repetition runs the trees in a rotated order, so none is always first.
  *
  * @module
  */
@@ -36,6 +42,8 @@ const { values } = parseArgs({
     writes: { type: "string", default: "1000" },
     remaps: { type: "string", default: "1000000" },
     only: { type: "string" },
+    control: { type: "string" },
+    before: { type: "string" },
   },
 });
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -43,9 +51,14 @@ const BASELINE = values.baseline!;
 // A snapshot of the tree under test (e.g. `git archive HEAD`), so edits during the run change nothing.
 const CURRENT = values.current ?? ROOT;
 const reps = Number(values.reps);
+type Tree = "v1" | "v2" | "v1b" | "v2pre";
+const trees: [Tree, string][] = [["v1", BASELINE], ["v2", CURRENT]];
+if (values.control !== undefined) trees.push(["v1b", values.control]);
+if (values.before !== undefined) trees.push(["v2pre", values.before]);
 for (const script of ["remap_commit_bench.ts", "make_remaps.ts"]) {
-  await Deno.copyFile(`${ROOT}bench/${script}`, `${BASELINE}/bench/${script}`);
-  if (CURRENT !== ROOT) await Deno.copyFile(`${ROOT}bench/${script}`, `${CURRENT}/bench/${script}`);
+  for (const [, dir] of trees) {
+    if (dir !== ROOT) await Deno.copyFile(`${ROOT}bench/${script}`, `${dir}/bench/${script}`);
+  }
 }
 
 type Figures = Record<string, number>;
@@ -117,12 +130,11 @@ async function runCase(tree: string, testCase: Case): Promise<Figures> {
 const mainFile = await Deno.open(`${shm}-main.img`, { create: true, write: true });
 await mainFile.truncate(16 * 1024 ** 3);
 mainFile.close();
-const runs: { rep: number; tree: "v1" | "v2"; case: string; figures: Figures }[] = [];
+const runs: { rep: number; tree: Tree; case: string; figures: Figures }[] = [];
 try {
   for (let rep = 0; rep < reps; rep++) {
     for (const testCase of cases) {
-      const order: ["v1" | "v2", string][] = [["v1", BASELINE], ["v2", CURRENT]];
-      if (rep % 2 === 1) order.reverse();
+      const order = [...trees.slice(rep % trees.length), ...trees.slice(0, rep % trees.length)];
       for (const [tree, dir] of order) {
         const figures = await runCase(dir, testCase);
         runs.push({ rep, tree, case: testCase.id, figures });
@@ -147,13 +159,28 @@ const summary = cases.flatMap((testCase) =>
           .map((run) => run.figures[figure]!),
       );
     const v1 = of("v1"), v2 = of("v2");
-    const pairedRatios = Array.from({ length: reps }, (_, rep) => {
-      const figureOf = (tree: string) =>
-        runs.find((run) => run.rep === rep && run.tree === tree && run.case === testCase.id)!
-          .figures[figure]!;
-      return Number((figureOf("v2") / figureOf("v1")).toFixed(2));
-    }).sort((a, b) => a - b);
-    return { case: testCase.id, figure, v1, v2, ratio: v2 / v1, pairedRatios };
+    /** Each repetition's `tree` ÷ v1, sorted. */
+    const paired = (tree: Tree) =>
+      Array.from({ length: reps }, (_, rep) => {
+        const figureOf = (each: Tree) =>
+          runs.find((run) => run.rep === rep && run.tree === each && run.case === testCase.id)!
+            .figures[figure]!;
+        return Number((figureOf(tree) / figureOf("v1")).toFixed(2));
+      }).sort((a, b) => a - b);
+    const others = Object.fromEntries(
+      trees.slice(2).map((
+        [tree],
+      ) => [tree, { median: of(tree), ratio: of(tree) / v1, pairedRatios: paired(tree) }]),
+    );
+    return {
+      case: testCase.id,
+      figure,
+      v1,
+      v2,
+      ratio: v2 / v1,
+      pairedRatios: paired("v2"),
+      others,
+    };
   })
 );
 const stamp = new Date().toISOString().slice(0, 16).replace(/[-:]/g, "").replace("T", "T");
@@ -165,20 +192,27 @@ const path = `${ROOT}bench/results/${stamp}-format2.json`;
 await Deno.writeTextFile(
   path,
   JSON.stringify(
-    { commit, baseline: BASELINE, current: CURRENT, reps, settings: values, summary, runs },
+    { commit, trees: Object.fromEntries(trees), reps, settings: values, summary, runs },
     null,
     1,
   ) +
     "\n",
 );
+const extra = trees.slice(2).map(([tree]) => tree);
 console.log(
-  `| case | figure | version 1 | version 2 | v2 ÷ v1 | per repetition |\n|---|---|---|---|---|---|`,
+  `| case | figure | version 1 | version 2 | v2 ÷ v1 | per repetition |${
+    extra.map((tree) => ` ${tree} ÷ v1 | per repetition |`).join("")
+  }\n|---|---|---|---|---|---|${extra.map(() => "---|---|").join("")}`,
 );
 for (const row of summary) {
+  const columns = extra.map((tree) => {
+    const other = row.others[tree]!;
+    return ` ${other.ratio.toFixed(2)} | ${other.pairedRatios.join(" ")} |`;
+  });
   console.log(
     `| ${row.case} | ${row.figure} | ${row.v1.toFixed(1)} | ${row.v2.toFixed(1)} | ${
       row.ratio.toFixed(2)
-    } | ${row.pairedRatios.join(" ")} |`,
+    } | ${row.pairedRatios.join(" ")} |${columns.join("")}`,
   );
 }
 console.log(`written to ${path}`);
