@@ -5,7 +5,7 @@
  * Write ordering (each step flushed before the next starts):
  * 1. `format`: copy 0, copy 1, … copy 4.
  * 2. `appendRemaps`: the caller has written and flushed the slots' data; then
- *    the log sectors are written with FUA. Only then may the caller
+ *    the log sectors are written and flushed. Only then may the caller
  *    acknowledge the client write.
  * 3. checkpoint (when the log region is full): entries and their seal to the
  *    region not in use, flush; then every copy with the new table state, one at a time.
@@ -502,9 +502,8 @@ export class SpareStore {
 
   /**
    * Makes remaps durable: logs that the next slots of spare `ownerIndex`
-   * hold `blockIndexes`, in order, with a FUA write (durable when it
-   * returns). The owner's data was written and flushed first (by the
-   * caller, on the owner).
+   * hold `blockIndexes`, in order, and flushes. The owner's data was written
+   * and flushed first (by the caller, on the owner).
    *
    * @param ownerIndex The spare whose slots they are. @default this spare
    * @returns The first slot index used.
@@ -558,13 +557,8 @@ export class SpareStore {
       this.#payload.table.logStartSequence + this.#logSectorsUsed,
       records,
     );
-    // FUA, not write then flush: one call that returns durable, so a commit
-    // that logs on several spares waits for one round trip to each, not two.
-    await this.device.write(
-      sectors,
-      layout.logOffsetBytes + this.#logSectorsUsed * SECTOR_BYTES,
-      { fua: true },
-    );
+    await this.device.write(sectors, layout.logOffsetBytes + this.#logSectorsUsed * SECTOR_BYTES);
+    await this.device.flush();
     this.#logSectorsUsed += sectorsNeeded;
     for (const blockIndex of blockIndexes) list.push(blockIndex);
     moves.forEach((from) => {
