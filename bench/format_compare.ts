@@ -16,8 +16,8 @@
  * Usage: deno run -A bench/format_compare.ts --baseline DIR [--current DIR] [--reps 5] [--dir /tmp]
  *          [--writes 1000] [--remaps 1000000] [--only commit|open] [--control DIR] [--before DIR]
  *
- * `--only` runs one kind of case (more repetitions of the noisy commit
- * p99 in the same time). Each summary row also lists the ratio of every
+ * `--only` runs one kind of case, or one case by its name (more
+ * repetitions of the noisy commit p99 in the same time). Each summary row also lists the ratio of every
  * repetition (v2 ÷ v1 of the pair run back to back), sorted, so the spread
  * shows beside the ratio of medians.
  *
@@ -107,8 +107,14 @@ for (const spares of [1, 2]) {
 }
 
 if (values.only !== undefined) {
-  const kept = cases.filter((testCase) => testCase.id.startsWith(`${values.only} `));
-  if (kept.length === 0) throw new Error(`--only takes commit or open, not "${values.only}"`);
+  const kept = cases.filter((testCase) =>
+    testCase.id === values.only || testCase.id.startsWith(`${values.only} `)
+  );
+  if (kept.length === 0) {
+    throw new Error(
+      `--only takes commit, open or a case ("commit spares=2 qd=1"), not "${values.only}"`,
+    );
+  }
   cases.splice(0, cases.length, ...kept);
 }
 
