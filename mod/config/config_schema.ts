@@ -180,6 +180,7 @@ export const SETUP_FIELDS: Readonly<Record<string, Field>> = {
     type: { kind: "enum", values: ALLOCATION_POLICIES },
     doc: "which spare new remaps go to: fill-first, round-robin, most-free, health-weighted",
     flag: "allocation",
+    live: true,
   },
 };
 

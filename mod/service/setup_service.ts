@@ -30,6 +30,7 @@ import { EventHistory } from "../events/event_history.ts";
 import { describeEvent } from "../events/setup_event.ts";
 import { SmartHistory } from "../health/smart_history.ts";
 import type { RemapDevice } from "../remap/remap_device.ts";
+import type { AllocationPolicy } from "../remap/allocation_policy.ts";
 import type { SpareMember } from "../remap/spare_set.ts";
 import { parseScanRecord, resolveScanSettings, Scanner } from "../scan/mod.ts";
 import type { ServiceComponent } from "./component.ts";
@@ -91,6 +92,8 @@ export interface LiveSettings {
   alerts: AlertSettings | undefined;
   policies: PolicyRunSettings | undefined;
   logLevel: LogLevel;
+  /** The policy new remaps follow; undefined keeps the one the setup records. */
+  allocation: AllocationPolicy | undefined;
 }
 
 /** A setup served from {@link start} to {@link stop}. */
@@ -151,14 +154,22 @@ export class SetupService {
   }
 
   /**
-   * Applies what can change while serving (SIGHUP): read retries, alert
-   * targets, policies and the log level; then publishes a `config-reloaded`
-   * event saying what was applied and which changed keys need a restart.
+   * Applies what can change while serving (SIGHUP): read retries, the
+   * allocation policy, alert targets, policies and the log level; then
+   * publishes a `config-reloaded` event saying what was applied and which
+   * changed keys need a restart.
    */
-  reconfigure(settings: LiveSettings, report: { applied: string[]; needsRestart: string[] }): void {
+  async reconfigure(
+    settings: LiveSettings,
+    report: { applied: string[]; needsRestart: string[] },
+  ): Promise<void> {
     this.#log.level = settings.logLevel;
     if (this.#engine !== undefined) {
       this.#engine.readRetries = settings.readRetries ?? READ_RETRIES_DEFAULT;
+      const allocation = settings.allocation;
+      if (allocation !== undefined && allocation !== this.#engine.allocationPolicy) {
+        await this.#engine.setAllocationPolicy(allocation);
+      }
     }
     this.#watch.reconfigure({ alerts: settings.alerts, policies: settings.policies });
     this.events.publish({ type: "config-reloaded", ...report });

@@ -3,7 +3,7 @@
  *
  * Goal: the reload endpoint does what SIGHUP does and says so: over the
  * Unix socket (as root) it applies the live keys at once (a new policy is
- * listed, the read retries change) and names the changed key that needs a
+ * listed, the read retries and the allocation policy change) and names the changed key that needs a
  * restart; a file that does not check is answered 422 with its problems
  * and changes nothing; over TCP without the token, or with a wrong one, it
  * is refused (401) and nothing is reloaded; with the configured token it is
@@ -29,11 +29,13 @@ function freePort(): number {
   return port;
 }
 
-function configText(options: { readRetries: number; port: number; policy: boolean }): string {
+function configText(
+  options: { readRetries: number; port: number; policy: boolean; allocation?: string },
+): string {
   return `# written by reload_api_cli_test.ts
 serve:
   read-retries: ${options.readRetries}
-  api:
+${options.allocation === undefined ? "" : `  allocation: ${options.allocation}\n`}  api:
     tcp: 127.0.0.1:${options.port}
     token: ${TOKEN}
 ${
@@ -77,11 +79,12 @@ Deno.test("POST /api/v1/reload applies live keys over the socket, names restart 
       ((await apiRequest(api, "/api/v1/status")).json as SetupStatus).events["config-reloaded"];
     let finished;
     try {
-      // The new file: a live change, a new policy, and an address that needs a restart.
-      await Deno.writeTextFile(
-        configPath,
-        configText({ readRetries: 4, port: freePort(), policy: true }),
-      );
+      // The new file: live changes, a new policy, and an address that needs a restart.
+      const newConfig = { readRetries: 4, policy: true, allocation: "round-robin" };
+      await Deno.writeTextFile(configPath, configText({ ...newConfig, port: freePort() }));
+      const allocation = async () =>
+        ((await apiRequest(api, "/api/v1/status")).json as SetupStatus).setup.allocation;
+      assert.equal(await allocation(), "fill-first");
       // 1. Over TCP without the token, or with a wrong one: refused, nothing reloaded.
       for (const token of [undefined, "not-the-token-at-all"]) {
         const refused = await apiRequest(tcp, "/api/v1/reload", { method: "POST", token });
@@ -101,10 +104,11 @@ Deno.test("POST /api/v1/reload applies live keys over the socket, names restart 
       assert.deepEqual(outcome, {
         file: configPath,
         reloaded: true,
-        applied: ["read-retries", "policies.pending"],
+        applied: ["read-retries", "allocation", "policies.pending"],
         needsRestart: ["api.tcp"],
       });
       assert.equal(await reloads(), 1);
+      assert.equal(await allocation(), "round-robin");
       const policies = (await apiRequest(api, "/api/v1/policies")).json as {
         policies: { name: string; holds: boolean }[];
       };
@@ -135,10 +139,7 @@ Deno.test("POST /api/v1/reload applies live keys over the socket, names restart 
       assert.equal(await reloads(), 1);
 
       // 5. With the configured token over TCP: accepted; nothing changed since the last reload.
-      await Deno.writeTextFile(
-        configPath,
-        configText({ readRetries: 4, port: freePort(), policy: true }),
-      );
+      await Deno.writeTextFile(configPath, configText({ ...newConfig, port: freePort() }));
       const withToken = await apiRequest(tcp, "/api/v1/reload", { method: "POST", token: TOKEN });
       assert.equal(withToken.status, 200, withToken.text);
       assert.deepEqual((withToken.json as ReloadOutcome).applied, []);
@@ -150,7 +151,7 @@ Deno.test("POST /api/v1/reload applies live keys over the socket, names restart 
     assert.equal(finished.code, 0, finished.stderr);
     assert.match(
       finished.stderr,
-      /event=config-reloaded applied=read-retries,policies\.pending needs_restart=api\.tcp/,
+      /event=config-reloaded applied=read-retries,allocation,policies\.pending needs_restart=api\.tcp/,
     );
     assert.match(finished.stderr, /level=err setup=reloading event=config-rejected/);
   } finally {

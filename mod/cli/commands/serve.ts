@@ -192,11 +192,12 @@ function reloader(context: ReloadContext): () => Promise<ReloadOutcome> {
     const changed = changedKeys(running, next.effective);
     const applied = changed.filter((setting) => setting.live).map((setting) => setting.key);
     const needsRestart = changed.filter((setting) => !setting.live).map((setting) => setting.key);
-    context.serving.reconfigure({
+    await context.serving.reconfigure({
       readRetries: next.settings.readRetries,
       alerts: next.settings.alerts,
       policies: next.settings.policies,
       logLevel: next.logLevel,
+      allocation: next.settings.allocation,
     }, { applied, needsRestart });
     // What runs now: the new live values, and the old values of what waits for a restart.
     const restartKeys = new Set(needsRestart);
