@@ -33,6 +33,11 @@ export interface DecideKernelExportOptions {
    * resolves to undefined on success or to why it failed.
    */
   loadModule: () => Promise<string | undefined>;
+  /**
+   * The setup's `/dev/nbdN` still attached (`attachedNbdDevices()`): a
+   * previous server left it, the kernel holding its I/O for the next one.
+   */
+  attachedNbd?: string;
 }
 
 /**
@@ -40,11 +45,20 @@ export interface DecideKernelExportOptions {
  * installed and loads; NBD otherwise (NBD works on every kernel the program
  * supports). An explicit `ublk` is kept even where the kernel lacks it: the
  * `serve` started then refuses with the reason, and nothing is written.
+ * Whatever the choice, a setup whose `/dev/nbdN` is still attached gets NBD:
+ * the new server takes that device back (a filesystem on it, root perhaps,
+ * waits for it); `dm-remap stop` detaches it, and the next start chooses.
  */
 export async function decideKernelExport(
   options: DecideKernelExportOptions,
 ): Promise<KernelExportDecision> {
   const { choice, support } = options;
+  if (options.attachedNbd !== undefined) {
+    return {
+      kind: "nbd",
+      reason: `${options.attachedNbd} of this setup is still attached: NBD takes it back`,
+    };
+  }
   if (choice === "nbd") return { kind: "nbd", reason: "NBD asked for (export nbd)" };
   const asked = choice === "ublk" ? "ublk asked for (export ublk)" : undefined;
   if (support.kind === "loaded") {

@@ -15,6 +15,8 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { STATE_DIR } from "./options.ts";
+import { KERNEL_EXPORT_CHOICES } from "../assembly/kernel_export_choice.ts";
+import { EXPORT_AS_CONFIGURED } from "./serve_kernel_export.ts";
 import { EXIT_USAGE, exitCodeFor } from "./exit_codes.ts";
 import { alertCommand } from "./commands/alert.ts";
 import { assembleCommand } from "./commands/assemble.ts";
@@ -92,6 +94,7 @@ const COMMANDS: Record<string, Command> = {
       "[--buffered] [--events-db <path>] [--backup-dir <dir>] [--force] [--config <file>]\n" +
       "       [--attach [auto|/dev/nbdN]] [--connections N] [--io-timeout S] [--dead-timeout S]\n" +
       "       [--smart-interval S | --no-smart] [--scrub-interval S] [--ublk] [--queues N] [--depth N] [--no-recovery]\n" +
+      "       [--export [auto|ublk|nbd]]\n" +
       "       [--scan | --no-scan] [--scan-interval 24h] [--scan-rate-max 200M] [--region-size 1G]\n" +
       "       [--adopt]",
     options: {
@@ -121,6 +124,7 @@ const COMMANDS: Record<string, Command> = {
       queues: { type: "string" },
       depth: { type: "string" },
       "no-recovery": { type: "boolean" },
+      export: { type: "string" },
       adopt: { type: "boolean" },
       "scan-interval": { type: "string" },
       "scan-rate-max": { type: "string" },
@@ -130,6 +134,10 @@ const COMMANDS: Record<string, Command> = {
     },
     optionalValues: {
       attach: { implied: "auto", isValue: (word) => word === "auto" || word.startsWith("/dev/") },
+      export: {
+        implied: EXPORT_AS_CONFIGURED,
+        isValue: (word) => (KERNEL_EXPORT_CHOICES as readonly string[]).includes(word),
+      },
     },
     run: serveCommand,
   },

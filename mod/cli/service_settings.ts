@@ -95,6 +95,15 @@ export interface ServeFlags {
  * @throws {UsageError} When a number or an address is malformed.
  */
 export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags {
+  if (values.export !== undefined) {
+    // serve_kernel_export.ts turns --export into --ublk or --attach before the settings are made.
+    const other = ["ublk", "attach"].find((flag) => values[flag] !== undefined);
+    if (other !== undefined) {
+      throw new UsageError(
+        `--export and --${other} each make a kernel device: give one of them`,
+      );
+    }
+  }
   return {
     readRetries: integerOption("read-retries", stringOption(values["read-retries"]), {
       min: 0,
@@ -312,8 +321,9 @@ function appliedSections(config: ConfigValues | undefined, setup: SetupKeys): Ap
 }
 
 /**
- * The kernel device `assemble` is to start a setup with, from the file: the
- * setup's section (by name, then UUID), then `serve`; undefined when none says.
+ * The kernel device `assemble` (and `serve --export`) is to start a setup
+ * with, from the file: the setup's section (by name, then UUID), then
+ * `serve`; undefined when none says.
  */
 export function kernelExportChoiceOf(
   config: ConfigValues | undefined,

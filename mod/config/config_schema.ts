@@ -139,8 +139,8 @@ export const SETUP_FIELDS: Readonly<Record<string, Field>> = {
   "api": { type: { kind: "section", fields: API_FIELDS }, doc: "the status API" },
   "export": {
     type: { kind: "enum", values: KERNEL_EXPORT_CHOICES },
-    doc: "kernel device assemble starts the setup with: auto (ublk with ublk_drv, else NBD), " +
-      "ublk, nbd",
+    doc: "kernel device assemble and serve --export (the systemd unit) give the setup: " +
+      "auto (ublk with ublk_drv, else NBD), ublk, nbd",
   },
   "read-retries": {
     type: { kind: "integer", min: 0, max: READ_RETRIES_MAX },

@@ -66,3 +66,18 @@ function readText(path: string): string | undefined {
     return undefined;
   }
 }
+
+/** `modprobe ublk_drv`: undefined when it loaded, else why not. */
+export async function loadUblkModule(): Promise<string | undefined> {
+  try {
+    const output = await new Deno.Command("modprobe", {
+      args: ["ublk_drv"],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (output.success) return undefined;
+    return `modprobe ublk_drv failed: ${new TextDecoder().decode(output.stderr).trim()}`;
+  } catch (error) {
+    return `modprobe ublk_drv could not run: ${(error as Error).message}`;
+  }
+}

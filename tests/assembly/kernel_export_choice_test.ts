@@ -5,7 +5,8 @@
  * Goal: `ublkSupportOf()` reads what the kernel shows (the io_uring switch,
  * `/dev/ublk-control`, the running release's modules.dep) and
  * `decideKernelExport()` turns it and the operator's choice into a device,
- * loading an installed module only when ublk is wanted.
+ * loading an installed module only when ublk is wanted; a setup whose
+ * /dev/nbdN is still attached keeps NBD.
  * Method: fake roots (a directory with `dev/`, `proc/sys/kernel/` and
  * `lib/modules/<release>/`) as the two VM kernels show them: trixie's 6.12
  * with ublk_drv loaded, bookworm's 6.1 with neither the control device nor
@@ -140,4 +141,20 @@ Deno.test("decideKernelExport(): an explicit nbd or ublk wins over what the kern
     }),
     { kind: "ublk", reason: "ublk asked for (export ublk); /dev/ublk-control is missing" },
   );
+});
+
+Deno.test("decideKernelExport(): a /dev/nbdN the setup's last server left attached keeps NBD, whatever the choice", async () => {
+  for (const choice of ["auto", "ublk", "nbd"] as const) {
+    const loading = loader();
+    assert.deepEqual(
+      await decideKernelExport({
+        choice,
+        support: { kind: "loadable", modulePath: "kernel/drivers/block/ublk_drv.ko.xz" },
+        loadModule: loading.loadModule,
+        attachedNbd: "/dev/nbd2",
+      }),
+      { kind: "nbd", reason: "/dev/nbd2 of this setup is still attached: NBD takes it back" },
+    );
+    assert.deepEqual(loading.calls, [], "nothing loaded for a device that stays NBD");
+  }
 });

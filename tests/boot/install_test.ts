@@ -70,7 +70,7 @@ Deno.test("scripts/install.sh installs every piece with a manifest, and uninstal
 
     // Rendered with the installed paths: nothing of the templates' placeholders is left.
     const unit = await Deno.readTextFile(`${root}/usr/lib/systemd/system/dm-remap@.service`);
-    assert.match(unit, /^ExecStart=\/usr\/sbin\/dm-remap serve %i --attach --adopt$/m);
+    assert.match(unit, /^ExecStart=\/usr\/sbin\/dm-remap serve %i --export --adopt$/m);
     assert.match(unit, /^Type=notify$/m);
     const wrapper = await Deno.readTextFile(`${root}/usr/sbin/dm-remap`);
     assert.match(

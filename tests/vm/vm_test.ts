@@ -497,7 +497,7 @@ Deno.test("vm ublk 3: power cut (qemu killed) mid-write on /dev/ublkb0, which as
  */
 const UBLK_CYCLES = Number(Deno.env.get("DMREMAP_UBLK_CYCLES") ?? 3);
 
-Deno.test("vm ublk 2: kill -9 of the ublk server under a writer, 3 times (or DMREMAP_UBLK_CYCLES): recovered, no error, every fsynced file verifies; without recovery the I/O fails", async () => {
+Deno.test("vm ublk 2: kill -9 of the ublk server under a writer, 3 times (or DMREMAP_UBLK_CYCLES), restarted with the unit's serve NAME --export --adopt: ublk chosen, recovered, no error, every fsynced file verifies; without recovery the I/O fails", async () => {
   await withImages(async ({ disks }) => {
     const run = await bootVm({
       scenario: "ublk_recovery",
@@ -567,8 +567,14 @@ Deno.test("vm ublk perf: fio on /dev/ublkb0, /dev/nbd0 and the raw virtio disk, 
       timeoutMs: 600_000,
       onLine: stopAtStall,
     });
-    assertChecks(run, ["dm_main", "create", "serve", "nbd_attach", "serve_stop"]);
-    type PerfDetail = { kibPerSecond?: number; serverCpuUsPerRequest?: number };
+    assertChecks(run, ["dm_main", "create", "serve", "nbd_attach", "profile", "serve_stop"]);
+    type PerfDetail = {
+      kibPerSecond?: number;
+      serverCpuUsPerRequest?: number;
+      perfTaskClockUsPerRequest?: number | null;
+      perfCyclesPerRequest?: number | null;
+      perfCycles?: number | string;
+    };
     const perf = new Map<string, PerfDetail>();
     for (const check of run.checks) {
       if (check.check.startsWith("perf:")) {
@@ -592,16 +598,37 @@ Deno.test("vm ublk perf: fio on /dev/ublkb0, /dev/nbd0 and the raw virtio disk, 
         nbdServerCpuUsPerRequest: nbd!.serverCpuUsPerRequest,
         ublkServerCpuUsPerRequest: ublk!.serverCpuUsPerRequest,
         idleServerCpuUsPerRawRequest: raw!.serverCpuUsPerRequest,
+        // The same from perf stat -p: task-clock (µs) and cycles per request.
+        nbdPerfTaskClockUsPerRequest: nbd!.perfTaskClockUsPerRequest,
+        ublkPerfTaskClockUsPerRequest: ublk!.perfTaskClockUsPerRequest,
+        idlePerfTaskClockUsPerRawRequest: raw!.perfTaskClockUsPerRequest,
+        nbdPerfCyclesPerRequest: nbd!.perfCyclesPerRequest,
+        ublkPerfCyclesPerRequest: ublk!.perfCyclesPerRequest,
+        perfCycles: ublk!.perfCycles,
       };
     });
+    // perf stat counted the server on every device: a figure missing means perf did not run.
+    for (const row of rows) {
+      assert.ok(
+        typeof row.ublkPerfTaskClockUsPerRequest === "number" &&
+          typeof row.nbdPerfTaskClockUsPerRequest === "number",
+        `perf stat gave no task-clock for ${row.job}: ${JSON.stringify(row)}\n${run.log}`,
+      );
+    }
     for (const row of rows) {
       console.log(
         `  ${row.job}: ublk ${row.ublkKiBps} KiB/s, nbd ${row.nbdKiBps}, raw ${row.rawKiBps}; ` +
           `ublk/nbd ${row.ublkOverNbd.toFixed(3)}, ublk/raw ${row.ublkOverRaw.toFixed(3)}; ` +
           `server CPU µs/request: ublk ${row.ublkServerCpuUsPerRequest}, ` +
-          `nbd ${row.nbdServerCpuUsPerRequest} (idle during raw: ${row.idleServerCpuUsPerRawRequest})`,
+          `nbd ${row.nbdServerCpuUsPerRequest} (idle during raw: ${row.idleServerCpuUsPerRawRequest}); ` +
+          `perf task-clock µs/request: ublk ${row.ublkPerfTaskClockUsPerRequest}, ` +
+          `nbd ${row.nbdPerfTaskClockUsPerRequest} (idle ${row.idlePerfTaskClockUsPerRawRequest}); ` +
+          `cycles/request: ublk ${row.ublkPerfCyclesPerRequest}, nbd ${row.nbdPerfCyclesPerRequest}` +
+          ` (${row.perfCycles})`,
       );
     }
+    const profile = String(run.checks.find((check) => check.check === "profile")!.detail);
+    console.log(`  perf record -g, 4K QD32 random read on ublkb0:\n${profile}`);
     // scripts/bench_ublk.sh names the file the rows go to (bench/results/).
     const out = Deno.env.get("UBLK_BENCH_JSON");
     if (out) {
@@ -609,6 +636,7 @@ Deno.test("vm ublk perf: fio on /dev/ublkb0, /dev/nbd0 and the raw virtio disk, 
         out,
         JSON.stringify({ kernel: "trixie 6.12 (TCG)", rows }, null, 2) + "\n",
       );
+      await Deno.writeTextFile(out.replace(/\.json$/, "-profile.txt"), profile + "\n");
     }
   });
 });

@@ -15,7 +15,8 @@
  * and assembles its setup once every spare has been seen.
  *
  * Starting: under systemd `systemctl start dm-remap@<name>.service` (the
- * unit's flags choose its kernel device), otherwise a detached `dm-remap
+ * unit's `serve --export` makes the same choice, `cli/serve_kernel_export.ts`;
+ * `--export` given here does not reach it), otherwise a detached `dm-remap
  * serve <name> --spare ... --main ...` with `--ublk` or `--attach auto`:
  * `--export`, else the configuration's `export` for the setup, else `auto`,
  * which takes ublk when the kernel has ublk_drv (loaded, or installed and
@@ -40,20 +41,18 @@ import {
   assembleSetups,
 } from "../../assembly/assemble_setups.ts";
 import type { AssemblyDecision } from "../../assembly/assembly_plan.ts";
-import {
-  decideKernelExport,
-  KERNEL_EXPORT_CHOICES,
-  type KernelExportChoice,
-} from "../../assembly/kernel_export_choice.ts";
+import { decideKernelExport } from "../../assembly/kernel_export_choice.ts";
+import { attachedNbdDevices } from "../../device/block_devices.ts";
 import { ASSEMBLE_THRESHOLD_DEFAULT } from "../../constants.ts";
 import { UsageError } from "../../errors.ts";
 import type { RecordedEvent } from "../../events/setup_event.ts";
 import type { CliOutput, CommandInput } from "../command.ts";
 import { EXIT_OK, EXIT_PROBLEM_FOUND } from "../exit_codes.ts";
-import { ublkSupportOf } from "../../sys/ublk_support.ts";
+import { loadUblkModule, ublkSupportOf } from "../../sys/ublk_support.ts";
 import { configLocation, readConfig } from "../config_source.ts";
 import { integerOption, listOption, RUN_DIR, stringOption } from "../options.ts";
 import { kernelExportChoiceOf } from "../service_settings.ts";
+import { exportOption } from "../serve_kernel_export.ts";
 import { recordDiscovery, recordInHistory, runDiscovery } from "../run_discovery.ts";
 import { isStartAlive, processStarter, systemdStarter, underSystemd } from "../setup_starter.ts";
 import { timeoutOption } from "./discover.ts";
@@ -72,11 +71,12 @@ export async function assembleCommand(
   const dryRun = values["dry-run"] === true;
   const exportFlag = exportOption(stringOption(values.export));
   const config = await readConfig(configLocation(stringOption(values.config)));
-  const kernelExportOf = (decision: AssemblyDecision) =>
+  const kernelExportOf = async (decision: AssemblyDecision) =>
     decideKernelExport({
       choice: exportFlag ?? kernelExportChoiceOf(config?.values, decision) ?? "auto",
       support: ublkSupportOf(),
       loadModule: loadUblkModule,
+      attachedNbd: (await attachedNbdDevices()).get(decision.uuid),
     });
   const outcome = await assembleSetups({
     mode,
@@ -117,29 +117,6 @@ export async function assembleCommand(
     decision.action === "refuse" || decision.action === "start-failed"
   );
   return refused || outcome.notFound.length > 0 ? EXIT_PROBLEM_FOUND : EXIT_OK;
-}
-
-/** `--export auto|ublk|nbd`, or undefined when not given. */
-function exportOption(value: string | undefined): KernelExportChoice | undefined {
-  if (value === undefined) return undefined;
-  const choice = KERNEL_EXPORT_CHOICES.find((each) => each === value);
-  if (choice === undefined) throw new UsageError(`--export "${value}": give auto, ublk or nbd`);
-  return choice;
-}
-
-/** `modprobe ublk_drv`: undefined when it loaded, else why not. */
-async function loadUblkModule(): Promise<string | undefined> {
-  try {
-    const output = await new Deno.Command("modprobe", {
-      args: ["ublk_drv"],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (output.success) return undefined;
-    return `modprobe ublk_drv failed: ${new TextDecoder().decode(output.stderr).trim()}`;
-  } catch (error) {
-    return `modprobe ublk_drv could not run: ${(error as Error).message}`;
-  }
 }
 
 function modeOf(scan: boolean, incremental: string | undefined, names: string[]): AssembleMode {

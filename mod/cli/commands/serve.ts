@@ -4,7 +4,9 @@
  * configuration file again, one reload at a time.
  *
  * The command finds the spares by name and merges flags, the configuration
- * file and defaults (`service_settings.ts`); the service opens the disks
+ * file and defaults (`service_settings.ts`); `--export` becomes `--ublk` or
+ * `--attach auto` as `assemble` would choose (`serve_kernel_export.ts`, once
+ * the setup's UUID is known); the service opens the disks
  * (nothing is written before every check has passed, see
  * `service/open_setup.ts`) and serves them.
  *
@@ -13,6 +15,7 @@
 
 import type { ReloadOutcome } from "../../api/control.ts";
 import { closeAll } from "../../assembly/open_path.ts";
+import { attachedNbdDevices } from "../../device/block_devices.ts";
 import { UnavailableError } from "../../errors.ts";
 import { StructuredLog } from "../../log/structured_log.ts";
 import { openSetupForServing } from "../../service/open_setup.ts";
@@ -23,11 +26,13 @@ import {
 } from "../../service/service_manager.ts";
 import { SetupService } from "../../service/setup_service.ts";
 import { becomeRootStorageDaemon, hasRootStorageDaemonName } from "../../sys/storage_daemon.ts";
+import { loadUblkModule, ublkSupportOf } from "../../sys/ublk_support.ts";
 import type { CliOutput, CommandInput, OptionValue } from "../command.ts";
 import { type ConfigLocation, configLocation, readConfig } from "../config_source.ts";
 import { resolveSparePaths } from "../find_setup.ts";
 import { listOption, onePositional, RUN_DIR, stringOption } from "../options.ts";
 import { onReloadSignal } from "../reload_signal.ts";
+import { resolveServeExport } from "../serve_kernel_export.ts";
 import {
   type EffectiveSetting,
   parseServeFlags,
@@ -102,7 +107,18 @@ export async function serveCommand({ values, positionals, output }: CommandInput
     direct: !early.buffered,
   }, log);
   const keys: SetupKeys = { name: setupName, uuid: disks.spares.description.setup.uuid };
-  const configuration = serveConfiguration(values, keys, config);
+  // `--export`: the kernel device assemble would choose (the systemd unit's flag).
+  const { values: flags, decision } = await resolveServeExport(values, {
+    keys,
+    config: config?.values,
+    support: ublkSupportOf(),
+    loadModule: loadUblkModule,
+    attachedNbd: values.export === undefined
+      ? undefined
+      : (await attachedNbdDevices()).get(keys.uuid!),
+  });
+  if (decision !== undefined) log(`kernel device: ${decision.kind}, ${decision.reason}`);
+  const configuration = serveConfiguration(flags, keys, config);
   const askedByApi = Promise.withResolvers<{ detach: boolean }>();
   const serving = new SetupService(disks, {
     settings: configuration.settings,
@@ -119,7 +135,7 @@ export async function serveCommand({ values, positionals, output }: CommandInput
     throw error;
   }
   printAddresses(output, setupName, serving);
-  reload = reloader({ values, keys, location, serving, running: configuration });
+  reload = reloader({ values: flags, keys, location, serving, running: configuration });
   const notifier = new ServiceManagerNotifier(serving);
   notifier.ready();
   const asked = await Promise.race([stopRequested, askedByApi.promise]);

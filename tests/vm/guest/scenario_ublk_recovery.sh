@@ -1,7 +1,9 @@
 # Scenario "ublk_recovery" (trixie's 6.12 kernel): ext4 on /dev/ublkb0 served with --ublk; a
 # writer fsyncs file after file while the server is killed with SIGKILL and started again
-# $PARAMS times (default 10). Each new server finds its device by the setup's fingerprint and
-# takes it back (START_USER_RECOVERY, new queues, END_USER_RECOVERY) while the kernel holds the
+# $PARAMS times (default 10). Each new server is started with the command line of
+# dm-remap@.service, `serve NAME --export --adopt` (no configuration file: export auto), as
+# systemd's Restart=on-failure would start it: it must choose ublk itself (ublk_drv is loaded),
+# find its device by the setup's fingerprint and take it back (START_USER_RECOVERY, new queues, END_USER_RECOVERY) while the kernel holds the
 # I/O. The filesystem must see no error: no I/O error in the kernel log, the writer never fails,
 # every fsynced file verifies, e2fsck -fn is clean; then SIGTERM with the fs unmounted removes
 # the device. First, the negative control: a server without recovery (--no-recovery) killed the
@@ -22,6 +24,20 @@ ublk_serve() {
   until grep -q "KERNEL  /dev/ublkb0" /tmp/serve.log; do
     waited=$((waited + 1))
     [ $waited -gt 50 ] && return 1
+    sleep 0.1
+  done
+}
+
+# unit_serve: the unit's command line, `serve NAME --export --adopt`: the spares found by name,
+# the sockets in /run/dm-remap; ok once it serves and names the device.
+unit_serve() {
+  : >/tmp/serve.log
+  deno run -A /guest/dm-remap.js serve "$SETUP" --export --adopt >>/tmp/serve.log 2>&1 &
+  SERVE_PID=$!
+  waited=0
+  until grep -q "KERNEL  /dev/ublkb0" /tmp/serve.log; do
+    waited=$((waited + 1))
+    if [ $waited -gt 1200 ] || ! kill -0 $SERVE_PID 2>/dev/null; then return 1; fi
     sleep 0.1
   done
 }
@@ -89,11 +105,13 @@ restart() {
   kill -KILL "$SERVE_PID"
   wait "$SERVE_PID"
   cp /tmp/serve.log /tmp/serve.killed.log
-  ublk_serve || { echo "restart failed: $(tail -c 800 /tmp/serve.log)"; return 1; }
+  unit_serve || { echo "restart failed: $(tail -c 800 /tmp/serve.log)"; return 1; }
   grep -q "taken back with" /tmp/serve.log || { echo "not taken back: $(cat /tmp/serve.log)"; return 1; }
+  grep -q "kernel device: ublk, auto: ublk_drv is loaded" /tmp/serve.log ||
+    { echo "--export did not choose ublk as auto: $(cat /tmp/serve.log)"; return 1; }
   wait_lines /tmp/w.sums $((before + 3)) 120 || { echo "writer did not resume: $(tail -c 400 /tmp/writer.log)"; return 1; }
   rm -f /tmp/io_watch.pause
-  echo "$(grep -E 'taken back' /tmp/serve.log); files $before -> $(wc -l </tmp/w.sums)"
+  echo "$(grep -oE 'kernel device: ublk, auto[^"]*' /tmp/serve.log | head -1); $(grep -E 'taken back' /tmp/serve.log); files $before -> $(wc -l </tmp/w.sums)"
 }
 
 passed=0
