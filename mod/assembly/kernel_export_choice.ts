@@ -6,6 +6,7 @@
  * @module
  */
 
+import { UsageError } from "../errors.ts";
 import type { UblkSupport } from "../sys/ublk_support.ts";
 
 /** What the operator may ask for. */
@@ -13,6 +14,18 @@ export const KERNEL_EXPORT_CHOICES = ["auto", "ublk", "nbd"] as const;
 
 /** `auto`, `ublk` or `nbd`. */
 export type KernelExportChoice = typeof KERNEL_EXPORT_CHOICES[number];
+
+/**
+ * `--export auto|ublk|nbd` of `assemble` and `serve`, or undefined when not given.
+ *
+ * @throws {UsageError} When the value is none of them.
+ */
+export function exportOption(value: string | undefined): KernelExportChoice | undefined {
+  if (value === undefined) return undefined;
+  const choice = KERNEL_EXPORT_CHOICES.find((each) => each === value);
+  if (choice === undefined) throw new UsageError(`--export "${value}": give auto, ublk or nbd`);
+  return choice;
+}
 
 /** The kernel device a setup gets. */
 export type KernelExportKind = "ublk" | "nbd";

@@ -16,7 +16,7 @@ import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { STATE_DIR } from "./options.ts";
 import { KERNEL_EXPORT_CHOICES } from "../assembly/kernel_export_choice.ts";
-import { EXPORT_AS_CONFIGURED } from "./serve_kernel_export.ts";
+import { EXPORT_AS_CONFIGURED } from "./service_settings.ts";
 import { EXIT_USAGE, exitCodeFor } from "./exit_codes.ts";
 import { alertCommand } from "./commands/alert.ts";
 import { assembleCommand } from "./commands/assemble.ts";

@@ -12,28 +12,15 @@
 
 import {
   decideKernelExport,
-  KERNEL_EXPORT_CHOICES,
-  type KernelExportChoice,
+  exportOption,
   type KernelExportDecision,
   type KernelExportKind,
 } from "../assembly/kernel_export_choice.ts";
 import type { ConfigValues } from "../config/config_values.ts";
-import { UsageError } from "../errors.ts";
 import type { UblkSupport } from "../sys/ublk_support.ts";
 import type { OptionValue } from "./command.ts";
 import { stringOption } from "./options.ts";
-import { kernelExportChoiceOf, type SetupKeys } from "./service_settings.ts";
-
-/** The value a bare `serve --export` stands for: the configuration's choice, else auto. */
-export const EXPORT_AS_CONFIGURED = "configured";
-
-/** `--export auto|ublk|nbd` of `assemble` and `serve`, or undefined when not given. */
-export function exportOption(value: string | undefined): KernelExportChoice | undefined {
-  if (value === undefined) return undefined;
-  const choice = KERNEL_EXPORT_CHOICES.find((each) => each === value);
-  if (choice === undefined) throw new UsageError(`--export "${value}": give auto, ublk or nbd`);
-  return choice;
-}
+import { EXPORT_AS_CONFIGURED, kernelExportChoiceOf, type SetupKeys } from "./service_settings.ts";
 
 /** `serve`'s flags that make each kind of kernel device. */
 const KERNEL_DEVICE_FLAGS: Readonly<Record<KernelExportKind, Record<string, OptionValue>>> = {

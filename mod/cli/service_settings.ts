@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { KernelExportChoice } from "../assembly/kernel_export_choice.ts";
+import { exportOption, type KernelExportChoice } from "../assembly/kernel_export_choice.ts";
 import type { AlertSettings, AlertTargetSettings } from "../alerts/alert.ts";
 import type { ConfigFile } from "../config/config_file.ts";
 import { type Field, SETUP_FIELDS } from "../config/config_schema.ts";
@@ -67,6 +67,9 @@ import {
   tcpOption,
 } from "./options.ts";
 
+/** The value a bare `serve --export` stands for: the configuration's choice, else auto. */
+export const EXPORT_AS_CONFIGURED = "configured";
+
 /** `serve`'s flags, checked; undefined where not given. */
 export interface ServeFlags {
   socket?: string;
@@ -96,7 +99,9 @@ export interface ServeFlags {
  */
 export function parseServeFlags(values: Record<string, OptionValue>): ServeFlags {
   if (values.export !== undefined) {
-    // serve_kernel_export.ts turns --export into --ublk or --attach before the settings are made.
+    // serve_kernel_export.ts turns --export into --ublk or --attach before the settings are made;
+    // its value is checked here, before any disk is opened.
+    if (values.export !== EXPORT_AS_CONFIGURED) exportOption(stringOption(values.export));
     const other = ["ublk", "attach"].find((flag) => values[flag] !== undefined);
     if (other !== undefined) {
       throw new UsageError(

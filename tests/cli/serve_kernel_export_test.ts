@@ -19,11 +19,10 @@ import { UBLK_QUEUE_DEPTH_DEFAULT, UBLK_QUEUES_DEFAULT } from "../../mod/constan
 import type { ConfigValues } from "../../mod/config/config_values.ts";
 import { runCli } from "../../mod/cli/mod.ts";
 import {
-  EXPORT_AS_CONFIGURED,
   resolveServeExport,
   type ResolveServeExportOptions,
 } from "../../mod/cli/serve_kernel_export.ts";
-import { parseServeFlags } from "../../mod/cli/service_settings.ts";
+import { EXPORT_AS_CONFIGURED, parseServeFlags } from "../../mod/cli/service_settings.ts";
 import type { UblkSupport } from "../../mod/sys/ublk_support.ts";
 
 const UUID = "0f8e4c1a-5b7d-4e2f-9a3c-6d1b2e4f7a90";
@@ -131,6 +130,16 @@ Deno.test("resolveServeExport(): a /dev/nbdN the setup's last server left attach
     resolved.decision?.reason,
     "/dev/nbd0 of this setup is still attached: NBD takes it back",
   );
+});
+
+Deno.test("serve --export=fast is a usage error before any disk is opened", async () => {
+  const errors: string[] = [];
+  const code = await runCli(["serve", "--export=fast", "--spare", "/nonexistent"], {
+    out: () => {},
+    err: (line) => errors.push(line),
+  });
+  assert.equal(code, 2, errors.join("\n"));
+  assert.match(errors.join("\n"), /--export "fast": give auto, ublk or nbd/);
 });
 
 Deno.test("serve --export with --ublk or --attach is a usage error (the unit's bare --export parses)", async () => {

@@ -41,7 +41,7 @@ import {
   assembleSetups,
 } from "../../assembly/assemble_setups.ts";
 import type { AssemblyDecision } from "../../assembly/assembly_plan.ts";
-import { decideKernelExport } from "../../assembly/kernel_export_choice.ts";
+import { decideKernelExport, exportOption } from "../../assembly/kernel_export_choice.ts";
 import { attachedNbdDevices } from "../../device/block_devices.ts";
 import { ASSEMBLE_THRESHOLD_DEFAULT } from "../../constants.ts";
 import { UsageError } from "../../errors.ts";
@@ -52,7 +52,6 @@ import { loadUblkModule, ublkSupportOf } from "../../sys/ublk_support.ts";
 import { configLocation, readConfig } from "../config_source.ts";
 import { integerOption, listOption, RUN_DIR, stringOption } from "../options.ts";
 import { kernelExportChoiceOf } from "../service_settings.ts";
-import { exportOption } from "../serve_kernel_export.ts";
 import { recordDiscovery, recordInHistory, runDiscovery } from "../run_discovery.ts";
 import { isStartAlive, processStarter, systemdStarter, underSystemd } from "../setup_starter.ts";
 import { timeoutOption } from "./discover.ts";
