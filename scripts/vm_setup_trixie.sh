@@ -102,9 +102,15 @@ done
 # perf, and the libraries trixie's loader resolves for it (listed on the host, which runs it).
 mkdir -p "$initrd/perf/bin" "$initrd/perf/lib"
 cp "$proot/usr/bin/perf" "$initrd/perf/bin/perf.elf"
-"$proot/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
-  --library-path "$proot/usr/lib/x86_64-linux-gnu" --list "$proot/usr/bin/perf" |
-  awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | while read -r lib; do cp -L "$lib" "$initrd/perf/lib/"; done
+perf_libs=$("$proot/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
+  --library-path "$proot/usr/lib/x86_64-linux-gnu" --list "$proot/usr/bin/perf")
+if echo "$perf_libs" | grep -q "not found"; then
+  echo "vm_setup_trixie: perf needs libraries its packages lack:" >&2
+  echo "$perf_libs" | grep "not found" >&2
+  exit 1
+fi
+echo "$perf_libs" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' |
+  while read -r lib; do cp -L "$lib" "$initrd/perf/lib/"; done
 [ -f "$initrd/perf/lib/ld-linux-x86-64.so.2" ] || { echo "vm_setup_trixie: perf's loader is missing" >&2; exit 1; }
 cat >"$initrd/perf/bin/perf" <<'WRAPPER'
 #!/bin/sh
