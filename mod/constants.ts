@@ -258,8 +258,17 @@ export const FORECAST_REFRESH_MS = 60_000;
 export const SCAN_CHUNK_SECTORS_MIN = 64;
 /** The scanner's largest read, when the disk is idle (1 MiB). */
 export const SCAN_CHUNK_SECTORS_MAX = 2048;
-/** Time from the start of one full pass to the start of the next, by default. */
+/**
+ * Time from the end of one complete pass (or from the setup's creation) to
+ * the start of the next, by default.
+ */
 export const SCAN_INTERVAL_MS_DEFAULT = 24 * 60 * 60 * 1000;
+/**
+ * How often the waiting scanner reads the wall clock again: a timer runs on
+ * the monotonic clock, which stops while the machine sleeps, so a pass due
+ * after a suspend or a clock change starts within this.
+ */
+export const SCAN_SCHEDULE_CHECK_MS = 60_000;
 /** The shortest pass interval `--scan-interval` accepts. */
 export const SCAN_INTERVAL_MS_MIN = 1_000;
 /** The scanner's hard rate cap by default, like md's speed_limit_max (200 MB/s there). */

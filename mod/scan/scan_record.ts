@@ -23,7 +23,7 @@ import { hasFindings, type RegionRecord, regionScore } from "./region_health.ts"
 export interface ScanSettings {
   /** Whether passes start on their own (`--no-scan` clears it; `scan start` still works). */
   enabled: boolean;
-  /** From the start of one pass to the start of the next. */
+  /** From the end of one complete pass (or the setup's creation) to the start of the next. */
   intervalMs: number;
   /** The hard rate cap. */
   rateMaxBytesPerS: number;
@@ -34,7 +34,14 @@ export interface ScanSettings {
 /** The metadata's `scan` field, version 1. */
 export interface ScanRecord {
   version: 1;
-  settings: ScanSettings;
+  /** What was in effect; `enabled` is left out of a record older than the schedule's default on. */
+  settings: Partial<ScanSettings>;
+  /**
+   * True in records written since the schedule is on by default. In an
+   * older record `enabled: false` was that old default, not a choice, so it
+   * is not carried over (parseScanRecord drops it).
+   */
+  scheduleOnByDefault?: true;
   /** Where the pass in progress goes on; 0 between passes. */
   positionBytes: number;
   /** When the pass in progress started, if one is. */
@@ -53,16 +60,15 @@ export interface ScanRecord {
 }
 
 /**
- * The defaults of every setting. The schedule is off unless `serve --scan`
- * turns it on. A pass over a large failing region no longer costs clients a
- * metadata write or an event per block (findings are written at most once a
- * second in the engine's background lane; tests/scan/scanner_load_test.ts),
- * but in the TCG VMs (vm 2, vm 3) a scheduled pass still made serve answer
- * its status API too slowly and the scenarios ran out of time, so passes run
- * only when asked (`dm-remap scan NAME start`) or scheduled on purpose.
+ * The defaults of every setting. The schedule is on, as mdcheck's and ZFS
+ * scrub's timers are: the first pass is due one interval after the setup's
+ * creation and each next one an interval after the last complete pass
+ * ends, never at the start of `serve` (a pass at every start made the TCG
+ * VMs of vm 2 and vm 3 too slow under load). A pass in progress goes on
+ * after a restart.
  */
 export const SCAN_SETTINGS_DEFAULT: Readonly<ScanSettings> = {
-  enabled: false,
+  enabled: true,
   intervalMs: SCAN_INTERVAL_MS_DEFAULT,
   rateMaxBytesPerS: SCAN_RATE_BYTES_PER_S_MAX_DEFAULT,
   regionBytes: REGION_BYTES_DEFAULT,
@@ -76,9 +82,13 @@ export const SCAN_SETTINGS_DEFAULT: Readonly<ScanSettings> = {
  */
 export function resolveScanSettings(
   flags: Partial<ScanSettings>,
-  recorded: ScanSettings | undefined,
+  recorded: Partial<ScanSettings> | undefined,
 ): ScanSettings {
-  const settings = { ...SCAN_SETTINGS_DEFAULT, ...recorded, ...definedOnly(flags) };
+  const settings = {
+    ...SCAN_SETTINGS_DEFAULT,
+    ...definedOnly(recorded ?? {}),
+    ...definedOnly(flags),
+  };
   if (!(settings.intervalMs >= SCAN_INTERVAL_MS_MIN)) {
     throw new UsageError(
       `Cannot use --scan-interval ${settings.intervalMs} ms: at least ${SCAN_INTERVAL_MS_MIN} ms`,
@@ -106,7 +116,9 @@ function definedOnly(flags: Partial<ScanSettings>): Partial<ScanSettings> {
 /**
  * Reads the metadata's `scan` field. An empty field (a setup created before
  * the scanner, or never scanned) or one of another version gives undefined:
- * the scanner then starts from the beginning, which loses nothing.
+ * the scanner then starts from the beginning, which loses nothing. A record
+ * written while the schedule was off by default loses its `enabled`: the
+ * flags, else the default, decide.
  */
 export function parseScanRecord(field: Readonly<Record<string, unknown>>): ScanRecord | undefined {
   if (field.version !== 1) return undefined;
@@ -116,7 +128,12 @@ export function parseScanRecord(field: Readonly<Record<string, unknown>>): ScanR
     return undefined;
   }
   if (!Array.isArray(record.regions)) return undefined;
-  return structuredClone(record);
+  const parsed = structuredClone(record);
+  if (parsed.scheduleOnByDefault !== true) {
+    const { enabled: _oldDefault, ...chosen } = parsed.settings;
+    parsed.settings = chosen;
+  }
+  return parsed;
 }
 
 /** The regions worth recording: those with findings, worst first, at most the limit. */

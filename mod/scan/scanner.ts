@@ -33,6 +33,10 @@
  *   paced too: it yields to the foreground before each, and reads at most
  *   SCAN_INSPECT_BLOCKS_PER_S_BUSY of them a second under load, so a large
  *   dead region costs the clients no more than a healthy one.
+ * - Schedule: with `enabled`, a pass is due `intervalMs` after the last
+ *   complete pass ended, or after the setup's creation before the first,
+ *   so starting `serve` starts no pass; a pass in progress goes on at once
+ *   after a restart. Pass times come from an injectable wall clock.
  * - Its position, pass times, baseline and region records go to the
  *   metadata's `scan` field every SCAN_PERSIST_INTERVAL_MS, at the end of a
  *   pass, at stop, and after findings, at most once per
@@ -56,6 +60,7 @@ import {
   SCAN_RATE_BYTES_PER_S_BUSY,
   SCAN_RATE_WINDOW_MS,
   SCAN_RECORD_WRITE_INTERVAL_MS,
+  SCAN_SCHEDULE_CHECK_MS,
   SCAN_SLOW_CONFIRM_READS,
   SCAN_SLOW_FACTOR,
   SCAN_SLOW_FLOOR_MS,
@@ -108,6 +113,12 @@ export interface ScannerOptions {
   persistIntervalMs?: number;
   /** Extra latency any read may take before it is slow. @default SCAN_SLOW_FLOOR_MS */
   slowFloorMs?: number;
+  /** When the setup was created: the first pass is due an interval later. @default now */
+  createdMs?: number;
+  /** The wall clock of pass times and the schedule. @default Date.now */
+  now?: () => number;
+  /** How often the waiting scanner reads the clock again. @default SCAN_SCHEDULE_CHECK_MS */
+  scheduleCheckMs?: number;
 }
 
 /** What the scanner is doing. */
@@ -128,7 +139,7 @@ export interface ScanStatus {
   passStartedMs?: number;
   lastPassStartedMs?: number;
   lastPassCompletedMs?: number;
-  /** When the next pass starts on its own, while waiting. */
+  /** When the next pass starts on its own, while waiting with the schedule on. */
   nextPassDueMs?: number;
   passesCompleted: number;
   chunkSectors: number;
@@ -181,6 +192,9 @@ export class Scanner {
   readonly #onError: (error: unknown) => void;
   readonly #persistIntervalMs: number;
   readonly #slowFloorMs: number;
+  readonly #createdMs: number;
+  readonly #now: () => number;
+  readonly #scheduleCheckMs: number;
   readonly #regions = new Map<number, RegionRecord>();
   readonly #buffer: Uint8Array;
   #positionBytes = 0;
@@ -219,6 +233,9 @@ export class Scanner {
     this.#onError = options.onError ?? (() => {});
     this.#persistIntervalMs = options.persistIntervalMs ?? SCAN_PERSIST_INTERVAL_MS;
     this.#slowFloorMs = options.slowFloorMs ?? SCAN_SLOW_FLOOR_MS;
+    this.#now = options.now ?? Date.now;
+    this.#createdMs = options.createdMs ?? this.#now();
+    this.#scheduleCheckMs = options.scheduleCheckMs ?? SCAN_SCHEDULE_CHECK_MS;
     this.#buffer = alignedBytes(
       Math.max(SCAN_CHUNK_SECTORS_MAX * SECTOR_BYTES, target.blockBytes),
     );
@@ -337,6 +354,7 @@ export class Scanner {
     return {
       version: 1,
       settings: { ...this.#settings },
+      scheduleOnByDefault: true,
       positionBytes: this.#positionBytes,
       ...optional("passStartedMs", this.#passStartedMs),
       ...optional("lastPassStartedMs", this.#lastPassStartedMs),
@@ -379,27 +397,33 @@ export class Scanner {
         continue;
       }
       const dueMs = this.#state === "waiting" ? this.#nextPassDueMs() : undefined;
-      if (dueMs !== undefined && dueMs <= Date.now()) {
+      const nowMs = this.#now();
+      if (dueMs !== undefined && dueMs <= nowMs) {
         this.#beginPass();
         continue;
       }
-      await this.#sleep(dueMs === undefined ? undefined : dueMs - Date.now());
+      await this.#sleep(
+        dueMs === undefined ? undefined : Math.min(dueMs - nowMs, this.#scheduleCheckMs),
+      );
     }
   }
 
-  /** When the next pass starts on its own; undefined when passes start only on request. */
+  /**
+   * When the next pass starts on its own: at once for a pass in progress
+   * (after a restart), else an interval after the last complete pass, or
+   * after the setup's creation; undefined when passes start only on request.
+   */
   #nextPassDueMs(): number | undefined {
     if (!this.#settings.enabled) return undefined;
-    if (this.#passStartedMs !== undefined) return Date.now();
-    if (this.#lastPassStartedMs === undefined) return Date.now();
-    return this.#lastPassStartedMs + this.#settings.intervalMs;
+    if (this.#passStartedMs !== undefined) return this.#now();
+    return (this.#lastPassCompletedMs ?? this.#createdMs) + this.#settings.intervalMs;
   }
 
   #beginPass(): void {
     this.#state = "scanning";
     this.#rateWindow = undefined;
     // A paused pass goes on from its position; otherwise a new one starts at 0.
-    this.#passStartedMs ??= Date.now();
+    this.#passStartedMs ??= this.#now();
   }
 
   async #scanChunk(): Promise<void> {
@@ -609,7 +633,7 @@ export class Scanner {
     const { runs: [run], quiet } = await this.#read({ offsetBytes, lengthBytes });
     if (run === undefined) return "skipped";
     const region = this.#region(this.#regionOf(blockIndex));
-    region.lastScannedMs = Date.now();
+    region.lastScannedMs = this.#now();
     if (!run.readable) {
       region.readErrors++;
       this.#findingsThisPass++;
@@ -701,14 +725,14 @@ export class Scanner {
     const last = this.#regionOf(
       Math.floor((range.offsetBytes + range.lengthBytes - 1) / this.#target.blockBytes),
     );
-    const nowMs = Date.now();
+    const nowMs = this.#now();
     for (let regionIndex = first; regionIndex <= last; regionIndex++) {
       this.#region(regionIndex).lastScannedMs = nowMs;
     }
   }
 
   async #completePass(): Promise<void> {
-    const nowMs = Date.now();
+    const nowMs = this.#now();
     const startedMs = this.#passStartedMs ?? nowMs;
     this.#lastPassStartedMs = startedMs;
     this.#lastPassCompletedMs = nowMs;

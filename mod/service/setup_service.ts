@@ -423,7 +423,8 @@ export class SetupService {
 
   /**
    * The background scanner, with the `serve` flags over the settings the
-   * metadata recorded, going on from the recorded position.
+   * metadata recorded, going on from the recorded position; a setup never
+   * scanned has its first pass due an interval after its creation.
    *
    * @throws {UsageError} When a scan setting is out of range.
    */
@@ -432,6 +433,7 @@ export class SetupService {
     return new Scanner(engine, {
       settings: resolveScanSettings(this.#settings.scan ?? {}, recorded?.settings),
       recorded,
+      createdMs: this.#disks.spares.description.setup.createdMs,
       onEvent: (event) => this.events.publish(event),
       onError: (error) =>
         this.#log.log({

@@ -31,6 +31,7 @@ Deno.test("scan routes: status, health report with inputs, POST stop and start, 
     },
   });
   await scanner.start();
+  scanner.startPass();
   while (scanner.status().passesCompleted < 1) await new Promise((r) => setTimeout(r, 5));
   const source: StatusSource = {
     status: () => statusFixture(),
@@ -43,6 +44,12 @@ Deno.test("scan routes: status, health report with inputs, POST stop and start, 
     const status = await (await app.request("/api/v1/scan")).json();
     assert.equal(status.state, "waiting");
     assert.equal(status.passesCompleted, 1);
+    assert.equal(status.nextPassDueMs, status.lastPassCompletedMs + 3_600_000);
+    const waiting = parseExposition(await (await app.request("/metrics")).text());
+    assert.equal(
+      waiting.get("dm_remap_scan_next_pass_timestamp_seconds")!.samples[0]!.value,
+      Math.floor(status.nextPassDueMs / 1000),
+    );
     const report = await (await app.request("/api/v1/scan/health")).json();
     assert.equal(report.setup.score, 90);
     assert.equal(report.setup.label, "GOOD");
@@ -66,6 +73,7 @@ Deno.test("scan routes: status, health report with inputs, POST stop and start, 
       [["0", 90], ["1", 100], ["2", 100], ["3", 100]],
     );
     assert.ok(families.has("dm_remap_scan_progress_ratio"));
+    assert.ok(!families.has("dm_remap_scan_next_pass_timestamp_seconds"), "none while paused");
     assert.equal(families.get("dm_remap_scan_passes_total")!.samples[0]!.value, 1);
     assert.equal(families.get("dm_remap_scan_relocations_total")!.samples[0]!.value, 1);
   } finally {

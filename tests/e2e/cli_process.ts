@@ -76,14 +76,15 @@ export interface ServeProcess {
 /**
  * Starts `dm-remap serve args...` and resolves once it prints that it is serving.
  * `command` replaces the whole command line (the systemd unit's ExecStart). The scanner's
- * schedule is off (`--no-scan`) unless `scan` is set: a pass reads the failing sectors these
- * tests plant and relocates or marks them on its own, which only the scanner's tests expect.
+ * schedule is off (`--no-scan`) unless `scan` is set (then `serve`'s default: on): a pass reads
+ * the failing sectors these tests plant and relocates or marks them on its own, which only the
+ * scanner's tests expect.
  */
 export async function startServe(
   args: string[],
   options: CliRunOptions & { command?: string[]; scan?: boolean } = {},
 ): Promise<ServeProcess> {
-  const scanFlags = options.scan === true ? ["--scan"] : ["--no-scan"];
+  const scanFlags = options.scan === true ? [] : ["--no-scan"];
   const child = new Deno.Command(DENO, {
     args: options.command ?? ["run", "--allow-all", MAIN_TS, "serve", ...args, ...scanFlags],
     cwd: options.cwd,

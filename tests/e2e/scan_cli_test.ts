@@ -1,9 +1,10 @@
 /**
  * The background scanner inside real `serve` processes.
  *
- * Goal: the scan position is written to the metadata during a pass, so a
- * server killed with SIGKILL and started again goes on with the same pass
- * from there; `dm-remap scan` and `dm-remap health` drive and report it over
+ * Goal: `serve` with the default schedule starts no pass on a new setup and
+ * shows the next one due a day after `create`; the scan position is written
+ * to the metadata during a pass, so a server killed with SIGKILL and started
+ * again goes on with the same pass from there at once; `dm-remap scan` and `dm-remap health` drive and report it over
  * the API socket; a real NBD client (qemu-io) reads and writes while the
  * scanner runs, and every byte it wrote reads back.
  * Method: image files, `serve` as a child process, the CLI as another.
@@ -63,12 +64,75 @@ async function scanStatus(images: Images, name: string): Promise<ScanStatus> {
   return JSON.parse(run.stdout);
 }
 
+Deno.test("serve with the default schedule starts no pass on a new setup: the first is due a day after create", async () => {
+  const images = await imageDirectory({ "main.img": 64 * MIB, "spare0.img": 32 * MIB });
+  try {
+    const beforeCreateMs = Date.now();
+    await createSetup(images, "scanlater");
+    const afterCreateMs = Date.now();
+    const server = await serve(images, "scanlater", []);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const status = await scanStatus(images, "scanlater");
+      assert.equal(status.state, "waiting");
+      assert.equal(status.settings.enabled, true);
+      assert.equal(status.bytesScanned, 0, `no pass at start: ${JSON.stringify(status)}`);
+      const dayMs = 24 * 3600_000;
+      assert.ok(
+        status.nextPassDueMs! >= beforeCreateMs + dayMs &&
+          status.nextPassDueMs! <= afterCreateMs + dayMs,
+        `due a day after create: ${JSON.stringify(status)}`,
+      );
+      const health = await runCli(["health", "scanlater", "--api-socket", images.file("api.sock")]);
+      assert.equal(health.code, 0, health.stderr);
+      assert.match(
+        health.stdout,
+        new RegExp(
+          `next pass ${new Date(status.nextPassDueMs!).toISOString()} \\(in 2[34]h \\d\\dm\\)`,
+        ),
+      );
+    } finally {
+      server.kill("SIGTERM");
+      await server.finished();
+    }
+    // --no-scan: nothing is due.
+    const off = await serve(images, "scanlater", ["--no-scan"]);
+    try {
+      const status = await scanStatus(images, "scanlater");
+      assert.equal(status.nextPassDueMs, undefined);
+      const shown = await runCli([
+        "scan",
+        "scanlater",
+        "status",
+        "--api-socket",
+        images.file("api.sock"),
+      ]);
+      assert.equal(shown.code, 0, shown.stderr);
+      assert.match(shown.stdout, /automatic passes off/);
+    } finally {
+      off.kill("SIGTERM");
+      await off.finished();
+    }
+  } finally {
+    await images.cleanup();
+  }
+});
+
 Deno.test("a serve killed with SIGKILL goes on with the same scan pass from the recorded position", async () => {
   const images = await imageDirectory({ "main.img": 64 * MIB, "spare0.img": 32 * MIB });
   try {
     await createSetup(images, "scankill");
     // 1 MiB/s: the pass outlives the first write of the position.
     const first = await serve(images, "scankill", ["--scan-rate-max", "1M", "--region-size", "1M"]);
+    // The schedule's first pass is a day away: this one starts by hand.
+    const started = await runCli([
+      "scan",
+      "scankill",
+      "start",
+      "--api-socket",
+      images.file("api.sock"),
+    ]);
+    assert.equal(started.code, 0, started.stderr);
     await new Promise((resolve) => setTimeout(resolve, SCAN_PERSIST_INTERVAL_MS + 5_000));
     const before = await scanStatus(images, "scankill");
     assert.equal(before.passesCompleted, 0);

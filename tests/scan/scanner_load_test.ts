@@ -103,6 +103,7 @@ Deno.test("a scan pass marking a large dead region pending keeps client writes w
     },
   });
   await scanner.start();
+  scanner.startPass();
   // The scanner reaches the dead region first, alone.
   const pendingEvents = () =>
     harness.events.reduce(

@@ -13,19 +13,9 @@ import type { HealthEvent } from "../../mod/events/setup_event.ts";
 import { SpareStore } from "../../mod/metadata/spare_store.ts";
 import { MetadataScrubber } from "../../mod/service/metadata_scrubber.ts";
 import { makeHarness } from "../remap/harness.ts";
+import { manualClock } from "../sim/manual_clock.ts";
 
 const MINUTE_MS = 60_000;
-
-/** A clock the test moves by hand. */
-function manualClock(startMs = 1_000_000) {
-  let nowMs = startMs;
-  return {
-    now: () => nowMs,
-    advance(ms: number) {
-      nowMs += ms;
-    },
-  };
-}
 
 Deno.test("MetadataScrubber repairs copies and a log sector damaged while remaps commit", async () => {
   const harness = await makeHarness({ spareCount: 2 });

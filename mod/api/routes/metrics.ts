@@ -194,6 +194,14 @@ function scanFamiliesOf(health: HealthReport, setup: { setup: string }): MetricF
       "1 while a scan pass runs, else 0.",
       scan.state === "scanning" ? 1 : 0,
     ),
+    // Absent while a pass runs, is paused, or the schedule is off (`--no-scan`).
+    ...(scan.nextPassDueMs === undefined ? [] : [
+      gauge(
+        "dm_remap_scan_next_pass_timestamp_seconds",
+        "When the next scheduled scan pass starts, in Unix seconds.",
+        Math.floor(scan.nextPassDueMs / 1000),
+      ),
+    ]),
     {
       name: "dm_remap_scan_passes_total",
       type: "counter",

@@ -65,7 +65,9 @@ export function progressLine(status: ScanStatus): string {
 export function formatScanStatus(status: ScanStatus): string {
   const time = (ms: number | undefined) => ms === undefined ? "never" : new Date(ms).toISOString();
   const lines = [
-    `Scan: ${status.state}${status.settings.enabled ? "" : " (automatic passes off: --no-scan)"}`,
+    `Scan: ${status.state}${
+      status.settings.enabled ? "" : " (automatic passes off: --no-scan or scan.schedule false)"
+    }`,
   ];
   if (status.state === "scanning" || status.state === "paused") {
     lines.push(`  ${progressLine(status)}`);
@@ -75,16 +77,19 @@ export function formatScanStatus(status: ScanStatus): string {
       }, at byte ${status.positionBytes} of ${status.sizeBytes}`,
     );
   }
-  if (status.nextPassDueMs !== undefined) lines.push(`  next pass ${time(status.nextPassDueMs)}`);
+  if (status.nextPassDueMs !== undefined) {
+    const inSeconds = Math.max(0, (status.nextPassDueMs - Date.now()) / 1000);
+    lines.push(`  next pass ${time(status.nextPassDueMs)} (in ${formatDuration(inSeconds)})`);
+  }
   lines.push(
     `  last complete pass ${
       time(status.lastPassCompletedMs)
     }; ${status.passesCompleted} passes in all`,
-    `  ${status.relocations} blocks relocated since start; interval ${
+    `  ${status.relocations} blocks relocated since start; a pass ${
       formatDuration(status.settings.intervalMs / 1000)
-    }, rate cap ${formatRate(status.settings.rateMaxBytesPerS)}, regions of ${
-      status.settings.regionBytes / 1048576
-    } MiB`,
+    } after the last one ended; rate cap ${
+      formatRate(status.settings.rateMaxBytesPerS)
+    }, regions of ${status.settings.regionBytes / 1048576} MiB`,
   );
   return lines.join("\n");
 }
