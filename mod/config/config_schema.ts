@@ -124,11 +124,15 @@ const SIZE: FieldType = {
 const SCAN_FIELDS: Record<string, Field> = {
   "schedule": {
     type: { kind: "boolean" },
-    doc: "run passes on the schedule (serve --scan, or --no-scan for false)",
+    doc: "run passes on the schedule (the default; --no-scan for false)",
     flag: "scan",
     falseFlag: "no-scan",
   },
-  "interval": { type: DURATION, doc: "one full pass per this long", flag: "scan-interval" },
+  "interval": {
+    type: DURATION,
+    doc: "from the end of a pass (or create) to the next",
+    flag: "scan-interval",
+  },
   "rate-max": { type: SIZE, doc: "the scanner's hard rate cap, per second", flag: "scan-rate-max" },
   "region-size": { type: SIZE, doc: "the size of a health region", flag: "region-size" },
 };
