@@ -409,13 +409,12 @@ export class Scanner {
   }
 
   /**
-   * When the next pass starts on its own: at once for a pass in progress
-   * (after a restart), else an interval after the last complete pass, or
-   * after the setup's creation; undefined when passes start only on request.
+   * When the next pass starts on its own: an interval after the last
+   * complete pass, or after the setup's creation; undefined when passes
+   * start only on request. (A pass in progress goes on from start().)
    */
   #nextPassDueMs(): number | undefined {
     if (!this.#settings.enabled) return undefined;
-    if (this.#passStartedMs !== undefined) return this.#now();
     return (this.#lastPassCompletedMs ?? this.#createdMs) + this.#settings.intervalMs;
   }
 

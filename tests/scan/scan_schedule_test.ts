@@ -118,15 +118,17 @@ Deno.test("the next pass is due one interval after the last pass completed, not 
 
 Deno.test("a pass in progress goes on at once after a restart, from its recorded position, whatever the schedule says", async () => {
   const harness = await makeHarness({ mainBytes: 8 * MIB });
-  const clock = manualClock(CREATED_MS + DAY_MS);
+  const clock = manualClock(CREATED_MS + HOUR_MS);
   const scanner = scannerOf(harness.engine, clock, {
     settings: { ...SCAN_SETTINGS_DEFAULT, rateMaxBytesPerS: 4 * MIB, regionBytes: MIB },
     persistIntervalMs: 50,
   });
   await scanner.start();
+  // `scan start` an hour after create; the schedule's first pass is not due for a day.
+  scanner.startPass();
   await until(scanner, (status) => status.positionBytes >= 2 * MIB);
   const passStartedMs = scanner.status().passStartedMs;
-  assert.equal(passStartedMs, CREATED_MS + DAY_MS);
+  assert.equal(passStartedMs, CREATED_MS + HOUR_MS);
   await scanner.stop();
   const stoppedAt = scanner.status().positionBytes;
   const engine = await harness.reopen();
@@ -134,7 +136,7 @@ Deno.test("a pass in progress goes on at once after a restart, from its recorded
     const recorded = parseScanRecord(engine.spares[0]!.store!.payload.scan);
     assert.ok(recorded);
     assert.equal(recorded.positionBytes, stoppedAt);
-    // Restarted an hour later: the schedule alone would wait another day.
+    // Restarted an hour later: the schedule alone would wait until a day after create.
     clock.advance(HOUR_MS);
     const again = scannerOf(engine, clock, { recorded });
     await again.start();
@@ -143,7 +145,7 @@ Deno.test("a pass in progress goes on at once after a restart, from its recorded
     const status = again.status();
     assert.equal(status.lastPassStartedMs, passStartedMs, "the same pass went on");
     assert.equal(status.bytesScanned, 8 * MIB - stoppedAt, "from the recorded position");
-    assert.equal(status.nextPassDueMs, CREATED_MS + DAY_MS + HOUR_MS + DAY_MS);
+    assert.equal(status.nextPassDueMs, CREATED_MS + 2 * HOUR_MS + DAY_MS);
     await again.stop();
   } finally {
     await engine.close();
