@@ -24,7 +24,8 @@ result locate_flaky "$([ -n "$flaky" ] && echo true || echo false)" "$flaky"
 
 # scan_passes: the passes completed so far.
 scan_passes() { dmremap scan "$SETUP" status --api-socket "$API_SOCKET" --json | json_number passesCompleted; }
-# A first pass over the healthy disk (the schedule is off by default): it learns the baseline.
+# A first pass over the healthy disk (the schedule's first is due a day after create): it learns
+# the baseline.
 dmremap scan "$SETUP" start --api-socket "$API_SOCKET" >/dev/null 2>&1
 waited=$(date +%s)
 until [ "$(scan_passes)" -ge 1 ] 2>/dev/null || [ $(($(date +%s) - waited)) -ge 180 ]; do
