@@ -8,7 +8,8 @@
 #    read, each run on both targets back to back, order swapped every repetition;
 #    the ratio scan/no-scan is taken per repetition (median, min, max);
 # 2. the idle time of one full pass over the 1 GiB main disk (the scanner's
-#    own pass times), against `dd iflag=direct bs=1M` of the same file.
+#    own pass times), against `dd iflag=direct bs=1M` of the same file, and
+#    that dd against a second dd (A/A: the machine's noise).
 # The main disks are 1 GiB files of random data (not sparse: a hole reads
 # without disk I/O).
 #
@@ -55,9 +56,15 @@ until [ "$(status scan | python3 -c 'import json,sys; print(json.load(sys.stdin)
   sleep 0.5
 done
 pass_s=$(status scan | python3 -c 'import json,sys; s=json.load(sys.stdin); print((s["lastPassCompletedMs"]-s["lastPassStartedMs"])/1000)')
-dd_start=$(date +%s.%N)
-dd if="$dir/scan-main.img" of=/dev/null bs=1M iflag=direct status=none
-dd_s=$(echo "$(date +%s.%N) - $dd_start" | bc)
+# dd twice: the second is the A/A comparison (the same read again), the machine's noise.
+dd_time() {
+  local start
+  start=$(date +%s.%N)
+  dd if="$dir/scan-main.img" of=/dev/null bs=1M iflag=direct status=none
+  echo "$(date +%s.%N) - $start" | bc
+}
+dd_s=$(dd_time)
+dd_again_s=$(dd_time)
 kill "${pids[0]}"
 wait "${pids[0]}" || true
 pids=()
@@ -93,7 +100,7 @@ for workload in "randread 4k 1" "randread 4k 32" "read 1m 8"; do
 done
 scanned=$(status scan)
 printf '%s\n' "${results[@]}" >"$dir/results.csv"
-python3 - "$out" "$pass_s" "$dd_s" "$scanned" "$reps" "$rt" "$dir/results.csv" <<'PY'
+python3 - "$out" "$pass_s" "$dd_s" "$scanned" "$reps" "$rt" "$dir/results.csv" "$dd_again_s" <<'PY'
 import json, statistics, subprocess, sys
 out, pass_s, dd_s, scanned, reps, rt = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 rows = {}
@@ -107,12 +114,13 @@ report = {
     "loadavg": open("/proc/loadavg").read().split()[:3],
     "repetitions": reps, "runtimeS": rt,
     "workloads": {w: {"ratioMedian": statistics.median(r["ratio"] for r in runs), "ratioMin": min(r["ratio"] for r in runs), "ratioMax": max(r["ratio"] for r in runs), "runs": runs} for w, runs in rows.items()},
-    "idlePass": {"scannerPassS": pass_s, "ddDirectS": dd_s, "ratioDdOverScanner": dd_s / pass_s},
+    "idlePass": {"scannerPassS": pass_s, "ddDirectS": dd_s, "ratioDdOverScanner": dd_s / pass_s,
+                 "ddDirectAgainS": float(sys.argv[8]), "ratioDdAA": dd_s / float(sys.argv[8])},
     "scannerDuringFio": {k: scanned[k] for k in ("passesCompleted", "bytesScanned", "yields", "chunkSectors", "rateBytesPerS", "relocations")},
 }
 json.dump(report, open(out, "w"), indent=2)
 for w, v in report["workloads"].items():
     print(f"{w:20s} scan/no-scan median {v['ratioMedian']:.3f} (min {v['ratioMin']:.3f}, max {v['ratioMax']:.3f})")
-print(f"idle pass of 1 GiB: scanner {pass_s:.1f} s, dd iflag=direct {dd_s:.1f} s")
+print(f"idle pass of 1 GiB: scanner {pass_s:.1f} s, dd iflag=direct {dd_s:.1f} s (again {float(sys.argv[8]):.1f} s)")
 print(out)
 PY
