@@ -146,6 +146,19 @@ nbd_attach() {
   done
 }
 
+# nbd_wait_detached: waits (up to 30 s) until the kernel has let go of $NBD after a disconnect.
+# The disconnect returns before the device's receive workers end and its configuration is
+# released (the pid attribute goes with it); an ioctl-mode attach before that is refused
+# ("Device being setup by another task", CONNECT failed), which a loaded TCG guest showed.
+nbd_wait_detached() {
+  waited=0
+  while [ -e "/sys/block/${NBD#/dev/}/pid" ] && [ $waited -lt 300 ]; do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  [ ! -e "/sys/block/${NBD#/dev/}/pid" ]
+}
+
 # nbd_report_retries: one observe:attach_unread_connection line when nbd_attach attached again.
 nbd_report_retries() {
   [ -e /tmp/attach_retries ] || return 0

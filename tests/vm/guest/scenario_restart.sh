@@ -46,11 +46,12 @@ restart_under_writer() {
 
 restart_under_writer netlink
 nbd-client -d "$NBD"
+check netlink:detached nbd_wait_detached
 note "netlink done"
 check ioctl:attach nbd-client -unix "$NBD_SOCKET" "$NBD" -N "$SETUP" -b 4096 -L -p
 restart_under_writer ioctl
 nbd-client -d "$NBD"
-sleep 1
+check ioctl:detached nbd_wait_detached
 check reattach nbd_attach
 nbd_report_retries
 # A mount replays the journal the aborted runs left; then the fs must be clean.
