@@ -36,6 +36,8 @@ export interface ServedSetupOptions {
   faultsVisible?: boolean;
   /** Also listen on a free TCP port of 127.0.0.1 (served on the event loop). @default false */
   tcp?: boolean;
+  /** The server's handshake deadline. @default NBD_HANDSHAKE_TIMEOUT_MS_DEFAULT */
+  handshakeTimeoutMs?: number;
 }
 
 /** A served setup; dispose it to stop everything and remove the files. */
@@ -104,6 +106,7 @@ export async function startServedSetup(options: ServedSetupOptions = {}): Promis
     preferredBlockBytes: blockBytes,
     unixPath: socketPath,
     tcp: options.tcp ? { hostname: "127.0.0.1", port: 0 } : undefined,
+    handshakeTimeoutMs: options.handshakeTimeoutMs,
   });
   return {
     engine,

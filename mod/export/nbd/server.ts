@@ -328,6 +328,9 @@ class Server implements NbdServer {
       const negotiated = await negotiateSocket(fd, {
         export: this.#export,
         beforeTransmission: async () => {
+          // The client chose the export: the deadline is for clients that stall, and a
+          // worker's start (seconds on a loaded machine) is our time, not theirs.
+          clearTimeout(deadline);
           worker = await this.#dataPlane!.claimWorker();
         },
       }).catch((error: unknown) => {
