@@ -470,8 +470,9 @@ Deno.test("serve --force accepts a replaced main disk of the same size and recor
 /**
  * The unit's ExecStart for instance `name`, with the CLI in place of `@SBIN@/dm-remap` (the
  * install step, scripts/install.sh, puts the wrapper's directory there).
- * Without `--attach`: this host has no nbd module (the attach runs in tests/vm, vm 8); what
- * is checked here is that the unit's command line finds the setup from `/`.
+ * Without `--export` (the kernel device, NBD or ublk): this host has neither nbd nor ublk_drv
+ * (the attach runs in tests/vm, vm 8 and vm ublk 2); what is checked here is that the unit's
+ * command line finds the setup from `/`.
  */
 async function unitCommand(name: string): Promise<string[]> {
   const line = (await Deno.readTextFile(UNIT)).split("\n").find((text) =>
@@ -480,7 +481,8 @@ async function unitCommand(name: string): Promise<string[]> {
   assert.ok(line, "the unit has an ExecStart line");
   const [program, ...args] = line.slice("ExecStart=".length).trim().split(/\s+/);
   assert.equal(program, "@SBIN@/dm-remap");
-  const served = args.filter((arg) => arg !== "--attach").map((arg) => arg.replaceAll("%i", name));
+  assert.ok(args.includes("--export"), `the unit's serve chooses its kernel device: ${line}`);
+  const served = args.filter((arg) => arg !== "--export").map((arg) => arg.replaceAll("%i", name));
   return ["run", "--allow-all", MAIN_TS, ...served];
 }
 
