@@ -72,6 +72,13 @@ export const AIO_SLOTS_MAX = 256;
 /** Events kept in a setup's history database; the oldest are dropped past this. */
 export const EVENTS_MAX = 100_000;
 
+/**
+ * How long opening or writing the history database waits for another
+ * process's write (SQLite's busy timeout): `assemble` records its decisions
+ * in the same file while the `serve` it started opens it.
+ */
+export const HISTORY_BUSY_TIMEOUT_MS = 10_000;
+
 /** NBD: the largest request payload the server accepts (as nbdkit's MAX_REQUEST_SIZE). */
 export const NBD_REQUEST_BYTES_MAX = 32 * 1024 * 1024;
 /** NBD: options a client may send before it must pick an export. */

@@ -20,7 +20,7 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { assert } from "../assert.ts";
-import { EVENTS_MAX } from "../constants.ts";
+import { EVENTS_MAX, HISTORY_BUSY_TIMEOUT_MS } from "../constants.ts";
 import type { EventBus } from "./event_bus.ts";
 import { describeEvent, type RecordedEvent } from "./setup_event.ts";
 
@@ -97,7 +97,7 @@ export class EventHistory {
 
   /** Opens (creating if needed) the history at `path`; `:memory:` for tests. */
   static open(path: string): EventHistory {
-    return new EventHistory(new DatabaseSync(path));
+    return new EventHistory(new DatabaseSync(path, { timeout: HISTORY_BUSY_TIMEOUT_MS }));
   }
 
   /** Appends an event with the current time. */

@@ -13,7 +13,7 @@
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { SMART_READINGS_MAX } from "../constants.ts";
+import { HISTORY_BUSY_TIMEOUT_MS, SMART_READINGS_MAX } from "../constants.ts";
 import type { SmartOk } from "./smart_report.ts";
 
 const SCHEMA = `
@@ -58,7 +58,7 @@ export class SmartHistory {
 
   /** Opens (creating if needed) the table in the database at `path`; `:memory:` for tests. */
   static open(path: string): SmartHistory {
-    return new SmartHistory(new DatabaseSync(path));
+    return new SmartHistory(new DatabaseSync(path, { timeout: HISTORY_BUSY_TIMEOUT_MS }));
   }
 
   /** Stores a reading of a disk that has a serial; others are not kept. */

@@ -75,3 +75,34 @@ Deno.test("EventHistory.since() returns the events from a time on, oldest first,
   assert.deepEqual(history.since(Date.now() + 60_000, 10), []);
   history.close();
 });
+
+Deno.test("EventHistory.open() waits for another process's write instead of failing", async () => {
+  // In vm 9, `serve` died with "database is locked": the `assemble` that lost the race to
+  // start it was recording its decision in the same file.
+  const directory = await Deno.makeTempDir();
+  const path = `${directory}/events.sqlite`;
+  EventHistory.open(path).close();
+  const holder = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `import { DatabaseSync } from "node:sqlite";
+       const database = new DatabaseSync(${JSON.stringify(path)});
+       database.exec("BEGIN EXCLUSIVE");
+       console.log("locked");
+       setTimeout(() => database.exec("COMMIT"), 1500);`,
+    ],
+    stdout: "piped",
+  }).spawn();
+  try {
+    const reader = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    assert.equal((await reader.read()).value?.trim(), "locked");
+    reader.releaseLock();
+    const history = EventHistory.open(path);
+    history.record({ type: "started", message: "serving" });
+    assert.equal(history.recent(1)[0]?.message, "serving");
+    history.close();
+  } finally {
+    await holder.status;
+    await Deno.remove(directory, { recursive: true });
+  }
+});
