@@ -10,6 +10,7 @@ import { checkSetupName } from "../assembly/create.ts";
 import { discover } from "../assembly/discover.ts";
 import type { DiscoveryReport, SetupFinding } from "../assembly/discovery_report.ts";
 import { ProbePool } from "../assembly/probe_pool.ts";
+import { workerModuleUrl } from "../datapath/worker_module.ts";
 import { EventHistory, historyEventOf } from "../events/event_history.ts";
 import type { RecordedEvent } from "../events/setup_event.ts";
 import { shutdownStateOf } from "../service/serving_marker.ts";
@@ -27,7 +28,7 @@ export interface RunDiscoveryOptions {
 
 /** Discovers setups, each candidate probed on a worker within `timeoutMs`. */
 export async function runDiscovery(options: RunDiscoveryOptions): Promise<DiscoveryReport> {
-  const pool = new ProbePool({ workerUrl: new URL(Deno.mainModule), timeoutMs: options.timeoutMs });
+  const pool = new ProbePool({ workerUrl: workerModuleUrl(), timeoutMs: options.timeoutMs });
   try {
     return await discover({
       paths: options.paths,

@@ -7,6 +7,7 @@
  */
 
 import { DataPlane, type DataPlaneCounters } from "../datapath/data_plane.ts";
+import { workerModuleUrl } from "../datapath/worker_module.ts";
 import type { Device } from "../device/device.ts";
 import { KernelAttachError } from "../errors.ts";
 import { type NbdServer, serveNbd } from "../export/nbd/server.ts";
@@ -289,7 +290,7 @@ function dataPlaneFor(engine: RemapDevice, options: DataPlaneInputs): DataPlane 
     engine,
     main: { fd: main.fd, direct: main.direct },
     spares,
-    workerUrl: options.workerUrl ?? new URL(Deno.mainModule),
+    workerUrl: options.workerUrl ?? workerModuleUrl(),
     workerName: options.workerName,
     leftToDevice: main.leftToDevice,
   });

@@ -67,7 +67,7 @@ export interface NbdSettings extends ListenSettings {
    * `runNbdConnectionWorker()` when loaded in a worker, as main.ts and the
    * bundle do). Workers serve the Unix socket when every disk is a file or
    * block device this process opened; otherwise requests go through the
-   * engine on the event loop. @default Deno.mainModule
+   * engine on the event loop. @default workerModuleUrl()
    */
   workerUrl?: URL;
   /** The kernel's `/dev/nbdN`, attached by the server itself. @default not attached */

@@ -4,12 +4,28 @@
  * Method: bundle main.ts to a temporary file with `deno bundle`, then run the
  * embedded demo from it, with no access to the source tree's modules; run it
  * again on the same state directory, which it must refuse untouched; and ask
- * the bundle its version.
+ * the bundle its version. Then serve from the bundle, remove its file, and
+ * connect again and again: each connection's worker starts after the file is
+ * gone, as after switch_root for a root filesystem's server.
  */
 
 import assert from "node:assert/strict";
+import { assertClientOk, runClient } from "../clients/run_client.ts";
+import { CLI_ENV, imageDirectory, startServe } from "./cli_process.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
+const MIB = 1024 * 1024;
+
+/** Bundles main.ts to `path`, as scripts/build.sh does. */
+async function buildBundle(path: string): Promise<void> {
+  const built = await new Deno.Command(Deno.execPath(), {
+    args: ["bundle", "--output", path, "main.ts"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(built.code, 0, new TextDecoder().decode(built.stderr));
+}
 
 async function sha256(path: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
@@ -20,13 +36,7 @@ Deno.test("the deno bundle runs the demo end to end: remaps, status, clean stop;
   const directory = await Deno.makeTempDir({ prefix: "dm-remap-bundle-" });
   try {
     const bundle = `${directory}/dm-remap.js`;
-    const built = await new Deno.Command(Deno.execPath(), {
-      args: ["bundle", "--output", bundle, "main.ts"],
-      cwd: ROOT,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(built.code, 0, new TextDecoder().decode(built.stderr));
+    await buildBundle(bundle);
     const runBundle = (args: string[]) =>
       new Deno.Command(Deno.execPath(), {
         args: ["run", "--allow-all", bundle, ...args],
@@ -69,5 +79,59 @@ Deno.test("the deno bundle runs the demo end to end: remaps, status, clean stop;
     assert.equal(new TextDecoder().decode(versionRun.stdout), `dm-remap ${version}\n`);
   } finally {
     await Deno.remove(directory, { recursive: true });
+  }
+});
+
+Deno.test("a server started from the bundle starts connection workers after the bundle's file is gone", async () => {
+  const files = await imageDirectory({ "main.img": 64 * MIB, "spare.img": 32 * MIB });
+  try {
+    const bundle = files.file("dm-remap.js");
+    await buildBundle(bundle);
+    const created = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        bundle,
+        "create",
+        "unpinned",
+        "--main",
+        files.file("main.img"),
+        "--spare",
+        files.file("spare.img"),
+      ],
+      env: CLI_ENV,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(created.code, 0, new TextDecoder().decode(created.stderr));
+    const socket = files.file("nbd.sock");
+    const serve = await startServe([], {
+      command: ["run", "--allow-all", bundle, "serve", "unpinned", "--socket", socket, "--no-scan"],
+    });
+    try {
+      // The initramfs's server sees no file of it after switch_root; an upgrade replaces the file.
+      await Deno.remove(bundle);
+      const uri = `nbd+unix:///unpinned?socket=${socket}`;
+      for (let connection = 1; connection <= 3; connection++) {
+        const offset = connection * MIB;
+        const written = await runClient("qemu-io", [
+          "-f",
+          "raw",
+          uri,
+          "-c",
+          `write -P ${connection} ${offset} 64k`,
+          "-c",
+          `read -P ${connection} ${offset} 64k`,
+        ]);
+        assertClientOk(written);
+        assert.doesNotMatch(written.stdout + written.stderr, /error|fail|Pattern verification/i);
+      }
+    } finally {
+      serve.kill("SIGTERM");
+      const stopped = await serve.finished();
+      assert.equal(stopped.code, 0, stopped.stdout + stopped.stderr);
+    }
+  } finally {
+    await files.cleanup();
   }
 });
