@@ -19,6 +19,8 @@ SERVES="dm-remap.js serve $SETUP"
 # serve is killed on purpose: requests in flight on its sockets are sent again after the
 # kernel's timeout (see scenario_attach.sh).
 IO_WATCH_REQUEUE_EXPECTED=true
+# serve attaches /dev/nbd0 itself with 2 connections, which the kernel may not both read (io_watch).
+echo 2 >/tmp/io_watch.connections
 
 # assemble ARGS...: dm-remap assemble with a probe deadline for emulation: under TCG on a busy
 # host a probe's reads take far longer than the default 2 s allows real disks.

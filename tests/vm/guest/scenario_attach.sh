@@ -10,6 +10,8 @@ ATTACH_ARGS="--attach --connections 2 --io-timeout 5 --dead-timeout 600"
 # Requests in flight on a killed server's sockets are sent again after --io-timeout: the
 # kernel logs "Connection timed out, retrying" for them, which here is expected (io_watch_end).
 IO_WATCH_REQUEUE_EXPECTED=true
+# The server attaches with 2 connections, which the kernel may not both read (io_watch).
+echo 2 >/tmp/io_watch.connections
 
 check dm_main sh -c "$(declare_functions) main_table | dmsetup create main" || return 1
 check create dmremap create "$SETUP" --main "$MAIN" --spare "$DISK_SPARE" || return 1
