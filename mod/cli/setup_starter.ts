@@ -1,5 +1,5 @@
 /**
- * How `assemble` starts a setup: under systemd, `systemctl start
+ * How `assemble` starts a setup: under systemd (not in an initrd), `systemctl start
  * dm-remap@<name>.service`, so the unit owns the daemon; otherwise a `serve`
  * of this same program, detached in a session of its own, its output
  * appended to `<runtime dir>/<name>.log`.
@@ -25,14 +25,31 @@ export const SERVE_KERNEL_DEVICE_ARGS: Readonly<Record<KernelExportKind, readonl
   ublk: ["--ublk"],
 };
 
-/** Whether this machine runs systemd and has `systemctl` (sd_booted(3) checks the directory). */
-export async function underSystemd(): Promise<boolean> {
-  try {
-    await Deno.stat("/run/systemd/system");
-  } catch {
+/**
+ * Whether `assemble` starts setups as systemd units: systemd runs (sd_booted(3)
+ * checks the directory), `systemctl` is there, and this is not an initrd
+ * (systemd's own test: `/etc/initrd-release`). An initrd run by systemd
+ * (dracut's) has none of the real system's units: there the server starts
+ * directly, as a root storage daemon, and the real system's unit adopts it
+ * after switch_root.
+ *
+ * @param root The tree the paths are looked up in (a test's). @default "/"
+ */
+export async function startsUnits(root = "/"): Promise<boolean> {
+  if (!await exists(`${root}run/systemd/system`) || await exists(`${root}etc/initrd-release`)) {
     return false;
   }
   return await commandSucceeds(["systemctl", "--version"]);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
 }
 
 /** The systemd unit that serves a setup. */

@@ -53,7 +53,7 @@ import { configLocation, readConfig } from "../config_source.ts";
 import { integerOption, listOption, RUN_DIR, stringOption } from "../options.ts";
 import { kernelExportChoiceOf } from "../service_settings.ts";
 import { recordDiscovery, recordInHistory, runDiscovery } from "../run_discovery.ts";
-import { isStartAlive, processStarter, systemdStarter, underSystemd } from "../setup_starter.ts";
+import { isStartAlive, processStarter, startsUnits, systemdStarter } from "../setup_starter.ts";
 import { timeoutOption } from "./discover.ts";
 
 /** Discovers, decides, starts, and reports. */
@@ -82,7 +82,7 @@ export async function assembleCommand(
     dryRun,
     threshold,
     discover: (paths) => runDiscovery({ paths: paths && [...paths], scanDirs, timeoutMs }),
-    starter: await underSystemd() ? systemdStarter : processStarter({
+    starter: await startsUnits() ? systemdStarter : processStarter({
       logDirectory: RUN_DIR,
       argv0: Deno.env.get("DM_REMAP_SERVE_ARGV0"),
       kernelExportOf,
