@@ -1,24 +1,24 @@
 #!/bin/bash
 # The background scanner's cost (issue 15), side by side in one run:
-# 1. foreground fio (nbd engine) against two setups served at once, one with
-#    the scanner scanning all the time at its default rate cap
-#    (--scan-interval 1s: a new pass starts a second after one ends; paused with
-#    `scan stop` while the other target runs, as both share one disk) and one
-#    with --no-scan; workloads 4K random read QD1 and QD32 and 1M sequential
-#    read, each run on both targets back to back, order swapped every repetition;
-#    the ratio scan/no-scan is taken per repetition (median, min, max);
+# 1. foreground fio (nbd engine) against one setup, with its scanner scanning
+#    all the time at its default rate cap (--scan-interval 1s: a new pass starts
+#    a second after one ends) and with it stopped (`scan stop`), in alternating
+#    pairs of runs; workloads 4K random read QD1 and QD32 and 1M sequential read;
+#    the ratio on/off per pair (median, min, max, and the ratio of the sums), the
+#    bytes the scanner read during each "on" run, and the A/A ratio of the "off"
+#    runs of consecutive pairs;
 # 2. the idle time of one full pass over the 1 GiB main disk (the scanner's
 #    own pass times), against `dd iflag=direct bs=1M` of the same file, and
 #    that dd against a second dd (A/A: the machine's noise).
-# The main disks are 1 GiB files of random data (not sparse: a hole reads
+# The main disk is a 1 GiB file of random data (not sparse: a hole reads
 # without disk I/O).
 #
-# Usage: bench/scan_bench.sh [OUT.json]   (REPS=3, RT=10 seconds per fio run)
+# Usage: bench/scan_bench.sh [OUT.json]   (REPS=8 pairs, RT=10 seconds per fio run)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 deno="$root/node_modules/.bin/deno"
 out=${1:-$root/bench/results/$(date -u +%Y-%m-%dT%H%M)-scan.json}
-reps=${REPS:-3} rt=${RT:-10}
+reps=${REPS:-8} rt=${RT:-10}
 dir=$(mktemp -d /var/tmp/dm-remap-scan-bench.XXXXXX)
 pids=()
 cleanup() {
@@ -30,12 +30,9 @@ trap cleanup EXIT
 export DM_REMAP_STATE_DIR=$dir/state DM_REMAP_RUN_DIR=$dir/run
 dm() { "$deno" run -A "$root/main.ts" "$@"; }
 
-for name in scan noscan; do
-  head -c 1G /dev/urandom >"$dir/$name-main.img"
-  truncate -s 64M "$dir/$name-spare.img"
-  dm create "$name" --main "$dir/$name-main.img" --spare "$dir/$name-spare.img" \
-    --backup-dir "$dir/backup" >/dev/null
-done
+head -c 1G /dev/urandom >"$dir/scan-main.img"
+truncate -s 64M "$dir/scan-spare.img"
+dm create scan --main "$dir/scan-main.img" --spare "$dir/scan-spare.img" --backup-dir "$dir/backup" >/dev/null
 serve() { # name, flags...
   local name=$1
   shift
@@ -69,33 +66,36 @@ kill "${pids[0]}"
 wait "${pids[0]}" || true
 pids=()
 
-# 1: both served at once; the scanner restarts its pass every second while
-# its target is measured, and is paused (scan stop) while the other one is.
+# 1: one setup, served with --scan-interval 1s (a new pass starts a second after one
+# ends), its scanner switched on (`scan start`) and off (`scan stop`) between fio runs of the
+# same workload on the same target: on/off pairs, in the order on-off, off-on, on-off, ...,
+# so a drift of the machine cancels. Each pair gives a ratio on/off; the off runs of
+# consecutive pairs give the A/A ratio (the same thing measured twice: the machine's noise).
 serve scan --scan-interval 1s
-serve noscan --no-scan
-fio_run() { # uri rw bs depth -> IOPS
+fio_run() { # uri rw bs depth -> IOPS errors
   fio --name=t --rw="$2" --bs="$3" --iodepth="$4" --ioengine=nbd --uri="$1" --size=1G \
     --norandommap=1 --time_based=1 --runtime="$rt" --randrepeat=0 --output-format=json \
     --output="$dir/fio.json" >"$dir/fio.log" 2>&1 || { cat "$dir/fio.log" "$dir"/*.log >&2; exit 1; }
   python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]; print(j["read"]["iops"] + j["write"]["iops"], j["error"])' "$dir/fio.json"
 }
+scanned_bytes() { status scan | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytesScanned"])'; }
 results=()
 for workload in "randread 4k 1" "randread 4k 32" "read 1m 8"; do
   read -r rw bs depth <<<"$workload"
   for rep in $(seq 1 "$reps"); do
-    order=(scan noscan)
-    if ((rep % 2 == 0)); then order=(noscan scan); fi
+    order=(on off)
+    if ((rep % 2 == 0)); then order=(off on); fi
     declare -A iops=()
-    for target in "${order[@]}"; do
-      # Both main disks share this machine's disk: the scanner runs only while
-      # its own target is measured, so it never slows the other target's run.
-      if [ "$target" = scan ]; then action=start; else action=stop; fi
+    for scanner in "${order[@]}"; do
+      if [ "$scanner" = on ]; then action=start; else action=stop; fi
       dm scan scan "$action" --api-socket "$dir/scan.api.sock" >/dev/null
-      read -r value errors <<<"$(fio_run "nbd+unix:///$target?socket=$dir/$target.nbd.sock" "$rw" "$bs" "$depth")"
-      [ "$errors" = 0 ] || { echo "fio reported errors against $target" >&2; exit 1; }
-      iops[$target]=$value
+      before=$(scanned_bytes)
+      read -r value errors <<<"$(fio_run "nbd+unix:///scan?socket=$dir/scan.nbd.sock" "$rw" "$bs" "$depth")"
+      [ "$errors" = 0 ] || { echo "fio reported errors (scanner $scanner)" >&2; exit 1; }
+      iops[$scanner]=$value
+      if [ "$scanner" = on ]; then scanned_during=$(($(scanned_bytes) - before)); fi
     done
-    results+=("$rw $bs qd$depth,$rep,${iops[scan]},${iops[noscan]}")
+    results+=("$rw $bs qd$depth,$rep,${iops[on]},${iops[off]},$scanned_during")
   done
 done
 scanned=$(status scan)
@@ -106,21 +106,29 @@ out, pass_s, dd_s, scanned, reps, rt = sys.argv[1], float(sys.argv[2]), float(sy
 rows = {}
 for line in open(sys.argv[7]).read().split("\n"):
     if not line: continue
-    workload, rep, scan, noscan = line.split(",")
-    rows.setdefault(workload, []).append({"rep": int(rep), "scanIops": float(scan), "noScanIops": float(noscan), "ratio": float(scan) / float(noscan)})
+    workload, rep, on, off, scanned_during = line.split(",")
+    rows.setdefault(workload, []).append({"pair": int(rep), "scanOnIops": float(on), "scanOffIops": float(off), "ratio": float(on) / float(off), "bytesScannedDuringOn": int(scanned_during)})
+def summary(runs):
+    ratios = [r["ratio"] for r in runs]
+    offs = [r["scanOffIops"] for r in runs]
+    aa = [b / a for a, b in zip(offs, offs[1:])]
+    return {"ratioMedian": statistics.median(ratios), "ratioMin": min(ratios), "ratioMax": max(ratios),
+            "ratioOfSums": sum(r["scanOnIops"] for r in runs) / sum(offs),
+            "aaRatioMedian": statistics.median(aa) if aa else None, "aaRatioMin": min(aa) if aa else None, "aaRatioMax": max(aa) if aa else None,
+            "runs": runs}
 report = {
-    "what": "fio IOPS with the scanner scanning continuously at its default rate cap / scanner off, served side by side; idle full pass of 1 GiB vs dd iflag=direct",
+    "what": "fio IOPS with the scanner scanning continuously at its default rate cap / scanner stopped, on one setup in alternating pairs; idle full pass of 1 GiB vs dd iflag=direct",
     "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
     "loadavg": open("/proc/loadavg").read().split()[:3],
     "repetitions": reps, "runtimeS": rt,
-    "workloads": {w: {"ratioMedian": statistics.median(r["ratio"] for r in runs), "ratioMin": min(r["ratio"] for r in runs), "ratioMax": max(r["ratio"] for r in runs), "runs": runs} for w, runs in rows.items()},
+    "workloads": {w: summary(runs) for w, runs in rows.items()},
     "idlePass": {"scannerPassS": pass_s, "ddDirectS": dd_s, "ratioDdOverScanner": dd_s / pass_s,
                  "ddDirectAgainS": float(sys.argv[8]), "ratioDdAA": dd_s / float(sys.argv[8])},
     "scannerDuringFio": {k: scanned[k] for k in ("passesCompleted", "bytesScanned", "yields", "chunkSectors", "rateBytesPerS", "relocations")},
 }
 json.dump(report, open(out, "w"), indent=2)
 for w, v in report["workloads"].items():
-    print(f"{w:20s} scan/no-scan median {v['ratioMedian']:.3f} (min {v['ratioMin']:.3f}, max {v['ratioMax']:.3f})")
+    print(f"{w:20s} on/off median {v['ratioMedian']:.3f} (min {v['ratioMin']:.3f}, max {v['ratioMax']:.3f}), sums {v['ratioOfSums']:.3f}; A/A median {v['aaRatioMedian']:.3f} (min {v['aaRatioMin']:.3f}, max {v['aaRatioMax']:.3f})")
 print(f"idle pass of 1 GiB: scanner {pass_s:.1f} s, dd iflag=direct {dd_s:.1f} s (again {float(sys.argv[8]):.1f} s)")
 print(out)
 PY
