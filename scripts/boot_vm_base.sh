@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Debian bookworm base system of the boot tests (tests/boot/) with mmdebstrap, from the
-# apt sources only: systemd, udev, the kernel, initramfs-tools, e2fsprogs and kmod, as the directory
+# apt sources only: systemd, udev, the kernel, initramfs-tools, dracut-core, e2fsprogs and kmod, as the directory
 # tests/boot/.cache/base/. Idempotent: a stamp of this script and the package list skips it.
 # dm-remap itself is installed on top by scripts/boot_vm_setup.sh (which calls this first).
 set -euo pipefail
@@ -9,8 +9,10 @@ cache=tests/boot/.cache
 mkdir -p "$cache"
 scripts/apt_ensure.sh mmdebstrap qemu-system-x86 e2fsprogs zstd cpio
 
-packages=(systemd-sysv udev linux-image-amd64 initramfs-tools e2fsprogs kmod util-linux procps
-  dmsetup zstd)
+# dracut-core (dracut's tools without the package that replaces initramfs-tools) builds the second
+# initramfs of the guest.
+packages=(systemd-sysv udev linux-image-amd64 initramfs-tools dracut-core e2fsprogs kmod util-linux
+  procps dmsetup zstd)
 stamp=$({
   cat "$0"
   echo "${packages[*]}"

@@ -3,6 +3,7 @@
 #   base/          bookworm with systemd, udev, the kernel, initramfs-tools (scripts/boot_vm_base.sh)
 #   vmlinuz        the guest's kernel
 #   initrd.img     built by the guest's own mkinitramfs, with dm-remap's hook (install.sh)
+#   initrd-dracut.img  built by the guest's own dracut, with dm-remap's module (install.sh)
 #   root.img       ext4 made from the guest tree with dm-remap installed (mke2fs -d), 2 GiB sparse:
 #                  the main disk's content; the tests create the setup on it in a first VM
 # Idempotent: a stamp of the inputs (this script, the base, the bundle, the install step's files).
@@ -16,7 +17,7 @@ trap 'rm -f "$bundle"' EXIT
 node_modules/.bin/deno bundle --quiet --output "$bundle" main.ts
 stamp=$({
   cat "$0" "$cache/base.stamp" "$bundle" scripts/install.sh scripts/dm-remap.sh systemd/* udev/* \
-    initramfs/hooks/* initramfs/scripts/*/* tests/boot/guest/*.service
+    initramfs/hooks/* initramfs/scripts/*/* initramfs/dracut/*/* tests/boot/guest/*.service
   ls -l --time-style=+%s "$(readlink -f node_modules/.bin/deno)"
 } | sha256sum | cut -c1-16)
 if [ -f "$cache/stamp" ] && [ "$(cat "$cache/stamp")" = "$stamp" ] && [ -f "$cache/root.img" ]; then
@@ -71,12 +72,19 @@ trap 'unmount; rm -f "$bundle"' EXIT
 trap 'exit 1' INT TERM
 for fs in proc sys dev; do mount --bind "/$fs" "$root/$fs"; done
 chroot "$root" mkinitramfs -o "/boot/initrd.img-$version" "$version"
+# And the guest's dracut, not host-only (the chroot is not the guest's hardware): systemd in the
+# initramfs, root on a block device, dm-remap's module, and only the drivers this guest needs.
+chroot "$root" dracut --quiet --force --no-hostonly --no-hostonly-cmdline --compress zstd \
+  --modules "base systemd systemd-initrd dracut-systemd udev-rules rootfs-block fs-lib dm-remap" \
+  --drivers "virtio_pci virtio_blk ext4 crc32c_generic nbd" \
+  "/boot/initrd-dracut.img-$version" "$version"
 unmount
 cp "$root/boot/$kernel" "$cache/vmlinuz"
 cp "$root/boot/initrd.img-$version" "$cache/initrd.img"
+cp "$root/boot/initrd-dracut.img-$version" "$cache/initrd-dracut.img"
 
 rm -f "$cache/root.img"
 mke2fs -q -t ext4 -L dmremap-root -d "$root" "$cache/root.img" 2G
 rm -rf "$root"
 echo "$stamp" >"$cache/stamp"
-ls -l "$cache/vmlinuz" "$cache/initrd.img" "$cache/root.img" >&2
+ls -l "$cache/vmlinuz" "$cache/initrd.img" "$cache/initrd-dracut.img" "$cache/root.img" >&2

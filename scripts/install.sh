@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs dm-remap as an administrator would: the program (the bundle of scripts/build.sh, run by
 # the Deno runtime installed beside it), the /usr/sbin/dm-remap wrapper, the systemd units, the udev
-# rule and the initramfs-tools hook and boot script. Every installed path is listed in a manifest,
+# rule, the initramfs-tools hook and boot script, and the dracut module. Every installed path is listed in a manifest,
 # PREFIX/lib/dm-remap/MANIFEST, which scripts/uninstall.sh removes exactly.
 # Usage: scripts/install.sh [--prefix DIR (/usr)] [--root DIR (/)] [--bundle FILE] [--deno FILE]
 #   --root installs into another system's tree (a guest image); paths inside it stay absolute.
@@ -57,5 +57,8 @@ place 0755 systemd/dm-remap.shutdown /usr/lib/systemd/system-shutdown/dm-remap r
 place 0644 udev/69-dm-remap.rules /usr/lib/udev/rules.d/69-dm-remap.rules render
 place 0755 initramfs/hooks/dm-remap /usr/share/initramfs-tools/hooks/dm-remap render
 place 0755 initramfs/scripts/local-top/dm-remap /usr/share/initramfs-tools/scripts/local-top/dm-remap render
+for file in initramfs/dracut/90dm-remap/*.sh; do
+  place 0755 "$file" "/usr/lib/dracut/modules.d/90dm-remap/${file##*/}" render
+done
 printf '%s\n' "${installed[@]}" "$manifest" >"$root$manifest"
 echo "install: ${#installed[@]} files into ${root:-/} (manifest $manifest)" >&2

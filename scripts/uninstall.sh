@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Removes exactly what scripts/install.sh installed: the paths its manifest lists, then the
-# program's directory if that leaves it empty. Nothing else is touched.
+# program's directory and the dracut module's if that leaves them empty. Nothing else is touched.
 # Usage: scripts/uninstall.sh [--prefix DIR (/usr)] [--root DIR (/)]
 set -euo pipefail
 prefix=/usr root=
@@ -24,5 +24,5 @@ while IFS= read -r path; do
   count=$((count + 1))
 done <"$root$manifest"
 rm -f "$root$manifest"
-rmdir "$root$prefix/lib/dm-remap" 2>/dev/null || true
+rmdir "$root$prefix/lib/dm-remap" "$root/usr/lib/dracut/modules.d/90dm-remap" 2>/dev/null || true
 echo "uninstall: removed $count files from ${root:-/}" >&2

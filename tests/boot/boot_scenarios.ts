@@ -90,6 +90,24 @@ Deno.test({
 });
 
 Deno.test({
+  name: "boot 8: the guest's dracut initramfs assembles root the same way, then a clean power-off",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const disks = await newGuestDisks();
+    try {
+      const run = await bootGuest(disks, { checks: [], initramfs: "dracut" });
+      report("boot 8 (dracut)", run);
+      assertChecks(run, ROOT_CHECKS);
+      assert.ok(assemblyTimeOf(run), "the initramfs reported its assembly time");
+      assert.equal(await spareShutdownState(disks), "clean", "boot 8's power-off left it clean");
+    } finally {
+      await Deno.remove(disks.directory, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "boot 5: rd.dm_remap=0 assembles nothing (root on the main disk itself)",
   sanitizeResources: false,
   sanitizeOps: false,

@@ -109,6 +109,8 @@ export interface GuestBootOptions {
   rootChecks?: boolean;
   /** Files put beside the check scripts (/run/check/<name> in the guest). */
   files?: Record<string, string>;
+  /** The initramfs: the guest's mkinitramfs's or its dracut's. @default "initramfs-tools" */
+  initramfs?: "initramfs-tools" | "dracut";
   /** Extra kernel command line words (rd.dm_remap=0, rd.dm_remap.uuid=...). */
   commandLine?: string;
   /** @default the main disk and the spare */
@@ -151,7 +153,9 @@ export async function bootGuest(disks: GuestDisks, options: GuestBootOptions): P
     monitorPath: options.monitorPath,
     system: {
       kernelPath: `${BOOT_CACHE}/vmlinuz`,
-      initrdPath: `${BOOT_CACHE}/initrd.img`,
+      initrdPath: options.initramfs === "dracut"
+        ? `${BOOT_CACHE}/initrd-dracut.img`
+        : `${BOOT_CACHE}/initrd.img`,
       commandLine: "console=ttyS0 root=/dev/nbd0 rootfstype=ext4 rw panic=-1 " +
         "initramfs.runsize=50% rd.dm_remap.timeout=240 systemd.show_status=0 " +
         (options.commandLine ?? ""),

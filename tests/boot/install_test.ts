@@ -1,8 +1,9 @@
 /**
  * The install step (scripts/install.sh, scripts/uninstall.sh), into a temporary root.
  *
- * Goal: install places the program, its runtime, the wrapper, the units, the udev rule and the
- * initramfs hook and script where systemd, udev and initramfs-tools look, each rendered with the
+ * Goal: install places the program, its runtime, the wrapper, the units, the udev rule, the
+ * initramfs hook and script and the dracut module where systemd, udev, initramfs-tools and dracut
+ * look, each rendered with the
  * installed paths, and lists them in a manifest; the installed program runs; a second install is
  * refused; uninstall removes exactly the manifest's files and leaves anything else in place.
  * Method: both scripts run as processes with --root on a temporary directory.
@@ -35,6 +36,9 @@ const INSTALLED = [
   "/usr/lib/dm-remap/MANIFEST",
   "/usr/lib/dm-remap/deno",
   "/usr/lib/dm-remap/dm-remap.js",
+  "/usr/lib/dracut/modules.d/90dm-remap/dm-remap-assemble.sh",
+  "/usr/lib/dracut/modules.d/90dm-remap/dm-remap-finished.sh",
+  "/usr/lib/dracut/modules.d/90dm-remap/module-setup.sh",
   "/usr/lib/systemd/system/dm-remap-assemble.service",
   "/usr/lib/systemd/system/dm-remap-incremental@.service",
   "/usr/lib/systemd/system/dm-remap@.service",
@@ -103,6 +107,10 @@ Deno.test("scripts/install.sh installs every piece with a manifest, and uninstal
     const removed = await script("uninstall.sh", ["--root", root]);
     assert.equal(removed.code, 0, removed.text);
     assert.deepEqual(await filesUnder(root), ["/usr/lib/systemd/system/other.service"]);
+    await assert.rejects(
+      Deno.stat(`${root}/usr/lib/dracut/modules.d/90dm-remap`),
+      Deno.errors.NotFound,
+    );
     const twice = await script("uninstall.sh", ["--root", root]);
     assert.equal(twice.code, 1);
     assert.match(twice.text, /no dm-remap installed/);
