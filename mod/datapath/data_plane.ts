@@ -63,11 +63,6 @@ export interface DataPlaneOptions {
   workerName?: string;
   /** Ranges of the main disk its device must see itself. @default none */
   leftToDevice?: LeftToDevice;
-  /**
-   * Called before each worker starts (a root storage daemon moves into the
-   * real root there, once switch_root has taken its own). @default none
-   */
-  beforeWorkerStart?: () => void;
 }
 
 /** Request counters over all workers, for the status API. */
@@ -238,7 +233,6 @@ export class DataPlane {
   }
 
   #startWorker(): SpareWorker {
-    this.#options.beforeWorkerStart?.();
     const worker = new Worker(this.#options.workerUrl, {
       type: "module",
       name: this.#options.workerName,

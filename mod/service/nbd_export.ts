@@ -8,7 +8,6 @@
 
 import { DataPlane, type DataPlaneCounters } from "../datapath/data_plane.ts";
 import { workerModuleUrl } from "../datapath/worker_module.ts";
-import { followSwitchRoot } from "../sys/storage_daemon.ts";
 import type { Device } from "../device/device.ts";
 import { KernelAttachError } from "../errors.ts";
 import { type NbdServer, serveNbd } from "../export/nbd/server.ts";
@@ -78,23 +77,12 @@ export class NbdExport implements ServiceComponent {
     this.#options = options;
   }
 
-  /** A root storage daemon left in the emptied initramfs moves into the real root. */
-  readonly #followSwitchRoot = () => {
-    const moved = followSwitchRoot();
-    if (moved === true) {
-      this.#options.log("after switch_root: moved into the real root (/proc/1/root)");
-    } else if (moved !== false) {
-      this.#options.log(`after switch_root: cannot move into the real root: errno ${-moved}`);
-    }
-  };
-
   async start(): Promise<void> {
     const { settings } = this.#options;
     const dataPlane = dataPlaneFor(this.#engine, {
       main: this.#options.main,
       nbdUnixPath: settings.unixPath,
       workerUrl: settings.workerUrl,
-      beforeWorkerStart: this.#followSwitchRoot,
     });
     if (settings.attach && dataPlane === undefined) {
       throw new KernelAttachError(
@@ -164,7 +152,6 @@ export class NbdExport implements ServiceComponent {
       main: this.#options.main,
       workerUrl: this.#options.settings.workerUrl,
       workerName: UBLK_QUEUE_WORKER_NAME,
-      beforeWorkerStart: this.#followSwitchRoot,
     });
     if (dataPlane === undefined) {
       await this.#server!.close();
@@ -273,7 +260,6 @@ interface DataPlaneInputs {
   workerUrl?: URL;
   /** The workers' name (ublk's queue workers have one). */
   workerName?: string;
-  beforeWorkerStart?: () => void;
 }
 
 /**
@@ -307,6 +293,5 @@ function dataPlaneFor(engine: RemapDevice, options: DataPlaneInputs): DataPlane 
     workerUrl: options.workerUrl ?? workerModuleUrl(),
     workerName: options.workerName,
     leftToDevice: main.leftToDevice,
-    beforeWorkerStart: options.beforeWorkerStart,
   });
 }

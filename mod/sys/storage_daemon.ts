@@ -15,12 +15,10 @@
  * @module
  */
 
-import { callSync, OPEN_FLAGS, openPath } from "./libc.ts";
+import { callSync } from "./libc.ts";
 
 const SYMBOLS = {
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
-  fchdir: { parameters: ["i32"], result: "i32" },
-  chroot: { parameters: ["buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** linux/prctl.h, since Linux 5.6. */
@@ -31,12 +29,7 @@ const PR_GET_IO_FLUSHER = 58;
 export interface StorageDaemonReport {
   ioFlusher: string;
   oomScoreAdj: string;
-  /** /proc kept open, to find the real root after switch_root. */
-  procKept: string;
 }
-
-/** /proc as it was at start (a descriptor), while this process serves root. */
-let procAtStart: number | undefined;
 
 /** Whether this process's argv[0] starts with '@' (read from /proc/self/cmdline). */
 export function hasRootStorageDaemonName(): boolean {
@@ -49,9 +42,8 @@ export function hasRootStorageDaemonName(): boolean {
 }
 
 /**
- * Sets `PR_SET_IO_FLUSHER` and `oom_score_adj` -1000, and keeps /proc open
- * for {@link followSwitchRoot}. Each step is tried even if another fails
- * (the first two need CAP_SYS_RESOURCE).
+ * Sets `PR_SET_IO_FLUSHER` and `oom_score_adj` -1000. Each step is tried even
+ * if the other fails (they need CAP_SYS_RESOURCE).
  *
  * @returns What each step did.
  */
@@ -64,43 +56,10 @@ export function becomeRootStorageDaemon(): StorageDaemonReport {
   } catch (error) {
     oomScoreAdj = (error as Error).message;
   }
-  const proc = openPath("/proc", OPEN_FLAGS.O_RDONLY);
-  if (proc >= 0) procAtStart = proc;
   return {
     ioFlusher: flusher < 0 ? `errno ${-flusher}` : "ok",
     oomScoreAdj,
-    procKept: proc < 0 ? `errno ${-proc}` : "ok",
   };
-}
-
-/**
- * Moves a root storage daemon into the root PID 1 runs in, once switch_root
- * has left it in the emptied initramfs: there it sees no /proc, and Deno
- * panics when it starts a worker ("no /proc/self/exe available"), which
- * ends the server of the root filesystem. Through the /proc kept open at
- * start (the same mount, moved into the real root), `/proc/1/root` is the
- * real root: the process chroots there, and /proc, /dev and /run are again
- * where they were before the switch. Does nothing while /proc is in place,
- * or for a process that is not a root storage daemon.
- *
- * @returns Whether it moved, or `-errno` when it could not.
- */
-export function followSwitchRoot(): boolean | number {
-  if (procAtStart === undefined) return false;
-  try {
-    Deno.lstatSync("/proc/self/exe");
-    return false;
-  } catch {
-    // Gone: switch_root moved /proc away from this process's root.
-  }
-  const libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-  const proc = procAtStart;
-  const changed = callSync(() => libc.fchdir(proc));
-  if (changed < 0) return changed;
-  const rooted = callSync(() => libc.chroot(new TextEncoder().encode("1/root\0")));
-  if (rooted < 0) return rooted;
-  Deno.chdir("/");
-  return true;
 }
 
 /** Whether `PR_SET_IO_FLUSHER` is set on this process (`PR_GET_IO_FLUSHER`). */

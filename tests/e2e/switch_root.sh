@@ -1,14 +1,13 @@
 #!/bin/bash
-# A switch_root under a root storage daemon, on the host (run in a mount namespace of its own by
-# switch_root_test.ts): a tmpfs "initramfs" root with the runtime, the bundle and libc; /proc and
-# a /run tmpfs mounted in it; `serve` started chrooted there with argv[0] '@dm-remap'. Then what
-# switch_root does to it: /proc and /run are moved out (into the real root), the old root's files
+# A switch_root under a root storage daemon, on the host (run in mount and PID namespaces of its
+# own by switch_root_test.ts): a tmpfs "initramfs" root with the runtime, the bundle and libc;
+# /proc (twice, as the initramfs scripts leave it, or once) and a /run tmpfs mounted in it;
+# `serve` started chrooted there with argv[0] '@dm-remap'. Then what switch_root does to it: /proc and /run are moved out (into the real root), the old root's files
 # are deleted, and a tmpfs is mounted over it. Prints "CONNECTION N: <qemu-io's last line>" for
 # NBD connections before and after, and the server's log after "LOG:".
-# Usage: unshare -m -p -f switch_root.sh BUNDLE WORKDIR   (a PID namespace: its PID 1 is this
-# script, whose root is the "real root" the server must find through /proc/1/root)
+# Usage: unshare -m -p -f switch_root.sh BUNDLE WORKDIR two-proc|one-proc
 set -u
-bundle=$1 work=$2
+bundle=$1 work=$2 procs=$3
 deno=$(readlink -f "${DENO:-$(command -v deno)}")
 root=$work/initramfs
 mkdir -p "$root" "$work/real-proc" "$work/real-run"
@@ -16,6 +15,8 @@ mount -t tmpfs initramfs "$root"
 mkdir -p "$root/lib/x86_64-linux-gnu" "$root/lib64" "$root/run" "$root/tmp" "$root/proc" "$root/dev"
 for lib in $(ldd "$deno" | grep -o '/lib[^ ]*'); do cp "$lib" "$root$lib"; done
 mount -t proc proc "$root/proc"
+# The second /proc the initramfs scripts mount over the first (not with "one-proc").
+[ "$procs" = one-proc ] || mount -t proc dm-remap-proc "$root/proc"
 mount --bind /dev "$root/dev"
 mount -t tmpfs run "$root/run"
 mkdir -p "$root/run/bin"
@@ -41,7 +42,7 @@ connect 1
 mount --move "$root/proc" "$work/real-proc"
 mount --move "$root/run" "$work/real-run"
 umount "$root/dev"
-find "$root" -mindepth 1 -xdev -not -path "$root/tmp*" -delete
+find "$root" -mindepth 1 -xdev -not -path "$root/tmp*" -delete 2>/dev/null
 mount -t tmpfs realroot "$root"
 for n in 2 3 4; do connect $n; sleep 0.3; done
 echo "ALIVE: $(kill -0 "$pid" 2>/dev/null && echo yes || echo no)"

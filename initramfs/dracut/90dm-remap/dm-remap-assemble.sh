@@ -30,6 +30,10 @@ dm_remap_round() {
         modprobe nbd
         mkdir -p "$run/bin" "$run/state"
         mount -t tmpfs -o mode=0755,size=256m dm-remap-runtime "$run/bin"
+        # A second /proc over the first: switch_root moves the top one into the real root, and
+        # the server, whose root stays the initramfs, keeps the one below. Without it Deno panics
+        # when the server starts a worker after the switch ("no /proc/self/exe available").
+        mount -t proc dm-remap-proc /proc
         cp @LIBDIR@/deno @LIBDIR@/dm-remap.js "$run/bin/"
         read -r up _ </proc/uptime
         echo "$up" >"$run/started"
