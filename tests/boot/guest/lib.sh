@@ -24,7 +24,7 @@ root_checks() {
   check server_oom_score_adj sh -c "v=\$(cat /proc/$pid/oom_score_adj); echo \$v; [ \$v = -1000 ]"
   check unit_active systemctl is-active dm-remap@root.service
   check unit_main_pid_is_server sh -c "m=\$(systemctl show -p MainPID --value dm-remap@root.service); echo main \$m server $pid; [ \"\$m\" = $pid ]"
-  check no_initramfs_files_open sh -c "ls -l /proc/$pid/exe /proc/$pid/cwd /proc/$pid/root; ! ls -l /proc/$pid/fd | grep -v -e /dev/ -e /run/ -e ' -> /proc$' -e socket: -e pipe: -e anon_inode: -e 'total ' | grep ' -> /'"
+  check no_initramfs_files_open sh -c "ls -l /proc/$pid/exe /proc/$pid/cwd /proc/$pid/root; ! ls -l /proc/$pid/fd | grep -v -e /dev/ -e /run/ -e socket: -e pipe: -e anon_inode: -e 'total ' | grep ' -> /'"
   result system_state true "$(systemctl is-system-running)"
   result boot_timeline true "$(systemd-analyze 2>&1 | head -1)"
   result observe:slowest_units true "$(systemd-analyze blame 2>&1 | head -8)"
