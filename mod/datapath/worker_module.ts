@@ -12,8 +12,8 @@
  * after the process did, when its file is gone or is another version: the
  * server of a root filesystem started from the initramfs no longer sees it
  * after switch_root (its root is the emptied initramfs), and an upgrade
- * replaces the file under a running server. Call it at startup (the data
- * plane does, when it is built). From source (`main.ts`), workers need the
+ * replaces the file under a running server. Call it at startup (the NBD
+ * export does, when it builds its data plane). From source (`main.ts`), workers need the
  * module graph's files: the main module's own URL.
  */
 export function workerModuleUrl(): URL {
@@ -22,7 +22,10 @@ export function workerModuleUrl(): URL {
 }
 
 let programCopy: URL | undefined;
-/** The expression, in code (a pattern: this module's own text must not match it). */
+/**
+ * `import.meta.url` as code, written as a pattern: the bundle holds this
+ * module too, and a string of the same text would itself be replaced.
+ */
 const IMPORT_META_URL = /\bimport\.meta\.url\b/g;
 
 function copyOfProgram(main: URL): URL {
