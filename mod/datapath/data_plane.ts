@@ -167,7 +167,12 @@ export class DataPlane {
   async claimWorker(): Promise<Worker> {
     const spare = this.#ready ?? this.#startWorker();
     this.#ready = undefined;
-    await spare.started;
+    try {
+      await spare.started;
+    } catch (error) {
+      spare.worker.terminate();
+      throw error;
+    }
     return spare.worker;
   }
 
@@ -179,12 +184,14 @@ export class DataPlane {
    * connection is over.
    */
   serve(fd: number, options: ServeOptions): DataPlaneConnection {
-    let worker = options.worker;
-    if (worker === undefined) {
-      worker = (this.#ready ?? this.#startWorker()).worker;
+    let spare: SpareWorker;
+    if (options.worker === undefined) {
+      spare = this.#ready ?? this.#startWorker();
       this.#ready = undefined;
+    } else {
+      spare = { worker: options.worker, started: Promise.resolve() };
     }
-    const connection = new WorkerConnection(worker, fd, options, this.#options);
+    const connection = new WorkerConnection(spare, fd, options, this.#options);
     this.#prepareNextWorker();
     this.#connections.add(connection);
     void connection.done.finally(() => {
@@ -276,10 +283,12 @@ class WorkerConnection implements DataPlaneConnection {
   readonly #options: DataPlaneOptions;
   readonly #executor: DataExecutor;
   #ended = false;
+  /** Whether the worker has started: an error before that fails this connection only. */
+  #running = false;
   #finish!: (outcome: ConnectionOutcome) => void;
   #crash!: (error: Error) => void;
 
-  constructor(worker: Worker, fd: number, serve: ServeOptions, options: DataPlaneOptions) {
+  constructor(spare: SpareWorker, fd: number, serve: ServeOptions, options: DataPlaneOptions) {
     this.#fd = fd;
     this.#options = options;
     this.#executor = new DataExecutor(options.engine);
@@ -291,11 +300,16 @@ class WorkerConnection implements DataPlaneConnection {
       this.#finish = resolve;
       this.#crash = reject;
     }).finally(() => this.#release());
-    this.#worker = worker;
+    this.#worker = spare.worker;
+    // A worker that cannot start (its module fails to load, say) is an operating condition,
+    // not a bug: the connection fails, and whoever gave it (the kernel's attachment) goes on.
+    // Before this connection took the worker over, its start was the spare's to report.
+    spare.started.then(() => this.#running = true, (error: Error) => this.#failToStart(error));
     this.#worker.onmessage = (event: MessageEvent<FromWorker>) => {
       const message = event.data;
       switch (message.type) {
         case "started":
+          this.#running = true;
           return;
         case "forward":
           for (const { id, request } of message.requests) void this.#answerForwarded(id, request);
@@ -313,6 +327,11 @@ class WorkerConnection implements DataPlaneConnection {
     };
     this.#worker.onerror = (event) => {
       event.preventDefault();
+      if (!this.#running) {
+        return this.#failToStart(
+          new Error(`A connection worker failed to start: ${event.message}`),
+        );
+      }
       this.#ended = true;
       this.#crash(new Error(`A connection worker failed: ${event.message}`));
     };
@@ -368,6 +387,11 @@ class WorkerConnection implements DataPlaneConnection {
       return undefined;
     });
     if (result) this.#send({ type: "result", id, result });
+  }
+
+  #failToStart(error: Error): void {
+    this.#ended = true;
+    this.#finish({ end: "failed", error });
   }
 
   #send(message: ToWorker): void {

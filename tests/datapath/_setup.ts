@@ -38,6 +38,8 @@ export interface ServedSetupOptions {
   tcp?: boolean;
   /** The server's handshake deadline. @default NBD_HANDSHAKE_TIMEOUT_MS_DEFAULT */
   handshakeTimeoutMs?: number;
+  /** The module connection workers start from. @default WORKER_URL */
+  workerUrl?: URL;
 }
 
 /** A served setup; dispose it to stop everything and remove the files. */
@@ -95,7 +97,7 @@ export async function startServedSetup(options: ServedSetupOptions = {}): Promis
       direct,
       layout: engine.spares[0]!.layout,
     }],
-    workerUrl: WORKER_URL,
+    workerUrl: options.workerUrl ?? WORKER_URL,
     leftToDevice: mainAccess.leftToDevice,
   });
   const socketPath = `${dir}/nbd.sock`;
@@ -123,6 +125,35 @@ export async function startServedSetup(options: ServedSetupOptions = {}): Promis
       await engine.close();
       await Deno.remove(dir, { recursive: true });
     },
+  };
+}
+
+/** A worker module that fails to start until {@link FailingWorkerModule.heal} is called. */
+export interface FailingWorkerModule extends AsyncDisposable {
+  workerUrl: URL;
+  /** Workers started from now on load the real worker module. */
+  heal(): Promise<void>;
+}
+
+/**
+ * A module for `workerUrl` that throws as it loads (as a worker does whose working directory was
+ * removed) while a marker file exists, and otherwise loads {@link WORKER_URL}.
+ */
+export async function failingWorkerModule(): Promise<FailingWorkerModule> {
+  const dir = await Deno.makeTempDir({ prefix: "dm-remap-worker-fails-" });
+  const marker = `${dir}/failing`;
+  await Deno.writeTextFile(marker, "");
+  const workerUrl = new URL(`file://${dir}/worker_fails_while_marked.ts`);
+  await Deno.writeTextFile(
+    workerUrl,
+    `const marked = await Deno.stat(${JSON.stringify(marker)}).then(() => true, () => false);\n` +
+      `if (marked) throw new Error("this worker fails to start while marked");\n` +
+      `await import(${JSON.stringify(WORKER_URL.href)});\n`,
+  );
+  return {
+    workerUrl,
+    heal: () => Deno.remove(marker),
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
 }
 

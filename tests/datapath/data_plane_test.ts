@@ -10,7 +10,7 @@ import assert, {
 } from "node:assert/strict";
 import { assertClientOk, runClient, SYSTEM_PATH_PREFIX } from "../clients/run_client.ts";
 import { startFailingDisk } from "../clients/failing_disk.ts";
-import { fileBytes, type ServedSetup, startServedSetup } from "./_setup.ts";
+import { failingWorkerModule, fileBytes, type ServedSetup, startServedSetup } from "./_setup.ts";
 import { pattern } from "../remap/harness.ts";
 import { REQUEST_HEADER_BYTES } from "../../mod/export/nbd/protocol.ts";
 import {
@@ -418,6 +418,21 @@ Deno.test("data plane: a worker that starts slower than the handshake deadline s
   } finally {
     conn.close();
   }
+});
+
+Deno.test("data plane: a worker that cannot start fails its connection only; the next is served", async () => {
+  // A worker's module that fails to load (as one does whose working directory was removed) used
+  // to reject the server's task, which ended the whole process: every connection, root's too.
+  await using failing = await failingWorkerModule();
+  await using setup = await startServedSetup({ workerUrl: failing.workerUrl });
+  const refused = await Deno.connect({ transport: "unix", path: setup.server.unixPath! });
+  try {
+    await assert.rejects(negotiate(socketClient(refused), { exportName: "dp" }));
+  } finally {
+    refused.close();
+  }
+  await failing.heal();
+  assertEquals(await nbdsh(setup.uri, `print(h.pread(4096, 0) == bytes(4096))`), "True");
 });
 
 /** Polls until `check` holds; fails the test after `timeoutMs`. */

@@ -29,7 +29,7 @@ import {
   type WireClient,
 } from "../export/nbd/_harness.ts";
 import { pattern } from "../remap/harness.ts";
-import { fileBytes, startServedSetup } from "./_setup.ts";
+import { failingWorkerModule, fileBytes, startServedSetup } from "./_setup.ts";
 
 const NBD_CMD = { READ: 0, WRITE: 1, DISC: 2 } as const;
 const NBD_OPT_GO = 7;
@@ -125,6 +125,34 @@ Deno.test("data plane: a worker serves a socket with a session it is given, in t
     assertEquals(await client.readExact(4096), new Uint8Array(4096));
     client.write(encodeRequest({ type: NBD_CMD.DISC, cookie: 10 }));
     assertEquals(await served.done, { end: "disconnect" });
+  } finally {
+    closeDescriptor(clientFd);
+  }
+});
+
+Deno.test("data plane: a socket given to a worker that cannot start ends as failed, and the process goes on", async () => {
+  // As the kernel's attachment gives a socket: it offers the kernel another when one ends, and
+  // a worker's start failure used to reject the connection as a crash, which ended the process.
+  await using failing = await failingWorkerModule();
+  await using setup = await startServedSetup({ workerUrl: failing.workerUrl });
+  const [serverFd, clientFd] = socketPair();
+  try {
+    const served = setup.dataPlane.serve(serverFd, {
+      transport: {
+        export: { name: "dp", sizeBytes: setup.engine.sizeBytes, preferredBlockBytes: 4096 },
+        session: {
+          exportName: "dp",
+          structuredReplies: false,
+          baseAllocationId: undefined,
+          transmissionFlags: transmissionFlagsOf(false),
+        },
+        received: new Uint8Array(0),
+        receivedBytes: 0,
+      },
+    });
+    const outcome = await served.done;
+    assert(outcome.end === "failed", `ended as ${outcome.end}`);
+    assert.match(outcome.error.message, /A connection worker failed to start: .*while marked/);
   } finally {
     closeDescriptor(clientFd);
   }

@@ -324,6 +324,7 @@ class Server implements NbdServer {
     }, this.#handshakeTimeoutMs);
     this.#connections.add(connection);
     let worker: Worker | undefined;
+    let workerFailure: unknown;
     const task = (async () => {
       const negotiated = await negotiateSocket(fd, {
         export: this.#export,
@@ -331,9 +332,20 @@ class Server implements NbdServer {
           // The client chose the export: the deadline is for clients that stall, and a
           // worker's start (seconds on a loaded machine) is our time, not theirs.
           clearTimeout(deadline);
-          worker = await this.#dataPlane!.claimWorker();
+          try {
+            worker = await this.#dataPlane!.claimWorker();
+          } catch (error) {
+            workerFailure = error;
+            throw error;
+          }
         },
       }).catch((error: unknown) => {
+        // A worker that cannot start (its module fails to load; a working directory that is
+        // gone) fails this connection only: the ones being served, and the next, go on.
+        if (error === workerFailure) {
+          this.#log(`${label}: closed before transmission: ${(error as Error).message}`);
+          return "failed" as const;
+        }
         if (!isConnectionFailure(error)) throw error;
         if (!cutByUs) this.#log(`${label}: connection ended: ${error.name}: ${error.message}`);
         return "failed" as const;
