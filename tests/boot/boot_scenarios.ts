@@ -1,28 +1,21 @@
 /**
- * Boot integration (issue 19): a real Debian bookworm guest whose root filesystem is ext4 on the
- * remapped device, its initramfs built by the guest's own mkinitramfs with dm-remap's hook.
+ * Boot integration (issue 19), the scenarios beside the suite's boot series (tests/vm/boot_test.ts):
+ * a real Debian bookworm guest whose root filesystem is ext4 on the remapped device.
  *
- * Goal: the initramfs assembles root from the disks' metadata alone (no configuration names a
- * device), switch_root succeeds and systemd reaches multi-user with the same server (argv[0]
- * '@dm-remap', oom_score_adj -1000) serving root, adopted by dm-remap@root.service (its main PID);
- * a spare plugged in while the guest runs (qemu monitor device_add) is recognised by the udev rule
- * and its setup started through systemd (dm-remap@data.service, Type=notify, with its STATUS=);
- * a clean power-off leaves the setup stopped cleanly (the shutdown hook stops the daemon once root
- * is read-only); after each of two power cuts mid-write (qemu SIGKILL) every fsynced file verifies
- * and e2fsck -fn of the filesystem is clean; rd.dm_remap=0 assembles nothing; a setup whose main
- * disk is missing stops the boot with the reason instead of hanging.
+ * Goal: the guest's dracut initramfs assembles root as its mkinitramfs one does, and its power-off
+ * leaves the setup stopped cleanly; rd.dm_remap=0 assembles nothing; a setup whose main disk is
+ * missing stops the boot with the reason instead of hanging; a spare plugged in while the guest
+ * runs (qemu monitor device_add) is recognised by the udev rule and its setup started through
+ * systemd (dm-remap@data.service, Type=notify, with its STATUS=).
  * Method: tests/boot/boot_vm.ts boots the guest under qemu (TCG) on qcow2 overlays of disks
- * prepared once; the guest reports checks on its serial console; the host cuts the power after
- * some fsynced files and runs e2fsck on the main disk's content (no remaps: it is the device's).
+ * prepared once; the guest reports checks on its serial console.
  */
 
 import assert from "node:assert/strict";
 import { assertChecks, type VmRun } from "../vm/vm.ts";
 import {
   assemblyTimeOf,
-  bootAndCut,
   bootGuest,
-  fsckMain,
   monitorCommands,
   newGuestDisks,
   ROOT_CHECKS,
@@ -39,55 +32,6 @@ function report(label: string, run: VmRun): void {
       `; ${timeline ?? ""}`,
   );
 }
-
-Deno.test({
-  name: "boot 1-4: root on the remapped disk, clean shutdown, two power cuts mid-write",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const disks = await newGuestDisks();
-    try {
-      const first = await bootGuest(disks, { checks: [] });
-      report("boot 1 (clean power-off)", first);
-      assertChecks(first, ROOT_CHECKS);
-      assert.ok(assemblyTimeOf(first), "the initramfs reported its assembly time");
-      // The shutdown hook had the server flush and write its metadata once root was read-only.
-      assert.equal(await spareShutdownState(disks), "clean", "boot 1's power-off left it clean");
-
-      const cut1 = await bootAndCut(disks, ["clean"], {});
-      report("boot 2 (power cut)", cut1.run);
-      assertChecks(cut1.run, ["previous_stop_was_clean"], { done: false });
-      // The cut left the server's marker: the check above tells a clean stop from this.
-      assert.equal(await spareShutdownState(disks), "serving", "the power cut left a marker");
-
-      const fsynced = [...cut1.fsynced];
-      const cut2 = await bootAndCut(disks, ["verify"], {
-        "fsynced.txt": fsynced.join("\n") + "\n",
-      });
-      report("boot 3 (after power cut, then power cut)", cut2.run);
-      assertChecks(cut2.run, ["fsynced_files_verify", "server_replayed_after_power_cut"], {
-        done: false,
-      });
-      fsynced.push(...cut2.fsynced);
-      await fsckMain(disks);
-
-      const last = await bootGuest(disks, {
-        checks: ["verify"],
-        files: { "fsynced.txt": fsynced.join("\n") + "\n" },
-      });
-      report("boot 4 (after power cut)", last);
-      assertChecks(last, [
-        ...ROOT_CHECKS,
-        "fsynced_files_verify",
-        "server_replayed_after_power_cut",
-      ]);
-      assert.equal(await spareShutdownState(disks), "clean", "boot 4's power-off left it clean");
-      await fsckMain(disks);
-    } finally {
-      await Deno.remove(disks.directory, { recursive: true });
-    }
-  },
-});
 
 Deno.test({
   name: "boot 8: the guest's dracut initramfs assembles root the same way, then a clean power-off",

@@ -206,6 +206,92 @@ export async function bootAndCut(
   return { run, fsynced };
 }
 
+/** The check each guest check script reports (tests/boot/guest/check_<name>.sh). */
+const CHECK_REPORTS: Record<string, string> = {
+  clean: "previous_stop_was_clean",
+  replayed: "server_replayed_after_power_cut",
+  verify: "fsynced_files_verify",
+};
+
+/** How one boot of {@link bootSeries} went. */
+export interface SeriesBoot {
+  boot: number;
+  powerCut: boolean;
+  /** What the guest checked of the boot before (tests/boot/guest/check_<name>.sh). */
+  checks: string[];
+  ok: boolean;
+  seconds?: number;
+  assembly?: { startS: number; endS: number };
+  timeline?: string;
+  error?: string;
+  /** Files fsynced by this boot and the ones before it, which the next boot verifies. */
+  fsyncedFiles: number;
+}
+
+/**
+ * Boots the guest `boots` times on one set of disks, every other boot cut mid-write (qemu
+ * SIGKILL), the first one clean. Each boot checks what the boot before left: after a cut, that
+ * the server replayed; after a clean power-off, that the setup was stopped cleanly; and that every
+ * file fsynced so far reads back. After each boot the host checks the marker the boot left on the
+ * spare (clean, or still serving after a cut) and runs e2fsck -fn on the main disk.
+ *
+ * @param onBoot Called after each boot, with how it went.
+ * @param keepGoing Whether a failed boot is followed by the rest. @default false
+ */
+export async function bootSeries(
+  boots: number,
+  onBoot: (boot: SeriesBoot) => void,
+  keepGoing = false,
+): Promise<SeriesBoot[]> {
+  const disks = await newGuestDisks();
+  const fsynced: string[] = [];
+  const outcomes: SeriesBoot[] = [];
+  try {
+    for (let index = 1; index <= boots; index++) {
+      const powerCut = index % 2 === 0;
+      const previous = outcomes.at(-1);
+      const checks = [
+        ...(previous === undefined ? [] : previous.powerCut ? ["replayed"] : ["clean"]),
+        ...(fsynced.length > 0 ? ["verify"] : []),
+      ];
+      const files = { "fsynced.txt": fsynced.join("\n") + "\n" };
+      const expected = checks.map((name) => CHECK_REPORTS[name]!);
+      const outcome: SeriesBoot = { boot: index, powerCut, checks, ok: false, fsyncedFiles: 0 };
+      try {
+        let run: VmRun;
+        if (powerCut) {
+          const cut = await bootAndCut(disks, checks, files);
+          run = cut.run;
+          assertChecks(run, expected, { done: false });
+          fsynced.push(...cut.fsynced);
+        } else {
+          run = await bootGuest(disks, { checks, files });
+          assertChecks(run, [...ROOT_CHECKS, ...expected]);
+        }
+        outcome.seconds = Math.round(run.durationMs / 1000);
+        outcome.assembly = assemblyTimeOf(run);
+        const timeline = run.checks.find((check) => check.check === "boot_timeline");
+        outcome.timeline = timeline && String(timeline.detail);
+        assert.ok(outcome.assembly, "the initramfs reported its assembly time");
+        // A clean power-off had the shutdown hook stop the server once root was read-only; a
+        // cut leaves the server's marker, which the next boot's check tells from a clean stop.
+        assert.equal(await spareShutdownState(disks), powerCut ? "serving" : "clean");
+        await fsckMain(disks);
+        outcome.ok = true;
+      } catch (error) {
+        outcome.error = (error as Error).message;
+      }
+      outcome.fsyncedFiles = fsynced.length;
+      outcomes.push(outcome);
+      onBoot(outcome);
+      if (!outcome.ok && !keepGoing) break;
+    }
+  } finally {
+    await Deno.remove(disks.directory, { recursive: true });
+  }
+  return outcomes;
+}
+
 /** e2fsck -fn of the main disk's content (an overlay converted to raw). */
 export async function fsckMain(disks: GuestDisks): Promise<string> {
   const raw = `${disks.directory}/main.raw`;
