@@ -17,7 +17,8 @@ trap 'rm -f "$bundle"' EXIT
 node_modules/.bin/deno bundle --quiet --output "$bundle" main.ts
 stamp=$({
   cat "$0" "$cache/base.stamp" "$bundle" scripts/install.sh scripts/dm-remap.sh systemd/* udev/* \
-    initramfs/hooks/* initramfs/scripts/*/* initramfs/dracut/*/* tests/boot/guest/*.service
+    initramfs/hooks/* initramfs/scripts/*/* initramfs/dracut/*/* tests/boot/guest/*.service \
+    tests/boot/guest/initramfs-*
   ls -l --time-style=+%s "$(readlink -f node_modules/.bin/deno)"
 } | sha256sum | cut -c1-16)
 if [ -f "$cache/stamp" ] && [ "$(cat "$cache/stamp")" = "$stamp" ] && [ -f "$cache/root.img" ]; then
@@ -64,6 +65,9 @@ printf '[Journal]\nStorage=volatile\n' >"$root/etc/systemd/journald.conf.d/dm-re
 # MODULES=most made mkinitramfs take minutes. The dm-remap hook adds nbd and virtio itself.
 echo MODULES=list >"$root/etc/initramfs-tools/conf.d/dm-remap-test-modules"
 printf '%s\n' virtio_pci virtio_blk ext4 crc32c_generic >>"$root/etc/initramfs-tools/modules"
+# The grown-defect boot's main disk is a dm-linear device, made before dm-remap assembles.
+install -D -m 0755 tests/boot/guest/initramfs-dm-main \
+  "$root/etc/initramfs-tools/scripts/init-premount/dmremap-test-dm-main"
 # The real mkinitramfs of the guest, in a chroot of it.
 kernel=$(basename "$(ls "$root"/boot/vmlinuz-*)")
 version=${kernel#vmlinuz-}

@@ -20,6 +20,7 @@ import {
   newGuestDisks,
   ROOT_CHECKS,
   spareShutdownState,
+  UDEV_RECOGNISED,
 } from "./boot_vm.ts";
 
 /** Reports the boot's timeline (TCG) for the record. */
@@ -44,6 +45,7 @@ Deno.test({
       report("boot 8 (dracut)", run);
       assertChecks(run, ROOT_CHECKS);
       assert.ok(assemblyTimeOf(run), "the initramfs reported its assembly time");
+      assert.match(run.log, UDEV_RECOGNISED, "the initramfs's udev labelled the spare");
       assert.equal(await spareShutdownState(disks), "clean", "boot 8's power-off left it clean");
     } finally {
       await Deno.remove(disks.directory, { recursive: true });
@@ -141,6 +143,43 @@ Deno.test({
         "assemble_starts_unit",
         "assemble_unit_serves",
       ]);
+    } finally {
+      await Deno.remove(disks.directory, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "boot 9: a grown defect made live under the mounted root is remapped; the guest sees no error",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // The main disk is dmr-main, a dm-linear device the initramfs makes before dm-remap
+    // assembles; the guest swaps a file's blocks for dm-error there and writes the file again.
+    const disks = await newGuestDisks();
+    try {
+      const run = await bootGuest(disks, {
+        checks: ["defect"],
+        disks: [disks.defectMain, disks.defectSpare],
+        commandLine: "dmremap_test.dm_main",
+      });
+      report("boot 9 (grown defect under root)", run);
+      assert.match(run.log, /dmremap_test: dmr-main over \/dev\/vd/);
+      assertChecks(run, [
+        ...ROOT_CHECKS,
+        "defect_made_live",
+        "defect_is_an_error",
+        "defect_write_ok",
+        "defect_reads_back",
+        "defect_remapped",
+        "no_errors_after_defect",
+      ]);
+      assert.equal(
+        await spareShutdownState(disks, disks.defectSpare),
+        "clean",
+        "boot 9's power-off left it clean",
+      );
     } finally {
       await Deno.remove(disks.directory, { recursive: true });
     }

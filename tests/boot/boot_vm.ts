@@ -33,31 +33,51 @@ export function prepareBootGuest(): Promise<void> {
     await run(`${ROOT}scripts/boot_vm_setup.sh`, []);
     // The disks follow the guest image and the first stage's script.
     const stamp = await Deno.readTextFile(`${BOOT_CACHE}/stamp`) +
-      await Deno.readTextFile(`${ROOT}tests/vm/guest/scenario_boot_create.sh`);
+      await Deno.readTextFile(`${ROOT}tests/vm/guest/scenario_boot_create.sh`) +
+      await Deno.readTextFile(`${ROOT}tests/vm/guest/scenario_boot_create_defect.sh`);
     const disksStamp = await Deno.readTextFile(`${BOOT_CACHE}/disks/stamp`).catch(() => "");
     if (disksStamp === stamp) return;
     await Deno.remove(`${BOOT_CACHE}/disks`, { recursive: true }).catch(() => {});
     await Deno.mkdir(`${BOOT_CACHE}/disks`);
     await run("cp", ["--sparse=always", `${BOOT_CACHE}/root.img`, `${BOOT_CACHE}/disks/main.img`]);
-    for (const serial of ["spare", "data-main", "data-spare"]) {
+    await run("cp", [
+      "--sparse=always",
+      `${BOOT_CACHE}/root.img`,
+      `${BOOT_CACHE}/disks/defect-main.img`,
+    ]);
+    for (const serial of ["spare", "data-main", "data-spare", "defect-spare"]) {
       await createImage(`${BOOT_CACHE}/disks/${serial}.img`, 64);
     }
+    const template = (serial: string) => ({ path: `${BOOT_CACHE}/disks/${serial}.img`, serial });
     const created = await bootVm({
       scenario: "boot_create",
-      disks: [
-        ...DISK_SERIALS.map((serial) => ({ path: `${BOOT_CACHE}/disks/${serial}.img`, serial })),
-        toolsDisk(),
-      ],
+      disks: [...["main", "spare", "data-main", "data-spare"].map(template), toolsDisk()],
       timeoutMs: 180_000,
     });
     assertChecks(created, ["create", "create_data"]);
+    const createdDefect = await bootVm({
+      scenario: "boot_create_defect",
+      disks: [...["defect-main", "defect-spare"].map(template), toolsDisk()],
+      timeoutMs: 180_000,
+    });
+    assertChecks(createdDefect, ["create_defect"]);
     await Deno.writeTextFile(`${BOOT_CACHE}/disks/stamp`, stamp);
   })();
   return prepared;
 }
 
-/** The template disks, by serial: the root setup's and the "data" setup's. */
-const DISK_SERIALS = ["main", "spare", "data-main", "data-spare"] as const;
+/**
+ * The template disks, by serial: the root setup's, the "data" setup's, and those of a second
+ * "root" setup whose main disk is a dm-linear device (for the grown defect).
+ */
+const DISK_SERIALS = [
+  "main",
+  "spare",
+  "data-main",
+  "data-spare",
+  "defect-main",
+  "defect-spare",
+] as const;
 
 /** One guest's disks: overlays of the templates, kept across the boots of one test. */
 export interface GuestDisks {
@@ -66,6 +86,8 @@ export interface GuestDisks {
   spare: VmDisk;
   dataMain: VmDisk;
   dataSpare: VmDisk;
+  defectMain: VmDisk;
+  defectSpare: VmDisk;
 }
 
 /** Fresh overlays of the template disks in a new directory. */
@@ -94,6 +116,8 @@ export async function newGuestDisks(): Promise<GuestDisks> {
     spare: disks.spare!,
     dataMain: disks["data-main"]!,
     dataSpare: disks["data-spare"]!,
+    defectMain: disks["defect-main"]!,
+    defectSpare: disks["defect-spare"]!,
   };
 }
 
@@ -168,6 +192,9 @@ export function assemblyTimeOf(run: VmRun): { startS: number; endS: number } | u
   const match = run.log.match(/dm-remap: assembled in the initramfs from ([\d.]+)s to ([\d.]+)s/);
   return match ? { startS: Number(match[1]), endS: Number(match[2]) } : undefined;
 }
+
+/** What the initramfs prints for each spare its udev rule recognised. */
+export const UDEV_RECOGNISED = /dm-remap: udev recognised \/dev\/vd[a-z]+ as a dm-remap spare/;
 
 /** The checks of root on the remapped device every boot reports (guest/lib.sh root_checks). */
 export const ROOT_CHECKS = [
@@ -273,6 +300,7 @@ export async function bootSeries(
         const timeline = run.checks.find((check) => check.check === "boot_timeline");
         outcome.timeline = timeline && String(timeline.detail);
         assert.ok(outcome.assembly, "the initramfs reported its assembly time");
+        assert.match(run.log, UDEV_RECOGNISED, "the initramfs's udev labelled the spare");
         // A clean power-off had the shutdown hook stop the server once root was read-only; a
         // cut leaves the server's marker, which the next boot's check tells from a clean stop.
         assert.equal(await spareShutdownState(disks), powerCut ? "serving" : "clean");
@@ -292,18 +320,32 @@ export async function bootSeries(
   return outcomes;
 }
 
-/** e2fsck -fn of the main disk's content (an overlay converted to raw). */
+/**
+ * e2fsck -fn of the main disk's content (an overlay converted to raw). After a power cut the
+ * journal holds what the next mount replays: it is replayed on the copy first (e2fsck -E
+ * journal_only), or -n would report the blocks the journal still owes as bitmap differences.
+ */
 export async function fsckMain(disks: GuestDisks): Promise<string> {
   const raw = `${disks.directory}/main.raw`;
-  const convert = await new Deno.Command("qemu-img", {
-    args: ["convert", "-O", "raw", disks.main.path, raw],
-  }).output();
-  assert.ok(convert.success, new TextDecoder().decode(convert.stderr));
-  const fsck = await new Deno.Command("e2fsck", { args: ["-fn", raw] }).output();
-  const text = new TextDecoder().decode(fsck.stdout) + new TextDecoder().decode(fsck.stderr);
-  await Deno.remove(raw);
-  assert.equal(fsck.code, 0, `e2fsck -fn is not clean:\n${text}`);
-  return text;
+  await run("qemu-img", ["convert", "-O", "raw", disks.main.path, raw]);
+  try {
+    const replay = await new Deno.Command("e2fsck", { args: ["-E", "journal_only", "-y", raw] })
+      .output();
+    // 0: nothing to replay; 1: replayed.
+    assert.ok(
+      replay.code <= 1,
+      `e2fsck -E journal_only failed (${replay.code}):\n${textOf(replay)}`,
+    );
+    const fsck = await new Deno.Command("e2fsck", { args: ["-fn", raw] }).output();
+    assert.equal(fsck.code, 0, `e2fsck -fn is not clean:\n${textOf(fsck)}`);
+    return textOf(fsck);
+  } finally {
+    await Deno.remove(raw);
+  }
+}
+
+function textOf(output: Deno.CommandOutput): string {
+  return new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
 }
 
 /**
@@ -312,9 +354,12 @@ export async function fsckMain(disks: GuestDisks): Promise<string> {
  * removed its serving marker); a marker left by the guest's server (a power cut) reads as
  * "serving", since the host cannot tell whether that other machine still runs it.
  */
-export async function spareShutdownState(disks: GuestDisks): Promise<string> {
+export async function spareShutdownState(
+  disks: GuestDisks,
+  spare: VmDisk = disks.spare,
+): Promise<string> {
   const raw = `${disks.directory}/spare.raw`;
-  await run("qemu-img", ["convert", "-O", "raw", disks.spare.path, raw]);
+  await run("qemu-img", ["convert", "-O", "raw", spare.path, raw]);
   try {
     const output = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-all", `${ROOT}main.ts`, "check", raw, "--json"],

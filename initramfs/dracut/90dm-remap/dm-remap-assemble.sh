@@ -61,6 +61,14 @@ dm_remap_round() {
     for state in "$run"/setups/*.json; do
         [ -f "$state" ] || continue
         case "$(cat "$state")" in *'"kernelDevice"'*)
+            # The udev rule (the module put it here) labels each spare it recognises.
+            for block in /sys/class/block/*; do
+                case "$(udevadm info --query=property --path="$block" 2>/dev/null)" in
+                *DM_REMAP_UUID=*)
+                    echo "dm-remap: udev recognised /dev/${block##*/} as a dm-remap spare" >/dev/kmsg
+                    ;;
+                esac
+            done
             read -r ended _ </proc/uptime
             echo "dm-remap: assembled in the initramfs from ${started}s to ${ended}s of uptime" >/dev/kmsg
             : >"$run/initqueue.done"

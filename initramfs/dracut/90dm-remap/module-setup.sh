@@ -1,6 +1,6 @@
 #!/bin/bash
 # dracut module "dm-remap" (installed in /usr/lib/dracut/modules.d/90dm-remap/): puts the dm-remap
-# program, its Deno runtime, its configuration and the nbd module into the initramfs, and
+# program, its Deno runtime, its configuration, its udev rule and the nbd module into the initramfs, and
 # assembles the dm-remap setups from the disks' metadata alone in the initqueue
 # (dm-remap-assemble.sh), before root mounts.
 # The counterpart of initramfs-tools' hook and local-top script; the same kernel command line.
@@ -25,6 +25,10 @@ install() {
     # inst brings the shared libraries Deno loads (libc, libm, libgcc_s, ...).
     inst @LIBDIR@/deno
     inst @LIBDIR@/dm-remap.js
+    # The udev rule, so that udev labels the spares (DM_REMAP_* properties) here as in the real
+    # system, and the wrapper its probe runs; the hook reports the spares udev recognised.
+    inst_rules 69-dm-remap.rules
+    inst @SBIN@/dm-remap
     # The configuration serve reads, when the system has one.
     [[ -f $dracutsysrootdir/etc/dm-remap/dm-remap.yaml ]] && inst -H /etc/dm-remap/dm-remap.yaml
     inst_multiple cp mkdir mount cat

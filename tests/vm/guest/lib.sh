@@ -1,10 +1,18 @@
-# Helpers the scenario scripts share (sourced by /init before scenario_<name>.sh; busybox sh).
-# Environment from /init: DISK_MAIN, DISK_SPARE (virtio disks named by serial).
+# Helpers the scenario scripts share (sourced by /init, and again before scenario_<name>.sh;
+# busybox sh). Environment from /init: DISK_MAIN, DISK_SPARE (virtio disks named by serial).
 
 SETUP=vmtest
 NBD_SOCKET=/run/dmr.nbd.sock
 API_SOCKET=/run/dmr.api.sock
 MAIN=/dev/mapper/main
+
+# disk_by_serial SERIAL: the virtio disk of that serial (the order of -drive options does not matter).
+disk_by_serial() {
+  for block in /sys/block/vd*; do
+    [ "$(cat "$block/serial" 2>/dev/null)" = "$1" ] && echo "/dev/${block##*/}" && return 0
+  done
+  return 1
+}
 
 # json_string TEXT: TEXT as a JSON string literal.
 json_string() {

@@ -6,14 +6,8 @@
 # /dev/nbd0 with 2 connections (NBD: the kernel has no ublk_drv); after serve is killed, `assemble --scan` starts it again and
 # it takes the device back under a mounted filesystem.
 note start
-disk_of() {
-  for block in /sys/block/vd*; do
-    [ "$(cat "$block/serial" 2>/dev/null)" = "$1" ] && echo "/dev/${block##*/}" && return 0
-  done
-  return 1
-}
-CLONE=$(disk_of clone)
-OTHER=$(disk_of other)
+CLONE=$(disk_by_serial clone)
+OTHER=$(disk_by_serial other)
 LOG=/run/dm-remap/$SETUP.log
 SERVES="dm-remap.js serve $SETUP"
 # serve is killed on purpose: requests in flight on its sockets are sent again after the

@@ -9,13 +9,7 @@ else
 fi
 # A second setup, "data", on two more disks (serials data-main and data-spare): the boot tests
 # plug its spare in while the guest runs, for udev and systemd to assemble it.
-serial_disk() {
-  for block in /sys/block/vd*; do
-    [ "$(cat "$block/serial" 2>/dev/null)" = "$1" ] && echo "/dev/${block##*/}" && return 0
-  done
-  return 1
-}
-if dmremap create data --main "$(serial_disk data-main)" --spare "$(serial_disk data-spare)" >/tmp/create.out 2>&1; then
+if dmremap create data --main "$(disk_by_serial data-main)" --spare "$(disk_by_serial data-spare)" >/tmp/create.out 2>&1; then
   result create_data true ""
 else
   result create_data false "$(tr '\n"' ' _' </tmp/create.out)"
