@@ -39,17 +39,13 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const disks = await newGuestDisks();
-    try {
-      const run = await bootGuest(disks, { checks: [], initramfs: "dracut" });
-      report("boot 8 (dracut)", run);
-      assertChecks(run, ROOT_CHECKS);
-      assert.ok(assemblyTimeOf(run), "the initramfs reported its assembly time");
-      assert.match(run.log, UDEV_RECOGNISED, "the initramfs's udev labelled the spare");
-      assert.equal(await spareShutdownState(disks), "clean", "boot 8's power-off left it clean");
-    } finally {
-      await Deno.remove(disks.directory, { recursive: true });
-    }
+    await using disks = await newGuestDisks();
+    const run = await bootGuest(disks, { checks: [], initramfs: "dracut" });
+    report("boot 8 (dracut)", run);
+    assertChecks(run, ROOT_CHECKS);
+    assert.ok(assemblyTimeOf(run), "the initramfs reported its assembly time");
+    assert.match(run.log, UDEV_RECOGNISED, "the initramfs's udev labelled the spare");
+    assert.equal(await spareShutdownState(disks), "clean", "boot 8's power-off left it clean");
   },
 });
 
@@ -58,19 +54,15 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const disks = await newGuestDisks();
-    try {
-      const run = await bootGuest(disks, {
-        checks: ["disabled"],
-        rootChecks: false,
-        commandLine: "rd.dm_remap=0 root=/dev/vda",
-      });
-      report("boot 5 (rd.dm_remap=0)", run);
-      assert.match(run.log, /dm-remap: disabled by rd\.dm_remap=0/);
-      assertChecks(run, ["root_not_on_nbd", "no_root_daemon", "no_runtime_copy_in_run"]);
-    } finally {
-      await Deno.remove(disks.directory, { recursive: true });
-    }
+    await using disks = await newGuestDisks();
+    const run = await bootGuest(disks, {
+      checks: ["disabled"],
+      rootChecks: false,
+      commandLine: "rd.dm_remap=0 root=/dev/vda",
+    });
+    report("boot 5 (rd.dm_remap=0)", run);
+    assert.match(run.log, /dm-remap: disabled by rd\.dm_remap=0/);
+    assertChecks(run, ["root_not_on_nbd", "no_root_daemon", "no_runtime_copy_in_run"]);
   },
 });
 
@@ -79,22 +71,18 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const disks = await newGuestDisks();
-    try {
-      const run = await bootGuest(disks, {
-        checks: [],
-        disks: [disks.spare],
-        commandLine: "rd.dm_remap.timeout=5",
-        timeoutMs: 240_000,
-      });
-      report("boot 6 (main disk missing)", run);
-      assert.ok(!run.timedOut, `the boot hung:\n${run.log}`);
-      assert.match(run.log, /main-missing/);
-      assert.match(run.log, /dm-remap: could not assemble --scan within 5s/);
-      assert.equal(run.checks.length, 0);
-    } finally {
-      await Deno.remove(disks.directory, { recursive: true });
-    }
+    await using disks = await newGuestDisks();
+    const run = await bootGuest(disks, {
+      checks: [],
+      disks: [disks.spare],
+      commandLine: "rd.dm_remap.timeout=5",
+      timeoutMs: 240_000,
+    });
+    report("boot 6 (main disk missing)", run);
+    assert.ok(!run.timedOut, `the boot hung:\n${run.log}`);
+    assert.match(run.log, /main-missing/);
+    assert.match(run.log, /dm-remap: could not assemble --scan within 5s/);
+    assert.equal(run.checks.length, 0);
   },
 });
 
@@ -105,47 +93,43 @@ Deno.test({
   fn: async () => {
     // The main disk of a second setup, "data", is there from the start; its spare is plugged in
     // through qemu's monitor: udev's rule and the incremental unit must start dm-remap@data.
-    const disks = await newGuestDisks();
+    await using disks = await newGuestDisks();
     const monitorPath = `${disks.directory}/monitor.sock`;
-    try {
-      let plugged: Promise<string> | undefined;
-      const run = await bootGuest(disks, {
-        checks: ["hotplug"],
-        disks: [disks.main, disks.spare, disks.dataMain],
-        monitorPath,
-        timeoutMs: 1_500_000,
-        onLine: (line) => {
-          if (line.includes("DMREMAP-HOTPLUG-NOW") && plugged === undefined) {
-            plugged = monitorCommands(monitorPath, [
-              `drive_add 0 if=none,id=hotplug,format=qcow2,cache=unsafe,file=${disks.dataSpare.path}`,
-              "device_add virtio-blk-pci,drive=hotplug,serial=data-spare,id=hotplug-disk",
-            ]);
-          }
-          return undefined;
-        },
-      });
-      report("boot 7 (hotplug)", run);
-      assert.ok(plugged, `the guest never asked for the disk:\n${run.log}`);
-      const answer = await plugged;
-      assert.doesNotMatch(answer, /Error|error/, answer);
-      assertChecks(run, [
-        ...ROOT_CHECKS,
-        "hotplug_spare_properties",
-        "hotplug_unit_active",
-        "hotplug_unit_status",
-        "hotplug_device_attached",
-        "hotplug_unit_fresh",
-        "systemctl_stop_detaches",
-        "systemctl_start_fresh",
-        "systemctl_start_serves",
-        "data_survives_stop_start",
-        "systemctl_stop_detaches_again",
-        "assemble_starts_unit",
-        "assemble_unit_serves",
-      ]);
-    } finally {
-      await Deno.remove(disks.directory, { recursive: true });
-    }
+    let plugged: Promise<string> | undefined;
+    const run = await bootGuest(disks, {
+      checks: ["hotplug"],
+      disks: [disks.main, disks.spare, disks.dataMain],
+      monitorPath,
+      timeoutMs: 1_500_000,
+      onLine: (line) => {
+        if (line.includes("DMREMAP-HOTPLUG-NOW") && plugged === undefined) {
+          plugged = monitorCommands(monitorPath, [
+            `drive_add 0 if=none,id=hotplug,format=qcow2,cache=unsafe,file=${disks.dataSpare.path}`,
+            "device_add virtio-blk-pci,drive=hotplug,serial=data-spare,id=hotplug-disk",
+          ]);
+        }
+        return undefined;
+      },
+    });
+    report("boot 7 (hotplug)", run);
+    assert.ok(plugged, `the guest never asked for the disk:\n${run.log}`);
+    const answer = await plugged;
+    assert.doesNotMatch(answer, /Error|error/, answer);
+    assertChecks(run, [
+      ...ROOT_CHECKS,
+      "hotplug_spare_properties",
+      "hotplug_unit_active",
+      "hotplug_unit_status",
+      "hotplug_device_attached",
+      "hotplug_unit_fresh",
+      "systemctl_stop_detaches",
+      "systemctl_start_fresh",
+      "systemctl_start_serves",
+      "data_survives_stop_start",
+      "systemctl_stop_detaches_again",
+      "assemble_starts_unit",
+      "assemble_unit_serves",
+    ]);
   },
 });
 
@@ -157,31 +141,27 @@ Deno.test({
   fn: async () => {
     // The main disk is dmr-main, a dm-linear device the initramfs makes before dm-remap
     // assembles; the guest swaps a file's blocks for dm-error there and writes the file again.
-    const disks = await newGuestDisks();
-    try {
-      const run = await bootGuest(disks, {
-        checks: ["defect"],
-        disks: [disks.defectMain, disks.defectSpare],
-        commandLine: "dmremap_test.dm_main",
-      });
-      report("boot 9 (grown defect under root)", run);
-      assert.match(run.log, /dmremap_test: dmr-main over \/dev\/vd/);
-      assertChecks(run, [
-        ...ROOT_CHECKS,
-        "defect_made_live",
-        "defect_is_an_error",
-        "defect_write_ok",
-        "defect_reads_back",
-        "defect_remapped",
-        "no_errors_after_defect",
-      ]);
-      assert.equal(
-        await spareShutdownState(disks, disks.defectSpare),
-        "clean",
-        "boot 9's power-off left it clean",
-      );
-    } finally {
-      await Deno.remove(disks.directory, { recursive: true });
-    }
+    await using disks = await newGuestDisks();
+    const run = await bootGuest(disks, {
+      checks: ["defect"],
+      disks: [disks.defectMain, disks.defectSpare],
+      commandLine: "dmremap_test.dm_main",
+    });
+    report("boot 9 (grown defect under root)", run);
+    assert.match(run.log, /dmremap_test: dmr-main over \/dev\/vd/);
+    assertChecks(run, [
+      ...ROOT_CHECKS,
+      "defect_made_live",
+      "defect_is_an_error",
+      "defect_write_ok",
+      "defect_reads_back",
+      "defect_remapped",
+      "no_errors_after_defect",
+    ]);
+    assert.equal(
+      await spareShutdownState(disks, disks.defectSpare),
+      "clean",
+      "boot 9's power-off left it clean",
+    );
   },
 });

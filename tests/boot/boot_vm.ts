@@ -79,8 +79,11 @@ const DISK_SERIALS = [
   "defect-spare",
 ] as const;
 
-/** One guest's disks: overlays of the templates, kept across the boots of one test. */
-export interface GuestDisks {
+/**
+ * One guest's disks: overlays of the templates, kept across the boots of one test; disposing
+ * removes them.
+ */
+export interface GuestDisks extends AsyncDisposable {
   directory: string;
   main: VmDisk;
   spare: VmDisk;
@@ -118,6 +121,7 @@ export async function newGuestDisks(): Promise<GuestDisks> {
     dataSpare: disks["data-spare"]!,
     defectMain: disks["defect-main"]!,
     defectSpare: disks["defect-spare"]!,
+    [Symbol.asyncDispose]: () => Deno.remove(directory, { recursive: true }),
   };
 }
 
@@ -270,52 +274,48 @@ export async function bootSeries(
   onBoot: (boot: SeriesBoot) => void,
   keepGoing = false,
 ): Promise<SeriesBoot[]> {
-  const disks = await newGuestDisks();
+  await using disks = await newGuestDisks();
   const fsynced: string[] = [];
   const outcomes: SeriesBoot[] = [];
-  try {
-    for (let index = 1; index <= boots; index++) {
-      const powerCut = index % 2 === 0;
-      const previous = outcomes.at(-1);
-      const checks = [
-        ...(previous === undefined ? [] : previous.powerCut ? ["replayed"] : ["clean"]),
-        ...(fsynced.length > 0 ? ["verify"] : []),
-      ];
-      const files = { "fsynced.txt": fsynced.join("\n") + "\n" };
-      const expected = checks.map((name) => CHECK_REPORTS[name]!);
-      const outcome: SeriesBoot = { boot: index, powerCut, checks, ok: false, fsyncedFiles: 0 };
-      try {
-        let run: VmRun;
-        if (powerCut) {
-          const cut = await bootAndCut(disks, checks, files);
-          run = cut.run;
-          assertChecks(run, expected, { done: false });
-          fsynced.push(...cut.fsynced);
-        } else {
-          run = await bootGuest(disks, { checks, files });
-          assertChecks(run, [...ROOT_CHECKS, ...expected]);
-        }
-        outcome.seconds = Math.round(run.durationMs / 1000);
-        outcome.assembly = assemblyTimeOf(run);
-        const timeline = run.checks.find((check) => check.check === "boot_timeline");
-        outcome.timeline = timeline && String(timeline.detail);
-        assert.ok(outcome.assembly, "the initramfs reported its assembly time");
-        assert.match(run.log, UDEV_RECOGNISED, "the initramfs's udev labelled the spare");
-        // A clean power-off had the shutdown hook stop the server once root was read-only; a
-        // cut leaves the server's marker, which the next boot's check tells from a clean stop.
-        assert.equal(await spareShutdownState(disks), powerCut ? "serving" : "clean");
-        await fsckMain(disks);
-        outcome.ok = true;
-      } catch (error) {
-        outcome.error = (error as Error).message;
+  for (let index = 1; index <= boots; index++) {
+    const powerCut = index % 2 === 0;
+    const previous = outcomes.at(-1);
+    const checks = [
+      ...(previous === undefined ? [] : previous.powerCut ? ["replayed"] : ["clean"]),
+      ...(fsynced.length > 0 ? ["verify"] : []),
+    ];
+    const files = { "fsynced.txt": fsynced.join("\n") + "\n" };
+    const expected = checks.map((name) => CHECK_REPORTS[name]!);
+    const outcome: SeriesBoot = { boot: index, powerCut, checks, ok: false, fsyncedFiles: 0 };
+    try {
+      let run: VmRun;
+      if (powerCut) {
+        const cut = await bootAndCut(disks, checks, files);
+        run = cut.run;
+        assertChecks(run, expected, { done: false });
+        fsynced.push(...cut.fsynced);
+      } else {
+        run = await bootGuest(disks, { checks, files });
+        assertChecks(run, [...ROOT_CHECKS, ...expected]);
       }
-      outcome.fsyncedFiles = fsynced.length;
-      outcomes.push(outcome);
-      onBoot(outcome);
-      if (!outcome.ok && !keepGoing) break;
+      outcome.seconds = Math.round(run.durationMs / 1000);
+      outcome.assembly = assemblyTimeOf(run);
+      const timeline = run.checks.find((check) => check.check === "boot_timeline");
+      outcome.timeline = timeline && String(timeline.detail);
+      assert.ok(outcome.assembly, "the initramfs reported its assembly time");
+      assert.match(run.log, UDEV_RECOGNISED, "the initramfs's udev labelled the spare");
+      // A clean power-off had the shutdown hook stop the server once root was read-only; a
+      // cut leaves the server's marker, which the next boot's check tells from a clean stop.
+      assert.equal(await spareShutdownState(disks), powerCut ? "serving" : "clean");
+      await fsckMain(disks);
+      outcome.ok = true;
+    } catch (error) {
+      outcome.error = (error as Error).message;
     }
-  } finally {
-    await Deno.remove(disks.directory, { recursive: true });
+    outcome.fsyncedFiles = fsynced.length;
+    outcomes.push(outcome);
+    onBoot(outcome);
+    if (!outcome.ok && !keepGoing) break;
   }
   return outcomes;
 }

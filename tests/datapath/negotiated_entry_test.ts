@@ -60,6 +60,21 @@ function socketPair(): [number, number] {
   return pair;
 }
 
+/** A session made up for export "dp" (simple replies), as the kernel's attachment gives one. */
+function givenSession(sizeBytes: number, received: Uint8Array) {
+  return {
+    export: { name: "dp", sizeBytes, preferredBlockBytes: 4096 },
+    session: {
+      exportName: "dp",
+      structuredReplies: false,
+      baseAllocationId: undefined,
+      transmissionFlags: transmissionFlagsOf(false),
+    },
+    received,
+    receivedBytes: 0,
+  };
+}
+
 Deno.test("data plane: a socket negotiated before the worker starts is served, requests sent behind NBD_OPT_GO included", async () => {
   await using setup = await startServedSetup();
   const [serverFd, clientFd] = socketPair();
@@ -107,17 +122,10 @@ Deno.test("data plane: a worker serves a socket with a session it is given, in t
   try {
     const received = encodeRequest({ type: NBD_CMD.READ, cookie: 9, offset: 0, length: 4096 });
     const served = setup.dataPlane.serve(serverFd, {
-      transport: {
-        export: { name: "dp", sizeBytes: setup.engine.sizeBytes, preferredBlockBytes: 4096 },
-        session: {
-          exportName: "dp",
-          structuredReplies: false,
-          baseAllocationId: undefined,
-          transmissionFlags: transmissionFlagsOf(false),
-        },
-        received: received.subarray(0, REQUEST_HEADER_BYTES - 5),
-        receivedBytes: 0,
-      },
+      transport: givenSession(
+        setup.engine.sizeBytes,
+        received.subarray(0, REQUEST_HEADER_BYTES - 5),
+      ),
     });
     const client = fdClient(clientFd);
     client.write(received.subarray(REQUEST_HEADER_BYTES - 5));
@@ -138,17 +146,7 @@ Deno.test("data plane: a socket given to a worker that cannot start ends as fail
   const [serverFd, clientFd] = socketPair();
   try {
     const served = setup.dataPlane.serve(serverFd, {
-      transport: {
-        export: { name: "dp", sizeBytes: setup.engine.sizeBytes, preferredBlockBytes: 4096 },
-        session: {
-          exportName: "dp",
-          structuredReplies: false,
-          baseAllocationId: undefined,
-          transmissionFlags: transmissionFlagsOf(false),
-        },
-        received: new Uint8Array(0),
-        receivedBytes: 0,
-      },
+      transport: givenSession(setup.engine.sizeBytes, new Uint8Array(0)),
     });
     const outcome = await served.done;
     assert(outcome.end === "failed", `ended as ${outcome.end}`);
