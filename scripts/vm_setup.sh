@@ -13,6 +13,9 @@ scripts/setup.sh
 
 cache=tests/vm/.cache
 mkdir -p "$cache"
+# The suite's VM and boot tests may both ask for the artefacts at once: one builds, the other waits.
+exec 9>"$cache/.lock"
+flock 9
 
 apt_packages=(qemu-system-x86 busybox-static nbd-client dmsetup e2fsprogs fio cpio kmod smartmontools)
 scripts/apt_ensure.sh "${apt_packages[@]}"

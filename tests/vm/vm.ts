@@ -136,7 +136,9 @@ async function buildInitrd(kernel: VmKernel): Promise<string> {
     const initrd = new Uint8Array(base.length + overlay.length);
     initrd.set(base, 0);
     initrd.set(overlay, base.length);
-    const path = `${cache}/initrd-run-${Deno.pid}.cpio`;
+    // One per module that boots VMs (deno test --parallel runs the VM and boot tests in one
+    // process): each removes its own when it unloads.
+    const path = await Deno.makeTempFile({ dir: cache, prefix: "initrd-run-", suffix: ".cpio" });
     await Deno.writeFile(path, initrd);
     globalThis.addEventListener("unload", () => {
       try {

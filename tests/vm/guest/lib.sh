@@ -69,12 +69,14 @@ main_set_bad() {
 
 # serve_start [ARGS...]: starts `dm-remap serve` in the background; waits until it serves.
 serve_start() {
+  # A restart appends to the same log: wait for a "serving" line of this server's own.
+  served_before=$(grep -c "serving [0-9]* bytes" /tmp/serve.log 2>/dev/null)
   deno run -A "${SERVE_BUNDLE:-/guest/dm-remap.js}" serve "$SETUP" --main "$MAIN" --spare "$DISK_SPARE" --socket "$NBD_SOCKET" \
     --api-socket "$API_SOCKET" "$@" >>/tmp/serve.log 2>&1 &
   SERVE_PID=$!
   echo "$SERVE_PID" >/run/serve.pid
   tries=0
-  until grep -q "serving [0-9]* bytes" /tmp/serve.log 2>/dev/null; do
+  until [ "$(grep -c "serving [0-9]* bytes" /tmp/serve.log 2>/dev/null)" -gt "${served_before:-0}" ]; do
     tries=$((tries + 1))
     if [ $tries -gt 600 ] || ! kill -0 $SERVE_PID 2>/dev/null; then
       cat /tmp/serve.log

@@ -17,8 +17,10 @@ IO_WATCH_REQUEUE_EXPECTED=true
 echo 2 >/tmp/io_watch.connections
 
 # assemble ARGS...: dm-remap assemble with a probe deadline for emulation: under TCG on a busy
-# host a probe's reads take far longer than the default 2 s allows real disks.
-assemble() { dmremap assemble --timeout-ms 15000 "$@"; }
+# host a probe's reads take far longer than the default 2 s allows real disks, and a probe worker
+# of two assembles at once took longer than 15 s to start while two other VMs ran (as the
+# initramfs, 30 s).
+assemble() { dmremap assemble --timeout-ms 30000 "$@"; }
 
 # sums: SHA-256 of every disk the scenario does not write itself.
 sums() { sha256sum "$DISK_MAIN" "$DISK_SPARE" "$CLONE" "$OTHER"; }
