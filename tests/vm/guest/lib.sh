@@ -156,6 +156,19 @@ nbd_attach() {
   done
 }
 
+# nbd_attach_ioctl ARGS...: nbd-client in ioctl mode, then waits (up to 30 s) until the kernel
+# serves $NBD. Its child sets the socket and enters NBD_DO_IT after the parent returned; a mount
+# before that reads EIO, which a TCG guest beside two other VMs showed.
+nbd_attach_ioctl() {
+  nbd-client -unix "$NBD_SOCKET" "$NBD" -N "$SETUP" -b 4096 "$@" || return 1
+  waited=0
+  while [ ! -e "/sys/block/${NBD#/dev/}/pid" ] && [ $waited -lt 300 ]; do
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  [ -e "/sys/block/${NBD#/dev/}/pid" ]
+}
+
 # nbd_wait_detached: waits (up to 30 s) until the kernel has let go of $NBD after a disconnect.
 # The disconnect returns before the device's receive workers end and its configuration is
 # released (the pid attribute goes with it); an ioctl-mode attach before that is refused

@@ -48,7 +48,7 @@ restart_under_writer netlink
 nbd-client -d "$NBD"
 check netlink:detached nbd_wait_detached
 note "netlink done"
-check ioctl:attach nbd-client -unix "$NBD_SOCKET" "$NBD" -N "$SETUP" -b 4096 -L -p
+check ioctl:attach nbd_attach_ioctl -L -p
 restart_under_writer ioctl
 nbd-client -d "$NBD"
 check ioctl:detached nbd_wait_detached
