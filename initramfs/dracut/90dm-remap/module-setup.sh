@@ -1,7 +1,7 @@
 #!/bin/bash
 # dracut module "dm-remap" (installed in /usr/lib/dracut/modules.d/90dm-remap/): puts the dm-remap
-# program, its Deno runtime, its configuration, its udev rule and the nbd module into the initramfs, and
-# assembles the dm-remap setups from the disks' metadata alone in the initqueue
+# program, its Deno runtime, its configuration, its udev rule and the nbd module into the
+# initramfs, and assembles the dm-remap setups from the disks' metadata alone in the initqueue
 # (dm-remap-assemble.sh), before root mounts.
 # The counterpart of initramfs-tools' hook and local-top script; the same kernel command line.
 
