@@ -64,7 +64,10 @@ if [ ! -d "$cache/kernel/$kernel_package" ]; then
 fi
 kroot="$(realpath "$cache/kernel/$kernel_package")"
 kver=$(ls "$kroot/lib/modules")
-cp "$kroot/boot/vmlinuz-$kver" "$cache/vmlinuz"
+# Each artefact is replaced by a rename, never rewritten in place: a VM booting from it keeps
+# the whole old file.
+cp "$kroot/boot/vmlinuz-$kver" "$cache/vmlinuz.tmp"
+mv "$cache/vmlinuz.tmp" "$cache/vmlinuz"
 depmod -b "$kroot" "$kver"
 
 # Modules in load order: each one's dependencies (from modules.dep) before it.

@@ -46,7 +46,10 @@ async function withImages(body: (images: Images) => Promise<void>): Promise<void
 }
 
 function report(name: string, run: VmRun): void {
-  console.log(`vm ${name}: ${(run.durationMs / 1000).toFixed(1)} s, ${run.checks.length} checks`);
+  const boots = run.boots > 1 ? ` (booted ${run.boots} times: the first did not reach /init)` : "";
+  console.log(
+    `vm ${name}: ${(run.durationMs / 1000).toFixed(1)} s, ${run.checks.length} checks${boots}`,
+  );
   for (const check of run.checks) {
     if (check.check.startsWith("observe:") || check.check.startsWith("perf:")) {
       console.log(`  ${check.check}: ${JSON.stringify(check.detail)}`);
@@ -651,6 +654,8 @@ Deno.test("vm harness: a failed, missing or unfinished check fails the test and 
     log: "GUEST-LOG-TEXT",
     killed: false,
     timedOut: false,
+    initNotReached: false,
+    boots: 1,
     durationMs: 1,
   };
   assertChecks(base, ["a"]);
@@ -661,4 +666,15 @@ Deno.test("vm harness: a failed, missing or unfinished check fails the test and 
   );
   assert.throws(() => assertChecks(base, ["a", "b"]), /check "b" was never reported/);
   assert.throws(() => assertChecks({ ...base, done: false }, ["a"]), /did not print DMREMAP-DONE/);
+  // The problems also follow the log: a CI log cut to its tail shows them.
+  assert.throws(() => assertChecks(base, ["a", "b"]), /GUEST-LOG-TEXT[\s\S]*never reported$/);
+});
+
+Deno.test("vm harness: a kernel that does not reach /init in time is booted twice, then fails", async () => {
+  await withImages(async ({ disks }) => {
+    const run = await bootVm({ scenario: "basic", disks, initDeadlineMs: 1 });
+    assert.equal(run.boots, 2);
+    assert.ok(run.initNotReached && run.timedOut && run.killed);
+    assert.throws(() => assertChecks(run, []), /did not reach \/init in time/);
+  });
 });
