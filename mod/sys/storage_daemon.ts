@@ -2,15 +2,19 @@
  * What a daemon serving the root filesystem does for itself (systemd.io,
  * "Storage Daemons for the Root File System"; mdmon does the same): its own
  * writes may not wait on the memory reclaim that waits on it
- * (`PR_SET_IO_FLUSHER`), and the OOM killer never picks it (`oom_score_adj`
- * -1000). The '@' in argv[0] that spares it from systemd's killing sprees is
- * set by whoever starts it; it is read here.
+ * (`PR_SET_IO_FLUSHER`), the OOM killer never picks it (`oom_score_adj`
+ * -1000), and its code is never evicted, since reading it back could need the
+ * very filesystem it serves (`mlock` of every mapped file). The '@' in argv[0]
+ * that spares it from systemd's killing sprees is set by whoever starts it; it
+ * is read here.
  *
- * Not `mlockall`: Deno's V8 aborts the process ("Fatal error: Check failed:
- * 0 == ret") after `mlockall(MCL_CURRENT)`, with or without `MCL_FUTURE` and
- * `MCL_ONFAULT` (tried with Deno 2.9.6: the runtime frees pages of its heap
- * with calls that fail on locked memory). A server that aborts is worse than
- * one whose pages can be swapped; the guests have no swap.
+ * Not `mlockall(MCL_CURRENT)`: V8 gives back pages of its heap with
+ * `madvise(MADV_DONTNEED)`, which fails with EINVAL on locked memory, and then
+ * aborts the process ("Fatal error: Check failed: 0 == ret"; seen with
+ * Deno 2.9.6 under strace, also with `MCL_ONFAULT`). So only file-backed
+ * mappings are locked: the program, its runtime and libraries, which V8 never
+ * discards. The anonymous heap stays unlocked; it can only be paged out to
+ * swap, and an appliance keeps swap off the remapped device.
  *
  * @module
  */
@@ -19,6 +23,7 @@ import { callSync } from "./libc.ts";
 
 const SYMBOLS = {
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  mlock: { parameters: ["usize", "usize"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** linux/prctl.h, since Linux 5.6. */
@@ -29,6 +34,40 @@ const PR_GET_IO_FLUSHER = 58;
 export interface StorageDaemonReport {
   ioFlusher: string;
   oomScoreAdj: string;
+  /** `mlock` of every file-backed mapping ("ok", or the errno and the file it failed on). */
+  mappedFilesLocked: string;
+}
+
+/** One file-backed range of this process's address space. */
+export interface FileMapping {
+  start: bigint;
+  end: bigint;
+  path: string;
+}
+
+/**
+ * The file-backed mappings in the text of /proc/PID/maps: those with an inode and a path,
+ * but not devices (a ublk queue's command buffer is mapped from /dev and is no page cache).
+ */
+export function fileMappings(maps: string): FileMapping[] {
+  const mappings: FileMapping[] = [];
+  for (const line of maps.split("\n")) {
+    const match = line.match(/^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)\s+(\/.*)$/);
+    if (match === null) continue;
+    const [, start = "", end = "", inode = "0", path = ""] = match;
+    if (inode === "0" || path.startsWith("/dev/")) continue;
+    mappings.push({ start: BigInt(`0x${start}`), end: BigInt(`0x${end}`), path });
+  }
+  return mappings;
+}
+
+/** Locks each file-backed mapping of this process into memory; stops at the first refusal. */
+function lockMappedFiles(libc: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"]): string {
+  for (const mapping of fileMappings(Deno.readTextFileSync("/proc/self/maps"))) {
+    const result = callSync(() => libc.mlock(mapping.start, mapping.end - mapping.start));
+    if (result < 0) return `errno ${-result} (${mapping.path})`;
+  }
+  return "ok";
 }
 
 /** Whether this process's argv[0] starts with '@' (read from /proc/self/cmdline). */
@@ -42,8 +81,9 @@ export function hasRootStorageDaemonName(): boolean {
 }
 
 /**
- * Sets `PR_SET_IO_FLUSHER` and `oom_score_adj` -1000. Each step is tried even
- * if the other fails (they need CAP_SYS_RESOURCE).
+ * Sets `PR_SET_IO_FLUSHER` and `oom_score_adj` -1000, and locks the mapped
+ * files into memory. Each step is tried even if another fails (the first two
+ * need CAP_SYS_RESOURCE, the lock CAP_IPC_LOCK or a large RLIMIT_MEMLOCK).
  *
  * @returns What each step did.
  */
@@ -59,6 +99,7 @@ export function becomeRootStorageDaemon(): StorageDaemonReport {
   return {
     ioFlusher: flusher < 0 ? `errno ${-flusher}` : "ok",
     oomScoreAdj,
+    mappedFilesLocked: lockMappedFiles(libc),
   };
 }
 

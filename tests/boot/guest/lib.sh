@@ -22,6 +22,8 @@ root_checks() {
   pid=$(server_pid)
   check server_is_root_daemon sh -c "head -c1 /proc/$pid/cmdline | grep -qx @ && tr '\\0' ' ' </proc/$pid/cmdline"
   check server_oom_score_adj sh -c "v=\$(cat /proc/$pid/oom_score_adj); echo \$v; [ \$v = -1000 ]"
+  # Its runtime's binary is locked in memory, all of it (mlock of every mapped file).
+  check server_locked_memory sh -c "l=\$(awk '/^VmLck:/ {print \$2}' /proc/$pid/status); e=\$(stat -L -c %s /proc/$pid/exe); echo locked \$l KiB runtime \$e bytes; [ \$((l * 1024)) -ge \$e ]"
   check unit_active systemctl is-active dm-remap@root.service
   check unit_main_pid_is_server sh -c "m=\$(systemctl show -p MainPID --value dm-remap@root.service); echo main \$m server $pid; [ \"\$m\" = $pid ]"
   check no_initramfs_files_open sh -c "ls -l /proc/$pid/exe /proc/$pid/cwd /proc/$pid/root; ! ls -l /proc/$pid/fd | grep -v -e /dev/ -e /run/ -e socket: -e pipe: -e anon_inode: -e 'total ' | grep ' -> /'"
