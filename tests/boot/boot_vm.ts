@@ -205,6 +205,7 @@ export const ROOT_CHECKS = [
   "root_on_nbd",
   "server_is_root_daemon",
   "server_oom_score_adj",
+  "server_daemon_steps",
   "server_locked_memory",
   "unit_active",
   "unit_main_pid_is_server",

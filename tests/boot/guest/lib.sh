@@ -22,6 +22,9 @@ root_checks() {
   pid=$(server_pid)
   check server_is_root_daemon sh -c "head -c1 /proc/$pid/cmdline | grep -qx @ && tr '\\0' ' ' </proc/$pid/cmdline"
   check server_oom_score_adj sh -c "v=\$(cat /proc/$pid/oom_score_adj); echo \$v; [ \$v = -1000 ]"
+  # What it did for itself at its start, as its log says (PR_SET_IO_FLUSHER cannot be read
+  # from outside the process).
+  check server_daemon_steps sh -c "l=\$(grep -h 'root storage daemon' /run/dm-remap/*.log | head -1); echo \"\$l\"; echo \"\$l\" | grep -qF '{\"ioFlusher\":\"ok\",\"oomScoreAdj\":\"ok\",\"mappedFilesLocked\":\"ok\"}'"
   # Its runtime's binary is locked in memory, all of it (mlock of every mapped file).
   check server_locked_memory sh -c "l=\$(awk '/^VmLck:/ {print \$2}' /proc/$pid/status); e=\$(stat -L -c %s /proc/$pid/exe); echo locked \$l KiB runtime \$e bytes; [ \$((l * 1024)) -ge \$e ]"
   check unit_active systemctl is-active dm-remap@root.service
