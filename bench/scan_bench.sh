@@ -5,8 +5,11 @@
 #    a second after one ends) and with it stopped (`scan stop`), in alternating
 #    pairs of runs; workloads 4K random read QD1 and QD32 and 1M sequential read;
 #    the ratio on/off per pair (median, min, max, and the ratio of the sums), the
-#    bytes the scanner read during each "on" run, and the A/A ratio of the "off"
-#    runs of consecutive pairs;
+#    bytes the scanner read during each "on" run, the server's CPU time per
+#    request on/off (all its threads), and the A/A ratio of the "off" runs of
+#    consecutive pairs; the scanner is switched through the API (curl), so no
+#    CLI start-up, during which the idle scanner reads at its full cap, falls
+#    inside a run;
 # 2. the idle time of one full pass over the 1 GiB main disk (the scanner's
 #    own pass times), against `dd iflag=direct bs=1M` of the same file, and
 #    that dd against a second dd (A/A: the machine's noise).
@@ -78,42 +81,60 @@ fio_run() { # uri rw bs depth -> IOPS errors
     --output="$dir/fio.json" >"$dir/fio.log" 2>&1 || { cat "$dir/fio.log" "$dir"/*.log >&2; exit 1; }
   python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]; print(j["read"]["iops"] + j["write"]["iops"], j["error"])' "$dir/fio.json"
 }
-scanned_bytes() { status scan | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytesScanned"])'; }
+# Straight from the API (curl, milliseconds), not through the CLI: while a CLI process starts
+# (a second here) the scanner, idle between fio runs, reads at its full cap.
+scanned_bytes() {
+  curl -s --unix-socket "$dir/scan.api.sock" http://localhost/api/v1/scan |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["bytesScanned"])'
+}
+server_pid=${pids[-1]}
+# The server's CPU time (all its threads: main, workers), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 results=()
 for workload in "randread 4k 1" "randread 4k 32" "read 1m 8"; do
   read -r rw bs depth <<<"$workload"
+  # A first run of the workload, not counted: the pairs then start from the same state.
+  fio_run "nbd+unix:///scan?socket=$dir/scan.nbd.sock" "$rw" "$bs" "$depth" >/dev/null
   for rep in $(seq 1 "$reps"); do
     order=(on off)
     if ((rep % 2 == 0)); then order=(off on); fi
-    declare -A iops=()
+    declare -A iops=() cpu=()
     for scanner in "${order[@]}"; do
       if [ "$scanner" = on ]; then action=start; else action=stop; fi
-      dm scan scan "$action" --api-socket "$dir/scan.api.sock" >/dev/null
+      curl -s -f -X POST --unix-socket "$dir/scan.api.sock" "http://localhost/api/v1/scan/$action" >/dev/null
       before=$(scanned_bytes)
+      ticks_before=$(cpu_ticks)
       read -r value errors <<<"$(fio_run "nbd+unix:///scan?socket=$dir/scan.nbd.sock" "$rw" "$bs" "$depth")"
+      cpu[$scanner]=$(($(cpu_ticks) - ticks_before))
       [ "$errors" = 0 ] || { echo "fio reported errors (scanner $scanner)" >&2; exit 1; }
       iops[$scanner]=$value
       if [ "$scanner" = on ]; then scanned_during=$(($(scanned_bytes) - before)); fi
     done
-    results+=("$rw $bs qd$depth,$rep,${iops[on]},${iops[off]},$scanned_during")
+    results+=("$rw $bs qd$depth,$rep,${iops[on]},${iops[off]},$scanned_during,${cpu[on]},${cpu[off]}")
   done
 done
 scanned=$(status scan)
 printf '%s\n' "${results[@]}" >"$dir/results.csv"
 python3 - "$out" "$pass_s" "$dd_s" "$scanned" "$reps" "$rt" "$dir/results.csv" "$dd_again_s" <<'PY'
-import json, statistics, subprocess, sys
+import json, os, statistics, subprocess, sys
 out, pass_s, dd_s, scanned, reps, rt = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 rows = {}
 for line in open(sys.argv[7]).read().split("\n"):
     if not line: continue
-    workload, rep, on, off, scanned_during = line.split(",")
-    rows.setdefault(workload, []).append({"pair": int(rep), "scanOnIops": float(on), "scanOffIops": float(off), "ratio": float(on) / float(off), "bytesScannedDuringOn": int(scanned_during)})
+    workload, rep, on, off, scanned_during, cpu_on, cpu_off = line.split(",")
+    tick_s = 1 / os.sysconf("SC_CLK_TCK")
+    rows.setdefault(workload, []).append({"pair": int(rep), "scanOnIops": float(on), "scanOffIops": float(off), "ratio": float(on) / float(off), "bytesScannedDuringOn": int(scanned_during),
+                                          "serverCpuOnS": int(cpu_on) * tick_s, "serverCpuOffS": int(cpu_off) * tick_s})
 def summary(runs):
     ratios = [r["ratio"] for r in runs]
     offs = [r["scanOffIops"] for r in runs]
     aa = [b / a for a, b in zip(offs, offs[1:])]
     return {"ratioMedian": statistics.median(ratios), "ratioMin": min(ratios), "ratioMax": max(ratios),
             "ratioOfSums": sum(r["scanOnIops"] for r in runs) / sum(offs),
+            # The server's CPU per request, scanner on / off: what the scanner costs the CPUs.
+            "cpuPerRequestRatioOfSums": (sum(r["serverCpuOnS"] for r in runs) / sum(r["scanOnIops"] for r in runs)) /
+                                        (sum(r["serverCpuOffS"] for r in runs) / sum(offs)),
+            "bytesScannedDuringOnMedian": statistics.median(r["bytesScannedDuringOn"] for r in runs),
             "aaRatioMedian": statistics.median(aa) if aa else None, "aaRatioMin": min(aa) if aa else None, "aaRatioMax": max(aa) if aa else None,
             "runs": runs}
 report = {
@@ -128,7 +149,7 @@ report = {
 }
 json.dump(report, open(out, "w"), indent=2)
 for w, v in report["workloads"].items():
-    print(f"{w:20s} on/off median {v['ratioMedian']:.3f} (min {v['ratioMin']:.3f}, max {v['ratioMax']:.3f}), sums {v['ratioOfSums']:.3f}; A/A median {v['aaRatioMedian']:.3f} (min {v['aaRatioMin']:.3f}, max {v['aaRatioMax']:.3f})")
+    print(f"{w:20s} on/off median {v['ratioMedian']:.3f} (min {v['ratioMin']:.3f}, max {v['ratioMax']:.3f}), sums {v['ratioOfSums']:.3f}; A/A median {v['aaRatioMedian']:.3f} (min {v['aaRatioMin']:.3f}, max {v['aaRatioMax']:.3f}); server CPU per request on/off {v['cpuPerRequestRatioOfSums']:.3f}; scanned during a run, median {v['bytesScannedDuringOnMedian'] / 2**20:.1f} MiB")
 print(f"idle pass of 1 GiB: scanner {pass_s:.1f} s, dd iflag=direct {dd_s:.1f} s (again {float(sys.argv[8]):.1f} s)")
 print(out)
 PY
