@@ -16,7 +16,8 @@
 # The main disk is a 1 GiB file of random data (not sparse: a hole reads
 # without disk I/O).
 #
-# Usage: bench/scan_bench.sh [OUT.json]   (REPS=8 pairs, RT=10 seconds per fio run)
+# Usage: bench/scan_bench.sh [OUT.json]   (REPS=8 pairs, RT=10 seconds per fio run (at least 4),
+#        WORKLOADS="randread 4k 1,randread 4k 32,read 1m 8": fio's rw, bs and iodepth)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 deno="$root/node_modules/.bin/deno"
@@ -91,26 +92,38 @@ server_pid=${pids[-1]}
 # The server's CPU time (all its threads: main, workers), in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 results=()
-for workload in "randread 4k 1" "randread 4k 32" "read 1m 8"; do
+IFS=, read -r -a workloads <<<"${WORKLOADS:-randread 4k 1,randread 4k 32,read 1m 8}"
+for workload in "${workloads[@]}"; do
   read -r rw bs depth <<<"$workload"
   # A first run of the workload, not counted: the pairs then start from the same state.
   fio_run "nbd+unix:///scan?socket=$dir/scan.nbd.sock" "$rw" "$bs" "$depth" >/dev/null
   for rep in $(seq 1 "$reps"); do
     order=(on off)
     if ((rep % 2 == 0)); then order=(off on); fi
-    declare -A iops=() cpu=()
+    declare -A iops=() cpu=() steady=()
     for scanner in "${order[@]}"; do
       if [ "$scanner" = on ]; then action=start; else action=stop; fi
       curl -s -f -X POST --unix-socket "$dir/scan.api.sock" "http://localhost/api/v1/scan/$action" >/dev/null
       before=$(scanned_bytes)
       ticks_before=$(cpu_ticks)
+      # The scanner's bytes over the middle of the run (from 2 s in to 1 s before its end):
+      # fio's start and end, when the scanner sees an idle disk, stay outside.
+      (
+        sleep 2
+        first=$(scanned_bytes)
+        sleep $((rt - 3))
+        echo $(($(scanned_bytes) - first)) >"$dir/steady.bytes"
+      ) &
+      sampler=$!
       read -r value errors <<<"$(fio_run "nbd+unix:///scan?socket=$dir/scan.nbd.sock" "$rw" "$bs" "$depth")"
       cpu[$scanner]=$(($(cpu_ticks) - ticks_before))
+      wait "$sampler"
+      steady[$scanner]=$(cat "$dir/steady.bytes")
       [ "$errors" = 0 ] || { echo "fio reported errors (scanner $scanner)" >&2; exit 1; }
       iops[$scanner]=$value
       if [ "$scanner" = on ]; then scanned_during=$(($(scanned_bytes) - before)); fi
     done
-    results+=("$rw $bs qd$depth,$rep,${iops[on]},${iops[off]},$scanned_during,${cpu[on]},${cpu[off]}")
+    results+=("$rw $bs qd$depth,$rep,${iops[on]},${iops[off]},$scanned_during,${cpu[on]},${cpu[off]},${steady[on]}")
   done
 done
 scanned=$(status scan)
@@ -121,10 +134,11 @@ out, pass_s, dd_s, scanned, reps, rt = sys.argv[1], float(sys.argv[2]), float(sy
 rows = {}
 for line in open(sys.argv[7]).read().split("\n"):
     if not line: continue
-    workload, rep, on, off, scanned_during, cpu_on, cpu_off = line.split(",")
+    workload, rep, on, off, scanned_during, cpu_on, cpu_off, steady_on = line.split(",")
     tick_s = 1 / os.sysconf("SC_CLK_TCK")
     rows.setdefault(workload, []).append({"pair": int(rep), "scanOnIops": float(on), "scanOffIops": float(off), "ratio": float(on) / float(off), "bytesScannedDuringOn": int(scanned_during),
-                                          "serverCpuOnS": int(cpu_on) * tick_s, "serverCpuOffS": int(cpu_off) * tick_s})
+                                          "serverCpuOnS": int(cpu_on) * tick_s, "serverCpuOffS": int(cpu_off) * tick_s,
+                                          "scanBytesPerSMidRun": int(steady_on) / (rt - 3)})
 def summary(runs):
     ratios = [r["ratio"] for r in runs]
     offs = [r["scanOffIops"] for r in runs]
@@ -135,6 +149,7 @@ def summary(runs):
             "cpuPerRequestRatioOfSums": (sum(r["serverCpuOnS"] for r in runs) / sum(r["scanOnIops"] for r in runs)) /
                                         (sum(r["serverCpuOffS"] for r in runs) / sum(offs)),
             "bytesScannedDuringOnMedian": statistics.median(r["bytesScannedDuringOn"] for r in runs),
+            "scanBytesPerSMidRunMedian": statistics.median(r["scanBytesPerSMidRun"] for r in runs),
             "aaRatioMedian": statistics.median(aa) if aa else None, "aaRatioMin": min(aa) if aa else None, "aaRatioMax": max(aa) if aa else None,
             "runs": runs}
 report = {
@@ -149,7 +164,7 @@ report = {
 }
 json.dump(report, open(out, "w"), indent=2)
 for w, v in report["workloads"].items():
-    print(f"{w:20s} on/off median {v['ratioMedian']:.3f} (min {v['ratioMin']:.3f}, max {v['ratioMax']:.3f}), sums {v['ratioOfSums']:.3f}; A/A median {v['aaRatioMedian']:.3f} (min {v['aaRatioMin']:.3f}, max {v['aaRatioMax']:.3f}); server CPU per request on/off {v['cpuPerRequestRatioOfSums']:.3f}; scanned during a run, median {v['bytesScannedDuringOnMedian'] / 2**20:.1f} MiB")
+    print(f"{w:20s} on/off median {v['ratioMedian']:.3f} (min {v['ratioMin']:.3f}, max {v['ratioMax']:.3f}), sums {v['ratioOfSums']:.3f}; A/A median {v['aaRatioMedian']:.3f} (min {v['aaRatioMin']:.3f}, max {v['aaRatioMax']:.3f}); server CPU per request on/off {v['cpuPerRequestRatioOfSums']:.3f}; scanned during a run, median {v['bytesScannedDuringOnMedian'] / 2**20:.1f} MiB, mid-run {v['scanBytesPerSMidRunMedian'] / 2**20:.2f} MiB/s")
 print(f"idle pass of 1 GiB: scanner {pass_s:.1f} s, dd iflag=direct {dd_s:.1f} s (again {float(sys.argv[8]):.1f} s)")
 print(out)
 PY
