@@ -132,10 +132,10 @@ python3 - "$out" "$pass_s" "$dd_s" "$scanned" "$reps" "$rt" "$dir/results.csv" "
 import json, os, statistics, subprocess, sys
 out, pass_s, dd_s, scanned, reps, rt = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 rows = {}
+tick_s = 1 / os.sysconf("SC_CLK_TCK")
 for line in open(sys.argv[7]).read().split("\n"):
     if not line: continue
     workload, rep, on, off, scanned_during, cpu_on, cpu_off, steady_on = line.split(",")
-    tick_s = 1 / os.sysconf("SC_CLK_TCK")
     rows.setdefault(workload, []).append({"pair": int(rep), "scanOnIops": float(on), "scanOffIops": float(off), "ratio": float(on) / float(off), "bytesScannedDuringOn": int(scanned_during),
                                           "serverCpuOnS": int(cpu_on) * tick_s, "serverCpuOffS": int(cpu_off) * tick_s,
                                           "scanBytesPerSMidRun": int(steady_on) / (rt - 3)})
