@@ -286,7 +286,7 @@ export const SCAN_RATE_BYTES_PER_S_BUSY = 1024 * 1024;
 export const SCAN_RATE_WINDOW_MS = 5_000;
 /** The lowest rate cap `--scan-rate-max` accepts. */
 export const SCAN_RATE_BYTES_PER_S_MIN = 64 * 1024;
-/** How often the scanner looks again while foreground requests are in flight. */
+/** The scanner's first wait while foreground requests are in flight; each further wait doubles. */
 export const SCAN_YIELD_POLL_MS = 2;
 /** The longest the scanner waits for the foreground to drain before it reads its smallest chunk anyway. */
 export const SCAN_YIELD_MS_MAX = 100;

@@ -17,8 +17,9 @@
  *   once more; one that reads again failed only for a while (a flaky block)
  *   and is relocated like a weak one: its main-disk contents are the newest,
  *   since a client write to a pending block is remapped.
- * - Throttling: while foreground requests are in flight it waits (polling
- *   every SCAN_YIELD_POLL_MS, at most SCAN_YIELD_MS_MAX), then reads its
+ * - Throttling: while foreground requests are in flight it waits (looking
+ *   again after SCAN_YIELD_POLL_MS, then twice as long each time, at most
+ *   SCAN_YIELD_MS_MAX in all), then reads its
  *   smallest chunk; the chunk halves under load and doubles when idle,
  *   between SCAN_CHUNK_SECTORS_MIN and _MAX; the rate is capped at the
  *   setting when idle and at SCAN_RATE_BYTES_PER_S_BUSY under load, so it
@@ -519,14 +520,24 @@ export class Scanner {
 
   /**
    * Waits while foreground requests are in flight, at most SCAN_YIELD_MS_MAX.
+   * It looks again after SCAN_YIELD_POLL_MS, then after twice as long each
+   * time: a foreground that stays busy (a deep queue) costs a few wake-ups a
+   * chunk, not one every SCAN_YIELD_POLL_MS, and each wake-up is a turn of
+   * the event loop the server's CPUs could have spent on clients.
    * @returns Whether the foreground is busy: requests in flight, or new ones lately.
    */
   async #yieldToForeground(): Promise<boolean> {
     const startMs = Date.now();
     let waited = false;
-    while (this.#target.foregroundInFlight > 0 && Date.now() - startMs < SCAN_YIELD_MS_MAX) {
+    let pollMs = SCAN_YIELD_POLL_MS;
+    for (
+      let waitedMs = 0;
+      this.#target.foregroundInFlight > 0 && waitedMs < SCAN_YIELD_MS_MAX;
+      waitedMs = Date.now() - startMs
+    ) {
       waited = true;
-      await this.#sleep(SCAN_YIELD_POLL_MS);
+      await this.#sleep(Math.min(pollMs, SCAN_YIELD_MS_MAX - waitedMs));
+      pollMs *= 2;
       if (this.#stopping || this.#state !== "scanning") return true;
     }
     const requests = this.#target.foregroundRequests;

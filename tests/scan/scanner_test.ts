@@ -10,7 +10,13 @@
 
 import assert from "node:assert/strict";
 import { type Harness, makeHarness, pattern, readBack } from "../remap/harness.ts";
-import { parseScanRecord, Scanner, type ScannerOptions } from "../../mod/scan/mod.ts";
+import {
+  parseScanRecord,
+  Scanner,
+  type ScannerOptions,
+  type ScanTarget,
+} from "../../mod/scan/mod.ts";
+import { SCAN_CHUNK_SECTORS_MIN, SCAN_YIELD_MS_MAX } from "../../mod/constants.ts";
 import type { ScanEvent } from "../../mod/events/setup_event.ts";
 
 const KIB = 1024;
@@ -357,4 +363,53 @@ Deno.test("Scanner stop pauses a pass where it is, and start goes on from there"
   assert.equal(scanner.status().lastPassStartedMs, paused.passStartedMs);
   await scanner.stop();
   await harness.engine.close();
+});
+
+Deno.test("Scanner under a foreground that never drains: reads its smallest chunks, after a few looks each", async () => {
+  const harness = await makeHarness();
+  const { engine } = harness;
+  let looks = 0;
+  let reads = 0;
+  // The engine, with a client request always in flight (a deep queue that never drains).
+  const busy: ScanTarget = {
+    sizeBytes: engine.sizeBytes,
+    blockBytes: engine.blockBytes,
+    get foregroundInFlight() {
+      looks++;
+      return 1;
+    },
+    get foregroundRequests() {
+      return engine.foregroundRequests;
+    },
+    get pendingBlocks() {
+      return engine.pendingBlocks;
+    },
+    scanRead: (range, buffer) => {
+      reads++;
+      return engine.scanRead(range, buffer);
+    },
+    relocate: (blockIndex) => engine.relocate(blockIndex),
+    isPending: (blockIndex) => engine.isPending(blockIndex),
+    markPending: (blockIndexes) => engine.markPending(blockIndexes),
+    probePending: (blockIndex, buffer) => engine.probePending(blockIndex, buffer),
+    recordScan: (record) => engine.recordScan(record),
+  };
+  const scanner = new Scanner(busy, { settings: settings() });
+  await scanner.start();
+  scanner.startPass();
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 8 * SCAN_YIELD_MS_MAX));
+    assert.ok(reads >= 3, `the scanner reads under load too (${reads} reads)`);
+    assert.equal(
+      scanner.status().chunkSectors,
+      SCAN_CHUNK_SECTORS_MIN,
+      "it reads its smallest chunk",
+    );
+    // Each wait doubles: about log2(SCAN_YIELD_MS_MAX / SCAN_YIELD_POLL_MS) looks before it
+    // reads anyway, and two around each read; a look every 2 ms would be 50 a chunk.
+    assert.ok(looks <= 12 * reads, `${looks} looks at the foreground for ${reads} reads`);
+  } finally {
+    await scanner.stop();
+    await engine.close();
+  }
 });
