@@ -76,6 +76,9 @@ Deno.test("scan routes: status, health report with inputs, POST stop and start, 
     assert.ok(!families.has("dm_remap_scan_next_pass_timestamp_seconds"), "none while paused");
     assert.equal(families.get("dm_remap_scan_passes_total")!.samples[0]!.value, 1);
     assert.equal(families.get("dm_remap_scan_relocations_total")!.samples[0]!.value, 1);
+    const readBytes = families.get("dm_remap_scan_read_bytes_total")!.samples[0]!.value;
+    assert.equal(readBytes, scanner.status().bytesScanned);
+    assert.ok(readBytes >= engine.sizeBytes, `a whole pass read: ${readBytes} bytes`);
   } finally {
     await scanner.stop();
     await engine.close();

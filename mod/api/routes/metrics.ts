@@ -209,6 +209,12 @@ function scanFamiliesOf(health: HealthReport, setup: { setup: string }): MetricF
       samples: [{ labels: setup, value: scan.passesCompleted }],
     },
     {
+      name: "dm_remap_scan_read_bytes_total",
+      type: "counter",
+      help: "Bytes of the main disk the scanner read since start.",
+      samples: [{ labels: setup, value: scan.bytesScanned }],
+    },
+    {
       name: "dm_remap_scan_relocations_total",
       type: "counter",
       help: "Weak or slow blocks the scanner copied to a spare since start.",
