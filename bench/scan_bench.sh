@@ -1,29 +1,31 @@
 #!/bin/bash
 # The background scanner's cost (issue 15), side by side in one run:
-# 1. foreground fio (nbd engine) against one setup, with its scanner scanning
-#    all the time at its default rate cap (--scan-interval 1s: a new pass starts
-#    a second after one ends) and with it stopped (`scan stop`), in alternating
-#    pairs of runs; workloads 4K random read QD1 and QD32 and 1M sequential read;
-#    the ratio on/off per pair (median, min, max, and the ratio of the sums), the
-#    bytes the scanner read during each "on" run, the server's CPU time per
-#    request on/off (all its threads), and the A/A ratio of the "off" runs of
-#    consecutive pairs; the scanner is switched through the API (curl), so no
-#    CLI start-up, during which the idle scanner reads at its full cap, falls
-#    inside a run;
+# 1. foreground fio (nbd engine) against one setup, one long run per workload
+#    (4K random read QD1 and QD32, 1M sequential read QD8), while the scanner is
+#    switched on (`scan start`, scanning all the time at its default rate cap)
+#    and off (`scan stop`) through the API (curl) every segment, in pairs
+#    on-off, off-on, ...; from the server's /metrics at the start and end of
+#    each segment: the requests answered (IOPS), the scanner's bytes, and the
+#    server's CPU time (all its threads). Reported: the ratio on/off of the
+#    sums with a 95 % bootstrap interval over the pairs, the median, min and
+#    max of the pairs, the A/A ratio of the neighbouring segments of two pairs
+#    (same state: the machine's noise), the server's CPU per request on/off,
+#    and the scanner's rate on and off;
 # 2. the idle time of one full pass over the 1 GiB main disk (the scanner's
 #    own pass times), against `dd iflag=direct bs=1M` of the same file, and
 #    that dd against a second dd (A/A: the machine's noise).
 # The main disk is a 1 GiB file of random data (not sparse: a hole reads
-# without disk I/O).
+# without disk I/O), in BENCH_DIR (default /var/tmp).
 #
-# Usage: bench/scan_bench.sh [OUT.json]   (REPS=8 pairs, RT=10 seconds per fio run (at least 4),
+# Usage: bench/scan_bench.sh [OUT.json]   (PAIRS=60 per workload, SEGMENT=1 s counted
+#        after SETTLE=0.25 s, WARMUP=5 s of each fio run not counted,
 #        WORKLOADS="randread 4k 1,randread 4k 32,read 1m 8": fio's rw, bs and iodepth)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 deno="$root/node_modules/.bin/deno"
 out=${1:-$root/bench/results/$(date -u +%Y-%m-%dT%H%M)-scan.json}
-reps=${REPS:-8} rt=${RT:-10}
-dir=$(mktemp -d /var/tmp/dm-remap-scan-bench.XXXXXX)
+pairs=${PAIRS:-60} segment=${SEGMENT:-1} settle=${SETTLE:-0.25} warmup=${WARMUP:-5}
+dir=$(mktemp -d "${BENCH_DIR:-/var/tmp}/dm-remap-scan-bench.XXXXXX")
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -71,100 +73,111 @@ wait "${pids[0]}" || true
 pids=()
 
 # 1: one setup, served with --scan-interval 1s (a new pass starts a second after one
-# ends), its scanner switched on (`scan start`) and off (`scan stop`) between fio runs of the
-# same workload on the same target: on/off pairs, in the order on-off, off-on, on-off, ...,
-# so a drift of the machine cancels. Each pair gives a ratio on/off; the off runs of
-# consecutive pairs give the A/A ratio (the same thing measured twice: the machine's noise).
+# ends). One long fio run per workload; while it runs, the scanner is switched on (`scan
+# start`) and off (`scan stop`) every segment, in the order on off off on on off off on ...
+# (pairs on-off, off-on, ...: a drift of the machine within a pair cancels, and between
+# pairs it moves both sides alike). Each segment waits SETTLE seconds after the switch, then
+# counts the requests the server answered (its own counters, from /metrics) over SEGMENT
+# seconds, with the server's CPU time and the scanner's bytes. Short segments inside one run
+# keep the on and off sides seconds apart; separate fio runs drifted by more than the effect.
 serve scan --scan-interval 1s
-fio_run() { # uri rw bs depth -> IOPS errors
-  fio --name=t --rw="$2" --bs="$3" --iodepth="$4" --ioengine=nbd --uri="$1" --size=1G \
-    --norandommap=1 --time_based=1 --runtime="$rt" --randrepeat=0 --output-format=json \
-    --output="$dir/fio.json" >"$dir/fio.log" 2>&1 || { cat "$dir/fio.log" "$dir"/*.log >&2; exit 1; }
-  python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]; print(j["read"]["iops"] + j["write"]["iops"], j["error"])' "$dir/fio.json"
-}
-# Straight from the API (curl, milliseconds), not through the CLI: while a CLI process starts
-# (a second here) the scanner, idle between fio runs, reads at its full cap.
-scanned_bytes() {
-  curl -s --unix-socket "$dir/scan.api.sock" http://localhost/api/v1/scan |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["bytesScanned"])'
-}
+api() { curl -s -f --unix-socket "$dir/scan.api.sock" "http://localhost$1" "${@:2}"; }
 server_pid=${pids[-1]}
-# The server's CPU time (all its threads: main, workers), in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
-results=()
+# One sample, from one read of /metrics: requests answered so far, the server's CPU time
+# (all its threads: main, workers; clock ticks), the scanner's bytes so far, and the time
+# (monotonic) it was taken at.
+sample() {
+  local time counters requests scanned
+  time=$(awk '{print $1}' /proc/uptime)
+  counters=$(api /metrics | awk '/^dm_remap_(reads|writes)_total/ {n += $2}
+    /^dm_remap_scan_read_bytes_total/ {b = $2} END {print n, b}')
+  read -r requests scanned <<<"$counters"
+  echo "$requests $(awk '{print $14 + $15}' "/proc/$server_pid/stat") $scanned $time"
+}
+segments=()
 IFS=, read -r -a workloads <<<"${WORKLOADS:-randread 4k 1,randread 4k 32,read 1m 8}"
 for workload in "${workloads[@]}"; do
   read -r rw bs depth <<<"$workload"
-  # A first run of the workload, not counted: the pairs then start from the same state.
-  fio_run "nbd+unix:///scan?socket=$dir/scan.nbd.sock" "$rw" "$bs" "$depth" >/dev/null
-  for rep in $(seq 1 "$reps"); do
+  api /api/v1/scan/stop -X POST >/dev/null
+  # Runs until it is interrupted after the last segment; its first WARMUP seconds are not counted.
+  fio --name=t --rw="$rw" --bs="$bs" --iodepth="$depth" --ioengine=nbd \
+    --uri="nbd+unix:///scan?socket=$dir/scan.nbd.sock" --size=1G --norandommap=1 --time_based=1 \
+    --runtime=100000 --randrepeat=0 --output-format=json --output="$dir/fio.json" >"$dir/fio.log" 2>&1 &
+  fio_pid=$!
+  sleep "$warmup"
+  for pair in $(seq 1 "$pairs"); do
     order=(on off)
-    if ((rep % 2 == 0)); then order=(off on); fi
-    declare -A iops=() cpu=() steady=()
+    if ((pair % 2 == 0)); then order=(off on); fi
     for scanner in "${order[@]}"; do
       if [ "$scanner" = on ]; then action=start; else action=stop; fi
-      curl -s -f -X POST --unix-socket "$dir/scan.api.sock" "http://localhost/api/v1/scan/$action" >/dev/null
-      before=$(scanned_bytes)
-      ticks_before=$(cpu_ticks)
-      # The scanner's bytes over the middle of the run (from 2 s in to 1 s before its end):
-      # fio's start and end, when the scanner sees an idle disk, stay outside.
-      (
-        sleep 2
-        first=$(scanned_bytes)
-        sleep $((rt - 3))
-        echo $(($(scanned_bytes) - first)) >"$dir/steady.bytes"
-      ) &
-      sampler=$!
-      read -r value errors <<<"$(fio_run "nbd+unix:///scan?socket=$dir/scan.nbd.sock" "$rw" "$bs" "$depth")"
-      cpu[$scanner]=$(($(cpu_ticks) - ticks_before))
-      wait "$sampler"
-      steady[$scanner]=$(cat "$dir/steady.bytes")
-      [ "$errors" = 0 ] || { echo "fio reported errors (scanner $scanner)" >&2; exit 1; }
-      iops[$scanner]=$value
-      if [ "$scanner" = on ]; then scanned_during=$(($(scanned_bytes) - before)); fi
+      api "/api/v1/scan/$action" -X POST >/dev/null
+      sleep "$settle"
+      before=$(sample)
+      sleep "$segment"
+      segments+=("$rw $bs qd$depth,$pair,$scanner,$before,$(sample)")
     done
-    results+=("$rw $bs qd$depth,$rep,${iops[on]},${iops[off]},$scanned_during,${cpu[on]},${cpu[off]},${steady[on]}")
   done
+  # fio may end with status 1 when interrupted; its report says whether a request failed.
+  kill -INT "$fio_pid"
+  wait "$fio_pid" || true
+  # (The report may follow a line about the signal.)
+  errors=$(python3 -c 'import json,sys; t=open(sys.argv[1]).read(); print(json.loads(t[t.index("{"):])["jobs"][0]["error"])' "$dir/fio.json" ||
+    cat "$dir/fio.log" "$dir"/*.log >&2)
+  [ "$errors" = 0 ] || { echo "fio reported errors: $errors" >&2; exit 1; }
 done
-scanned=$(status scan)
-printf '%s\n' "${results[@]}" >"$dir/results.csv"
-python3 - "$out" "$pass_s" "$dd_s" "$scanned" "$reps" "$rt" "$dir/results.csv" "$dd_again_s" <<'PY'
-import json, os, statistics, subprocess, sys
-out, pass_s, dd_s, scanned, reps, rt = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-rows = {}
+printf '%s\n' "${segments[@]}" >"$dir/segments.csv"
+python3 - "$out" "$pass_s" "$dd_s" "$dd_again_s" "$dir/segments.csv" "$pairs" "$segment" "$settle" <<'PY'
+import json, os, random, statistics, subprocess, sys
+out, pass_s, dd_s, dd_again_s = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+pairs, segment_s, settle_s = int(sys.argv[6]), float(sys.argv[7]), float(sys.argv[8])
 tick_s = 1 / os.sysconf("SC_CLK_TCK")
-for line in open(sys.argv[7]).read().split("\n"):
+segments = {}
+for line in open(sys.argv[5]).read().split("\n"):
     if not line: continue
-    workload, rep, on, off, scanned_during, cpu_on, cpu_off, steady_on = line.split(",")
-    rows.setdefault(workload, []).append({"pair": int(rep), "scanOnIops": float(on), "scanOffIops": float(off), "ratio": float(on) / float(off), "bytesScannedDuringOn": int(scanned_during),
-                                          "serverCpuOnS": int(cpu_on) * tick_s, "serverCpuOffS": int(cpu_off) * tick_s,
-                                          "scanBytesPerSMidRun": int(steady_on) / (rt - 3)})
+    workload, pair, scanner, before, after = line.split(",")
+    r0, c0, b0, t0 = map(float, before.split())
+    r1, c1, b1, t1 = map(float, after.split())
+    segments.setdefault(workload, []).append({"pair": int(pair), "scanner": scanner, "seconds": t1 - t0, "iops": (r1 - r0) / (t1 - t0),
+                                             "serverCpuS": (c1 - c0) * tick_s, "requests": r1 - r0, "scanBytesPerS": (b1 - b0) / (t1 - t0)})
+def bootstrap(pairs_, statistic, rounds=10000):
+    # 95 % interval of a statistic of the pairs, resampled with replacement (seeded: the same data gives the same interval).
+    rng = random.Random(15)
+    values = sorted(statistic([rng.choice(pairs_) for _ in pairs_]) for _ in range(rounds))
+    return [values[int(rounds * 0.025)], values[int(rounds * 0.975)]]
+def ratio_of_sums(pairs_):
+    return sum(on["iops"] for on, off in pairs_) / sum(off["iops"] for on, off in pairs_)
 def summary(runs):
-    ratios = [r["ratio"] for r in runs]
-    offs = [r["scanOffIops"] for r in runs]
-    aa = [b / a for a, b in zip(offs, offs[1:])]
-    return {"ratioMedian": statistics.median(ratios), "ratioMin": min(ratios), "ratioMax": max(ratios),
-            "ratioOfSums": sum(r["scanOnIops"] for r in runs) / sum(offs),
+    on = {s["pair"]: s for s in runs if s["scanner"] == "on"}
+    off = {s["pair"]: s for s in runs if s["scanner"] == "off"}
+    pairs_ = [(on[p], off[p]) for p in sorted(on)]
+    ratios = [a["iops"] / b["iops"] for a, b in pairs_]
+    # A/A: the segments either side of a boundary between pairs run with the scanner in the same state (off|off, on|on),
+    # as far apart as the two sides of a pair: their ratio is what this machine's noise alone gives.
+    aa = [b["iops"] / a["iops"] for a, b in zip(runs, runs[1:]) if a["pair"] != b["pair"]]
+    return {"pairs": len(pairs_), "ratioOfSums": ratio_of_sums(pairs_), "ratioOfSums95": bootstrap(pairs_, ratio_of_sums),
+            "ratioMedian": statistics.median(ratios), "ratioMin": min(ratios), "ratioMax": max(ratios),
+            "aaRatioMedian": statistics.median(aa), "aaRatioMin": min(aa), "aaRatioMax": max(aa),
             # The server's CPU per request, scanner on / off: what the scanner costs the CPUs.
-            "cpuPerRequestRatioOfSums": (sum(r["serverCpuOnS"] for r in runs) / sum(r["scanOnIops"] for r in runs)) /
-                                        (sum(r["serverCpuOffS"] for r in runs) / sum(offs)),
-            "bytesScannedDuringOnMedian": statistics.median(r["bytesScannedDuringOn"] for r in runs),
-            "scanBytesPerSMidRunMedian": statistics.median(r["scanBytesPerSMidRun"] for r in runs),
-            "aaRatioMedian": statistics.median(aa) if aa else None, "aaRatioMin": min(aa) if aa else None, "aaRatioMax": max(aa) if aa else None,
-            "runs": runs}
+            "cpuPerRequestOnOverOff": (sum(a["serverCpuS"] for a, b in pairs_) / sum(a["requests"] for a, b in pairs_)) /
+                                      (sum(b["serverCpuS"] for a, b in pairs_) / sum(b["requests"] for a, b in pairs_)),
+            "scanBytesPerSOnMedian": statistics.median(a["scanBytesPerS"] for a, b in pairs_),
+            "scanBytesPerSOffMax": max(b["scanBytesPerS"] for a, b in pairs_),
+            "segments": runs}
 report = {
-    "what": "fio IOPS with the scanner scanning continuously at its default rate cap / scanner stopped, on one setup in alternating pairs; idle full pass of 1 GiB vs dd iflag=direct",
+    "what": "fio IOPS with the scanner at its default rate cap / scanner stopped, in alternating segments of one fio run per workload (server's request counters); idle full pass of 1 GiB vs dd iflag=direct",
     "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
     "loadavg": open("/proc/loadavg").read().split()[:3],
-    "repetitions": reps, "runtimeS": rt,
-    "workloads": {w: summary(runs) for w, runs in rows.items()},
+    "pairsPerWorkload": pairs, "segmentS": segment_s, "settleS": settle_s,
+    "workloads": {w: summary(runs) for w, runs in segments.items()},
     "idlePass": {"scannerPassS": pass_s, "ddDirectS": dd_s, "ratioDdOverScanner": dd_s / pass_s,
-                 "ddDirectAgainS": float(sys.argv[8]), "ratioDdAA": dd_s / float(sys.argv[8])},
-    "scannerDuringFio": {k: scanned[k] for k in ("passesCompleted", "bytesScanned", "yields", "chunkSectors", "rateBytesPerS", "relocations")},
+                 "ddDirectAgainS": dd_again_s, "ratioDdAA": dd_s / dd_again_s},
 }
 json.dump(report, open(out, "w"), indent=2)
 for w, v in report["workloads"].items():
-    print(f"{w:20s} on/off median {v['ratioMedian']:.3f} (min {v['ratioMin']:.3f}, max {v['ratioMax']:.3f}), sums {v['ratioOfSums']:.3f}; A/A median {v['aaRatioMedian']:.3f} (min {v['aaRatioMin']:.3f}, max {v['aaRatioMax']:.3f}); server CPU per request on/off {v['cpuPerRequestRatioOfSums']:.3f}; scanned during a run, median {v['bytesScannedDuringOnMedian'] / 2**20:.1f} MiB, mid-run {v['scanBytesPerSMidRunMedian'] / 2**20:.2f} MiB/s")
-print(f"idle pass of 1 GiB: scanner {pass_s:.1f} s, dd iflag=direct {dd_s:.1f} s (again {float(sys.argv[8]):.1f} s)")
+    low, high = v["ratioOfSums95"]
+    print(f"{w:14s} on/off sums {v['ratioOfSums']:.3f} (95 % {low:.3f}-{high:.3f}), median {v['ratioMedian']:.3f} (min {v['ratioMin']:.3f}, max {v['ratioMax']:.3f}); "
+          f"A/A median {v['aaRatioMedian']:.3f} (min {v['aaRatioMin']:.3f}, max {v['aaRatioMax']:.3f}); server CPU per request on/off {v['cpuPerRequestOnOverOff']:.3f}; "
+          f"scanner {v['scanBytesPerSOnMedian'] / 2**20:.2f} MiB/s on, at most {v['scanBytesPerSOffMax'] / 2**20:.2f} MiB/s off")
+print(f"idle pass of 1 GiB: scanner {pass_s:.1f} s, dd iflag=direct {dd_s:.1f} s (again {dd_again_s:.1f} s)")
 print(out)
 PY
