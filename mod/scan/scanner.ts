@@ -19,7 +19,8 @@
  *   since a client write to a pending block is remapped.
  * - Throttling: while foreground requests are in flight it waits (looking
  *   again after SCAN_YIELD_POLL_MS, then twice as long each time, at most
- *   SCAN_YIELD_MS_MAX in all), then reads its
+ *   SCAN_YIELD_MS_MAX in all; after a wait the foreground never drained in,
+ *   one sleep of SCAN_YIELD_MS_MAX), then reads its
  *   smallest chunk; the chunk halves under load and doubles when idle,
  *   between SCAN_CHUNK_SECTORS_MIN and _MAX; the rate is capped at the
  *   setting when idle and at SCAN_RATE_BYTES_PER_S_BUSY under load, so it
@@ -216,6 +217,8 @@ export class Scanner {
   #yields = 0;
   #findingsThisPass = 0;
   #findingsLastPass = 0;
+  /** The first wait of the next yield: SCAN_YIELD_POLL_MS, or SCAN_YIELD_MS_MAX after a wait the foreground never drained in. */
+  #firstYieldWaitMs = SCAN_YIELD_POLL_MS;
   #lastForegroundRequests = 0;
   #lastForegroundChangeMs = 0;
   #lastPersistMs = 0;
@@ -521,25 +524,30 @@ export class Scanner {
   /**
    * Waits while foreground requests are in flight, at most SCAN_YIELD_MS_MAX.
    * It looks again after SCAN_YIELD_POLL_MS, then after twice as long each
-   * time: a foreground that stays busy (a deep queue) costs a few wake-ups a
-   * chunk, not one every SCAN_YIELD_POLL_MS, and each wake-up is a turn of
-   * the event loop the server's CPUs could have spent on clients.
+   * time; after a wait the foreground never drained in (a deep queue), the
+   * next one is a single sleep of SCAN_YIELD_MS_MAX. So a foreground that
+   * stays busy costs a wake-up or two a chunk, not one every
+   * SCAN_YIELD_POLL_MS: each is a turn of the event loop the server's CPUs
+   * could have spent on clients.
    * @returns Whether the foreground is busy: requests in flight, or new ones lately.
    */
   async #yieldToForeground(): Promise<boolean> {
     const startMs = Date.now();
     let waited = false;
-    let pollMs = SCAN_YIELD_POLL_MS;
-    for (
-      let waitedMs = 0;
-      this.#target.foregroundInFlight > 0 && waitedMs < SCAN_YIELD_MS_MAX;
-      waitedMs = Date.now() - startMs
-    ) {
+    let waitMs = this.#firstYieldWaitMs;
+    let waitedMs = 0;
+    while (this.#target.foregroundInFlight > 0) {
+      if (waitedMs >= SCAN_YIELD_MS_MAX) {
+        this.#firstYieldWaitMs = SCAN_YIELD_MS_MAX;
+        break;
+      }
       waited = true;
-      await this.#sleep(Math.min(pollMs, SCAN_YIELD_MS_MAX - waitedMs));
-      pollMs *= 2;
+      await this.#sleep(Math.min(waitMs, SCAN_YIELD_MS_MAX - waitedMs));
+      waitMs *= 2;
       if (this.#stopping || this.#state !== "scanning") return true;
+      waitedMs = Date.now() - startMs;
     }
+    if (waitedMs < SCAN_YIELD_MS_MAX) this.#firstYieldWaitMs = SCAN_YIELD_POLL_MS;
     const requests = this.#target.foregroundRequests;
     if (requests !== this.#lastForegroundRequests) {
       this.#lastForegroundRequests = requests;

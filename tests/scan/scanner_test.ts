@@ -405,9 +405,10 @@ Deno.test("Scanner under a foreground that never drains: reads its smallest chun
       SCAN_CHUNK_SECTORS_MIN,
       "it reads its smallest chunk",
     );
-    // Each wait doubles: about log2(SCAN_YIELD_MS_MAX / SCAN_YIELD_POLL_MS) looks before it
-    // reads anyway, and two around each read; a look every 2 ms would be 50 a chunk.
-    assert.ok(looks <= 12 * reads, `${looks} looks at the foreground for ${reads} reads`);
+    // The first wait doubles (2, 4, 8, ... ms: 7 looks before it reads anyway); each later one
+    // is a single sleep of the longest wait (2 looks); and two looks around each read. A look
+    // every 2 ms would be 50 a chunk.
+    assert.ok(looks <= 5 * reads + 5, `${looks} looks at the foreground for ${reads} reads`);
   } finally {
     await scanner.stop();
     await engine.close();
