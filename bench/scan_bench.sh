@@ -153,9 +153,11 @@ def summary(runs):
     ratios = [a["iops"] / b["iops"] for a, b in pairs_]
     # A/A: the segments either side of a boundary between pairs run with the scanner in the same state (off|off, on|on),
     # as far apart as the two sides of a pair: their ratio is what this machine's noise alone gives.
-    aa = [b["iops"] / a["iops"] for a, b in zip(runs, runs[1:]) if a["pair"] != b["pair"]]
+    aa_pairs = [(b, a) for a, b in zip(runs, runs[1:]) if a["pair"] != b["pair"]]
+    aa = [b["iops"] / a["iops"] for b, a in aa_pairs]
     return {"pairs": len(pairs_), "ratioOfSums": ratio_of_sums(pairs_), "ratioOfSums95": bootstrap(pairs_, ratio_of_sums),
             "ratioMedian": statistics.median(ratios), "ratioMin": min(ratios), "ratioMax": max(ratios),
+            "aaRatioOfSums": ratio_of_sums(aa_pairs), "aaRatioOfSums95": bootstrap(aa_pairs, ratio_of_sums),
             "aaRatioMedian": statistics.median(aa), "aaRatioMin": min(aa), "aaRatioMax": max(aa),
             # The server's CPU per request, scanner on / off: what the scanner costs the CPUs.
             "cpuPerRequestOnOverOff": (sum(a["serverCpuS"] for a, b in pairs_) / sum(a["requests"] for a, b in pairs_)) /
@@ -176,7 +178,7 @@ json.dump(report, open(out, "w"), indent=2)
 for w, v in report["workloads"].items():
     low, high = v["ratioOfSums95"]
     print(f"{w:14s} on/off sums {v['ratioOfSums']:.3f} (95 % {low:.3f}-{high:.3f}), median {v['ratioMedian']:.3f} (min {v['ratioMin']:.3f}, max {v['ratioMax']:.3f}); "
-          f"A/A median {v['aaRatioMedian']:.3f} (min {v['aaRatioMin']:.3f}, max {v['aaRatioMax']:.3f}); server CPU per request on/off {v['cpuPerRequestOnOverOff']:.3f}; "
+          f"A/A sums {v['aaRatioOfSums']:.3f} (95 % {v['aaRatioOfSums95'][0]:.3f}-{v['aaRatioOfSums95'][1]:.3f}), median {v['aaRatioMedian']:.3f} (min {v['aaRatioMin']:.3f}, max {v['aaRatioMax']:.3f}); server CPU per request on/off {v['cpuPerRequestOnOverOff']:.3f}; "
           f"scanner {v['scanBytesPerSOnMedian'] / 2**20:.2f} MiB/s on, at most {v['scanBytesPerSOffMax'] / 2**20:.2f} MiB/s off")
 print(f"idle pass of 1 GiB: scanner {pass_s:.1f} s, dd iflag=direct {dd_s:.1f} s (again {dd_again_s:.1f} s)")
 print(out)
