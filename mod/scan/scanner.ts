@@ -17,14 +17,15 @@
  *   once more; one that reads again failed only for a while (a flaky block)
  *   and is relocated like a weak one: its main-disk contents are the newest,
  *   since a client write to a pending block is remapped.
- * - Throttling: while foreground requests are in flight it waits (looking
- *   again after SCAN_YIELD_POLL_MS, then twice as long each time, at most
- *   SCAN_YIELD_MS_MAX in all; after a wait the foreground never drained in,
- *   one sleep of SCAN_YIELD_MS_MAX), then reads its
- *   smallest chunk; the chunk halves under load and doubles when idle,
- *   between SCAN_CHUNK_SECTORS_MIN and _MAX; the rate is capped at the
- *   setting when idle and at SCAN_RATE_BYTES_PER_S_BUSY under load, so it
- *   catches up when the disk goes idle.
+ * - Throttling: the rate is capped at the setting when idle and at
+ *   SCAN_RATE_BYTES_PER_S_BUSY under load, so it catches up when the disk
+ *   goes idle: after each read, the next waits until the read's share of
+ *   the rate has passed. While foreground requests are in flight it waits
+ *   too, at most SCAN_YIELD_MS_MAX, then reads its smallest chunk; the chunk
+ *   halves under load and doubles when idle, between SCAN_CHUNK_SECTORS_MIN
+ *   and _MAX. Both waits are one sleep, and looks are few (see
+ *   `#waitForTurn`): each wake-up is a turn of the event loop that the
+ *   server's CPUs could have spent on clients.
  * - Latency counts only for quiet reads (no foreground request in flight or
  *   started meanwhile): the baseline is learnt from them, and a block is
  *   slow only when it is slow on quiet reads.
@@ -217,8 +218,10 @@ export class Scanner {
   #yields = 0;
   #findingsThisPass = 0;
   #findingsLastPass = 0;
-  /** The first wait of the next yield: SCAN_YIELD_POLL_MS, or SCAN_YIELD_MS_MAX after a wait the foreground never drained in. */
+  /** The first wait for a busy foreground: SCAN_YIELD_POLL_MS, or SCAN_YIELD_MS_MAX after a wait it never drained in. */
   #firstYieldWaitMs = SCAN_YIELD_POLL_MS;
+  /** When (performance.now()) the rate cap lets the next read start: the last read's share has passed. */
+  #nextReadMs = 0;
   #lastForegroundRequests = 0;
   #lastForegroundChangeMs = 0;
   #lastPersistMs = 0;
@@ -435,7 +438,7 @@ export class Scanner {
       if (await this.#recheckPending()) await this.#completePass();
       return;
     }
-    const busy = await this.#yieldToForeground();
+    const busy = await this.#waitForTurn();
     if (this.#state !== "scanning" || this.#stopping) return;
     if (busy) this.#yields++;
     this.#chunkSectors = busy
@@ -447,7 +450,7 @@ export class Scanner {
       offsetBytes: this.#positionBytes,
       lengthBytes: Math.min(chunkBytes, this.#target.sizeBytes - this.#positionBytes),
     };
-    const startMs = performance.now();
+    this.#capRate(range.lengthBytes, busy);
     const { runs, quiet } = await this.#read(range);
     const judged = await this.#judgeRuns(runs, quiet);
     // Stopped or paused half-way through its blocks: the chunk is read again.
@@ -456,7 +459,7 @@ export class Scanner {
     this.#markScanned(range);
     this.#positionBytes += range.lengthBytes;
     this.#bytesScanned += range.lengthBytes;
-    await this.#capRate(range.lengthBytes, startMs, busy);
+    this.#measureRate(range.lengthBytes);
     if (this.#positionBytes >= this.#target.sizeBytes) {
       // The next turn rechecks the pending blocks and completes the pass.
       return;
@@ -503,51 +506,61 @@ export class Scanner {
   }
 
   /**
-   * Before a block read alone: yields to the foreground, keeps the rate cap
-   * (SCAN_INSPECT_BLOCKS_PER_S_BUSY blocks a second under load), and writes
-   * the findings so far when their interval has passed.
+   * Before a block read alone: waits for its turn (the foreground, and the
+   * rate cap: SCAN_INSPECT_BLOCKS_PER_S_BUSY blocks a second under load),
+   * and writes the findings so far when their interval has passed.
    */
   async #paceInspection(): Promise<void> {
-    const startMs = performance.now();
-    const busy = await this.#yieldToForeground();
+    const busy = await this.#waitForTurn();
     if (this.#state !== "scanning" || this.#stopping) return;
     if (busy) this.#yields++;
     const shareMs = busy
       ? 1000 / SCAN_INSPECT_BLOCKS_PER_S_BUSY
       : this.#target.blockBytes / this.#settings.rateMaxBytesPerS * 1000;
-    const spentMs = performance.now() - startMs;
-    if (shareMs > spentMs) await this.#sleep(shareMs - spentMs);
+    this.#nextReadMs = performance.now() + shareMs;
     if (Date.now() - this.#lastPersistMs >= SCAN_RECORD_WRITE_INTERVAL_MS) this.#markUnreadable();
     await this.#persistFindings();
   }
 
   /**
-   * Waits while foreground requests are in flight, at most SCAN_YIELD_MS_MAX.
-   * It looks again after SCAN_YIELD_POLL_MS, then after twice as long each
-   * time; after a wait the foreground never drained in (a deep queue), the
-   * next one is a single sleep of SCAN_YIELD_MS_MAX. So a foreground that
-   * stays busy costs a wake-up or two a chunk, not one every
-   * SCAN_YIELD_POLL_MS: each is a turn of the event loop the server's CPUs
-   * could have spent on clients.
+   * Waits until the next read may start: the rate cap allows it
+   * (`#nextReadMs`) and no foreground request is in flight, or the
+   * foreground stayed busy for SCAN_YIELD_MS_MAX.
+   *
+   * Every look is a wake-up: a turn of the event loop, five syscalls or so
+   * in this runtime, that the CPUs of a busy server could have spent on
+   * clients. So looks are few:
+   * - the rate cap's wait and the first wait for the foreground are one sleep;
+   * - while the foreground stays busy, each look comes after twice the time
+   *   waited so far (first after SCAN_YIELD_POLL_MS, or the cap's wait);
+   * - after a wait the foreground never drained in (a deep queue), the next
+   *   first wait is SCAN_YIELD_MS_MAX: one sleep, then the read.
    * @returns Whether the foreground is busy: requests in flight, or new ones lately.
    */
-  async #yieldToForeground(): Promise<boolean> {
-    const startMs = Date.now();
+  async #waitForTurn(): Promise<boolean> {
+    const startMs = performance.now();
     let waited = false;
-    let waitMs = this.#firstYieldWaitMs;
-    let waitedMs = 0;
-    while (this.#target.foregroundInFlight > 0) {
-      if (waitedMs >= SCAN_YIELD_MS_MAX) {
-        this.#firstYieldWaitMs = SCAN_YIELD_MS_MAX;
+    let drained = true;
+    for (let look = 0;; look++) {
+      const nowMs = performance.now();
+      const capLeftMs = this.#nextReadMs - nowMs;
+      const waitedMs = nowMs - startMs;
+      if (this.#target.foregroundInFlight === 0) {
+        if (capLeftMs <= 0) break;
+        await this.#sleep(capLeftMs);
+      } else if (waitedMs >= SCAN_YIELD_MS_MAX) {
+        drained = false;
         break;
+      } else {
+        waited = true;
+        const foregroundWaitMs = look === 0 ? this.#firstYieldWaitMs : waitedMs;
+        await this.#sleep(
+          Math.max(capLeftMs, Math.min(foregroundWaitMs, SCAN_YIELD_MS_MAX - waitedMs)),
+        );
       }
-      waited = true;
-      await this.#sleep(Math.min(waitMs, SCAN_YIELD_MS_MAX - waitedMs));
-      waitMs *= 2;
       if (this.#stopping || this.#state !== "scanning") return true;
-      waitedMs = Date.now() - startMs;
     }
-    if (waitedMs < SCAN_YIELD_MS_MAX) this.#firstYieldWaitMs = SCAN_YIELD_POLL_MS;
+    this.#firstYieldWaitMs = drained ? SCAN_YIELD_POLL_MS : SCAN_YIELD_MS_MAX;
     const requests = this.#target.foregroundRequests;
     if (requests !== this.#lastForegroundRequests) {
       this.#lastForegroundRequests = requests;
@@ -556,15 +569,12 @@ export class Scanner {
     return waited || Date.now() - this.#lastForegroundChangeMs < SCAN_IDLE_AFTER_MS;
   }
 
-  /** Sleeps so the chunk took at least its share of the rate cap; measures the rate. */
-  async #capRate(lengthBytes: number, startMs: number, busy: boolean): Promise<void> {
+  /** Sets when the read after this one may start: once this one's share of the rate cap has passed. */
+  #capRate(lengthBytes: number, busy: boolean): void {
     const rate = busy
       ? Math.min(SCAN_RATE_BYTES_PER_S_BUSY, this.#settings.rateMaxBytesPerS)
       : this.#settings.rateMaxBytesPerS;
-    const shareMs = lengthBytes / rate * 1000;
-    const spentMs = performance.now() - startMs;
-    if (shareMs > spentMs) await this.#sleep(shareMs - spentMs);
-    this.#measureRate(lengthBytes);
+    this.#nextReadMs = performance.now() + lengthBytes / rate * 1000;
   }
 
   /** The rate over windows of SCAN_RATE_WINDOW_MS of scanning: bytes over wall time, sleeps included. */

@@ -365,7 +365,20 @@ Deno.test("Scanner stop pauses a pass where it is, and start goes on from there"
   await harness.engine.close();
 });
 
-Deno.test("Scanner under a foreground that never drains: reads its smallest chunks, after a few looks each", async () => {
+Deno.test("Scanner keeps its rate cap on an idle disk: a pass of 4 MiB at 4 MiB/s takes about a second", async () => {
+  const harness = await makeHarness();
+  const { scanner } = await scanPasses(harness, {
+    settings: settings({ rateMaxBytesPerS: 4 * MIB }),
+  });
+  const status = scanner.status();
+  const passMs = status.lastPassCompletedMs! - status.lastPassStartedMs!;
+  // Every chunk but the last waits for its share: 4 MiB less the last 32 KiB, at 4 MiB/s.
+  assert.ok(passMs >= 900, `a pass of 4 MiB at 4 MiB/s took ${passMs} ms`);
+  await scanner.stop();
+  await harness.engine.close();
+});
+
+Deno.test("Scanner under a foreground that never drains: reads its smallest chunks, after a few looks and one sleep each", async () => {
   const harness = await makeHarness();
   const { engine } = harness;
   let looks = 0;
@@ -394,11 +407,19 @@ Deno.test("Scanner under a foreground that never drains: reads its smallest chun
     probePending: (blockIndex, buffer) => engine.probePending(blockIndex, buffer),
     recordScan: (record) => engine.recordScan(record),
   };
+  // Every sleep is a timer: a wake-up, which on a busy server is what the scanner costs.
+  let timers = 0;
+  const realSetTimeout = globalThis.setTimeout;
+  globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+    timers++;
+    return realSetTimeout(...args);
+  }) as typeof setTimeout;
   const scanner = new Scanner(busy, { settings: settings() });
   await scanner.start();
   scanner.startPass();
   try {
-    await new Promise((resolve) => setTimeout(resolve, 8 * SCAN_YIELD_MS_MAX));
+    await new Promise((resolve) => realSetTimeout(resolve, 8 * SCAN_YIELD_MS_MAX));
+    globalThis.setTimeout = realSetTimeout;
     assert.ok(reads >= 3, `the scanner reads under load too (${reads} reads)`);
     assert.equal(
       scanner.status().chunkSectors,
@@ -409,7 +430,12 @@ Deno.test("Scanner under a foreground that never drains: reads its smallest chun
     // is a single sleep of the longest wait (2 looks); and two looks around each read. A look
     // every 2 ms would be 50 a chunk.
     assert.ok(looks <= 5 * reads + 5, `${looks} looks at the foreground for ${reads} reads`);
+    // The first wait's 7 sleeps, then one a read (the one after the last read may have
+    // started): the rate cap's wait is inside the foreground's, not a second sleep after
+    // each read (with one, 18 sleeps for 6 reads).
+    assert.ok(timers <= reads + 8, `${timers} sleeps for ${reads} reads`);
   } finally {
+    globalThis.setTimeout = realSetTimeout;
     await scanner.stop();
     await engine.close();
   }
