@@ -527,8 +527,9 @@ export class Scanner {
    * (`#nextReadMs`) and no foreground request is in flight, or the
    * foreground stayed busy for SCAN_YIELD_MS_MAX.
    *
-   * Every look is a wake-up: a turn of the event loop, five syscalls or so
-   * in this runtime, that the CPUs of a busy server could have spent on
+   * Every look is a wake-up: a turn of the event loop, four syscalls in
+   * this runtime (strace: the timer's epoll_wait, two eventfd writes, one
+   * more epoll_wait), that the CPUs of a busy server could have spent on
    * clients. So looks are few:
    * - the rate cap's wait and the first wait for the foreground are one sleep;
    * - while the foreground stays busy, each look comes after twice the time

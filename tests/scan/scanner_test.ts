@@ -407,7 +407,7 @@ Deno.test("Scanner under a foreground that never drains: reads its smallest chun
     probePending: (blockIndex, buffer) => engine.probePending(blockIndex, buffer),
     recordScan: (record) => engine.recordScan(record),
   };
-  // Every sleep is a timer: a wake-up, which on a busy server is what the scanner costs.
+  // Every sleep is a timer: a wake-up of the server's event loop.
   let timers = 0;
   const realSetTimeout = globalThis.setTimeout;
   globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
