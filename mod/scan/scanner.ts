@@ -811,11 +811,16 @@ export class Scanner {
     return record;
   }
 
-  /** Sleeps `ms` (forever when undefined) or until woken by start, stop or a pass command. */
+  /**
+   * Sleeps `ms` (forever when undefined) or until woken by start, stop or a
+   * pass command. The timer's delay is rounded up: the runtime truncates a
+   * fractional delay, and a timer that fires before its deadline costs one
+   * more look (and wake-up) to sleep the rest.
+   */
   #sleep(ms: number | undefined): Promise<void> {
     if (this.#stopping) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = ms === undefined ? undefined : setTimeout(done, Math.max(0, ms));
+      const timer = ms === undefined ? undefined : setTimeout(done, Math.max(0, Math.ceil(ms)));
       const wake = this.#wake = done;
       function done() {
         clearTimeout(timer);
