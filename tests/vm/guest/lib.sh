@@ -226,8 +226,12 @@ IO_STALL_SECONDS=10
 # number to /tmp/io_watch.connections: there the 6.1 kernel may leave a connection unread
 # (the rescuer case, nbd_attach above), and its requests complete only after the server's
 # request timeout (serve's default --io-timeout, 30 s) requeues them on a read connection.
-# While the kernel reads fewer connections than that, a stall is allowed up to
-# RESCUER_STALL_SECONDS and reported as observe:io_watch_unread_connection; a longer one fails.
+# A stall that the kernel was reading fewer connections than that when it reached
+# IO_STALL_SECONDS is allowed up to RESCUER_STALL_SECONDS and reported as
+# observe:io_watch_unread_connection; a longer one fails. The allowance holds for the rest of
+# that stall even when the count of readers changes: the kernel's recovery itself (a
+# replacement connection's reader starting) changes it before the timeout requeues the
+# stalled requests.
 RESCUER_STALL_SECONDS=45
 
 io_watch_start() {
@@ -241,7 +245,7 @@ io_watch_start() {
 # failed check io_stall, with the stall report taken while it lasts. A scenario that stops
 # the server on purpose creates /tmp/io_watch.pause for that time.
 io_watch() {
-  last="" still=0 reported=false
+  last="" still=0 reported=false unread_stall=false
   while [ ! -e /tmp/io_watch.stop ]; do
     sleep 0.5
     dev=$(cat /tmp/io_watch.dev 2>/dev/null || echo nbd0)
@@ -250,13 +254,16 @@ io_watch() {
     # Completed reads, writes, discards and flushes (Documentation/block/stat.rst).
     completed=$(awk '{ print $1 + $5 + $12 + $16 }' "/sys/block/$dev/stat")
     if [ "$inflight" -eq 0 ] || [ "$completed" != "$last" ] || [ -e /tmp/io_watch.pause ]; then
-      last=$completed still=0 reported=false
+      last=$completed still=0 reported=false unread_stall=false
       continue
     fi
     still=$((still + 1))
     [ $still -ge $((IO_STALL_SECONDS * 2)) ] && ! $reported || continue
-    if [ $still -lt $((RESCUER_STALL_SECONDS * 2)) ] && [ -e /tmp/io_watch.connections ] &&
+    if [ $still -eq $((IO_STALL_SECONDS * 2)) ] && [ -e /tmp/io_watch.connections ] &&
       [ "$(nbd_receivers)" -lt "$(cat /tmp/io_watch.connections)" ]; then
+      unread_stall=true
+    fi
+    if $unread_stall && [ $still -lt $((RESCUER_STALL_SECONDS * 2)) ]; then
       [ -z "$unread_reported" ] && unread_reported=true &&
         observe io_watch_unread_connection "$inflight requests waited $IO_STALL_SECONDS s: $(nbd_receiver_stacks)"
     else

@@ -1,0 +1,108 @@
+/**
+ * The guest's I/O watch (`io_watch` in tests/vm/guest/lib.sh), run on the
+ * host against a made-up /sys/block/nbd0: which stalls it fails, and which it
+ * allows as the 6.1 kernel's rescuer case. Each case runs in its own mount
+ * namespace (a tmpfs on /tmp, the made-up directory over /sys/block), with
+ * the count of the kernel's connection readers (`nbd_receivers`) read from a
+ * file the case's timeline writes.
+ */
+import assert from "node:assert/strict";
+
+const LIB = new URL("./guest/lib.sh", import.meta.url).pathname;
+
+interface WatchCase {
+  /** Connections the scenario attached with (/tmp/io_watch.connections). */
+  connections: number;
+  /** Readers the kernel runs at the start. */
+  receivers: number;
+  ioStallSeconds: number;
+  rescuerStallSeconds: number;
+  /** Shell commands run while the watch runs, with one request in flight and none completing; `complete 0` completes it. */
+  timeline: string;
+}
+
+interface WatchResult {
+  check: string;
+  ok: boolean;
+  detail: string;
+}
+
+async function watch(watchCase: WatchCase): Promise<WatchResult[]> {
+  const script = `
+set -e
+mount -t tmpfs none /tmp
+mkdir -p /tmp/sys/nbd0
+mount --bind /tmp/sys /sys/block
+. "${LIB}"
+set +e
+IO_STALL_SECONDS=${watchCase.ioStallSeconds}
+RESCUER_STALL_SECONDS=${watchCase.rescuerStallSeconds}
+nbd_receivers() { cat /tmp/receivers; }
+nbd_receiver_stacks() { echo "receiver stacks"; }
+stall_report() { echo "stall report"; }
+completed=5
+complete() {
+  completed=$((completed + 1))
+  echo "$completed 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0" >/sys/block/nbd0/stat
+  echo "$1 0" >/sys/block/nbd0/inflight
+}
+echo ${watchCase.receivers} >/tmp/receivers
+complete 1
+io_watch_start
+echo ${watchCase.connections} >/tmp/io_watch.connections
+${watchCase.timeline}
+touch /tmp/io_watch.stop
+wait "$IO_WATCH_PID"
+`;
+  const output = await new Deno.Command("unshare", { args: ["-m", "sh", "-c", script] }).output();
+  const stdout = new TextDecoder().decode(output.stdout);
+  assert.ok(output.success, `the watch's shell failed: ${new TextDecoder().decode(output.stderr)}`);
+  return stdout.split("\n").filter((line) => line.startsWith("DMREMAP-RESULT "))
+    .map((line) => JSON.parse(line.slice("DMREMAP-RESULT ".length)));
+}
+
+const checks = (results: WatchResult[]) => results.map((result) => result.check);
+
+Deno.test("io_watch: a stall that began with a connection unread is allowed to its end, though the readers change", async () => {
+  // The 6.1 rescuer case: 1 of 2 connections read; the kernel's recovery starts the
+  // replacement connection's reader before the timeout requeues the stalled request.
+  const results = await watch({
+    connections: 2,
+    receivers: 1,
+    ioStallSeconds: 1,
+    rescuerStallSeconds: 6,
+    timeline: "sleep 2.5; echo 2 >/tmp/receivers; sleep 1.5; complete 0; sleep 1",
+  });
+  assert.deepEqual(
+    checks(results),
+    ["observe:io_watch_unread_connection"],
+    JSON.stringify(results),
+  );
+});
+
+Deno.test("io_watch: a stall with a connection unread fails after RESCUER_STALL_SECONDS", async () => {
+  const results = await watch({
+    connections: 2,
+    receivers: 1,
+    ioStallSeconds: 1,
+    rescuerStallSeconds: 3,
+    timeline: "sleep 4.5",
+  });
+  assert.deepEqual(checks(results), ["observe:io_watch_unread_connection", "io_stall"]);
+  const stall = results[1]!;
+  assert.equal(stall.ok, false);
+  assert.match(stall.detail, /none completed for 3 s: stall report/);
+});
+
+Deno.test("io_watch: a stall with every connection read fails after IO_STALL_SECONDS", async () => {
+  const results = await watch({
+    connections: 2,
+    receivers: 2,
+    ioStallSeconds: 1,
+    rescuerStallSeconds: 6,
+    // The readers drop after the stall is judged: it stays a failure, reported once.
+    timeline: "sleep 2; echo 1 >/tmp/receivers; sleep 1",
+  });
+  assert.deepEqual(checks(results), ["io_stall"]);
+  assert.match(results[0]!.detail, /none completed for 1 s/);
+});
