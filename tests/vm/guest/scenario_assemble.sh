@@ -100,7 +100,7 @@ mark filesystem
 check mkfs mkfs.ext4 -q -F -E nodiscard "$NBD" || return 1
 check mount mount -t ext4 "$NBD" "$MNT" || return 1
 check write_before_kill write_tree "$MNT/t" 20
-touch /tmp/io_watch.pause
+io_watch_pause
 kill -KILL $(serve_pids)
 sleep 1
 : >"$LOG"
@@ -127,7 +127,7 @@ held_requests_answered() {
   done
 }
 check held_requests_answered held_requests_answered
-rm -f /tmp/io_watch.pause
+io_watch_resume
 check umount umount "$MNT"
 drop_caches
 check mount_verify mount -t ext4 -o ro "$NBD" "$MNT"

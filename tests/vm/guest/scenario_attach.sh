@@ -130,7 +130,7 @@ reader_attach() {
 }
 
 # A request left unanswered on purpose stalls the reader for --io-timeout: not the watch's business.
-touch /tmp/io_watch.pause
+io_watch_pause
 i=1
 while [ $i -le $READER_ATTACHES ]; do
   reader_attach $i 3>&1 >/tmp/reader_attach.out 2>&1
@@ -139,7 +139,7 @@ while [ $i -le $READER_ATTACHES ]; do
   [ $code -eq 0 ] || return 1
   i=$((i + 1))
 done
-rm -f /tmp/io_watch.pause
+io_watch_resume
 
 if attach_serve; then result serve true "$(cat /tmp/serve.log)"; else
   result serve false "$(cat /tmp/serve.log)"
@@ -161,7 +161,7 @@ wait_lines /tmp/w.sums 3
 # waits until the writer has fsynced 3 more files.
 restart() {
   before=$(wc -l </tmp/w.sums)
-  touch /tmp/io_watch.pause
+  io_watch_pause
   kill -"$1" "$SERVE_PID"
   wait "$SERVE_PID"
   stopped=$?
@@ -169,7 +169,7 @@ restart() {
   attach_serve "$2" || { echo "restart failed: $(tail -c 800 /tmp/serve.log)"; return 1; }
   grep -q "taken back with" /tmp/serve.log || { echo "not taken back: $(cat /tmp/serve.log)"; return 1; }
   wait_lines /tmp/w.sums $((before + 3)) 90 || { echo "writer did not resume: $(tail -c 400 /tmp/writer.log)"; return 1; }
-  rm -f /tmp/io_watch.pause
+  io_watch_resume
   echo "stop exit $stopped; $(grep -E 'taken back|reads .* of' /tmp/serve.log); files $before -> $(wc -l </tmp/w.sums)"
 }
 

@@ -15,8 +15,9 @@ restart_under_writer() {
   writer_pid=$!
   wait_lines /tmp/$mode.sums 3
   mark "$mode-stop"
-  # The requests held while no server runs are what this scenario reports on.
-  touch /tmp/io_watch.pause
+  # The requests held while no server runs are what this scenario reports on, until the
+  # device is detached (the caller resumes the watch).
+  io_watch_pause
   serve_stop
   cp /tmp/$mode.sums /tmp/$mode.before
   note "$mode: server stopped, $(wc -l </tmp/$mode.sums) files fsynced"
@@ -41,17 +42,18 @@ restart_under_writer() {
   observe "$mode:nbd_state" "pid=$(cat /sys/block/nbd0/pid 2>&1) size=$(cat /sys/block/nbd0/size) check=$(nbd-client -c $NBD 2>&1; echo $?); $(grep nbd0 /proc/mounts); $(ps | grep nbd-clien[t])"
   umount "$MNT" 2>/dev/null || umount -l "$MNT"
   observe "$mode:umount" "$(grep nbd0 /proc/mounts)"
-  rm -f /tmp/io_watch.pause
 }
 
 restart_under_writer netlink
 nbd-client -d "$NBD"
 check netlink:detached nbd_wait_detached
+io_watch_resume
 note "netlink done"
 check ioctl:attach nbd_attach_ioctl -L -p
 restart_under_writer ioctl
 nbd-client -d "$NBD"
 check ioctl:detached nbd_wait_detached
+io_watch_resume
 check reattach nbd_attach
 nbd_report_retries
 # A mount replays the journal the aborted runs left; then the fs must be clean.

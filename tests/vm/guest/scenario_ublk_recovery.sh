@@ -101,7 +101,7 @@ wait_lines /tmp/w.sums 3
 # restart: SIGKILL under the writer, a new server, and 3 more fsynced files.
 restart() {
   before=$(wc -l </tmp/w.sums)
-  touch /tmp/io_watch.pause
+  io_watch_pause
   kill -KILL "$SERVE_PID"
   wait "$SERVE_PID"
   cp /tmp/serve.log /tmp/serve.killed.log
@@ -110,7 +110,7 @@ restart() {
   grep -q "kernel device: ublk, auto: ublk_drv is loaded" /tmp/serve.log ||
     { echo "--export did not choose ublk as auto: $(cat /tmp/serve.log)"; return 1; }
   wait_lines /tmp/w.sums $((before + 3)) 120 || { echo "writer did not resume: $(tail -c 400 /tmp/writer.log)"; return 1; }
-  rm -f /tmp/io_watch.pause
+  io_watch_resume
   echo "$(grep -oE 'kernel device: ublk, auto[^"]*' /tmp/serve.log | head -1); $(grep -E 'taken back' /tmp/serve.log); files $before -> $(wc -l </tmp/w.sums)"
 }
 
