@@ -11,12 +11,12 @@ import assert from "node:assert/strict";
 const LIB = new URL("./guest/lib.sh", import.meta.url).pathname;
 
 interface WatchCase {
-  /** Connections the scenario attached with (/tmp/io_watch.connections). */
-  connections: number;
-  /** Readers the kernel runs at the start. */
-  receivers: number;
-  ioStallSeconds: number;
-  rescuerStallSeconds: number;
+  /** Connections the scenario attached with (/tmp/io_watch.connections). @default 2 */
+  connections?: number;
+  /** Readers the kernel runs at the start. @default 1 */
+  receivers?: number;
+  /** @default 6 */
+  rescuerStallSeconds?: number;
   /**
    * Shell commands run while the watch runs, with one request in flight and none completing;
    * `complete 0` completes it, `kernel_log LINE` logs a kernel line.
@@ -30,7 +30,10 @@ interface WatchResult {
   detail: string;
 }
 
-async function watch(watchCase: WatchCase): Promise<WatchResult[]> {
+/** Every case judges a stall after 1 s (IO_STALL_SECONDS). */
+async function watch(
+  { connections = 2, receivers = 1, rescuerStallSeconds = 6, timeline }: WatchCase,
+): Promise<WatchResult[]> {
   const script = `
 set -e
 mount -t tmpfs none /tmp
@@ -38,8 +41,8 @@ mkdir -p /tmp/sys/nbd0
 mount --bind /tmp/sys /sys/block
 . "${LIB}"
 set +e
-IO_STALL_SECONDS=${watchCase.ioStallSeconds}
-RESCUER_STALL_SECONDS=${watchCase.rescuerStallSeconds}
+IO_STALL_SECONDS=1
+RESCUER_STALL_SECONDS=${rescuerStallSeconds}
 nbd_receivers() { cat /tmp/receivers; }
 nbd_receiver_stacks() { echo "receiver stacks"; }
 stall_report() { echo "stall report"; }
@@ -54,11 +57,11 @@ complete() {
   echo "$completed 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0" >/sys/block/nbd0/stat
   echo "$1 0" >/sys/block/nbd0/inflight
 }
-echo ${watchCase.receivers} >/tmp/receivers
+echo ${receivers} >/tmp/receivers
 complete 1
 io_watch_start
-echo ${watchCase.connections} >/tmp/io_watch.connections
-${watchCase.timeline}
+echo ${connections} >/tmp/io_watch.connections
+${timeline}
 io_watch_end
 `;
   const output = await new Deno.Command("unshare", { args: ["-m", "sh", "-c", script] }).output();
@@ -72,13 +75,9 @@ io_watch_end
 const outcomes = (results: WatchResult[]) => results.map(({ check, ok }) => [check, ok]);
 
 Deno.test("io_watch: a stall that began with a connection unread is allowed to its end, though the readers change", async () => {
-  // The 6.1 rescuer case: 1 of 2 connections read; the kernel's recovery starts the
-  // replacement connection's reader before the timeout requeues the stalled request.
+  // The 6.1 rescuer case: 1 of 2 connections read; then a second reader starts before the
+  // stalled request completes.
   const results = await watch({
-    connections: 2,
-    receivers: 1,
-    ioStallSeconds: 1,
-    rescuerStallSeconds: 6,
     timeline: "sleep 2.5; echo 2 >/tmp/receivers; sleep 1.5; complete 0; sleep 1",
   });
   assert.deepEqual(outcomes(results), [
@@ -89,9 +88,6 @@ Deno.test("io_watch: a stall that began with a connection unread is allowed to i
 
 Deno.test("io_watch: a stall with a connection unread fails after RESCUER_STALL_SECONDS", async () => {
   const results = await watch({
-    connections: 2,
-    receivers: 1,
-    ioStallSeconds: 1,
     rescuerStallSeconds: 3,
     timeline: "sleep 4.5",
   });
@@ -105,10 +101,7 @@ Deno.test("io_watch: a stall with a connection unread fails after RESCUER_STALL_
 
 Deno.test("io_watch: a stall with every connection read fails after IO_STALL_SECONDS", async () => {
   const results = await watch({
-    connections: 2,
     receivers: 2,
-    ioStallSeconds: 1,
-    rescuerStallSeconds: 6,
     // The readers drop after the stall is judged: it stays a failure, reported once.
     timeline: "sleep 2; echo 1 >/tmp/receivers; sleep 1",
   });
@@ -122,9 +115,6 @@ Deno.test("io_watch: a request timeout the kernel logs while the watch is paused
   // A scenario stops the server on purpose: held requests time out until the device is detached.
   const results = await watch({
     connections: 1,
-    receivers: 1,
-    ioStallSeconds: 1,
-    rescuerStallSeconds: 6,
     timeline:
       `io_watch_pause; sleep 1.5; kernel_log "${TIMEOUT_LINE}"; complete 0; io_watch_resume`,
   });
@@ -134,9 +124,6 @@ Deno.test("io_watch: a request timeout the kernel logs while the watch is paused
 Deno.test("io_watch: a request timeout the kernel logs after the watch resumes fails it", async () => {
   const results = await watch({
     connections: 1,
-    receivers: 1,
-    ioStallSeconds: 1,
-    rescuerStallSeconds: 6,
     timeline: `io_watch_pause; complete 0; io_watch_resume; kernel_log "${TIMEOUT_LINE}"`,
   });
   assert.deepEqual(outcomes(results), [["io_watch", false]]);

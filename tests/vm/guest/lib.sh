@@ -229,9 +229,8 @@ IO_STALL_SECONDS=10
 # A stall that the kernel was reading fewer connections than that when it reached
 # IO_STALL_SECONDS is allowed up to RESCUER_STALL_SECONDS and reported as
 # observe:io_watch_unread_connection; a longer one fails. The allowance holds for the rest of
-# that stall even when the count of readers changes: the kernel's recovery itself (a
-# replacement connection's reader starting) changes it before the timeout requeues the
-# stalled requests.
+# that stall even when the count of readers changes before it ends (the kernel's recovery
+# can change it: the server's replacement connection gets a reader of its own).
 RESCUER_STALL_SECONDS=45
 
 # io_watch_pause, io_watch_resume: around what a scenario does to the server on purpose
